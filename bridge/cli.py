@@ -1,0 +1,127 @@
+"""The ``rtbridge`` command line: ``serve``, ``agent``, ``bench``.
+
+Each subcommand builds :class:`bridge.config.Settings` (defaults < TOML < environment < flags)
+and hands it to the module that owns that job; this file only parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.config import Dialect, Settings, load_settings
+from bridge.errors import ConfigError
+
+__all__ = ["build_parser", "main"]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML config file (default: $RTBRIDGE_CONFIG)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rtbridge",
+        description="Telephony bridge for Realtime voice agents (SIP and WebRTC in, "
+        "Realtime WebSocket upstreams out).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the service (relay; local agent by default)")
+    _common(serve)
+    serve.add_argument("--host", help="address to bind HTTP/WebSocket (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, help="HTTP/WebSocket port (default 8080)")
+    serve.add_argument("--sip-port", type=int, help="SIP port (UDP and TCP); off when unset")
+    serve.add_argument("--upstream", metavar="URL", help="Realtime upstream ws:// or wss:// URL")
+    serve.add_argument(
+        "--upstream-dialect", choices=[d.value for d in Dialect], help="dialect of --upstream"
+    )
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS/WSS with this certificate")
+    serve.add_argument("--tls-key", metavar="FILE", help="private key for --tls-cert")
+    serve.add_argument(
+        "--ice-host",
+        action="append",
+        metavar="ADDR",
+        help="host address offered in WebRTC ICE candidates (repeatable)",
+    )
+
+    agent = sub.add_parser("agent", help="run the local reference Realtime agent alone")
+    _common(agent)
+    agent.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    agent.add_argument("--port", type=int, help="port (default 8765)")
+    agent.add_argument("--dialect", choices=[d.value for d in Dialect], help="wire dialect")
+    agent.add_argument(
+        "--formats",
+        help="comma-separated audio formats it accepts (pcm16,g711_ulaw,g711_alaw); "
+        "'pcm16' forces callers to transcode",
+    )
+
+    from bridge.bench import available_benchmarks
+
+    bench = sub.add_parser("bench", help="run a benchmark and print its figures")
+    _common(bench)
+    bench.add_argument("name", choices=available_benchmarks(), help="which benchmark")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--calls", type=int, help="concurrent calls (where it applies)")
+    bench.add_argument("--seconds", type=float, help="duration (where it applies)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    o: dict[str, dict[str, Any]] = {"server": {}, "upstream": {}, "agent": {}}
+    if args.command == "serve":
+        for flag, key in [
+            ("host", "host"),
+            ("http_port", "http_port"),
+            ("sip_port", "sip_port"),
+            ("tls_cert", "tls_cert"),
+            ("tls_key", "tls_key"),
+        ]:
+            if getattr(args, flag) is not None:
+                o["server"][key] = getattr(args, flag)
+        if args.upstream is not None:
+            o["upstream"]["url"] = args.upstream
+        if args.upstream_dialect is not None:
+            o["upstream"]["dialect"] = args.upstream_dialect
+    elif args.command == "agent":
+        for flag in ("host", "port", "dialect"):
+            if getattr(args, flag) is not None:
+                o["agent"][flag] = getattr(args, flag)
+        if args.formats:
+            o["agent"]["formats"] = [f.strip() for f in args.formats.split(",") if f.strip()]
+    return {k: v for k, v in o.items() if v}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings: Settings = load_settings(args.config, overrides=_overrides(args))
+    except ConfigError as exc:
+        print(f"rtbridge: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "serve":
+        from bridge.serve import serve
+
+        return serve(settings, ice_hosts=args.ice_host or [])
+    if args.command == "agent":
+        from bridge.agent import run_agent_forever
+
+        return run_agent_forever(settings.agent)
+    if args.command == "bench":
+        from bridge.bench import run_benchmark
+
+        result = run_benchmark(args.name, settings, args)
+        if args.json:
+            print(json.dumps(result, sort_keys=True))
+        else:
+            print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

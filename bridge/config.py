@@ -1,0 +1,193 @@
+"""rtbridge's one settings model and its one TOML config file.
+
+Every part of rtbridge reads its settings from :class:`Settings`. Sections are plain pydantic
+models; later parts (trunks, routes, agent profiles, webhooks) add their own section here rather
+than inventing a config of their own.
+
+Precedence, lowest first: built-in defaults < the TOML file (``--config FILE`` or
+``$RTBRIDGE_CONFIG``) < environment variables ``RTBRIDGE_<SECTION>__<FIELD>`` (for example
+``RTBRIDGE_SERVER__HTTP_PORT=8080``) < command-line flags.
+
+Secrets are never stored in the file: an upstream names the *environment variable* that holds
+its API key (``api_key_env``). ``RTBRIDGE_API_KEY`` is the server key for the relay and the
+control plane.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bridge.errors import ConfigError
+
+__all__ = [
+    "AgentSettings",
+    "Dialect",
+    "ServerSettings",
+    "Settings",
+    "UpstreamSettings",
+    "default_data_dir",
+    "load_settings",
+]
+
+ENV_PREFIX = "RTBRIDGE_"
+ENV_NESTED = "__"
+
+
+class Dialect(StrEnum):
+    """The Realtime dialect an upstream speaks (rtbridge's own clients always speak GA)."""
+
+    GA = "ga"
+    BETA = "beta"
+    XAI = "xai"
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rtbridge"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Section):
+    """The HTTP/WebSocket front (relay, later the control plane) and process-wide paths."""
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    sip_port: int | None = Field(default=None, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: str = "info"
+    log_json: bool = False
+
+
+class UpstreamSettings(_Section):
+    """Where Realtime sessions go. ``url = ""`` means: run the local agent in-process."""
+
+    url: str = ""
+    dialect: Dialect = Dialect.GA
+    model: str = "gpt-realtime"
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    send_queue: int = Field(default=256, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _ws_url(cls, v: str) -> str:
+        if v and not v.startswith(("ws://", "wss://")):
+            raise ValueError("upstream url must start with ws:// or wss://")
+        return v
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The upstream key, read from the environment variable this upstream names."""
+        if not self.api_key_env:
+            return None
+        return (environ if environ is not None else os.environ).get(self.api_key_env)
+
+
+class AgentSettings(_Section):
+    """The local reference agent (``rtbridge agent``, or in-process under ``serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    dialect: Dialect = Dialect.GA
+    formats: list[str] = Field(default_factory=lambda: ["pcm16", "g711_ulaw", "g711_alaw"])
+    api_key_env: str | None = None
+    tool_after_turns: int | None = Field(default=None, ge=1)
+    tool_name: str | None = None
+    tool_arguments: str = "{}"
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, v: list[str]) -> list[str]:
+        allowed = {"pcm16", "g711_ulaw", "g711_alaw"}
+        bad = [f for f in v if f not in allowed]
+        if bad or not v:
+            raise ValueError(f"formats must be a non-empty subset of {sorted(allowed)}; got {v}")
+        return v
+
+
+class Settings(_Section):
+    """All of rtbridge's settings. One instance is built at start-up and passed down."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``RTBRIDGE_SECTION__FIELD=value`` -> ``{"section": {"field": value}}`` (values as text;
+    pydantic converts them; JSON lists/objects are accepted for list and dict fields)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or ENV_NESTED not in key:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split(ENV_NESTED)
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        parsed: Any = value
+        if value[:1] in "[{":
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                parsed = value
+        node[path[-1]] = parsed
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            base[key] = _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build :class:`Settings` from defaults, the TOML file, the environment and overrides.
+
+    Raises :class:`ConfigError` naming the file and the offending field.
+    """
+    env = os.environ if environ is None else environ
+    if path is None and env.get("RTBRIDGE_CONFIG"):
+        path = env["RTBRIDGE_CONFIG"]
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
+    _merge(data, _env_overrides(env))
+    if overrides:
+        _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({source}): {problems}") from exc

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the real peers the test suite drives (SIPp, baresip, linphonec, tshark, sox,
+# espeak-ng, Chromium, openssl) from Debian when any is missing, and playwright-core from npm.
+# Called by `make test`; safe to run again (it installs nothing when all are present).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+need=()
+command -v sipp       >/dev/null || need+=(sip-tester)
+command -v baresip    >/dev/null || need+=(baresip-core)
+command -v linphonec  >/dev/null || need+=(linphone-cli)
+command -v tshark     >/dev/null || need+=(tshark)
+command -v sox        >/dev/null || need+=(sox)
+command -v espeak-ng  >/dev/null || need+=(espeak-ng)
+command -v chromium   >/dev/null || need+=(chromium)
+command -v openssl    >/dev/null || need+=(openssl)
+command -v ip         >/dev/null || need+=(iproute2)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing peers from Debian: ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# playwright-core drives Debian's Chromium (never a downloaded browser).
+if command -v npm >/dev/null && [ ! -d "$here/node_modules/playwright-core" ]; then
+  (cd "$here" && npm install --silent --no-audit --no-fund >/dev/null)
+fi
+echo "peers ready"

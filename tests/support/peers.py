@@ -1,0 +1,29 @@
+"""Finding the real peers tests drive (SIPp, baresip, Chromium, ...).
+
+On a developer machine that lacks a peer, a test skips and says which peer is missing. With
+``CI=true`` a missing peer fails the test instead: CI must never skip a peer test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+__all__ = ["in_ci", "require_peer"]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_peer(binary: str) -> str:
+    """Return the peer's path; skip (developer machine) or fail (CI) when it is missing."""
+    path = shutil.which(binary)
+    if path:
+        return path
+    msg = f"peer {binary!r} is not installed (run `bash tests/peers/install.sh`)"
+    if in_ci():
+        pytest.fail(msg + " and CI=true forbids skipping peer tests")
+    pytest.skip(msg)
