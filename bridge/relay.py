@@ -1,0 +1,142 @@
+"""The OpenAI-compatible WebSocket relay: ``GET /v1/realtime?model=M``.
+
+A client written for OpenAI connects here instead of ``wss://api.openai.com/v1/realtime``: it
+authenticates with the server key (``Authorization: Bearer`` or the browser subprotocol
+``openai-insecure-api-key.<key>``; the answer names subprotocol ``realtime``, which Chromium
+requires) and gets a session on the configured upstream, translated between GA and the
+upstream's dialect by :class:`~bridge.upstream.UpstreamSession`.
+
+Handshake failures are HTTP errors with OpenAI's error body, sent before the WebSocket opens:
+401 without or with a wrong key, 400 for a malformed request, 502/503 when the upstream cannot
+be reached (503 when a retry may help). After the handshake, a bad client frame gets an
+``error`` event and the session goes on; an upstream that goes away closes the client with
+1011 and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketState
+
+from bridge.apikeys import ServerKey, key_from_request
+from bridge.config import Settings
+from bridge.errors import ProtocolError, UpstreamError
+from bridge.realtime import wire
+from bridge.upstream import UpstreamSession
+
+__all__ = ["error_body", "router"]
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def error_body(message: str, *, type_: str = "invalid_request_error", code: str | None = None,
+               param: str | None = None) -> dict[str, Any]:
+    """OpenAI's HTTP error shape."""
+    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
+
+
+def error_event(exc: ProtocolError) -> str:
+    return wire.dumps(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "code": exc.code,
+                "message": str(exc),
+                "param": exc.param,
+            },
+        }
+    )
+
+
+async def _deny(ws: WebSocket, status: int, body: dict[str, Any]) -> None:
+    await ws.send_denial_response(JSONResponse(body, status_code=status))
+
+
+@router.websocket("/v1/realtime")
+async def realtime(ws: WebSocket) -> None:
+    settings: Settings = ws.app.state.settings
+    server_key: ServerKey = ws.app.state.server_key
+    subprotocols: list[str] = list(ws.scope.get("subprotocols") or [])
+    key = key_from_request(ws.headers, subprotocols)
+    if key is None:
+        await _deny(ws, 401, error_body(
+            "Missing API key: send 'Authorization: Bearer <key>' or the subprotocol "
+            "'openai-insecure-api-key.<key>'.", code="missing_api_key"))
+        return
+    if not server_key.matches(key):
+        await _deny(ws, 401, error_body("Incorrect API key provided.", code="invalid_api_key"))
+        return
+    params = ws.query_params
+    if "call_id" in params:
+        await _deny(ws, 404, error_body(
+            f"No live call with id {params['call_id']!r}.", code="call_not_found",
+            param="call_id"))
+        return
+    model = params.get("model") or None
+
+    upstream = UpstreamSession(ws.app.state.upstream_settings, model=model)
+    try:
+        await upstream.connect()
+    except UpstreamError as exc:
+        log.warning("relay: upstream unavailable: %s", exc)
+        await _deny(ws, 503 if exc.retryable else 502, error_body(
+            f"Upstream unavailable: {exc}", type_="server_error", code="upstream_unavailable"))
+        return
+
+    await ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
+    try:
+        await _pump(ws, upstream)
+    finally:
+        await upstream.close()
+
+
+async def _pump(ws: WebSocket, upstream: UpstreamSession) -> None:
+    """Client <-> upstream until either side ends; then the other side is closed."""
+
+    async def client_to_upstream() -> None:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            text = msg.get("text")
+            if text is None:
+                await ws.send_text(error_event(ProtocolError(
+                    "binary frames are not part of the Realtime protocol; send JSON text",
+                    code="invalid_json")))
+                continue
+            try:
+                await upstream.send_frame(text)
+            except ProtocolError as exc:
+                await ws.send_text(error_event(exc))
+
+    async def upstream_to_client() -> tuple[int, str]:
+        try:
+            async for frame in upstream.frames():
+                await ws.send_text(frame)
+        except UpstreamError as exc:
+            log.info("relay: upstream ended: %s", exc)
+            return 1011, str(exc)[:120]
+        return 1000, "upstream closed the session"
+
+    up_task = asyncio.create_task(upstream_to_client())
+    down_task = asyncio.create_task(client_to_upstream())
+    done, _ = await asyncio.wait({up_task, down_task}, return_when=asyncio.FIRST_COMPLETED)
+    if up_task in done:
+        down_task.cancel()
+        code, reason = up_task.result() if not up_task.exception() else (1011, "relay error")
+        if ws.client_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await ws.close(code=code, reason=reason)
+    else:
+        up_task.cancel()
+    for task in (up_task, down_task):
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+            await task

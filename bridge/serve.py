@@ -1,0 +1,107 @@
+"""``rtbridge serve``: the service process.
+
+Starts, in one event loop: the local reference agent when no upstream is configured, the
+HTTP/WebSocket app (relay, and later the control plane) under uvicorn, with TLS when given a
+certificate, and SIP when a SIP port is set. It prints where it listens and where the server
+key is, never the key itself. SIGINT/SIGTERM stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from typing import Any
+
+import uvicorn
+
+from bridge.apikeys import resolve_server_key
+from bridge.app import create_app
+from bridge.config import Settings, UpstreamSettings
+from bridge.logs import setup_logging
+
+__all__ = ["serve"]
+
+log = logging.getLogger("rtbridge")
+
+
+def serve(settings: Settings, *, ice_hosts: list[str] | None = None) -> int:
+    setup_logging(settings.server.log_level, settings.server.log_json)
+    try:
+        return asyncio.run(_serve(settings, ice_hosts or []))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
+    srv = settings.server
+    if (srv.tls_cert is None) != (srv.tls_key is None):
+        print("rtbridge: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    server_key = resolve_server_key(srv.data_dir)
+
+    async with contextlib.AsyncExitStack() as stack:
+        upstream: UpstreamSettings = settings.upstream
+        upstream_label = f"{upstream.url} ({upstream.dialect.value})"
+        if not upstream.url:
+            from bridge.agent import LocalAgent
+
+            agent_settings = settings.agent.model_copy(update={"host": "127.0.0.1", "port": 0})
+            agent = await stack.enter_async_context(LocalAgent(agent_settings))
+            upstream = upstream.model_copy(
+                update={"url": agent.url, "dialect": agent_settings.dialect, "api_key_env": None}
+            )
+            upstream_label = f"local agent {agent.url} ({agent_settings.dialect.value})"
+
+        app = create_app(settings, server_key, upstream=upstream)
+        app.state.ice_hosts = ice_hosts
+        config_kwargs: dict[str, Any] = {}
+        if srv.tls_cert is not None and srv.tls_key is not None:
+            config_kwargs.update(ssl_certfile=str(srv.tls_cert), ssl_keyfile=str(srv.tls_key))
+        config = uvicorn.Config(
+            app,
+            host=srv.host,
+            port=srv.http_port,
+            log_level=srv.log_level,
+            log_config=None,  # keep our handlers (and their secret filter)
+            ws_max_size=16 * 1024 * 1024,
+            ws_per_message_deflate=False,
+            lifespan="on",
+            **config_kwargs,
+        )
+        server = uvicorn.Server(config)
+        banner = asyncio.create_task(
+            _announce(server, settings, upstream_label, server_key.path, tls=bool(config_kwargs))
+        )
+        try:
+            await server.serve()
+        finally:
+            banner.cancel()
+    return 0
+
+
+async def _announce(
+    server: uvicorn.Server,
+    settings: Settings,
+    upstream_label: str,
+    key_path: object,
+    *,
+    tls: bool,
+) -> None:
+    while not server.started:
+        await asyncio.sleep(0.05)
+    host, port = settings.server.host, settings.server.http_port
+    for s in server.servers:
+        for sock in s.sockets:
+            host, port = sock.getsockname()[:2]
+            break
+    http, ws = ("https", "wss") if tls else ("http", "ws")
+    lines = [
+        f"rtbridge listening on {http}://{host}:{port}",
+        f"  Realtime relay: {ws}://{host}:{port}/v1/realtime",
+        f"  upstream: {upstream_label}",
+        "  server key: "
+        + (f"stored in {key_path} (owner-only)" if key_path else "from $RTBRIDGE_API_KEY"),
+    ]
+    print("\n".join(lines), flush=True)

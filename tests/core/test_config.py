@@ -1,0 +1,61 @@
+"""The one settings model: defaults, TOML, environment overrides, precise errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import Dialect, load_settings
+from bridge.errors import ConfigError
+
+
+def test_defaults_run_the_local_agent() -> None:
+    s = load_settings(environ={})
+    assert s.upstream.url == ""  # empty: serve starts the local agent in-process
+    assert s.server.host == "127.0.0.1"
+    assert s.agent.formats == ["pcm16", "g711_ulaw", "g711_alaw"]
+
+
+def test_toml_then_env_then_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "rtbridge.toml"
+    cfg.write_text(
+        '[server]\nhttp_port = 9000\n[upstream]\nurl = "wss://example.invalid/v1/realtime"\n'
+        'dialect = "xai"\napi_key_env = "XAI_API_KEY"\n'
+    )
+    env = {"RTBRIDGE_SERVER__HTTP_PORT": "9001", "RTBRIDGE_AGENT__FORMATS": '["pcm16"]'}
+    s = load_settings(cfg, environ=env, overrides={"server": {"host": "0.0.0.0"}})
+    assert s.server.http_port == 9001
+    assert s.server.host == "0.0.0.0"
+    assert s.upstream.dialect is Dialect.XAI
+    assert s.agent.formats == ["pcm16"]
+    assert s.upstream.api_key({"XAI_API_KEY": "xai-secret"}) == "xai-secret"
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[agent]\nport = 7000\n")
+    assert load_settings(environ={"RTBRIDGE_CONFIG": str(cfg)}).agent.port == 7000
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[server]\nhttp_port = 70000\n", "server.http_port"),
+        ('[upstream]\nurl = "http://x"\n', "upstream.url"),
+        ("[server]\nbogus = 1\n", "server.bogus"),
+        ('[agent]\nformats = ["opus"]\n', "agent.formats"),
+        ("[server\n", "invalid TOML"),
+    ],
+)
+def test_errors_name_the_field(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, environ={})
+    assert needle in str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
