@@ -1,0 +1,72 @@
+"""Starting the real ``rtbridge`` command in a subprocess, as a user would, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+__all__ = ["RTBRIDGE", "run_rtbridge"]
+
+RTBRIDGE = str(Path(sys.executable).with_name("rtbridge"))
+_LISTEN = re.compile(rb"listening on (\S+)")
+
+
+@contextlib.asynccontextmanager
+async def run_rtbridge(
+    *args: str, env: Mapping[str, str] | None = None, ready_timeout: float = 30.0
+) -> AsyncIterator[str]:
+    """Run ``rtbridge ARGS`` until it prints ``listening on URL``; yield that URL.
+
+    stderr is collected and shown if the process fails to start. The process gets SIGTERM
+    on exit and must stop by itself.
+    """
+    full_env = {**os.environ, **(env or {})}
+    proc = await asyncio.create_subprocess_exec(
+        RTBRIDGE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=full_env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr_chunks: list[bytes] = []
+
+    async def drain_stderr() -> None:
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.read(4096):
+            stderr_chunks.append(chunk)
+
+    err_task = asyncio.create_task(drain_stderr())
+    url = None
+    try:
+        async with asyncio.timeout(ready_timeout):
+            while line := await proc.stdout.readline():
+                if m := _LISTEN.search(line):
+                    url = m.group(1).decode()
+                    break
+    except TimeoutError:
+        pass
+    if url is None:
+        proc.kill()
+        await proc.wait()
+        await err_task
+        raise RuntimeError(
+            f"rtbridge {' '.join(args)} did not start (exit {proc.returncode}):\n"
+            + b"".join(stderr_chunks).decode(errors="replace")[-3000:]
+        )
+    out_task = asyncio.create_task(proc.stdout.read())
+    try:
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        out_task.cancel()
+        await err_task
