@@ -25,7 +25,6 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from bridge.apikeys import ServerKey, key_from_request
-from bridge.config import Settings
 from bridge.errors import ProtocolError, UpstreamError
 from bridge.realtime import wire
 from bridge.upstream import UpstreamSession
@@ -36,8 +35,13 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def error_body(message: str, *, type_: str = "invalid_request_error", code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    code: str | None = None,
+    param: str | None = None,
+) -> dict[str, Any]:
     """OpenAI's HTTP error shape."""
     return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
@@ -62,23 +66,34 @@ async def _deny(ws: WebSocket, status: int, body: dict[str, Any]) -> None:
 
 @router.websocket("/v1/realtime")
 async def realtime(ws: WebSocket) -> None:
-    settings: Settings = ws.app.state.settings
     server_key: ServerKey = ws.app.state.server_key
     subprotocols: list[str] = list(ws.scope.get("subprotocols") or [])
     key = key_from_request(ws.headers, subprotocols)
     if key is None:
-        await _deny(ws, 401, error_body(
-            "Missing API key: send 'Authorization: Bearer <key>' or the subprotocol "
-            "'openai-insecure-api-key.<key>'.", code="missing_api_key"))
+        await _deny(
+            ws,
+            401,
+            error_body(
+                "Missing API key: send 'Authorization: Bearer <key>' or the subprotocol "
+                "'openai-insecure-api-key.<key>'.",
+                code="missing_api_key",
+            ),
+        )
         return
     if not server_key.matches(key):
         await _deny(ws, 401, error_body("Incorrect API key provided.", code="invalid_api_key"))
         return
     params = ws.query_params
     if "call_id" in params:
-        await _deny(ws, 404, error_body(
-            f"No live call with id {params['call_id']!r}.", code="call_not_found",
-            param="call_id"))
+        await _deny(
+            ws,
+            404,
+            error_body(
+                f"No live call with id {params['call_id']!r}.",
+                code="call_not_found",
+                param="call_id",
+            ),
+        )
         return
     model = params.get("model") or None
 
@@ -87,8 +102,13 @@ async def realtime(ws: WebSocket) -> None:
         await upstream.connect()
     except UpstreamError as exc:
         log.warning("relay: upstream unavailable: %s", exc)
-        await _deny(ws, 503 if exc.retryable else 502, error_body(
-            f"Upstream unavailable: {exc}", type_="server_error", code="upstream_unavailable"))
+        await _deny(
+            ws,
+            503 if exc.retryable else 502,
+            error_body(
+                f"Upstream unavailable: {exc}", type_="server_error", code="upstream_unavailable"
+            ),
+        )
         return
 
     await ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
@@ -108,9 +128,14 @@ async def _pump(ws: WebSocket, upstream: UpstreamSession) -> None:
                 return
             text = msg.get("text")
             if text is None:
-                await ws.send_text(error_event(ProtocolError(
-                    "binary frames are not part of the Realtime protocol; send JSON text",
-                    code="invalid_json")))
+                await ws.send_text(
+                    error_event(
+                        ProtocolError(
+                            "binary frames are not part of the Realtime protocol; send JSON text",
+                            code="invalid_json",
+                        )
+                    )
+                )
                 continue
             try:
                 await upstream.send_frame(text)

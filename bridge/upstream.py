@@ -217,7 +217,7 @@ class UpstreamSession:
                 self.stats.frames_sent += 1
         except ConnectionClosed as exc:
             self._write_error = exc
-        except Exception as exc:  # noqa: BLE001 - recorded, surfaced on the next send
+        except Exception as exc:
             self._write_error = exc
             log.warning("upstream writer stopped: %s", exc)
 

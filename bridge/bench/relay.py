@@ -33,9 +33,7 @@ __all__ = ["run"]
 
 KEY = "rtb_bench_relay"
 APPEND = (
-    '{"type":"input_audio_buffer.append","audio":"'
-    + base64.b64encode(bytes(960)).decode()
-    + '"}'
+    '{"type":"input_audio_buffer.append","audio":"' + base64.b64encode(bytes(960)).decode() + '"}'
 )
 DELTA = (
     '{"type":"response.output_audio.delta","event_id":"event_1","response_id":"resp_1",'
@@ -97,9 +95,18 @@ async def _measure(dialect: str, appends: int, deltas: int, pings: int) -> dict[
         up_url = f"ws://127.0.0.1:{up_port}/v1/realtime"
         env = {**os.environ, "RTBRIDGE_API_KEY": KEY, "RTBRIDGE_SERVER__LOG_LEVEL": "warning"}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge.cli", "serve", "--http-port", "0",
-            "--upstream", up_url, "--upstream-dialect", dialect,
-            stdout=asyncio.subprocess.PIPE, env=env,
+            sys.executable,
+            "-m",
+            "bridge.cli",
+            "serve",
+            "--http-port",
+            "0",
+            "--upstream",
+            up_url,
+            "--upstream-dialect",
+            dialect,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
         )
         assert proc.stdout is not None
         try:
@@ -110,7 +117,9 @@ async def _measure(dialect: str, appends: int, deltas: int, pings: int) -> dict[
                 await _ping_pong(direct, up, 50)
                 direct_lat = await _ping_pong(direct, up, pings)
             async with connect(
-                relay_url + "/v1/realtime", compression=None, max_size=None,
+                relay_url + "/v1/realtime",
+                compression=None,
+                max_size=None,
                 additional_headers={"Authorization": f"Bearer {KEY}"},
             ) as ws:
                 await ws.recv()
@@ -152,7 +161,10 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     del settings
     scale = max(0.1, (args.seconds or 10) / 10)
     appends, deltas, pings = int(20000 * scale), int(5000 * scale), int(1000 * scale)
-    result: dict[str, Any] = {"benchmark": "relay", "cpu_clock_ticks_per_s": os.sysconf("SC_CLK_TCK")}
+    result: dict[str, Any] = {
+        "benchmark": "relay",
+        "cpu_clock_ticks_per_s": os.sysconf("SC_CLK_TCK"),
+    }
     for dialect in ("ga", "beta"):
         result[dialect] = asyncio.run(_measure(dialect, appends, deltas, pings))
     return result

@@ -73,11 +73,7 @@ def append_frame(audio: bytes, event_id: str | None = None) -> str:
     if not event_id.isascii() or '"' in event_id or "\\" in event_id:
         raise LocalProtocolError("event_id must be plain ASCII without quotes or backslashes")
     return (
-        '{"type":"input_audio_buffer.append","event_id":"'
-        + event_id
-        + '","audio":"'
-        + b64
-        + '"}'
+        '{"type":"input_audio_buffer.append","event_id":"' + event_id + '","audio":"' + b64 + '"}'
     )
 
 

@@ -22,8 +22,13 @@ from bridge.logs import SecretFilter, redact_secrets
 def test_redaction(secret_text: str) -> None:
     out = redact_secrets(secret_text)
     assert "[redacted]" in out
-    for token in ("sk-proj-abcdefghijkl", "ek_1234567890abcdef", "rtb_AAAA", "hunter2",
-                  "0123456789abcdef"):
+    for token in (
+        "sk-proj-abcdefghijkl",
+        "ek_1234567890abcdef",
+        "rtb_AAAA",
+        "hunter2",
+        "0123456789abcdef",
+    ):
         assert token not in out
 
 

@@ -27,8 +27,12 @@ def test_append_frame_refuses_unsafe_event_id() -> None:
 
 @pytest.mark.parametrize(
     ("frame", "code"),
-    [("{", "invalid_json"), ("[1]", "invalid_json"), ('{"x":1}', "missing_required_parameter"),
-     ('{"type":5}', "missing_required_parameter")],
+    [
+        ("{", "invalid_json"),
+        ("[1]", "invalid_json"),
+        ('{"x":1}', "missing_required_parameter"),
+        ('{"type":5}', "missing_required_parameter"),
+    ],
 )
 def test_loads_errors(frame: str, code: str) -> None:
     with pytest.raises(RemoteProtocolError) as err:
@@ -46,6 +50,8 @@ def test_redact_hides_audio_not_text() -> None:
     assert wire.redact(delta)["delta"] == "<4000 chars base64>"
     text = {"type": "response.output_text.delta", "delta": "hello"}
     assert wire.redact(text)["delta"] == "hello"
-    item = {"type": "conversation.item.create",
-            "item": {"content": [{"type": "input_audio", "audio": "QUJD"}]}}
+    item = {
+        "type": "conversation.item.create",
+        "item": {"content": [{"type": "input_audio", "audio": "QUJD"}]},
+    }
     assert wire.redact(item)["item"]["content"][0]["audio"] == "<4 chars base64>"

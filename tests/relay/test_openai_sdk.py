@@ -35,9 +35,14 @@ async def service(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     async with (
         run_rtbridge("agent", "--port", str(agent_port), "--dialect", dialect, env=env),
         run_rtbridge(
-            "serve", "--http-port", str(free_port()),
-            "--upstream", f"ws://127.0.0.1:{agent_port}/v1/realtime",
-            "--upstream-dialect", dialect, env=env,
+            "serve",
+            "--http-port",
+            str(free_port()),
+            "--upstream",
+            f"ws://127.0.0.1:{agent_port}/v1/realtime",
+            "--upstream-dialect",
+            dialect,
+            env=env,
         ) as url,
     ):
         yield url
@@ -50,15 +55,19 @@ async def test_parrot_round_trip_through_openai_sdk(service: str) -> None:
     received = bytearray()
     seen: list[str] = []
     async with client.realtime.connect(model="gpt-realtime") as conn:
-        await conn.session.update(session={
-            "type": "realtime",
-            "instructions": "Repeat after me.",
-            "audio": {
-                "input": {"format": {"type": "audio/pcm", "rate": 24000},
-                          "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}},
-                "output": {"format": {"type": "audio/pcm", "rate": 24000}},
-            },
-        })
+        await conn.session.update(
+            session={
+                "type": "realtime",
+                "instructions": "Repeat after me.",
+                "audio": {
+                    "input": {
+                        "format": {"type": "audio/pcm", "rate": 24000},
+                        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+                    },
+                    "output": {"format": {"type": "audio/pcm", "rate": 24000}},
+                },
+            }
+        )
         async with asyncio.timeout(60):
             async for event in conn:
                 seen.append(event.type)
@@ -66,7 +75,9 @@ async def test_parrot_round_trip_through_openai_sdk(service: str) -> None:
                     break
             pcm = np.concatenate([utterance, silence]).tobytes()
             for i in range(0, len(pcm), 960):  # 20 ms appends
-                await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[i:i + 960]).decode())
+                await conn.input_audio_buffer.append(
+                    audio=base64.b64encode(pcm[i : i + 960]).decode()
+                )
             async for event in conn:
                 seen.append(event.type)
                 if event.type == "response.output_audio.delta":
@@ -74,8 +85,13 @@ async def test_parrot_round_trip_through_openai_sdk(service: str) -> None:
                 elif event.type == "response.done":
                     break
     assert seen[0] == "session.created"
-    for expected in ("input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
-                     "response.created", "response.output_audio.delta", "response.done"):
+    for expected in (
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "response.created",
+        "response.output_audio.delta",
+        "response.done",
+    ):
         assert expected in seen, (expected, seen)
     got = np.frombuffer(bytes(received), dtype=np.int16)
     assert len(got) >= len(utterance) * 0.9

@@ -63,8 +63,9 @@ async def test_unknown_events_and_fields_pass_unchanged(
     relay: tuple[str, ScriptedUpstream],
 ) -> None:
     url, up = relay
-    async with connect(url + "?model=m1", additional_headers={"Authorization": f"Bearer {KEY}"},
-                       compression=None) as ws:
+    async with connect(
+        url + "?model=m1", additional_headers={"Authorization": f"Bearer {KEY}"}, compression=None
+    ) as ws:
         client_frames = [
             '{"type":"session.update","session":{"type":"realtime","x_vendor":{"a":1}}}',
             '{"type":"vendor.custom_event","payload":[1,2,3],"event_id":"e1"}',
@@ -126,8 +127,10 @@ async def test_unreachable_upstream_is_503(tmp_path: Path) -> None:
     app = create_app(settings, ServerKey(KEY), upstream=dead)
     async with run_app(app) as base:
         with pytest.raises(InvalidStatus) as err:
-            async with connect(base.replace("http", "ws") + "/v1/realtime",
-                               additional_headers={"Authorization": f"Bearer {KEY}"}):
+            async with connect(
+                base.replace("http", "ws") + "/v1/realtime",
+                additional_headers={"Authorization": f"Bearer {KEY}"},
+            ):
                 pass
         assert err.value.response.status_code == 503
         assert "Upstream unavailable" in json.loads(err.value.response.body)["error"]["message"]

@@ -8,8 +8,9 @@ from numpy.typing import NDArray
 __all__ = ["best_correlation", "voiced_signal"]
 
 
-def voiced_signal(seconds: float = 1.2, rate: int = 24000, f0: float = 140.0,
-                  seed: int = 1) -> NDArray[np.int16]:
+def voiced_signal(
+    seconds: float = 1.2, rate: int = 24000, f0: float = 140.0, seed: int = 1
+) -> NDArray[np.int16]:
     """A harmonic-rich, pitch-gliding pulse train with a syllabic envelope (speech-like).
 
     Unlike a steady tone it has a unique alignment, so correlation proves fidelity.
@@ -37,5 +38,5 @@ def best_correlation(sent: NDArray[np.int16], got: NDArray[np.int16]) -> float:
     corr = np.fft.irfft(np.fft.rfft(b, n) * np.conj(np.fft.rfft(a, n)), n)[: len(b) - len(a) + 1]
     energy_a = np.sqrt(np.sum(a * a))
     csum = np.concatenate([[0.0], np.cumsum(b * b)])
-    window = np.sqrt(np.maximum(csum[len(a):] - csum[: len(b) - len(a) + 1], 1e-9))
+    window = np.sqrt(np.maximum(csum[len(a) :] - csum[: len(b) - len(a) + 1], 1e-9))
     return float(np.max(corr / (energy_a * window)))

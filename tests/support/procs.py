@@ -28,7 +28,10 @@ async def run_rtbridge(
     """
     full_env = {**os.environ, **(env or {})}
     proc = await asyncio.create_subprocess_exec(
-        RTBRIDGE, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        RTBRIDGE,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env=full_env,
     )
     assert proc.stdout is not None and proc.stderr is not None

@@ -25,8 +25,15 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 @contextlib.asynccontextmanager
 async def run_app(app: FastAPI, **config: object) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 (port 0) and yield ``http://127.0.0.1:PORT``."""
-    cfg = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                         ws_per_message_deflate=False, **config)  # type: ignore[arg-type]
+    cfg = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        ws_per_message_deflate=False,
+        **config,
+    )  # type: ignore[arg-type]
     server = uvicorn.Server(cfg)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -1,0 +1,57 @@
+"""Call records: every call has a row and an ordered event log, readable while written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.records import CallStore
+
+
+def test_call_lifecycle_and_event_log(tmp_path: Path) -> None:
+    store = CallStore(tmp_path / "calls.db")
+    store.call_offered(
+        "c1",
+        direction="inbound",
+        leg="sip",
+        from_uri="sip:alice@127.0.0.1",
+        to_uri="sip:bot@127.0.0.1",
+        trunk="local",
+        profile="default",
+    )
+    store.update_call(
+        "c1", state="answered", answered_at=2.0, codec="PCMA", session_format="audio/pcma"
+    )
+    store.log_event("c1", "dtmf", {"digit": "1", "duration_ms": 100})
+    store.log_event("c1", "transcript.agent", {"text": "héllo"})
+    store.call_ended("c1", reason="remote_bye", sip_status=200, stats={"rtp_in": 350})
+    store.flush()
+
+    rec = store.get_call("c1")
+    assert rec is not None
+    assert (rec.state, rec.end_reason, rec.sip_status, rec.codec) == (
+        "ended",
+        "remote_bye",
+        200,
+        "PCMA",
+    )
+    assert rec.stats == {"rtp_in": 350}
+    events = store.events("c1")
+    assert [(e.seq, e.kind) for e in events] == [(1, "dtmf"), (2, "transcript.agent")]
+    assert events[1].data == {"text": "héllo"}
+    assert [e.kind for e in store.events("c1", after_seq=1)] == ["transcript.agent"]
+    store.close()
+
+    reopened = CallStore(tmp_path / "calls.db")  # nothing written is lost on restart
+    assert reopened.get_call("c1") is not None
+    assert len(reopened.events("c1")) == 2
+    assert [r.call_id for r in reopened.list_calls(state="ended")] == ["c1"]
+    reopened.close()
+
+
+def test_unknown_field_is_refused(tmp_path: Path) -> None:
+    store = CallStore(tmp_path / "calls.db")
+    with pytest.raises(ValueError, match="bogus"):
+        store.update_call("c1", bogus=1)
+    store.close()
