@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bridge.errors import ConfigError
 
@@ -68,6 +68,12 @@ class ServerSettings(_Section):
     tls_key: Path | None = None
     log_level: str = "info"
     log_json: bool = False
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key (--tls-cert/--tls-key) go together")
+        return self
 
 
 class UpstreamSettings(_Section):

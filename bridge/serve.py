@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from typing import Any
 
 import uvicorn
@@ -36,9 +35,6 @@ def serve(settings: Settings, *, ice_hosts: list[str] | None = None) -> int:
 
 async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
     srv = settings.server
-    if (srv.tls_cert is None) != (srv.tls_key is None):
-        print("rtbridge: --tls-cert and --tls-key go together", file=sys.stderr)
-        return 2
     server_key = resolve_server_key(srv.data_dir)
 
     async with contextlib.AsyncExitStack() as stack:
