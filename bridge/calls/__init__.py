@@ -1,0 +1,1 @@
+"""Calls: the call manager, the legs (SIP, WebRTC) and what joins them to agent sessions."""
