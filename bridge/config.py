@@ -27,9 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bridge.errors import ConfigError
 
 __all__ = [
+    "AgentProfile",
     "AgentSettings",
+    "CallSettings",
     "Dialect",
+    "DtmfPolicy",
+    "Route",
     "ServerSettings",
+    "SessionFormat",
     "Settings",
     "UpstreamSettings",
     "default_data_dir",
@@ -123,12 +128,140 @@ class AgentSettings(_Section):
         return v
 
 
+class SessionFormat(StrEnum):
+    """The agent session's audio format. ``auto``: G.711 pass-through when the upstream takes
+    the trunk's codec (no resampling at all), else PCM16 24 kHz (transcoding)."""
+
+    AUTO = "auto"
+    PCM16 = "pcm16"
+    G711_ULAW = "g711_ulaw"
+    G711_ALAW = "g711_alaw"
+
+
+class DtmfPolicy(_Section):
+    """What a caller's keypad digits do (the call-control issue acts on ``mode``/``actions``).
+
+    ``message``: each digit goes to the agent as a user message; ``collect``: digits are
+    gathered until ``terminator`` or ``timeout_ms`` and sent as one message; ``off``: only
+    logged. ``actions`` maps a digit to ``hangup``, ``mute`` or ``transfer:<target>``.
+    """
+
+    mode: str = Field(default="message", pattern="^(message|collect|off)$")
+    terminator: str = "#"
+    timeout_ms: int = Field(default=3000, ge=100)
+    actions: dict[str, str] = Field(default_factory=dict)
+
+
+class AgentProfile(_Section):
+    """Who answers a call and how: upstream, model, instructions, voice, tools, limits."""
+
+    upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
+    instructions: str | None = None
+    voice: str | None = None
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    session_format: SessionFormat = SessionFormat.AUTO
+    greeting: str | None = None
+    dtmf: DtmfPolicy = Field(default_factory=DtmfPolicy)
+    max_duration_s: float = Field(default=3600.0, gt=0)
+    telephony_tools: bool = False
+    transfer_targets: list[str] = Field(default_factory=list)
+    dial_targets: list[str] = Field(default_factory=list)
+
+    def may_transfer_to(self, target: str) -> bool:
+        return _matches_any(target, self.transfer_targets)
+
+    def may_dial(self, target: str) -> bool:
+        return _matches_any(target, self.dial_targets)
+
+
+def _matches_any(value: str, patterns: list[str]) -> bool:
+    """Shell-style patterns (``sip:*@pbx.example.com``, ``tel:+1555*``); no pattern, no match."""
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(value, p) for p in patterns)
+
+
+class Route(_Section):
+    """Maps inbound calls to an agent profile; the first route that matches wins.
+
+    ``trunk`` is a trunk name; ``to``/``from_`` are shell-style patterns on the called and
+    calling URI (``sip:support@*``, ``*+1555*``). A field left empty matches anything.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = ""
+    trunk: str | None = None
+    to: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    profile: str = "default"
+
+    def matches(self, *, trunk: str | None, to_uri: str, from_uri: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        return (
+            (self.trunk is None or self.trunk == trunk)
+            and (self.to is None or fnmatchcase(to_uri, self.to))
+            and (self.from_ is None or fnmatchcase(from_uri, self.from_))
+        )
+
+
+class CallSettings(_Section):
+    """Limits and media sockets for calls (SIP and WebRTC)."""
+
+    max_calls: int = Field(default=500, ge=1)
+    rtp_host: str = "127.0.0.1"
+    rtp_advertise: str | None = None  # address put in SDP (a public address behind NAT)
+    rtp_port_min: int = Field(default=20000, ge=1024, le=65534)
+    rtp_port_max: int = Field(default=30000, ge=1025, le=65535)
+    rtp_timeout_s: float = Field(default=30.0, gt=0)
+    rtcp_interval_s: float = Field(default=5.0, gt=0)
+    upstream_reconnect_window_s: float = Field(default=5.0, ge=0)
+    session_ready_timeout_s: float = Field(default=10.0, gt=0)
+    retry_after_s: int = Field(default=30, ge=1)
+    codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA", "G722", "opus"])
+    records_db: Path | None = None  # default: <server.data_dir>/calls.db
+
+    @model_validator(mode="after")
+    def _range(self) -> CallSettings:
+        if self.rtp_port_max - self.rtp_port_min < 2:
+            raise ValueError("rtp_port_min..rtp_port_max must hold at least one even/odd pair")
+        return self
+
+
+def _default_profiles() -> dict[str, AgentProfile]:
+    return {"default": AgentProfile()}
+
+
 class Settings(_Section):
     """All of rtbridge's settings. One instance is built at start-up and passed down."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    calls: CallSettings = Field(default_factory=CallSettings)
+    profiles: dict[str, AgentProfile] = Field(default_factory=_default_profiles)
+    routes: list[Route] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _routes_name_profiles(self) -> Settings:
+        if "default" not in self.profiles:
+            self.profiles["default"] = AgentProfile()
+        for i, route in enumerate(self.routes):
+            if route.profile not in self.profiles:
+                raise ValueError(f"routes[{i}] names unknown profile {route.profile!r}")
+        return self
+
+    def route(self, *, trunk: str | None, to_uri: str, from_uri: str) -> tuple[str, AgentProfile]:
+        """The profile for an inbound call: the first matching route, else ``default``."""
+        for route in self.routes:
+            if route.matches(trunk=trunk, to_uri=to_uri, from_uri=from_uri):
+                return route.profile, self.profiles[route.profile]
+        return "default", self.profiles["default"]
+
+    @property
+    def records_path(self) -> Path:
+        return self.calls.records_db or self.server.data_dir / "calls.db"
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

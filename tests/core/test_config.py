@@ -59,3 +59,36 @@ def test_errors_name_the_field(tmp_path: Path, text: str, needle: str) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_routes_pick_profiles_first_match_wins(tmp_path: Path) -> None:
+    cfg = tmp_path / "routes.toml"
+    cfg.write_text(
+        """
+[profiles.sales]
+instructions = "You sell."
+dial_targets = ["sip:*@pbx.example.com", "tel:+1555*"]
+[profiles.sales.upstream]
+url = "wss://api.x.ai/v1/realtime"
+dialect = "xai"
+api_key_env = "XAI_API_KEY"
+
+[[routes]]
+trunk = "carrier"
+to = "*+15550100*"
+profile = "sales"
+"""
+    )
+    s = load_settings(cfg, environ={})
+    name, prof = s.route(trunk="carrier", to_uri="sip:+15550100@1.2.3.4", from_uri="sip:x@y")
+    assert name == "sales" and prof.upstream.dialect is Dialect.XAI
+    assert s.route(trunk="other", to_uri="sip:+15550100@h", from_uri="sip:x@y")[0] == "default"
+    assert prof.may_dial("tel:+15551234") and prof.may_dial("sip:42@pbx.example.com")
+    assert not prof.may_dial("tel:+4420") and not prof.may_transfer_to("sip:anyone@evil")
+
+
+def test_route_to_unknown_profile_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[[routes]]\nprofile = "nope"\n')
+    with pytest.raises(ConfigError, match="unknown profile 'nope'"):
+        load_settings(cfg, environ={})
