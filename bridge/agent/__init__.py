@@ -1,0 +1,20 @@
+"""The local reference agent: a Realtime server that behaves like OpenAI's on the wire.
+
+It lets rtbridge be tested with no network and no key. It parrots each caller turn back (so
+audio fidelity is checkable end to end), answers text turns with a tone phrase, runs an energy
+VAD, supports cancel/truncate/tool calls and speaks GA, beta or xAI (``AgentSettings.dialect``).
+
+Modules: ``server`` (WebSocket server, pacing, CLI entry), ``core`` (per-connection protocol
+state machine, sans-IO), ``session`` (session defaults and updates), ``vad`` (energy VAD),
+``buffer`` (input audio buffer), ``conversation`` (items and their audio), ``responses``
+(response event lifecycle), ``tones`` (synthetic audio), ``audio`` (wire formats), ``edge``
+(dialect translation seam), ``record`` (what tests observe), ``ids``, ``events``.
+"""
+
+from __future__ import annotations
+
+from bridge.agent.core import AgentCore
+from bridge.agent.record import ResponseRecord, SessionRecord
+from bridge.agent.server import LocalAgent, run_agent_forever
+
+__all__ = ["AgentCore", "LocalAgent", "ResponseRecord", "SessionRecord", "run_agent_forever"]

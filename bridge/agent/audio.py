@@ -1,0 +1,138 @@
+"""Audio formats the local agent speaks, and conversion to and from its internal PCM.
+
+Internally every utterance is mono int16 PCM at 24 kHz (the Realtime API's native rate). On the
+wire a session's input and output each use one of the three Realtime formats:
+
+=============  ===========================  ==========  ======================
+setting name   GA format object             rate (Hz)   bytes per sample
+=============  ===========================  ==========  ======================
+``pcm16``      ``{"type": "audio/pcm",      24000       2 (little-endian)
+               "rate": 24000}``
+``g711_ulaw``  ``{"type": "audio/pcmu"}``   8000        1 (ITU-T G.711 µ-law)
+``g711_alaw``  ``{"type": "audio/pcma"}``   8000        1 (ITU-T G.711 A-law)
+=============  ===========================  ==========  ======================
+
+G.711 companding and rate conversion are ``media``'s job (``media.g711``, ``media.resample``);
+this module only wires them up per direction, with the state a stream needs (a resampler per
+input stream, a held-back odd byte for PCM).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from media import g711
+
+try:  # media.resample is being written in parallel; until it lands, a crude stand-in.
+    from media.resample import Resampler  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - removed once media.resample exists
+    from bridge.agent._resample_stub import Resampler  # type: ignore[assignment,unused-ignore]
+
+__all__ = ["INTERNAL_RATE", "AudioFormat", "InputDecoder", "Pcm", "encode_output"]
+
+INTERNAL_RATE = 24000
+
+Pcm = npt.NDArray[np.int16]
+
+_GA_TYPES = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
+
+
+class AudioFormat(StrEnum):
+    """One of the three Realtime audio formats, named as in ``AgentSettings.formats``."""
+
+    PCM16 = "pcm16"
+    G711_ULAW = "g711_ulaw"
+    G711_ALAW = "g711_alaw"
+
+    @property
+    def rate(self) -> int:
+        return INTERNAL_RATE if self is AudioFormat.PCM16 else 8000
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return 2 if self is AudioFormat.PCM16 else 1
+
+    def bytes_per_ms(self) -> float:
+        return self.rate * self.bytes_per_sample / 1000.0
+
+    def duration_ms(self, n_bytes: int) -> int:
+        """Whole milliseconds of audio in ``n_bytes`` of this format."""
+        return int(n_bytes // self.bytes_per_sample * 1000 // self.rate)
+
+    def to_ga(self) -> dict[str, Any]:
+        if self is AudioFormat.PCM16:
+            return {"type": "audio/pcm", "rate": INTERNAL_RATE}
+        return {"type": "audio/pcmu" if self is AudioFormat.G711_ULAW else "audio/pcma"}
+
+    @classmethod
+    def from_wire(cls, value: object) -> AudioFormat:
+        """Parse a GA format object (or a flat beta/xAI name). Raises ``ValueError``.
+
+        PCM must be 24 kHz (an absent rate means 24 kHz), as on OpenAI's service.
+        """
+        if isinstance(value, str):
+            try:
+                return cls(value)
+            except ValueError:
+                raise ValueError(f"unsupported audio format {value!r}") from None
+        if not isinstance(value, dict):
+            raise ValueError("audio format must be an object with a 'type'")
+        name = _GA_TYPES.get(str(value.get("type")))
+        if name is None:
+            raise ValueError(
+                f"Invalid value: {value.get('type')!r}. Supported values are: "
+                "'audio/pcm', 'audio/pcmu', and 'audio/pcma'."
+            )
+        fmt = cls(name)
+        rate = value.get("rate")
+        if fmt is AudioFormat.PCM16 and rate is not None and rate != INTERNAL_RATE:
+            raise ValueError(f"Invalid 'rate': {rate!r}. Only 24000 is supported for audio/pcm.")
+        return fmt
+
+
+class InputDecoder:
+    """Turns one input stream's wire bytes into 24 kHz PCM, across arbitrary chunk sizes."""
+
+    __slots__ = ("_carry", "_resampler", "format")
+
+    def __init__(self, fmt: AudioFormat) -> None:
+        self.format = fmt
+        self._carry = b""
+        self._resampler = Resampler(fmt.rate, INTERNAL_RATE) if fmt.rate != INTERNAL_RATE else None
+
+    def decode(self, data: bytes) -> Pcm:
+        if self.format is AudioFormat.PCM16:
+            data = self._carry + data
+            cut = len(data) - (len(data) % 2)
+            self._carry = data[cut:]
+            return np.frombuffer(data[:cut], dtype="<i2").astype(np.int16)
+        if self.format is AudioFormat.G711_ULAW:
+            pcm: Pcm = np.asarray(g711.ulaw_decode(data), dtype=np.int16)
+        else:
+            pcm = np.asarray(g711.alaw_decode(data), dtype=np.int16)
+        if self._resampler is None:
+            return pcm
+        return np.asarray(self._resampler.process(pcm), dtype=np.int16)
+
+
+def encode_output(pcm: Pcm, fmt: AudioFormat) -> bytes:
+    """A whole utterance (24 kHz PCM) in ``fmt``'s wire bytes, same duration."""
+    if fmt is AudioFormat.PCM16:
+        return pcm.astype("<i2").tobytes()
+    resampler = Resampler(INTERNAL_RATE, fmt.rate)
+    want = len(pcm) * fmt.rate // INTERNAL_RATE
+    # Flush the filter's delay line with a little silence, then keep the utterance's length.
+    tail = np.zeros(INTERNAL_RATE // 50, dtype=np.int16)
+    narrow = np.concatenate(
+        [
+            np.asarray(resampler.process(pcm), dtype=np.int16),
+            np.asarray(resampler.process(tail), dtype=np.int16),
+        ]
+    )[:want]
+    if fmt is AudioFormat.G711_ULAW:
+        return bytes(g711.ulaw_encode(narrow))
+    return bytes(g711.alaw_encode(narrow))

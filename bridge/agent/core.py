@@ -1,0 +1,761 @@
+"""The local agent's per-connection protocol core: GA client events in, GA server events out.
+
+Sans-IO in the h11 sense: :meth:`AgentCore.receive` takes one WebSocket text frame and returns
+the server events it causes; :meth:`AgentCore.pump` returns the next paced batch of the active
+response. The asyncio driver (``server.py``) owns the socket, the pace and dialect translation;
+this core reads no clock except the ``now_s`` it is given for ``expires_at``.
+
+Behaviour (OpenAI GA, as seen on the wire):
+
+- ``session.update`` -> ``session.updated`` with the full session, or ``error`` (unchanged).
+- ``input_audio_buffer.append`` -> decoded to 24 kHz, fed to the energy VAD when
+  ``turn_detection`` is set; a turn gives ``speech_started``, ``speech_stopped``,
+  ``committed``, ``conversation.item.added/done`` and, with ``create_response``, a response.
+  Speech during a response cancels it when ``interrupt_response`` is true (reason
+  ``turn_detected``); otherwise the new turn's response waits for the current one.
+- ``input_audio_buffer.commit`` / ``.clear`` for manual turns (``turn_detection: null``).
+- ``response.create`` -> a parrot of the last uncommitted-to-a-response user audio, else a tone
+  phrase; a function call instead when the tool rule fires (``AgentSettings.tool_after_turns``
+  with ``tool_name`` or the session's first function tool; once per connection).
+- ``response.cancel``, ``conversation.item.create/delete/retrieve/truncate``.
+- Malformed input of any kind -> an ``error`` event; the connection stays open.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bridge.agent.audio import AudioFormat, InputDecoder, Pcm, encode_output
+from bridge.agent.buffer import SAMPLES_PER_MS, StreamBuffer
+from bridge.agent.conversation import Conversation, StoredItem
+from bridge.agent.events import error_event, server_event
+from bridge.agent.ids import IdFactory
+from bridge.agent.record import ResponseRecord, SessionRecord
+from bridge.agent.responses import OutputKind, ResponsePlan, ResponseRun
+from bridge.agent.session import (
+    SessionUpdateError,
+    apply_update,
+    default_session,
+    function_tools,
+    input_format,
+    output_format,
+    output_modalities,
+    turn_detection,
+)
+from bridge.agent.tones import tone_phrase
+from bridge.agent.vad import EnergyVad, VadConfig, VadEvent, VadEventKind
+from bridge.config import AgentSettings
+from bridge.errors import ProtocolError
+from bridge.realtime import wire
+
+__all__ = ["CLIENT_EVENT_TYPES", "AgentCore"]
+
+Event = dict[str, Any]
+Inbound = Callable[[Event], list[Event]]
+
+MIN_COMMIT_MS = 100
+
+CLIENT_EVENT_TYPES = (
+    "session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.clear",
+    "input_audio_buffer.commit",
+    "output_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "conversation.item.truncate",
+    "response.create",
+    "response.cancel",
+)
+
+
+class _ClientError(Exception):
+    """An error event to send back for the client event being handled."""
+
+    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+def _missing(param: str) -> _ClientError:
+    return _ClientError(
+        f"Missing required parameter: '{param}'.", code="missing_required_parameter", param=param
+    )
+
+
+def _require_str(ev: Event, key: str) -> str:
+    v = ev.get(key)
+    if v is None:
+        raise _missing(key)
+    if not isinstance(v, str):
+        raise _ClientError(
+            f"Invalid type for '{key}': expected a string.", code="invalid_type", param=key
+        )
+    return v
+
+
+def _require_int(ev: Event, key: str) -> int:
+    v = ev.get(key)
+    if v is None:
+        raise _missing(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise _ClientError(
+            f"Invalid '{key}': expected a non-negative integer.", code="invalid_type", param=key
+        )
+    return v
+
+
+class AgentCore:
+    """One connection's state: session, input buffer, VAD, conversation, active response."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        model: str = "gpt-realtime",
+        now_s: int = 0,
+        ids: IdFactory | None = None,
+        require_session_type: bool = True,
+        path: str = "/v1/realtime",
+        query: dict[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ids = ids or IdFactory()
+        self.allowed_formats = frozenset(AudioFormat(f) for f in settings.formats)
+        self.require_session_type = require_session_type
+        session_id = self.ids.session()
+        self.session = default_session(session_id, model, now_s)
+        self.conversation_id = self.ids.conversation()
+        self.record = SessionRecord(
+            session_id=session_id,
+            dialect=str(settings.dialect),
+            path=path,
+            query=dict(query or {}),
+            session=self.session,
+        )
+        self.conversation = Conversation()
+        self._decoder = InputDecoder(input_format(self.session))
+        self._buffer = StreamBuffer()
+        self._commit_from = 0  # first sample not yet committed or cleared
+        self._vad = EnergyVad(VadConfig())
+        self._vad_on = True
+        self._configure_vad()
+        self._speech_item_id: str | None = None
+        self.active: ResponseRun | None = None
+        self._queued: list[dict[str, Any] | None] = []  # response params waiting their turn
+        self._pending_audio: StoredItem | None = None
+        self._user_turns = 0
+        self._tool_fired = False
+        self._tool_calls: dict[str, str] = {}  # call_id -> tool name
+        self._handlers: dict[str, Callable[[Event], list[Event]]] = {
+            "session.update": self._session_update,
+            "input_audio_buffer.append": self._append,
+            "input_audio_buffer.clear": self._clear,
+            "input_audio_buffer.commit": self._commit_manual,
+            "output_audio_buffer.clear": lambda ev: [],
+            "conversation.item.create": self._item_create,
+            "conversation.item.delete": self._item_delete,
+            "conversation.item.retrieve": self._item_retrieve,
+            "conversation.item.truncate": self._item_truncate,
+            "response.create": self._response_create,
+            "response.cancel": self._response_cancel,
+        }
+
+    # ---- driver API --------------------------------------------------------------------
+    def opening(self) -> list[Event]:
+        """The events a new connection receives first (GA: ``session.created``)."""
+        return self._sent([server_event(self.ids, "session.created", session=self.session)])
+
+    def conversation_created(self) -> Event:
+        """``conversation.created`` (beta and xAI ready signal)."""
+        return server_event(
+            self.ids,
+            "conversation.created",
+            conversation={"id": self.conversation_id, "object": "realtime.conversation"},
+        )
+
+    def receive(self, frame: str | bytes, inbound: Inbound | None = None) -> list[Event]:
+        """Handle one frame; ``inbound`` translates a dialect event into GA events."""
+        try:
+            if isinstance(frame, bytes):
+                raise ProtocolError("binary frames are not supported", code="invalid_json")
+            raw = wire.loads(frame)
+        except ProtocolError as exc:
+            self.record.received_types.append("<invalid>")
+            return self._sent([self._error(str(exc), code=exc.code, param=exc.param)])
+        events = inbound(raw) if inbound is not None else [raw]
+        out: list[Event] = []
+        for ev in events:
+            out.extend(self.handle(ev))
+        return out
+
+    def handle(self, ev: Event) -> list[Event]:
+        """Handle one GA client event."""
+        kind = wire.event_type(ev)
+        self.record.received_types.append(kind or "<untyped>")
+        client_event_id = ev.get("event_id") if isinstance(ev.get("event_id"), str) else None
+        handler = self._handlers.get(kind)
+        try:
+            if handler is None:
+                raise _ClientError(
+                    f"Invalid value: '{kind}'. Supported values are: "
+                    + ", ".join(f"'{t}'" for t in CLIENT_EVENT_TYPES)
+                    + ".",
+                    code="invalid_value",
+                    param="type",
+                )
+            out = handler(ev)
+        except _ClientError as exc:
+            out = [self._error(str(exc), code=exc.code, param=exc.param, event_id=client_event_id)]
+        except SessionUpdateError as exc:
+            out = [self._error(str(exc), code=exc.code, param=exc.param, event_id=client_event_id)]
+        return self._sent(out)
+
+    def pump(self) -> list[Event]:
+        """The active response's next batch (and the next queued response's opening)."""
+        run = self.active
+        if run is None:
+            return []
+        out = run.step()
+        if run.done:
+            self._response_finished(run)
+            out.extend(self._start_queued())
+        return self._sent(out)
+
+    @property
+    def streaming(self) -> bool:
+        return self.active is not None
+
+    def close(self) -> None:
+        self.record.closed = True
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _sent(self, events: list[Event]) -> list[Event]:
+        for ev in events:
+            self.record.sent_types.append(str(ev.get("type")))
+            if ev.get("type") == "error":
+                self.record.errors.append(ev["error"])
+        return events
+
+    def _error(
+        self, message: str, *, code: str | None, param: str | None = None, event_id: Any = None
+    ) -> Event:
+        return error_event(self.ids, message, code=code, param=param, client_event_id=event_id)
+
+    def _ev(self, type_: str, **fields: Any) -> Event:
+        return server_event(self.ids, type_, **fields)
+
+    def _configure_vad(self) -> None:
+        td = turn_detection(self.session)
+        was_on = self._vad_on
+        self._vad_on = td is not None
+        if td is not None:
+            self._vad.reconfigure(VadConfig.from_turn_detection(td))
+        if was_on != self._vad_on:
+            self._vad.reset_turn()
+            self._vad.disarm_idle()
+
+    # ---- session -----------------------------------------------------------------------
+    def _session_update(self, ev: Event) -> list[Event]:
+        if "session" not in ev:
+            raise _missing("session")
+        new = apply_update(
+            self.session,
+            ev["session"],
+            allowed_formats=self.allowed_formats,
+            require_type=self.require_session_type,
+        )
+        old_in = input_format(self.session)
+        self.session = new
+        self.record.session = new
+        if input_format(new) is not old_in:
+            self._decoder = InputDecoder(input_format(new))
+        self._configure_vad()
+        return [self._ev("session.updated", session=new)]
+
+    # ---- input audio -------------------------------------------------------------------
+    def _append(self, ev: Event) -> list[Event]:
+        b64 = _require_str(ev, "audio")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise _ClientError(
+                "Invalid 'audio': expected base64-encoded audio bytes.",
+                code="invalid_value",
+                param="audio",
+            ) from None
+        self.record.audio_chunk_sizes.append(len(raw))
+        pcm = self._decoder.decode(raw)
+        self.record.add_pcm(pcm)
+        self._buffer.append(pcm)
+        vad_events = self._vad.process(pcm)
+        out: list[Event] = []
+        if self._vad_on:
+            for vev in vad_events:
+                out.extend(self._on_vad(vev))
+            if not self._vad.in_speech:
+                keep_ms = self._vad.config.prefix_padding_ms + 20
+                self._buffer.discard_before(
+                    max(self._commit_from, self._buffer.end - keep_ms * SAMPLES_PER_MS)
+                )
+                self._commit_from = max(self._commit_from, self._buffer.start)
+        return out
+
+    def _on_vad(self, vev: VadEvent) -> list[Event]:
+        td = turn_detection(self.session) or {}
+        out: list[Event] = []
+        if vev.kind is VadEventKind.SPEECH_STARTED:
+            self._speech_item_id = self.ids.item()
+            out.append(
+                self._ev(
+                    "input_audio_buffer.speech_started",
+                    audio_start_ms=vev.start_ms,
+                    item_id=self._speech_item_id,
+                )
+            )
+            if self.active is not None and td.get("interrupt_response", True):
+                out.extend(self._cancel_active("turn_detected"))
+            return out
+        if vev.kind is VadEventKind.SPEECH_STOPPED:
+            item_id = self._speech_item_id or self.ids.item()
+            self._speech_item_id = None
+            out.append(
+                self._ev(
+                    "input_audio_buffer.speech_stopped", audio_end_ms=vev.end_ms, item_id=item_id
+                )
+            )
+            pcm = self._buffer.slice(vev.start_ms * SAMPLES_PER_MS, vev.end_ms * SAMPLES_PER_MS)
+            self._commit_from = vev.end_ms * SAMPLES_PER_MS
+            out.extend(self._commit(item_id, pcm))
+        else:  # idle timeout
+            item_id = self.ids.item()
+            out.append(
+                self._ev(
+                    "input_audio_buffer.timeout_triggered",
+                    audio_start_ms=vev.start_ms,
+                    audio_end_ms=vev.end_ms,
+                    item_id=item_id,
+                )
+            )
+            pcm = self._buffer.slice(vev.start_ms * SAMPLES_PER_MS, vev.end_ms * SAMPLES_PER_MS)
+            self._commit_from = vev.end_ms * SAMPLES_PER_MS
+            out.extend(self._commit(item_id, pcm))
+            self._pending_audio = None  # answer an idle caller with tones, not their silence
+        if td.get("create_response", True):
+            out.extend(self._request_response(None))
+        return out
+
+    def _commit(self, item_id: str, pcm: Pcm) -> list[Event]:
+        previous = self.conversation.last_id
+        item = {
+            "id": item_id,
+            "type": "message",
+            "object": "realtime.item",
+            "status": "completed",
+            "role": "user",
+            "content": [{"type": "input_audio", "transcript": None}],
+        }
+        stored = StoredItem(item=item, fmt=AudioFormat.PCM16, pcm=pcm)
+        self.conversation.add(stored)
+        self._pending_audio = stored
+        self._user_turns += 1
+        out = [
+            self._ev("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id),
+            self._ev("conversation.item.added", previous_item_id=previous, item=dict(item)),
+            self._ev("conversation.item.done", previous_item_id=previous, item=dict(item)),
+        ]
+        if self.session["audio"]["input"].get("transcription"):
+            ms = stored.audio_ms
+            text = f"({ms} ms of audio)"
+            out.append(
+                self._ev(
+                    "conversation.item.input_audio_transcription.completed",
+                    item_id=item_id,
+                    content_index=0,
+                    transcript=text,
+                    usage={"type": "duration", "seconds": ms / 1000},
+                )
+            )
+        return out
+
+    def _commit_manual(self, ev: Event) -> list[Event]:
+        pcm = self._buffer.slice(self._commit_from, self._buffer.end)
+        ms = len(pcm) / SAMPLES_PER_MS
+        if ms < MIN_COMMIT_MS:
+            raise _ClientError(
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.",
+                code="input_audio_buffer_commit_empty",
+            )
+        self._commit_from = self._buffer.end
+        self._buffer.discard_before(self._buffer.end)
+        self._vad.reset_turn()
+        item_id = self._speech_item_id or self.ids.item()
+        self._speech_item_id = None
+        return self._commit(item_id, pcm)
+
+    def _clear(self, ev: Event) -> list[Event]:
+        self._commit_from = self._buffer.end
+        self._buffer.discard_before(self._buffer.end)
+        self._vad.reset_turn()
+        self._speech_item_id = None
+        return [self._ev("input_audio_buffer.cleared")]
+
+    # ---- conversation items ------------------------------------------------------------
+    def _item_create(self, ev: Event) -> list[Event]:
+        item = ev.get("item")
+        if item is None:
+            raise _missing("item")
+        if not isinstance(item, dict):
+            raise _ClientError(
+                "Invalid type for 'item': expected an object.", code="invalid_type", param="item"
+            )
+        previous = ev.get("previous_item_id")
+        if previous is not None and not isinstance(previous, str):
+            raise _ClientError(
+                "Invalid type for 'previous_item_id'.",
+                code="invalid_type",
+                param="previous_item_id",
+            )
+        stored = self._build_item(item)
+        if stored.id in self.conversation:
+            raise _ClientError(
+                f"Item with id '{stored.id}' already exists.", code="invalid_value", param="item.id"
+            )
+        try:
+            before = self.conversation.add(stored, previous)
+        except KeyError:
+            raise _ClientError(
+                f"Previous item with id '{previous}' not found.",
+                code="invalid_value",
+                param="previous_item_id",
+            ) from None
+        shown = _without_audio(stored.item)
+        return [
+            self._ev("conversation.item.added", previous_item_id=before, item=shown),
+            self._ev("conversation.item.done", previous_item_id=before, item=shown),
+        ]
+
+    def _build_item(self, item: dict[str, Any]) -> StoredItem:
+        kind = item.get("type")
+        if kind is None:
+            raise _missing("item.type")
+        new = dict(item)
+        new.setdefault("id", self.ids.item())
+        if not isinstance(new["id"], str) or not new["id"]:
+            raise _ClientError("Invalid 'item.id'.", code="invalid_type", param="item.id")
+        new["object"] = "realtime.item"
+        new["status"] = "completed"
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system"):
+                raise _ClientError(
+                    f"Invalid value: '{role}'. Supported values are: 'user', 'assistant', and "
+                    "'system'.",
+                    code="invalid_value" if role is not None else "missing_required_parameter",
+                    param="item.role",
+                )
+            content = item.get("content")
+            if not isinstance(content, list) or not all(isinstance(c, dict) for c in content):
+                raise _ClientError(
+                    "Invalid 'item.content': expected an array of content parts.",
+                    code="invalid_type",
+                    param="item.content",
+                )
+            stored = StoredItem(item=new)
+            if role == "user":
+                self._user_turns += 1
+                self._pending_audio = None
+                for part in content:
+                    if part.get("type") == "input_audio" and isinstance(part.get("audio"), str):
+                        try:
+                            raw = base64.b64decode(part["audio"], validate=True)
+                        except (binascii.Error, ValueError):
+                            raise _ClientError(
+                                "Invalid 'item.content.audio': expected base64 audio.",
+                                code="invalid_value",
+                                param="item.content.audio",
+                            ) from None
+                        pcm = InputDecoder(input_format(self.session)).decode(raw)
+                        stored.pcm = np.concatenate([stored.pcm, pcm])
+                if len(stored.pcm):
+                    self._pending_audio = stored
+            return stored
+        if kind == "function_call_output":
+            for key in ("call_id", "output"):
+                if not isinstance(item.get(key), str):
+                    raise _missing(f"item.{key}")
+            return StoredItem(item=new)
+        if kind == "function_call":
+            for key in ("call_id", "name", "arguments"):
+                if not isinstance(item.get(key), str):
+                    raise _missing(f"item.{key}")
+            return StoredItem(item=new)
+        raise _ClientError(
+            f"Invalid value: '{kind}'. Supported values are: 'message', 'function_call', and "
+            "'function_call_output'.",
+            code="invalid_value",
+            param="item.type",
+        )
+
+    def _item_delete(self, ev: Event) -> list[Event]:
+        item_id = _require_str(ev, "item_id")
+        if self.active is not None and self.active.item_id == item_id:
+            raise _ClientError(
+                f"Item '{item_id}' belongs to the active response.",
+                code="invalid_value",
+                param="item_id",
+            )
+        try:
+            self.conversation.delete(item_id)
+        except KeyError:
+            raise _ClientError(
+                f"Error deleting item: the item with id '{item_id}' does not exist.",
+                code="invalid_value",
+                param="item_id",
+            ) from None
+        if self._pending_audio is not None and self._pending_audio.id == item_id:
+            self._pending_audio = None
+        return [self._ev("conversation.item.deleted", item_id=item_id)]
+
+    def _item_retrieve(self, ev: Event) -> list[Event]:
+        item_id = _require_str(ev, "item_id")
+        stored = self.conversation.get(item_id)
+        if stored is None:
+            raise _ClientError(
+                f"Error retrieving item: the item with id '{item_id}' does not exist.",
+                code="invalid_value",
+                param="item_id",
+            )
+        item = dict(stored.item)
+        audio = bytes(stored.audio) or (
+            encode_output(stored.pcm, input_format(self.session)) if len(stored.pcm) else b""
+        )
+        if audio and isinstance(item.get("content"), list) and item["content"]:
+            content = [dict(c) for c in item["content"]]
+            content[0]["audio"] = base64.b64encode(audio).decode("ascii")
+            item["content"] = content
+        return [self._ev("conversation.item.retrieved", item=item)]
+
+    def _item_truncate(self, ev: Event) -> list[Event]:
+        item_id = _require_str(ev, "item_id")
+        content_index = _require_int(ev, "content_index")
+        audio_end_ms = _require_int(ev, "audio_end_ms")
+        stored = self.conversation.get(item_id)
+        if stored is None:
+            raise _ClientError(
+                f"Conversation item '{item_id}' not found.", code="invalid_value", param="item_id"
+            )
+        if stored.item.get("role") != "assistant" or not stored.audio:
+            raise _ClientError(
+                "Only model output audio messages can be truncated.",
+                code="invalid_value",
+                param="item_id",
+            )
+        if content_index != 0:
+            raise _ClientError(
+                f"Invalid 'content_index': {content_index}.",
+                code="invalid_value",
+                param="content_index",
+            )
+        out: list[Event] = []
+        if self.active is not None and self.active.item_id == item_id:
+            out.extend(self._cancel_active("client_cancelled"))
+        have_ms = stored.audio_ms
+        if audio_end_ms > have_ms:
+            raise _ClientError(
+                f"Audio content of {have_ms}ms is already shorter than {audio_end_ms}ms",
+                code="invalid_value",
+                param="audio_end_ms",
+            )
+        keep = int(audio_end_ms * stored.fmt.bytes_per_ms())
+        keep -= keep % stored.fmt.bytes_per_sample
+        del stored.audio[keep:]
+        stored.item["content"] = [{"type": "output_audio", "transcript": ""}]
+        self.record.truncations.append(
+            {"item_id": item_id, "audio_end_ms": audio_end_ms, "audio_ms_before": have_ms}
+        )
+        out.append(
+            self._ev(
+                "conversation.item.truncated",
+                item_id=item_id,
+                content_index=content_index,
+                audio_end_ms=audio_end_ms,
+            )
+        )
+        return out
+
+    # ---- responses ---------------------------------------------------------------------
+    def _response_create(self, ev: Event) -> list[Event]:
+        params = ev.get("response")
+        if params is not None and not isinstance(params, dict):
+            raise _ClientError(
+                "Invalid type for 'response': expected an object.",
+                code="invalid_type",
+                param="response",
+            )
+        if self.active is not None:
+            raise _ClientError(
+                "Conversation already has an active response in progress: "
+                f"{self.active.id}. Wait until the response is finished before creating a new "
+                "one.",
+                code="conversation_already_has_active_response",
+            )
+        return self._start_response(params)
+
+    def _response_cancel(self, ev: Event) -> list[Event]:
+        wanted = ev.get("response_id")
+        if self.active is None or (wanted is not None and wanted != self.active.id):
+            raise _ClientError(
+                "Cancellation failed: no active response found",
+                code="response_cancel_not_active",
+            )
+        return self._cancel_active("client_cancelled")
+
+    def _request_response(self, params: dict[str, Any] | None) -> list[Event]:
+        """A VAD turn wants a response: start now or after the active one."""
+        if self.active is not None:
+            self._queued.append(params)
+            return []
+        return self._start_response(params)
+
+    def _start_queued(self) -> list[Event]:
+        if self.active is None and self._queued:
+            return self._start_response(self._queued.pop(0))
+        return []
+
+    def _cancel_active(self, reason: str) -> list[Event]:
+        run = self.active
+        if run is None:
+            return []
+        out = run.cancel(reason)
+        self._response_finished(run)
+        return out
+
+    def _response_finished(self, run: ResponseRun) -> None:
+        self.active = None
+        self.record.responses.append(
+            ResponseRecord(
+                id=run.id,
+                status=run.status,
+                source=run.plan.source,
+                kind=run.plan.kind.value,
+                item_id=run.item_id,
+                audio_ms=run.audio_ms_sent,
+                transcript=run.plan.transcript,
+                response=run.response_object(),
+            )
+        )
+        if self._vad_on:
+            self._vad.arm_idle(self._vad.position_ms + run.audio_ms_sent)
+
+    def _start_response(self, params: dict[str, Any] | None) -> list[Event]:
+        plan, call_id = self._plan(params or {})
+        if plan.kind is OutputKind.FUNCTION_CALL:
+            item: dict[str, Any] = {
+                "id": self.ids.item(),
+                "type": "function_call",
+                "object": "realtime.item",
+                "status": "in_progress",
+                "name": plan.tool_name,
+                "call_id": call_id,
+                "arguments": "",
+            }
+        else:
+            item = {
+                "id": self.ids.item(),
+                "type": "message",
+                "object": "realtime.item",
+                "status": "in_progress",
+                "role": "assistant",
+                "content": [],
+            }
+        stored = StoredItem(item=item, fmt=plan.fmt)
+        if plan.in_conversation:
+            plan.previous_item_id = self.conversation.add(stored)
+        run = ResponseRun(self.ids, plan, stored, response_id=self.ids.response(), call_id=call_id)
+        self.active = run
+        return run.start()
+
+    def _plan(self, params: dict[str, Any]) -> tuple[ResponsePlan, str]:
+        mods = params.get("output_modalities")
+        if not (isinstance(mods, list) and mods and mods[0] in ("audio", "text")):
+            mods = output_modalities(self.session)
+        fmt = output_format(self.session)
+        out_cfg = self.session["audio"]["output"]
+        plan = ResponsePlan(
+            kind=OutputKind.TEXT if mods[0] == "text" else OutputKind.AUDIO,
+            fmt=fmt,
+            voice=out_cfg.get("voice", "alloy"),
+            in_conversation=params.get("conversation", "auto") != "none",
+            conversation_id=self.conversation_id,
+            metadata=params.get("metadata"),
+            input_tokens=len(str(self.session.get("instructions", "")).split()),
+        )
+        tool = self._tool_due(params)
+        if tool is not None:
+            call_id = self.ids.call()
+            self._tool_fired = True
+            self._tool_calls[call_id] = tool
+            plan.kind = OutputKind.FUNCTION_CALL
+            plan.tool_name = tool
+            plan.tool_arguments = self.settings.tool_arguments
+            plan.source = "tool_call"
+            plan.transcript = ""
+            return plan, call_id
+        pcm: Pcm
+        last = self._last_item()
+        if self._pending_audio is not None and len(self._pending_audio.pcm):
+            pcm = self._pending_audio.pcm
+            plan.source = "parrot"
+            plan.transcript = f"parrot: {len(pcm) // SAMPLES_PER_MS} ms"
+        elif last is not None and last.item.get("type") == "function_call_output":
+            pcm = tone_phrase()
+            name = self._tool_calls.get(str(last.item.get("call_id")), "tool")
+            output = str(last.item.get("output", ""))[:80]
+            plan.source = "tool_answer"
+            plan.transcript = f"{name} returned: {output}"
+        else:
+            pcm = tone_phrase()
+            plan.source = "tones"
+            plan.transcript = "tones: 3 x 200 ms"
+        self._pending_audio = None
+        if plan.kind is OutputKind.AUDIO:
+            plan.audio = encode_output(pcm, fmt)
+        return plan, ""
+
+    def _last_item(self) -> StoredItem | None:
+        last = self.conversation.last_id
+        return self.conversation.get(last) if last is not None else None
+
+    def _tool_due(self, params: dict[str, Any]) -> str | None:
+        n = self.settings.tool_after_turns
+        if n is None or self._tool_fired or self._user_turns < n:
+            return None
+        choice = params.get("tool_choice", self.session.get("tool_choice", "auto"))
+        if choice == "none":
+            return None
+        if self.settings.tool_name:
+            return self.settings.tool_name
+        tools = params.get("tools") if isinstance(params.get("tools"), list) else None
+        candidates = [t for t in (tools or function_tools(self.session)) if t.get("name")]
+        return str(candidates[0]["name"]) if candidates else None
+
+
+def _without_audio(item: dict[str, Any]) -> dict[str, Any]:
+    """The item as echoed in ``conversation.item.added``: input audio bytes left out."""
+    content = item.get("content")
+    if not isinstance(content, list):
+        return dict(item)
+    shown = dict(item)
+    shown["content"] = [
+        {k: v for k, v in c.items() if k != "audio"} if isinstance(c, dict) else c for c in content
+    ]
+    return shown
