@@ -1,0 +1,56 @@
+"""The shared frame ticker: every sink is called on one grid; a broken sink is isolated."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bridge.calls.ticker import FrameTicker, TickSchedule
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.deadlines: list[float] = []
+
+    def on_tick(self, deadline: float, now: float) -> None:
+        assert now >= deadline
+        self.deadlines.append(deadline)
+
+
+class Broken:
+    def on_tick(self, deadline: float, now: float) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_sinks_share_one_grid_and_broken_sink_is_removed() -> None:
+    ticker = FrameTicker(period=0.005)
+    a, b = Recorder(), Recorder()
+    ticker.add(a)
+    ticker.add(Broken())
+    ticker.add(b)
+    ticker.start()
+    while len(a.deadlines) < 20:
+        await asyncio.sleep(0.005)
+    await ticker.stop()
+    assert ticker.stats.sink_errors == 1 and len(ticker) == 2
+    common = sorted(set(a.deadlines) & set(b.deadlines))
+    assert len(common) >= 19
+    # deadlines lie on the grid: consecutive ones differ by whole periods (no accumulated drift)
+    steps = [round((y - x) / 0.005, 6) for x, y in zip(a.deadlines, a.deadlines[1:], strict=False)]
+    assert all(s == int(s) and s >= 1 for s in steps if ticker.stats.reanchors == 0)
+
+
+def test_schedule_is_drift_free_and_reanchors_after_a_stall() -> None:
+    grid = TickSchedule(anchor=100.0, period=0.020, max_late_ticks=3)
+    # 10 minutes of ticks, each woken 0.7 ms late: deadlines stay exactly on the grid
+    for n in range(1, 30_001):
+        assert grid.next_deadline() == 100.0 + n * 0.020
+        assert grid.on_wake(grid.next_deadline() + 0.0007) == 100.0 + n * 0.020
+    assert grid.reanchors == 0
+    # 2 periods late: still on the grid (the sinks' catch-up burst covers it)
+    late = grid.next_deadline()
+    assert grid.on_wake(late + 0.040) == late
+    # a 500 ms stall: no replay of 25 ticks; the grid restarts at the wake-up time
+    woke = grid.next_deadline() + 0.5
+    assert grid.on_wake(woke) == woke
+    assert grid.reanchors == 1
+    assert grid.next_deadline() == woke + 0.020
