@@ -1,0 +1,138 @@
+"""Typed call-control events the SIP core emits for a call's owner (RFC 3261 §13, §15;
+RFC 3515 REFER; RFC 6086 INFO DTMF).
+
+These frozen values are the seam between the SIP leg and the call logic: the sans-IO core
+returns them, the asyncio driver queues them on the call they belong to.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from sip.headers import NameAddr
+from sip.transaction import Peer
+
+__all__ = [
+    "CallAnswered",
+    "CallEnded",
+    "CallEvent",
+    "CallOffered",
+    "CallRinging",
+    "DtmfReceived",
+    "EndReason",
+    "HoldChanged",
+    "ReferProgress",
+    "ReferReceived",
+    "RemoteSdpChanged",
+]
+
+
+class EndReason(enum.StrEnum):
+    """Why a call ended (recorded with the SIP status that ended it, if any)."""
+
+    LOCAL_BYE = "local-bye"
+    REMOTE_BYE = "remote-bye"
+    REJECTED = "rejected"  # we answered the INVITE with a final error
+    CANCELLED = "cancelled"  # the caller CANCELled before we answered (487)
+    LOCAL_CANCEL = "local-cancel"  # we CANCELled our own INVITE
+    FAILED = "failed"  # our INVITE got a 3xx-6xx (busy, declined, ...)
+    TIMEOUT = "timeout"  # no final response (timer B) or no answer to BYE
+    ACK_TIMEOUT = "ack-timeout"  # our 2xx was never ACKed (§13.3.1.4): we sent BYE
+    TRANSPORT_ERROR = "transport-error"
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered:
+    """An inbound INVITE passed policy. ``sdp`` is the raw offer body (may be empty)."""
+
+    call_id: str
+    caller: NameAddr
+    callee: NameAddr
+    request_uri: str
+    sdp: bytes
+    source: Peer
+    trunk: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRinging:
+    """Our outbound INVITE got a provisional response (180/183, with early SDP if any)."""
+
+    call_id: str
+    status: int
+    sdp: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """The call is established: for outbound calls ``sdp`` is the callee's answer; for
+    inbound calls it is the event that the caller ACKed our 200 (``sdp`` is our answer)."""
+
+    call_id: str
+    sdp: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSdpChanged:
+    """A re-INVITE or UPDATE brought a new offer; the core answered it (RFC 3264 §8)."""
+
+    call_id: str
+    sdp: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChanged:
+    """The peer put us on hold (sendonly/inactive/0.0.0.0, RFC 3264 §8.4) or took us off."""
+
+    call_id: str
+    on_hold: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """A digit from SIP INFO (application/dtmf-relay or application/dtmf)."""
+
+    call_id: str
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReferReceived:
+    """The peer asks us to transfer (RFC 3515); we answered 202 and report via NOTIFY."""
+
+    call_id: str
+    refer_to: str
+    referred_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReferProgress:
+    """NOTIFY sipfrag for the REFER we sent: ``status`` of the transfer target's leg.
+    ``status`` 0 with ``final`` means our REFER itself was refused (``reason`` says why)."""
+
+    call_id: str
+    status: int
+    reason: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    call_id: str
+    reason: EndReason
+    status: int | None = None
+
+
+CallEvent = (
+    CallOffered
+    | CallRinging
+    | CallAnswered
+    | RemoteSdpChanged
+    | HoldChanged
+    | DtmfReceived
+    | ReferReceived
+    | ReferProgress
+    | CallEnded
+)

@@ -1,0 +1,399 @@
+"""Requests inside an established call and the responses to ours (RFC 3261 §14, §15;
+RFC 3515 REFER; RFC 6086 INFO; RFC 3264 §8 re-offers).
+
+* re-INVITE in: answered by the core itself from our current SDP (same codec, the RFC 3264 §6.1
+  direction rule, so sendonly/inactive offers put us on hold, §8.4); 491 when our own re-INVITE
+  is pending (glare, §14.2); 500 with Retry-After while the first INVITE is unacknowledged.
+  The 2xx is retransmitted until the ACK like the first one.
+* re-INVITE out: 491 -> retry after a random 2.1-4 s (we own the Call-ID) or 0-2 s (§14.1).
+* BYE -> 200 (§15.1.2); INFO with application/dtmf-relay or application/dtmf -> DtmfReceived;
+  OPTIONS -> 200.
+* REFER in -> 202 and an implicit subscription (NOTIFY ``message/sipfrag``, RFC 3515 §2.4.4);
+  REFER out -> NOTIFY bodies reported as ReferProgress.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import TYPE_CHECKING
+
+from sip import sdp as sdpmod
+from sip.call import Call, CallEv, CallState, Pending
+from sip.dialog import make_response
+from sip.errors import SipStateError
+from sip.events import (
+    DtmfReceived,
+    HoldChanged,
+    ReferProgress,
+    ReferReceived,
+    RemoteSdpChanged,
+)
+from sip.headers import Headers
+from sip.message import Request, Response
+from sip.transaction import (
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+)
+
+if TYPE_CHECKING:
+    from sip.ua import SipCore
+
+__all__ = [
+    "on_request",
+    "on_response",
+    "on_timeout",
+    "parse_dtmf_info",
+    "parse_sipfrag",
+    "retry_reinvite",
+    "send_refer",
+    "send_refer_notify",
+    "send_reinvite",
+]
+
+_DTMF_DIGITS = set("0123456789*#ABCDabcd")
+_DTMF_EVENTS = {str(i): str(i) for i in range(10)} | {
+    "10": "*",
+    "11": "#",
+    "12": "A",
+    "13": "B",
+    "14": "C",
+    "15": "D",
+}
+_SIPFRAG_RE = re.compile(r"^SIP/2\.0 (\d{3})\s*(.*)$")
+
+
+def parse_dtmf_info(content_type: str, body: bytes) -> tuple[str, int] | None:
+    """``Signal=5\\r\\nDuration=160`` (application/dtmf-relay) or ``5`` (application/dtmf)
+    -> (digit, duration in ms); None when the body says nothing usable."""
+    text = body.decode("utf-8", "replace").strip()
+    if content_type == "application/dtmf":
+        digit = _DTMF_EVENTS.get(text, text)
+        return (digit.upper(), 250) if digit in _DTMF_DIGITS else None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq:
+            fields[key.strip().lower()] = value.strip()
+    signal = fields.get("signal", "")
+    signal = _DTMF_EVENTS.get(signal, signal)
+    if signal not in _DTMF_DIGITS:
+        return None
+    duration = fields.get("duration", "250")
+    return signal.upper(), int(duration) if duration.isdigit() else 250
+
+
+def parse_sipfrag(body: bytes) -> tuple[int, str] | None:
+    """The status line of a ``message/sipfrag`` body (RFC 3420), e.g. ``SIP/2.0 200 OK``."""
+    first = body.decode("utf-8", "replace").strip().split("\n", 1)[0].strip()
+    m = _SIPFRAG_RE.match(first)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+# --- inbound requests --------------------------------------------------------------------
+
+
+def on_request(
+    core: SipCore,
+    call: Call,
+    req: Request,
+    tx: ServerInviteTransaction | ServerNonInviteTransaction,
+    now: float,
+) -> None:
+    dialog = call.dialog
+    if dialog is not None and dialog.remote_seq is not None and req.cseq.seq < dialog.remote_seq:
+        _reply(core, tx, req, 500, now, "Server Internal Error (CSeq out of order)")
+        return
+    if dialog is not None:
+        dialog.remote_seq = req.cseq.seq
+    m = req.method
+    if m == "BYE":
+        _reply(core, tx, req, 200, now)
+        call.handle(CallEv.BYE, now)
+    elif m == "INVITE":
+        assert isinstance(tx, ServerInviteTransaction)
+        _on_reinvite(core, call, req, tx, now)
+    elif m == "INFO":
+        _on_info(core, call, req, tx, now)
+    elif m == "REFER":
+        _on_refer(core, call, req, tx, now)
+    elif m == "NOTIFY":
+        _on_notify(core, call, req, tx, now)
+    elif m == "OPTIONS":
+        _reply(core, tx, req, 200, now, extra=core.common_headers())
+    else:
+        _reply(core, tx, req, 501, now, extra=core.common_headers())
+
+
+def _reply(
+    core: SipCore,
+    tx: ServerInviteTransaction | ServerNonInviteTransaction,
+    req: Request,
+    status: int,
+    now: float,
+    reason: str | None = None,
+    *,
+    body: bytes = b"",
+    extra: Headers | None = None,
+) -> Response:
+    contact = core.contact(tx.peer.transport) if req.method == "INVITE" and status < 300 else None
+    resp = make_response(req, status, reason, contact=contact, body=body, extra=extra)
+    tx.respond(resp, now)
+    return resp
+
+
+def _on_reinvite(
+    core: SipCore, call: Call, req: Request, tx: ServerInviteTransaction, now: float
+) -> None:
+    if call.state is not CallState.CONFIRMED or call.final is not None:
+        retry = Headers([("Retry-After", str(random.randint(0, 10)))])
+        _reply(
+            core, tx, req, 500, now, "Server Internal Error (previous INVITE pending)", extra=retry
+        )
+        return
+    if call.reinvite_tx is not None:
+        _reply(core, tx, req, 491, now)  # glare (§14.2)
+        return
+    body = call.local_sdp
+    if req.body:
+        try:
+            offer = sdpmod.SessionDescription.parse(req.body)
+            body = _answer_reoffer(call, offer)
+            hold = sdpmod.is_hold(offer)
+        except sdpmod.SdpError as exc:
+            _reply(core, tx, req, 488, now, f"Not Acceptable Here ({str(exc)[:60]})")
+            return
+        call.remote_sdp = req.body
+        if req.contact is not None and call.dialog is not None:
+            call.dialog.remote_target = req.contact.uri  # §12.2.2 target refresh
+        core.emit(RemoteSdpChanged(call.id, req.body))
+        if hold != call.remote_hold:
+            call.remote_hold = hold
+            core.emit(HoldChanged(call.id, hold))
+    resp = _reply(core, tx, req, 200, now, body=body, extra=core.common_headers())
+    call.local_sdp = body
+    call.start_2xx(resp, tx, now)
+
+
+def _answer_reoffer(call: Call, offer: sdpmod.SessionDescription) -> bytes:
+    """Answer a re-offer with our current address, port and codec (RFC 3264 §8)."""
+    if not call.local_sdp:
+        raise sdpmod.SdpError("no local session to answer a re-offer from")
+    ours = sdpmod.SessionDescription.parse(call.local_sdp)
+    audio = next((m for m in ours.media if m.media == "audio" and m.port), None)
+    if audio is None or not audio.payload_types:
+        raise sdpmod.SdpError("our session has no active audio stream")
+    conn = audio.connection or ours.connection
+    codec = audio.codec(audio.payload_types[0])
+    if conn is None or codec is None:
+        raise sdpmod.SdpError("our session lacks a connection address or codec")
+    if call.sdp_session is None:
+        o = ours.origin
+        call.sdp_session = sdpmod.LocalSession(
+            o.address, o.session_id, o.session_version, o.username
+        )
+        call.sdp_session.stamp(ours)
+    answer = sdpmod.negotiate(
+        offer, [codec.encoding], conn.address, audio.port, session=call.sdp_session
+    )
+    return bytes(answer.sdp)
+
+
+def _on_info(
+    core: SipCore,
+    call: Call,
+    req: Request,
+    tx: ServerNonInviteTransaction | ServerInviteTransaction,
+    now: float,
+) -> None:
+    ctype = req.content_type
+    if ctype not in ("application/dtmf-relay", "application/dtmf"):
+        _reply(
+            core,
+            tx,
+            req,
+            415,
+            now,
+            extra=Headers([("Accept", "application/dtmf-relay, application/dtmf")]),
+        )
+        return
+    _reply(core, tx, req, 200, now)
+    parsed = parse_dtmf_info(ctype, req.body)
+    if parsed is not None:
+        core.emit(DtmfReceived(call.id, parsed[0], parsed[1]))
+
+
+def _on_refer(
+    core: SipCore,
+    call: Call,
+    req: Request,
+    tx: ServerNonInviteTransaction | ServerInviteTransaction,
+    now: float,
+) -> None:
+    refer_to = req.headers.get("Refer-To")
+    if not refer_to or len(req.headers.get_all("Refer-To")) != 1:
+        _reply(core, tx, req, 400, now, "Bad Request (exactly one Refer-To)")
+        return
+    _reply(core, tx, req, 202, now)
+    call.refer_in = True
+    core.emit(ReferReceived(call.id, refer_to, req.headers.get("Referred-By")))
+    send_refer_notify(core, call, 100, now)
+
+
+def _on_notify(
+    core: SipCore,
+    call: Call,
+    req: Request,
+    tx: ServerNonInviteTransaction | ServerInviteTransaction,
+    now: float,
+) -> None:
+    event = (req.headers.get("Event") or "").split(";", 1)[0].strip().lower()
+    if event != "refer":
+        _reply(core, tx, req, 489, now, "Bad Event")
+        return
+    _reply(core, tx, req, 200, now)
+    frag = parse_sipfrag(req.body)
+    state = (req.headers.get("Subscription-State") or "").lower()
+    if frag is not None:
+        final = frag[0] >= 200 or state.startswith("terminated")
+        core.emit(ReferProgress(call.id, frag[0], frag[1], final))
+
+
+# --- our requests --------------------------------------------------------------------------
+
+
+def send_reinvite(core: SipCore, call: Call, sdp: bytes, now: float) -> None:
+    if call.state is not CallState.CONFIRMED or call.dialog is None:
+        raise SipStateError("call", call.state.value, "reinvite")
+    if call.reinvite_tx is not None:
+        raise SipStateError("call", "re-INVITE pending", "reinvite")
+    call.pending_offer = sdp
+    req = call.dialog.request(
+        "INVITE",
+        core.via(call.peer.transport),
+        core.contact(call.peer.transport),
+        body=sdp,
+        extra=core.common_headers(),
+    )
+    tx = core.layer.send_request(req, call.peer, now)
+    core.bind(tx, call, "reinvite")
+    assert isinstance(tx, ClientInviteTransaction)
+    call.reinvite_tx = tx
+
+
+def retry_reinvite(core: SipCore, call: Call, now: float) -> None:
+    if call.state is CallState.CONFIRMED and call.pending_offer is not None:
+        send_reinvite(core, call, call.pending_offer, now)
+
+
+def send_refer(core: SipCore, call: Call, target: str, now: float) -> None:
+    if call.state is not CallState.CONFIRMED or call.dialog is None:
+        raise SipStateError("call", call.state.value, "refer")
+    extra = Headers(
+        [
+            ("Refer-To", f"<{target}>" if "<" not in target else target),
+            ("Referred-By", str(call.dialog.local.uri)),
+        ]
+    )
+    req = call.dialog.request(
+        "REFER", core.via(call.peer.transport), core.contact(call.peer.transport), extra=extra
+    )
+    core.bind(core.layer.send_request(req, call.peer, now), call, "refer")
+
+
+def send_refer_notify(
+    core: SipCore, call: Call, status: int, now: float, reason: str | None = None
+) -> None:
+    """NOTIFY with ``message/sipfrag`` (RFC 3515 §2.4.5); final statuses end the subscription."""
+    if call.dialog is None or call.state is CallState.TERMINATED:
+        return
+    from sip.message import reason_phrase
+
+    state = "active;expires=60" if status < 200 else "terminated;reason=noresource"
+    extra = Headers([("Event", "refer"), ("Subscription-State", state)])
+    body = f"SIP/2.0 {status} {reason or reason_phrase(status)}\r\n".encode()
+    req = call.dialog.request(
+        "NOTIFY",
+        core.via(call.peer.transport),
+        core.contact(call.peer.transport),
+        body=body,
+        content_type="message/sipfrag;version=2.0",
+        extra=extra,
+    )
+    core.bind(core.layer.send_request(req, call.peer, now), call, "notify")
+
+
+# --- responses to our requests -------------------------------------------------------------
+
+
+def on_response(
+    core: SipCore,
+    call: Call,
+    purpose: str,
+    tx: ClientInviteTransaction | ClientNonInviteTransaction,
+    resp: Response,
+    now: float,
+) -> None:
+    status = resp.status
+    if purpose == "invite":
+        if status < 200:
+            ev = CallEv.PROVISIONAL
+        elif status < 300:
+            ev = CallEv.SUCCESS
+        else:
+            if status in (401, 407) and core.retry_with_auth(call, resp, now):
+                return
+            ev = CallEv.FAILURE
+        call.handle(ev, now, Pending(status=status, message=resp))
+    elif purpose == "bye" and status >= 200:
+        call.handle(CallEv.BYE_DONE, now)
+    elif purpose == "reinvite" and status >= 200:
+        _reinvite_done(core, call, tx, resp, now)
+    elif purpose == "refer" and status >= 300:
+        core.emit(ReferProgress(call.id, 0, f"REFER refused: {status} {resp.reason}", True))
+
+
+def _reinvite_done(
+    core: SipCore,
+    call: Call,
+    tx: ClientInviteTransaction | ClientNonInviteTransaction,
+    resp: Response,
+    now: float,
+) -> None:
+    if tx is not call.reinvite_tx:
+        if 200 <= resp.status < 300 and call.reinvite_ack is not None:
+            core.send_direct(call.reinvite_ack, call.peer)  # a retransmitted 2xx
+        return
+    call.reinvite_tx = None
+    status = resp.status
+    if 200 <= status < 300 and call.dialog is not None:
+        ack = call.dialog.request("ACK", core.via(call.peer.transport), None, cseq=resp.cseq.seq)
+        call.reinvite_ack = ack
+        core.send_direct(ack, call.peer)
+        call.local_sdp = call.pending_offer or call.local_sdp
+        call.pending_offer = None
+        if resp.body:
+            call.remote_sdp = resp.body
+            core.emit(RemoteSdpChanged(call.id, resp.body))
+    elif status == 491:
+        owner = call.direction.value == "outbound"
+        delay = random.uniform(2.1, 4.0) if owner else random.uniform(0.0, 2.0)
+        call.timers["glare-retry"] = now + delay
+    elif status in (408, 481):
+        call.pending_offer = None
+        call.handle(CallEv.HANGUP, now)  # §14.1: the dialog is gone
+    else:
+        call.pending_offer = None
+
+
+def on_timeout(core: SipCore, call: Call, purpose: str, now: float) -> None:
+    if purpose == "invite":
+        call.handle(CallEv.INVITE_TIMEOUT, now)
+    elif purpose == "bye":
+        call.handle(CallEv.BYE_DONE, now)
+    elif purpose == "reinvite":
+        call.reinvite_tx = None
+        call.pending_offer = None
+        call.handle(CallEv.HANGUP, now)

@@ -1,0 +1,500 @@
+"""The sans-IO SIP user agent core: messages in, sends and call events out (RFC 3261 §8, §12-17).
+
+``SipCore.receive(data, peer, now)`` parses a datagram or framed stream message, runs it through
+the transaction layer and the call it belongs to, and queues outputs; ``drain()`` returns them
+(:class:`~sip.transaction.Send` for the wire, :mod:`sip.events` values for call owners);
+``tick(now)`` fires timers and ``next_deadline()`` says when to call it again. Local commands
+(``ring``, ``answer``, ``reject``, ``hangup``, ``invite``, ``refer``, ``reinvite``) queue their
+outputs the same way. Nothing here touches a socket or a clock.
+
+Behaviours implemented here: RFC 3581 ``received``/``rport`` on arrival and symmetric response
+routing (§18.2.2); 100 Trying at once for INVITE; inbound policy before a call is offered;
+OPTIONS (200 while serving, 503 while draining, §11.2); CANCEL matching (§9.2); 481 for
+requests outside any dialog (§12.2.2); 400 with a reason for malformed requests (§8.2 / §21.4).
+In-dialog requests go to the address the dialog's messages come from (connection reuse and
+NAT-friendly), with the route set in Route headers.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from sip import midcall
+from sip.call import Call, CallEv, Direction, Pending
+from sip.dialog import make_response, new_branch, new_tag
+from sip.errors import SipError, SipParseError, SipStateError
+from sip.events import CallEvent, CallOffered
+from sip.headers import Headers, NameAddr, Via
+from sip.message import Request, Response, parse_message
+from sip.transaction import (
+    ClientInviteTransaction,
+    ClientTx,
+    Peer,
+    Send,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    TimerValues,
+    TransactionLayer,
+    TxAckReceived,
+    TxResponse,
+    TxTimeout,
+    TxTransportError,
+)
+from sip.uri import SipUri
+
+__all__ = [
+    "ALLOW",
+    "Allow",
+    "CoreConfig",
+    "Credentials",
+    "Deny",
+    "Output",
+    "Policy",
+    "SipCore",
+    "loopback_only",
+]
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"
+_KNOWN = frozenset({"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "PRACK", "UPDATE"})
+
+Output = Send | CallEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    """Policy verdict: offer the call (``trunk`` names the trunk it came in on, if any)."""
+
+    trunk: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    """Policy verdict: answer with ``status`` (403, or 401/407 with a challenge header)."""
+
+    status: int = 403
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Policy = Callable[[Request, Peer], Allow | Deny]
+
+
+def loopback_only(request: Request, peer: Peer) -> Allow | Deny:
+    """The default with no trunk configured: only 127.0.0.0/8 and ::1 may call (issue 4 §4)."""
+    if peer.host.startswith("127.") or peer.host in ("::1", "[::1]"):
+        return Allow()
+    return Deny(403, "Forbidden (no trunk configured for this address)")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Digest credentials for an outbound INVITE (used with :mod:`sip.auth`)."""
+
+    username: str
+    password: str
+
+
+@dataclass(slots=True)
+class CoreConfig:
+    """What the core advertises: ``host`` goes into Via/Contact (the advertised address, not
+    necessarily the bind address); ``ports`` maps each enabled transport to its port."""
+
+    host: str = "127.0.0.1"
+    ports: dict[str, int] = field(default_factory=lambda: {"udp": 5060})
+    user: str = "rtbridge"
+    user_agent: str = "rtbridge"
+    timers: TimerValues = field(default_factory=TimerValues)
+
+
+class SipCore:
+    """One SIP user agent (UAC and UAS) over a transaction layer; see the module docstring."""
+
+    def __init__(self, config: CoreConfig, policy: Policy = loopback_only) -> None:
+        self.config = config
+        self.policy = policy
+        self.timer_values = config.timers
+        self.layer = TransactionLayer(config.timers)
+        self.calls: dict[str, Call] = {}
+        self.draining = False
+        self.stats: dict[str, int] = {
+            "received": 0,
+            "malformed": 0,
+            "malformed_answered": 0,
+            "stray": 0,
+        }
+        self._out: list[Output] = []
+        self._purpose: dict[str, tuple[Call, str]] = {}
+        self.credentials: dict[str, Credentials] = {}
+
+    # --- I/O seam ------------------------------------------------------------------------
+    def receive(self, data: bytes, peer: Peer, now: float) -> None:
+        """Feed one message from ``peer``. Never raises: bad input is answered or counted."""
+        self.stats["received"] += 1
+        try:
+            msg = parse_message(data, stream=peer.reliable)
+        except SipParseError as exc:
+            self._malformed(data, peer, exc)
+            return
+        try:
+            if isinstance(msg, Request):
+                self._on_request(msg, peer, now)
+            else:
+                self._on_response(msg, now)
+        except SipError as exc:  # a header that is valid SIP but unusable for us
+            self._malformed(data, peer, SipParseError(str(exc)))
+        self._pump(now)
+
+    def tick(self, now: float) -> None:
+        self.layer.tick(now)
+        self._pump(now)
+        for call in list(self.calls.values()):
+            call.fire_due(now)
+        self._pump(now)
+        self._reap()
+
+    def next_deadline(self) -> float | None:
+        times = [t for c in self.calls.values() if (t := c.deadline()) is not None]
+        if (t := self.layer.next_deadline()) is not None:
+            times.append(t)
+        return min(times) if times else None
+
+    def drain(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    def send_failed(self, key: str, now: float) -> None:
+        """The driver could not deliver a :class:`Send` of transaction ``key`` (§17.1.4)."""
+        self.layer.transport_error(key, now)
+        self._pump(now)
+
+    # --- local commands (the call owner's API) -------------------------------------------
+    def ring(self, call_id: str, now: float, *, status: int = 180, sdp: bytes = b"") -> None:
+        self._command(call_id, CallEv.RING, now, Pending(status=status, body=sdp))
+
+    def answer(self, call_id: str, sdp: bytes, now: float) -> None:
+        self._command(call_id, CallEv.ANSWER, now, Pending(status=200, body=sdp))
+
+    def reject(
+        self, call_id: str, now: float, status: int = 480, reason: str | None = None
+    ) -> None:
+        if not 300 <= status < 700:
+            raise ValueError(f"a rejection needs a 3xx-6xx status, not {status}")
+        self._command(call_id, CallEv.REJECT, now, Pending(status=status, reason=reason))
+
+    def hangup(self, call_id: str, now: float) -> None:
+        """End the call whatever its state: 480, CANCEL or BYE as fits (§15)."""
+        self._command(call_id, CallEv.HANGUP, now, Pending(status=480))
+
+    def invite(
+        self,
+        target: SipUri,
+        sdp: bytes,
+        now: float,
+        *,
+        peer: Peer | None = None,
+        caller: NameAddr | None = None,
+        credentials: Credentials | None = None,
+        trunk: str | None = None,
+    ) -> str:
+        """Place a call (§13.2.1). ``peer`` is the next hop (a trunk or proxy); by default the
+        target URI's host/port/transport. Returns the call's id (its Call-ID)."""
+        transport = peer.transport if peer else target.transport
+        if peer is None:
+            default = 5061 if transport == "tls" else 5060
+            peer = Peer(transport, target.host.strip("[]"), target.port or default)
+        call_id = f"{secrets.token_hex(10)}@{self.config.host}"
+        local = caller or NameAddr(SipUri(host=self.config.host, user=self.config.user))
+        h = Headers()
+        h.add("Via", self.via(transport))
+        h.add("Max-Forwards", "70")
+        h.add("From", str(local.with_tag(new_tag())))
+        h.add("To", str(NameAddr(target.without_headers())))
+        h.add("Call-ID", call_id)
+        h.add("CSeq", f"{secrets.randbelow(2**16) + 1} INVITE")
+        h.add("Contact", str(self.contact(transport)))
+        for k, v in self.common_headers():
+            h.add(k, v)
+        if sdp:
+            h.add("Content-Type", "application/sdp")
+        req = Request(method="INVITE", uri=target.without_headers(), headers=h, body=sdp)
+        call = Call(self, call_id, Direction.OUTBOUND, req, peer, trunk)
+        call.local_sdp = sdp
+        self.calls[call_id] = call
+        if credentials is not None:
+            self.credentials[call_id] = credentials
+        tx = self._send_tx(call, req, "invite", now)
+        assert isinstance(tx, ClientInviteTransaction)
+        call.client_tx = tx
+        self._pump(now)
+        return call_id
+
+    def reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
+        """Send a re-INVITE (hold, unhold, session refresh; §14.1)."""
+        midcall.send_reinvite(self, self._call(call_id), sdp, now)
+        self._pump(now)
+
+    def refer(self, call_id: str, target: str, now: float) -> None:
+        """Blind transfer (RFC 3515 §2.4.2): REFER with Refer-To ``target``."""
+        midcall.send_refer(self, self._call(call_id), target, now)
+        self._pump(now)
+
+    def notify_refer(
+        self, call_id: str, status: int, now: float, reason: str | None = None
+    ) -> None:
+        """Report the progress of a REFER we accepted (RFC 3515 §2.4.5)."""
+        midcall.send_refer_notify(self, self._call(call_id), status, now, reason)
+        self._pump(now)
+
+    # --- helpers used by Call and midcall ------------------------------------------------
+    def via(self, transport: str) -> str:
+        port = self.config.ports.get(transport) or next(iter(self.config.ports.values()))
+        via = Via(
+            transport.upper(), self.config.host, port, (("branch", new_branch()), ("rport", None))
+        )
+        return str(via)
+
+    def contact(self, transport: str) -> NameAddr:
+        port = self.config.ports.get(transport) or next(iter(self.config.ports.values()))
+        params = () if transport == "udp" else (("transport", transport),)
+        return NameAddr(
+            SipUri(host=self.config.host, user=self.config.user, port=port, params=params)
+        )
+
+    def common_headers(self) -> Headers:
+        return Headers([("Allow", ALLOW), ("User-Agent", self.config.user_agent)])
+
+    def emit(self, event: CallEvent) -> None:
+        self._out.append(event)
+
+    def send_direct(self, message: Request | Response, peer: Peer) -> None:
+        """Outside any transaction: the ACK for a 2xx, a 2xx retransmitted after timer L."""
+        self._out.append(Send(message, peer))
+
+    def bind(self, tx: ClientTx, call: Call, purpose: str) -> None:
+        """Route the responses of client transaction ``tx`` to ``call`` as ``purpose``."""
+        self._purpose[tx.key] = (call, purpose)
+
+    def _send_tx(self, call: Call, request: Request, purpose: str, now: float) -> ClientTx:
+        tx = self.layer.send_request(request, call.peer, now)
+        self.bind(tx, call, purpose)
+        return tx
+
+    def retry_with_auth(self, call: Call, challenge: Response, now: float) -> bool:
+        """401/407 to our INVITE: resend it with digest credentials once (§22.2)."""
+        return False
+
+    def send_cancel(self, call: Call, now: float) -> None:
+        """§9.1: Request-URI, Call-ID, To, From, CSeq number and top Via of the INVITE."""
+        inv = call.invite
+        h = Headers()
+        h.add("Via", inv.headers.get_all("Via")[0])
+        h.add("Max-Forwards", "70")
+        for route in inv.headers.get_all("Route"):
+            h.add("Route", route)
+        h.add("From", inv.headers.get("From") or "")
+        h.add("To", inv.headers.get("To") or "")
+        h.add("Call-ID", inv.call_id)
+        h.add("CSeq", f"{inv.cseq.seq} CANCEL")
+        self._send_tx(call, Request(method="CANCEL", uri=inv.uri, headers=h), "cancel", now)
+
+    def send_bye(self, call: Call, now: float) -> None:
+        assert call.dialog is not None
+        bye = call.dialog.request("BYE", self.via(call.peer.transport), None)
+        self._send_tx(call, bye, "bye", now)
+
+    def auth_headers_for_ack(self, call: Call) -> Headers | None:
+        return None
+
+    def retry_reinvite(self, call: Call, now: float) -> None:
+        midcall.retry_reinvite(self, call, now)
+
+    # --- inbound -------------------------------------------------------------------------
+    def _on_request(self, req: Request, peer: Peer, now: float) -> None:
+        self._stamp_via(req, peer)
+        reply_to = self._response_peer(req.top_via, peer)
+        if req.method == "ACK":
+            if self.layer.matches_server_invite(req):
+                self.layer.receive_request(req, reply_to, now)
+                return
+            call = self._dialog_call(req)
+            if call is not None:
+                call.handle(CallEv.ACK, now)
+            else:
+                self.stats["stray"] += 1
+            return
+        tx = self.layer.receive_request(req, reply_to, now)
+        if tx is None:
+            return  # a retransmission, absorbed
+        in_dialog = req.to.tag is not None
+        if req.method == "CANCEL":
+            self._on_cancel(req, tx, now)
+        elif req.method == "INVITE" and not in_dialog:
+            assert isinstance(tx, ServerInviteTransaction)
+            self._on_new_invite(req, peer, tx, now)
+        elif req.method == "OPTIONS" and not in_dialog:
+            status = 503 if self.draining else 200
+            extra = self.common_headers()
+            extra.add("Accept", "application/sdp")
+            self._reply(tx, req, status, now, extra=extra)
+        elif in_dialog:
+            call = self._dialog_call(req)
+            if call is None or call.ended:
+                self._reply(tx, req, 481, now)
+            else:
+                midcall.on_request(self, call, req, tx, now)
+        elif req.method in _KNOWN or req.method in ALLOW:
+            self._reply(
+                tx, req, 405 if req.method in _KNOWN else 481, now, extra=self.common_headers()
+            )
+        else:
+            self._reply(tx, req, 501, now, extra=self.common_headers())
+
+    def _on_new_invite(
+        self, req: Request, peer: Peer, tx: ServerInviteTransaction, now: float
+    ) -> None:
+        self._reply(tx, req, 100, now)  # at once: a slow answer must not make a proxy retry
+        if req.call_id in self.calls:
+            self._reply(tx, req, 482, now)  # a merged request (§8.2.2.2)
+            return
+        if self.draining:
+            self._reply(tx, req, 503, now)
+            return
+        verdict = self.policy(req, peer)
+        if isinstance(verdict, Deny):
+            self._reply(tx, req, verdict.status, now, verdict.reason, Headers(verdict.headers))
+            return
+        call = Call(self, req.call_id, Direction.INBOUND, req, tx.peer, verdict.trunk)
+        call.server_tx = tx
+        call.local_tag = new_tag()
+        self.calls[call.id] = call
+        self.emit(
+            CallOffered(call.id, req.from_, req.to, str(req.uri), req.body, peer, verdict.trunk)
+        )
+
+    def _on_cancel(self, req: Request, tx: object, now: float) -> None:
+        invite_tx = self.layer.invite_for_cancel(req)
+        assert isinstance(tx, ServerNonInviteTransaction)
+        if invite_tx is None:
+            self._reply(tx, req, 481, now)
+            return
+        self._reply(tx, req, 200, now)
+        call = self.calls.get(req.call_id)
+        if call is not None and call.server_tx is invite_tx:
+            call.handle(CallEv.CANCEL, now)
+
+    def _on_response(self, resp: Response, now: float) -> None:
+        if self.layer.receive_response(resp, now):
+            return
+        call = self.calls.get(resp.call_id)
+        if call is not None and resp.cseq.method == "INVITE" and 200 <= resp.status < 300:
+            call.handle(CallEv.SUCCESS, now, Pending(status=resp.status, message=resp))
+        else:
+            self.stats["stray"] += 1
+
+    def _pump(self, now: float) -> None:
+        """Move transaction outputs: sends to the wire, TU events to their calls."""
+        while True:
+            items = self.layer.drain()
+            if not items:
+                return
+            for item in items:
+                if isinstance(item, Send):
+                    self._out.append(item)
+                elif isinstance(item, TxResponse):
+                    owner = self._purpose.get(item.tx.key)
+                    if owner is not None:
+                        midcall.on_response(self, owner[0], owner[1], item.tx, item.response, now)
+                elif isinstance(item, TxTimeout | TxTransportError):
+                    owner = self._purpose.get(item.tx.key)
+                    if owner is not None:
+                        midcall.on_timeout(self, owner[0], owner[1], now)
+                elif isinstance(item, TxAckReceived):
+                    pass  # an ACK reusing the INVITE's branch; the dialog already saw the 2xx
+
+    # --- small helpers -------------------------------------------------------------------
+    def _command(self, call_id: str, ev: CallEv, now: float, pending: Pending) -> None:
+        self._call(call_id).handle(ev, now, pending)
+        self._pump(now)
+
+    def _call(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            raise SipStateError("call", "unknown", f"command for call {call_id!r}")
+        return call
+
+    def _dialog_call(self, req: Request) -> Call | None:
+        """The call whose dialog ``req`` belongs to: same Call-ID, To tag = our tag (§12.2.2)."""
+        call = self.calls.get(req.call_id)
+        if call is None:
+            return None
+        local = call.local_tag if call.direction is Direction.INBOUND else call.invite.from_.tag
+        return call if req.to.tag == local else None
+
+    def _reply(
+        self,
+        tx: object,
+        req: Request,
+        status: int,
+        now: float,
+        reason: str | None = None,
+        extra: Headers | None = None,
+    ) -> None:
+        assert isinstance(tx, ServerInviteTransaction | ServerNonInviteTransaction)
+        tag = new_tag() if status > 100 and req.to.tag is None else None
+        tx.respond(make_response(req, status, reason, to_tag=tag, extra=extra), now)
+
+    @staticmethod
+    def _stamp_via(req: Request, peer: Peer) -> None:
+        """RFC 3261 §18.2.1 ``received`` and RFC 3581 §4 ``rport`` on the top Via."""
+        vias = req.headers.get_all("Via")
+        top = Via.parse(vias[0])
+        if top.host.strip("[]") != peer.host:
+            top = top.with_param("received", peer.host)
+        if top.param("rport") == "":
+            top = top.with_param("rport", str(peer.port))
+        vias[0] = str(top)
+        req.headers.replace_all("Via", vias)
+
+    @staticmethod
+    def _response_peer(via: Via, peer: Peer) -> Peer:
+        """§18.2.2, RFC 3581: reliable -> same connection; rport -> source; else sent-by port."""
+        if peer.reliable or via.param("rport") is not None:
+            return peer
+        return replace(peer, port=via.port or 5060)
+
+    def _malformed(self, data: bytes, peer: Peer, exc: SipParseError) -> None:
+        """Answer a malformed request with 4xx when its Via/From/To/Call-ID/CSeq survive."""
+        self.stats["malformed"] += 1
+        head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace").split("\r\n")
+        if not head or head[0].startswith("SIP/") or " SIP/2.0" not in head[0]:
+            return
+        wanted = {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"}
+        found = Headers()
+        for line in head[1:]:
+            name, colon, value = line.partition(":")
+            if colon and name.strip().lower() in wanted:
+                found.add(name.strip(), value.strip())
+        if not all(n in found for n in ("Via", "From", "To", "Call-ID", "CSeq")):
+            return
+        try:
+            via = Via.parse(found.get_all("Via")[0])
+            to = NameAddr.parse(found.get("To") or "")
+        except SipParseError:
+            return
+        h = Headers()
+        for k, v in found:
+            h.add(k, str(to.with_tag(new_tag())) if k == "To" and to.tag is None else v)
+        resp = Response(status=exc.status, reason=exc.reason, headers=h)
+        self.stats["malformed_answered"] += 1
+        self._out.append(Send(resp, self._response_peer(via, peer)))
+
+    def _reap(self) -> None:
+        for cid in [cid for cid, c in self.calls.items() if c.ended and not c.timers]:
+            del self.calls[cid]
+            self.credentials.pop(cid, None)
+        live = {id(c) for c in self.calls.values()}
+        for key in [k for k, (c, _) in self._purpose.items() if id(c) not in live]:
+            if key not in self.layer.clients:
+                del self._purpose[key]
