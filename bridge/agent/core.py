@@ -709,19 +709,20 @@ class AgentCore:
             plan.tool_arguments = self.settings.tool_arguments
             plan.source = "tool_call"
             plan.transcript = ""
+            self._pending_audio = None  # the call answers this turn
             return plan, call_id
         pcm: Pcm
         last = self._last_item()
-        if self._pending_audio is not None and len(self._pending_audio.pcm):
-            pcm = self._pending_audio.pcm
-            plan.source = "parrot"
-            plan.transcript = f"parrot: {len(pcm) // SAMPLES_PER_MS} ms"
-        elif last is not None and last.item.get("type") == "function_call_output":
+        if last is not None and last.item.get("type") == "function_call_output":
             pcm = tone_phrase()
             name = self._tool_calls.get(str(last.item.get("call_id")), "tool")
             output = str(last.item.get("output", ""))[:80]
             plan.source = "tool_answer"
             plan.transcript = f"{name} returned: {output}"
+        elif self._pending_audio is not None and len(self._pending_audio.pcm):
+            pcm = self._pending_audio.pcm
+            plan.source = "parrot"
+            plan.transcript = f"parrot: {len(pcm) // SAMPLES_PER_MS} ms"
         else:
             pcm = tone_phrase()
             plan.source = "tones"
