@@ -15,29 +15,14 @@ xAI       ``conversation.created`` (its ready signal), then ``session.created``;
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Protocol
+from typing import Any
 
 from bridge.config import Dialect
+from bridge.realtime.dialects import Translator
 
 __all__ = ["DialectEdge", "ping_event"]
 
 Event = dict[str, Any]
-
-
-class _Translator(Protocol):
-    def client_from_dialect(self, ev: Event) -> list[Event]: ...
-
-    def server_to_dialect(self, ev: Event) -> list[Event]: ...
-
-
-def _translator(dialect: Dialect) -> _Translator | None:
-    if dialect is Dialect.GA:
-        return None
-    # Imported by name so this seam stays the only coupling to the translator's module.
-    module = importlib.import_module("bridge.realtime.dialects")
-    translator: _Translator = module.Translator(dialect)
-    return translator
 
 
 class DialectEdge:
@@ -45,7 +30,7 @@ class DialectEdge:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self._tr = _translator(dialect)
+        self._tr = None if dialect is Dialect.GA else Translator(dialect)
 
     def inbound(self, ev: Event) -> list[Event]:
         """A client event in the dialect -> GA client events (possibly none)."""
