@@ -239,7 +239,6 @@ class AgentCore:
     # ---- helpers -----------------------------------------------------------------------
     def _sent(self, events: list[Event]) -> list[Event]:
         for ev in events:
-            self.record.sent_types.append(str(ev.get("type")))
             if ev.get("type") == "error":
                 self.record.errors.append(ev["error"])
         return events

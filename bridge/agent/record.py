@@ -45,7 +45,7 @@ class SessionRecord:
     query: dict[str, str]
     session: dict[str, Any] = field(default_factory=dict)
     received_types: list[str] = field(default_factory=list)
-    sent_types: list[str] = field(default_factory=list)
+    sent_types: list[str] = field(default_factory=list)  # as sent on the wire (dialect)
     audio_chunk_sizes: list[int] = field(default_factory=list)
     decoded_samples: int = 0
     truncations: list[dict[str, Any]] = field(default_factory=list)

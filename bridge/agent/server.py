@@ -180,7 +180,7 @@ class LocalAgent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
-                    tg.create_task(self._writer(ws, outq, drained, edge)),
+                    tg.create_task(self._writer(ws, outq, drained, edge, core.record)),
                     tg.create_task(self._pump(core, emit, wake)),
                 ]
                 if dialect is Dialect.XAI:
@@ -205,8 +205,10 @@ class LocalAgent:
         outq: asyncio.Queue[list[Event]],
         drained: asyncio.Event,
         edge: DialectEdge,
+        record: SessionRecord,
     ) -> None:
         open_ = True
+        sent_types = record.sent_types
         while True:
             batch = await outq.get()
             if outq.qsize() <= _HIGH_WATER // 2:
@@ -215,11 +217,9 @@ class LocalAgent:
                 continue  # keep draining so producers never wait on a dead socket
             try:
                 for ev in batch:
-                    if ev.get("type") == "ping":
-                        await ws.send(wire.dumps(ev))
-                        continue
-                    for out in edge.outbound(ev):
+                    for out in [ev] if ev.get("type") == "ping" else edge.outbound(ev):
                         await ws.send(wire.dumps(out))
+                        sent_types.append(str(out.get("type")))
             except ConnectionClosed:
                 open_ = False
 
