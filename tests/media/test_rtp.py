@@ -6,6 +6,7 @@ import itertools
 import random
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -79,17 +80,18 @@ def test_parse_errors_are_precise(data: bytes, kind: str, message: str) -> None:
 
 
 def test_fields_are_validated_on_construction() -> None:
-    for kwargs, kind in [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"payload_type": 128}, "field"),
         ({"sequence_number": 65536}, "field"),
         ({"timestamp": -1}, "field"),
         ({"ssrc": 1 << 32}, "field"),
         ({"csrc": tuple(range(16))}, "csrc"),
         ({"padding": 256}, "padding"),
-    ]:
-        args = {"payload_type": 0, "sequence_number": 0, "timestamp": 0, "ssrc": 0, **kwargs}
+    ]
+    for kwargs, kind in cases:
+        args: dict[str, Any] = {"payload_type": 0, "sequence_number": 0, "timestamp": 0, "ssrc": 0}
         with pytest.raises(RtpError) as info:
-            RtpPacket(**args)  # type: ignore[arg-type]
+            RtpPacket(**(args | kwargs))
         assert info.value.kind == kind
     with pytest.raises(RtpError):
         RtpExtension(1, b"abc")
