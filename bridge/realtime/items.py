@@ -84,7 +84,12 @@ def tag_of(field: str, known: Collection[str], *, required: bool = True) -> Disc
     """
 
     def discriminate(value: Any) -> str | None:
-        tag = value.get(field) if isinstance(value, dict) else getattr(value, field, None)
+        if isinstance(value, dict):
+            tag = value.get(field)
+        elif isinstance(value, BaseModel):
+            tag = getattr(value, field, None)
+        else:  # not an object: the catch-all member reports the type error
+            return OTHER
         if tag is None:
             return None if required else OTHER
         return tag if isinstance(tag, str) and tag in known else OTHER
