@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from sip import midcall
+from sip.auth import AuthError, DigestClient, choose_challenge
 from sip.call import Call, CallEv, Direction, Pending
 from sip.dialog import make_response, new_branch, new_tag
 from sip.errors import SipError, SipParseError, SipStateError
@@ -78,10 +79,10 @@ class Deny:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-Policy = Callable[[Request, Peer], Allow | Deny]
+Policy = Callable[[Request, Peer, float], Allow | Deny]
 
 
-def loopback_only(request: Request, peer: Peer) -> Allow | Deny:
+def loopback_only(request: Request, peer: Peer, now: float) -> Allow | Deny:
     """The default with no trunk configured: only 127.0.0.0/8 and ::1 may call (issue 4 §4)."""
     if peer.host.startswith("127.") or peer.host in ("::1", "[::1]"):
         return Allow()
@@ -127,6 +128,7 @@ class SipCore:
         self._out: list[Output] = []
         self._purpose: dict[str, tuple[Call, str]] = {}
         self.credentials: dict[str, Credentials] = {}
+        self._digest: dict[str, DigestClient] = {}
 
     # --- I/O seam ------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
@@ -282,8 +284,35 @@ class SipCore:
         return tx
 
     def retry_with_auth(self, call: Call, challenge: Response, now: float) -> bool:
-        """401/407 to our INVITE: resend it with digest credentials once (§22.2)."""
-        return False
+        """401/407 to our INVITE: resend it with digest credentials (§22.2): once, or twice
+        when the second challenge says ``stale=true``. False when we cannot answer it."""
+        creds = self.credentials.get(call.id)
+        if creds is None or call.auth_tries >= 2:
+            return False
+        proxy = challenge.status == 407
+        values = challenge.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate")
+        try:
+            chosen = choose_challenge(values)
+        except AuthError:
+            return False
+        if call.auth_tries == 1 and not chosen.stale:
+            return False  # the same credentials were refused: surface the 401/407
+        call.auth_tries += 1
+        client = self._digest.setdefault(call.id, DigestClient(creds.username, creds.password))
+        old = call.invite
+        h = old.headers.copy()
+        h.remove("Authorization")
+        h.remove("Proxy-Authorization")
+        vias = h.get_all("Via")
+        h.replace_all("Via", [self.via(call.peer.transport), *vias[1:]])
+        h.set("CSeq", f"{old.cseq.seq + 1} INVITE")
+        value = client.authorize(chosen, "INVITE", str(old.uri), old.body)
+        h.add("Proxy-Authorization" if proxy else "Authorization", value)
+        call.invite = Request(method="INVITE", uri=old.uri, headers=h, body=old.body)
+        tx = self._send_tx(call, call.invite, "invite", now)
+        assert isinstance(tx, ClientInviteTransaction)
+        call.client_tx = tx
+        return True
 
     def send_cancel(self, call: Call, now: float) -> None:
         """§9.1: Request-URI, Call-ID, To, From, CSeq number and top Via of the INVITE."""
@@ -361,7 +390,7 @@ class SipCore:
         if self.draining:
             self._reply(tx, req, 503, now)
             return
-        verdict = self.policy(req, peer)
+        verdict = self.policy(req, peer, now)
         if isinstance(verdict, Deny):
             self._reply(tx, req, verdict.status, now, verdict.reason, Headers(verdict.headers))
             return
@@ -494,6 +523,7 @@ class SipCore:
         for cid in [cid for cid, c in self.calls.items() if c.ended and not c.timers]:
             del self.calls[cid]
             self.credentials.pop(cid, None)
+            self._digest.pop(cid, None)
         live = {id(c) for c in self.calls.values()}
         for key in [k for k, (c, _) in self._purpose.items() if id(c) not in live]:
             if key not in self.layer.clients:

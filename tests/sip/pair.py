@@ -46,7 +46,7 @@ class Pair:
                         self.wire.append((side, item.message))
                         if self.drop(side, item.message):
                             continue
-                        dest_side, dest = self.cores[item.peer.port]
+                        _dest_side, dest = self.cores[item.peer.port]
                         dest.receive(
                             bytes(item.message), Peer(self.transport, "127.0.0.1", port), self.now
                         )
@@ -72,8 +72,7 @@ class Pair:
         for s, m in self.wire:
             if s != side:
                 continue
-            if isinstance(m, Request) and m.method == what:
-                out.append(m)
-            elif isinstance(m, Response) and what == f"{m.status} {m.cseq.method}":
+            label = m.method if isinstance(m, Request) else f"{m.status} {m.cseq.method}"
+            if label == what:
                 out.append(m)
         return out

@@ -1,0 +1,325 @@
+"""The asyncio driver: sockets and timers around the sans-IO core, calls for their owners.
+
+``start_sip(settings, handler)`` binds the configured transports and returns a
+:class:`SipEndpoint`. For every inbound call that passes policy it creates a :class:`SipCall`
+and runs ``handler.on_offer(call)`` in a task; the returned :class:`Answer` or :class:`Reject`
+is applied (``None`` means the handler acted on the call itself). Events of a call
+(:mod:`sip.events`) are delivered in order on ``call.events()``. Outbound calls:
+``await endpoint.invite(target, sdp, trunk=...)``. The driver owns one timer task that sleeps
+until the core's next deadline (or until new input moves it). RTP is not here: SDP bodies are
+passed in and out as data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sip.events import CallEnded, CallEvent, CallOffered
+from sip.headers import NameAddr
+from sip.policy import make_policy
+from sip.settings import SipSettings
+from sip.transaction import Peer, Send, TimerValues
+from sip.transport import Transports
+from sip.ua import CoreConfig, Credentials, Policy, SipCore
+from sip.uri import SipUri
+
+__all__ = [
+    "Answer",
+    "CallHandler",
+    "DefaultHandler",
+    "Reject",
+    "SipCall",
+    "SipEndpoint",
+    "start_sip",
+]
+
+log = logging.getLogger("rtbridge.sip")
+EVENT_QUEUE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Answer the offered call with this SDP (the calls issue builds it from its RTP socket)."""
+
+    sdp: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    status: int = 480
+    reason: str | None = None
+
+
+Decision = Answer | Reject | None
+
+
+class CallHandler(Protocol):
+    """The owner of inbound calls. ``on_offer`` may ring first (``call.ring()``)."""
+
+    async def on_offer(self, call: SipCall) -> Decision: ...
+
+
+class DefaultHandler:
+    """Used until the calls issue lands: answer with a fixed SDP, or reject with 480."""
+
+    def __init__(self, answer_sdp: bytes | None = None) -> None:
+        self.answer_sdp = answer_sdp
+
+    async def on_offer(self, call: SipCall) -> Decision:
+        if self.answer_sdp is None:
+            return Reject(480)
+        return Answer(self.answer_sdp)
+
+
+class SipCall:
+    """One call as its owner sees it: commands and an ordered stream of events."""
+
+    def __init__(self, endpoint: SipEndpoint, call_id: str, offer: CallOffered | None) -> None:
+        self._ep = endpoint
+        self.id = call_id
+        self.offer = offer
+        self.trunk = offer.trunk if offer else None
+        self.source = offer.source if offer else None
+        self.ended: CallEnded | None = None
+        self._events: asyncio.Queue[CallEvent] = asyncio.Queue(EVENT_QUEUE)
+        self.dropped_events = 0
+        self._done = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<SipCall {self.id}>"
+
+    @property
+    def inbound(self) -> bool:
+        return self.offer is not None
+
+    # commands -----------------------------------------------------------------------------
+    def ring(self, status: int = 180, sdp: bytes = b"") -> None:
+        self._ep._do(lambda now: self._ep.core.ring(self.id, now, status=status, sdp=sdp))
+
+    def answer(self, sdp: bytes) -> None:
+        self._ep._do(lambda now: self._ep.core.answer(self.id, sdp, now))
+
+    def reject(self, status: int = 480, reason: str | None = None) -> None:
+        self._ep._do(lambda now: self._ep.core.reject(self.id, now, status, reason))
+
+    def hangup(self) -> None:
+        if self.ended is None:
+            self._ep._do(lambda now: self._ep.core.hangup(self.id, now))
+
+    def reinvite(self, sdp: bytes) -> None:
+        self._ep._do(lambda now: self._ep.core.reinvite(self.id, sdp, now))
+
+    def refer(self, target: str) -> None:
+        self._ep._do(lambda now: self._ep.core.refer(self.id, target, now))
+
+    def notify_refer(self, status: int, reason: str | None = None) -> None:
+        self._ep._do(lambda now: self._ep.core.notify_refer(self.id, status, now, reason))
+
+    # events -------------------------------------------------------------------------------
+    def _deliver(self, event: CallEvent) -> None:
+        if isinstance(event, CallEnded):
+            self.ended = event
+            self._done.set()
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped_events += 1
+            log.warning("call %s: event queue full, dropped %s", self.id, type(event).__name__)
+
+    async def next_event(self) -> CallEvent:
+        return await self._events.get()
+
+    async def events(self) -> AsyncIterator[CallEvent]:
+        """Every event in order; the iteration stops after :class:`CallEnded`."""
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, CallEnded):
+                return
+
+    async def wait_ended(self) -> CallEnded:
+        await self._done.wait()
+        assert self.ended is not None
+        return self.ended
+
+
+class SipEndpoint:
+    """Sockets + timer task + the core; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: SipSettings,
+        handler: CallHandler,
+        *,
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.clock = clock
+        ctx: ssl.SSLContext | None = None
+        if settings.tls_cert and settings.tls_key:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+            ctx.check_hostname = False
+        self.transports = Transports(self._on_message, ssl_context=ctx)
+        t = settings.timers
+        self.core = SipCore(
+            CoreConfig(
+                host=settings.advertised,
+                ports={},
+                user_agent=settings.user_agent,
+                timers=TimerValues(t.t1, t.t2, t.t4),
+            ),
+            policy or make_policy(settings),
+        )
+        self.calls: dict[str, SipCall] = {}
+        self._wake = asyncio.Event()
+        self._timer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        s = self.settings
+        for transport, port in (("udp", s.udp_port), ("tcp", s.tcp_port), ("tls", s.tls_port)):
+            if port is not None:
+                bound = await self.transports.listen(transport, s.bind_host, port)
+                self.core.config.ports[transport] = bound
+        self._timer = asyncio.get_running_loop().create_task(self._run_timers())
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return dict(self.transports.ports)
+
+    async def close(self) -> None:
+        """Stop: cancel handler tasks, the timer, close sockets (calls are not BYEd)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        await self.transports.close()
+
+    def drain(self) -> None:
+        """New calls and OPTIONS get 503 from now on (§21.5.4)."""
+        self.core.draining = True
+
+    async def invite(
+        self,
+        target: str | SipUri,
+        sdp: bytes,
+        *,
+        trunk: str | None = None,
+        caller: str | None = None,
+    ) -> SipCall:
+        """Place a call to ``target`` (directly, or through trunk ``trunk`` with its creds)."""
+        uri = target if isinstance(target, SipUri) else SipUri.parse(target)
+        peer: Peer | None = None
+        creds: Credentials | None = None
+        if trunk is not None:
+            t = self.settings.trunk(trunk)
+            host = await self._resolve(t.host)
+            peer = Peer(t.transport, host, t.port)
+            password = t.password()
+            if t.username and password is not None:
+                creds = Credentials(t.username, password)
+        else:
+            host = await self._resolve(uri.host.strip("[]"))
+            default = 5061 if uri.transport == "tls" else 5060
+            peer = Peer(uri.transport, host, uri.port or default)
+        local = None
+        if caller is not None:
+            local = NameAddr(SipUri(host=self.core.config.host, user=caller))
+        now = self.clock()
+        call_id = self.core.invite(
+            uri, sdp, now, peer=peer, caller=local, credentials=creds, trunk=trunk
+        )
+        call = SipCall(self, call_id, None)
+        self.calls[call_id] = call
+        self._flush()
+        return call
+
+    async def _resolve(self, host: str) -> str:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, None)
+        return str(infos[0][4][0])
+
+    # --- plumbing ------------------------------------------------------------------------
+    def _do(self, command: Callable[[float], None]) -> None:
+        command(self.clock())
+        self._flush()
+
+    def _on_message(self, data: bytes, peer: Peer) -> None:
+        self.core.receive(data, peer, self.clock())
+        self._flush()
+
+    def _flush(self) -> None:
+        for item in self.core.drain():
+            if isinstance(item, Send):
+                on_error = functools.partial(self._failed, item.key)
+                self.transports.send(bytes(item.message), item.peer, on_error)
+            elif isinstance(item, CallOffered):
+                call = SipCall(self, item.call_id, item)
+                self.calls[item.call_id] = call
+                self._spawn(self._offer(call))
+            else:
+                call_or_none = self.calls.get(item.call_id)
+                if call_or_none is not None:
+                    call_or_none._deliver(item)
+                    if isinstance(item, CallEnded):
+                        del self.calls[item.call_id]
+        self._wake.set()
+
+    def _failed(self, key: str) -> None:
+        if key:
+            self.core.send_failed(key, self.clock())
+            self._flush()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _offer(self, call: SipCall) -> None:
+        try:
+            decision = await self.handler.on_offer(call)
+        except Exception:
+            log.exception("call handler failed for %s", call.id)
+            decision = Reject(500, "Server Internal Error (handler failed)")
+        if call.ended is not None or decision is None:
+            return
+        try:
+            if isinstance(decision, Answer):
+                call.answer(decision.sdp)
+            else:
+                call.reject(decision.status, decision.reason)
+        except Exception:
+            log.exception("cannot apply the decision for %s", call.id)
+
+    async def _run_timers(self) -> None:
+        while True:
+            deadline = self.core.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            self.core.tick(self.clock())
+            self._flush()
+            self._wake.clear()
+
+
+async def start_sip(
+    settings: SipSettings, handler: CallHandler | None = None, *, policy: Policy | None = None
+) -> SipEndpoint:
+    """Bind the configured SIP transports and start serving calls (``close()`` to stop)."""
+    endpoint = SipEndpoint(settings, handler or DefaultHandler(), policy=policy)
+    await endpoint.start()
+    return endpoint

@@ -1,0 +1,170 @@
+"""Tier 3: SIPp (a real peer nobody here wrote) against rtbridge over 127.0.0.1 (issue 4).
+
+Each test picks its own ports (SIP, SIPp's control port ``-cp``, media) and bounds SIPp with
+``-timeout 30s -timeout_error``; SIPp exits 0 only when every call of its scenario passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from sip.driver import Decision, SipCall
+from sip.events import CallAnswered, CallEnded, CallRinging, EndReason
+from tests.sip.sipp_support import ANSWER_SDP, SCENARIOS, SippResult, endpoint, free_port, run_sipp
+from tests.support.peers import require_peer
+
+pytestmark = pytest.mark.peer("sipp")
+
+
+def _calls(res: SippResult) -> tuple[int, int]:
+    """(successful, failed) from SIPp's final statistics screen."""
+    ok = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", res.stdout)
+    bad = re.findall(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", res.stdout)
+    return (int(ok[-1]) if ok else -1, int(bad[-1]) if bad else -1)
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+async def test_sipp_uac_30_calls_at_30_cps(transport: str, tmp_path: Path) -> None:
+    sipp = require_peer("sipp")
+    ep = await endpoint()
+    try:
+        port = ep.ports["udp" if transport == "u1" else "tcp"]
+        res = await run_sipp(
+            sipp,
+            "-sn",
+            "uac",
+            f"127.0.0.1:{port}",
+            "-t",
+            transport,
+            "-p",
+            str(free_port()),
+            "-m",
+            "30",
+            "-r",
+            "30",
+            "-d",
+            "0",
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.summary()
+        assert _calls(res) == (30, 0), res.summary()
+        await asyncio.sleep(0.1)
+        assert not [c for c in ep.core.calls.values() if not c.ended]
+        assert not ep.calls, "every call's resources were freed"
+    finally:
+        await ep.close()
+
+
+async def test_sipp_uac_with_10_percent_loss(tmp_path: Path) -> None:
+    sipp = require_peer("sipp")
+    ep = await endpoint()
+    try:
+        res = await run_sipp(
+            sipp,
+            "-sn",
+            "uac",
+            f"127.0.0.1:{ep.ports['udp']}",
+            "-p",
+            str(free_port()),
+            "-m",
+            "30",
+            "-r",
+            "10",
+            "-d",
+            "0",
+            "-lost",
+            "10",
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.summary()
+        assert _calls(res) == (30, 0), res.summary()
+    finally:
+        await ep.close()
+
+
+class _Ringer:
+    """Rings and never answers; records how each call ended."""
+
+    def __init__(self) -> None:
+        self.ended: list[CallEnded] = []
+
+    async def on_offer(self, call: SipCall) -> Decision:
+        call.ring()
+        self.ended.append(await call.wait_ended())
+        return None
+
+
+async def test_sipp_cancels_a_ringing_call(tmp_path: Path) -> None:
+    """200 for the CANCEL, 487 for the INVITE, the ACK absorbed (no 487 retransmission)."""
+    sipp = require_peer("sipp")
+    ringer = _Ringer()
+    ep = await endpoint(ringer)
+    try:
+        res = await run_sipp(
+            sipp,
+            "-sf",
+            str(SCENARIOS / "uac_cancel.xml"),
+            f"127.0.0.1:{ep.ports['udp']}",
+            "-p",
+            str(free_port()),
+            "-m",
+            "5",
+            "-r",
+            "5",
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.summary()
+        assert _calls(res) == (5, 0), res.summary()
+        await asyncio.sleep(0.1)
+        assert [e.reason for e in ringer.ended] == [EndReason.CANCELLED] * 5
+        assert {e.status for e in ringer.ended} == {487}
+    finally:
+        await ep.close()
+
+
+async def _uac_call(
+    sipp_args: list[str], tmp_path: Path, hangup_after: float = 0.3
+) -> tuple[SippResult, list[object]]:
+    sipp = require_peer("sipp")
+    ep = await endpoint()
+    port = free_port()
+    try:
+        run = asyncio.create_task(
+            run_sipp(sipp, *sipp_args, "-p", str(port), "-m", "1", cwd=tmp_path)
+        )
+        await asyncio.sleep(0.5)  # SIPp binds its port; our INVITE would be retransmitted anyway
+        call = await ep.invite(f"sip:service@127.0.0.1:{port}", ANSWER_SDP)
+        events: list[object] = []
+        async with asyncio.timeout(30):
+            async for ev in call.events():
+                events.append(ev)
+                if isinstance(ev, CallAnswered):
+                    await asyncio.sleep(hangup_after)
+                    call.hangup()
+        return await run, events
+    finally:
+        await ep.close()
+
+
+async def test_rtbridge_calls_sipp_uas_rtp_echo(tmp_path: Path) -> None:
+    res, events = await _uac_call(["-sn", "uas", "-rtp_echo", "-mp", str(free_port())], tmp_path)
+    assert res.returncode == 0, res.summary()
+    assert _calls(res) == (1, 0), res.summary()
+    kinds = [type(e) for e in events]
+    assert kinds == [CallRinging, CallAnswered, CallEnded]
+    answered = events[1]
+    assert isinstance(answered, CallAnswered) and b"m=audio" in answered.sdp
+    assert events[-1] == CallEnded(answered.call_id, EndReason.LOCAL_BYE)
+
+
+async def test_rtbridge_acks_a_486_from_sipp(tmp_path: Path) -> None:
+    res, events = await _uac_call(["-sf", str(SCENARIOS / "uas_486.xml")], tmp_path)
+    assert res.returncode == 0, res.summary()  # SIPp passes only once our ACK arrived
+    assert _calls(res) == (1, 0), res.summary()
+    assert len(events) == 1 and isinstance(events[0], CallEnded)
+    assert (events[0].reason, events[0].status) == (EndReason.FAILED, 486)
