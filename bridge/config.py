@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bridge.errors import ConfigError
+from sip.settings import SipSettings
 
 __all__ = [
     "AgentProfile",
@@ -242,6 +243,7 @@ class Settings(_Section):
     calls: CallSettings = Field(default_factory=CallSettings)
     profiles: dict[str, AgentProfile] = Field(default_factory=_default_profiles)
     routes: list[Route] = Field(default_factory=list)
+    sip: SipSettings = Field(default_factory=SipSettings)
 
     @model_validator(mode="after")
     def _routes_name_profiles(self) -> Settings:
