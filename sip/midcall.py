@@ -48,6 +48,7 @@ __all__ = [
     "parse_dtmf_info",
     "parse_sipfrag",
     "retry_reinvite",
+    "send_info_dtmf",
     "send_refer",
     "send_refer_notify",
     "send_reinvite",
@@ -301,6 +302,23 @@ def send_refer(core: SipCore, call: Call, target: str, now: float) -> None:
         "REFER", core.via(call.peer.transport), core.contact(call.peer.transport), extra=extra
     )
     core.bind(core.layer.send_request(req, call.peer, now), call, "refer")
+
+
+def send_info_dtmf(core: SipCore, call: Call, digit: str, duration_ms: int, now: float) -> None:
+    """INFO with ``application/dtmf-relay`` (the de-facto format; RFC 6086 carries it)."""
+    if call.state is not CallState.CONFIRMED or call.dialog is None:
+        raise SipStateError("call", call.state.value, "info")
+    if len(digit) != 1 or digit not in _DTMF_DIGITS:
+        raise ValueError(f"not a DTMF digit: {digit!r}")
+    body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
+    req = call.dialog.request(
+        "INFO",
+        core.via(call.peer.transport),
+        core.contact(call.peer.transport),
+        body=body,
+        content_type="application/dtmf-relay",
+    )
+    core.bind(core.layer.send_request(req, call.peer, now), call, "info")
 
 
 def send_refer_notify(

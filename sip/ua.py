@@ -242,6 +242,11 @@ class SipCore:
         midcall.send_refer(self, self._call(call_id), target, now)
         self._pump(now)
 
+    def send_dtmf(self, call_id: str, digit: str, now: float, duration_ms: int = 160) -> None:
+        """Send one DTMF digit as SIP INFO (application/dtmf-relay)."""
+        midcall.send_info_dtmf(self, self._call(call_id), digit, duration_ms, now)
+        self._pump(now)
+
     def notify_refer(
         self, call_id: str, status: int, now: float, reason: str | None = None
     ) -> None:

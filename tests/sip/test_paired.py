@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sip.events import CallAnswered, CallEnded, CallOffered, CallRinging, EndReason
+from sip.events import (
+    CallAnswered,
+    CallEnded,
+    CallOffered,
+    CallRinging,
+    DtmfReceived,
+    EndReason,
+    HoldChanged,
+    ReferProgress,
+    ReferReceived,
+)
+from sip.message import Request, Response
 from sip.uri import SipUri
 from tests.sip.pair import SDP_A, SDP_B, Pair
 
@@ -48,3 +59,198 @@ def test_callee_rejects_486_and_caller_acks() -> None:
     assert len(acks) == 1 and acks[0].top_via.branch == p.sent("a", "INVITE")[0].top_via.branch
     p.advance(40)
     assert len(p.sent("b", "486 INVITE")) == 1  # the ACK stopped timer G
+
+
+def _established(p: Pair) -> tuple[str, str]:
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    p.b.answer(bcid, SDP_B, p.now)
+    p.pump()
+    assert p.of("a", CallAnswered) and p.of("b", CallAnswered)
+    return cid, bcid
+
+
+def test_cancel_crossing_the_200_gets_ack_then_bye() -> None:
+    """§15: the 200 crossed our CANCEL: the caller ACKs it, then ends the call with BYE."""
+    p = Pair()
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    p.b.ring(bcid, p.now)
+    p.pump()
+    p.a.hangup(cid, p.now)  # CANCEL in flight ...
+    p.b.answer(bcid, SDP_B, p.now)  # ... while the 200 is in flight the other way
+    p.pump()
+    assert p.sent("b", "200 CANCEL") and not p.sent("b", "487 INVITE")
+    assert len(p.sent("a", "ACK")) == 1 and len(p.sent("a", "BYE")) == 1
+    assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.LOCAL_CANCEL)]
+    assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.REMOTE_BYE)]
+    assert not p.of("a", CallAnswered), "the owner never sees an answered call it cancelled"
+
+
+def test_cancel_before_answer_gets_487() -> None:
+    p = Pair()
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    p.b.ring(bcid, p.now)
+    p.pump()
+    p.a.hangup(cid, p.now)
+    p.pump()
+    assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.CANCELLED, 487)]
+    assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.LOCAL_CANCEL, 487)]
+    assert len(p.sent("a", "ACK")) == 1  # for the 487, inside the client transaction
+    p.advance(40)
+    assert len(p.sent("b", "487 INVITE")) == 1
+
+
+def test_cancel_waits_for_a_provisional() -> None:
+    """§9.1: no CANCEL before a provisional response; sent as soon as one arrives."""
+    p = Pair()
+    p.drop = lambda side, msg: side == "b"  # the callee is silent at first
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    p.a.hangup(cid, p.now)
+    p.pump()
+    assert not p.sent("a", "CANCEL")
+    p.drop = lambda side, msg: False
+    p.advance(0.6)  # INVITE retransmission -> the 100 now gets through
+    assert len(p.sent("a", "CANCEL")) == 1
+
+
+def test_invite_retransmitted_after_2xx_is_not_a_second_call() -> None:
+    """RFC 6026: the 100, the first 200 and the first ACK are lost; the caller retransmits
+    its INVITE into the callee's Accepted state; retransmissions repair everything."""
+    p = Pair()
+    lost: set[str] = set()
+
+    def drop(side: str, msg: Request | Response) -> bool:
+        label = msg.method if isinstance(msg, Request) else f"{msg.status}"
+        if label in ("100", "200", "ACK") and label not in lost:
+            lost.add(label)
+            return True
+        return False
+
+    p.drop = drop
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    p.b.answer(bcid, SDP_B, p.now)
+    p.pump()
+    p.advance(5)
+    assert len(p.sent("a", "INVITE")) >= 2, "the caller retransmitted its INVITE"
+    assert len(p.of("b", CallOffered)) == 1
+    assert len(p.sent("b", "200 INVITE")) >= 2
+    assert p.of("a", CallAnswered) and p.of("b", CallAnswered)
+    p.b.receive(bytes(p.sent("a", "INVITE")[0]), p.peer_of("a"), p.now)  # a late duplicate
+    p.pump()
+    assert len(p.of("b", CallOffered)) == 1
+    p.a.hangup(cid, p.now)
+    p.pump()
+    assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.REMOTE_BYE)]
+
+
+def test_lossy_link_calls_complete() -> None:
+    """Every third datagram lost, both ways: calls still set up and tear down."""
+    p = Pair()
+    counter = iter(range(10**6))
+    p.drop = lambda side, msg: next(counter) % 3 == 2
+    for _ in range(5):
+        cid = p.a.invite(BOB, SDP_A, p.now)
+        p.pump()
+        p.advance(4)
+        bcid = p.of("b", CallOffered)[-1].call_id
+        p.b.answer(bcid, SDP_B, p.now)
+        p.advance(8)
+        p.a.hangup(cid, p.now)
+        p.advance(10)
+    assert len(p.of("b", CallOffered)) == 5
+    assert len(p.of("a", CallAnswered)) == 5
+    assert all(e.reason is EndReason.REMOTE_BYE for e in p.of("b", CallEnded))
+    assert len(p.of("b", CallEnded)) == 5
+
+
+def test_unacked_200_ends_with_bye() -> None:
+    """§13.3.1.4: no ACK within 64*T1 -> the callee sends BYE and records the reason."""
+    p = Pair()
+    p.drop = lambda side, msg: isinstance(msg, Request) and msg.method == "ACK"
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    p.b.answer(bcid, SDP_B, p.now)
+    p.pump()
+    p.advance(35)
+    retransmits = len(p.sent("b", "200 INVITE"))
+    assert 7 <= retransmits <= 12  # T1 doubling to T2 over 32 s
+    assert len(p.sent("b", "BYE")) == 1
+    assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.ACK_TIMEOUT)]
+    assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.REMOTE_BYE)]
+
+
+def test_hold_and_unhold_by_reinvite() -> None:
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.reinvite(cid, SDP_A.replace(b"a=sendrecv", b"a=sendonly"), p.now)
+    p.pump()
+    assert p.of("b", HoldChanged) == [HoldChanged(bcid, True)]
+    answer = p.sent("b", "200 INVITE")[-1]
+    assert b"a=recvonly" in answer.body and b"m=audio 5000 " in answer.body
+    assert b"o=b 2 2 IN IP4" in answer.body, "the answer's o= version went up"
+    p.a.reinvite(cid, SDP_A, p.now)
+    p.pump()
+    assert p.of("b", HoldChanged) == [HoldChanged(bcid, True), HoldChanged(bcid, False)]
+    assert len(p.sent("a", "ACK")) == 3
+    p.advance(40)
+    assert not p.of("b", CallEnded), "re-INVITE 2xx were ACKed: no ACK-timeout BYE"
+
+
+def test_reinvite_glare_491_then_both_succeed() -> None:
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.reinvite(cid, SDP_A.replace(b"a=sendrecv", b"a=sendonly"), p.now)
+    p.b.reinvite(bcid, SDP_B.replace(b"a=sendrecv", b"a=inactive"), p.now)
+    p.pump()
+    assert p.sent("a", "491 INVITE") and p.sent("b", "491 INVITE")
+    p.advance(6)
+    assert len(p.sent("a", "INVITE")) == 3 and len(p.sent("b", "INVITE")) == 2
+    assert p.of("b", HoldChanged) == [HoldChanged(bcid, True)]
+    assert p.of("a", HoldChanged) == [HoldChanged(cid, True)]
+    assert not p.of("a", CallEnded) and not p.of("b", CallEnded)
+
+
+def test_refer_out_and_in_with_notify_progress() -> None:
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.refer(cid, "sip:carol@127.0.0.1:5070", p.now)
+    p.pump()
+    assert p.sent("b", "202 REFER")
+    refer = p.of("b", ReferReceived)
+    assert refer == [ReferReceived(bcid, "<sip:carol@127.0.0.1:5070>", "sip:alice@127.0.0.1")]
+    assert p.of("a", ReferProgress) == [ReferProgress(cid, 100, "Trying", False)]
+    p.b.notify_refer(bcid, 200, p.now)
+    p.pump()
+    assert p.of("a", ReferProgress)[-1] == ReferProgress(cid, 200, "OK", True)
+    assert len(p.sent("a", "200 NOTIFY")) == 2
+
+
+def test_info_dtmf_is_a_digit_event() -> None:
+    p = Pair()
+    cid, bcid = _established(p)
+    for digit in "5#":
+        p.a.send_dtmf(cid, digit, p.now, duration_ms=120)
+    p.pump()
+    assert p.of("b", DtmfReceived) == [DtmfReceived(bcid, "5", 120), DtmfReceived(bcid, "#", 120)]
+
+
+def test_in_dialog_request_for_unknown_dialog_gets_481() -> None:
+    p = Pair()
+    cid, _bcid = _established(p)
+    p.a.hangup(cid, p.now)
+    p.pump()
+    p.advance(40)
+    bye = p.sent("a", "BYE")[0]
+    bye.headers.set("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKnewone;rport")
+    p.b.receive(bytes(bye), p.peer_of("a"), p.now)
+    p.pump()
+    assert p.sent("b", "481 BYE")

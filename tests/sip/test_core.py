@@ -1,0 +1,132 @@
+"""Tier 1/2: the UA core's answers to single messages: OPTIONS, policy, malformed input, auth."""
+
+from __future__ import annotations
+
+from sip.events import CallEnded, CallOffered, EndReason
+from sip.message import Response, parse_message
+from sip.policy import TrunkPolicy
+from sip.settings import TrunkSettings
+from sip.transaction import Peer, Send
+from sip.ua import CoreConfig, Credentials, SipCore
+from sip.uri import SipUri
+from tests.sip.pair import SDP_A, Pair
+
+LOOP = Peer("udp", "127.0.0.1", 5090)
+STRANGER = Peer("udp", "192.0.2.7", 5090)
+
+
+def _request(method: str, *, to_tag: str = "", extra: str = "") -> bytes:
+    tag = f";tag={to_tag}" if to_tag else ""
+    return (
+        f"{method} sip:bot@127.0.0.1:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK{method.lower()}1;rport\r\n"
+        f"From: <sip:x@127.0.0.1>;tag=abc\r\nTo: <sip:bot@127.0.0.1>{tag}\r\n"
+        f"Call-ID: {method.lower()}-1\r\nCSeq: 7 {method}\r\nMax-Forwards: 70\r\n{extra}"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _responses(core: SipCore) -> list[tuple[Response, Peer]]:
+    return [
+        (s.message, s.peer)
+        for s in core.drain()
+        if isinstance(s, Send) and isinstance(s.message, Response)
+    ]
+
+
+def test_options_200_while_serving_503_while_draining() -> None:
+    core = SipCore(CoreConfig())
+    core.receive(_request("OPTIONS"), LOOP, 0.0)
+    [(resp, peer)] = _responses(core)
+    assert resp.status == 200 and peer == LOOP
+    assert "INVITE" in (resp.headers.get("Allow") or "")
+    assert resp.to.tag, "a final response to an out-of-dialog request carries a To tag"
+    core.draining = True
+    core.receive(_request("OPTIONS").replace(b"options1", b"options2"), LOOP, 0.0)
+    assert _responses(core)[0][0].status == 503
+
+
+def test_rport_and_received_are_stamped() -> None:
+    core = SipCore(CoreConfig())
+    data = _request("OPTIONS").replace(b"127.0.0.1:5090;branch", b"10.9.9.9:5999;branch")
+    core.receive(data, LOOP, 0.0)
+    [(resp, peer)] = _responses(core)
+    assert resp.top_via.param("received") == "127.0.0.1"
+    assert resp.top_via.param("rport") == "5090"
+    assert peer == LOOP  # rport: back to the source, not to the Via's 10.9.9.9:5999
+
+
+def test_no_trunk_loopback_only() -> None:
+    core = SipCore(CoreConfig())
+    core.receive(_request("INVITE"), STRANGER, 0.0)
+    statuses = [r.status for r, _ in _responses(core)]
+    assert statuses == [100, 403]
+    core.receive(
+        _request("INVITE").replace(b"invite1", b"invite2").replace(b"invite-1", b"i-2"), LOOP, 0.0
+    )
+    assert [type(e) for e in core.drain() if not isinstance(e, Send)] == [CallOffered]
+
+
+def test_trunk_allowlist() -> None:
+    trunk = TrunkSettings(name="pbx", host="198.51.100.1", inbound_allow=["192.0.2.0/24"])
+    core = SipCore(CoreConfig(), TrunkPolicy([trunk]))
+    core.receive(_request("INVITE"), STRANGER, 0.0)
+    offered = [e for e in core.drain() if isinstance(e, CallOffered)]
+    assert offered and offered[0].trunk == "pbx"
+    core.receive(
+        _request("INVITE").replace(b"invite1", b"invite2").replace(b"invite-1", b"i-2"), LOOP, 0.0
+    )
+    assert [r.status for r, _ in _responses(core)] == [100, 403]
+
+
+def test_malformed_request_gets_400_with_reason() -> None:
+    core = SipCore(CoreConfig())
+    bad = _request("INVITE").replace(b"CSeq: 7 INVITE", b"CSeq: seven INVITE")
+    core.receive(bad, LOOP, 0.0)
+    [(resp, _)] = _responses(core)
+    assert resp.status == 400 and "bad CSeq" in resp.reason
+    core.receive(b"\x00garbage\r\n\r\n", LOOP, 0.0)
+    assert core.drain() == []
+    assert core.stats["malformed"] == 2 and core.stats["malformed_answered"] == 1
+
+
+def test_unknown_method_501_and_stray_in_dialog_481() -> None:
+    core = SipCore(CoreConfig())
+    core.receive(_request("FROB"), LOOP, 0.0)
+    assert _responses(core)[0][0].status == 501
+    core.receive(_request("BYE", to_tag="zz"), LOOP, 0.0)
+    assert _responses(core)[0][0].status == 481
+
+
+def test_outbound_invite_answers_a_digest_challenge() -> None:
+    """A trunk that challenges (401); the caller retries once with credentials and gets in;
+    wrong credentials surface as a failed call with the 401."""
+    env = {"PBX_PW": "s3cret"}
+    trunk = TrunkSettings(
+        name="pbx", host="127.0.0.1", username="alice", password_env="PBX_PW", inbound_digest=True
+    )
+    for password, expect_offer in (("s3cret", True), ("wrong", False)):
+        p = Pair()
+        p.b.policy = TrunkPolicy([trunk], env)
+        cid = p.a.invite(
+            SipUri(host="127.0.0.1", port=5062, user="bot"),
+            SDP_A,
+            p.now,
+            credentials=Credentials("alice", password),
+        )
+        p.pump()
+        assert len(p.sent("b", "401 INVITE")) == (1 if expect_offer else 2)
+        assert bool(p.of("b", CallOffered)) is expect_offer
+        if not expect_offer:
+            assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.FAILED, 401)]
+        invites = p.sent("a", "INVITE")
+        assert (invites[1].headers.get("Authorization") or "").startswith("Digest ")
+        assert invites[1].cseq.seq == invites[0].cseq.seq + 1
+
+
+def test_parse_of_our_own_output_round_trips() -> None:
+    p = Pair()
+    p.a.invite(SipUri(host="127.0.0.1", port=5062, user="bot"), SDP_A, p.now)
+    p.pump()
+    for _, msg in p.wire:
+        assert bytes(parse_message(bytes(msg))) == bytes(msg)
