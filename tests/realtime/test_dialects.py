@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from bridge.config import Dialect
 from bridge.realtime.dialects import XAI_VOICES, Translator, snake_to_dotted
 from bridge.realtime.events import (
+    BETA_SERVER_EVENT_NAMES,
     CLIENT_EVENTS,
     SERVER_EVENTS,
     event_to_dict,
@@ -65,7 +66,7 @@ def test_ga_translator_is_a_no_op() -> None:
 def test_ga_client_event_survives_a_dialect_trip(dialect: Dialect, event: Event) -> None:
     sent = _run(Translator(dialect).client_to_dialect, [event])
     assert len(sent) == 1
-    assert "_" not in sent[0]["type"].split(".")[0] or "." in sent[0]["type"]  # dotted, never snake
+    assert snake_to_dotted(sent[0]["type"]) is None  # dotted names go out, never snake tags
     back = _run(Translator(dialect).client_from_dialect, sent)
     assert back == [event]
 
@@ -174,26 +175,11 @@ def test_beta_server_event_to_ga_and_back(event: Event, request: pytest.FixtureR
     assert len(ga) == 1
     parsed = parse_server_event(ga[0])
     assert type(parsed) is EXPECTED_SERVER[ga[0]["type"]]
-    assert ga[0]["type"] in CLIENT_EVENTS or ga[0]["type"] in {
-        n for n in SERVER_EVENTS if n not in _BETA_ONLY
-    }
+    assert ga[0]["type"] not in BETA_SERVER_EVENT_NAMES
     assert event_to_dict(parsed) == ga[0]
     back = _run(Translator(Dialect.BETA).server_to_dialect, ga)
     expected = BETA_LOSSY.get(fixture_id, lambda e: e)(event)
     assert back == [expected]
-
-
-_BETA_ONLY = {
-    "conversation.item.created",
-    "transcription_session.created",
-    "transcription_session.updated",
-    "response.text.delta",
-    "response.text.done",
-    "response.audio.delta",
-    "response.audio.done",
-    "response.audio_transcript.delta",
-    "response.audio_transcript.done",
-}
 
 
 @pytest.mark.parametrize("event", load("beta", "client"))
@@ -259,6 +245,39 @@ EXPECTED_XAI_TYPES = {
 }
 
 
+# Every snake_case tag seed 003 (the xAI client library) serialises.
+SEED_003_CLIENT_TAGS = {
+    "session_update",
+    "input_audio_buffer_append",
+    "input_audio_buffer_commit",
+    "input_audio_buffer_clear",
+    "conversation_item_create",
+    "response_create",
+    "response_cancel",
+}
+SEED_003_SERVER_TAGS = {
+    "session_created",
+    "session_updated",
+    "conversation_item_created",
+    "input_audio_buffer_committed",
+    "input_audio_buffer_cleared",
+    "input_audio_buffer_speech_started",
+    "input_audio_buffer_speech_stopped",
+    "response_created",
+    "response_audio_delta",
+    "response_audio_transcript_delta",
+    "response_text_delta",
+    "response_done",
+    "error",
+    "rate_limits_updated",
+}
+
+
+def test_xai_fixtures_cover_every_seed_003_tag() -> None:
+    assert {p.values[0]["type"] for p in load("xai", "client")} >= SEED_003_CLIENT_TAGS
+    assert {p.values[0]["type"] for p in load("xai", "server")} >= SEED_003_SERVER_TAGS
+
+
 @pytest.mark.parametrize("event", load("xai", "server"))
 def test_xai_server_event_becomes_ga(event: Event, request: pytest.FixtureRequest) -> None:
     fixture_id = request.node.callspec.id
@@ -267,7 +286,7 @@ def test_xai_server_event_becomes_ga(event: Event, request: pytest.FixtureReques
     [ga] = _run(t.server_from_dialect, [event])
     if fixture_id in EXPECTED_XAI_TYPES:
         assert ga["type"] == EXPECTED_XAI_TYPES[fixture_id]
-    assert "_" not in ga["type"] or "." in ga["type"] or ga["type"] == event["type"]
+    assert snake_to_dotted(ga["type"]) is None
     parsed = parse_server_event(ga)
     expected = EXPECTED_SERVER.get(ga["type"])
     if expected is None:  # no GA counterpart: passed through (ping, transcription .updated)
