@@ -170,7 +170,9 @@ _DIRECTIONS = frozenset(d.value for d in Direction)
 
 def _int(text: str, what: str, line: int | None, *, lo: int = 0, hi: int = 2**63 - 1) -> int:
     if not text.isdigit() or not text.isascii():
-        raise SdpError(f"{what} must be a decimal number, got {text!r}", line=line)
+        raise SdpError(f"{what} must be a decimal number, got {text[:40]!r}", line=line)
+    if len(text) > 20:
+        raise SdpError(f"{what} has too many digits ({len(text)})", line=line)
     value = int(text)
     if not lo <= value <= hi:
         raise SdpError(f"{what} {value} is out of range {lo}..{hi}", line=line)
@@ -192,7 +194,7 @@ class Origin:
     def parse(cls, value: str, line: int | None = None) -> Origin:
         parts = value.split(" ")
         if len(parts) != 6 or not all(parts):
-            raise SdpError(f"o= needs 6 space-separated fields, got {value!r}", line=line)
+            raise SdpError(f"o= needs 6 space-separated fields, got {value!r:.80}", line=line)
         return cls(
             parts[0],
             _int(parts[1], "o= sess-id", line),
@@ -226,10 +228,10 @@ class Connection:
     def parse(cls, value: str, line: int | None = None) -> Connection:
         parts = value.split(" ")
         if len(parts) != 3 or not all(parts):
-            raise SdpError(f"c= needs 3 space-separated fields, got {value!r}", line=line)
+            raise SdpError(f"c= needs 3 space-separated fields, got {value!r:.80}", line=line)
         address, _, suffix = parts[2].partition("/")
         if not address:
-            raise SdpError(f"c= has an empty address: {value!r}", line=line)
+            raise SdpError(f"c= has an empty address: {value!r:.80}", line=line)
         return cls(address, parts[1], parts[0], suffix or None)
 
     @classmethod
@@ -262,7 +264,7 @@ class Bandwidth:
     def parse(cls, value: str, line: int | None = None) -> Bandwidth:
         bwtype, sep, amount = value.partition(":")
         if not sep or not bwtype:
-            raise SdpError(f"b= must be <bwtype>:<bandwidth>, got {value!r}", line=line)
+            raise SdpError(f"b= must be <bwtype>:<bandwidth>, got {value!r:.80}", line=line)
         return cls(bwtype, _int(amount, "b= bandwidth", line))
 
     def __str__(self) -> str:
@@ -281,7 +283,7 @@ class Timing:
     def parse(cls, value: str, line: int | None = None) -> Timing:
         parts = value.split(" ")
         if len(parts) != 2:
-            raise SdpError(f"t= needs 2 fields, got {value!r}", line=line)
+            raise SdpError(f"t= needs 2 fields, got {value!r:.80}", line=line)
         return cls(_int(parts[0], "t= start", line), _int(parts[1], "t= stop", line))
 
     def __str__(self) -> str:
@@ -299,7 +301,7 @@ class Attribute:
     def parse(cls, text: str, line: int | None = None) -> Attribute:
         name, sep, value = text.partition(":")
         if not name or any(c in name for c in " \t"):
-            raise SdpError(f"a= has an invalid attribute name in {text!r}", line=line)
+            raise SdpError(f"a= has an invalid attribute name in {text!r:.80}", line=line)
         return cls(name, value if sep else None)
 
     def __str__(self) -> str:
@@ -320,7 +322,9 @@ class RtpMap:
         pt, sep, rest = value.partition(" ")
         parts = rest.strip().split("/")
         if not sep or len(parts) not in (2, 3) or not parts[0]:
-            raise SdpError(f"a=rtpmap must be '<pt> <name>/<rate>[/<ch>]': {value!r}", line=line)
+            raise SdpError(
+                f"a=rtpmap must be '<pt> <name>/<rate>[/<ch>]': {value!r:.80}", line=line
+            )
         return cls(
             _int(pt, "rtpmap payload type", line, hi=127),
             parts[0],
@@ -339,7 +343,7 @@ def _validate_attribute(attr: Attribute, line: int | None) -> None:
         RtpMap.parse(attr.value or "", line)
     elif attr.name == "fmtp":
         if not (attr.value or "").split(" ", 1)[0]:
-            raise SdpError(f"a=fmtp must be '<format> <params>': {attr.value!r}", line=line)
+            raise SdpError(f"a=fmtp must be '<format> <params>': {attr.value!r:.80}", line=line)
     elif attr.name in ("ptime", "maxptime"):
         _ptime_value(attr, line)
     elif attr.name in _DIRECTIONS and attr.value is not None:
@@ -351,7 +355,7 @@ def _ptime_value(attr: Attribute, line: int | None) -> int:
     text = (attr.value or "").strip()
     whole, _, frac = text.partition(".")
     if frac and not (frac.isdigit() and frac.isascii()):
-        raise SdpError(f"a={attr.name} must be a number of ms, got {attr.value!r}", line=line)
+        raise SdpError(f"a={attr.name} must be a number of ms, got {attr.value!r:.80}", line=line)
     return _int(whole, f"a={attr.name}", line, lo=1, hi=100_000)
 
 
@@ -396,7 +400,9 @@ class MediaDescription(_AttributeMixin):
     def parse_m_line(cls, value: str, line: int | None = None) -> MediaDescription:
         parts = value.split(" ")
         if len(parts) < 4 or not all(parts):
-            raise SdpError(f"m= needs '<media> <port> <proto> <fmt> ...', got {value!r}", line=line)
+            raise SdpError(
+                f"m= needs '<media> <port> <proto> <fmt> ...', got {value!r:.80}", line=line
+            )
         port_text, _, count = parts[1].partition("/")
         return cls(
             media=parts[0],
@@ -419,7 +425,11 @@ class MediaDescription(_AttributeMixin):
         """The formats as RTP payload types (section 5.14); non-numeric formats are skipped."""
         if not self.is_rtp:
             return ()
-        return tuple(int(f) for f in self.formats if f.isdigit() and f.isascii() and int(f) < 128)
+        return tuple(
+            int(f)
+            for f in self.formats
+            if len(f) <= 3 and f.isdigit() and f.isascii() and int(f) < 128
+        )
 
     def rtpmaps(self) -> dict[int, RtpMap]:
         """``a=rtpmap`` lines by payload type (the first one wins on duplicates)."""
@@ -593,7 +603,7 @@ class _Parser:
                     raise SdpError("the first line must be v=", line=number)
                 session["v"] = _int(value, "v=", number)
                 if session["v"] != 0:
-                    raise SdpError(f"unsupported SDP version {value!r}", line=number)
+                    raise SdpError(f"unsupported SDP version {value!r:.80}", line=number)
                 continue
             if kind == "v":
                 raise SdpError("v= appears twice", line=number)
