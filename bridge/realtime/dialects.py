@@ -7,26 +7,23 @@ plain dicts: no pydantic, so the per-audio-delta path is one dict lookup and one
 
 Directions (each method takes one event and returns a list: ``[]`` dropped, 2+ expanded):
 
-====================== ===================================== ================================
-method                 converts                              used by
-====================== ===================================== ================================
-``client_to_dialect``  GA client event -> dialect            rtbridge's upstream client
-``server_from_dialect`` dialect server event -> GA           rtbridge's upstream client
-``client_from_dialect`` dialect client event -> GA           the local agent serving a dialect
-``server_to_dialect``  GA server event -> dialect            the local agent serving a dialect
-====================== ===================================== ================================
+* ``client_to_dialect``: GA client event -> dialect (rtbridge's upstream client sends it)
+* ``server_from_dialect``: dialect server event -> GA (rtbridge's upstream client receives it)
+* ``client_from_dialect``: dialect client event -> GA (the local agent serving a dialect)
+* ``server_to_dialect``: GA server event -> dialect (the local agent serving a dialect)
 
 For :attr:`Dialect.GA <bridge.config.Dialect>` ``needs_translation`` is False: callers forward raw
 frames and never call the methods (which then return a shallow copy of the event).
 
 **The pass-through rule.** An event with no counterpart in the target dialect, or whose type this
 module does not know, is passed through unchanged (a shallow copy, same ``type``, same fields):
-a proxy never drops what it does not understand. This covers ``ping`` (xAI), ``conversation.item.
-done`` and ``...input_audio_transcription.segment`` towards beta, the MCP and
-``output_audio_buffer.*`` events towards beta and xAI, xAI's ``...input_audio_transcription.
-updated`` towards GA, and everything unknown. Fields a rule does not understand pass through too;
-translated events are JSON-equal to their input apart from the renamed/moved fields. Outputs are
-new dicts; inputs are never mutated (changed nested containers are copied on write).
+a proxy never drops what it does not understand. Examples: xAI's ``ping``; towards beta,
+``conversation.item.done``, ``conversation.item.input_audio_transcription.segment`` and the
+``output_audio_buffer.*`` and MCP events; towards xAI, the MCP events; from xAI,
+``conversation.item.input_audio_transcription.updated``; and every unknown type. Fields a rule does
+not understand pass through too: translated events are JSON-equal to their input apart from the
+renamed/moved fields. Outputs are new dicts; inputs are never mutated (nested containers that
+change are copied on write). Nothing is ever dropped: every method returns at least one event.
 
 Beta <-> GA:
 
