@@ -151,6 +151,7 @@ class DtmfReceiver:
         self.clock_rate = clock_rate
         self.timeout = timeout
         self.stats = DtmfReceiverStats()
+        self._stale_window = 2 * clock_rate  # older than this: the sender restarted its clock
         self._pending: _Pending | None = None
         self._done: deque[tuple[int, int]] = deque(maxlen=memory)
 
@@ -180,7 +181,8 @@ class DtmfReceiver:
         out: list[DtmfDigit] = []
         p = self._pending
         if p is not None and (p.ssrc, p.timestamp) != key:
-            if p.ssrc == packet.ssrc and ts_diff(packet.timestamp, p.timestamp) < 0:
+            back = ts_diff(p.timestamp, packet.timestamp)
+            if p.ssrc == packet.ssrc and 0 < back <= self._stale_window:
                 self.stats.stale += 1  # a straggler of an older event
                 return []
             if (

@@ -355,8 +355,7 @@ class PlayoutBuffer:
                 self.stats.samples_dropped += len(data) // self._width
                 return False
             resp = self._responses[response_id] = _Response(response_id)
-        elif resp.state in _DONE_STATES:
-            raise PlayoutError(f"audio pushed for response {response_id!r} after mark_done")
+        # Audio after mark_done (an upstream out of order) is still played, before the finish.
         item = resp.items.get(item_id)
         if item is None:
             item = resp.items[item_id] = _Item(response_id, item_id)

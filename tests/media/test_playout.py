@@ -228,8 +228,11 @@ def test_accepts_empty_and_odd_input() -> None:
     pb.mark_done("r")
     frames = pb.tick(0.0)
     assert frames[0].audio_samples == 1 and len(frames[0].payload) == PCM_24K.frame_bytes
-    with pytest.raises(PlayoutError, match="after mark_done"):
-        pb.push("r", "a", b"\x00\x00")
+    # Audio after mark_done (upstream out of order) still plays before the response finishes.
+    assert pb.push("r", "a", b"\x00\x00" * 480) is True
+    assert [f.audio_samples for f in pb.tick(0.020)] == [480]
+    assert pb.tick(0.040)[0].is_silence
+    assert pb.take_events()[-1] == PlaybackFinished("r", 0.040, 481 / 24)
 
 
 def test_format_validation() -> None:
@@ -239,3 +242,13 @@ def test_format_validation() -> None:
         PlayoutFormat(PlayoutEncoding.PCMU, 11025, frame_ms=20)
     assert PlayoutFormat(PlayoutEncoding.PCMA, 8000).frame_bytes == 160
     assert PCM_24K.frame_bytes == 960
+
+
+def test_illegal_response_transition_names_state_and_event() -> None:
+    from media.playout import _Ev, _Response
+
+    resp = _Response("r9", ResponseState.FINISHED)
+    with pytest.raises(
+        PlayoutError, match="'r9': event 'first_frame' is illegal in state 'finished'"
+    ):
+        resp.apply(_Ev.FIRST_FRAME)
