@@ -16,10 +16,12 @@ one bin of an unwindowed DFT and nothing leaks between bins.
   the tones lie in the stopband (``>= 1.15`` times the lower Nyquist frequency) and the spur is
   the alias; interpolating, the tones lie in the passband (``<= 0.85``) and the spurs are the
   images.
-* **Latency**: the input is streamed one sample at a time, so each output sample's release
-  time is known; the time it represents comes from the phase of a low tone in the output (the
-  group delay of a linear-phase filter equals its phase delay). Latency is the worst release
-  time minus represented time.
+* **Latency**: the input is streamed one sample at a time, in real time, so each output
+  sample's release time is known. A consumer playing the output at its rate must start late
+  enough that no sample is needed before its release (held-back samples count here), and the
+  output timeline lags the input by the phase delay of a low tone (leading zeros or any other
+  filter delay count here; for a linear-phase filter it equals the group delay). Latency is
+  the sum of the two.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ def latency_ms(
     freq_hz: int = 50,
     seconds: float = 0.25,
 ) -> float:
-    """Worst delay between an input sample's arrival and the output sample representing it.
+    """Delay from an input sample's arrival to the real-time playout of its output sample.
 
     Streams a ``freq_hz`` tone one input sample (frame) at a time; the phase of the output
     tone gives the input time each output sample represents (unambiguous for delays under
@@ -188,16 +190,18 @@ def latency_ms(
             released.extend([i] * len(y))
     out = np.concatenate(outputs).astype(np.float64)
     j = np.arange(len(out))
+    # A consumer playing the output in real time at out_rate can start no earlier than the
+    # worst release time minus the sample's place in the output timeline.
+    start = float((np.asarray(released, dtype=np.float64) / in_rate - j / out_rate).max())
     steady = j >= int(0.05 * out_rate)
     w = 2 * np.pi * freq_hz * j[steady] / out_rate
     basis = np.column_stack((np.sin(w), np.cos(w)))
     (a, b), *_ = np.linalg.lstsq(basis, out[steady], rcond=None)
-    # out[j] = R sin(w_j + phi): the output represents input time j/out + phi/(2 pi f).
-    phi = float(np.arctan2(b, a))
-    represented = j[steady] / out_rate + phi / (2 * np.pi * freq_hz)
-    release = np.asarray(released, dtype=np.float64)[steady] / in_rate
+    # out[j] = R sin(w_j + phi): output sample j represents input time j/out + phi/(2 pi f),
+    # so the output timeline lags the input by -phi/(2 pi f) (leading zeros show up here).
+    lag = -float(np.arctan2(b, a)) / (2 * np.pi * freq_hz)
     # The phase fit is good to nanoseconds; report to 0.1 us so an exact 2 ms design reads 2.0.
-    return round(float((release - represented).max() * 1000.0), 4)
+    return round((start + lag) * 1000.0, 4)
 
 
 def measure_resampler(
