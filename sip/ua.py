@@ -214,7 +214,7 @@ class SipCore:
         h.add("From", str(local.with_tag(new_tag())))
         h.add("To", str(NameAddr(target.without_headers())))
         h.add("Call-ID", call_id)
-        h.add("CSeq", f"{secrets.randbelow(2**16) + 1} INVITE")
+        h.add("CSeq", "1 INVITE")
         h.add("Contact", str(self.contact(transport)))
         for k, v in self.common_headers():
             h.add(k, v)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sip.driver import CallHandler, DefaultHandler, SipEndpoint, start_sip
-from sip.settings import SipSettings
+from sip.settings import SipSettings, TrunkSettings
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 ANSWER_SDP = (
@@ -35,12 +35,17 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 async def endpoint(
-    handler: CallHandler | None = None, *, udp: bool = True, tcp: bool = True
+    handler: CallHandler | None = None,
+    *,
+    udp: bool = True,
+    tcp: bool = True,
+    trunks: list[TrunkSettings] | None = None,
 ) -> SipEndpoint:
     settings = SipSettings(
         bind_host="127.0.0.1",
         udp_port=0 if udp else None,
         tcp_port=0 if tcp else None,
+        trunks=trunks or [],
     )
     return await start_sip(settings, handler or DefaultHandler(ANSWER_SDP))
 

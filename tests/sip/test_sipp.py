@@ -14,10 +14,12 @@ import pytest
 
 from sip.driver import Decision, SipCall
 from sip.events import CallAnswered, CallEnded, CallRinging, EndReason
+from sip.settings import TrunkSettings
 from tests.sip.sipp_support import ANSWER_SDP, SCENARIOS, SippResult, endpoint, free_port, run_sipp
 from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")
+PW_ENV = "RTBRIDGE_TEST_SIPP_INVITE_PW"
 
 
 def _calls(res: SippResult) -> tuple[int, int]:
@@ -128,17 +130,23 @@ async def test_sipp_cancels_a_ringing_call(tmp_path: Path) -> None:
 
 
 async def _uac_call(
-    sipp_args: list[str], tmp_path: Path, hangup_after: float = 0.3
+    sipp_args: list[str], tmp_path: Path, hangup_after: float = 0.3, *, trunk: bool = False
 ) -> tuple[SippResult, list[object]]:
     sipp = require_peer("sipp")
-    ep = await endpoint()
     port = free_port()
+    trunks = [
+        TrunkSettings(
+            name="sipp", host="127.0.0.1", port=port, username="rtbridge", password_env=PW_ENV
+        )
+    ]
+    ep = await endpoint(trunks=trunks if trunk else None)
     try:
         run = asyncio.create_task(
             run_sipp(sipp, *sipp_args, "-p", str(port), "-m", "1", cwd=tmp_path)
         )
         await asyncio.sleep(0.5)  # SIPp binds its port; our INVITE would be retransmitted anyway
-        call = await ep.invite(f"sip:service@127.0.0.1:{port}", ANSWER_SDP)
+        target = f"sip:service@127.0.0.1:{port}"
+        call = await ep.invite(target, ANSWER_SDP, trunk="sipp" if trunk else None)
         events: list[object] = []
         async with asyncio.timeout(30):
             async for ev in call.events():
@@ -168,3 +176,14 @@ async def test_rtbridge_acks_a_486_from_sipp(tmp_path: Path) -> None:
     assert _calls(res) == (1, 0), res.summary()
     assert len(events) == 1 and isinstance(events[0], CallEnded)
     assert (events[0].reason, events[0].status) == (EndReason.FAILED, 486)
+
+
+async def test_rtbridge_retries_a_407_challenged_invite_with_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trunk's password comes from the environment variable the config names."""
+    monkeypatch.setenv(PW_ENV, "invite-secret")
+    res, events = await _uac_call(["-sf", str(SCENARIOS / "invite_407.xml")], tmp_path, trunk=True)
+    assert res.returncode == 0, res.summary()  # SIPp checked every Proxy-Authorization field
+    assert _calls(res) == (1, 0), res.summary()
+    assert [type(e) for e in events] == [CallAnswered, CallEnded]
