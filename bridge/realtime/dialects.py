@@ -358,13 +358,19 @@ class Translator:
         self._client_to = {
             "session.update": ("session.update", self._session_event_to_beta),
             "conversation.item.create": ("conversation.item.create", item_to),
-            "response.create": ("response.create", _field_rule("response", _params_to_beta)),
+            "response.create": (
+                "response.create",
+                _field_rule("response", lambda v: _response_to_beta(v, "input")),
+            ),
         }
         self._client_from = {
             "session.update": ("session.update", _field_rule("session", _session_from_beta)),
             "transcription_session.update": ("session.update", _transcription_from_beta),
             "conversation.item.create": ("conversation.item.create", item_from),
-            "response.create": ("response.create", _field_rule("response", _params_from_beta)),
+            "response.create": (
+                "response.create",
+                _field_rule("response", lambda v: _response_from_beta(v, "input")),
+            ),
         }
         server_to: dict[str, _Rule] = {
             ga: (beta, None) for ga, beta in _SERVER_NAMES_TO_BETA.items()
@@ -521,45 +527,28 @@ def _transcription_from_beta(ev: Mapping[str, Any], new_type: str) -> list[Event
     return [out]
 
 
-def _params_to_beta(params: Any) -> Any:
-    if not isinstance(params, Mapping):
-        return params
-    out = _flatten_audio(params, _RESPONSE_AUDIO)
+def _response_to_beta(obj: Any, items_key: str = "output") -> Any:
+    """A response (``items_key="output"``) or response.create params (``"input"``) to beta."""
+    if not isinstance(obj, Mapping):
+        return obj
+    out = _flatten_audio(obj, _RESPONSE_AUDIO)
     _move(out, "output_modalities", out, "modalities", _modalities_to_beta)
-    _move(out, "max_output_tokens", out, "max_response_output_tokens")
-    if "input" in out:
-        out["input"] = _items(out["input"], _CONTENT_TO_BETA, False)
+    if items_key == "input":  # only the create params rename it; a response keeps the GA name
+        _move(out, "max_output_tokens", out, "max_response_output_tokens")
+    if items_key in out:
+        out[items_key] = _items(out[items_key], _CONTENT_TO_BETA, False)
     return out
 
 
-def _params_from_beta(params: Any) -> Any:
-    if not isinstance(params, Mapping):
-        return params
-    out = _nest_audio(params, _RESPONSE_AUDIO)
+def _response_from_beta(obj: Any, items_key: str = "output") -> Any:
+    if not isinstance(obj, Mapping):
+        return obj
+    out = _nest_audio(obj, _RESPONSE_AUDIO)
     _move(out, "modalities", out, "output_modalities", _modalities_to_ga)
-    _move(out, "max_response_output_tokens", out, "max_output_tokens")
-    if "input" in out:
-        out["input"] = _items(out["input"], _CONTENT_TO_GA, True)
-    return out
-
-
-def _response_to_beta(response: Any) -> Any:
-    if not isinstance(response, Mapping):
-        return response
-    out = _flatten_audio(response, _RESPONSE_AUDIO)
-    _move(out, "output_modalities", out, "modalities", _modalities_to_beta)
-    if "output" in out:
-        out["output"] = _items(out["output"], _CONTENT_TO_BETA, False)
-    return out
-
-
-def _response_from_beta(response: Any) -> Any:
-    if not isinstance(response, Mapping):
-        return response
-    out = _nest_audio(response, _RESPONSE_AUDIO)
-    _move(out, "modalities", out, "output_modalities", _modalities_to_ga)
-    if "output" in out:
-        out["output"] = _items(out["output"], _CONTENT_TO_GA, True)
+    if items_key == "input":
+        _move(out, "max_response_output_tokens", out, "max_output_tokens")
+    if items_key in out:
+        out[items_key] = _items(out[items_key], _CONTENT_TO_GA, True)
     return out
 
 
