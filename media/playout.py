@@ -66,6 +66,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_CATCH_UP: Final = 3
+# A deadline within this of ``now`` is due: a driver on its own grid (anchor + n * period
+# computed elsewhere) may land a rounding error early, and must not lose a whole period.
+_EPSILON: Final = 1e-6
 _CLOSED_MEMORY: Final = 256  # finished/cleared response ids remembered to reject late audio
 
 
@@ -447,12 +450,12 @@ class PlayoutBuffer:
         frames: list[Frame] = []
         while len(frames) < self.max_catch_up:
             deadline = anchor + (self._index - self._anchor_index) * period
-            if deadline > now:
+            if deadline > now + _EPSILON:
                 return frames
             frames.append(self._next_frame(deadline, catch_up=now - deadline >= period))
         # max_catch_up frames emitted; re-anchor if more were overdue.
         deadline = anchor + (self._index - self._anchor_index) * period
-        if deadline <= now:
+        if deadline <= now + _EPSILON:
             self._anchor = now + period
             self._anchor_index = self._index
             self.stats.reanchors += 1

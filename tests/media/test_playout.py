@@ -252,3 +252,13 @@ def test_illegal_response_transition_names_state_and_event() -> None:
         PlayoutError, match="'r9': event 'first_frame' is illegal in state 'finished'"
     ):
         resp.apply(_Ev.FIRST_FRAME)
+
+
+def test_a_driver_grid_a_rounding_error_early_still_gets_its_frame() -> None:
+    pb = PlayoutBuffer(ULAW_8K)
+    anchor, period = 1234.567, 0.020
+    pb.start(anchor + 7 * period)  # anchored on a foreign grid's tick
+    for k in range(7, 5000):
+        tick = anchor + k * period  # the driver's own arithmetic, not the buffer's
+        assert len(pb.tick(tick - 1e-9)) == 1
+    assert pb.stats.catch_up_frames == 0 and pb.stats.reanchors == 0
