@@ -26,7 +26,7 @@ Malformed input raises :class:`SdpError` (naming the line); an offer we cannot a
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -707,7 +707,12 @@ def _finish_media(head: MediaDescription, lines: dict[str, list[object]]) -> Med
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """The one audio codec a negotiation settled on, with the payload type to use on the wire."""
+    """The one audio codec a negotiation settled on, with the payload type to use on the wire.
+
+    ``fmtp`` is the *peer's* format parameters for it (what the peer wants to receive, such as
+    Opus ``stereo=1`` or ``maxplaybackrate``), for our encoder. ``channels`` is the rtpmap's:
+    Opus is always written ``opus/48000/2`` (RFC 7587 section 7) whatever is actually sent.
+    """
 
     name: str
     payload_type: int
@@ -858,14 +863,15 @@ def _reject(media: MediaDescription) -> MediaDescription:
 
 def _audio_lines(
     codec: Codec,
+    fmtp: str | None,
     te: TelephoneEvent | None,
     ptime: int,
     direction: Direction,
     maxptime: int | None,
 ) -> tuple[Attribute, ...]:
     attrs = [Attribute("rtpmap", str(codec.rtpmap()))]
-    if codec.fmtp:
-        attrs.append(Attribute("fmtp", f"{codec.payload_type} {codec.fmtp}"))
+    if fmtp:
+        attrs.append(Attribute("fmtp", f"{codec.payload_type} {fmtp}"))
     if te is not None:
         attrs.append(Attribute("rtpmap", f"{te.payload_type} {TELEPHONE_EVENT}/{te.clock_rate}"))
         attrs.append(Attribute("fmtp", f"{te.payload_type} {te.events}"))
@@ -874,6 +880,12 @@ def _audio_lines(
         attrs.append(Attribute("maxptime", str(maxptime)))
     attrs.append(Attribute(direction.value))
     return tuple(attrs)
+
+
+def _our_fmtp(codec_fmtp: Mapping[str, str] | None, key: str) -> str | None:
+    if not codec_fmtp:
+        return None
+    return next((v for k, v in codec_fmtp.items() if k.upper() == key), None)
 
 
 def negotiate(
@@ -887,6 +899,7 @@ def negotiate(
     ptime: int = DEFAULT_PTIME,
     maxptime: int | None = None,
     telephone_event: bool = True,
+    codec_fmtp: Mapping[str, str] | None = None,
     session_name: str = "rtbridge",
 ) -> Answer:
     """Answer an offer with one audio codec plus telephone-event (RFC 3264 sections 6, 6.1).
@@ -901,6 +914,11 @@ def negotiate(
       inactive (a hold), restricted further by ``direction`` (what we want).
     - ``local_addr`` is the address to advertise (the configured public one), ``local_port``
       our RTP port.
+    - The offer's ``a=fmtp`` for the codec is not echoed: it says what the *offerer* wants to
+      receive (RFC 3264 section 6.1, RFC 7587 section 7), and is returned in
+      ``Answer.media.codec.fmtp`` for our encoder. ``codec_fmtp`` gives the parameters we want
+      to receive, by codec name (``{"opus": "useinbandfec=1"}``); by default none, which for
+      Opus means mono without in-band FEC.
 
     Raises :class:`NegotiationError` (488) when no stream can be accepted.
     """
@@ -943,7 +961,9 @@ def negotiate(
             for pt in (codec.payload_type, te.payload_type if te else None)
             if pt is not None
         ),
-        attributes=_audio_lines(codec, te, answered_ptime, ours, maxptime),
+        attributes=_audio_lines(
+            codec, _our_fmtp(codec_fmtp, codec.key), te, answered_ptime, ours, maxptime
+        ),
     )
     streams = tuple(accepted if i == index else _reject(m) for i, m in enumerate(offer.media))
     conn = Connection.for_address(local_addr)
@@ -975,12 +995,14 @@ def make_offer(
     direction: Direction = Direction.SENDRECV,
     ptime: int = DEFAULT_PTIME,
     telephone_event: bool = True,
+    codec_fmtp: Mapping[str, str] | None = None,
     session_name: str = "rtbridge",
 ) -> SessionDescription:
     """An offer for an outbound call (RFC 3264 section 5): one audio m-line, codecs in order.
 
     Static codecs use their RFC 3551 PTs (PCMU 0, PCMA 8, G722 9), Opus uses 111; telephone-event
-    is offered at 8000 Hz on PT 101 and, with Opus, also at 48000 Hz on PT 110.
+    is offered at 8000 Hz on PT 101 and, with Opus, also at 48000 Hz on PT 110. ``codec_fmtp``
+    adds format parameters we want to receive, by codec name.
     """
     keys = _prefs(codecs)
     if not keys:
@@ -995,6 +1017,8 @@ def make_offer(
         attrs.append(
             Attribute("rtpmap", str(RtpMap(pt, name, rate, channels if channels > 1 else None)))
         )
+        if fmtp := _our_fmtp(codec_fmtp, key):
+            attrs.append(Attribute("fmtp", f"{pt} {fmtp}"))
     if telephone_event:
         rates = [(101, 8000)] + ([(110, 48000)] if "OPUS" in keys else [])
         for pt, rate in rates:

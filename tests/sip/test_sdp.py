@@ -329,7 +329,16 @@ def test_linphone_static_pts_without_rtpmap_and_te_rate_follows_codec() -> None:
     assert opus.media.codec == opus.media.codec.__class__("opus", 96, 48000, 2, "useinbandfec=1")
     assert opus.media.telephone_event == TelephoneEvent(99, 48000)
     assert "a=rtpmap:96 opus/48000/2" in audio_lines(opus.sdp)
-    assert "a=fmtp:96 useinbandfec=1" in audio_lines(opus.sdp)
+    # The offerer's fmtp is for our encoder, not echoed; ours is configured.
+    assert not any(line.startswith("a=fmtp:96") for line in audio_lines(opus.sdp))
+    fec = negotiate(offer, ["opus"], "::1", 4000, codec_fmtp={"OPUS": "useinbandfec=1"})
+    assert "a=fmtp:96 useinbandfec=1" in audio_lines(fec.sdp)
+
+
+def test_baresip_stereo_opus_fmtp_is_not_echoed() -> None:
+    answer = negotiate(SessionDescription.parse(BARESIP), ["opus"], "127.0.0.1", 4000)
+    assert answer.media.codec.fmtp == "stereo=1;sprop-stereo=1"
+    assert "stereo" not in str(answer)
 
 
 def test_chrome_dtls_offer_is_rejected_with_488_naming_the_transport() -> None:
@@ -466,6 +475,11 @@ def test_origin_version_increments_only_when_the_body_changes() -> None:
 
 
 # --- make_offer / parse_answer (we offer) ---------------------------------------------------
+
+
+def test_make_offer_with_our_fmtp() -> None:
+    offer = make_offer("127.0.0.1", 1, ["opus"], codec_fmtp={"opus": "useinbandfec=1"})
+    assert offer.media[0].fmtp(111) == "useinbandfec=1"
 
 
 def test_make_offer_lists_codecs_in_order_with_telephone_event() -> None:
