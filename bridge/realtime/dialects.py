@@ -55,13 +55,14 @@ xAI <-> GA:
 * session: top-level ``voice`` and ``turn_detection`` <-> ``audio.output.voice`` and
   ``audio.input.turn_detection``. Audio formats: xAI accepts GA objects, so objects are sent;
   flat strings are accepted coming in and become GA objects (``pcm16`` means 24 kHz). Voices
-  ``ara rex sal eve leo`` are recognised case-insensitively and sent upstream lowercase
-  (``client_to_dialect``); any other voice id passes through. ``session.type`` is sent as
-  given and added (``realtime``) when absent coming in.
+  ``ara rex sal eve leo`` are recognised case-insensitively and written lowercase in xAI
+  sessions (both to-dialect directions); any other voice id passes through. ``session.type``
+  is sent as given and added (``realtime``) when absent coming in.
 * xAI's ready signal is ``conversation.created`` and it may never send ``session.created``: on the
   first ``conversation.created`` or ``session.updated`` from xAI with no ``session.created`` seen,
   a GA ``session.created`` is synthesised first (its session is what the client has sent through
-  ``client_to_dialect``, merged, else ``{"type": "realtime"}``).
+  ``client_to_dialect``, merged, else ``{"type": "realtime"}``). A real ``session.created`` that
+  arrives after that is forwarded as ``session.updated``: a GA client sees one ``session.created``.
 * DTMF: xAI's ``input_audio_buffer.dtmf_event_received`` may carry ``digit`` instead of
   ``event``; it becomes ``event`` (a ``digit`` equal to ``event`` is dropped). GA -> xAI adds
   ``digit`` beside ``event``.
@@ -70,8 +71,8 @@ xAI <-> GA:
 Lossy on a dialect -> GA -> dialect trip (and only there): beta ``modalities`` order; xAI flat
 formats, snake tags, an absent ``session.type``, ``digit``, and ``text``/``audio`` content come
 back in GA spelling. GA -> dialect -> GA is exact except: a PCM format without ``rate`` (or with a
-rate other than 24000) comes back from beta as 24000, and xAI voice names sent upstream in
-``session.update`` come back lowercase.
+rate other than 24000) comes back from beta as 24000, and built-in xAI voice names come back
+from xAI lowercase.
 """
 
 from __future__ import annotations
@@ -205,10 +206,6 @@ _BETA_AUDIO: tuple[_Spec, ...] = (
     ("speed", "output", "speed", None, None),
 )
 _XAI_AUDIO_OUT: tuple[_Spec, ...] = (
-    ("turn_detection", "input", "turn_detection", None, None),
-    ("voice", "output", "voice", None, None),
-)
-_XAI_AUDIO_UPSTREAM: tuple[_Spec, ...] = (
     ("turn_detection", "input", "turn_detection", None, None),
     ("voice", "output", "voice", None, _xai_voice),
 )
@@ -442,10 +439,12 @@ class Translator:
         session = ev.get("session")
         if isinstance(session, Mapping):
             self._client_session = _merge(self._client_session or {}, session)
-        return _field_rule("session", _session_to_xai_upstream)(ev, new_type)
+        return _field_rule("session", _session_to_xai)(ev, new_type)
 
     def _xai_session_created(self, ev: Mapping[str, Any], new_type: str) -> list[Event]:
         self._session_seen = True
+        if self._synthesised:  # the client already had its session.created: this one updates it
+            new_type = "session.updated"
         return _field_rule("session", _session_from_xai)(ev, new_type)
 
     def _xai_ready(self, ev: Mapping[str, Any], new_type: str) -> list[Event]:
@@ -562,12 +561,6 @@ def _session_to_xai(session: Any) -> Any:
     if not isinstance(session, Mapping):
         return session
     return _flatten_audio(session, _XAI_AUDIO_OUT)
-
-
-def _session_to_xai_upstream(session: Any) -> Any:
-    if not isinstance(session, Mapping):
-        return session
-    return _flatten_audio(session, _XAI_AUDIO_UPSTREAM)
 
 
 def _session_from_xai(session: Any) -> Any:
