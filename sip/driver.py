@@ -22,13 +22,26 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sip.errors import SipError
 from sip.events import CallEnded, CallEvent, CallOffered
 from sip.headers import NameAddr
+from sip.message import Request, Response
 from sip.policy import make_policy
+from sip.registration import (
+    Registered,
+    Registration,
+    RegistrationConfig,
+    RegistrationError,
+    RegistrationEvent,
+    RequestSender,
+    register_once,
+    run_registration,
+)
+from sip.registration import State as RegState
 from sip.settings import SipSettings
 from sip.transaction import Peer, Send, TimerValues
 from sip.transport import Transports
-from sip.ua import CoreConfig, Credentials, Policy, SipCore
+from sip.ua import CoreConfig, Credentials, Policy, RequestDone, SipCore
 from sip.uri import SipUri
 
 __all__ = [
@@ -185,6 +198,10 @@ class SipEndpoint:
         self._wake = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, asyncio.Future[Response | None]] = {}
+        self._stop_registration = asyncio.Event()
+        self.registrations: dict[str, Registration] = {}
+        self.registration_events: list[tuple[str, RegistrationEvent]] = []
 
     async def start(self) -> None:
         s = self.settings
@@ -193,13 +210,20 @@ class SipEndpoint:
                 bound = await self.transports.listen(transport, s.bind_host, port)
                 self.core.config.ports[transport] = bound
         self._timer = asyncio.get_running_loop().create_task(self._run_timers())
+        for trunk in s.trunks:
+            if trunk.register_enabled:
+                self._spawn(self._keep_registered(trunk.name))
 
     @property
     def ports(self) -> dict[str, int]:
         return dict(self.transports.ports)
 
     async def close(self) -> None:
-        """Stop: cancel handler tasks, the timer, close sockets (calls are not BYEd)."""
+        """Stop: unregister (briefly), cancel handler tasks, the timer, close sockets."""
+        self._stop_registration.set()
+        if self.registrations:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._registrations_done(), 5.0)
         for task in list(self._tasks):
             task.cancel()
         if self._timer is not None:
@@ -247,6 +271,77 @@ class SipEndpoint:
         self._flush()
         return call
 
+    # --- REGISTER (through sip.registration) ---------------------------------------------
+    async def send_request(self, request: Request, peer: Peer) -> Response | None:
+        """Run ``request`` in a non-INVITE client transaction; its final response or None."""
+        future: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+        key = self.core.request(request, peer, self.clock())
+        self._pending[key] = future
+        self._flush()
+        return await future
+
+    def registration_for(self, trunk_name: str) -> Registration:
+        """The REGISTER machine for a trunk (RFC 3261 §10.2), built from its settings."""
+        t = self.settings.trunk(trunk_name)
+        password = t.password()
+        if not t.username or password is None:
+            raise SipError(f"trunk {t.name!r} needs a username and ${t.password_env} set")
+        ports = self.core.config.ports
+        port = ports.get(t.transport) or next(iter(ports.values()))
+        host = self.core.config.host
+        params = () if t.transport == "udp" else (("transport", t.transport),)
+        config = RegistrationConfig(
+            registrar=SipUri(host=t.host, port=t.port, params=params),
+            aor=SipUri(host=t.realm or t.host, user=t.username),
+            contact=SipUri(host=host, user=t.username, port=port, params=params),
+            username=t.username,
+            password=password,
+            via_host=host,
+            via_port=port,
+            transport=t.transport.upper(),
+            expires=t.register_expires,
+            user_agent=self.settings.user_agent,
+        )
+        return Registration(config)
+
+    async def register(self, trunk_name: str) -> Registered:
+        """Register once with a trunk's registrar (raises RegistrationError on refusal)."""
+        reg = self.registration_for(trunk_name)
+        self.registrations[trunk_name] = reg
+        return await register_once(reg, await self._sender(trunk_name), clock=self.clock)
+
+    async def _keep_registered(self, trunk_name: str) -> None:
+        reg = self.registration_for(trunk_name)
+        self.registrations[trunk_name] = reg
+
+        def on_event(event: RegistrationEvent) -> None:
+            self.registration_events.append((trunk_name, event))
+            log.info("trunk %s: %s", trunk_name, event)
+
+        try:
+            await run_registration(
+                reg,
+                await self._sender(trunk_name),
+                self._stop_registration,
+                clock=self.clock,
+                on_event=on_event,
+            )
+        except RegistrationError as exc:
+            log.error("trunk %s: registration failed: %s", trunk_name, exc)
+
+    async def _registrations_done(self) -> None:
+        while any(r.state is not RegState.IDLE for r in self.registrations.values()):
+            await asyncio.sleep(0.05)
+
+    async def _sender(self, trunk_name: str) -> RequestSender:
+        t = self.settings.trunk(trunk_name)
+        peer = Peer(t.transport, await self._resolve(t.host), t.port)
+
+        async def send(request: Request) -> Response | None:
+            return await self.send_request(request, peer)
+
+        return send
+
     async def _resolve(self, host: str) -> str:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, None)
@@ -266,6 +361,10 @@ class SipEndpoint:
             if isinstance(item, Send):
                 on_error = functools.partial(self._failed, item.key)
                 self.transports.send(bytes(item.message), item.peer, on_error)
+            elif isinstance(item, RequestDone):
+                future = self._pending.pop(item.key, None)
+                if future is not None and not future.done():
+                    future.set_result(item.response)
             elif isinstance(item, CallOffered):
                 call = SipCall(self, item.call_id, item)
                 self.calls[item.call_id] = call

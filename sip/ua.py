@@ -53,6 +53,7 @@ __all__ = [
     "Deny",
     "Output",
     "Policy",
+    "RequestDone",
     "SipCore",
     "loopback_only",
 ]
@@ -60,7 +61,16 @@ __all__ = [
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"
 _KNOWN = frozenset({"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "PRACK", "UPDATE"})
 
-Output = Send | CallEvent
+
+@dataclass(frozen=True, slots=True)
+class RequestDone:
+    """The final response (None: timeout or transport error) to a :meth:`SipCore.request`."""
+
+    key: str
+    response: Response | None
+
+
+Output = Send | CallEvent | RequestDone
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +139,7 @@ class SipCore:
         self._purpose: dict[str, tuple[Call, str]] = {}
         self.credentials: dict[str, Credentials] = {}
         self._digest: dict[str, DigestClient] = {}
+        self._standalone: set[str] = set()
 
     # --- I/O seam ------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
@@ -253,6 +264,16 @@ class SipCore:
         """Report the progress of a REFER we accepted (RFC 3515 §2.4.5)."""
         midcall.send_refer_notify(self, self._call(call_id), status, now, reason)
         self._pump(now)
+
+    def request(self, request: Request, peer: Peer, now: float) -> str:
+        """Send an out-of-dialog non-INVITE request (REGISTER, OPTIONS) in a client
+        transaction; its final response arrives as :class:`RequestDone` with the returned key."""
+        if request.method in ("INVITE", "ACK", "CANCEL"):
+            raise ValueError(f"{request.method} is not a standalone request")
+        tx = self.layer.send_request(request, peer, now)
+        self._standalone.add(tx.key)
+        self._pump(now)
+        return tx.key
 
     # --- helpers used by Call and midcall ------------------------------------------------
     def via(self, transport: str) -> str:
@@ -436,6 +457,15 @@ class SipCore:
             for item in items:
                 if isinstance(item, Send):
                     self._out.append(item)
+                elif isinstance(item, TxResponse) and item.tx.key in self._standalone:
+                    if item.response.status >= 200:
+                        self._standalone.discard(item.tx.key)
+                        self._out.append(RequestDone(item.tx.key, item.response))
+                elif isinstance(item, TxTimeout | TxTransportError) and (
+                    item.tx.key in self._standalone
+                ):
+                    self._standalone.discard(item.tx.key)
+                    self._out.append(RequestDone(item.tx.key, None))
                 elif isinstance(item, TxResponse):
                     owner = self._purpose.get(item.tx.key)
                     if owner is not None:
