@@ -38,7 +38,9 @@ class RealtimeEvent(WireModel):
 
     TYPE: ClassVar[str] = ""
 
-    type: str
+    # The default only serves keyword construction (filled from ``TYPE`` before validation, so
+    # it is always "set" and always dumped); parsing requires a non-empty string ``type``.
+    type: str = ""
     event_id: str | None = None
 
     @model_validator(mode="before")

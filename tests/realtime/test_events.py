@@ -532,7 +532,7 @@ _FIELD_NAMES = sorted(
     }
     | {"audio", "delta", "format", "voice", "content", "role", "rate", "text", "output"}
 )
-_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+_text = st.text(st.characters(codec="utf-8"), max_size=8)
 _scalars = (
     st.none()
     | st.booleans()
