@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,7 @@ Decoder = Callable[[bytes], npt.NDArray[np.int16]]
 _SEQ_MEMORY: Final = 256
 _MAX_PACKETS: Final = 512
 _LATE_RUN_RESYNC: Final = 8
+_EMPTY: Final = np.zeros(0, dtype=np.float32)
 FULL_GAIN_MS: Final = 10.0
 FADE_MS: Final = 50.0
 
@@ -133,6 +134,7 @@ class JitterBuffer:
         self._late_run = 0
         self._recent: deque[npt.NDArray[np.int16]] = deque(maxlen=self._hist_frames)
         self._end = 0  # end of the furthest buffered audio on the timeline
+        self._partial: npt.NDArray[np.float32] = _EMPTY
         # Concealment state.
         self._cycle: npt.NDArray[np.float32] | None = None
         self._phase = 0
@@ -301,7 +303,9 @@ class JitterBuffer:
             else:
                 later = [k for k in self._store if k > self._pos]
                 take = want if not later else min(want, min(later) - self._pos)
+                self._partial = out[:filled]  # this frame's audio so far joins the history
                 out[filled : filled + take] = self._conceal(take)
+                self._partial = _EMPTY
                 concealed += take
             filled += take
             self._pos += take
@@ -350,8 +354,9 @@ class JitterBuffer:
     def _history(self) -> npt.NDArray[np.float32]:
         """The last ``_hist_len`` output samples (zeros before the stream began)."""
         h = np.zeros(self._hist_len, dtype=np.float32)
-        if self._recent:
-            tail = np.concatenate(list(self._recent))[-self._hist_len :]
+        parts: list[npt.NDArray[Any]] = [*self._recent, self._partial]
+        tail: npt.NDArray[Any] = np.concatenate(parts)[-self._hist_len :]
+        if len(tail):
             h[len(h) - len(tail) :] = tail
         return h
 

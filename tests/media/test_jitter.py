@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from media.jitter import JitterBuffer, JitterFrame
-from media.rtp import RtpPacket
+from media.rtp import RtpPacket, ts_diff
 
 RATE = 8000
 FRAME = 160
@@ -306,3 +309,34 @@ def test_sipp_alaw_capture_reordered_and_lossy_plays_continuously() -> None:
         if i not in lost and i - 1 not in lost:
             assert np.array_equal(out[i * 240 : (i + 1) * 240], clean[i * 240 : (i + 1) * 240])
     assert max_step(out) <= 1.25 * max_step(clean)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 119),  # packet index
+            st.floats(0, 0.25),  # extra network delay
+        ),
+        max_size=160,
+    ),
+    st.sampled_from([80, 160, 240]),
+    st.integers(0, 100),
+)
+def test_any_arrival_pattern_gives_whole_ordered_bounded_frames(
+    deliveries: list[tuple[int, float]], ptime: int, target_ms: int
+) -> None:
+    """Random subsets, orders, duplicates and delays of a stream: every frame is whole, frame
+    timestamps advance by one frame (or jump forward on a resync), and no sample step exceeds
+    the clean signal's largest step by more than 25 %."""
+    sig = voice(120 * ptime / RATE + 0.1, seed=ptime)
+    pkts = packetize(sig, ptime_samples=ptime, ts0=0xFFFFF000)
+    arrivals = [(k * ptime / RATE + delay, pkts[k]) for k, delay in deliveries]
+    jb = JitterBuffer(l16_decode, target_ms=target_ms)
+    frames = simulate(jb, arrivals, until=120 * ptime / RATE + 0.5)
+    assert all(len(f.pcm) == FRAME for f in frames)
+    for a, b in itertools.pairwise(frames):
+        assert ts_diff(b.timestamp, a.timestamp) >= FRAME
+    if frames:
+        assert max_step(concat(frames)) <= 1.25 * max_step(sig)
+    assert jb.stats.received == len(deliveries)

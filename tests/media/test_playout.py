@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from media.clock import VirtualClock
 from media.playout import (
@@ -262,3 +264,65 @@ def test_a_driver_grid_a_rounding_error_early_still_gets_its_frame() -> None:
         tick = anchor + k * period  # the driver's own arithmetic, not the buffer's
         assert len(pb.tick(tick - 1e-9)) == 1
     assert pb.stats.catch_up_frames == 0 and pb.stats.reanchors == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["push", "push", "push", "done", "clear", "tick", "tick", "pause"]),
+            st.integers(0, 3),  # response
+            st.integers(0, 1),  # item
+            st.integers(0, 700),  # bytes / ms to advance
+        ),
+        max_size=60,
+    )
+)
+def test_random_operations_keep_the_books_straight(ops: list[tuple[str, int, int, int]]) -> None:
+    """Whatever the order of operations: frames are whole and on a strictly increasing schedule,
+    at most 3 per tick; every sample sent is accounted to its item exactly once; nothing of a
+    cleared response is emitted after the clear."""
+    pb = PlayoutBuffer(ULAW_8K)
+    now = 0.0
+    pb.start(now)
+    sent: dict[tuple[str, str], int] = {}
+    pushed: dict[tuple[str, str], int] = {}
+    cleared: set[str] = set()
+    last_deadline = -1.0
+    for op, r, i, n in ops:
+        rid, iid = f"r{r}", f"i{i}"
+        if op == "push":
+            if pb.push(rid, iid, ramp_bytes(n)) and n:
+                pushed[(rid, iid)] = pushed.get((rid, iid), 0) + n
+        elif op == "done":
+            pb.mark_done(rid)
+        elif op == "clear":
+            result = pb.clear()
+            for rec in result.played + result.unplayed:
+                key = (rec.response_id, rec.item_id)
+                assert rec.sent_samples == sent.get(key, 0)
+                assert rec.sent_samples <= rec.buffered_samples == pushed[key]
+                assert rec.audio_end_ms <= rec.sent_ms
+            cleared |= set(result.responses)
+        elif op == "pause":
+            if pb.paused:
+                pb.resume(now)
+            else:
+                pb.pause()
+        else:
+            now += n / 1000.0
+            frames = pb.tick(now)
+            assert len(frames) <= 3
+            for f in frames:
+                assert len(f.payload) == 160
+                assert f.deadline > last_deadline
+                last_deadline = f.deadline
+                if f.response_id is not None:
+                    assert f.item_id is not None
+                    assert f.response_id not in cleared
+                    key = (f.response_id, f.item_id)
+                    assert f.item_offset_ms == sent.get(key, 0) / 8
+                    sent[key] = sent.get(key, 0) + f.audio_samples
+                    assert 0 < f.audio_samples <= 160
+    for key, total in sent.items():
+        assert total <= pushed[key]
