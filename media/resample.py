@@ -154,6 +154,7 @@ def _bank(in_rate: int, out_rate: int) -> _Bank:
 _ITEM = np.dtype(np.float64).itemsize
 _INT16_MAX = np.float64(32767.0)
 _INT16_MIN = np.float64(-32768.0)
+_BLOCK = 8192  # output samples per filtering step (bounds temporary memory on long inputs)
 
 
 class Resampler:
@@ -262,36 +263,12 @@ class Resampler:
         j1 = max(j0, (n * up - 1 - s) // down + 1)
         buf = np.concatenate((self._hist, x), dtype=np.float64)
         base = self._base
-        n_out = j1 - j0
-        if n_out == 0:
-            y = np.zeros(0, dtype=np.float64)
-        elif down == 1:
-            p0 = j0 + s
-            ia = p0 // up
-            rows = (j1 - 1 + s) // up - ia + 1
-            start = ia - k + 1 - base
-            windows = np.ndarray((rows, k), np.float64, buf, start * _ITEM, (_ITEM, _ITEM))
-            z = windows @ self._branches_t
-            off = p0 - ia * up
-            y = z.reshape(-1)[off : off + n_out]
-        elif up == 1:
-            # Decimation: split the input into M phases, one 'valid' convolution each.
-            start = j0 * down + s - k + 1 - base
-            length = n_out + k // down - 1
-            kernels = self._phase_kernels
-            y = np.convolve(buf[start::down][:length], kernels[0], "valid")
-            for r in range(1, down):
-                y += np.convolve(buf[start + r :: down][:length], kernels[r], "valid")
-        else:
-            y = np.empty(n_out, dtype=np.float64)
-            for r in range(min(up, n_out)):
-                p = (j0 + r) * down + s
-                count = (n_out - r + up - 1) // up
-                start = p // up - k + 1 - base
-                windows = np.ndarray(
-                    (count, k), np.float64, buf, start * _ITEM, (down * _ITEM, _ITEM)
-                )
-                y[r::up] = windows @ self._branches[p % up]
+        if j1 - j0 <= _BLOCK:
+            y = self._filter(buf, base, j0, j1)
+        else:  # bound the window matrices' memory on long inputs
+            y = np.concatenate(
+                [self._filter(buf, base, j, min(j + _BLOCK, j1)) for j in range(j0, j1, _BLOCK)]
+            )
         # Keep the history the next output's window starts at.
         keep_from = min((j1 * down + s) // up - k + 1, n)
         self._hist = buf[keep_from - base :].copy()
@@ -302,3 +279,36 @@ class Resampler:
         np.minimum(y, _INT16_MAX, out=y)
         np.maximum(y, _INT16_MIN, out=y)
         return y.astype(np.int16)
+
+    def _filter(self, buf: NDArray[np.float64], base: int, j0: int, j1: int) -> NDArray[np.float64]:
+        """Output samples ``j0 .. j1-1`` from ``buf``, whose first sample is input ``base``."""
+        up, down, k, s = self._up, self._down, self._k, self._s
+        n_out = j1 - j0
+        if n_out == 0:
+            return np.zeros(0, dtype=np.float64)
+        if down == 1:
+            p0 = j0 + s
+            ia = p0 // up
+            rows = (j1 - 1 + s) // up - ia + 1
+            start = ia - k + 1 - base
+            windows = np.ndarray((rows, k), np.float64, buf, start * _ITEM, (_ITEM, _ITEM))
+            z: NDArray[np.float64] = windows @ self._branches_t
+            off = p0 - ia * up
+            return z.reshape(-1)[off : off + n_out]
+        if up == 1:
+            # Decimation: split the input into M phases, one 'valid' convolution each.
+            start = j0 * down + s - k + 1 - base
+            length = n_out + k // down - 1
+            kernels = self._phase_kernels
+            y = np.convolve(buf[start::down][:length], kernels[0], "valid")
+            for r in range(1, down):
+                y += np.convolve(buf[start + r :: down][:length], kernels[r], "valid")
+            return y
+        y = np.empty(n_out, dtype=np.float64)
+        for r in range(min(up, n_out)):
+            p = (j0 + r) * down + s
+            count = (n_out - r + up - 1) // up
+            start = p // up - k + 1 - base
+            windows = np.ndarray((count, k), np.float64, buf, start * _ITEM, (down * _ITEM, _ITEM))
+            y[r::up] = windows @ self._branches[p % up]
+        return y

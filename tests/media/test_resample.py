@@ -239,3 +239,15 @@ def test_rejects_bad_arguments() -> None:
         r.process(floats)
     with pytest.raises(ValueError, match="1-D"):
         r.process(np.zeros((2, 2), dtype=np.int16))
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate"), DIRECTIONS)
+def test_long_single_call_equals_frames(in_rate: int, out_rate: int) -> None:
+    # Over the internal block size: the filter runs in bounded steps, same samples.
+    x = _noise(3 * in_rate + 13, seed=21)
+    whole = Resampler(in_rate, out_rate).process(x)
+    r = Resampler(in_rate, out_rate)
+    frame = in_rate // 50
+    framed = np.concatenate([r.process(x[i : i + frame]) for i in range(0, len(x), frame)])
+    assert len(whole) > 8192
+    assert np.array_equal(whole, framed)
