@@ -6,6 +6,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from media.dtmf import (
     DtmfDigit,
@@ -224,3 +226,53 @@ def test_sender_rejects_bad_digits_and_cancel_finishes_current_event() -> None:
     evs = [TelephoneEvent.parse(p.payload) for _, p in rest]
     assert {e.event for e in evs} == {1}
     assert sum(e.end for e in evs) == 3
+
+
+@given(st.binary(max_size=12))
+def test_fuzz_telephone_event_parse_raises_only_dtmf_error(data: bytes) -> None:
+    try:
+        ev = TelephoneEvent.parse(data)
+    except DtmfError:
+        assert len(data) < 4
+        return
+    assert bytes(ev) == data[:4] or (data[1] & 0x40 and bytes(ev)[1] == data[1] & 0xBF)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2),  # ssrc
+            st.integers(0, 5),  # event timestamp slot
+            st.integers(0, 17),  # event code
+            st.booleans(),  # end bit
+            st.integers(0, 0xFFFF),  # duration
+            st.binary(max_size=6),  # or garbage instead
+        ),
+        max_size=80,
+    )
+)
+def test_fuzz_receiver_reports_each_event_at_most_once(
+    items: list[tuple[int, int, int, bool, int, bytes]],
+) -> None:
+    rx = DtmfReceiver(101)
+    seen: list[tuple[int, int]] = []
+    t = 0.0
+    for n, (ssrc, slot, code, end, duration, junk) in enumerate(items):
+        payload = junk if code == 17 else bytes(TelephoneEvent(code, end, 10, duration))
+        t += 0.02
+        pkt = RtpPacket(101, n & 0xFFFF, slot * 1600, ssrc, payload)
+        for d in rx.receive(pkt, t) + rx.poll(t):
+            assert d.digit in "0123456789*#ABCD"
+            assert 0 <= d.duration_ms <= 2 * 0xFFFF / 8
+            seen.append((d.ssrc, d.timestamp))
+    seen += [(d.ssrc, d.timestamp) for d in rx.poll(t + 10)]
+    assert len(seen) == len(set(seen))
+
+
+def test_same_digit_twice_is_two_digits() -> None:
+    _, _, tx = make_sender()
+    tx.send("11", 0.0, duration_ms=40, gap_ms=0)
+    rx = DtmfReceiver(101)
+    got = [d.digit for t, p in run(tx, 0.0) for d in rx.receive(p, t)]
+    assert got == ["1", "1"]
