@@ -28,15 +28,16 @@ over a strided window of the input history. Per call the work is one matrix prod
 ``M`` input-phase convolutions (``L == 1``) or ``L`` matrix-vector products (otherwise), never a
 per-sample Python loop.
 
-Filter designs (``F``, taps, cutoff, Kaiser beta; latency = (taps - 1) / 2 / F):
+Filter designs (``F``, taps, cutoff, Kaiser beta; latency = (taps - 1) / 2 / F) and the
+resulting ``delay_samples`` (output samples held back while streaming) per direction:
 
-========================  ======  ====  ========  ====  =======
-pair                      F (Hz)  taps  cutoff    beta  latency
-========================  ======  ====  ========  ====  =======
-8000 <-> 24000            24000   97    3900 Hz   8.8   2.00 ms
-16000 <-> 24000           48000   121   8000 Hz   9.4   1.25 ms
-48000 <-> 24000           48000   81    12000 Hz  9.4   0.83 ms
-========================  ======  ====  ========  ====  =======
+================  ======  ====  ========  ====  =======  =============================
+pair              F (Hz)  taps  cutoff    beta  latency  delay_samples
+================  ======  ====  ========  ====  =======  =============================
+8000 <-> 24000    24000   97    3900 Hz   8.8   2.00 ms  48 (8k->24k), 16 (24k->8k)
+16000 <-> 24000   48000   121   8000 Hz   9.4   1.25 ms  30 (16k->24k), 20 (24k->16k)
+48000 <-> 24000   48000   81    12000 Hz  9.4   0.83 ms  20 (48k->24k), 40 (24k->48k)
+================  ======  ====  ========  ====  =======  =============================
 
 The 8 kHz pair is bound by the 2 ms budget, so its cutoff sits slightly below 4 kHz: -0.10 dB at
 3.4 kHz, -9 dB at 4.0 kHz, <= -88 dB from 4.6 kHz. Inputs between 4.0 and 4.6 kHz are only
