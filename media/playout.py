@@ -343,10 +343,13 @@ class PlayoutBuffer:
         or finished (late deltas after a barge-in must never play).
         """
         if isinstance(audio, np.ndarray):
-            if self._width == 2:
-                data = np.ascontiguousarray(audio, dtype="<i2").tobytes()
-            else:
-                data = np.ascontiguousarray(audio, dtype=np.uint8).tobytes()
+            want = np.int16 if self._width == 2 else np.uint8
+            if audio.dtype != want:
+                raise ValueError(
+                    f"{self.format.encoding.name} playout takes {np.dtype(want).name} arrays, "
+                    f"got {audio.dtype.name}"
+                )
+            data = np.ascontiguousarray(audio, dtype=audio.dtype.newbyteorder("<")).tobytes()
         else:
             data = bytes(audio)
         if not data:
