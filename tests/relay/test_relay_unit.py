@@ -39,13 +39,17 @@ class ScriptedUpstream:
             async for msg in ws:
                 await self.received.put(msg if isinstance(msg, str) else msg.decode())
 
-        task = asyncio.create_task(reader())
-        try:
+        async def writer() -> None:
             while (frame := await self.outgoing.get()) is not None:
                 await ws.send(frame)
             await ws.close(1011, "upstream went away")
+
+        tasks = [asyncio.create_task(reader()), asyncio.create_task(writer())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
 
 
 @pytest.fixture

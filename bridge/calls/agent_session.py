@@ -1,0 +1,230 @@
+"""A call's session with its agent: open, configure for the leg, stream events, reconnect.
+
+The leg, not the client, decides the session's audio format: every ``session.update`` that
+reaches the upstream through a call (the profile's, a client's, the sideband's) has its
+``audio.input.format``/``audio.output.format`` set by :func:`enforce_formats`.
+
+Format negotiation is adaptive: the call asks for the trunk's G.711 codec (pass-through, no
+resampling at all). If the upstream refuses it with an ``error`` naming the format (OpenAI-style
+``invalid_value`` on ``session.audio.*.format``), the session falls back to PCM16 24 kHz and the
+leg transcodes. The format the upstream reports in ``session.updated`` is the one used.
+
+If the upstream socket is lost, :meth:`AgentSession.events` reconnects within the configured
+window, replays the session configuration and goes on (the conversation context on the
+upstream is lost; the call is not). When the window passes, it raises the
+:class:`~bridge.errors.UpstreamError`, and the call ends with that reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from bridge.config import AgentProfile
+from bridge.errors import UpstreamClosedError, UpstreamError
+from bridge.realtime.session import AudioFormat
+from bridge.upstream import UpstreamSession
+
+__all__ = ["AgentSession", "SessionRefused", "build_session", "enforce_formats"]
+
+log = logging.getLogger(__name__)
+
+_READ_ONLY = ("id", "object", "expires_at", "client_secret")
+
+
+class SessionRefused(UpstreamError):
+    """The upstream answered our session configuration with an error."""
+
+    retryable = False
+
+
+def build_session(profile: AgentProfile, fmt: AudioFormat) -> dict[str, Any]:
+    """The GA session a call starts with, from its agent profile."""
+    session: dict[str, Any] = {
+        "type": "realtime",
+        "model": profile.upstream.model,
+        "audio": {
+            "input": {"format": fmt.to_ga(), "turn_detection": {"type": "server_vad"}},
+            "output": {"format": fmt.to_ga()},
+        },
+    }
+    if profile.instructions:
+        session["instructions"] = profile.instructions
+    if profile.voice:
+        session["audio"]["output"]["voice"] = profile.voice
+    if profile.tools:
+        session["tools"] = copy.deepcopy(profile.tools)
+    return session
+
+
+def enforce_formats(session: Mapping[str, Any], fmt: AudioFormat) -> dict[str, Any]:
+    """A copy of a GA session object with both audio formats set to the leg's format."""
+    out = dict(session)
+    audio = dict(out.get("audio") or {})
+    for direction in ("input", "output"):
+        part = dict(audio.get(direction) or {})
+        part["format"] = fmt.to_ga()
+        audio[direction] = part
+    out["audio"] = audio
+    return out
+
+
+def _format_of(session: Mapping[str, Any]) -> AudioFormat | None:
+    try:
+        return AudioFormat.from_ga(session["audio"]["output"]["format"])
+    except (KeyError, TypeError, Exception):
+        return None
+
+
+class AgentSession:
+    """The upstream side of one call. ``async with AgentSession(...) as agent:``."""
+
+    def __init__(
+        self,
+        profile: AgentProfile,
+        *,
+        preferred: AudioFormat,
+        ready_timeout_s: float = 10.0,
+        reconnect_window_s: float = 5.0,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.profile = profile
+        self.format = preferred
+        self.session: dict[str, Any] = build_session(profile, preferred)
+        self._ready_timeout = ready_timeout_s
+        self._window = reconnect_window_s
+        self._environ = environ
+        self._up: UpstreamSession | None = None
+        self._pending: list[dict[str, Any]] = []  # events read while configuring
+        self.reconnects = 0
+        self.closed = False
+
+    async def __aenter__(self) -> AgentSession:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect and configure; raises :class:`UpstreamError` (never hangs)."""
+        self._up = UpstreamSession(self.profile.upstream, environ=self._environ)
+        await self._up.connect()
+        try:
+            await self._configure(self.session)
+        except BaseException:
+            await self._up.close()
+            raise
+
+    async def _configure(self, session: dict[str, Any]) -> None:
+        assert self._up is not None
+        await self._up.send({"type": "session.update", "session": session})
+        try:
+            async with asyncio.timeout(self._ready_timeout):
+                updated = await self._await_updated()
+        except TimeoutError:
+            raise UpstreamError(
+                f"upstream did not confirm the session within {self._ready_timeout:g} s",
+                retryable=True,
+            ) from None
+        if updated is None and self.format is not AudioFormat.PCM16:
+            log.info("upstream refused %s; falling back to pcm16 (transcoding)", self.format)
+            self.format = AudioFormat.PCM16
+            session = enforce_formats(session, AudioFormat.PCM16)
+            await self._up.send({"type": "session.update", "session": session})
+            async with asyncio.timeout(self._ready_timeout):
+                updated = await self._await_updated()
+        if updated is None:
+            raise SessionRefused("upstream refused the session configuration")
+        reported = _format_of(updated)
+        if reported is not None:
+            self.format = reported
+        self.session = {k: v for k, v in updated.items() if k not in _READ_ONLY}
+
+    async def _await_updated(self) -> dict[str, Any] | None:
+        """The next ``session.updated`` session, or None if an ``error`` came first."""
+        assert self._up is not None
+        async for event in self._up.events():
+            kind = event.get("type")
+            if kind == "session.updated":
+                session = event.get("session")
+                return dict(session) if isinstance(session, Mapping) else {}
+            if kind == "error":
+                err = event.get("error") or {}
+                log.warning("upstream refused session.update: %s", err.get("message"))
+                self._pending.append(event)
+                return None
+            self._pending.append(event)
+        raise UpstreamClosedError("upstream closed while the session was being configured")
+
+    # -- traffic ------------------------------------------------------------------------
+
+    def send_audio(self, audio: bytes) -> bool:
+        """Caller audio in the session format; False when dropped (upstream stalled)."""
+        if self._up is None:
+            return False
+        try:
+            return self._up.send_audio(audio)
+        except UpstreamError:
+            return False
+
+    async def send(self, event: Mapping[str, Any]) -> None:
+        """A control event; ``session.update`` gets the leg's audio formats."""
+        if self._up is None:
+            raise UpstreamClosedError("agent session is not open")
+        if event.get("type") == "session.update" and isinstance(event.get("session"), Mapping):
+            event = {**event, "session": enforce_formats(event["session"], self.format)}
+        await self._up.send(event)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Server events until :meth:`close`; reconnects within the window on socket loss."""
+        while not self.closed:
+            while self._pending:
+                yield self._pending.pop(0)
+            assert self._up is not None
+            try:
+                async for event in self._up.events():
+                    if event.get("type") == "session.updated" and isinstance(
+                        event.get("session"), Mapping
+                    ):
+                        self.session = {
+                            k: v for k, v in event["session"].items() if k not in _READ_ONLY
+                        }
+                    yield event
+                if self.closed:
+                    return
+                raise UpstreamClosedError("upstream closed the session")
+            except UpstreamError as exc:
+                if self.closed:
+                    return
+                await self._reconnect(exc)
+                yield {"type": "rtbridge.upstream.reconnected", "attempts": self.reconnects}
+
+    async def _reconnect(self, cause: UpstreamError) -> None:
+        deadline = time.monotonic() + self._window
+        delay = 0.1
+        last: UpstreamError = cause
+        log.warning("upstream lost (%s); reconnecting for up to %.1f s", cause, self._window)
+        while time.monotonic() < deadline:
+            if self._up is not None:
+                await self._up.close()
+            self._up = UpstreamSession(self.profile.upstream, environ=self._environ)
+            try:
+                await self._up.connect()
+                await self._configure(enforce_formats(self.session, self.format))
+                self.reconnects += 1
+                return
+            except UpstreamError as exc:
+                last = exc
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 1.0)
+        raise last
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._up is not None:
+            await self._up.close()
