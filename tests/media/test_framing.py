@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from media.codecs import PcmaCodec
 from media.framing import Reframer
+from media.resample import Resampler
+from media.rtp import RtpPacket
+from tests.support.pcap import read_udp
+from tests.support.peers import require_peer
 
 
 def test_sipp_30ms_packets_become_20ms_frames() -> None:
@@ -89,3 +95,24 @@ def test_concatenation_is_preserved(sizes: list[int], frame: int) -> None:
     assert len(frames) == total // frame
     rest = r.flush()
     assert np.array_equal(np.concatenate([*frames, rest]), x)
+
+
+@pytest.mark.peer("sipp")
+def test_sipp_capture_30ms_pcma_becomes_20ms_24k_frames() -> None:
+    """SIPp's own A-law capture (30 ms packets) through decode, re-cut and resampling."""
+    require_peer("sipp")
+    path = Path("/usr/share/sip-tester/g711a.pcap")
+    packets = [RtpPacket.parse(d.payload) for d in read_udp(path)]
+    assert {len(p.payload) for p in packets} == {240}
+    codec, reframer, up = PcmaCodec(), Reframer(160), Resampler(8000, 24000)
+    decoded, frames, out = [], [], []
+    for p in packets:
+        pcm = codec.decode(p.payload)
+        decoded.append(pcm)
+        for frame in reframer.push(pcm):
+            frames.append(frame)
+            out.append(up.process(frame))
+    assert len(frames) == len(packets) * 240 // 160
+    assert all(len(f) == 160 for f in frames)
+    assert np.array_equal(np.concatenate(frames), np.concatenate(decoded)[: 160 * len(frames)])
+    assert sum(len(o) for o in out) == 3 * 160 * len(frames) - up.delay_samples
