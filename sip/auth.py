@@ -398,6 +398,8 @@ def build_authorization(
 def choose_challenge(values: Iterable[str]) -> DigestChallenge:
     """The strongest digest challenge among several header values (RFC 8760 section 2.4).
 
+    RFC 8760 lets a UAC's local policy override the server's order; ours is to prefer the
+    strongest algorithm (SHA-512-256, then SHA-256, then MD5), the first listed on a tie.
     Values that are not digest or name an unsupported algorithm are skipped; raises
     :class:`AuthError` when none is usable.
     """
@@ -487,12 +489,17 @@ class DigestVerifier:
     ``passwords`` maps a username to its password (``None`` for an unknown user). ``secret``
     keys the nonce HMAC; nonces older than ``nonce_lifetime`` seconds are answered with
     ``stale``. ``now`` is any monotonic clock in seconds, the same for both calls.
+
+    ``algorithms`` is the order of the challenge header fields, most preferred first (RFC 8760
+    section 2.4). The default puts MD5 first on purpose: UAs that predate RFC 8760 answer the
+    topmost challenge whatever its algorithm (SIPp 3.6.1 does, and fails on SHA-256), while
+    a UA that supports SHA-256 may still pick it from the second field.
     """
 
     realm: str
     passwords: Callable[[str], str | None] = field(repr=False)
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
-    algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
+    algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.MD5, DigestAlgorithm.SHA256)
     nonce_lifetime: float = 300.0
 
     def make_nonce(self, now: float) -> str:
@@ -516,8 +523,8 @@ class DigestVerifier:
         return float(now - issued)
 
     def challenges(self, now: float, *, stale: bool = False) -> list[DigestChallenge]:
-        """One challenge per algorithm, strongest first (RFC 8760 section 2.4): one header
-        field each."""
+        """One challenge per algorithm in ``algorithms`` order (RFC 8760 section 2.4), to be
+        sent as one header field each."""
         nonce = self.make_nonce(now)
         return [
             DigestChallenge(self.realm, nonce, algorithm, ("auth",), stale=stale)

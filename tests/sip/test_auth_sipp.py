@@ -1,26 +1,45 @@
-"""An INVITE challenged with 407 is retried with credentials: against a real SIPp callee.
+"""Digest authentication against SIPp, in both directions.
 
-SIPp plays ``scenarios/invite_407.xml``: 407 to the first INVITE, then field-by-field checks of
-the retried INVITE's Proxy-Authorization, 200 with SDP, ACK, BYE. The caller here is a raw UDP
-UAC built from ``sip.message`` values, ``sip.auth.DigestClient`` and ``sip.sdp`` (the INVITE
-exchange of RFC 3261 sections 13.2, 17.1.1.3 and 22.3); the digest is also recomputed
-independently with hashlib, because SIPp 3.6.1 cannot verify a Proxy-Authorization.
+- An INVITE challenged with 407 is retried with credentials: SIPp plays
+  ``scenarios/invite_407.xml`` (407, field-by-field checks of the retried INVITE's
+  Proxy-Authorization, 200 with SDP, ACK, BYE). The caller is a raw UDP UAC built from
+  ``sip.message`` values, ``sip.auth.DigestClient`` and ``sip.sdp`` (RFC 3261 sections 13.2,
+  17.1.1.3 and 22.3); the digest is recomputed independently with hashlib, because SIPp 3.6.1
+  cannot verify a Proxy-Authorization. (tests/sip/test_sipp.py runs the same scenario through
+  the driver's trunk credentials.)
+- SIPp as a client answers ``sip.auth.DigestVerifier``'s challenge
+  (``scenarios/auth_uac_register.xml``): the right password is accepted, a wrong one is not.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from pathlib import Path
 
 import pytest
 
-from sip.auth import DigestClient, DigestCredentials, choose_challenge
+from sip.auth import (
+    DigestClient,
+    DigestCredentials,
+    DigestVerifier,
+    Verification,
+    VerifyOutcome,
+    choose_challenge,
+)
 from sip.headers import Headers, NameAddr, Via
-from sip.message import Request, Response
+from sip.message import Request, Response, parse_message, reason_phrase
 from sip.sdp import SessionDescription, make_offer, parse_answer
 from sip.uri import SipUri
-from tests.sip.test_register_sipp import finish_sipp, free_udp_port, open_client, start_sipp
+from tests.sip.test_register_sipp import (
+    SCENARIOS,
+    finish_sipp,
+    free_udp_port,
+    open_client,
+    start_sipp,
+)
+from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")
 
@@ -119,3 +138,85 @@ async def test_invite_challenged_with_407_is_retried_with_credentials(tmp_path: 
     expected = md5(f"{ha1}:{creds.nonce}:{creds.nc}:{creds.cnonce}:auth:{ha2}")
     assert creds.response == expected
     assert isinstance(answered, Response)
+
+
+class Registrar(asyncio.DatagramProtocol):
+    """Answers REGISTER with 401 + challenges until DigestVerifier accepts, then 200."""
+
+    def __init__(self, verifier: DigestVerifier) -> None:
+        self.verifier = verifier
+        self.results: list[Verification] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        request = parse_message(data)
+        assert isinstance(request, Request) and self.transport is not None
+        now = asyncio.get_running_loop().time()
+        h = Headers()
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            for value in request.headers.get_all(name):
+                h.add(name, value)
+        stale = False
+        value = request.headers.get("Authorization")
+        if value is not None:
+            result = self.verifier.verify(value, request.method, now, uri=str(request.uri))
+            self.results.append(result)
+            if result.ok:
+                self.transport.sendto(bytes(Response(h, b"", 200, "OK")), addr)
+                return
+            stale = result.outcome is VerifyOutcome.STALE
+        for challenge in self.verifier.challenges(now, stale=stale):
+            h.add("WWW-Authenticate", str(challenge))
+        self.transport.sendto(bytes(Response(h, b"", 401, reason_phrase(401))), addr)
+
+
+@pytest.mark.parametrize("password", ["trunk-secret", "a-wrong-guess"])
+async def test_sipp_answers_our_digest_challenge(tmp_path: Path, password: str) -> None:
+    sipp = require_peer("sipp")
+    verifier = DigestVerifier("rtbridge", {"trunk": "trunk-secret"}.get)
+    loop = asyncio.get_running_loop()
+    transport, registrar = await loop.create_datagram_endpoint(
+        lambda: Registrar(verifier), local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sipp,
+            "-sf",
+            str(SCENARIOS / "auth_uac_register.xml"),
+            f"127.0.0.1:{port}",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_udp_port()),
+            "-cp",
+            str(free_udp_port()),
+            "-au",
+            "trunk",
+            "-ap",
+            password,
+            "-m",
+            "1",
+            "-nostdin",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_err",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        rc, output = await finish_sipp(proc, tmp_path)
+    finally:
+        transport.close()
+    (result,) = registrar.results
+    assert result.username == "trunk"
+    if password == "trunk-secret":
+        assert rc == 0, output
+        assert result.outcome is VerifyOutcome.OK
+    else:
+        assert rc != 0  # SIPp expected a 200 and got a second 401
+        assert (result.outcome, result.reason) == (VerifyOutcome.WRONG, "wrong password")
