@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from bridge import __version__
 from bridge.config import Dialect, UpstreamSettings
 from bridge.errors import (
     UpstreamAuthError,
@@ -133,7 +133,7 @@ class UpstreamSession:
                 max_size=MAX_FRAME,
                 compression=None,  # base64 audio does not compress; deflate costs CPU per frame
                 proxy=None,
-                user_agent_header=f"rtbridge websockets/{websockets.__version__}",
+                user_agent_header=f"rtbridge/{__version__}",
                 **kwargs,
             )
         except InvalidStatus as exc:

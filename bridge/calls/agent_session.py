@@ -101,6 +101,7 @@ class AgentSession:
         self._up: UpstreamSession | None = None
         self._pending: list[dict[str, Any]] = []  # events read while configuring
         self.reconnects = 0
+        self.refusals: list[str] = []  # upstream errors answered by negotiation (kept for logs)
         self.closed = False
 
     async def __aenter__(self) -> AgentSession:
@@ -156,7 +157,7 @@ class AgentSession:
             if kind == "error":
                 err = event.get("error") or {}
                 log.warning("upstream refused session.update: %s", err.get("message"))
-                self._pending.append(event)
+                self.refusals.append(str(err.get("message", "")))
                 return None
             self._pending.append(event)
         raise UpstreamClosedError("upstream closed while the session was being configured")

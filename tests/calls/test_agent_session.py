@@ -1,0 +1,87 @@
+"""A call's agent session against the local agent: formats, fallback, reconnect, failure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.agent import LocalAgent
+from bridge.calls.agent_session import AgentSession
+from bridge.config import AgentProfile, AgentSettings, UpstreamSettings
+from bridge.errors import UpstreamConnectError, UpstreamError
+from bridge.realtime.session import AudioFormat
+from tests.support.servers import free_port
+
+
+def _profile(url: str, **kw: object) -> AgentProfile:
+    return AgentProfile(upstream=UpstreamSettings(url=url), instructions="Be brief.", **kw)
+
+
+async def test_g711_pass_through_is_negotiated_and_instructions_arrive() -> None:
+    async with LocalAgent(AgentSettings(port=0)) as agent:
+        async with AgentSession(_profile(agent.url), preferred=AudioFormat.PCMU) as session:
+            assert session.format is AudioFormat.PCMU
+        record = agent.sessions[0]
+        assert record.instructions == "Be brief."
+        assert record.session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+
+
+async def test_falls_back_to_pcm16_when_upstream_refuses_g711() -> None:
+    async with (
+        LocalAgent(AgentSettings(port=0, formats=["pcm16"])) as agent,
+        AgentSession(_profile(agent.url), preferred=AudioFormat.PCMA) as session,
+    ):
+        assert session.format is AudioFormat.PCM16
+        assert "audio/pcma" in session.refusals[0]
+        # a client's session.update cannot switch the format back to G.711
+        await session.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "realtime",
+                    "audio": {"input": {"format": {"type": "audio/pcma"}}},
+                },
+            }
+        )
+        async with asyncio.timeout(10):
+            async for event in session.events():
+                if event["type"] in ("session.updated", "error"):
+                    break
+        assert event["type"] == "session.updated"
+        assert event["session"]["audio"]["input"]["format"]["type"] == "audio/pcm"
+
+
+async def test_reconnects_within_window_then_gives_up() -> None:
+    port = free_port()
+    settings = AgentSettings(port=port)
+    first = LocalAgent(settings)
+    await first.start()
+    session = AgentSession(_profile(first.url), preferred=AudioFormat.PCMU, reconnect_window_s=5.0)
+    await session.open()
+    events = session.events()
+    await first.stop()  # the agent goes away ...
+    second = LocalAgent(settings)
+    await second.start()  # ... and comes back on the same address within the window
+    async with asyncio.timeout(15):
+        async for event in events:
+            if event["type"] == "rtbridge.upstream.reconnected":
+                break
+    assert session.reconnects == 1
+    assert second.sessions and second.sessions[0].instructions == "Be brief."
+    session._window = 0.5  # shorten the window for the give-up half
+    await second.stop()
+    with pytest.raises(UpstreamError):
+        async with asyncio.timeout(15):
+            async for _ in events:
+                pass
+    await session.close()
+
+
+async def test_unreachable_upstream_fails_fast_and_is_retryable() -> None:
+    session = AgentSession(
+        _profile(f"ws://127.0.0.1:{free_port()}/v1/realtime"), preferred=AudioFormat.PCMU
+    )
+    with pytest.raises(UpstreamConnectError) as err:
+        await session.open()
+    assert err.value.retryable
