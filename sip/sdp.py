@@ -192,7 +192,7 @@ class Origin:
 
     @classmethod
     def parse(cls, value: str, line: int | None = None) -> Origin:
-        parts = value.split(" ")
+        parts = value.split()
         if len(parts) != 6 or not all(parts):
             raise SdpError(f"o= needs 6 space-separated fields, got {value!r:.80}", line=line)
         return cls(
@@ -226,7 +226,7 @@ class Connection:
 
     @classmethod
     def parse(cls, value: str, line: int | None = None) -> Connection:
-        parts = value.split(" ")
+        parts = value.split()
         if len(parts) != 3 or not all(parts):
             raise SdpError(f"c= needs 3 space-separated fields, got {value!r:.80}", line=line)
         address, _, suffix = parts[2].partition("/")
@@ -281,7 +281,7 @@ class Timing:
 
     @classmethod
     def parse(cls, value: str, line: int | None = None) -> Timing:
-        parts = value.split(" ")
+        parts = value.split()
         if len(parts) != 2:
             raise SdpError(f"t= needs 2 fields, got {value!r:.80}", line=line)
         return cls(_int(parts[0], "t= start", line), _int(parts[1], "t= stop", line))
@@ -398,7 +398,7 @@ class MediaDescription(_AttributeMixin):
 
     @classmethod
     def parse_m_line(cls, value: str, line: int | None = None) -> MediaDescription:
-        parts = value.split(" ")
+        parts = value.split()
         if len(parts) < 4 or not all(parts):
             raise SdpError(
                 f"m= needs '<media> <port> <proto> <fmt> ...', got {value!r:.80}", line=line

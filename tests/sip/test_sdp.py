@@ -190,6 +190,13 @@ def test_lf_only_and_trailing_whitespace_are_accepted() -> None:
     assert str(sdp) == SIPP_UAC
 
 
+def test_runs_of_spaces_between_fields_are_tolerated() -> None:
+    sloppy = SIPP_UAC.replace("o=user1 53655765", "o=user1  53655765").replace(
+        "m=audio 6000 RTP/AVP 0", "m=audio  6000 RTP/AVP  0"
+    )
+    assert str(SessionDescription.parse(sloppy)) == SIPP_UAC
+
+
 def test_decimal_ptime_is_accepted() -> None:
     sdp = SessionDescription.parse(SIPP_UAC + "a=ptime:20.0\r\n")
     assert sdp.media[0].ptime == 20
