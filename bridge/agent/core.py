@@ -650,6 +650,7 @@ class AgentCore:
                 audio_ms=run.audio_ms_sent,
                 transcript=run.plan.transcript,
                 response=run.response_object(),
+                instructions=run.plan.instructions,
             )
         )
         if self._vad_on:
@@ -697,6 +698,10 @@ class AgentCore:
             conversation_id=self.conversation_id,
             metadata=params.get("metadata"),
             input_tokens=len(str(self.session.get("instructions", "")).split()),
+            instructions=str(params.get("instructions") or self.session.get("instructions", "")),
+            max_output_tokens=params.get(
+                "max_output_tokens", self.session.get("max_output_tokens", "inf")
+            ),
         )
         tool = self._tool_due(params)
         if tool is not None:

@@ -33,6 +33,7 @@ class ResponseRecord:
     audio_ms: int
     transcript: str
     response: dict[str, Any]
+    instructions: str = ""  # what the response was asked to follow (session or override)
 
 
 @dataclass(slots=True, eq=False)

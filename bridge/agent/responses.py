@@ -61,6 +61,8 @@ class ResponsePlan:
     input_tokens: int = 0
     source: str = ""  # "parrot", "tones", "tool_call", "tool_answer", "idle": for observers
     previous_item_id: str | None = None
+    instructions: str = ""
+    max_output_tokens: Any = "inf"
 
     def modalities(self) -> list[str]:
         return ["text"] if self.kind is OutputKind.TEXT else ["audio"]
@@ -156,7 +158,7 @@ class ResponseRun:
             "output": output,
             "conversation_id": self.plan.conversation_id if self.plan.in_conversation else None,
             "output_modalities": self.plan.modalities(),
-            "max_output_tokens": "inf",
+            "max_output_tokens": self.plan.max_output_tokens,
             "audio": {"output": {"format": self.plan.fmt.to_ga(), "voice": self.plan.voice}},
             "usage": None if self.status == "in_progress" else self._usage(),
             "metadata": self.plan.metadata,

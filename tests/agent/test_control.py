@@ -284,3 +284,29 @@ async def test_tool_rule_needs_a_tool(client: Client) -> None:
     await client.send({"type": "response.create"})
     events = await client.until("response.done")
     assert "response.function_call_arguments.done" not in types_of(events)
+
+
+async def test_out_of_band_response_with_overrides(agent: LocalAgent, client: Client) -> None:
+    await client.send(
+        {
+            "type": "response.create",
+            "response": {
+                "conversation": "none",
+                "output_modalities": ["text"],
+                "instructions": "Say the magic word.",
+                "metadata": {"topic": "test"},
+            },
+        }
+    )
+    events = await client.until("response.done")
+    types = types_of(events)
+    assert "conversation.item.added" not in types and "conversation.item.done" not in types
+    response = events[-1]["response"]
+    assert response["conversation_id"] is None
+    assert response["metadata"] == {"topic": "test"}
+    assert response["output_modalities"] == ["text"]
+    record = agent.sessions[0].responses[0]
+    assert record.instructions == "Say the magic word."
+    # the out-of-band item is not in the conversation
+    await client.send({"type": "conversation.item.retrieve", "item_id": record.item_id})
+    assert (await client.until("error"))[-1]["error"]["param"] == "item_id"
