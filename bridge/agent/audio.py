@@ -26,11 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from media import g711
-
-try:  # media.resample is being written in parallel; until it lands, a crude stand-in.
-    from media.resample import Resampler  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - removed once media.resample exists
-    from bridge.agent._resample_stub import Resampler  # type: ignore[assignment,unused-ignore]
+from media.resample import Resampler
 
 __all__ = ["INTERNAL_RATE", "AudioFormat", "InputDecoder", "Pcm", "encode_output"]
 
@@ -124,15 +120,7 @@ def encode_output(pcm: Pcm, fmt: AudioFormat) -> bytes:
     if fmt is AudioFormat.PCM16:
         return pcm.astype("<i2").tobytes()
     resampler = Resampler(INTERNAL_RATE, fmt.rate)
-    want = len(pcm) * fmt.rate // INTERNAL_RATE
-    # Flush the filter's delay line with a little silence, then keep the utterance's length.
-    tail = np.zeros(INTERNAL_RATE // 50, dtype=np.int16)
-    narrow = np.concatenate(
-        [
-            np.asarray(resampler.process(pcm), dtype=np.int16),
-            np.asarray(resampler.process(tail), dtype=np.int16),
-        ]
-    )[:want]
+    narrow = np.concatenate([resampler.process(pcm), resampler.flush()])  # exact length
     if fmt is AudioFormat.G711_ULAW:
         return bytes(g711.ulaw_encode(narrow))
     return bytes(g711.alaw_encode(narrow))
