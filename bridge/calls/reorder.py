@@ -1,0 +1,114 @@
+"""Caller -> agent ordering: forward packets as they arrive, with a reorder window of one frame.
+
+The caller's audio is not played out here: it goes to the agent, whose own buffer absorbs
+jitter. So packets are forwarded the moment they arrive in order (adding microseconds, not a
+playout depth). When exactly one packet is missing, the next one is held for at most one frame
+period in case the missing one was only reordered; if it does not come, the gap is reported as
+one lost frame (the caller conceals it) and the held packet goes on. Larger gaps are reported as
+up to ``max_conceal`` lost frames, then forwarding resumes; late and duplicate packets are
+dropped and counted. A new SSRC restarts the sequence (RFC 3550 §8.2: a new source).
+
+Pure and clock-injected: :meth:`push` on arrival, :meth:`expire` from the call's frame tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from media.rtp import RtpPacket, seq_diff
+
+__all__ = ["LOST", "ReorderStats", "ReorderWindow"]
+
+#: Marks a lost frame in the output of :meth:`ReorderWindow.push` / :meth:`expire`.
+LOST = None
+
+
+@dataclass(slots=True)
+class ReorderStats:
+    forwarded: int = 0
+    reordered: int = 0  # arrived one frame late but in time to be forwarded in order
+    lost: int = 0
+    concealed: int = 0
+    late: int = 0  # arrived after its slot was given up, or a duplicate: dropped
+    restarts: int = 0  # new SSRC or a huge sequence jump
+
+
+class ReorderWindow:
+    def __init__(self, frame_period: float = 0.020, *, max_conceal: int = 3) -> None:
+        self.period = frame_period
+        self.max_conceal = max_conceal
+        self._ssrc: int | None = None
+        self._expected: int | None = None
+        self._held: RtpPacket | None = None
+        self._held_since = 0.0
+        self.stats = ReorderStats()
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def push(self, packet: RtpPacket, now: float) -> list[RtpPacket | None]:
+        """Packets to forward now, in order; ``LOST`` (None) stands for a frame to conceal."""
+        if self._ssrc != packet.ssrc or self._expected is None:
+            out = self._flush_held()
+            if self._ssrc is not None:
+                self.stats.restarts += 1
+            self._ssrc = packet.ssrc
+            self._expected = packet.sequence_number
+            return out + self._forward(packet)
+        gap = seq_diff(packet.sequence_number, self._expected)
+        if gap < 0:
+            self.stats.late += 1
+            return []
+        if gap == 0:
+            out = self._forward(packet)
+            if self._held is not None and self._held.sequence_number == self._expected:
+                self.stats.reordered += 1
+                held, self._held = self._held, None
+                out += self._forward(held)
+            return out
+        if gap == 1 and self._held is None:
+            self._held, self._held_since = packet, now
+            return []
+        if self._held is not None and packet.sequence_number == self._held.sequence_number:
+            self.stats.late += 1  # duplicate of the held packet
+            return []
+        # A second packet beyond the gap, or a bigger gap: give up on the missing frames.
+        out = self._flush_held()
+        assert self._expected is not None
+        gap = seq_diff(packet.sequence_number, self._expected)
+        if gap < 0:
+            self.stats.late += 1
+            return out
+        if gap > 1000:  # a jump no network reorders: treat as a restart, conceal nothing
+            self.stats.restarts += 1
+            self._expected = packet.sequence_number
+            return out + self._forward(packet)
+        return out + self._lose(gap) + self._forward(packet)
+
+    def expire(self, now: float) -> list[RtpPacket | None]:
+        """Release a packet held for a whole frame period (its predecessor is lost)."""
+        if self._held is not None and now - self._held_since >= self.period:
+            return self._flush_held()
+        return []
+
+    def _flush_held(self) -> list[RtpPacket | None]:
+        if self._held is None:
+            return []
+        held, self._held = self._held, None
+        assert self._expected is not None
+        gap = seq_diff(held.sequence_number, self._expected)
+        return self._lose(gap) + self._forward(held)
+
+    def _lose(self, count: int) -> list[RtpPacket | None]:
+        self.stats.lost += count
+        n = min(count, self.max_conceal)
+        self.stats.concealed += n
+        assert self._expected is not None
+        self._expected = (self._expected + count) & 0xFFFF
+        return [LOST] * n
+
+    def _forward(self, packet: RtpPacket) -> list[RtpPacket | None]:
+        self._expected = (packet.sequence_number + 1) & 0xFFFF
+        self.stats.forwarded += 1
+        return [packet]

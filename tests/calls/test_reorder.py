@@ -1,0 +1,68 @@
+"""Caller audio order: in-order packets pass at once; one-frame reorder is repaired; loss is
+reported for concealment; late and duplicate packets never reach the agent."""
+
+from __future__ import annotations
+
+from bridge.calls.reorder import LOST, ReorderWindow
+from media.rtp import RtpPacket
+
+
+def pkt(seq: int, ssrc: int = 1) -> RtpPacket:
+    return RtpPacket(payload_type=8, sequence_number=seq & 0xFFFF, timestamp=seq * 160, ssrc=ssrc)
+
+
+def seqs(out: list[RtpPacket | None]) -> list[int | None]:
+    return [p.sequence_number if p is not None else None for p in out]
+
+
+def test_in_order_is_forwarded_immediately_across_wraparound() -> None:
+    w = ReorderWindow()
+    got = []
+    for i, s in enumerate(range(65530, 65540)):
+        got += seqs(w.push(pkt(s), i * 0.02))
+    assert got == [s & 0xFFFF for s in range(65530, 65540)]
+    assert w.stats.lost == 0
+
+
+def test_one_frame_reorder_is_repaired() -> None:
+    w = ReorderWindow()
+    assert seqs(w.push(pkt(1), 0.00)) == [1]
+    assert seqs(w.push(pkt(3), 0.02)) == []  # 2 is missing: hold 3
+    assert seqs(w.push(pkt(2), 0.025)) == [2, 3]
+    assert w.stats.reordered == 1 and w.stats.lost == 0
+
+
+def test_missing_frame_is_concealed_after_one_period() -> None:
+    w = ReorderWindow()
+    w.push(pkt(1), 0.0)
+    assert w.push(pkt(3), 0.02) == []
+    assert w.expire(0.03) == []  # not yet a whole period
+    assert seqs(w.expire(0.04)) == [None, 3]
+    assert seqs(w.push(pkt(2), 0.05)) == []  # too late now
+    assert (w.stats.lost, w.stats.late) == (1, 1)
+
+
+def test_next_packet_while_holding_gives_up_at_once() -> None:
+    w = ReorderWindow()
+    w.push(pkt(10), 0.0)
+    w.push(pkt(12), 0.02)
+    assert seqs(w.push(pkt(13), 0.021)) == [None, 12, 13]
+
+
+def test_burst_loss_conceals_at_most_three_frames() -> None:
+    w = ReorderWindow(max_conceal=3)
+    w.push(pkt(1), 0.0)
+    # a gap of more than one frame is not waited for: conceal (at most 3) and go on
+    out = w.push(pkt(9), 0.02)
+    assert seqs(out) == [LOST, LOST, LOST, 9]
+    assert w.stats.lost == 7 and w.stats.concealed == 3
+    assert not w.holding
+
+
+def test_duplicates_and_new_ssrc() -> None:
+    w = ReorderWindow()
+    w.push(pkt(5), 0.0)
+    assert w.push(pkt(5), 0.01) == []
+    assert w.stats.late == 1
+    assert seqs(w.push(pkt(900, ssrc=2), 0.02)) == [900]  # a new source restarts the sequence
+    assert w.stats.restarts == 1 and w.stats.lost == 0
