@@ -5,7 +5,8 @@ audio fidelity is checkable end to end), answers text turns with a tone phrase, 
 VAD, supports cancel/truncate/tool calls and speaks GA, beta or xAI (``AgentSettings.dialect``).
 
 Modules: ``server`` (WebSocket server, pacing, CLI entry), ``core`` (per-connection protocol
-state machine, sans-IO), ``session`` (session defaults and updates), ``vad`` (energy VAD),
+state machine, sans-IO), ``requests`` (client input validation), ``planner`` (what a response
+says), ``session`` (session defaults and updates), ``vad`` (energy VAD),
 ``buffer`` (input audio buffer), ``conversation`` (items and their audio), ``responses``
 (response event lifecycle), ``tones`` (synthetic audio), ``audio`` (wire formats), ``edge``
 (dialect translation seam), ``record`` (what tests observe), ``ids``, ``events``.

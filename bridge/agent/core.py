@@ -14,9 +14,10 @@ Behaviour (OpenAI GA, as seen on the wire):
   Speech during a response cancels it when ``interrupt_response`` is true (reason
   ``turn_detected``); otherwise the new turn's response waits for the current one.
 - ``input_audio_buffer.commit`` / ``.clear`` for manual turns (``turn_detection: null``).
-- ``response.create`` -> a parrot of the last uncommitted-to-a-response user audio, else a tone
-  phrase; a function call instead when the tool rule fires (``AgentSettings.tool_after_turns``
-  with ``tool_name`` or the session's first function tool; once per connection).
+- ``response.create`` -> see ``planner``: a parrot of the user audio no response has answered
+  yet, else a tone phrase; a function call instead when the tool rule fires
+  (``AgentSettings.tool_after_turns`` with ``tool_name`` or the session's first function tool;
+  once per connection).
 - ``response.cancel``, ``conversation.item.create/delete/retrieve/truncate``.
 - Malformed input of any kind -> an ``error`` event; the connection stays open.
 """
@@ -24,30 +25,34 @@ Behaviour (OpenAI GA, as seen on the wire):
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from bridge.agent.audio import AudioFormat, InputDecoder, Pcm, encode_output
 from bridge.agent.buffer import SAMPLES_PER_MS, StreamBuffer
 from bridge.agent.conversation import Conversation, StoredItem
 from bridge.agent.events import error_event, server_event
 from bridge.agent.ids import IdFactory
+from bridge.agent.planner import new_output_item, plan_response
 from bridge.agent.record import ResponseRecord, SessionRecord
-from bridge.agent.responses import OutputKind, ResponsePlan, ResponseRun
+from bridge.agent.requests import (
+    ClientError,
+    b64_audio,
+    missing,
+    parse_item,
+    require_int,
+    require_str,
+    without_audio,
+)
+from bridge.agent.responses import ResponseRun
 from bridge.agent.session import (
     SessionUpdateError,
     apply_update,
     default_session,
     function_tools,
     input_format,
-    output_format,
-    output_modalities,
     turn_detection,
 )
-from bridge.agent.tones import tone_phrase
 from bridge.agent.vad import EnergyVad, VadConfig, VadEvent, VadEventKind
 from bridge.config import AgentSettings
 from bridge.errors import ProtocolError
@@ -73,43 +78,6 @@ CLIENT_EVENT_TYPES = (
     "response.create",
     "response.cancel",
 )
-
-
-class _ClientError(Exception):
-    """An error event to send back for the client event being handled."""
-
-    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.param = param
-
-
-def _missing(param: str) -> _ClientError:
-    return _ClientError(
-        f"Missing required parameter: '{param}'.", code="missing_required_parameter", param=param
-    )
-
-
-def _require_str(ev: Event, key: str) -> str:
-    v = ev.get(key)
-    if v is None:
-        raise _missing(key)
-    if not isinstance(v, str):
-        raise _ClientError(
-            f"Invalid type for '{key}': expected a string.", code="invalid_type", param=key
-        )
-    return v
-
-
-def _require_int(ev: Event, key: str) -> int:
-    v = ev.get(key)
-    if v is None:
-        raise _missing(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise _ClientError(
-            f"Invalid '{key}': expected a non-negative integer.", code="invalid_type", param=key
-        )
-    return v
 
 
 class AgentCore:
@@ -204,7 +172,7 @@ class AgentCore:
         handler = self._handlers.get(kind)
         try:
             if handler is None:
-                raise _ClientError(
+                raise ClientError(
                     f"Invalid value: '{kind}'. Supported values are: "
                     + ", ".join(f"'{t}'" for t in CLIENT_EVENT_TYPES)
                     + ".",
@@ -212,7 +180,7 @@ class AgentCore:
                     param="type",
                 )
             out = handler(ev)
-        except _ClientError as exc:
+        except ClientError as exc:
             out = [self._error(str(exc), code=exc.code, param=exc.param, event_id=client_event_id)]
         except SessionUpdateError as exc:
             out = [self._error(str(exc), code=exc.code, param=exc.param, event_id=client_event_id)]
@@ -264,7 +232,7 @@ class AgentCore:
     # ---- session -----------------------------------------------------------------------
     def _session_update(self, ev: Event) -> list[Event]:
         if "session" not in ev:
-            raise _missing("session")
+            raise missing("session")
         new = apply_update(
             self.session,
             ev["session"],
@@ -281,15 +249,7 @@ class AgentCore:
 
     # ---- input audio -------------------------------------------------------------------
     def _append(self, ev: Event) -> list[Event]:
-        b64 = _require_str(ev, "audio")
-        try:
-            raw = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise _ClientError(
-                "Invalid 'audio': expected base64-encoded audio bytes.",
-                code="invalid_value",
-                param="audio",
-            ) from None
+        raw = b64_audio(require_str(ev, "audio"), "audio")
         self.record.audio_chunk_sizes.append(len(raw))
         pcm = self._decoder.decode(raw)
         self.record.add_pcm(pcm)
@@ -388,7 +348,7 @@ class AgentCore:
         pcm = self._buffer.slice(self._commit_from, self._buffer.end)
         ms = len(pcm) / SAMPLES_PER_MS
         if ms < MIN_COMMIT_MS:
-            raise _ClientError(
+            raise ClientError(
                 "Error committing input audio buffer: buffer too small. Expected at least "
                 f"{MIN_COMMIT_MS}ms of audio, but buffer only has {ms:.2f}ms of audio.",
                 code="input_audio_buffer_commit_empty",
@@ -409,105 +369,39 @@ class AgentCore:
 
     # ---- conversation items ------------------------------------------------------------
     def _item_create(self, ev: Event) -> list[Event]:
-        item = ev.get("item")
-        if item is None:
-            raise _missing("item")
-        if not isinstance(item, dict):
-            raise _ClientError(
-                "Invalid type for 'item': expected an object.", code="invalid_type", param="item"
-            )
         previous = ev.get("previous_item_id")
         if previous is not None and not isinstance(previous, str):
-            raise _ClientError(
+            raise ClientError(
                 "Invalid type for 'previous_item_id'.",
                 code="invalid_type",
                 param="previous_item_id",
             )
-        stored = self._build_item(item)
+        stored = parse_item(ev.get("item"), self.ids, input_format(self.session))
         if stored.id in self.conversation:
-            raise _ClientError(
+            raise ClientError(
                 f"Item with id '{stored.id}' already exists.", code="invalid_value", param="item.id"
             )
         try:
             before = self.conversation.add(stored, previous)
         except KeyError:
-            raise _ClientError(
+            raise ClientError(
                 f"Previous item with id '{previous}' not found.",
                 code="invalid_value",
                 param="previous_item_id",
             ) from None
-        shown = _without_audio(stored.item)
+        if stored.item.get("role") == "user":
+            self._user_turns += 1
+            self._pending_audio = stored if len(stored.pcm) else None
+        shown = without_audio(stored.item)
         return [
             self._ev("conversation.item.added", previous_item_id=before, item=shown),
             self._ev("conversation.item.done", previous_item_id=before, item=shown),
         ]
 
-    def _build_item(self, item: dict[str, Any]) -> StoredItem:
-        kind = item.get("type")
-        if kind is None:
-            raise _missing("item.type")
-        new = dict(item)
-        new.setdefault("id", self.ids.item())
-        if not isinstance(new["id"], str) or not new["id"]:
-            raise _ClientError("Invalid 'item.id'.", code="invalid_type", param="item.id")
-        new["object"] = "realtime.item"
-        new["status"] = "completed"
-        if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "assistant", "system"):
-                raise _ClientError(
-                    f"Invalid value: '{role}'. Supported values are: 'user', 'assistant', and "
-                    "'system'.",
-                    code="invalid_value" if role is not None else "missing_required_parameter",
-                    param="item.role",
-                )
-            content = item.get("content")
-            if not isinstance(content, list) or not all(isinstance(c, dict) for c in content):
-                raise _ClientError(
-                    "Invalid 'item.content': expected an array of content parts.",
-                    code="invalid_type",
-                    param="item.content",
-                )
-            stored = StoredItem(item=new)
-            if role == "user":
-                self._user_turns += 1
-                self._pending_audio = None
-                for part in content:
-                    if part.get("type") == "input_audio" and isinstance(part.get("audio"), str):
-                        try:
-                            raw = base64.b64decode(part["audio"], validate=True)
-                        except (binascii.Error, ValueError):
-                            raise _ClientError(
-                                "Invalid 'item.content.audio': expected base64 audio.",
-                                code="invalid_value",
-                                param="item.content.audio",
-                            ) from None
-                        pcm = InputDecoder(input_format(self.session)).decode(raw)
-                        stored.pcm = np.concatenate([stored.pcm, pcm])
-                if len(stored.pcm):
-                    self._pending_audio = stored
-            return stored
-        if kind == "function_call_output":
-            for key in ("call_id", "output"):
-                if not isinstance(item.get(key), str):
-                    raise _missing(f"item.{key}")
-            return StoredItem(item=new)
-        if kind == "function_call":
-            for key in ("call_id", "name", "arguments"):
-                if not isinstance(item.get(key), str):
-                    raise _missing(f"item.{key}")
-            return StoredItem(item=new)
-        raise _ClientError(
-            f"Invalid value: '{kind}'. Supported values are: 'message', 'function_call', and "
-            "'function_call_output'.",
-            code="invalid_value",
-            param="item.type",
-        )
-
     def _item_delete(self, ev: Event) -> list[Event]:
-        item_id = _require_str(ev, "item_id")
+        item_id = require_str(ev, "item_id")
         if self.active is not None and self.active.item_id == item_id:
-            raise _ClientError(
+            raise ClientError(
                 f"Item '{item_id}' belongs to the active response.",
                 code="invalid_value",
                 param="item_id",
@@ -515,7 +409,7 @@ class AgentCore:
         try:
             self.conversation.delete(item_id)
         except KeyError:
-            raise _ClientError(
+            raise ClientError(
                 f"Error deleting item: the item with id '{item_id}' does not exist.",
                 code="invalid_value",
                 param="item_id",
@@ -525,10 +419,10 @@ class AgentCore:
         return [self._ev("conversation.item.deleted", item_id=item_id)]
 
     def _item_retrieve(self, ev: Event) -> list[Event]:
-        item_id = _require_str(ev, "item_id")
+        item_id = require_str(ev, "item_id")
         stored = self.conversation.get(item_id)
         if stored is None:
-            raise _ClientError(
+            raise ClientError(
                 f"Error retrieving item: the item with id '{item_id}' does not exist.",
                 code="invalid_value",
                 param="item_id",
@@ -544,22 +438,22 @@ class AgentCore:
         return [self._ev("conversation.item.retrieved", item=item)]
 
     def _item_truncate(self, ev: Event) -> list[Event]:
-        item_id = _require_str(ev, "item_id")
-        content_index = _require_int(ev, "content_index")
-        audio_end_ms = _require_int(ev, "audio_end_ms")
+        item_id = require_str(ev, "item_id")
+        content_index = require_int(ev, "content_index")
+        audio_end_ms = require_int(ev, "audio_end_ms")
         stored = self.conversation.get(item_id)
         if stored is None:
-            raise _ClientError(
+            raise ClientError(
                 f"Conversation item '{item_id}' not found.", code="invalid_value", param="item_id"
             )
         if stored.item.get("role") != "assistant" or not stored.audio:
-            raise _ClientError(
+            raise ClientError(
                 "Only model output audio messages can be truncated.",
                 code="invalid_value",
                 param="item_id",
             )
         if content_index != 0:
-            raise _ClientError(
+            raise ClientError(
                 f"Invalid 'content_index': {content_index}.",
                 code="invalid_value",
                 param="content_index",
@@ -569,7 +463,7 @@ class AgentCore:
             out.extend(self._cancel_active("client_cancelled"))
         have_ms = stored.audio_ms
         if audio_end_ms > have_ms:
-            raise _ClientError(
+            raise ClientError(
                 f"Audio content of {have_ms}ms is already shorter than {audio_end_ms}ms",
                 code="invalid_value",
                 param="audio_end_ms",
@@ -595,13 +489,13 @@ class AgentCore:
     def _response_create(self, ev: Event) -> list[Event]:
         params = ev.get("response")
         if params is not None and not isinstance(params, dict):
-            raise _ClientError(
+            raise ClientError(
                 "Invalid type for 'response': expected an object.",
                 code="invalid_type",
                 param="response",
             )
         if self.active is not None:
-            raise _ClientError(
+            raise ClientError(
                 "Conversation already has an active response in progress: "
                 f"{self.active.id}. Wait until the response is finished before creating a new "
                 "one.",
@@ -612,7 +506,7 @@ class AgentCore:
     def _response_cancel(self, ev: Event) -> list[Event]:
         wanted = ev.get("response_id")
         if self.active is None or (wanted is not None and wanted != self.active.id):
-            raise _ClientError(
+            raise ClientError(
                 "Cancellation failed: no active response found",
                 code="response_cancel_not_active",
             )
@@ -657,84 +551,29 @@ class AgentCore:
             self._vad.arm_idle(self._vad.position_ms + run.audio_ms_sent)
 
     def _start_response(self, params: dict[str, Any] | None) -> list[Event]:
-        plan, call_id = self._plan(params or {})
-        if plan.kind is OutputKind.FUNCTION_CALL:
-            item: dict[str, Any] = {
-                "id": self.ids.item(),
-                "type": "function_call",
-                "object": "realtime.item",
-                "status": "in_progress",
-                "name": plan.tool_name,
-                "call_id": call_id,
-                "arguments": "",
-            }
-        else:
-            item = {
-                "id": self.ids.item(),
-                "type": "message",
-                "object": "realtime.item",
-                "status": "in_progress",
-                "role": "assistant",
-                "content": [],
-            }
-        stored = StoredItem(item=item, fmt=plan.fmt)
+        params = params or {}
+        tool_name = self._tool_due(params)
+        call_id = ""
+        if tool_name is not None:
+            call_id = self.ids.call()
+            self._tool_fired = True
+            self._tool_calls[call_id] = tool_name
+        plan = plan_response(
+            params,
+            self.session,
+            conversation_id=self.conversation_id,
+            user_audio=self._pending_audio,
+            last_item=self._last_item(),
+            tool=None if tool_name is None else (tool_name, self.settings.tool_arguments),
+            tool_names=self._tool_calls,
+        )
+        self._pending_audio = None  # this response answers the turn
+        stored = StoredItem(item=new_output_item(plan, self.ids, call_id), fmt=plan.fmt)
         if plan.in_conversation:
             plan.previous_item_id = self.conversation.add(stored)
         run = ResponseRun(self.ids, plan, stored, response_id=self.ids.response(), call_id=call_id)
         self.active = run
         return run.start()
-
-    def _plan(self, params: dict[str, Any]) -> tuple[ResponsePlan, str]:
-        mods = params.get("output_modalities")
-        if not (isinstance(mods, list) and mods and mods[0] in ("audio", "text")):
-            mods = output_modalities(self.session)
-        fmt = output_format(self.session)
-        out_cfg = self.session["audio"]["output"]
-        plan = ResponsePlan(
-            kind=OutputKind.TEXT if mods[0] == "text" else OutputKind.AUDIO,
-            fmt=fmt,
-            voice=out_cfg.get("voice", "alloy"),
-            in_conversation=params.get("conversation", "auto") != "none",
-            conversation_id=self.conversation_id,
-            metadata=params.get("metadata"),
-            input_tokens=len(str(self.session.get("instructions", "")).split()),
-            instructions=str(params.get("instructions") or self.session.get("instructions", "")),
-            max_output_tokens=params.get(
-                "max_output_tokens", self.session.get("max_output_tokens", "inf")
-            ),
-        )
-        tool = self._tool_due(params)
-        if tool is not None:
-            call_id = self.ids.call()
-            self._tool_fired = True
-            self._tool_calls[call_id] = tool
-            plan.kind = OutputKind.FUNCTION_CALL
-            plan.tool_name = tool
-            plan.tool_arguments = self.settings.tool_arguments
-            plan.source = "tool_call"
-            plan.transcript = ""
-            self._pending_audio = None  # the call answers this turn
-            return plan, call_id
-        pcm: Pcm
-        last = self._last_item()
-        if last is not None and last.item.get("type") == "function_call_output":
-            pcm = tone_phrase()
-            name = self._tool_calls.get(str(last.item.get("call_id")), "tool")
-            output = str(last.item.get("output", ""))[:80]
-            plan.source = "tool_answer"
-            plan.transcript = f"{name} returned: {output}"
-        elif self._pending_audio is not None and len(self._pending_audio.pcm):
-            pcm = self._pending_audio.pcm
-            plan.source = "parrot"
-            plan.transcript = f"parrot: {len(pcm) // SAMPLES_PER_MS} ms"
-        else:
-            pcm = tone_phrase()
-            plan.source = "tones"
-            plan.transcript = "tones: 3 x 200 ms"
-        self._pending_audio = None
-        if plan.kind is OutputKind.AUDIO:
-            plan.audio = encode_output(pcm, fmt)
-        return plan, ""
 
     def _last_item(self) -> StoredItem | None:
         last = self.conversation.last_id
@@ -752,15 +591,3 @@ class AgentCore:
         tools = params.get("tools") if isinstance(params.get("tools"), list) else None
         candidates = [t for t in (tools or function_tools(self.session)) if t.get("name")]
         return str(candidates[0]["name"]) if candidates else None
-
-
-def _without_audio(item: dict[str, Any]) -> dict[str, Any]:
-    """The item as echoed in ``conversation.item.added``: input audio bytes left out."""
-    content = item.get("content")
-    if not isinstance(content, list):
-        return dict(item)
-    shown = dict(item)
-    shown["content"] = [
-        {k: v for k, v in c.items() if k != "audio"} if isinstance(c, dict) else c for c in content
-    ]
-    return shown
