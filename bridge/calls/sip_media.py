@@ -1,0 +1,252 @@
+"""One SIP call's audio: caller RTP -> agent session format, agent audio -> paced RTP.
+
+Two paths, chosen once per call from the negotiated codec and the agent session's format:
+
+* **pass-through**: the trunk speaks PCMU/PCMA and the agent takes the same G.711 format. Bytes
+  go both ways untouched: no decode, no resampling (G.711 is only decoded to conceal a loss).
+* **transcoding**: anything else. Caller audio is decoded, re-cut into 20 ms frames and
+  resampled to PCM16 24 kHz; agent PCM16 24 kHz is resampled to the codec's rate and encoded
+  on its way out.
+
+Caller -> agent forwards on arrival through a one-frame :class:`ReorderWindow` (lost frames
+are concealed by a fading repeat of the last frame); packets of any ptime are re-cut into
+20 ms frames. RFC 4733 telephone-events (any SSRC) become DTMF digits.
+
+Agent -> caller goes through the :class:`~media.playout.PlayoutBuffer`, driven by the shared
+frame ticker (:meth:`SipMedia.on_tick`): one RTP packet per 20 ms, silence between responses,
+timestamps from the frame deadlines. Its playback events and ``clear()`` results are what
+``output_audio_buffer.*`` and barge-in truncation are computed from.
+
+Synchronous and clock-free: the call feeds it packets and ticks; nothing here awaits.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bridge.calls.reorder import ReorderWindow
+from bridge.realtime.session import AudioFormat
+from media import g711
+from media.codecs.base import AudioCodec
+from media.dtmf import DtmfDigit, DtmfReceiver
+from media.framing import Reframer
+from media.playout import (
+    ClearResult,
+    PlaybackEvent,
+    PlayoutBuffer,
+    PlayoutEncoding,
+    PlayoutFormat,
+)
+from media.resample import Resampler
+from media.rtp import RtpClock, RtpPacket, RtpSendState
+
+__all__ = ["MediaStats", "SipMedia", "pass_through_format"]
+
+AGENT_RATE = 24000
+FRAME_MS = 20
+_CONCEAL_GAINS = (0.7, 0.45, 0.25)
+
+_PASS_THROUGH = {"PCMU": AudioFormat.PCMU, "PCMA": AudioFormat.PCMA}
+
+
+def pass_through_format(codec_name: str) -> AudioFormat | None:
+    """The agent format that lets this trunk codec pass untouched (None: must transcode)."""
+    return _PASS_THROUGH.get(codec_name.upper())
+
+
+@dataclass(slots=True)
+class MediaStats:
+    frames_to_agent: int = 0
+    frames_dropped_upstream: int = 0  # the upstream queue was full (stalled agent)
+    frames_concealed: int = 0
+    rtp_out: int = 0
+    foreign_payload: int = 0  # payload types we did not negotiate
+    decode_errors: int = 0
+    agent_bytes_in: int = 0
+    last_rtp_at: float | None = None
+
+
+class SipMedia:
+    def __init__(
+        self,
+        codec: AudioCodec,
+        *,
+        payload_type: int,
+        session_format: AudioFormat,
+        send_rtp: Callable[[bytes], bool],
+        to_agent: Callable[[bytes], bool],
+        on_dtmf: Callable[[DtmfDigit], None] | None = None,
+        on_playback: Callable[[PlaybackEvent], None] | None = None,
+        dtmf_payload_type: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.codec = codec
+        self.payload_type = payload_type
+        self.dtmf_payload_type = dtmf_payload_type
+        self.session_format = session_format
+        self.pass_through = pass_through_format(codec.name) is session_format
+        self._send_rtp = send_rtp
+        self._to_agent = to_agent
+        self._on_dtmf = on_dtmf
+        self._on_playback = on_playback
+        self.stats = MediaStats()
+
+        # caller -> agent
+        self.reorder = ReorderWindow(FRAME_MS / 1000)
+        self.dtmf = DtmfReceiver(clock_rate=8000)
+        self._frame_bytes_in = codec.frame_samples if self.pass_through else 0
+        self._pt_buffer = bytearray()
+        self._reframer = Reframer(AGENT_RATE * FRAME_MS // 1000)  # after resampling: mono 24k
+        self._up_resampler = (
+            None
+            if self.pass_through
+            else Resampler(codec.sample_rate, AGENT_RATE, channels_in=codec.decode_channels)
+        )
+        self._last_frame: bytes = b""
+        self._lost_run = 0
+
+        # agent -> caller
+        if self.pass_through:
+            enc = PlayoutEncoding.PCMU if codec.name.upper() == "PCMU" else PlayoutEncoding.PCMA
+            fmt = PlayoutFormat(enc, 8000, FRAME_MS)
+        else:
+            fmt = PlayoutFormat(PlayoutEncoding.PCM16, codec.sample_rate, FRAME_MS)
+        self.playout = PlayoutBuffer(fmt)
+        self._down_resampler = (
+            None if self.pass_through else Resampler(AGENT_RATE, codec.sample_rate)
+        )
+        self.send_state = RtpSendState(rng=rng)
+        self._rtp_clock: RtpClock | None = None
+        self._first_packet = True
+        self._rng = rng or random.Random()
+
+    # -- caller -> agent ----------------------------------------------------------------
+
+    def on_rtp(self, packet: RtpPacket, now: float) -> None:
+        self.stats.last_rtp_at = now
+        pt = packet.payload_type
+        if pt == self.dtmf_payload_type:
+            for digit in self.dtmf.receive(packet, now):
+                if self._on_dtmf is not None:
+                    self._on_dtmf(digit)
+            return
+        if pt != self.payload_type:
+            self.stats.foreign_payload += 1
+            return
+        for item in self.reorder.push(packet, now):
+            self._forward(item)
+
+    def _forward(self, packet: RtpPacket | None) -> None:
+        if packet is None:
+            self._conceal()
+            return
+        self._lost_run = 0
+        if self.pass_through:
+            buf = self._pt_buffer
+            buf += packet.payload
+            n = self._frame_bytes_in
+            while len(buf) >= n:
+                frame = bytes(buf[:n])
+                del buf[:n]
+                self._send_frame(frame)
+            return
+        try:
+            pcm = self.codec.decode(packet.payload)
+        except Exception:
+            self.stats.decode_errors += 1
+            return
+        assert self._up_resampler is not None
+        for pcm_frame in self._reframer.push(self._up_resampler.process(pcm)):
+            self._send_frame(pcm_frame.tobytes())
+
+    def _conceal(self) -> None:
+        """One lost 20 ms frame: repeat the last frame with a fading gain (no zero bursts)."""
+        if not self._last_frame or self._lost_run >= len(_CONCEAL_GAINS):
+            return
+        gain = _CONCEAL_GAINS[self._lost_run]
+        self._lost_run += 1
+        if self.pass_through:
+            decode, encode = (
+                (g711.ulaw_decode, g711.ulaw_encode)
+                if self.session_format is AudioFormat.PCMU
+                else (g711.alaw_decode, g711.alaw_encode)
+            )
+            pcm = (decode(self._last_frame).astype(np.float32) * gain).astype(np.int16)
+            frame = encode(pcm)
+        else:
+            last: NDArray[np.int16] = np.frombuffer(self._last_frame, dtype=np.int16)
+            frame = (last.astype(np.float32) * gain).astype(np.int16).tobytes()
+        self.stats.frames_concealed += 1
+        self._deliver(frame)
+
+    def _send_frame(self, frame: bytes) -> None:
+        self._last_frame = frame
+        self._deliver(frame)
+
+    def _deliver(self, frame: bytes) -> None:
+        if self._to_agent(frame):
+            self.stats.frames_to_agent += 1
+        else:
+            self.stats.frames_dropped_upstream += 1
+
+    # -- agent -> caller ----------------------------------------------------------------
+
+    def push_agent_audio(self, response_id: str, item_id: str, audio: bytes) -> bool:
+        """Agent audio in the session format, for playout."""
+        self.stats.agent_bytes_in += len(audio)
+        if self.pass_through:
+            return self.playout.push(response_id, item_id, audio)
+        assert self._down_resampler is not None
+        pcm: NDArray[np.int16] = np.frombuffer(audio[: len(audio) & ~1], dtype=np.int16)
+        return self.playout.push(response_id, item_id, self._down_resampler.process(pcm))
+
+    def mark_done(self, response_id: str) -> None:
+        self.playout.mark_done(response_id)
+
+    def clear(self) -> ClearResult:
+        """Barge-in: stop before the next frame; what was sent of each item."""
+        result = self.playout.clear()
+        if self._down_resampler is not None:
+            self._down_resampler.reset()
+        return result
+
+    def hold(self, on_hold: bool, now: float) -> None:
+        if on_hold:
+            self.playout.pause()
+        elif self.playout.paused:
+            self.playout.resume(now)
+
+    def on_tick(self, deadline: float, now: float) -> None:
+        """The shared 20 ms tick: release a held caller packet, emit due agent frames."""
+        for item in self.reorder.expire(now):
+            self._forward(item)
+        for digit in self.dtmf.poll(now):
+            if self._on_dtmf is not None:
+                self._on_dtmf(digit)
+        if self._rtp_clock is None:
+            self.playout.start(deadline)
+            self._rtp_clock = RtpClock(self.codec.clock_rate, deadline, self._rng.getrandbits(32))
+        for frame in self.playout.tick(now):
+            payload = frame.payload if self.pass_through else self.codec.encode(frame.pcm16())
+            pkt = self.send_state.packet(
+                self.payload_type,
+                self._rtp_clock.timestamp(frame.deadline),
+                payload,
+                marker=self._first_packet,
+                now=now,
+            )
+            self._first_packet = False
+            if self._send_rtp(bytes(pkt)):
+                self.stats.rtp_out += 1
+        if self._on_playback is not None:
+            for event in self.playout.take_events():
+                self._on_playback(event)
+
+    def idle_for(self, now: float, since: float) -> float:
+        """Seconds without caller RTP (counted from ``since`` if none ever came)."""
+        return now - (self.stats.last_rtp_at if self.stats.last_rtp_at is not None else since)

@@ -1,0 +1,146 @@
+"""One SIP call's audio on virtual time: what the caller says reaches the agent, what the
+agent says reaches the caller, paced, with exact barge-in accounting."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bridge.calls.sip_media import SipMedia
+from bridge.realtime.session import AudioFormat
+from media import g711
+from media.codecs import codec_for
+from media.dtmf import DtmfDigit
+from media.playout import PlaybackEvent, PlaybackFinished, PlaybackStarted
+from media.resample import Resampler
+from media.rtp import RtpPacket
+from tests.support.audio import best_correlation, voiced_signal
+from tests.support.pcap import read_udp
+from tests.support.peers import require_peer
+
+SIPP_DIR = Path("/usr/share/sip-tester")
+
+
+class Harness:
+    def __init__(self, codec: str, pt: int, fmt: AudioFormat, dtmf_pt: int | None = 101) -> None:
+        self.to_agent: list[bytes] = []
+        self.rtp: list[RtpPacket] = []
+        self.digits: list[DtmfDigit] = []
+        self.playback: list[PlaybackEvent] = []
+        self.media = SipMedia(
+            codec_for(codec, 8000),
+            payload_type=pt,
+            session_format=fmt,
+            send_rtp=lambda b: self.rtp.append(RtpPacket.parse(b)) or True,
+            to_agent=lambda b: self.to_agent.append(b) or True,
+            on_dtmf=self.digits.append,
+            on_playback=self.playback.append,
+            dtmf_payload_type=dtmf_pt,
+        )
+        self.t = 1000.0
+
+    def tick(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.t += 0.020
+            self.media.on_tick(self.t, self.t + 0.0005)
+
+
+def sipp_capture(name: str) -> list[tuple[float, RtpPacket]]:
+    require_peer("sipp")
+    return [(d.time, RtpPacket.parse(d.payload)) for d in read_udp(SIPP_DIR / name)]
+
+
+def test_sipp_alaw_30ms_passes_through_recut_to_20ms() -> None:
+    packets = sipp_capture("g711a.pcap")
+    assert {len(p.payload) for _, p in packets} == {240}  # 30 ms packets
+    h = Harness("PCMA", 8, AudioFormat.PCMA)
+    assert h.media.pass_through
+    for t, p in packets:
+        h.media.on_rtp(p, t)
+    sent = b"".join(p.payload for _, p in packets)
+    assert {len(f) for f in h.to_agent} == {160}  # 20 ms frames of A-law
+    assert b"".join(h.to_agent) == sent[: len(h.to_agent) * 160]  # bit-exact, in order
+    assert len(sent) - len(h.to_agent) * 160 < 160
+
+
+def test_transcoding_path_delivers_the_callers_voice_at_24k() -> None:
+    voice = voiced_signal(1.0, rate=8000)
+    h = Harness("PCMU", 0, AudioFormat.PCM16)
+    assert not h.media.pass_through
+    for i in range(0, len(voice), 160):
+        payload = g711.ulaw_encode(voice[i : i + 160])
+        h.media.on_rtp(RtpPacket(0, i // 160, i, 42, payload), i / 8000)
+    assert {len(f) for f in h.to_agent} == {960}  # 20 ms of PCM16 at 24 kHz
+    got = np.frombuffer(b"".join(h.to_agent), dtype=np.int16)
+    reference = Resampler(8000, 24000).process(g711.ulaw_decode(g711.ulaw_encode(voice)))
+    assert best_correlation(reference[2000:20000], got) > 0.99
+
+
+def test_a_lost_packet_is_concealed_not_silenced() -> None:
+    voice = voiced_signal(0.4, rate=8000)
+    h = Harness("PCMA", 8, AudioFormat.PCMA)
+    for n in range(20):
+        if n == 10:
+            continue  # lost
+        payload = g711.alaw_encode(voice[n * 160 : (n + 1) * 160])
+        h.media.on_rtp(RtpPacket(8, n, n * 160, 7, payload), n * 0.02)
+        h.tick()
+    assert len(h.to_agent) == 20  # 19 received + 1 concealed: the stream stays continuous
+    assert h.media.stats.frames_concealed == 1
+    concealed = g711.alaw_decode(h.to_agent[10])
+    assert np.abs(concealed.astype(np.int32)).max() > 500  # a fading repeat, not zeros
+
+
+def test_dtmf_from_sipp_capture_on_its_own_ssrc() -> None:
+    h = Harness("PCMA", 8, AudioFormat.PCMA)
+    for t, p in sipp_capture("g711a.pcap")[:20]:
+        h.media.on_rtp(p, t)
+    for t, p in sipp_capture("dtmf_2833_5.pcap"):
+        h.media.on_rtp(p, t)
+    assert [d.digit for d in h.digits] == ["5"]
+
+
+@pytest.mark.parametrize(
+    ("codec", "pt", "fmt"), [("PCMU", 0, AudioFormat.PCMU), ("PCMU", 0, AudioFormat.PCM16)]
+)
+def test_agent_audio_is_paced_one_packet_per_tick(codec: str, pt: int, fmt: AudioFormat) -> None:
+    h = Harness(codec, pt, fmt)
+    voice24 = voiced_signal(1.0, rate=24000)
+    if fmt is AudioFormat.PCM16:
+        audio = voice24.tobytes()
+    else:
+        audio = g711.ulaw_encode(Resampler(24000, 8000).process(voice24))
+    h.tick()  # anchor
+    for i in range(0, len(audio), len(audio) // 10):  # 10 deltas of 100 ms
+        h.media.push_agent_audio("resp_1", "item_1", audio[i : i + len(audio) // 10])
+    h.media.mark_done("resp_1")
+    h.tick(60)
+    assert len(h.rtp) == 61  # exactly one packet per tick, silence included
+    seqs = [p.sequence_number for p in h.rtp]
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+    ts = [p.timestamp for p in h.rtp]
+    assert all((b - a) & 0xFFFFFFFF == 160 for a, b in itertools.pairwise(ts))
+    assert h.rtp[0].marker and not any(p.marker for p in h.rtp[1:])
+    heard = g711.ulaw_decode(b"".join(p.payload for p in h.rtp))
+    ref = Resampler(24000, 8000).process(voice24)
+    assert best_correlation(ref[800:7000], heard) > 0.97
+    kinds = [type(e) for e in h.playback]
+    assert kinds == [PlaybackStarted, PlaybackFinished]
+    assert isinstance(h.playback[1], PlaybackFinished)
+    assert abs(h.playback[1].sent_ms - 1000.0) <= 20.0
+
+
+def test_barge_in_clear_reports_exactly_what_was_sent() -> None:
+    h = Harness("PCMA", 8, AudioFormat.PCMA)
+    h.tick()
+    h.media.push_agent_audio("r1", "i1", bytes([0xD5 ^ 0x10]) * 8000)  # 1 s of a non-silent tone
+    h.tick(13)
+    result = h.media.clear()
+    sent_before = len(h.rtp)
+    h.tick(5)
+    played = {p.item_id: p for p in result.played}
+    assert played["i1"].audio_end_ms == 13 * 20
+    assert all(p.payload == bytes([0xD5]) * 160 for p in h.rtp[sent_before:])  # silence after
