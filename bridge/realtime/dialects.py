@@ -172,7 +172,7 @@ def _modalities_to_beta(mods: Any) -> Any:
 
 
 def _modalities_to_ga(mods: Any) -> Any:
-    if isinstance(mods, list) and "audio" in mods and set(mods) <= {"audio", "text"}:
+    if isinstance(mods, list) and "audio" in mods and all(m in ("audio", "text") for m in mods):
         return ["audio"]
     return mods
 
@@ -260,14 +260,21 @@ def _nest_audio(obj: Mapping[str, Any], specs: tuple[_Spec, ...]) -> dict[str, A
     return out
 
 
+def _retyped(part: Any, names: Mapping[str, str]) -> Any:
+    """``part`` with its ``type`` renamed per ``names`` (a copy), or ``part`` itself."""
+    if isinstance(part, Mapping):
+        old = part.get("type")
+        if isinstance(old, str) and old in names:
+            return {**part, "type": names[old]}
+    return part
+
+
 def _content_list(content: Any, names: Mapping[str, str]) -> Any:
     if not isinstance(content, list):
         return content
     out: list[Any] = []
     for part in content:
-        if isinstance(part, Mapping) and part.get("type") in names:
-            part = {**part, "type": names[part["type"]]}
-        out.append(part)
+        out.append(_retyped(part, names))
     return out
 
 
@@ -492,12 +499,7 @@ def _with_snake_aliases(rules: Mapping[str, _Rule]) -> dict[str, _Rule]:
 
 
 def _part_rename(names: Mapping[str, str]) -> Callable[[Any], Any]:
-    def rename(part: Any) -> Any:
-        if isinstance(part, Mapping) and part.get("type") in names:
-            return {**part, "type": names[part["type"]]}
-        return part
-
-    return rename
+    return lambda part: _retyped(part, names)
 
 
 def _session_to_beta(session: Mapping[str, Any]) -> Any:

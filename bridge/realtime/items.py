@@ -85,13 +85,15 @@ def tag_of(field: str, known: Collection[str], *, required: bool = True) -> Disc
 
     def discriminate(value: Any) -> str | None:
         if isinstance(value, dict):
-            tag = value.get(field)
+            if field not in value:
+                return None if required else OTHER
+            tag = value[field]
         elif isinstance(value, BaseModel):
             tag = getattr(value, field, None)
         else:  # not an object: the catch-all member reports the type error
             return OTHER
-        if tag is None:
-            return None if required else OTHER
+        # an unknown or non-string tag (``null`` too) selects the catch-all, which keeps the value
+        # or reports its type error
         return tag if isinstance(tag, str) and tag in known else OTHER
 
     return Discriminator(

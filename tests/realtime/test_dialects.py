@@ -535,34 +535,36 @@ def test_events_without_counterpart_pass_through_unchanged(
     assert _run(getattr(Translator(dialect), method), [event]) == [event]
 
 
+_KEYS = st.sampled_from(
+    [
+        "type",
+        "session",
+        "audio",
+        "input",
+        "output",
+        "format",
+        "voice",
+        "turn_detection",
+        "item",
+        "content",
+        "response",
+        "part",
+        "output",
+        "digit",
+        "event",
+        "modalities",
+        "output_modalities",
+        "input_audio_format",
+        "output_audio_format",
+        "role",
+        "rate",
+    ]
+)
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
     lambda inner: (
         st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(
-                [
-                    "type",
-                    "session",
-                    "audio",
-                    "input",
-                    "output",
-                    "format",
-                    "voice",
-                    "item",
-                    "content",
-                    "response",
-                    "part",
-                    "digit",
-                    "event",
-                    "modalities",
-                    "input_audio_format",
-                ]
-            )
-            | st.text(max_size=4),
-            inner,
-            max_size=4,
-        )
+        | st.dictionaries(_KEYS | st.text(max_size=4), inner, max_size=4)
     ),
     max_leaves=15,
 )
@@ -574,24 +576,43 @@ _names = sorted(
         "session_update",
         "conversation_created",
         "response_done",
+        "session_created",
     }
 )
+_METHODS = ["client_to_dialect", "server_from_dialect", "client_from_dialect", "server_to_dialect"]
+_ALL_FIXTURES = [
+    p.values[0]
+    for d in ("ga", "beta", "xai")
+    for side in ("client", "server")
+    for p in load(d, side)
+]
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from(DIALECTS),
-    st.sampled_from(
-        ["client_to_dialect", "server_from_dialect", "client_from_dialect", "server_to_dialect"]
-    ),
+    st.sampled_from(_METHODS),
     st.builds(
-        lambda t, rest: {**rest, "type": t},
-        st.sampled_from(_names),
-        st.dictionaries(
-            st.sampled_from(["session", "item", "response", "part", "digit", "event"]), _json
-        ),
+        lambda t, rest: {**rest, "type": t}, st.sampled_from(_names), st.dictionaries(_KEYS, _json)
     ),
 )
 def test_translator_never_raises_or_mutates(dialect: Dialect, method: str, event: Event) -> None:
+    out = _run(getattr(Translator(dialect), method), [event])
+    assert 1 <= len(out) <= 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(DIALECTS), st.sampled_from(_METHODS), st.data())
+def test_translator_survives_mutated_fixtures(
+    dialect: Dialect, method: str, data: st.DataObject
+) -> None:
+    event = copy.deepcopy(data.draw(st.sampled_from(_ALL_FIXTURES)))
+    node: Any = event
+    while isinstance(node, dict | list) and node and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(list(node) if isinstance(node, dict) else range(len(node))))
+        if not isinstance(node[key], dict | list) or data.draw(st.booleans()):
+            node[key] = data.draw(_json)
+            break
+        node = node[key]
     out = _run(getattr(Translator(dialect), method), [event])
     assert 1 <= len(out) <= 2

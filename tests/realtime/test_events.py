@@ -345,6 +345,13 @@ CLIENT_ERRORS = [
     ),
     ({"type": "conversation.item.create"}, "missing_required_parameter", "item"),
     ({"type": "conversation.item.create", "item": {}}, "missing_required_parameter", "item.type"),
+    ({"type": "conversation.item.create", "item": {"type": None}}, "invalid_event", "item.type"),
+    ({"type": "conversation.item.create", "item": {"type": 3}}, "invalid_event", "item.type"),
+    (
+        {"type": "session.update", "session": {"type": None}},
+        "invalid_event",
+        "session.type",
+    ),
     (
         {"type": "conversation.item.create", "item": {"type": "message", "content": []}},
         "missing_required_parameter",
