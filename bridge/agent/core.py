@@ -25,6 +25,7 @@ Behaviour (OpenAI GA, as seen on the wire):
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,8 @@ from bridge.errors import ProtocolError
 from bridge.realtime import wire
 
 __all__ = ["CLIENT_EVENT_TYPES", "AgentCore"]
+
+log = logging.getLogger("rtbridge.agent")
 
 Event = dict[str, Any]
 Inbound = Callable[[Event], list[Event]]
@@ -168,6 +171,8 @@ class AgentCore:
         """Handle one GA client event."""
         kind = wire.event_type(ev)
         self.record.received_types.append(kind or "<untyped>")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("agent <- %s", wire.redact(ev))
         client_event_id = ev.get("event_id") if isinstance(ev.get("event_id"), str) else None
         handler = self._handlers.get(kind)
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import os
 import signal
 import sys
@@ -42,6 +43,7 @@ from bridge.realtime import wire
 __all__ = ["PATH", "LocalAgent", "run_agent_forever"]
 
 PATH = "/v1/realtime"
+log = logging.getLogger("rtbridge.agent")
 _HIGH_WATER = 64  # batches queued for the writer before producers wait
 _INSECURE_KEY_PREFIX = "openai-insecure-api-key."
 
@@ -164,6 +166,9 @@ class LocalAgent:
             query=query,
         )
         self.sessions.append(core.record)
+        log.info(
+            "agent session %s opened (%s, %s)", core.record.session_id, dialect.value, parts.path
+        )
         edge = DialectEdge(dialect)
         outq: asyncio.Queue[list[Event]] = asyncio.Queue()
         drained = asyncio.Event()
@@ -198,6 +203,7 @@ class LocalAgent:
                         task.cancel()
         finally:
             core.close()
+            log.info("agent session %s closed", core.record.session_id)
 
     async def _writer(
         self,
@@ -220,6 +226,8 @@ class LocalAgent:
                     for out in [ev] if ev.get("type") == "ping" else edge.outbound(ev):
                         await ws.send(wire.dumps(out))
                         sent_types.append(str(out.get("type")))
+                        if log.isEnabledFor(logging.DEBUG):
+                            log.debug("agent -> %s", wire.redact(out))
             except ConnectionClosed:
                 open_ = False
 

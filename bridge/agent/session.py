@@ -182,6 +182,16 @@ def apply_update(
         )
     new = copy.deepcopy(current)
     _merge(new, update, "session")
+    for path in ("audio", "audio.input", "audio.output"):
+        node: Any = new
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise SessionUpdateError(
+                f"Invalid type for 'session.{path}': expected an object.",
+                code="invalid_type",
+                param=f"session.{path}",
+            )
     allowed = set(allowed_formats)
     for direction in ("input", "output"):
         fmt = AudioFormat.from_wire(new["audio"][direction]["format"])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.agent import LocalAgent
 from bridge.config import AgentSettings
@@ -158,3 +160,34 @@ async def test_session_record_closed_after_disconnect(agent: LocalAgent) -> None
             break
         await asyncio.sleep(0.01)
     assert agent.sessions[0].closed
+
+
+async def test_stop_closes_open_connections(agent_settings: AgentSettings) -> None:
+    agent = LocalAgent(agent_settings, chunk_interval_s=0.5)
+    url = await agent.start()
+    assert url == agent.url and agent.port > 0
+    async with connect(url) as ws:
+        c = Client(ws)
+        await c.recv()
+        await c.send({"type": "response.create"})
+        await c.until("response.created")
+        async with asyncio.timeout(10):
+            await agent.stop()
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                await ws.recv()
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    assert agent.sessions[0].closed
+
+
+async def test_debug_log_redacts_audio(
+    agent: LocalAgent, client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="rtbridge.agent")
+    await client.append_pcm(np.full(2400, 3000, np.int16))
+    await client.send({"type": "response.create"})
+    await client.until("response.done")
+    text = caplog.text
+    assert "input_audio_buffer.append" in text and "response.output_audio.delta" in text
+    assert "chars base64>" in text
+    assert max(len(r.getMessage()) for r in caplog.records) < 5000
