@@ -246,7 +246,7 @@ def _flatten_audio(obj: Mapping[str, Any], specs: tuple[_Spec, ...]) -> dict[str
 
 def _nest_audio(obj: Mapping[str, Any], specs: tuple[_Spec, ...]) -> dict[str, Any]:
     """Flat top-level keys -> GA nested ``audio.{input,output}.*`` (per ``specs``)."""
-    if not any(spec[0] in obj for spec in specs):
+    if not any(spec[0] in obj for spec in specs) or not isinstance(obj.get("audio", {}), Mapping):
         return dict(obj)
     out = dict(obj)
     audio = _sub(out, "audio") or {}
@@ -272,10 +272,7 @@ def _retyped(part: Any, names: Mapping[str, str]) -> Any:
 def _content_list(content: Any, names: Mapping[str, str]) -> Any:
     if not isinstance(content, list):
         return content
-    out: list[Any] = []
-    for part in content:
-        out.append(_retyped(part, names))
-    return out
+    return [_retyped(part, names) for part in content]
 
 
 def _item(item: Any, names: Mapping[str, str], assistant_only: bool) -> Any:
@@ -445,7 +442,7 @@ class Translator:
     def _xai_session_update(self, ev: Mapping[str, Any], new_type: str) -> list[Event]:
         session = ev.get("session")
         if isinstance(session, Mapping):
-            self._client_session = _merge(self._client_session or {}, session)
+            self._client_session = _merge(self._client_session or {}, copy.deepcopy(session))
         return _field_rule("session", _session_to_xai)(ev, new_type)
 
     def _xai_session_created(self, ev: Mapping[str, Any], new_type: str) -> list[Event]:

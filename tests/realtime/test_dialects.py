@@ -616,3 +616,41 @@ def test_translator_survives_mutated_fixtures(
         node = node[key]
     out = _run(getattr(Translator(dialect), method), [event])
     assert 1 <= len(out) <= 2
+
+
+@pytest.mark.parametrize(
+    ("dialect", "method", "event", "expected"),
+    [
+        (
+            Dialect.BETA,
+            "client_from_dialect",
+            {"type": "session.update", "session": {"voice": "alloy", "audio": 5}},
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "voice": "alloy", "audio": 5},
+            },
+        ),
+        (
+            Dialect.BETA,
+            "client_to_dialect",
+            {"type": "session.update", "session": {"type": "realtime", "audio": {"input": "x"}}},
+            {"type": "session.update", "session": {"audio": {"input": "x"}}},
+        ),
+        (
+            Dialect.BETA,
+            "server_to_dialect",
+            {"type": "response.done", "response": {"output": "none", "output_modalities": 3}},
+            {"type": "response.done", "response": {"output": "none", "modalities": 3}},
+        ),
+        (
+            Dialect.XAI,
+            "server_from_dialect",
+            {"type": "session.created", "session": None},
+            {"type": "session.created", "session": None},
+        ),
+    ],
+)
+def test_malformed_containers_are_left_alone(
+    dialect: Dialect, method: str, event: Event, expected: Event
+) -> None:
+    assert _run(getattr(Translator(dialect), method), [event]) == [expected]
