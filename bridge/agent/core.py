@@ -119,6 +119,7 @@ class AgentCore:
         self._vad_on = True
         self._configure_vad()
         self._speech_item_id: str | None = None
+        self._speech_start_ms = 0
         self.active: ResponseRun | None = None
         self._queued: list[dict[str, Any] | None] = []  # response params waiting their turn
         self._pending_audio: StoredItem | None = None
@@ -277,10 +278,12 @@ class AgentCore:
         out: list[Event] = []
         if vev.kind is VadEventKind.SPEECH_STARTED:
             self._speech_item_id = self.ids.item()
+            # prefix padding never reaches back into audio an earlier turn already took
+            self._speech_start_ms = max(vev.start_ms, -(-self._commit_from // SAMPLES_PER_MS))
             out.append(
                 self._ev(
                     "input_audio_buffer.speech_started",
-                    audio_start_ms=vev.start_ms,
+                    audio_start_ms=self._speech_start_ms,
                     item_id=self._speech_item_id,
                 )
             )
@@ -295,7 +298,8 @@ class AgentCore:
                     "input_audio_buffer.speech_stopped", audio_end_ms=vev.end_ms, item_id=item_id
                 )
             )
-            pcm = self._buffer.slice(vev.start_ms * SAMPLES_PER_MS, vev.end_ms * SAMPLES_PER_MS)
+            start = max(vev.start_ms, self._speech_start_ms)
+            pcm = self._buffer.slice(start * SAMPLES_PER_MS, vev.end_ms * SAMPLES_PER_MS)
             self._commit_from = vev.end_ms * SAMPLES_PER_MS
             out.extend(self._commit(item_id, pcm))
         else:  # idle timeout

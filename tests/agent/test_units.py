@@ -291,3 +291,34 @@ def test_core_transcription_event_when_configured() -> None:
     out = _append(core, _turn(0.5, 0.5))
     done = [e for e in out if e["type"] == "conversation.item.input_audio_transcription.completed"]
     assert done and "ms of audio" in done[0]["transcript"]
+
+
+def test_core_prefix_padding_does_not_overlap_previous_turn() -> None:
+    core = _core()
+    core.handle(
+        {
+            "type": "session.update",
+            "session": {
+                "type": "realtime",
+                "audio": {
+                    "input": {
+                        "turn_detection": {
+                            "type": "server_vad",
+                            "silence_duration_ms": 200,
+                            "prefix_padding_ms": 1000,
+                            "create_response": False,
+                        }
+                    }
+                },
+            },
+        }
+    )
+    out = _append(core, _turn(0.5, 0.3))
+    out += _append(core, _turn(0.5, 0.5))
+    started = [e for e in out if e["type"] == "input_audio_buffer.speech_started"]
+    stopped = [e for e in out if e["type"] == "input_audio_buffer.speech_stopped"]
+    assert len(started) == len(stopped) == 2
+    assert started[1]["audio_start_ms"] >= stopped[0]["audio_end_ms"]
+    users = [s for s in core.conversation if s.item.get("role") == "user"]
+    total_ms = sum(s.audio_ms for s in users)
+    assert total_ms <= 1600  # 1.6 s of audio was sent; nothing is counted twice
