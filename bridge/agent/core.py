@@ -162,7 +162,11 @@ class AgentCore:
         except ProtocolError as exc:
             self.record.received_types.append("<invalid>")
             return self._sent([self._error(str(exc), code=exc.code, param=exc.param)])
-        events = inbound(raw) if inbound is not None else [raw]
+        try:
+            events = inbound(raw) if inbound is not None else [raw]
+        except Exception as exc:  # a translator bug must not close the socket
+            log.exception("agent: dialect translation failed for %s", wire.event_type(raw))
+            return self._sent([self._error(f"untranslatable event: {exc}", code="invalid_event")])
         out: list[Event] = []
         for ev in events:
             out.extend(self.handle(ev))
@@ -190,6 +194,17 @@ class AgentCore:
             out = [self._error(str(exc), code=exc.code, param=exc.param, event_id=client_event_id)]
         except SessionUpdateError as exc:
             out = [self._error(str(exc), code=exc.code, param=exc.param, event_id=client_event_id)]
+        except Exception:  # a bug here answers like OpenAI's server_error; the socket stays open
+            log.exception("agent: handling %s failed", kind)
+            out = [
+                error_event(
+                    self.ids,
+                    "The server had an error while processing your request.",
+                    code=None,
+                    client_event_id=client_event_id,
+                    error_type="server_error",
+                )
+            ]
         return self._sent(out)
 
     def pump(self) -> list[Event]:

@@ -223,7 +223,7 @@ class LocalAgent:
                 continue  # keep draining so producers never wait on a dead socket
             try:
                 for ev in batch:
-                    for out in [ev] if ev.get("type") == "ping" else edge.outbound(ev):
+                    for out in [ev] if ev.get("type") == "ping" else _outbound(edge, ev):
                         await ws.send(wire.dumps(out))
                         sent_types.append(str(out.get("type")))
                         if log.isEnabledFor(logging.DEBUG):
@@ -251,6 +251,14 @@ class LocalAgent:
         while True:
             await asyncio.sleep(self.ping_interval_s)
             await emit([ping_event(core.ids.event(), int(time.time() * 1000))])
+
+
+def _outbound(edge: DialectEdge, ev: Event) -> list[Event]:
+    try:
+        return edge.outbound(ev)
+    except Exception:  # a translator bug: send the GA event rather than lose it
+        log.exception("agent: dialect translation failed for %s", ev.get("type"))
+        return [ev]
 
 
 def _offered_subprotocols(request: Request) -> list[str]:

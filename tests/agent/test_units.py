@@ -322,3 +322,17 @@ def test_core_prefix_padding_does_not_overlap_previous_turn() -> None:
     users = [s for s in core.conversation if s.item.get("role") == "user"]
     total_ms = sum(s.audio_ms for s in users)
     assert total_ms <= 1600  # 1.6 s of audio was sent; nothing is counted twice
+
+
+def test_core_survives_its_own_bugs_and_translator_bugs(monkeypatch: pytest.MonkeyPatch) -> None:
+    core = _core()
+
+    def boom(ev: dict[str, Any]) -> list[dict[str, Any]]:
+        raise RuntimeError("bug")
+
+    out = core.receive('{"type": "response.create"}', boom)
+    assert out[0]["type"] == "error" and out[0]["error"]["code"] == "invalid_event"
+    monkeypatch.setitem(core._handlers, "response.create", boom)
+    out = core.receive('{"type": "response.create", "event_id": "e1"}')
+    assert out[0]["error"]["type"] == "server_error"
+    assert out[0]["error"]["event_id"] == "e1"
