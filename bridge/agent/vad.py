@@ -54,11 +54,17 @@ class VadConfig:
         if td.get("type") == "semantic_vad":
             eagerness = str(td.get("eagerness") or "auto")
             return cls(silence_duration_ms=_EAGERNESS_SILENCE_MS.get(eagerness, 500))
+        default = cls()
+
+        def pick(key: str, fallback: float) -> float:
+            value = td.get(key)
+            return fallback if value is None else float(value)
+
         idle = td.get("idle_timeout_ms")
         return cls(
-            threshold=float(td.get("threshold", 0.5) if td.get("threshold") is not None else 0.5),
-            prefix_padding_ms=int(td.get("prefix_padding_ms") or 0),
-            silence_duration_ms=int(td.get("silence_duration_ms") or 0),
+            threshold=pick("threshold", default.threshold),
+            prefix_padding_ms=int(pick("prefix_padding_ms", default.prefix_padding_ms)),
+            silence_duration_ms=int(pick("silence_duration_ms", default.silence_duration_ms)),
             idle_timeout_ms=int(idle) if idle else None,
         )
 

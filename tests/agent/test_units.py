@@ -336,3 +336,15 @@ def test_core_survives_its_own_bugs_and_translator_bugs(monkeypatch: pytest.Monk
     out = core.receive('{"type": "response.create", "event_id": "e1"}')
     assert out[0]["error"]["type"] == "server_error"
     assert out[0]["error"]["event_id"] == "e1"
+
+
+def test_vad_config_nulls_mean_defaults() -> None:
+    cfg = VadConfig.from_turn_detection(
+        {
+            "type": "server_vad",
+            "threshold": None,
+            "silence_duration_ms": None,
+            "prefix_padding_ms": 0,
+        }
+    )
+    assert cfg == VadConfig(prefix_padding_ms=0)
