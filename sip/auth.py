@@ -13,8 +13,8 @@ here, with no I/O:
   and picks the strongest of several challenges (RFC 8760 section 2.4).
 - :class:`DigestVerifier`: the server side. Nonces carry a timestamp and an HMAC over it, so a
   restart or an expired nonce is recognised without server state and answered with
-  ``stale=true`` (RFC 7616 section 3.3) when the digest itself was right. Responses are
-  compared in constant time.
+  ``stale=true`` (RFC 7616 section 3.3) when the digest itself was right; a replayed
+  ``nc`` is stale too (section 5.12). Responses are compared in constant time.
 
 Passwords appear in no repr, log line or exception message.
 """
@@ -51,6 +51,7 @@ __all__ = [
 MAX_HEADER_CHARS = 8192
 _NONCE_MAC_BYTES = 16
 _MAX_TRACKED_NONCES = 64
+_MAX_VERIFIED_NONCES = 4096
 
 
 class AuthError(SipError):
@@ -501,6 +502,7 @@ class DigestVerifier:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.MD5, DigestAlgorithm.SHA256)
     nonce_lifetime: float = 300.0
+    _counts: OrderedDict[str, int] = field(default_factory=OrderedDict, init=False, repr=False)
 
     def make_nonce(self, now: float) -> str:
         stamp = struct.pack(">d", now)
@@ -584,4 +586,12 @@ class DigestVerifier:
             return Verification(VerifyOutcome.STALE, user, "nonce was not issued here")
         if not -1.0 <= age <= self.nonce_lifetime:
             return Verification(VerifyOutcome.STALE, user, "nonce expired")
+        # Replay protection (RFC 7616 section 5.12): each nonce's nc must increase.
+        count = int(creds.nc or "0", 16)
+        if count <= self._counts.get(creds.nonce, 0):
+            return Verification(VerifyOutcome.STALE, user, "nonce count replayed")
+        self._counts[creds.nonce] = count
+        self._counts.move_to_end(creds.nonce)
+        while len(self._counts) > _MAX_VERIFIED_NONCES:
+            self._counts.popitem(last=False)
         return Verification(VerifyOutcome.OK, user)

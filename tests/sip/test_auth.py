@@ -223,6 +223,17 @@ def test_verifier_stale_nonce_with_right_digest() -> None:
     assert rechallenge.stale and "stale=TRUE" in str(rechallenge)
 
 
+def test_verifier_rejects_a_replayed_nonce_count() -> None:
+    v = verifier()
+    challenge = v.challenges(now=0.0)[0]
+    client = DigestClient("trunk", "right-password")
+    first = client.authorize(challenge, "INVITE", "sip:bot@x")
+    assert v.verify(first, "INVITE", now=1.0).ok
+    replay = v.verify(first, "INVITE", now=2.0)
+    assert (replay.outcome, replay.reason) == (VerifyOutcome.STALE, "nonce count replayed")
+    assert v.verify(client.authorize(challenge, "INVITE", "sip:bot@x"), "INVITE", now=3.0).ok
+
+
 def test_verifier_rejects_what_it_did_not_offer() -> None:
     v = verifier(algorithms=(DigestAlgorithm.SHA256,))
     md5 = DigestChallenge("rtbridge", v.make_nonce(0.0), DigestAlgorithm.MD5, ("auth",))
