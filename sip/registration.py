@@ -408,7 +408,11 @@ class Registration:
     # --- helpers ------------------------------------------------------------------------
     def _retry(self, error: RegistrationError, now: float) -> None:
         self._failures += 1
-        delay = min(self.config.retry_max, self.config.retry_base * 2 ** (self._failures - 1))
+        backoff = self.config.retry_base * 2 ** min(self._failures - 1, 20)
+        delay = min(self.config.retry_max, backoff)
+        if self.registered_until is not None and now < self.registered_until:
+            # A refresh failed but the binding still holds: retry well before it lapses.
+            delay = min(delay, max(1.0, (self.registered_until - now) / 2))
         response = self._last_response
         retry_after = _int_header(response, "Retry-After") if response is not None else None
         if retry_after is not None:

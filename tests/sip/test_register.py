@@ -218,6 +218,21 @@ def test_transient_failures_back_off_and_retry() -> None:
     assert event.error.status == 503
 
 
+def test_a_failed_refresh_is_retried_before_the_binding_lapses() -> None:
+    registrar = Registrar(lifetime=1000.0)
+    reg = Registration(config(retry_base=300.0))
+    reg.start(0.0)
+    pump(reg, registrar, 0.0)  # granted 600 s, refresh at 420
+    reg.tick(420.0)
+    (refresh,) = reg.drain()
+    assert isinstance(refresh, Request)
+    reg.transaction_failed(452.0)
+    (event,) = reg.drain()
+    assert isinstance(event, RegistrationFailed)
+    assert event.retry_at == pytest.approx(452.0 + (600.0 - 452.0) / 2)  # not 452 + 300
+    assert reg.registered_until == 600.0
+
+
 def test_403_is_final() -> None:
     reg = Registration(config())
     reg.start(0.0)
