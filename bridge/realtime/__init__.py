@@ -2,7 +2,9 @@
 
 Modules:
     wire      frames <-> dicts (orjson), the templated audio append, log redaction
-    events    a typed pydantic model for every GA client and server event (seed 004)
+    events    a typed pydantic model for every GA client and server event (seed 004); the
+              classes live in event_base, client_events and server_events
+
     session   the GA session configuration (seed 002) and audio-format helpers
     items     conversation items (seed 000)
     dialects  the one normaliser between GA and the beta and xAI dialects
