@@ -56,6 +56,7 @@ __all__ = [
     "negotiate",
     "parse_answer",
     "remote_endpoint",
+    "rtcp_endpoint",
 ]
 
 CRLF = "\r\n"
@@ -1112,3 +1113,30 @@ def remote_endpoint(sdp: SessionDescription, index: int) -> RtpEndpoint | None:
     if media.port == 0 or conn is None or conn.is_null:
         return None
     return RtpEndpoint(conn.address, media.port)
+
+
+def rtcp_endpoint(sdp: SessionDescription, index: int) -> RtpEndpoint | None:
+    """Where the SDP says to send RTCP for one m-line.
+
+    ``a=rtcp-mux`` (RFC 5761 section 5.1.3) means the RTP port; ``a=rtcp:<port> [IN IP4
+    <addr>]`` (RFC 3605 section 2.1) names it; otherwise the RTP port plus one (RFC 3550
+    section 11). ``None`` where :func:`remote_endpoint` is ``None``.
+    """
+    rtp = remote_endpoint(sdp, index)
+    if rtp is None:
+        return None
+    media = sdp.media[index]
+    if media.attribute("rtcp-mux") is not None:
+        return rtp
+    value = media.attribute("rtcp")
+    if value:
+        parts = value.split()
+        if (
+            len(parts[0]) <= 5
+            and parts[0].isdigit()
+            and parts[0].isascii()
+            and 0 < int(parts[0]) < 65536
+        ):
+            address = parts[3] if len(parts) == 4 else rtp.address
+            return RtpEndpoint(address, int(parts[0]))
+    return RtpEndpoint(rtp.address, rtp.port + 1)

@@ -20,6 +20,7 @@ from sip.sdp import (
     negotiate,
     parse_answer,
     remote_endpoint,
+    rtcp_endpoint,
 )
 
 
@@ -565,3 +566,18 @@ def test_parse_answer_errors(answer_media: str, fragment: str) -> None:
     head = "v=0\r\no=- 5 5 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     with pytest.raises(NegotiationError, match=fragment):
         parse_answer(offer, SessionDescription.parse(head + answer_media))
+
+
+def test_rtcp_endpoint() -> None:
+    sdp = SessionDescription.parse(SIPP_UAC)
+    assert rtcp_endpoint(sdp, 0) == RtpEndpoint("127.0.0.1", 6001)
+    named = SessionDescription.parse(SIPP_UAC + "a=rtcp:7001 IN IP4 10.1.1.1\r\n")
+    assert rtcp_endpoint(named, 0) == RtpEndpoint("10.1.1.1", 7001)
+    port_only = SessionDescription.parse(SIPP_UAC + "a=rtcp:7001\r\n")
+    assert rtcp_endpoint(port_only, 0) == RtpEndpoint("127.0.0.1", 7001)
+    muxed = SessionDescription.parse(SIPP_UAC + "a=rtcp-mux\r\na=rtcp:7001\r\n")
+    assert rtcp_endpoint(muxed, 0) == RtpEndpoint("127.0.0.1", 6000)
+    held = SessionDescription.parse(
+        SIPP_UAC.replace("IN IP4 127.0.0.1\r\nt", "IN IP4 0.0.0.0\r\nt")
+    )
+    assert rtcp_endpoint(held, 0) is None

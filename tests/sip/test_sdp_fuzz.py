@@ -12,6 +12,7 @@ from sip.sdp import (
     is_hold,
     negotiate,
     remote_endpoint,
+    rtcp_endpoint,
 )
 from tests.sip.test_sdp import FIXTURES
 
@@ -35,6 +36,7 @@ def exercise(text: str | bytes) -> None:
             media.fmtp(pt)
         _ = (media.ptime, media.maxptime, media.direction, sdp.media_direction(index))
         remote_endpoint(sdp, index)
+        rtcp_endpoint(sdp, index)
     is_hold(sdp)
     for prefs in (["PCMU", "PCMA"], ["opus", "G722"]):
         try:
@@ -43,6 +45,12 @@ def exercise(text: str | bytes) -> None:
             continue
         assert len(answer.sdp.media) == len(sdp.media)
         assert SessionDescription.parse(str(answer)) == answer.sdp
+        for index, media in enumerate(answer.sdp.media):
+            if index == answer.media.media_index:
+                assert media.port == 4000 and 1 <= len(media.formats) <= 2
+                assert media.formats[0] == str(answer.media.codec.payload_type)
+            else:
+                assert media.port == 0 and media.media == sdp.media[index].media
 
 
 @FUZZ
