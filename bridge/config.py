@@ -220,7 +220,6 @@ class CallSettings(_Section):
     upstream_reconnect_window_s: float = Field(default=5.0, ge=0)
     session_ready_timeout_s: float = Field(default=10.0, gt=0)
     retry_after_s: int = Field(default=30, ge=1)
-    codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA", "G722", "opus"])
     records_db: Path | None = None  # default: <server.data_dir>/calls.db
 
     @model_validator(mode="after")

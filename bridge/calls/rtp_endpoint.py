@@ -111,7 +111,7 @@ class RtpEndpoint:
     ) -> None:
         self.host = host
         self.port = port
-        self._on_rtp = on_rtp
+        self.on_rtp = on_rtp  # replaceable: outbound calls attach media on answer
         self._on_rtcp = on_rtcp
         self._rtp: _Proto | None = None
         self._rtcp: _Proto | None = None
@@ -175,7 +175,7 @@ class RtpEndpoint:
                 self.remote_rtcp = (addr[0], addr[1] + 1)
         self.stats.packets_in += 1
         self.stats.bytes_in += len(data)
-        self._on_rtp(packet)
+        self.on_rtp(packet)
 
     def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
         if self.latched is not None and addr[0] != self.latched[0]:

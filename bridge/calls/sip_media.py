@@ -246,7 +246,3 @@ class SipMedia:
         if self._on_playback is not None:
             for event in self.playout.take_events():
                 self._on_playback(event)
-
-    def idle_for(self, now: float, since: float) -> float:
-        """Seconds without caller RTP (counted from ``since`` if none ever came)."""
-        return now - (self.stats.last_rtp_at if self.stats.last_rtp_at is not None else since)

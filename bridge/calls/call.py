@@ -1,0 +1,295 @@
+"""One live call: a scope that owns its SIP leg, agent session, RTP socket and media path.
+
+A :class:`Call` is created by the :class:`~bridge.calls.manager.CallManager` once the call is
+set up (inbound: answered; outbound: the callee answered). :meth:`Call.run` is the call's
+scope: three tasks it owns (SIP events, agent events, a watchdog) run until the call ends for
+any reason, then everything is released in one place (:meth:`_release`): BYE if the far end
+is still there, the upstream session closed (nobody keeps paying for it), the RTP ports
+returned, the record written with the end reason and SIP status.
+
+End reasons recorded: ``remote-bye``, ``local-hangup``, ``upstream-lost``, ``upstream-expired``,
+``rtp-timeout``, ``max-duration``, ``shutdown``, plus the SIP core's own (``ack-timeout``,
+``transport-error``, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.calls.agent_session import AgentSession
+from bridge.calls.rtp_endpoint import RtpEndpoint
+from bridge.calls.sip_media import SipMedia
+from bridge.calls.ticker import FrameTicker
+from bridge.config import AgentProfile
+from bridge.errors import UpstreamError
+from bridge.records import CallStore
+from media.dtmf import DtmfDigit
+from media.playout import PlaybackEvent, PlaybackFinished, PlaybackStarted
+from sip.driver import SipCall
+from sip.events import CallEnded, DtmfReceived, HoldChanged, RemoteSdpChanged
+from sip.sdp import SessionDescription, is_hold, remote_endpoint
+
+__all__ = ["Call", "CallInfo"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CallInfo:
+    """What the control plane and records show about a call."""
+
+    call_id: str
+    direction: str
+    from_uri: str
+    to_uri: str
+    profile_name: str
+    trunk: str | None
+    codec: str
+    session_format: str
+    offered_at: float
+    answered_at: float | None = None
+    ended_at: float | None = None
+    end_reason: str | None = None
+    sip_status: int | None = None
+    on_hold: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Call:
+    def __init__(
+        self,
+        info: CallInfo,
+        *,
+        sip: SipCall,
+        agent: AgentSession,
+        endpoint: RtpEndpoint,
+        media: SipMedia,
+        profile: AgentProfile,
+        store: CallStore,
+        ticker: FrameTicker,
+        rtp_timeout_s: float,
+        on_released: Callable[[Call], None],
+        time_fn: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.info = info
+        self.id = info.call_id
+        self.sip = sip
+        self.agent = agent
+        self.endpoint = endpoint
+        self.media = media
+        self.profile = profile
+        self.store = store
+        self.ticker = ticker
+        self.rtp_timeout_s = rtp_timeout_s
+        self._on_released = on_released
+        self._now = time_fn
+        self._ended = asyncio.Event()
+        self._end_reason = "unknown"
+        self._end_status: int | None = None
+        self._remote_gone = False
+        self._started_at = time_fn()
+        self._resumed_at = self._started_at  # RTP idleness counts from here at the earliest
+
+    # -- wiring for the media path (called from SipMedia, synchronously) -------------------
+
+    def on_dtmf(self, digit: DtmfDigit) -> None:
+        self.store.log_event(
+            self.id,
+            "dtmf",
+            {"digit": digit.digit, "duration_ms": digit.duration_ms, "source": "rfc4733"},
+        )
+
+    def on_playback(self, event: PlaybackEvent) -> None:
+        if isinstance(event, PlaybackStarted):
+            self.store.log_event(self.id, "playback.started", {"response_id": event.response_id})
+        elif isinstance(event, PlaybackFinished):
+            self.store.log_event(
+                self.id,
+                "playback.stopped",
+                {"response_id": event.response_id, "sent_ms": round(event.sent_ms)},
+            )
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def end(self, reason: str, status: int | None = None) -> None:
+        """Ask the call to end (idempotent: the first reason wins)."""
+        if not self._ended.is_set():
+            self._end_reason, self._end_status = reason, status
+            self._ended.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def run(self) -> None:
+        """The call's scope: its tasks run until it ends; then everything is released."""
+        self.ticker.add(self.media)
+        tasks = [
+            asyncio.create_task(self._sip_events(), name=f"{self.id} sip"),
+            asyncio.create_task(self._agent_events(), name=f"{self.id} agent"),
+            asyncio.create_task(self._watchdog(), name=f"{self.id} watchdog"),
+        ]
+        try:
+            await self._ended.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._release()
+
+    async def _release(self) -> None:
+        self.ticker.remove(self.media)
+        if not self._remote_gone:
+            self.sip.hangup()
+        await self.agent.close()
+        self.endpoint.close()
+        info = self.info
+        info.ended_at = time.time()
+        info.end_reason = self._end_reason
+        info.sip_status = self._end_status
+        self.store.call_ended(
+            self.id, reason=self._end_reason, sip_status=self._end_status, stats=self.stats()
+        )
+        log.info("call %s ended: %s", self.id, self._end_reason)
+        self._on_released(self)
+
+    def stats(self) -> dict[str, Any]:
+        m, e, r = self.media.stats, self.endpoint.stats, self.media.reorder.stats
+        p = self.media.playout.stats
+        return {
+            "rtp_in": e.packets_in,
+            "rtp_out": e.packets_out,
+            "rtp_malformed": e.malformed,
+            "rtp_foreign_source": e.foreign_source,
+            "frames_to_agent": m.frames_to_agent,
+            "frames_dropped_upstream": m.frames_dropped_upstream,
+            "frames_concealed": m.frames_concealed,
+            "lost": r.lost,
+            "late": r.late,
+            "reordered": r.reordered,
+            "playout_underruns": getattr(p, "underruns", 0),
+            "session_format": self.agent.format.value,
+            "upstream_reconnects": self.agent.reconnects,
+        }
+
+    # -- the call's tasks ----------------------------------------------------------------
+
+    async def _sip_events(self) -> None:
+        async for event in self.sip.events():
+            if isinstance(event, CallEnded):
+                self._remote_gone = True
+                reason = "remote-bye" if event.reason.value == "remote-bye" else event.reason.value
+                self.end(reason, event.status)
+                return
+            if isinstance(event, DtmfReceived):
+                self.store.log_event(
+                    self.id,
+                    "dtmf",
+                    {"digit": event.digit, "duration_ms": event.duration_ms, "source": "info"},
+                )
+            elif isinstance(event, HoldChanged):
+                self._set_hold(event.on_hold)
+            elif isinstance(event, RemoteSdpChanged):
+                self._remote_sdp(event.sdp)
+
+    def _set_hold(self, on_hold: bool) -> None:
+        now = self._now()
+        if self.info.on_hold and not on_hold:
+            self._resumed_at = now  # time on hold never counts against the RTP timeout
+        self.info.on_hold = on_hold
+        self.media.hold(on_hold, now)
+        self.store.log_event(self.id, "hold" if on_hold else "unhold", {})
+
+    def _remote_sdp(self, sdp: bytes) -> None:
+        try:
+            desc = SessionDescription.parse(sdp.decode("utf-8", "replace"))
+        except Exception:
+            return
+        target = remote_endpoint(desc, 0)
+        if target is not None:
+            self.endpoint.set_remote((target.address, target.port))
+            self.endpoint.relatch()
+        self._set_hold(is_hold(desc))
+
+    async def _agent_events(self) -> None:
+        try:
+            async for event in self.agent.events():
+                self._on_agent_event(event)
+        except UpstreamError as exc:
+            reason = "upstream-expired" if "expire" in str(exc).lower() else "upstream-lost"
+            self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
+            self.end(reason)
+            return
+        self.end("upstream-lost")
+
+    def _on_agent_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "response.output_audio.delta":
+            delta = event.get("delta")
+            if isinstance(delta, str):
+                self.media.push_agent_audio(
+                    str(event.get("response_id", "")),
+                    str(event.get("item_id", "")),
+                    base64.b64decode(delta),
+                )
+        elif kind == "response.done":
+            response = event.get("response") or {}
+            rid = response.get("id") if isinstance(response, dict) else None
+            if isinstance(rid, str):
+                self.media.mark_done(rid)
+        elif kind == "response.output_audio_transcript.done":
+            self.store.log_event(
+                self.id,
+                "transcript.agent",
+                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
+            )
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.store.log_event(
+                self.id,
+                "transcript.user",
+                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
+            )
+        elif kind == "response.function_call_arguments.done":
+            self.store.log_event(
+                self.id,
+                "tool_call",
+                {
+                    "name": event.get("name"),
+                    "call_id": event.get("call_id"),
+                    "arguments": event.get("arguments"),
+                },
+            )
+        elif kind == "error":
+            self.store.log_event(
+                self.id, "error", {"source": "upstream", **(event.get("error") or {})}
+            )
+        elif kind == "session.expired" or (
+            kind == "error"
+            and isinstance(event.get("error"), dict)
+            and event["error"].get("code") == "session_expired"
+        ):
+            self.end("upstream-expired")
+
+    async def _watchdog(self) -> None:
+        max_s = self.profile.max_duration_s
+        while True:
+            await asyncio.sleep(0.5)
+            now = self._now()
+            if now - self._started_at >= max_s:
+                self.end("max-duration")
+                return
+            if self.info.on_hold:
+                continue
+            last_rtp = self.media.stats.last_rtp_at or self._started_at
+            if now - max(last_rtp, self._resumed_at) >= self.rtp_timeout_s:
+                self.end("rtp-timeout")
+                return

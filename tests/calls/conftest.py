@@ -1,0 +1,75 @@
+"""An in-process rtbridge call stack for end-to-end call tests: local agent, call manager,
+call records and the SIP endpoint, on free ports of 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.agent import LocalAgent
+from bridge.calls.manager import CallManager
+from bridge.config import AgentSettings, Settings
+from bridge.records import CallStore
+from sip.driver import SipEndpoint, start_sip
+from sip.settings import SipSettings
+
+
+@dataclass
+class Stack:
+    agent: LocalAgent
+    manager: CallManager
+    sip: SipEndpoint
+    store: CallStore
+    settings: Settings
+
+    @property
+    def sip_port(self) -> int:
+        return self.sip.ports["udp"]
+
+
+def rtp_range() -> dict[str, int]:
+    base = random.randrange(30000, 60000, 2)
+    return {"rtp_port_min": base, "rtp_port_max": base + 400}
+
+
+@pytest.fixture
+def stack_options() -> dict[str, Any]:
+    """Override in a test module to change agent formats, profiles, call settings."""
+    return {}
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, stack_options: dict[str, Any]) -> AsyncIterator[Stack]:
+    agent = LocalAgent(AgentSettings(port=0, **stack_options.get("agent", {})))
+    await agent.start()
+    profile = {"upstream": {"url": agent.url}, **stack_options.get("profile", {})}
+    settings = Settings.model_validate(
+        {
+            "server": {"data_dir": str(tmp_path)},
+            "profiles": {"default": profile, **stack_options.get("profiles", {})},
+            "calls": {**rtp_range(), **stack_options.get("calls", {})},
+            "sip": {"codecs": ["PCMA", "PCMU", "G722", "opus"]},
+        }
+    )
+    store = CallStore(tmp_path / "calls.db")
+    manager = CallManager(settings, store)
+    await manager.__aenter__()
+    sip = await start_sip(
+        SipSettings(
+            bind_host="127.0.0.1", udp_port=0, tcp_port=None, **stack_options.get("sip", {})
+        ),
+        manager,
+    )
+    manager.sip = sip
+    try:
+        yield Stack(agent, manager, sip, store, settings)
+    finally:
+        await manager.close()
+        await sip.close()
+        store.close()
+        await agent.stop()
