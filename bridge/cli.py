@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
         "'pcm16' forces callers to transcode",
     )
 
+    call = sub.add_parser("call", help="place one outbound SIP call to TARGET")
+    _common(call)
+    call.add_argument("target", help="SIP URI to call, e.g. sip:+15550100@pbx.example.com")
+    call.add_argument("--profile", default="default", help="agent profile (default: default)")
+    call.add_argument("--trunk", help="trunk to call through (its credentials are used)")
+    call.add_argument("--caller", help="caller id (user part of From)")
+    call.add_argument("--sip-port", type=int, help="local SIP port (default: an ephemeral one)")
+    call.add_argument("--duration", type=float, help="hang up after this many seconds")
+
     from bridge.bench import available_benchmarks
 
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
@@ -111,6 +120,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.agent import run_agent_forever
 
         return run_agent_forever(settings.agent)
+    if args.command == "call":
+        from bridge.dial import dial
+
+        return dial(
+            settings,
+            args.target,
+            profile=args.profile,
+            trunk=args.trunk,
+            caller=args.caller,
+            sip_port=args.sip_port,
+            duration=args.duration,
+        )
     if args.command == "bench":
         from bridge.bench import run_benchmark
 

@@ -17,8 +17,9 @@ import uvicorn
 
 from bridge.apikeys import resolve_server_key
 from bridge.app import create_app
-from bridge.config import Settings, UpstreamSettings
+from bridge.config import Settings
 from bridge.logs import setup_logging
+from bridge.runtime import start_runtime
 
 __all__ = ["serve"]
 
@@ -38,20 +39,11 @@ async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
     server_key = resolve_server_key(srv.data_dir)
 
     async with contextlib.AsyncExitStack() as stack:
-        upstream: UpstreamSettings = settings.upstream
-        upstream_label = f"{upstream.url} ({upstream.dialect.value})"
-        if not upstream.url:
-            from bridge.agent import LocalAgent
-
-            agent_settings = settings.agent.model_copy(update={"host": "127.0.0.1", "port": 0})
-            agent = await stack.enter_async_context(LocalAgent(agent_settings))
-            upstream = upstream.model_copy(
-                update={"url": agent.url, "dialect": agent_settings.dialect, "api_key_env": None}
-            )
-            upstream_label = f"local agent {agent.url} ({agent_settings.dialect.value})"
-
-        app = create_app(settings, server_key, upstream=upstream)
+        rt = await start_runtime(settings, stack, sip_port=srv.sip_port)
+        app = create_app(rt.settings, server_key, upstream=rt.upstream)
         app.state.ice_hosts = ice_hosts
+        app.state.manager = rt.manager
+        app.state.store = rt.store
         config_kwargs: dict[str, Any] = {}
         if srv.tls_cert is not None and srv.tls_key is not None:
             config_kwargs.update(ssl_certfile=str(srv.tls_cert), ssl_keyfile=str(srv.tls_key))
@@ -68,7 +60,14 @@ async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
         )
         server = uvicorn.Server(config)
         banner = asyncio.create_task(
-            _announce(server, settings, upstream_label, server_key.path, tls=bool(config_kwargs))
+            _announce(
+                server,
+                settings,
+                rt.upstream_label,
+                server_key.path,
+                tls=bool(config_kwargs),
+                extra=[f"  SIP: {rt.sip_label}", f"  call records: {rt.settings.records_path}"],
+            )
         )
         try:
             await server.serve()
@@ -84,6 +83,7 @@ async def _announce(
     key_path: object,
     *,
     tls: bool,
+    extra: list[str],
 ) -> None:
     while not server.started:
         await asyncio.sleep(0.05)
@@ -99,5 +99,6 @@ async def _announce(
         f"  upstream: {upstream_label}",
         "  server key: "
         + (f"stored in {key_path} (owner-only)" if key_path else "from $RTBRIDGE_API_KEY"),
+        *extra,
     ]
     print("\n".join(lines), flush=True)

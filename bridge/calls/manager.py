@@ -133,6 +133,14 @@ class CallManager:
         if not self.calls and not self._setting_up:
             self._idle.set()
 
+    def hangup(self, call_id: str, reason: str = "local-hangup") -> bool:
+        """End a live call (BYE); False if there is no such live call."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return False
+        call.end(reason)
+        return True
+
     async def wait_idle(self) -> None:
         await self._idle.wait()
 

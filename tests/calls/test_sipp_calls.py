@@ -65,3 +65,140 @@ async def test_sipp_uac_pcap_alaw_audio_and_digit_reach_the_agent(
     digits = [e.data["digit"] for e in stack.store.events(record.call_id) if e.kind == "dtmf"]
     assert digits == ["1"]
     assert stack.manager.ports.in_use == 0  # the call is freed
+
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+async def _sipp_caller_until_bye(stack: Stack, tmp_path: Path) -> asyncio.Task[object]:
+    sipp = require_peer("sipp")
+    return asyncio.create_task(
+        run_sipp(
+            sipp,
+            "-sf",
+            str(SCENARIOS / "uac_wait_bye.xml"),
+            f"127.0.0.1:{stack.sip_port}",
+            "-m",
+            "1",
+            "-p",
+            str(free_port()),
+            "-mp",
+            str(free_port()),
+            cwd=tmp_path,
+            timeout=90,
+        )
+    )
+
+
+async def _until(predicate: object, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("stack_options", [{"calls": {"upstream_reconnect_window_s": 1.0}}])
+async def test_agent_dying_mid_call_ends_it_with_bye_and_a_reason(
+    stack: Stack, tmp_path: Path
+) -> None:
+    caller = await _sipp_caller_until_bye(stack, tmp_path)
+    await _until(lambda: stack.manager.calls)
+    await stack.agent.stop()  # the agent process goes away and does not come back
+    res = await caller
+    assert res.returncode == 0, res.summary()  # SIPp received our BYE and answered it
+    await _records_settled(stack)
+    (record,) = stack.store.list_calls()
+    assert record.end_reason == "upstream-lost"
+    kinds = [e.kind for e in stack.store.events(record.call_id)]
+    assert "error" in kinds and "answered" in kinds
+
+
+@pytest.mark.parametrize("stack_options", [{"calls": {"rtp_timeout_s": 1.5}}])
+async def test_silent_caller_is_hung_up_after_rtp_timeout(stack: Stack, tmp_path: Path) -> None:
+    caller = await _sipp_caller_until_bye(stack, tmp_path)
+    res = await caller
+    assert res.returncode == 0, res.summary()
+    await _records_settled(stack)
+    (record,) = stack.store.list_calls()
+    assert record.end_reason == "rtp-timeout"
+    assert stack.agent.sessions[0].closed  # nobody keeps paying for the upstream session
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [{"profile": {"dial_targets": ["sip:*@127.0.0.1:*"], "greeting": "Hello"}}],
+)
+async def test_outbound_call_to_sipp_echo_agent_hears_its_own_audio(
+    stack: Stack, tmp_path: Path
+) -> None:
+    sipp = require_peer("sipp")
+    port, media = free_port(), free_port()
+    callee = asyncio.create_task(
+        run_sipp(
+            sipp,
+            "-sn",
+            "uas",
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-p",
+            str(port),
+            "-mp",
+            str(media),
+            cwd=tmp_path,
+            timeout=90,
+        )
+    )
+    await asyncio.sleep(0.5)  # let SIPp bind
+    call_id = await stack.manager.originate(f"sip:echo@127.0.0.1:{port}")
+    result = await asyncio.wait_for(stack.manager.outcomes[call_id], 20)
+    assert result.outcome == "answered"
+    session = stack.agent.sessions[0]
+    # the greeting (tones) goes out, SIPp echoes it, the agent hears it back
+    await _until(lambda: session.decoded_samples > 24000 // 2)
+    pcm = session.decoded_pcm
+    assert float(abs(pcm.astype("float64")).mean()) > 100.0
+    assert stack.manager.hangup(call_id)
+    res = await callee
+    assert res.returncode == 0, res.summary()
+    await _records_settled(stack)
+    record = stack.store.get_call(call_id)
+    assert record is not None and record.end_reason == "local-hangup"
+    assert record.direction == "outbound"
+
+
+@pytest.mark.parametrize("stack_options", [{"profile": {"dial_targets": ["sip:*@127.0.0.1:*"]}}])
+async def test_outbound_call_to_busy_callee_is_recorded_as_busy(
+    stack: Stack, tmp_path: Path
+) -> None:
+    sipp = require_peer("sipp")
+    port = free_port()
+    callee = asyncio.create_task(
+        run_sipp(
+            sipp,
+            "-sf",
+            str(Path(__file__).parents[1] / "sip" / "scenarios" / "uas_486.xml"),
+            "-m",
+            "1",
+            "-p",
+            str(port),
+            cwd=tmp_path,
+            timeout=60,
+        )
+    )
+    await asyncio.sleep(0.5)
+    call_id = await stack.manager.originate(f"sip:busy@127.0.0.1:{port}")
+    result = await asyncio.wait_for(stack.manager.outcomes[call_id], 20)
+    assert (result.outcome, result.sip_status) == ("busy", 486)
+    res = await callee
+    assert res.returncode == 0, res.summary()  # SIPp got our ACK for its 486
+    stack.store.flush()
+    record = stack.store.get_call(call_id)
+    assert record is not None and (record.end_reason, record.sip_status) == ("busy", 486)
+    assert stack.manager.ports.in_use == 0
+
+
+async def test_target_outside_allowlist_is_refused_before_dialling(stack: Stack) -> None:
+    from bridge.calls.manager import CallNotAllowed
+
+    with pytest.raises(CallNotAllowed, match="dial_targets"):
+        await stack.manager.originate("sip:+4420@carrier.example.com")
