@@ -160,9 +160,9 @@ class Registrar(asyncio.DatagramProtocol):
             for value in request.headers.get_all(name):
                 h.add(name, value)
         stale = False
-        value = request.headers.get("Authorization")
-        if value is not None:
-            result = self.verifier.verify(value, request.method, now, uri=str(request.uri))
+        credentials = request.headers.get("Authorization")
+        if credentials is not None:
+            result = self.verifier.verify(credentials, request.method, now, uri=str(request.uri))
             self.results.append(result)
             if result.ok:
                 self.transport.sendto(bytes(Response(h, b"", 200, "OK")), addr)

@@ -1,0 +1,211 @@
+"""Our SDP answers against real softphones: baresip and linphonec call rtbridge.
+
+The SIP side is the driver (``sip.driver.start_sip``); its call handler answers with
+``sip.sdp.negotiate``: one codec from the preference list plus telephone-event. What a user
+would notice is checked: the call is established without a re-INVITE or hold, and the phone's
+audio arrives as RTP at the address and port the answer advertised, in the negotiated codec's
+payload type (RFC 3264 section 6.1: the offerer sends what the answer lists).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import struct
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+
+from sip.driver import Answer as Accept
+from sip.driver import SipCall, SipEndpoint, start_sip
+from sip.events import CallAnswered, CallEnded, CallEvent
+from sip.sdp import Answer, SessionDescription, negotiate
+from sip.settings import SipSettings
+from tests.support.peers import require_peer
+
+
+class RtpSink(asyncio.DatagramProtocol):
+    """Counts RTP packets (version 2) by payload type; ignores STUN and the like."""
+
+    def __init__(self) -> None:
+        self.payload_types: list[int] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) >= 12 and data[0] >> 6 == 2 and not 72 <= data[1] & 0x7F <= 76:
+            self.payload_types.append(data[1] & 0x7F)
+
+
+class Negotiator:
+    """The call handler: answer every offer with negotiate() and record what happens."""
+
+    def __init__(self, prefs: list[str], rtp_port: int) -> None:
+        self.prefs = prefs
+        self.rtp_port = rtp_port
+        self.answers: list[Answer] = []
+        self.events: list[CallEvent] = []
+        self.ended = asyncio.Event()
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    async def on_offer(self, call: SipCall) -> Accept:
+        assert call.offer is not None
+        offer = SessionDescription.parse(call.offer.sdp)
+        answer = negotiate(offer, self.prefs, "127.0.0.1", self.rtp_port)
+        self.answers.append(answer)
+        task = asyncio.get_running_loop().create_task(self._watch(call))
+        self._watchers.add(task)
+        return Accept(bytes(answer.sdp))
+
+    async def _watch(self, call: SipCall) -> None:
+        async for event in call.events():
+            self.events.append(event)
+            if isinstance(event, CallEnded):
+                self.ended.set()
+                return
+
+
+def tone(path: Path, seconds: float = 2.0, rate: int = 8000, channels: int = 1) -> Path:
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) * channels
+        for i in range(int(rate * seconds))
+    )
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return path
+
+
+async def serve(
+    prefs: list[str],
+) -> tuple[Negotiator, RtpSink, asyncio.DatagramTransport, int, SipEndpoint]:
+    loop = asyncio.get_running_loop()
+    transport, sink = await loop.create_datagram_endpoint(RtpSink, local_addr=("127.0.0.1", 0))
+    rtp_port = int(transport.get_extra_info("sockname")[1])
+    handler = Negotiator(prefs, rtp_port)
+    endpoint = await start_sip(
+        SipSettings(bind_host="127.0.0.1", udp_port=0, tcp_port=None), handler
+    )
+    return (
+        handler,
+        sink,
+        transport,
+        endpoint.ports["udp"],
+        endpoint,
+    )
+
+
+async def run(proc: asyncio.subprocess.Process, timeout: float = 30) -> str:
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    return out.decode(errors="replace")[-3000:]
+
+
+def check(handler: Negotiator, sink: RtpSink, payload_type: int, output: str) -> None:
+    (answer,) = handler.answers
+    audio = answer.sdp.media[answer.media.media_index]
+    te = answer.media.telephone_event
+    assert audio.formats == (str(payload_type), *([str(te.payload_type)] if te else []))
+    kinds = [type(e) for e in handler.events]
+    assert kinds == [CallAnswered, CallEnded], (kinds, output)  # no re-INVITE, no hold
+    received = [pt for pt in sink.payload_types if pt == payload_type]
+    assert len(received) >= 50, (sink.payload_types[:20], output)  # >= 1 s of 20 ms packets
+    allowed = {payload_type} | ({te.payload_type} if te else set())
+    assert set(sink.payload_types) <= allowed
+
+
+@pytest.mark.peer("baresip")
+# baresip's aufile source must match the codec's rate and channels (G.722 16 kHz; Opus is
+# opus/48000/2 in SDP, so baresip encodes stereo).
+@pytest.mark.parametrize(
+    ("prefs", "payload_type", "rate", "channels"),
+    [
+        (["PCMA", "PCMU"], 8, 8000, 1),
+        (["PCMU"], 0, 8000, 1),
+        (["G722", "PCMA"], 9, 16000, 1),
+        (["opus", "PCMU"], 96, 48000, 2),
+    ],
+)
+async def test_baresip_calls_and_sends_the_negotiated_codec(
+    tmp_path: Path, prefs: list[str], payload_type: int, rate: int, channels: int
+) -> None:
+    baresip = require_peer("baresip")
+    handler, sink, transport, port, endpoint = await serve(prefs)
+    try:
+        wav = tone(tmp_path / "tone.wav", rate=rate, channels=channels)
+        conf = tmp_path / "conf"
+        conf.mkdir()
+        (conf / "config").write_text(
+            "sip_listen 127.0.0.1:0\n"
+            f"audio_player aufile,{tmp_path / 'heard.wav'}\n"
+            f"audio_source aufile,{wav}\n"
+            "module_path /usr/lib/baresip/modules\n"
+            "module g711.so\nmodule g722.so\nmodule opus.so\n"
+            "module aufile.so\nmodule account.so\nmodule menu.so\nmodule uuid.so\n"
+        )
+        (conf / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0\n")
+        proc = await asyncio.create_subprocess_exec(
+            baresip,
+            "-f",
+            str(conf),
+            "-e",
+            f"/dial sip:bot@127.0.0.1:{port}",
+            "-t",
+            "8",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output = await run(proc)  # baresip hangs up when its WAV ends
+        await asyncio.wait_for(handler.ended.wait(), 10)
+    finally:
+        transport.close()
+        await endpoint.close()
+    check(handler, sink, payload_type, output)
+
+
+@pytest.mark.peer("linphonec")
+async def test_linphone_calls_and_sends_the_negotiated_codec(tmp_path: Path) -> None:
+    linphonec = require_peer("linphonec")
+    handler, sink, transport, port, endpoint = await serve(["PCMA", "PCMU"])
+    try:
+        wav = tone(tmp_path / "tone.wav")
+        (tmp_path / ".local" / "share" / "linphone").mkdir(parents=True)
+        rc = tmp_path / "linphonerc"
+        rc.write_text(
+            "[sip]\nsip_port=-1\nsip_tcp_port=-1\ndefault_proxy=-1\n"
+            "[sound]\nplayback_dev_id=\nringer_dev_id=\ncapture_dev_id=\n"
+            "[video]\nenabled=0\ncapture=0\ndisplay=0\n"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            linphonec,
+            "-c",
+            str(rc),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HOME": str(tmp_path)},
+        )
+        assert proc.stdin is not None
+        for command, pause in (
+            ("soundcard use files", 0.5),
+            (f"call sip:bot@127.0.0.1:{port}", 1.5),
+            (f"play {wav}", 3.0),
+            ("terminate", 1.0),
+            ("quit", 0.0),
+        ):
+            proc.stdin.write(command.encode() + b"\n")
+            await proc.stdin.drain()
+            await asyncio.sleep(pause)
+        output = await run(proc)
+        await asyncio.wait_for(handler.ended.wait(), 10)
+    finally:
+        transport.close()
+        await endpoint.close()
+    check(handler, sink, 8, output)
