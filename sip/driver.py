@@ -5,9 +5,10 @@
 and runs ``handler.on_offer(call)`` in a task; the returned :class:`Answer` or :class:`Reject`
 is applied (``None`` means the handler acted on the call itself). Events of a call
 (:mod:`sip.events`) are delivered in order on ``call.events()``. Outbound calls:
-``await endpoint.invite(target, sdp, trunk=...)``. The driver owns one timer task that sleeps
-until the core's next deadline (or until new input moves it). RTP is not here: SDP bodies are
-passed in and out as data.
+``await endpoint.invite(target, sdp, trunk=...)``. The driver keeps one ``call_later`` handle
+armed for the core's next deadline, re-armed whenever input or a command moves it. Trunks with
+``register_enabled`` are kept registered (:mod:`sip.registration`). RTP is not here: SDP bodies
+are passed in and out as data.
 """
 
 from __future__ import annotations
@@ -195,8 +196,9 @@ class SipEndpoint:
             policy or make_policy(settings),
         )
         self.calls: dict[str, SipCall] = {}
-        self._wake = asyncio.Event()
-        self._timer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, asyncio.Future[Response | None]] = {}
         self._stop_registration = asyncio.Event()
@@ -209,7 +211,7 @@ class SipEndpoint:
             if port is not None:
                 bound = await self.transports.listen(transport, s.bind_host, port)
                 self.core.config.ports[transport] = bound
-        self._timer = asyncio.get_running_loop().create_task(self._run_timers())
+        self._arm()
         for trunk in s.trunks:
             if trunk.register_enabled:
                 self._spawn(self._keep_registered(trunk.name))
@@ -226,10 +228,9 @@ class SipEndpoint:
                 await asyncio.wait_for(self._registrations_done(), 5.0)
         for task in list(self._tasks):
             task.cancel()
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
         await self.transports.close()
 
     def drain(self) -> None:
@@ -375,7 +376,7 @@ class SipEndpoint:
                     call_or_none._deliver(item)
                     if isinstance(item, CallEnded):
                         del self.calls[item.call_id]
-        self._wake.set()
+        self._arm()
 
     def _failed(self, key: str) -> None:
         if key:
@@ -403,16 +404,26 @@ class SipEndpoint:
         except Exception:
             log.exception("cannot apply the decision for %s", call.id)
 
-    async def _run_timers(self) -> None:
-        while True:
-            deadline = self.core.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
-            self.core.tick(self.clock())
-            self._flush()
-            self._wake.clear()
+    def _arm(self) -> None:
+        """(Re)schedule the one timer callback for the core's next deadline."""
+        if self._closed:
+            return
+        deadline = self.core.next_deadline()
+        if deadline == self._armed and (deadline is None or self._timer is not None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = deadline
+        self._timer = None
+        if deadline is not None:
+            delay = max(0.0, deadline - self.clock())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._armed = None
+        self.core.tick(self.clock())
+        self._flush()
 
 
 async def start_sip(
