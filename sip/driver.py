@@ -131,6 +131,14 @@ class SipCall:
     def reinvite(self, sdp: bytes) -> None:
         self._ep._do(lambda now: self._ep.core.reinvite(self.id, sdp, now))
 
+    def hold(self, on: bool = True) -> None:
+        """Put the peer on hold (re-INVITE with our SDP ``sendonly``) or resume."""
+        self._ep._do(lambda now: self._ep.core.hold(self.id, on, now))
+
+    def send_dtmf(self, digit: str, duration_ms: int = 160) -> None:
+        """One digit as SIP INFO (application/dtmf-relay)."""
+        self._ep._do(lambda now: self._ep.core.send_dtmf(self.id, digit, now, duration_ms))
+
     def refer(self, target: str) -> None:
         self._ep._do(lambda now: self._ep.core.refer(self.id, target, now))
 

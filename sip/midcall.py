@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sip import sdp as sdpmod
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from sip.ua import SipCore
 
 __all__ = [
+    "hold_sdp",
     "on_request",
     "on_response",
     "on_timeout",
@@ -282,6 +284,34 @@ def send_reinvite(core: SipCore, call: Call, sdp: bytes, now: float) -> None:
     core.bind(tx, call, "reinvite")
     assert isinstance(tx, ClientInviteTransaction)
     call.reinvite_tx = tx
+
+
+def hold_sdp(call: Call, on: bool) -> bytes:
+    """Our current SDP with the audio direction ``sendonly`` (hold) or ``sendrecv``, with the
+    ``o=`` version bumped (RFC 3264 §8, §8.4)."""
+    ours = sdpmod.SessionDescription.parse(call.local_sdp)
+    direction = sdpmod.Direction.SENDONLY if on else sdpmod.Direction.SENDRECV
+    names = {d.value for d in sdpmod.Direction}
+    media = tuple(
+        replace(
+            m,
+            attributes=(
+                *(a for a in m.attributes if a.name not in names),
+                sdpmod.Attribute(direction.value),
+            ),
+        )
+        if m.media == "audio" and m.port
+        else m
+        for m in ours.media
+    )
+    session_attrs = tuple(a for a in ours.attributes if a.name not in names)
+    if call.sdp_session is None:
+        o = ours.origin
+        call.sdp_session = sdpmod.LocalSession(
+            o.address, o.session_id, o.session_version, o.username
+        )
+        call.sdp_session.stamp(ours)
+    return bytes(call.sdp_session.stamp(replace(ours, media=media, attributes=session_attrs)))
 
 
 def retry_reinvite(core: SipCore, call: Call, now: float) -> None:

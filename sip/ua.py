@@ -244,8 +244,14 @@ class SipCore:
         return call_id
 
     def reinvite(self, call_id: str, sdp: bytes, now: float) -> None:
-        """Send a re-INVITE (hold, unhold, session refresh; §14.1)."""
+        """Send a re-INVITE with ``sdp`` (§14.1); the same SDP again is a session refresh."""
         midcall.send_reinvite(self, self._call(call_id), sdp, now)
+        self._pump(now)
+
+    def hold(self, call_id: str, on: bool, now: float) -> None:
+        """Put the peer on hold (our SDP ``sendonly``, RFC 3264 §8.4) or take it off."""
+        call = self._call(call_id)
+        midcall.send_reinvite(self, call, midcall.hold_sdp(call, on), now)
         self._pump(now)
 
     def refer(self, call_id: str, target: str, now: float) -> None:
@@ -383,6 +389,8 @@ class SipCore:
         if tx is None:
             return  # a retransmission, absorbed
         in_dialog = req.to.tag is not None
+        if self._refuse_early(req, tx, now):
+            return
         if req.method == "CANCEL":
             self._on_cancel(req, tx, now)
         elif req.method == "INVITE" and not in_dialog:
@@ -405,6 +413,26 @@ class SipCore:
             )
         else:
             self._reply(tx, req, 501, now, extra=self.common_headers())
+
+    def _refuse_early(
+        self, req: Request, tx: ServerInviteTransaction | ServerNonInviteTransaction, now: float
+    ) -> bool:
+        """§8.2.2-8.2.3: Max-Forwards 0 (483), Require we lack (420), a body we cannot read
+        (415). CANCEL is exempt (§9.2)."""
+        if req.method == "CANCEL":
+            return False
+        if req.headers.get("Max-Forwards") == "0" and req.method != "OPTIONS":
+            self._reply(tx, req, 483, now)
+            return True
+        required = [r for r in req.headers.get_all("Require") if r.strip()]
+        if required:
+            self._reply(tx, req, 420, now, extra=Headers([("Unsupported", ", ".join(required))]))
+            return True
+        if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
+            extra = Headers([("Accept", "application/sdp")])
+            self._reply(tx, req, 415, now, extra=extra)
+            return True
+        return False
 
     def _on_new_invite(
         self, req: Request, peer: Peer, tx: ServerInviteTransaction, now: float

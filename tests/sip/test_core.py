@@ -130,3 +130,18 @@ def test_parse_of_our_own_output_round_trips() -> None:
     p.pump()
     for _, msg in p.wire:
         assert bytes(parse_message(bytes(msg))) == bytes(msg)
+
+
+def test_require_max_forwards_and_content_type_checks() -> None:
+    core = SipCore(CoreConfig())
+    core.receive(_request("INVITE", extra="Require: 100rel\r\n"), LOOP, 0.0)
+    [(resp, _)] = _responses(core)
+    assert resp.status == 420 and resp.headers.get("Unsupported") == "100rel"
+    mf0 = _request("INVITE").replace(b"Max-Forwards: 70", b"Max-Forwards: 0")
+    core.receive(mf0.replace(b"invite1", b"invite3"), LOOP, 0.0)
+    assert _responses(core)[0][0].status == 483
+    body = b"hello"
+    text = _request("INVITE", extra="Content-Type: text/plain\r\n").replace(b"invite1", b"inv4")
+    text = text.replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: 5\r\n\r\n" + body)
+    core.receive(text, LOOP, 0.0)
+    assert _responses(core)[0][0].status == 415

@@ -254,3 +254,30 @@ def test_in_dialog_request_for_unknown_dialog_gets_481() -> None:
     p.b.receive(bytes(bye), p.peer_of("a"), p.now)
     p.pump()
     assert p.sent("b", "481 BYE")
+
+
+def test_local_hold_api_sends_sendonly_then_sendrecv() -> None:
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.hold(cid, True, p.now)
+    p.pump()
+    offer = p.sent("a", "INVITE")[-1]
+    assert b"a=sendonly" in offer.body and b"a=sendrecv" not in offer.body
+    assert b"o=a 1 2 IN IP4" in offer.body
+    assert p.of("b", HoldChanged) == [HoldChanged(bcid, True)]
+    p.a.hold(cid, False, p.now)
+    p.pump()
+    assert b"a=sendrecv" in p.sent("a", "INVITE")[-1].body
+    assert p.of("b", HoldChanged)[-1] == HoldChanged(bcid, False)
+
+
+def test_session_refresh_with_the_same_sdp_keeps_the_version() -> None:
+    p = Pair()
+    cid, _bcid = _established(p)
+    p.a.reinvite(cid, SDP_A, p.now)
+    p.pump()
+    p.a.reinvite(cid, SDP_A, p.now)
+    p.pump()
+    answers = [r.body for r in p.sent("b", "200 INVITE")]
+    assert answers[-1] == answers[-2], "a refresh answer repeats the same o= version"
+    assert not p.of("b", HoldChanged)
