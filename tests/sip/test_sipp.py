@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sip.driver import Decision, SipCall
+from sip.driver import Answer, Decision, SipCall
 from sip.events import CallAnswered, CallEnded, CallRinging, EndReason
 from sip.settings import TrunkSettings
 from tests.sip.sipp_support import ANSWER_SDP, SCENARIOS, SippResult, endpoint, free_port, run_sipp
@@ -187,3 +187,59 @@ async def test_rtbridge_retries_a_407_challenged_invite_with_credentials(
     assert res.returncode == 0, res.summary()  # SIPp checked every Proxy-Authorization field
     assert _calls(res) == (1, 0), res.summary()
     assert [type(e) for e in events] == [CallAnswered, CallEnded]
+
+
+class _Recorder:
+    """Answers and records each call's events until it ends."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.done = asyncio.Event()
+
+    async def on_offer(self, call: SipCall) -> Decision:
+        asyncio.get_running_loop().create_task(self._follow(call))
+        return Answer(ANSWER_SDP)
+
+    async def _follow(self, call: SipCall) -> None:
+        async for ev in call.events():
+            self.events.append(ev)
+        self.done.set()
+
+
+async def test_sipp_info_dtmf_and_hold_by_reinvite(tmp_path: Path) -> None:
+    """A real peer's INFO digits arrive as DtmfReceived; its sendonly re-INVITE is answered
+    recvonly (SIPp checks) and arrives as HoldChanged, then resumed."""
+    sipp = require_peer("sipp")
+    rec = _Recorder()
+    ep = await endpoint(rec)
+    try:
+        res = await run_sipp(
+            sipp,
+            "-sf",
+            str(SCENARIOS / "uac_info_hold.xml"),
+            f"127.0.0.1:{ep.ports['udp']}",
+            "-p",
+            str(free_port()),
+            "-m",
+            "1",
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.summary()
+        async with asyncio.timeout(5):
+            await rec.done.wait()
+    finally:
+        await ep.close()
+    kinds = [
+        (type(e).__name__, getattr(e, "digit", getattr(e, "on_hold", None))) for e in rec.events
+    ]
+    assert kinds == [
+        ("CallAnswered", None),
+        ("DtmfReceived", "5"),
+        ("DtmfReceived", "#"),
+        ("RemoteSdpChanged", None),
+        ("HoldChanged", True),
+        ("RemoteSdpChanged", None),
+        ("HoldChanged", False),
+        ("CallEnded", None),
+    ]
+    assert isinstance(rec.events[-1], CallEnded) and rec.events[-1].reason is EndReason.REMOTE_BYE
