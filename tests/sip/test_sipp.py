@@ -130,7 +130,12 @@ async def test_sipp_cancels_a_ringing_call(tmp_path: Path) -> None:
 
 
 async def _uac_call(
-    sipp_args: list[str], tmp_path: Path, hangup_after: float = 0.3, *, trunk: bool = False
+    sipp_args: list[str],
+    tmp_path: Path,
+    hangup_after: float = 0.3,
+    *,
+    trunk: bool = False,
+    tcp: bool = False,
 ) -> tuple[SippResult, list[object]]:
     sipp = require_peer("sipp")
     port = free_port()
@@ -145,7 +150,7 @@ async def _uac_call(
             run_sipp(sipp, *sipp_args, "-p", str(port), "-m", "1", cwd=tmp_path)
         )
         await asyncio.sleep(0.5)  # SIPp binds its port; our INVITE would be retransmitted anyway
-        target = f"sip:service@127.0.0.1:{port}"
+        target = f"sip:service@127.0.0.1:{port}" + (";transport=tcp" if tcp else "")
         call = await ep.invite(target, ANSWER_SDP, trunk="sipp" if trunk else None)
         events: list[object] = []
         async with asyncio.timeout(30):
@@ -159,8 +164,13 @@ async def _uac_call(
         await ep.close()
 
 
-async def test_rtbridge_calls_sipp_uas_rtp_echo(tmp_path: Path) -> None:
-    res, events = await _uac_call(["-sn", "uas", "-rtp_echo", "-mp", str(free_port())], tmp_path)
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+async def test_rtbridge_calls_sipp_uas_rtp_echo(transport: str, tmp_path: Path) -> None:
+    res, events = await _uac_call(
+        ["-sn", "uas", "-rtp_echo", "-mp", str(free_port()), "-t", transport],
+        tmp_path,
+        tcp=transport == "t1",
+    )
     assert res.returncode == 0, res.summary()
     assert _calls(res) == (1, 0), res.summary()
     kinds = [type(e) for e in events]
