@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sip.driver import Answer, Decision, SipCall
-from sip.events import CallAnswered, CallEnded, CallRinging, EndReason
+from sip.events import CallAnswered, CallEnded, CallRinging, EndReason, ReferReceived
 from sip.settings import TrunkSettings
 from tests.sip.sipp_support import ANSWER_SDP, SCENARIOS, SippResult, endpoint, free_port, run_sipp
 from tests.support.peers import require_peer
@@ -253,3 +253,41 @@ async def test_sipp_info_dtmf_and_hold_by_reinvite(tmp_path: Path) -> None:
         ("CallEnded", None),
     ]
     assert isinstance(rec.events[-1], CallEnded) and rec.events[-1].reason is EndReason.REMOTE_BYE
+
+
+class _Transferee(_Recorder):
+    """Answers; on REFER pretends the new leg succeeded and reports 200 by NOTIFY."""
+
+    async def _follow(self, call: SipCall) -> None:
+        async for ev in call.events():
+            self.events.append(ev)
+            if isinstance(ev, ReferReceived):
+                call.notify_refer(200)
+        self.done.set()
+
+
+async def test_sipp_refers_rtbridge_blind_transfer(tmp_path: Path) -> None:
+    sipp = require_peer("sipp")
+    rec = _Transferee()
+    ep = await endpoint(rec)
+    try:
+        res = await run_sipp(
+            sipp,
+            "-sf",
+            str(SCENARIOS / "uac_refer.xml"),
+            f"127.0.0.1:{ep.ports['udp']}",
+            "-p",
+            str(free_port()),
+            "-m",
+            "1",
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, res.summary()  # SIPp checked both NOTIFY bodies
+        async with asyncio.timeout(5):
+            await rec.done.wait()
+    finally:
+        await ep.close()
+    refers = [e for e in rec.events if isinstance(e, ReferReceived)]
+    assert len(refers) == 1 and refers[0].refer_to == "<sip:carol@127.0.0.1:5999>"
+    assert isinstance(rec.events[-1], CallEnded)
+    assert rec.events[-1].reason is EndReason.REMOTE_BYE
