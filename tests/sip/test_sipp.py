@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from sip.driver import Answer, Decision, SipCall
-from sip.events import CallAnswered, CallEnded, CallRinging, EndReason, ReferReceived
+from sip.events import (
+    CallAnswered,
+    CallEnded,
+    CallRinging,
+    EndReason,
+    ReferProgress,
+    ReferReceived,
+)
 from sip.settings import TrunkSettings
 from tests.sip.sipp_support import ANSWER_SDP, SCENARIOS, SippResult, endpoint, free_port, run_sipp
 from tests.support.peers import require_peer
@@ -136,6 +143,7 @@ async def _uac_call(
     *,
     trunk: bool = False,
     tcp: bool = False,
+    refer_to: str | None = None,
 ) -> tuple[SippResult, list[object]]:
     sipp = require_peer("sipp")
     port = free_port()
@@ -156,9 +164,13 @@ async def _uac_call(
         async with asyncio.timeout(30):
             async for ev in call.events():
                 events.append(ev)
-                if isinstance(ev, CallAnswered):
+                if isinstance(ev, CallAnswered) and refer_to is not None:
+                    call.refer(refer_to)
+                elif isinstance(ev, CallAnswered):
                     await asyncio.sleep(hangup_after)
                     call.hangup()
+                elif isinstance(ev, ReferProgress) and ev.final:
+                    call.hangup()  # blind transfer done: leave the call
         return await run, events
     finally:
         await ep.close()
@@ -291,3 +303,14 @@ async def test_sipp_refers_rtbridge_blind_transfer(tmp_path: Path) -> None:
     assert len(refers) == 1 and refers[0].refer_to == "<sip:carol@127.0.0.1:5999>"
     assert isinstance(rec.events[-1], CallEnded)
     assert rec.events[-1].reason is EndReason.REMOTE_BYE
+
+
+async def test_rtbridge_transfers_a_sipp_callee_blind(tmp_path: Path) -> None:
+    """REFER out: 202, NOTIFY sipfrag 200 -> ReferProgress(final) -> we hang up (SIPp checks)."""
+    res, events = await _uac_call(
+        ["-sf", str(SCENARIOS / "uas_refer.xml")], tmp_path, refer_to="sip:carol@127.0.0.1:5999"
+    )
+    assert res.returncode == 0, res.summary()
+    progress = [e for e in events if isinstance(e, ReferProgress)]
+    assert [(p.status, p.final) for p in progress] == [(200, True)]
+    assert isinstance(events[-1], CallEnded) and events[-1].reason is EndReason.LOCAL_BYE
