@@ -5,13 +5,25 @@ leaves rtbridge must still be one continuous, ordered stream of 20 ms PCM frames
 
 Design (a plain object, no I/O, no clock of its own):
 
-- ``put(packet, now)`` on arrival, ``get(now)`` once per output frame period. The buffer holds
-  **decoded** PCM: it takes a ``decode`` callable (RTP payload -> ``np.int16`` samples) and calls
-  it once per accepted packet, so concealment and re-cutting work on samples and the codec stays
-  outside. Packets are placed on a sample timeline from their RTP timestamps (extended across
-  wraparound), so any packet duration (SIPp's 30 ms A-law) is re-cut into ``frame_ms`` frames.
-- Playout starts ``target_ms`` after the first packet arrived; that is the configured depth.
-- Reordering is absorbed by the depth; duplicates (same extended sequence number, or a slot
+- ``put(packet, now)`` on arrival. The buffer holds **decoded** PCM: it takes a ``decode``
+  callable (RTP payload -> ``np.int16`` samples) and calls it once per accepted packet, so
+  concealment and re-cutting work on samples and the codec stays outside. Packets are placed on
+  a sample timeline from their RTP timestamps (extended across wraparound), so any packet
+  duration (SIPp's 30 ms A-law) is re-cut into ``frame_ms`` frames.
+- Two ways to take frames out:
+
+  * **clocked** (``get(now)`` once per frame period, for playout to a listener): playout starts
+    ``target_ms`` after the first packet arrived; that is the configured depth, and reordering
+    within it is absorbed.
+  * **arrival-driven** (``drain(now)`` on each arrival and at ``drain_deadline()``, for caller
+    audio forwarded to the agent): whole frames leave as soon as their audio is contiguous,
+    adding no delay to in-order packets; a gap waits at most ``reorder_ms`` (default one
+    frame) after the packet beyond it arrived, then is concealed; when nothing arrives, frames
+    are concealed at the sender's pace once ``reorder_ms`` overdue, so the stream keeps real
+    time and fades to silence (at most 3 frames per call after a driver stall, then re-anchor).
+
+- Use one mode per buffer. Reordering is absorbed by the depth (clocked) or the reorder
+  window (arrival-driven); duplicates (same extended sequence number, or a slot
   already filled) are dropped and counted; packets whose start is already played are **late**,
   dropped and counted.
 - Missing audio is **concealed** on the PCM: pitch-period repetition of the recent history
@@ -20,10 +32,15 @@ Design (a plain object, no I/O, no clock of its own):
   to silence over 50 ms (the attenuation schedule of ITU-T G.711 Appendix I). When real audio
   returns, it is cross-faded from the continuing concealment over a quarter pitch period
   (>= 2.5 ms). So output never steps to a burst of zeros at full amplitude.
-- Depth control: if buffered audio exceeds ``max_ms`` the oldest frame is skipped (cross-faded,
-  counted as ``discarded``); if the next packet is more than ``max_ms`` ahead of the playout
-  point (the sender paused or jumped its timestamps) playout re-synchronises ``target_ms`` ahead
-  of it; a new SSRC or a run of late packets restarts the timeline (counted as ``resyncs``).
+- Depth control (clocked): if buffered audio exceeds ``max_ms`` the oldest frame is skipped
+  (cross-faded, counted as ``discarded``).
+- Timeline changes (counted as ``resyncs``): if the next packet is more than ``max_ms`` ahead of
+  the playout point (the sender paused with a timestamp jump) playout re-synchronises before it
+  (``target_ms`` before it when clocked); a new SSRC, three late packets in a row spread over at
+  least two frame periods (the sender's clock moved back; a network burst arrives at once and
+  does not count), or, arrival-driven, a packet beyond all audio received whose slot was
+  already concealed (the sender resumed its old clock) restarts the timeline at that packet.
+  A clocked buffer buffers ``target_ms`` again after a restart (``get`` returns ``None``).
 """
 
 from __future__ import annotations
@@ -44,7 +61,8 @@ Decoder = Callable[[bytes], npt.NDArray[np.int16]]
 
 _SEQ_MEMORY: Final = 256
 _MAX_PACKETS: Final = 512
-_LATE_RUN_RESYNC: Final = 8
+_MAX_DRAIN: Final = 600  # frames per drain() call: a bound, never reached by a sane stream
+_LATE_RUN_RESYNC: Final = 3  # late packets in a row, over at least 2 frame periods
 _EMPTY: Final = np.zeros(0, dtype=np.float32)
 FULL_GAIN_MS: Final = 10.0
 FADE_MS: Final = 50.0
@@ -91,6 +109,7 @@ class JitterBuffer:
         frame_ms: int = 20,
         target_ms: int = 40,
         max_ms: int | None = None,
+        reorder_ms: int | None = None,
     ) -> None:
         if clock_rate <= 0 or sample_rate <= 0 or frame_ms <= 0 or target_ms < 0:
             raise ValueError("clock_rate, sample_rate and frame_ms must be > 0, target_ms >= 0")
@@ -102,6 +121,9 @@ class JitterBuffer:
         self.frame_ms = frame_ms
         self.frame_samples = sample_rate * frame_ms // 1000
         self.target_ms = target_ms
+        self.reorder_ms = frame_ms if reorder_ms is None else reorder_ms
+        self._late_span = 2 * frame_ms / 1000.0 - 1e-9
+        self._arrival_driven = False
         self.max_ms = max(target_ms + 3 * frame_ms, 2 * target_ms) if max_ms is None else max_ms
         self._target = sample_rate * target_ms // 1000
         self._max = sample_rate * self.max_ms // 1000
@@ -132,8 +154,13 @@ class JitterBuffer:
         self._cur: npt.NDArray[np.int16] | None = None
         self._cur_off = 0
         self._late_run = 0
+        self._late_since = 0.0
         self._recent: deque[npt.NDArray[np.int16]] = deque(maxlen=self._hist_frames)
         self._end = 0  # end of the furthest buffered audio on the timeline
+        self._end_arrival: float | None = None  # when the packet ending at _end arrived
+        self._end_len = self.frame_samples  # and its length (the sender's packet time)
+        self._tail_shift = 0.0  # re-anchoring of tail concealment after a driver stall
+        self._arrival: dict[int, float] = {}
         self._partial: npt.NDArray[np.float32] = _EMPTY
         # Concealment state.
         self._cycle: npt.NDArray[np.float32] | None = None
@@ -174,13 +201,19 @@ class JitterBuffer:
         pos = (ext - self._ts0) * self.sample_rate // self.clock_rate
         if self._pos is not None and pos < self._pos + self._cur_left():
             stats.late += 1
-            # Far in the past, repeatedly: the sender restarted its timestamps.
-            if pos < self._pos - self.sample_rate:
-                self._late_run += 1
-                if self._late_run >= _LATE_RUN_RESYNC:
-                    self._restart_timeline(packet, now)
-            else:
-                self._late_run = 0
+            if self._arrival_driven and pos >= self._end and not self._store:
+                # Arrival-driven: its slot was only ever concealed past the newest audio (the
+                # sender paused on its old clock, or the network held a burst): play it now.
+                self._restart_timeline(packet, now)
+                return True
+            # Late again and again over real time (not one burst): the sender's clock moved
+            # back (restart, pause without a timestamp jump). Follow it.
+            if self._late_run == 0:
+                self._late_since = now
+            self._late_run += 1
+            if self._late_run >= _LATE_RUN_RESYNC and now - self._late_since >= self._late_span:
+                self._restart_timeline(packet, now)
+                return True
             return False
         self._late_run = 0
         if pos in self._store:
@@ -197,9 +230,17 @@ class JitterBuffer:
         if not len(pcm):
             return False
         self._store[pos] = pcm
-        if pos + len(pcm) > self._end:
+        self._arrival[pos] = now
+        if pos + len(pcm) > self._end or self._end_arrival is None:
             self._end = pos + len(pcm)
+            self._end_arrival = now
+            self._end_len = len(pcm)
+            self._tail_shift = 0.0
         return True
+
+    def _pop(self, pos: int) -> npt.NDArray[np.int16] | None:
+        self._arrival.pop(pos, None)
+        return self._store.pop(pos, None)
 
     def _cur_left(self) -> int:
         return 0 if self._cur is None else len(self._cur) - self._cur_off
@@ -218,7 +259,8 @@ class JitterBuffer:
         self._recent = recent
         self._ssrc = ssrc
         self._ts0 = packet.timestamp
-        self._start_at = now
+        # Clocked mode buffers target_ms again; arrival-driven mode plays at once.
+        self._start_at = now if self._arrival_driven else now + self.target_ms / 1000.0
         self._begin_discontinuity()
         self.stats.received -= 1  # counted again by put()
         self._late_run = 0
@@ -253,7 +295,8 @@ class JitterBuffer:
         return max(self._end - self._pos, self._cur_left())
 
     def get(self, now: float) -> JitterFrame | None:
-        """The next frame, or ``None`` while buffering before playout starts."""
+        """Clocked mode: the next frame, once per frame period (``None`` while buffering the
+        first ``target_ms``)."""
         if self._start_at is None or now < self._start_at:
             return None
         if self._pos is None:
@@ -261,34 +304,132 @@ class JitterBuffer:
                 return None
             self._pos = min(self._store)
         n = self.frame_samples
+        if not (self._fast_ready() and self._end - self._pos <= self._max + n):
+            self._drop_stale()
+            first = min(self._store) if self._store and not self._cur_left() else None
+            if first is not None and first - self._pos > self._max:
+                # The sender jumped ahead (pause, DTX): re-synchronise target_ms before it.
+                self.stats.resyncs += 1
+                self._pos = first - self._target
+            elif self._depth() > self._max + n:
+                self._skip_frame()
+        return self._emit()
+
+    def drain(self, now: float) -> list[JitterFrame]:
+        """Arrival-driven mode (caller -> agent, no playout delay): every frame that can be
+        produced now. Call it on each packet arrival and at :meth:`drain_deadline`.
+
+        Whole frames of contiguous audio go out at once. A gap waits ``reorder_ms`` after the
+        first packet beyond it arrived, then is concealed. When nothing is buffered, a frame
+        is concealed once its audio is ``reorder_ms`` overdue on the sender's timeline (at
+        most 3 per call, then the timeline re-anchors), so the stream keeps real-time pace
+        and fades to silence instead of stopping.
+        """
+        frames: list[JitterFrame] = []
+        self._arrival_driven = True
+        if self._pos is None:
+            if not self._store:
+                return frames
+            self._pos = min(self._store)
+            self._start_at = now
+        n = self.frame_samples
+        window = self.reorder_ms / 1000.0
+        tail = 0
+        while len(frames) < _MAX_DRAIN:
+            if self._fast_ready():
+                frames.append(self._emit())
+                continue
+            self._drop_stale()
+            run, nxt = self._contiguous()
+            if run >= n:
+                frames.append(self._emit())
+                continue
+            if nxt is not None:
+                if nxt - self._pos > self._max:
+                    self.stats.resyncs += 1
+                    self._cur = None
+                    self._pos = nxt
+                    self._begin_discontinuity()
+                    continue
+                if now >= self._arrival[nxt] + window:  # the drain_deadline() expression
+                    frames.append(self._emit())
+                    continue
+                return frames
+            due = self._tail_due()
+            if due is None or now < due + window:
+                return frames
+            if tail == 3:
+                # Behind by more than 3 frames (a stall): re-anchor instead of bursting.
+                self._tail_shift += now + self.frame_ms / 1000.0 - (due + window)
+                return frames
+            tail += 1
+            frames.append(self._emit())
+        return frames
+
+    def drain_deadline(self) -> float | None:
+        """When :meth:`drain` will next produce a frame without a new packet arriving."""
+        if self._pos is None:
+            return None
+        run, nxt = self._contiguous()
+        window = self.reorder_ms / 1000.0
+        if run >= self.frame_samples:
+            return float("-inf")
+        if nxt is not None:
+            return self._arrival[nxt] + window
+        due = self._tail_due()
+        return None if due is None else due + window
+
+    def _tail_due(self) -> float | None:
+        """When the packet carrying the end of the next frame is due, reckoned from the newest
+        packet's arrival and the sender's packet time."""
+        if self._end_arrival is None or self._pos is None:
+            return None
+        missing = self._pos + self.frame_samples - self._end
+        packets = -(-missing // self._end_len)
+        return self._end_arrival + packets * self._end_len / self.sample_rate + self._tail_shift
+
+    def _contiguous(self) -> tuple[int, int | None]:
+        """Samples available without a gap from the playout point, and the start of the first
+        packet after the gap (``None`` if nothing is buffered beyond)."""
+        assert self._pos is not None
+        run = self._cur_left()
+        store = self._store
+        if not store:
+            return run, None
+        x = self._pos + run
+        while x in store:
+            size = len(store[x])
+            run += size
+            x += size
+        later = [k for k in store if k > x]
+        return run, (min(later) if later else None)
+
+    def _fast_ready(self) -> bool:
+        if self._cur is not None or self._gap_n or self._xfade_left:
+            return False
+        pcm = self._store.get(self._pos) if self._pos is not None else None
+        return pcm is not None and len(pcm) == self.frame_samples
+
+    def _emit(self) -> JitterFrame:
+        """Produce the frame at the playout point: stored audio, concealment, cross-fades."""
+        assert self._pos is not None
+        n = self.frame_samples
         start_pos = self._pos
-        if self._cur is None and not self._gap_n and not self._xfade_left:
-            # Fast path: the next packet is exactly one frame, nothing to blend.
-            pcm = self._store.get(start_pos)
-            if pcm is not None and len(pcm) == n and self._end - start_pos <= self._max + n:
-                del self._store[start_pos]
-                self._pos = start_pos + n
-                self._recent.append(pcm)
-                self.stats.depth_ms = (self._end - self._pos) * 1000.0 / self.sample_rate
-                ts = (self._ts0 + start_pos * self.clock_rate // self.sample_rate) & 0xFFFFFFFF
-                return JitterFrame(pcm, 0, ts)
+        ts = (self._ts0 + start_pos * self.clock_rate // self.sample_rate) & 0xFFFFFFFF
+        if self._fast_ready():
+            pcm = self._pop(start_pos)
+            assert pcm is not None
+            self._pos = start_pos + n
+            self._recent.append(pcm)
+            self.stats.depth_ms = max(0, self._end - self._pos) * 1000.0 / self.sample_rate
+            return JitterFrame(pcm, 0, ts)
         out = np.empty(n, dtype=np.float32)
         concealed = 0
-        self._drop_stale()
-        first = min(self._store) if self._store and not self._cur_left() else None
-        if first is not None and first - self._pos > self._max:
-            # The sender jumped ahead (pause, DTX): re-synchronise target_ms before it.
-            self.stats.resyncs += 1
-            self._pos = first - self._target
-            start_pos = self._pos
-        elif self._depth() > self._max + n:
-            self._skip_frame()
-            start_pos = self._pos
         filled = 0
         while filled < n:
             want = n - filled
             if self._cur is None:
-                nxt = self._store.pop(self._pos, None)
+                nxt = self._pop(self._pos)
                 if nxt is not None:
                     self._cur, self._cur_off = nxt, 0
             if self._cur is not None:
@@ -315,15 +456,16 @@ class JitterBuffer:
         self.stats.depth_ms = self.depth_ms
         pcm = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
         self._recent.append(pcm)
-        ts = (self._ts0 + start_pos * self.clock_rate // self.sample_rate) & 0xFFFFFFFF
         return JitterFrame(pcm, concealed, ts)
 
     def _drop_stale(self) -> None:
         pos = self._pos
         assert pos is not None
+        if not self._store:
+            return
         limit = pos + self._cur_left()
         for k in [k for k in self._store if k < limit]:
-            del self._store[k]
+            self._pop(k)
             self.stats.late += 1
 
     def _skip_frame(self) -> None:
@@ -334,7 +476,7 @@ class JitterBuffer:
         self._begin_discontinuity()
         while n > 0:
             if self._cur is None:
-                nxt = self._store.pop(self._pos, None)
+                nxt = self._pop(self._pos)
                 if nxt is None:
                     later = [k for k in self._store if k > self._pos]
                     step = n if not later else min(n, min(later) - self._pos)

@@ -275,10 +275,11 @@ def test_timestamps_jumping_backwards_restart_the_timeline() -> None:
     frames = simulate(jb, arrivals, until=2.5)
     assert jb.stats.resyncs == 1
     out = concat(frames)
-    # The first 7 packets after the jump are late (they could be stragglers); the 8th restarts
-    # the timeline, and from there the second half plays bit-exact and in order.
-    after = [f for f in frames if 1000 + 8 * FRAME <= f.timestamp < 9000]
-    assert len(after) == 50 - 8
+    # The first 2 packets after the jump are late (they could be stragglers); the 3rd, 40 ms
+    # later, restarts the timeline (cross-faded in), and from the 4th on the second half plays
+    # bit-exact and in order.
+    after = [f for f in frames if 1000 + 3 * FRAME <= f.timestamp < 9000]
+    assert len(after) == 50 - 3
     for f in after:
         k = 8000 + f.timestamp - 1000
         assert np.array_equal(f.pcm, sig[k : k + FRAME])
@@ -335,8 +336,146 @@ def test_any_arrival_pattern_gives_whole_ordered_bounded_frames(
     jb = JitterBuffer(l16_decode, target_ms=target_ms)
     frames = simulate(jb, arrivals, until=120 * ptime / RATE + 0.5)
     assert all(len(f.pcm) == FRAME for f in frames)
-    for a, b in itertools.pairwise(frames):
-        assert ts_diff(b.timestamp, a.timestamp) >= FRAME
+    jumps = sum(ts_diff(b.timestamp, a.timestamp) < FRAME for a, b in itertools.pairwise(frames))
+    assert jumps <= jb.stats.resyncs
     if frames:
         assert max_step(concat(frames)) <= 1.25 * max_step(sig)
     assert jb.stats.received == len(deliveries)
+
+
+# ---------------------------------------------------------------- arrival-driven mode (drain)
+
+
+def simulate_drain(
+    jb: JitterBuffer, arrivals: Iterable[tuple[float, RtpPacket]], until: float
+) -> list[tuple[float, JitterFrame]]:
+    """The caller -> agent driver: drain on every arrival and whenever drain_deadline() says."""
+    pending = sorted(arrivals, key=lambda a: a[0])
+    out: list[tuple[float, JitterFrame]] = []
+    i = 0
+    idle = 0
+    while True:
+        idle += 1
+        assert idle < 1000, "drain_deadline() keeps firing without progress"
+        deadline = jb.drain_deadline()
+        t_packet = pending[i][0] if i < len(pending) else None
+        if t_packet is not None and (deadline is None or t_packet <= deadline):
+            jb.put(pending[i][1], t_packet)
+            i += 1
+            now = t_packet
+        elif deadline is not None:
+            now = max(deadline, out[-1][0] if out else 0.0)
+        else:
+            return out
+        if now > until:
+            return out
+        frames = jb.drain(now)
+        if frames or t_packet == now:
+            idle = 0
+        out += [(now, f) for f in frames]
+
+
+def test_drain_forwards_in_order_packets_on_arrival() -> None:
+    sig = voice(2.0, seed=20)
+    arrivals = on_time(packetize(sig), jitter_s=0.015)
+    jb = JitterBuffer(l16_decode)
+    emitted = simulate_drain(jb, arrivals, until=2.0)
+    frames = [f for _, f in emitted]
+    assert np.array_equal(concat(frames)[: len(sig)], sig)
+    # Zero added latency: each frame leaves at the arrival of the packet that carries it.
+    for (t, f), (t_arr, p) in zip(emitted, arrivals, strict=False):
+        assert f.timestamp == p.timestamp and t == t_arr
+    assert jb.stats.concealed_frames == 0
+
+
+def test_drain_waits_one_reorder_window_then_conceals() -> None:
+    sig = voice(1.0, seed=21)
+    pkts = packetize(sig)
+    arrivals = on_time(pkts)
+    # Packet 10 is 16 ms late, 11 is 8 ms early: 11 arrives first.
+    arrivals[10], arrivals[11] = (0.216, pkts[10]), (0.212, pkts[11])
+    del arrivals[20]  # lost
+    jb = JitterBuffer(l16_decode, reorder_ms=20)
+    emitted = simulate_drain(jb, arrivals, until=1.0)
+    times = {f.timestamp: t for t, f in emitted}
+    # 11 waits for 10 (within the one-frame reorder window): both leave when 10 arrives.
+    assert times[pkts[10].timestamp] == times[pkts[11].timestamp] == 0.216
+    # Packet 20 never came: concealed 20 ms after packet 21 arrived, 21 follows at once.
+    assert times[pkts[20].timestamp] == times[pkts[21].timestamp] == pytest.approx(0.440)
+    out = concat([f for _, f in emitted])[: len(sig)]
+    assert np.array_equal(out[: 20 * FRAME], sig[: 20 * FRAME])
+    assert max_step(out) <= 1.25 * max_step(sig)
+    assert jb.stats.concealed_frames == 1 and jb.stats.late == 0
+
+
+def test_drain_keeps_real_time_pace_and_fades_when_the_sender_stops_then_resumes() -> None:
+    sig = voice(2.0, seed=22)
+    pkts = packetize(sig)
+    # 0.5 s of audio, a 1 s pause without a timestamp jump (old clock), then the rest.
+    arrivals = [(i * 0.02, p) for i, p in enumerate(pkts[:25])]
+    arrivals += [(1.5 + (i - 25) * 0.02, p) for i, p in enumerate(pkts[25:], start=25)]
+    jb = JitterBuffer(l16_decode)
+    emitted = simulate_drain(jb, arrivals, until=3.0)
+    pause = [(t, f) for t, f in emitted if 0.5 <= t < 1.5]
+    # Concealment frames keep the 20 ms pace (each at its due time), fading to silence.
+    assert len(pause) == pytest.approx(50, abs=2)
+    assert all(f.concealed == FRAME for _, f in pause)
+    assert all(b - a == pytest.approx(0.02) for (a, _), (b, _) in itertools.pairwise(pause))
+    assert not np.any(pause[-1][1].pcm)
+    # The sender resumed on its old clock: played at once, not dropped as late.
+    resumed = [f for t, f in emitted if t >= 1.5]
+    assert jb.stats.resyncs == 1 and jb.stats.late == 1
+    assert np.array_equal(concat(resumed[1:])[: 24 * FRAME], sig[26 * FRAME : 50 * FRAME])
+    assert max_step(concat([f for _, f in emitted])) <= 1.25 * max_step(sig)
+
+
+def test_drain_recuts_30ms_packets_and_survives_loss_and_jitter() -> None:
+    sig = voice(3.0, seed=23)
+    pkts = packetize(sig, ptime_samples=240)
+    rng = random.Random(24)
+    arrivals = [
+        (i * 0.03 + rng.uniform(0, 0.01), p) for i, p in enumerate(pkts) if rng.random() > 0.05
+    ]
+    jb = JitterBuffer(l16_decode)
+    emitted = simulate_drain(jb, arrivals, until=3.2)
+    frames = [f for _, f in emitted]
+    assert all(ts_diff(b.timestamp, a.timestamp) == FRAME for a, b in itertools.pairwise(frames))
+    assert max_step(concat(frames)) <= 1.25 * max_step(sig)
+    assert jb.lost == len(pkts) - len(arrivals)
+
+
+def test_drain_after_a_driver_stall_bursts_at_most_three_concealed_frames() -> None:
+    pkts = packetize(voice(0.2, seed=25))
+    jb = JitterBuffer(l16_decode)
+    for i, p in enumerate(pkts):
+        jb.put(p, i * 0.02)
+        assert len(jb.drain(i * 0.02)) == 1
+    assert jb.drain_deadline() == pytest.approx(0.18 + 0.02 + 0.02)
+    # The driver wakes 300 ms late: three frames, then the pace restarts from now.
+    assert len(jb.drain(0.5)) == 3
+    assert jb.drain_deadline() == pytest.approx(0.52)
+    assert jb.drain(0.519) == []
+    assert len(jb.drain(0.52)) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 119), st.floats(0, 0.25)), max_size=160),
+    st.sampled_from([80, 160, 240]),
+    st.integers(0, 60),
+)
+def test_drain_any_arrival_pattern_gives_whole_bounded_frames(
+    deliveries: list[tuple[int, float]], ptime: int, reorder_ms: int
+) -> None:
+    sig = voice(120 * ptime / RATE + 0.1, seed=ptime + 1)
+    pkts = packetize(sig, ptime_samples=ptime, ts0=0xFFFFF000)
+    arrivals = [(k * ptime / RATE + delay, pkts[k]) for k, delay in deliveries]
+    jb = JitterBuffer(l16_decode, reorder_ms=reorder_ms)
+    emitted = simulate_drain(jb, arrivals, until=120 * ptime / RATE + 1.0)
+    frames = [f for _, f in emitted]
+    assert all(len(f.pcm) == FRAME for f in frames)
+    assert all(b[0] >= a[0] for a, b in itertools.pairwise(emitted))
+    jumps = sum(ts_diff(b.timestamp, a.timestamp) != FRAME for a, b in itertools.pairwise(frames))
+    assert jumps <= jb.stats.resyncs
+    if frames:
+        assert max_step(concat(frames)) <= 1.25 * max_step(sig)
