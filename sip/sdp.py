@@ -15,9 +15,11 @@ implements:
 - :func:`make_offer` / :func:`parse_answer`: the offerer side (RFC 3264 sections 5 and 7).
 - :class:`LocalSession`: our ``o=`` line across a dialog; the version increases only when the
   description changes (RFC 3264 section 8, RFC 8866 section 5.2).
-- :func:`is_hold` and :func:`remote_endpoint`: hold detection (RFC 3264 section 8.4, including
-  the old ``c=0.0.0.0`` form) and the address the SDP names for RTP. Behind NAT the calls code
-  latches RTP to the address packets really come from; this module only says what the SDP says.
+- :func:`is_hold`, :func:`remote_endpoint` and :func:`rtcp_endpoint`: hold detection (RFC 3264
+  section 8.4, including the old ``c=0.0.0.0`` form) and the addresses the SDP names for RTP
+  and RTCP (RFC 3605, RFC 5761). Behind NAT the calls code latches RTP to the address packets
+  really come from; this module only says what the SDP says. The address we advertise is the
+  caller's ``local_addr`` argument: the configured public address, not the bind address.
 
 Malformed input raises :class:`SdpError` (naming the line); an offer we cannot accept raises
 :class:`NegotiationError`, whose ``status`` is 488 (RFC 3261 section 21.4.26).
@@ -65,7 +67,6 @@ SUPPORTED_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})
 TELEPHONE_EVENT = "telephone-event"
 TELEPHONE_EVENT_FMTP = "0-16"
 DEFAULT_PTIME = 20
-FIRST_DYNAMIC_PT = 96
 
 # RFC 3551 section 6, table 4: static audio payload types usable without a=rtpmap.
 STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
