@@ -102,8 +102,8 @@ def _parse_params(value: str, what: str) -> tuple[str, dict[str, str]]:
     """Split ``Digest a=b, c="d"`` into the scheme and lower-cased parameter names."""
     if len(value) > MAX_HEADER_CHARS:
         raise DigestParseError(f"{what} is longer than {MAX_HEADER_CHARS} characters")
-    text = value.strip()
-    scheme, _, rest = text.partition(" ")
+    parts = value.split(None, 1)
+    scheme, rest = (parts[0], parts[1] if len(parts) > 1 else "") if parts else ("", "")
     if not scheme or not _is_token(scheme):
         raise DigestParseError(f"{what} has no authentication scheme")
     params: dict[str, str] = {}
@@ -133,7 +133,7 @@ def _parse_params(value: str, what: str) -> tuple[str, dict[str, str]]:
                 chars.append(rest[i])
                 i += 1
             if i >= n:
-                raise DigestParseError(f"{what}: unterminated quoted string for {name!r}")
+                raise DigestParseError(f"{what}: unterminated quoted string for {name[:40]!r}")
             i += 1
             param = "".join(chars)
         else:
@@ -142,14 +142,14 @@ def _parse_params(value: str, what: str) -> tuple[str, dict[str, str]]:
                 i += 1
             param = rest[start:i]
             if not param:
-                raise DigestParseError(f"{what}: empty value for {name!r}")
+                raise DigestParseError(f"{what}: empty value for {name[:40]!r}")
         if name in params:
-            raise DigestParseError(f"{what}: parameter {name!r} appears twice")
+            raise DigestParseError(f"{what}: parameter {name[:40]!r} appears twice")
         params[name] = param
         while i < n and rest[i] in " \t":
             i += 1
         if i < n and rest[i] != ",":
-            raise DigestParseError(f"{what}: expected ',' after {name!r}")
+            raise DigestParseError(f"{what}: expected ',' after {name[:40]!r}")
     return scheme, params
 
 

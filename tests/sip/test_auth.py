@@ -118,6 +118,10 @@ def test_sess_algorithms_and_sha512_256_round_trip_through_the_verifier() -> Non
         assert verifier.verify(value, "REGISTER", now=11.0).ok, algorithm
 
 
+def test_tab_after_the_scheme_is_whitespace() -> None:
+    assert DigestChallenge.parse('Digest\trealm="r", nonce="n"').realm == "r"
+
+
 def test_challenge_parse_details() -> None:
     c = DigestChallenge.parse(
         'digest  realm="a\\"b" ,nonce=abc,algorithm=sha-256-SESS,stale=TRUE,'
