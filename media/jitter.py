@@ -40,7 +40,8 @@ Design (a plain object, no I/O, no clock of its own):
   least two frame periods (the sender's clock moved back; a network burst arrives at once and
   does not count), or, arrival-driven, a packet beyond all audio received whose slot was
   already concealed (the sender resumed its old clock) restarts the timeline at that packet.
-  A clocked buffer buffers ``target_ms`` again after a restart (``get`` returns ``None``).
+  Output stays continuous across a restart: concealment from the history (for ``target_ms``
+  when clocked, re-establishing the depth) cross-fades into the new timeline.
 """
 
 from __future__ import annotations
@@ -179,9 +180,7 @@ class JitterBuffer:
             return False
         if packet.ssrc != self._ssrc:
             if self._ssrc is not None:
-                self.stats.resyncs += 1
-                self._lost_so_far()
-            self.reset()
+                return self._restart_timeline(packet, now)  # a new source (RFC 3550 §8.2)
             self._ssrc = packet.ssrc
             self._ts0 = packet.timestamp
             self._start_at = now + self.target_ms / 1000.0
@@ -200,20 +199,20 @@ class JitterBuffer:
         ext = self._ts.unwrap(packet.timestamp)
         pos = (ext - self._ts0) * self.sample_rate // self.clock_rate
         if self._pos is not None and pos < self._pos + self._cur_left():
-            stats.late += 1
             if self._arrival_driven and pos >= self._end and not self._store:
                 # Arrival-driven: its slot was only ever concealed past the newest audio (the
                 # sender paused on its old clock, or the network held a burst): play it now.
-                self._restart_timeline(packet, now)
-                return True
+                stats.received -= 1  # counted again by put() on the new timeline
+                return self._restart_timeline(packet, now)
             # Late again and again over real time (not one burst): the sender's clock moved
             # back (restart, pause without a timestamp jump). Follow it.
             if self._late_run == 0:
                 self._late_since = now
             self._late_run += 1
             if self._late_run >= _LATE_RUN_RESYNC and now - self._late_since >= self._late_span:
-                self._restart_timeline(packet, now)
-                return True
+                stats.received -= 1
+                return self._restart_timeline(packet, now)
+            stats.late += 1
             return False
         self._late_run = 0
         if pos in self._store:
@@ -251,20 +250,25 @@ class JitterBuffer:
         if len(self._seen) > _SEQ_MEMORY:
             self._seen_set.discard(self._seen.popleft())
 
-    def _restart_timeline(self, packet: RtpPacket, now: float) -> None:
+    def _restart_timeline(self, packet: RtpPacket, now: float) -> bool:
+        """Start a new timeline at ``packet``. Output stays continuous: a playing buffer
+        conceals on from its history (``target_ms`` of it when clocked, keeping the depth) and
+        cross-fades into the new audio."""
         self.stats.resyncs += 1
         self._lost_so_far()
+        playing = self._pos is not None
         recent, ssrc = self._recent, packet.ssrc
         self.reset()
         self._recent = recent
         self._ssrc = ssrc
         self._ts0 = packet.timestamp
-        # Clocked mode buffers target_ms again; arrival-driven mode plays at once.
-        self._start_at = now if self._arrival_driven else now + self.target_ms / 1000.0
-        self._begin_discontinuity()
-        self.stats.received -= 1  # counted again by put()
-        self._late_run = 0
-        self.put(packet, now)
+        if playing:
+            self._start_at = now
+            self._begin_discontinuity()
+            self._pos = 0 if self._arrival_driven else -self._target
+        else:
+            self._start_at = now if self._arrival_driven else now + self.target_ms / 1000.0
+        return self.put(packet, now)
 
     def _lost_so_far(self) -> None:
         if self._first_seq is not None and self._highest_seq is not None:

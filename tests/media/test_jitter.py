@@ -225,10 +225,20 @@ def test_new_ssrc_restarts_the_timeline() -> None:
     ]
     arrivals = on_time(a) + [(1.0 + i * 0.02, p) for i, p in enumerate(b)]
     jb = JitterBuffer(l16_decode, target_ms=40)
-    out = concat(simulate(jb, arrivals, until=2.5))
+    frames = simulate(jb, arrivals, until=2.5)
+    out = concat(frames)
     assert jb.stats.resyncs == 1
+    # Output never paused (a frame on every tick from 40 ms on) and joins without a click.
+    assert len(frames) == round((2.5 - 0.04) / 0.02) + 1
     assert max_step(out) <= 1.25 * max_step(sig)
     assert jb.stats.late == 0
+    # The new source plays in full, target_ms after the switch, keeping the depth.
+    switch = next(i for i in range(1, len(frames)) if frames[i].timestamp < frames[i - 1].timestamp)
+    new = [f for f in frames[switch:] if ts_diff(f.timestamp, 777) >= FRAME]
+    assert len(new) >= len(b) - 2
+    for f in new[: len(b) - 2]:
+        k = 8000 + (f.timestamp - 777)
+        assert np.array_equal(f.pcm, sig[k : k + FRAME])
 
 
 def test_burst_after_network_stall_is_trimmed_back_to_depth() -> None:
@@ -424,7 +434,7 @@ def test_drain_keeps_real_time_pace_and_fades_when_the_sender_stops_then_resumes
     assert not np.any(pause[-1][1].pcm)
     # The sender resumed on its old clock: played at once, not dropped as late.
     resumed = [f for t, f in emitted if t >= 1.5]
-    assert jb.stats.resyncs == 1 and jb.stats.late == 1
+    assert jb.stats.resyncs == 1 and jb.stats.late == 0
     assert np.array_equal(concat(resumed[1:])[: 24 * FRAME], sig[26 * FRAME : 50 * FRAME])
     assert max_step(concat([f for _, f in emitted])) <= 1.25 * max_step(sig)
 
