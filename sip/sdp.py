@@ -28,6 +28,7 @@ Malformed input raises :class:`SdpError` (naming the line); an offer we cannot a
 from __future__ import annotations
 
 import ipaddress
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -787,7 +788,9 @@ class LocalSession:
 
     ``stamp`` gives each SDP we send the same session id; the version goes up by one whenever the
     body differs from the one sent before, and stays when we resend the same description (a
-    re-answer to a session refresh must not look like a change).
+    re-answer to a session refresh must not look like a change). Use one per call leg, made
+    with :meth:`create`, and pass it to every :func:`negotiate` and :func:`make_offer` of that
+    leg: without one, ``o=`` is ``rtbridge 0 0`` and a changed re-answer would not show it.
     """
 
     address: str
@@ -795,6 +798,13 @@ class LocalSession:
     version: int
     username: str = "rtbridge"
     _last: SessionDescription | None = field(default=None, repr=False)
+
+    @classmethod
+    def create(cls, address: str, username: str = "rtbridge") -> LocalSession:
+        """A fresh session: random 62-bit id, version starting at the same value (section 5.2
+        suggests an NTP timestamp; any unique number will do)."""
+        number = secrets.randbits(62)
+        return cls(address, number, number, username)
 
     def stamp(self, sdp: SessionDescription) -> SessionDescription:
         if self._last is not None:

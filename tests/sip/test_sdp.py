@@ -468,6 +468,13 @@ def test_unknown_preference_name_is_a_programming_error() -> None:
 # --- session versions -----------------------------------------------------------------------
 
 
+def test_local_session_create_is_unique() -> None:
+    a, b = LocalSession.create("127.0.0.1"), LocalSession.create("127.0.0.1")
+    assert a.session_id != b.session_id and a.version == a.session_id
+    sdp = make_offer("127.0.0.1", 1, ["PCMU"], session=a)
+    assert SessionDescription.parse(str(sdp)).origin.session_id == a.session_id
+
+
 def test_origin_version_increments_only_when_the_body_changes() -> None:
     session = LocalSession("127.0.0.1", session_id=424242, version=1)
     offer = SessionDescription.parse(SIPP_UAC)
