@@ -228,7 +228,7 @@ def test_accepts_empty_and_odd_input() -> None:
     pb.push("r", "a", b"\x01\x02\x03")  # one sample and a half
     pb.push("r", "a", np.zeros(0, dtype=np.int16))
     with pytest.raises(ValueError, match="takes int16 arrays, got float64"):
-        pb.push("r", "a", np.zeros(3))
+        pb.push("r", "a", np.zeros(3))  # type: ignore[arg-type]
     pb.mark_done("r")
     frames = pb.tick(0.0)
     assert frames[0].audio_samples == 1 and len(frames[0].payload) == PCM_24K.frame_bytes
