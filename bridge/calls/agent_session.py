@@ -34,6 +34,8 @@ __all__ = ["AgentSession", "SessionRefused", "build_session", "enforce_formats"]
 log = logging.getLogger(__name__)
 
 _READ_ONLY = ("id", "object", "expires_at", "client_secret")
+#: How long a ``session.updated`` with an unexpected format waits for the real answer.
+PROVISIONAL_WAIT_S = 1.0
 
 
 class SessionRefused(UpstreamError):
@@ -147,20 +149,43 @@ class AgentSession:
         self.session = {k: v for k, v in updated.items() if k not in _READ_ONLY}
 
     async def _await_updated(self) -> dict[str, Any] | None:
-        """The next ``session.updated`` session, or None if an ``error`` came first."""
+        """The ``session.updated`` that answers our update, or None if an ``error`` came first.
+
+        A ``session.updated`` reporting another format than we asked for is provisional: some
+        dialects deliver one that does not answer our update (xAI's late ``session.created``,
+        forwarded as ``session.updated`` by the translator). If the matching one (or an error)
+        follows within :data:`PROVISIONAL_WAIT_S`, it wins; otherwise the reported format is
+        what the upstream gave us, and we adopt it.
+        """
         assert self._up is not None
-        async for event in self._up.events():
+        provisional: dict[str, Any] | None = None
+        events = self._up.events().__aiter__()
+        while True:
+            try:
+                if provisional is None:
+                    event = await events.__anext__()
+                else:
+                    event = await asyncio.wait_for(events.__anext__(), PROVISIONAL_WAIT_S)
+            except TimeoutError:
+                return provisional
+            except StopAsyncIteration:
+                raise UpstreamClosedError(
+                    "upstream closed while the session was being configured"
+                ) from None
             kind = event.get("type")
             if kind == "session.updated":
-                session = event.get("session")
-                return dict(session) if isinstance(session, Mapping) else {}
+                raw = event.get("session")
+                session = dict(raw) if isinstance(raw, Mapping) else {}
+                if _format_of(session) in (None, self.format):
+                    return session
+                provisional = session
+                continue
             if kind == "error":
                 err = event.get("error") or {}
                 log.warning("upstream refused session.update: %s", err.get("message"))
                 self.refusals.append(str(err.get("message", "")))
                 return None
             self._pending.append(event)
-        raise UpstreamClosedError("upstream closed while the session was being configured")
 
     # -- traffic ------------------------------------------------------------------------
 

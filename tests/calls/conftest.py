@@ -47,7 +47,8 @@ def stack_options() -> dict[str, Any]:
 async def stack(tmp_path: Path, stack_options: dict[str, Any]) -> AsyncIterator[Stack]:
     agent = LocalAgent(AgentSettings(port=0, **stack_options.get("agent", {})))
     await agent.start()
-    profile = {"upstream": {"url": agent.url}, **stack_options.get("profile", {})}
+    extra = dict(stack_options.get("profile", {}))
+    profile = {**extra, "upstream": {"url": agent.url, **extra.get("upstream", {})}}
     settings = Settings.model_validate(
         {
             "server": {"data_dir": str(tmp_path)},

@@ -85,3 +85,11 @@ async def test_unreachable_upstream_fails_fast_and_is_retryable() -> None:
     with pytest.raises(UpstreamConnectError) as err:
         await session.open()
     assert err.value.retryable
+
+
+async def test_xai_upstream_negotiates_pass_through_despite_its_late_session_created() -> None:
+    async with LocalAgent(AgentSettings(port=0, dialect="xai")) as agent:
+        profile = AgentProfile(upstream=UpstreamSettings(url=agent.url, dialect="xai"))
+        async with AgentSession(profile, preferred=AudioFormat.PCMU) as session:
+            assert session.format is AudioFormat.PCMU
+            assert session.refusals == []
