@@ -298,6 +298,7 @@ class Registration:
         getattr(self, f"_do_{action}")(event, now)
 
     def _classify(self, response: Response) -> Ev:
+        self._auth_problem = None
         status = response.status
         if 200 <= status < 300:
             return Ev.OK

@@ -233,6 +233,18 @@ def test_a_failed_refresh_is_retried_before_the_binding_lapses() -> None:
     assert reg.registered_until == 600.0
 
 
+def test_a_challenge_we_cannot_answer_is_final_and_says_why() -> None:
+    reg = Registration(config())
+    reg.start(0.0)
+    (request,) = reg.drain()
+    assert isinstance(request, Request)
+    sha1 = 'Digest realm="r", nonce="n", algorithm=SHA-1, qop="auth"'
+    reg.receive_response(respond(request, 401, ("WWW-Authenticate", sha1)), 0.0)
+    (event,) = reg.drain()
+    assert isinstance(event, RegistrationFailed) and event.retry_at is None
+    assert "unsupported digest algorithm 'SHA-1'" in str(event.error)
+
+
 def test_403_is_final() -> None:
     reg = Registration(config())
     reg.start(0.0)
