@@ -3,7 +3,8 @@
 SIPp plays ``scenarios/register_digest.xml``: 401, then ``<verifyauth>`` on our answer, then
 a refresh and an unregister, each verified again. Our side is :class:`sip.registration.Registration`
 driven by :func:`sip.registration.run_registration` over a minimal UDP non-INVITE client
-transaction defined here (RFC 3261 section 17.1.2: timer E retransmits, timer F gives up).
+transaction defined here (RFC 3261 section 17.1.2: timer E retransmits, timer F gives up), and,
+over TCP, through the driver's trunk settings (tests/sip/test_driver_register.py does UDP).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import cast
 import pytest
 
 from sip.auth import DigestCredentials
+from sip.driver import DefaultHandler, start_sip
 from sip.message import Request, Response, parse_message
 from sip.registration import (
     Registered,
@@ -28,6 +30,7 @@ from sip.registration import (
     register_once,
     run_registration,
 )
+from sip.settings import SipSettings, TrunkSettings
 from sip.uri import SipUri
 from tests.support.peers import require_peer
 
@@ -91,7 +94,9 @@ class UdpClient(asyncio.DatagramProtocol):
         return int(self.transport.get_extra_info("sockname")[1])
 
 
-async def start_sipp(scenario: str, port: int, cwd: Path) -> asyncio.subprocess.Process:
+async def start_sipp(
+    scenario: str, port: int, cwd: Path, *, tcp: bool = False
+) -> asyncio.subprocess.Process:
     sipp = require_peer("sipp")
     proc = await asyncio.create_subprocess_exec(
         sipp,
@@ -110,13 +115,15 @@ async def start_sipp(scenario: str, port: int, cwd: Path) -> asyncio.subprocess.
         "30s",
         "-timeout_error",
         "-trace_err",
+        *(["-t", "t1"] if tcp else []),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=cwd,
     )
+    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
     for _ in range(100):  # wait until SIPp holds its port
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            with socket.socket(socket.AF_INET, kind) as probe:
                 probe.bind(("127.0.0.1", port))
         except OSError:
             return proc
@@ -210,3 +217,34 @@ async def test_register_with_a_wrong_password_surfaces_a_clear_error(tmp_path: P
     )
     assert "not-the-password" not in str(error) and "not-the-password" not in repr(reg)
     assert len(client.sent) == 2  # answered the challenge once, then gave up
+
+
+async def test_the_driver_keeps_a_tcp_trunk_registered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same registrar over TCP, through the driver's trunk settings (RFC 3261 section 18)."""
+    monkeypatch.setenv("RTBRIDGE_TEST_TCP_REG_PW", "reg-secret-1")
+    port = free_udp_port()
+    proc = await start_sipp("register_digest.xml", port, tmp_path, tcp=True)
+    trunk = TrunkSettings(
+        name="registrar",
+        host="127.0.0.1",
+        port=port,
+        transport="tcp",
+        username="alice",
+        password_env="RTBRIDGE_TEST_TCP_REG_PW",
+        register_enabled=True,
+        register_expires=3600,
+    )
+    settings = SipSettings(bind_host="127.0.0.1", udp_port=None, tcp_port=0, trunks=[trunk])
+    endpoint = await start_sip(settings, DefaultHandler())
+    try:
+        async with asyncio.timeout(20):
+            while sum(isinstance(e, Registered) for _, e in endpoint.registration_events) < 2:
+                await asyncio.sleep(0.05)
+    finally:
+        await endpoint.close()  # unregisters
+    rc, output = await finish_sipp(proc, tmp_path)
+    assert rc == 0, output
+    kinds = [type(e) for _, e in endpoint.registration_events]
+    assert kinds == [Registered, Registered, Unregistered]
