@@ -111,12 +111,14 @@ class JitterBuffer:
         target_ms: int = 40,
         max_ms: int | None = None,
         reorder_ms: int | None = None,
+        payload_type: int | None = None,
     ) -> None:
         if clock_rate <= 0 or sample_rate <= 0 or frame_ms <= 0 or target_ms < 0:
             raise ValueError("clock_rate, sample_rate and frame_ms must be > 0, target_ms >= 0")
         if (sample_rate * frame_ms) % 1000:
             raise ValueError(f"{frame_ms} ms at {sample_rate} Hz is not whole samples")
         self.decode = decode
+        self.payload_type = payload_type
         self.clock_rate = clock_rate
         self.sample_rate = sample_rate
         self.frame_ms = frame_ms
@@ -175,7 +177,16 @@ class JitterBuffer:
     # ------------------------------------------------------------------ input
 
     def put(self, packet: RtpPacket, now: float) -> bool:
-        """Accept one packet of the stream; returns False if it was dropped (see stats)."""
+        """Accept one packet of the stream; returns False if it was dropped (see stats).
+
+        With ``payload_type`` set, packets of other types (RFC 4733 events) are not audio:
+        on the stream's SSRC their sequence numbers are noted so they do not count as lost;
+        on another SSRC they are ignored (they never restart the timeline).
+        """
+        if self.payload_type is not None and packet.payload_type != self.payload_type:
+            if packet.ssrc == self._ssrc:
+                self._note_seq(self._seq.unwrap(packet.sequence_number))
+            return False
         if not packet.payload:
             return False
         if packet.ssrc != self._ssrc:
@@ -190,12 +201,7 @@ class JitterBuffer:
         if seq in self._seen_set:
             stats.duplicates += 1
             return False
-        self._remember(seq)
-        self._unique += 1
-        if self._first_seq is None or seq < self._first_seq:
-            self._first_seq = seq
-        if self._highest_seq is None or seq > self._highest_seq:
-            self._highest_seq = seq
+        self._note_seq(seq)
         ext = self._ts.unwrap(packet.timestamp)
         pos = (ext - self._ts0) * self.sample_rate // self.clock_rate
         if self._pos is not None and pos < self._pos + self._cur_left():
@@ -244,6 +250,16 @@ class JitterBuffer:
     def _cur_left(self) -> int:
         return 0 if self._cur is None else len(self._cur) - self._cur_off
 
+    def _note_seq(self, seq: int) -> None:
+        if seq in self._seen_set:
+            return
+        self._remember(seq)
+        self._unique += 1
+        if self._first_seq is None or seq < self._first_seq:
+            self._first_seq = seq
+        if self._highest_seq is None or seq > self._highest_seq:
+            self._highest_seq = seq
+
     def _remember(self, seq: int) -> None:
         self._seen.append(seq)
         self._seen_set.add(seq)
@@ -280,7 +296,10 @@ class JitterBuffer:
 
     @property
     def lost(self) -> int:
-        """Packets never received so far (sequence gaps), including the current stream."""
+        """Packets never received so far (sequence gaps), including the current stream.
+
+        Packets of other payload types on the same SSRC count as gaps unless the buffer was
+        given ``payload_type`` and fed them too; ``ReceiverStats`` has the RTCP figures."""
         extra = 0
         if self._first_seq is not None and self._highest_seq is not None:
             extra = max(0, self._highest_seq - self._first_seq + 1 - self._unique)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from media.dtmf import (
     digit_to_event,
     event_to_digit,
 )
-from media.rtp import RtpClock, RtpPacket, RtpSendState, ts_diff
+from media.rtp import RtpClock, RtpPacket, RtpSendState, seq_diff, ts_diff
 from tests.support.pcap import read_udp
 from tests.support.peers import require_peer
 
@@ -276,3 +277,56 @@ def test_same_digit_twice_is_two_digits() -> None:
     rx = DtmfReceiver(101)
     got = [d.digit for t, p in run(tx, 0.0) for d in rx.receive(p, t)]
     assert got == ["1", "1"]
+
+
+def test_audio_and_digits_share_one_stream_across_a_pause() -> None:
+    """Sender and receiver cores joined: playout frames and RFC 4733 events on one SSRC and
+    sequence space, audio held back while digits go out, timestamps from one media clock."""
+    from media.g711 import ulaw_decode
+    from media.jitter import JitterBuffer
+    from media.playout import PlayoutBuffer, PlayoutEncoding, PlayoutFormat
+    from media.rtp import ReceiverStats
+
+    stream = RtpSendState(0xC0FFEE, first_sequence=65500)
+    clock = RtpClock(8000, origin=0.0, base_timestamp=0xFFFFE000)
+    pb = PlayoutBuffer(PlayoutFormat(PlayoutEncoding.PCMU, 8000))
+    tx = DtmfSender(stream, clock, 101)
+    pb.start(0.0)
+    pb.push("r", "i", bytes(range(1, 201)) * 40)  # 1 s of u-law audio
+    sent: list[tuple[float, RtpPacket]] = []
+    t = 0.0
+    while t < 1.6:
+        if abs(t - 0.5) < 1e-9:
+            pb.pause()
+            tx.send("42", t, duration_ms=80, gap_ms=40)
+        for p in tx.tick(t):
+            sent.append((t, p))
+        if pb.paused and not tx.sending:
+            pb.resume(t)
+        for f in pb.tick(t):
+            if not f.is_silence:
+                sent.append((t, stream.packet(0, clock.timestamp(f.deadline), f.payload)))
+        t = round(t + 0.01, 6)
+    # One sequence space without gaps, one SSRC.
+    seqs = [p.sequence_number for _, p in sent]
+    assert all(seq_diff(b, a) == 1 for a, b in itertools.pairwise(seqs))
+    assert {p.ssrc for _, p in sent} == {0xC0FFEE}
+    stats = ReceiverStats(8000)
+    rx = DtmfReceiver(101)
+    jb = JitterBuffer(ulaw_decode, payload_type=0)
+    digits: list[DtmfDigit] = []
+    audio_out = 0
+    for at, p in sent:
+        stats.update(p, at)
+        digits += rx.receive(p, at)
+        jb.put(p, at)  # the leg may feed every packet of the SSRC to both
+        audio_out += sum(f.concealed == 0 for f in jb.drain(at))
+    assert stats.lost == 0 and jb.lost == 0
+    assert [(d.digit, d.duration_ms) for d in digits] == [("4", 80.0), ("2", 80.0)]
+    # Events are stamped where the audio clock stood when each began, audio resumes on it.
+    assert digits[0].timestamp == clock.timestamp(0.5)
+    assert digits[1].timestamp == clock.timestamp(0.5 + 0.08 + 0.04 + 0.04)
+    resumed = next(p for at, p in sent if at > 0.5 and p.payload_type == 0)
+    resume_at = next(at for at, p in sent if p is resumed)
+    assert resumed.timestamp == clock.timestamp(resume_at)
+    assert audio_out == 50  # every frame of the second of audio reached the far end intact

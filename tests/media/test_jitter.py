@@ -489,3 +489,24 @@ def test_drain_any_arrival_pattern_gives_whole_bounded_frames(
     assert jumps <= jb.stats.resyncs
     if frames:
         assert max_step(concat(frames)) <= 1.25 * max_step(sig)
+
+
+def test_telephone_events_on_the_stream_or_their_own_ssrc_leave_audio_alone() -> None:
+    sig = voice(1.0, seed=30)
+    pkts = packetize(sig, seq0=10)
+    # Events on the audio SSRC take sequence numbers 30-32 (audio after them is renumbered);
+    # SIPp-style events come on their own SSRC.
+    stream: list[tuple[float, RtpPacket]] = []
+    for i, p in enumerate(pkts):
+        seq = p.sequence_number + (3 if i >= 20 else 0)
+        stream.append((i * 0.02, RtpPacket(11, seq, p.timestamp, p.ssrc, p.payload)))
+        if i == 19:
+            for k in range(3):
+                stream.append(
+                    (i * 0.02, RtpPacket(101, 30 + k, p.timestamp, p.ssrc, b"\x01\x0a\0\xa0"))
+                )
+                stream.append((i * 0.02, RtpPacket(101, 900 + k, 5, 0xD7, b"\x01\x0a\0\xa0")))
+    jb = JitterBuffer(l16_decode, payload_type=11)
+    emitted = simulate_drain(jb, stream, until=1.0)
+    assert np.array_equal(concat([f for _, f in emitted])[: len(sig)], sig)
+    assert jb.lost == 0 and jb.stats.resyncs == 0 and jb.stats.received == len(pkts)
