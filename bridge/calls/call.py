@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.calls.agent_session import AgentSession
+from bridge.calls.observers import EventFanout
 from bridge.calls.rtp_endpoint import RtpEndpoint
 from bridge.calls.sip_media import SipMedia
 from bridge.calls.ticker import FrameTicker
@@ -96,6 +97,7 @@ class Call:
         self._remote_gone = False
         self._started_at = time_fn()
         self._resumed_at = self._started_at  # RTP idleness counts from here at the earliest
+        self.events = EventFanout()  # every server event of the call, for observers
 
     # -- wiring for the media path (called from SipMedia, synchronously) -------------------
 
@@ -148,6 +150,7 @@ class Call:
 
     async def _release(self) -> None:
         self.ticker.remove(self.media)
+        self.events.close()
         if not self._remote_gone:
             self.sip.hangup()
         await self.agent.close()
@@ -231,7 +234,13 @@ class Call:
             return
         self.end("upstream-lost")
 
+    async def send_client_event(self, event: dict[str, Any]) -> None:
+        """A GA client event from outside the call (sideband, control plane) into the agent
+        session; ``session.update`` keeps the leg's audio formats."""
+        await self.agent.send(event)
+
     def _on_agent_event(self, event: dict[str, Any]) -> None:
+        self.events.publish(event)
         kind = event.get("type")
         if kind == "response.output_audio.delta":
             delta = event.get("delta")

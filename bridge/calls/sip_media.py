@@ -68,6 +68,7 @@ class MediaStats:
     foreign_payload: int = 0  # payload types we did not negotiate
     decode_errors: int = 0
     agent_bytes_in: int = 0
+    held_frames: int = 0  # caller audio not forwarded while on hold
     last_rtp_at: float | None = None
 
 
@@ -109,6 +110,8 @@ class SipMedia:
         )
         self._last_frame: bytes = b""
         self._lost_run = 0
+        self.on_hold = False
+        self._resume_pending = False
 
         # agent -> caller
         if self.pass_through:
@@ -137,6 +140,9 @@ class SipMedia:
             return
         if pt != self.payload_type:
             self.stats.foreign_payload += 1
+            return
+        if self.on_hold:  # on hold the caller's audio does not go upstream
+            self.stats.held_frames += 1
             return
         for item in self.reorder.push(packet, now):
             self._forward(item)
@@ -216,10 +222,15 @@ class SipMedia:
         return result
 
     def hold(self, on_hold: bool, now: float) -> None:
+        """Hold: caller audio stops going upstream and playout pauses. Playout resumes on the
+        next tick, so its deadlines stay on the shared ticker's grid."""
+        del now
+        self.on_hold = on_hold
         if on_hold:
+            self._resume_pending = False
             self.playout.pause()
         elif self.playout.paused:
-            self.playout.resume(now)
+            self._resume_pending = True
 
     def on_tick(self, deadline: float, now: float) -> None:
         """The shared 20 ms tick: release a held caller packet, emit due agent frames."""
@@ -228,6 +239,9 @@ class SipMedia:
         for digit in self.dtmf.poll(now):
             if self._on_dtmf is not None:
                 self._on_dtmf(digit)
+        if self._resume_pending:
+            self._resume_pending = False
+            self.playout.resume(deadline)
         if self._rtp_clock is None:
             self.playout.start(deadline)
             self._rtp_clock = RtpClock(self.codec.clock_rate, deadline, self._rng.getrandbits(32))

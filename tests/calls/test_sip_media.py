@@ -144,3 +144,20 @@ def test_barge_in_clear_reports_exactly_what_was_sent() -> None:
     played = {p.item_id: p for p in result.played}
     assert played["i1"].audio_end_ms == 13 * 20
     assert all(p.payload == bytes([0xD5]) * 160 for p in h.rtp[sent_before:])  # silence after
+
+
+def test_on_hold_caller_audio_stops_and_playout_pauses() -> None:
+    h = Harness("PCMA", 8, AudioFormat.PCMA)
+    h.tick()
+    h.media.hold(True, h.t)
+    for n in range(5):
+        h.media.on_rtp(RtpPacket(8, n, n * 160, 7, b"\x55" * 160), h.t)
+        h.tick()
+    assert h.to_agent == [] and h.media.stats.held_frames == 5
+    sent = len(h.rtp)
+    h.tick(5)
+    assert len(h.rtp) == sent  # no frames while on hold
+    h.media.hold(False, h.t)
+    h.media.on_rtp(RtpPacket(8, 5, 800, 7, b"\x55" * 160), h.t)
+    h.tick(2)
+    assert len(h.to_agent) == 1 and len(h.rtp) == sent + 2

@@ -1,0 +1,93 @@
+"""Fan-out of a call's server events to observers (sideband sockets, dashboards, tests).
+
+Each observer gets its own bounded queue. A slow observer never stalls the call: when its
+queue is full, the event is dropped *for that observer* and counted; the observer learns how
+many it missed (``Subscription.dropped``) so it can report it. Audio deltas go only to
+observers that ask for them (they are most of the bytes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+__all__ = ["EventFanout", "Subscription"]
+
+AUDIO_EVENTS = frozenset({"response.output_audio.delta"})
+_CLOSED = object()
+
+
+class Subscription:
+    def __init__(self, fanout: EventFanout, maxsize: int, audio: bool) -> None:
+        self._fanout = fanout
+        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
+        self.audio = audio
+        self.dropped = 0
+        self.delivered = 0
+
+    def _offer(self, event: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    def _close(self) -> None:
+        # make room so the end marker always fits
+        while self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(_CLOSED)
+
+    async def get(self) -> dict[str, Any] | None:
+        """The next event, or None once the call has ended."""
+        item = await self._queue.get()
+        if item is _CLOSED:
+            return None
+        self.delivered += 1
+        assert isinstance(item, dict)
+        return item
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        while (event := await self.get()) is not None:
+            yield event
+
+    def close(self) -> None:
+        self._fanout.unsubscribe(self)
+
+
+class EventFanout:
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        self.closed = False
+
+    def subscribe(self, *, maxsize: int = 512, audio: bool = False) -> Subscription:
+        sub = Subscription(self, maxsize, audio)
+        if self.closed:
+            sub._close()
+        else:
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        if not self._subs:
+            return
+        audio = event.get("type") in AUDIO_EVENTS
+        for sub in self._subs:
+            if audio and not sub.audio:
+                continue
+            sub._offer(event)
+
+    def close(self) -> None:
+        self.closed = True
+        for sub in self._subs:
+            sub._close()
+        self._subs.clear()
+
+    @property
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self._subs)
