@@ -281,6 +281,7 @@ class DtmfSender:
         self.end_repeats = end_repeats
         self._queue: deque[_Scheduled] = deque()
         self._free_at: float | None = None  # when the next digit may start
+        self._gap = 0.0
 
     def send(self, digits: str, now: float, *, duration_ms: int = 100, gap_ms: int = 60) -> None:
         """Queue ``digits`` (``0-9 * # A-D``); empty is a no-op. Raises :class:`DtmfError` for
@@ -303,6 +304,7 @@ class DtmfSender:
             for r in range(self.end_repeats):
                 self._queue.append(_Scheduled(t_end + r * step, end, ts, False))
             self._free_at = t_end + (self.end_repeats - 1) * step + gap_ms / 1000.0
+            self._gap = gap_ms / 1000.0
 
     @property
     def sending(self) -> bool:
@@ -333,4 +335,4 @@ class DtmfSender:
             keep = [s for s in q if s.timestamp == ts]
         q.clear()
         q.extend(keep)
-        self._free_at = None if not keep else keep[-1].at
+        self._free_at = None if not keep else keep[-1].at + self._gap

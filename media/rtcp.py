@@ -446,7 +446,8 @@ class RtcpReporter:
         return self._next
 
     def receive(self, data: bytes, now: float) -> list[RtcpPacket]:
-        """Parse a datagram from the peer and record what reports need (LSR, RTT, BYE)."""
+        """Parse a datagram from the peer and record what reports need (LSR, RTT, BYE).
+        Raises :class:`RtcpError` for a malformed datagram (nothing is recorded then)."""
         packets = parse_compound(data)
         arrival_ntp = ntp_middle32(ntp_from_unix(self.wall.now()))
         for p in packets:
