@@ -239,12 +239,16 @@ class Connection:
 
     @classmethod
     def for_address(cls, address: str) -> Connection:
-        """``IN IP4``/``IN IP6`` for a literal address (a host name is taken as IP4)."""
+        """``IN IP4``/``IN IP6`` for a literal address (a host name is taken as IP4).
+
+        A bracketed IPv6 reference as SIP writes it (``[::1]``) is written bare, as SDP wants.
+        """
+        bare = address[1:-1] if address.startswith("[") and address.endswith("]") else address
         try:
-            version = ipaddress.ip_address(address).version
+            version = ipaddress.ip_address(bare).version
         except ValueError:
-            version = 4
-        return cls(address, "IP6" if version == 6 else "IP4")
+            return cls(address, "IP4")
+        return cls(bare, "IP6" if version == 6 else "IP4")
 
     @property
     def is_null(self) -> bool:
@@ -821,7 +825,7 @@ class LocalSession:
                 self.version,
                 "IN",
                 origin.addrtype,
-                self.address,
+                origin.address,
             ),
         )
         self._last = stamped
@@ -980,7 +984,7 @@ def negotiate(
     streams = tuple(accepted if i == index else _reject(m) for i, m in enumerate(offer.media))
     conn = Connection.for_address(local_addr)
     sdp = SessionDescription(
-        origin=Origin("rtbridge", 0, 0, "IN", conn.addrtype, local_addr),
+        origin=Origin("rtbridge", 0, 0, "IN", conn.addrtype, conn.address),
         session_name=session_name,
         connection=conn,
         media=streams,
@@ -1041,7 +1045,7 @@ def make_offer(
     attrs.append(Attribute(direction.value))
     conn = Connection.for_address(addr)
     sdp = SessionDescription(
-        origin=Origin("rtbridge", 0, 0, "IN", conn.addrtype, addr),
+        origin=Origin("rtbridge", 0, 0, "IN", conn.addrtype, conn.address),
         session_name=session_name,
         connection=conn,
         media=(

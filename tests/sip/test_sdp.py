@@ -349,6 +349,14 @@ def test_baresip_stereo_opus_fmtp_is_not_echoed() -> None:
     assert "stereo" not in str(answer)
 
 
+def test_bracketed_ipv6_local_address_is_written_bare() -> None:
+    session = LocalSession.create("[::1]")
+    answer = negotiate(SessionDescription.parse(LINPHONE), ["PCMU"], "[::1]", 4000, session=session)
+    assert answer.sdp.connection == Connection("::1", "IP6")
+    assert answer.sdp.origin.address == "::1" and answer.sdp.origin.addrtype == "IP6"
+    assert Connection.for_address("pbx.example") == Connection("pbx.example", "IP4")
+
+
 def test_chrome_dtls_offer_is_rejected_with_488_naming_the_transport() -> None:
     with pytest.raises(NegotiationError) as info:
         negotiate(SessionDescription.parse(CHROME), ["PCMU"], "127.0.0.1", 4000)
