@@ -41,6 +41,7 @@ __all__ = [
     "RtcpPacket",
     "RtcpReporter",
     "RtcpUnknown",
+    "SdesChunk",
     "SenderReport",
     "SourceDescription",
     "build_compound",
