@@ -224,6 +224,15 @@ class Transaction:
     def _start(self, name: str, now: float, delay: float) -> None:
         self.timers[name] = now + delay
 
+    def _send_response(self, m: Request | Response | None, _now: float) -> None:
+        assert isinstance(m, Response)
+        self.last_response = m
+        self._send(m)
+
+    def _resend_last(self, _m: Request | Response | None, _now: float) -> None:
+        if self.last_response is not None:
+            self._send(self.last_response)
+
 
 class ClientInviteTransaction(Transaction):
     """§17.1.1 with RFC 6026 §8.4: Calling -> Proceeding -> Accepted | Completed -> Terminated."""
@@ -408,15 +417,6 @@ class ServerInviteTransaction(Transaction):
             ev = Ev.TU_ERR
         self.handle(ev, response, now)
 
-    def _send_response(self, m: Request | Response | None, _now: float) -> None:
-        assert isinstance(m, Response)
-        self.last_response = m
-        self._send(m)
-
-    def _resend_last(self, _m: Request | Response | None, _now: float) -> None:
-        if self.last_response is not None:
-            self._send(self.last_response)
-
     def _accept(self, m: Request | Response | None, now: float) -> None:
         self._send_response(m, now)
         self._start("L", now, 64 * self.t.t1)
@@ -468,15 +468,6 @@ class ServerNonInviteTransaction(Transaction):
     def respond(self, response: Response, now: float) -> None:
         ev = Ev.TU_PROVISIONAL if response.status < 200 else Ev.TU_FINAL
         self.handle(ev, response, now)
-
-    def _send_response(self, m: Request | Response | None, _now: float) -> None:
-        assert isinstance(m, Response)
-        self.last_response = m
-        self._send(m)
-
-    def _resend_last(self, _m: Request | Response | None, _now: float) -> None:
-        if self.last_response is not None:
-            self._send(self.last_response)
 
     def _complete(self, m: Request | Response | None, now: float) -> None:
         self._send_response(m, now)
