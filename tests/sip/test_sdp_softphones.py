@@ -10,6 +10,7 @@ payload type (RFC 3264 section 6.1: the offerer sends what the answer lists).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import struct
@@ -21,9 +22,10 @@ import pytest
 
 from sip.driver import Answer as Accept
 from sip.driver import SipCall, SipEndpoint, start_sip
-from sip.events import CallAnswered, CallEnded, CallEvent
+from sip.events import CallAnswered, CallEnded, CallEvent, HoldChanged
 from sip.sdp import Answer, SessionDescription, negotiate
 from sip.settings import SipSettings
+from tests.sip.test_register_sipp import free_udp_port
 from tests.support.peers import require_peer
 
 
@@ -32,10 +34,12 @@ class RtpSink(asyncio.DatagramProtocol):
 
     def __init__(self) -> None:
         self.payload_types: list[int] = []
+        self.times: list[float] = []
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) >= 12 and data[0] >> 6 == 2 and not 72 <= data[1] & 0x7F <= 76:
             self.payload_types.append(data[1] & 0x7F)
+            self.times.append(asyncio.get_running_loop().time())
 
 
 class Negotiator:
@@ -46,6 +50,8 @@ class Negotiator:
         self.rtp_port = rtp_port
         self.answers: list[Answer] = []
         self.events: list[CallEvent] = []
+        self.event_times: list[float] = []
+        self.changed = asyncio.Event()
         self.ended = asyncio.Event()
         self._watchers: set[asyncio.Task[None]] = set()
 
@@ -61,6 +67,8 @@ class Negotiator:
     async def _watch(self, call: SipCall) -> None:
         async for event in call.events():
             self.events.append(event)
+            self.event_times.append(asyncio.get_running_loop().time())
+            self.changed.set()
             if isinstance(event, CallEnded):
                 self.ended.set()
                 return
@@ -209,3 +217,79 @@ async def test_linphone_calls_and_sends_the_negotiated_codec(tmp_path: Path) -> 
         transport.close()
         await endpoint.close()
     check(handler, sink, 8, output)
+
+
+async def wait_for_event(handler: Negotiator, kind: type, count: int = 1) -> float:
+    """Wait until ``count`` events of ``kind`` arrived; the time the last one did."""
+    while True:
+        times = [
+            t
+            for e, t in zip(handler.events, handler.event_times, strict=True)
+            if isinstance(e, kind)
+        ]
+        if len(times) >= count:
+            return times[count - 1]
+        handler.changed.clear()
+        await asyncio.wait_for(handler.changed.wait(), 10)
+
+
+async def baresip_command(port: int, command: str) -> bytes:
+    """One ctrl_tcp command (a netstring of JSON), its response."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"command": command, "token": command}).encode()
+    writer.write(str(len(body)).encode() + b":" + body + b",")
+    await writer.drain()
+    reply = await asyncio.wait_for(reader.read(200), 5)
+    writer.close()
+    return reply
+
+
+@pytest.mark.peer("baresip")
+async def test_baresip_hold_and_resume(tmp_path: Path) -> None:
+    """baresip's hold re-INVITE (sendonly) is answered by the driver through negotiate():
+    HoldChanged(True), then resume brings HoldChanged(False) and its audio back."""
+    baresip = require_peer("baresip")
+    handler, sink, transport, port, endpoint = await serve(["PCMA"])
+    control = free_udp_port()
+    try:
+        wav = tone(tmp_path / "tone.wav", seconds=6.0)
+        conf = tmp_path / "conf"
+        conf.mkdir()
+        (conf / "config").write_text(
+            "sip_listen 127.0.0.1:0\n"
+            f"audio_player aufile,{tmp_path / 'heard.wav'}\n"
+            f"audio_source aufile,{wav}\n"
+            "module_path /usr/lib/baresip/modules\n"
+            "module g711.so\nmodule aufile.so\nmodule account.so\nmodule menu.so\n"
+            f"module uuid.so\nmodule ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{control}\n"
+        )
+        (conf / "accounts").write_text("<sip:caller@127.0.0.1>;regint=0\n")
+        proc = await asyncio.create_subprocess_exec(
+            baresip,
+            "-f",
+            str(conf),
+            "-e",
+            f"/dial sip:bot@127.0.0.1:{port}",
+            "-t",
+            "12",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        await wait_for_event(handler, CallAnswered)
+        await asyncio.sleep(1.0)
+        assert b'"ok":true' in await baresip_command(control, "hold")
+        await wait_for_event(handler, HoldChanged)
+        await asyncio.sleep(1.0)
+        assert b'"ok":true' in await baresip_command(control, "resume")
+        resumed = await wait_for_event(handler, HoldChanged, 2)
+        output = await run(proc)
+        await asyncio.wait_for(handler.ended.wait(), 10)
+    finally:
+        transport.close()
+        await endpoint.close()
+    holds = [e.on_hold for e in handler.events if isinstance(e, HoldChanged)]
+    assert holds == [True, False], (handler.events, output)
+    assert isinstance(handler.events[-1], CallEnded)
+    after = [t for t in sink.times if t > resumed]
+    assert len(after) >= 25, (len(sink.times), output)  # audio flows again after the resume
