@@ -4,7 +4,9 @@ The SIP side is the driver (``sip.driver.start_sip``); its call handler answers 
 ``sip.sdp.negotiate``: one codec from the preference list plus telephone-event. What a user
 would notice is checked: the call is established without a re-INVITE or hold, and the phone's
 audio arrives as RTP at the address and port the answer advertised, in the negotiated codec's
-payload type (RFC 3264 section 6.1: the offerer sends what the answer lists).
+payload type (RFC 3264 section 6.1: the offerer sends what the answer lists). baresip also
+puts the call on hold and resumes it (RFC 3264 section 8.4), answered by the driver through
+``negotiate``.
 """
 
 from __future__ import annotations
