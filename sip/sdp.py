@@ -36,6 +36,7 @@ from enum import StrEnum
 from sip.errors import SipError
 
 __all__ = [
+    "CODEC_NAMES",
     "STATIC_PAYLOAD_TYPES",
     "Answer",
     "Attribute",
@@ -99,6 +100,8 @@ KNOWN_CODECS: dict[str, tuple[int | None, int, int]] = {
     "OPUS": (None, 48000, 2),
 }
 _OFFER_DYNAMIC_PT = {"OPUS": 111}
+# The names a preference list may use (case-insensitive); settings validate against these.
+CODEC_NAMES = ("PCMU", "PCMA", "G722", "opus")
 
 
 class SdpError(SipError):
@@ -837,7 +840,7 @@ def _prefs(prefs: Iterable[str]) -> list[str]:
     for name in prefs:
         key = name.upper().replace(".", "")
         if key not in KNOWN_CODECS:
-            raise ValueError(f"unsupported codec {name!r}; choose from PCMU, PCMA, G722, opus")
+            raise ValueError(f"unsupported codec {name!r}; choose from {', '.join(CODEC_NAMES)}")
         keys.append(key)
     return keys
 
