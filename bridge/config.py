@@ -165,6 +165,9 @@ class AgentProfile(_Section):
     dtmf: DtmfPolicy = Field(default_factory=DtmfPolicy)
     max_duration_s: float = Field(default=3600.0, gt=0)
     telephony_tools: bool = False
+    hangup_grace_ms: int = Field(default=500, ge=0, le=10000)
+    downstream_delay_ms: int = Field(default=0, ge=0, le=1000)
+    tool_timeout_s: float = Field(default=10.0, gt=0)
     transfer_targets: list[str] = Field(default_factory=list)
     dial_targets: list[str] = Field(default_factory=list)
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from bridge.calls.control import merge_telephony_tools
 from bridge.config import AgentProfile
 from bridge.errors import UpstreamClosedError, UpstreamError
 from bridge.realtime.session import AudioFormat
@@ -60,6 +61,8 @@ def build_session(profile: AgentProfile, fmt: AudioFormat) -> dict[str, Any]:
         session["audio"]["output"]["voice"] = profile.voice
     if profile.tools:
         session["tools"] = copy.deepcopy(profile.tools)
+    if profile.telephony_tools:
+        session = merge_telephony_tools(session)
     return session
 
 

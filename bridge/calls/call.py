@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.calls.agent_session import AgentSession
+from bridge.calls.control import CallControl
 from bridge.calls.observers import EventFanout
 from bridge.calls.rtp_endpoint import RtpEndpoint
 from bridge.calls.sip_media import SipMedia
@@ -32,9 +33,9 @@ from bridge.config import AgentProfile
 from bridge.errors import UpstreamError
 from bridge.records import CallStore
 from media.dtmf import DtmfDigit
-from media.playout import PlaybackEvent, PlaybackFinished, PlaybackStarted
+from media.playout import PlaybackEvent
 from sip.driver import SipCall
-from sip.events import CallEnded, DtmfReceived, HoldChanged, RemoteSdpChanged
+from sip.events import CallEnded, DtmfReceived, HoldChanged, ReferProgress, RemoteSdpChanged
 from sip.sdp import SessionDescription, is_hold, remote_endpoint
 
 __all__ = ["Call", "CallInfo"]
@@ -98,25 +99,30 @@ class Call:
         self._started_at = time_fn()
         self._resumed_at = self._started_at  # RTP idleness counts from here at the earliest
         self.events = EventFanout()  # every server event of the call, for observers
+        self.control = CallControl(
+            profile=profile,
+            media=media,
+            leg=self,
+            send=agent.send,
+            emit=self.events.publish,
+            log_event=lambda kind, data: store.log_event(self.id, kind, data),
+            session=lambda: agent.session,
+            now=time_fn,
+        )
 
     # -- wiring for the media path (called from SipMedia, synchronously) -------------------
 
     def on_dtmf(self, digit: DtmfDigit) -> None:
-        self.store.log_event(
-            self.id,
-            "dtmf",
-            {"digit": digit.digit, "duration_ms": digit.duration_ms, "source": "rfc4733"},
-        )
+        self.control.on_dtmf(digit.digit, "rfc4733")
 
     def on_playback(self, event: PlaybackEvent) -> None:
-        if isinstance(event, PlaybackStarted):
-            self.store.log_event(self.id, "playback.started", {"response_id": event.response_id})
-        elif isinstance(event, PlaybackFinished):
-            self.store.log_event(
-                self.id,
-                "playback.stopped",
-                {"response_id": event.response_id, "sent_ms": round(event.sent_ms)},
-            )
+        self.control.on_playback(event)
+
+    def transfer(self, target: str) -> bool:
+        """Blind transfer (REFER); the call ends when the transfer target answers."""
+        self.store.log_event(self.id, "refer", {"target": target})
+        self.sip.refer(target)
+        return True
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -133,7 +139,9 @@ class Call:
     async def run(self) -> None:
         """The call's scope: its tasks run until it ends; then everything is released."""
         self.ticker.add(self.media)
+        self.ticker.add(self.control)
         tasks = [
+            asyncio.create_task(self.control.run(), name=f"{self.id} control"),
             asyncio.create_task(self._sip_events(), name=f"{self.id} sip"),
             asyncio.create_task(self._agent_events(), name=f"{self.id} agent"),
             asyncio.create_task(self._watchdog(), name=f"{self.id} watchdog"),
@@ -150,6 +158,7 @@ class Call:
 
     async def _release(self) -> None:
         self.ticker.remove(self.media)
+        self.ticker.remove(self.control)
         self.events.close()
         if not self._remote_gone:
             self.sip.hangup()
@@ -194,11 +203,15 @@ class Call:
                 self.end(reason, event.status)
                 return
             if isinstance(event, DtmfReceived):
+                self.control.on_dtmf(event.digit, "info")
+            elif isinstance(event, ReferProgress):
                 self.store.log_event(
                     self.id,
-                    "dtmf",
-                    {"digit": event.digit, "duration_ms": event.duration_ms, "source": "info"},
+                    "refer.progress",
+                    {"status": event.status, "reason": event.reason, "final": event.final},
                 )
+                if event.final and 200 <= event.status < 300:
+                    self.end("transferred")
             elif isinstance(event, HoldChanged):
                 self._set_hold(event.on_hold)
             elif isinstance(event, RemoteSdpChanged):
@@ -236,11 +249,15 @@ class Call:
 
     async def send_client_event(self, event: dict[str, Any]) -> None:
         """A GA client event from outside the call (sideband, control plane) into the agent
-        session; ``session.update`` keeps the leg's audio formats."""
-        await self.agent.send(event)
+        session, through call control (``session.update`` keeps the leg's audio formats and the
+        telephony tools; ``response.create`` waits for the active response)."""
+        forward = self.control.on_client_event(event)
+        if forward is not None:
+            self.control.forward(forward)
 
     def _on_agent_event(self, event: dict[str, Any]) -> None:
-        self.events.publish(event)
+        if self.control.on_agent_event(event):
+            self.events.publish(event)
         kind = event.get("type")
         if kind == "response.output_audio.delta":
             delta = event.get("delta")

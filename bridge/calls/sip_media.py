@@ -33,7 +33,7 @@ from bridge.calls.reorder import ReorderWindow
 from bridge.realtime.session import AudioFormat
 from media import g711
 from media.codecs.base import AudioCodec
-from media.dtmf import DtmfDigit, DtmfReceiver
+from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
 from media.framing import Reframer
 from media.playout import (
     ClearResult,
@@ -112,6 +112,9 @@ class SipMedia:
         self._lost_run = 0
         self.on_hold = False
         self._resume_pending = False
+        self.muted = False
+        self._dtmf_out: DtmfSender | None = None
+        self._last_tick = 0.0
 
         # agent -> caller
         if self.pass_through:
@@ -205,6 +208,8 @@ class SipMedia:
     def push_agent_audio(self, response_id: str, item_id: str, audio: bytes) -> bool:
         """Agent audio in the session format, for playout."""
         self.stats.agent_bytes_in += len(audio)
+        if self.muted:
+            return False
         if self.pass_through:
             return self.playout.push(response_id, item_id, audio)
         assert self._down_resampler is not None
@@ -220,6 +225,25 @@ class SipMedia:
         if self._down_resampler is not None:
             self._down_resampler.reset()
         return result
+
+    def playing(self) -> bool:
+        """Agent audio buffered or being played (call control waits for this to end)."""
+        return bool(self.playout.active_responses) or self.playout.buffered_ms > 0
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute the agent towards the caller (what is buffered is dropped)."""
+        self.muted = muted
+        if muted:
+            self.playout.clear()
+
+    def send_dtmf(self, digits: str) -> bool:
+        """RFC 4733 digits to the caller on the audio stream (same SSRC and sequence)."""
+        if self.dtmf_payload_type is None or self._rtp_clock is None:
+            return False
+        if self._dtmf_out is None:
+            self._dtmf_out = DtmfSender(self.send_state, self._rtp_clock, self.dtmf_payload_type)
+        self._dtmf_out.send(digits, self._last_tick)
+        return True
 
     def hold(self, on_hold: bool, now: float) -> None:
         """Hold: caller audio stops going upstream and playout pauses. Playout resumes on the

@@ -1,0 +1,490 @@
+"""Call control: what callers judge a voice agent by, in one place for every leg.
+
+rtbridge owns playout, so it alone knows what the caller actually heard. :class:`CallControl`
+turns that knowledge and the agent's events into call behaviour:
+
+* ``output_audio_buffer.started`` / ``.stopped`` / ``.cleared`` for clients and the event log,
+  from the playout buffer's real events (the upstream's own events of that family are dropped,
+  never forwarded twice);
+* **barge-in** on ``input_audio_buffer.speech_started`` (unless the session's
+  ``turn_detection.interrupt_response`` is false): playout is cleared before the next frame,
+  ``response.cancel`` is sent if a response is active, each item that was heard is truncated
+  once at exactly the audio sent (minus ``downstream_delay_ms``, never more than the item's
+  audio) and items never heard are deleted, not truncated to 0. A client's
+  ``output_audio_buffer.clear`` does the same without the cancel;
+* **no response collisions**: rtbridge never sends ``response.create`` while a response is
+  active; DTMF messages, tool results and injected messages wait in a queue until
+  ``response.done`` (a VAD-created response that wins a race sends ours back to the queue);
+* **DTMF**: each digit becomes ``input_audio_buffer.dtmf_event_received`` for clients, and per
+  the profile's policy a user message (single digits, or collected until the terminator or a
+  timeout) followed by ``response.create``, or an action (hang up, mute, transfer);
+* **telephony tools**: ``end_call``, ``transfer_call(target)`` and ``send_dtmf(digits)`` are
+  merged into every ``session.update`` when the profile enables them and executed here: hang-up
+  and transfer wait until the goodbye has been played (``output_audio_buffer.stopped``) plus
+  ``hangup_grace_ms``; targets outside the allowlist get an error ``function_call_output``.
+  Tool calls meant for the application are left to the sideband; if nobody answers within
+  ``tool_timeout_s``, the agent gets an error output instead of silence.
+
+The leg plugs in through two small protocols: :class:`MediaControl` (clear, playing, DTMF out,
+mute) and :class:`LegActions` (end, transfer). All sends to the agent go through one queue
+drained by :meth:`CallControl.run`, so their order is the order they were decided in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bridge.config import AgentProfile
+from media.playout import ClearResult, PlaybackEvent, PlaybackFinished, PlaybackStarted
+
+__all__ = [
+    "TELEPHONY_TOOLS",
+    "CallControl",
+    "LegActions",
+    "MediaControl",
+    "merge_telephony_tools",
+]
+
+log = logging.getLogger(__name__)
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+TELEPHONY_TOOLS: tuple[dict[str, Any], ...] = (
+    {
+        "type": "function",
+        "name": "end_call",
+        "description": "Hang up the phone call. Say goodbye first: the call ends after the "
+        "caller has heard everything you said.",
+        "parameters": {"type": "object", "properties": {}, "additionalProperties": False},
+    },
+    {
+        "type": "function",
+        "name": "transfer_call",
+        "description": "Transfer the caller to another phone number or SIP address.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "target": {"type": "string", "description": "tel:+15551234567 or sip:..."}
+            },
+            "required": ["target"],
+            "additionalProperties": False,
+        },
+    },
+    {
+        "type": "function",
+        "name": "send_dtmf",
+        "description": "Send keypad tones to the caller (digits 0-9, *, #, A-D).",
+        "parameters": {
+            "type": "object",
+            "properties": {"digits": {"type": "string"}},
+            "required": ["digits"],
+            "additionalProperties": False,
+        },
+    },
+)
+_TOOL_NAMES = frozenset(t["name"] for t in TELEPHONY_TOOLS)
+
+
+def merge_telephony_tools(session: dict[str, Any]) -> dict[str, Any]:
+    """``tools`` replaces the whole list on the wire, so the merge is ours: a copy of the
+    session whose tools are the caller's own (minus stale copies of ours) plus ours."""
+    tools = [t for t in session.get("tools") or [] if t.get("name") not in _TOOL_NAMES]
+    return {**session, "tools": tools + [dict(t) for t in TELEPHONY_TOOLS]}
+
+
+class MediaControl(Protocol):
+    """What a leg's media path offers call control."""
+
+    def clear(self) -> ClearResult: ...
+
+    def playing(self) -> bool: ...
+
+    def send_dtmf(self, digits: str) -> bool: ...
+
+    def set_muted(self, muted: bool) -> None: ...
+
+
+class LegActions(Protocol):
+    """What a leg's signalling offers call control."""
+
+    def end(self, reason: str, status: int | None = None) -> None: ...
+
+    def transfer(self, target: str) -> bool: ...
+
+
+def _event_id() -> str:
+    return "event_rtb" + secrets.token_hex(8)
+
+
+@dataclass(slots=True)
+class _Deferred:
+    """Items to add and a response to create once no response is active."""
+
+    items: list[dict[str, Any]]
+    response: dict[str, Any] | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ControlStats:
+    barge_ins: int = 0
+    truncations: int = 0
+    deletions: int = 0
+    responses_queued: int = 0
+    dtmf_digits: int = 0
+    tool_timeouts: int = 0
+    barge_in_latency_ms: list[float] = field(default_factory=list)
+
+
+class CallControl:
+    def __init__(
+        self,
+        *,
+        profile: AgentProfile,
+        media: MediaControl,
+        leg: LegActions,
+        send: Callable[[dict[str, Any]], Any],
+        emit: Callable[[dict[str, Any]], None],
+        log_event: Callable[[str, dict[str, Any]], None],
+        session: Callable[[], dict[str, Any]],
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.profile = profile
+        self.media = media
+        self.leg = leg
+        self._send_fn = send  # async: (event) -> None, to the agent session
+        self._emit = emit  # to clients/observers (GA server events)
+        self._log = log_event
+        self._session = session
+        self._now = now
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.active_response: str | None = None
+        self._create_pending = False
+        self._deferred: deque[_Deferred] = deque()
+        self._truncated: set[str] = set()
+        self._digits: list[str] = []
+        self._digits_deadline: float | None = None
+        self._muted = False
+        self._after_playback: tuple[str, str] | None = None  # ("hangup"|"transfer", target)
+        self._after_playback_at: float | None = None
+        self._app_tools: dict[str, float] = {}  # call_id -> deadline
+        self.stats = ControlStats()
+
+    # -- the one writer to the agent ----------------------------------------------------
+
+    def _send(self, event: dict[str, Any]) -> None:
+        self._outbox.put_nowait(event)
+
+    def forward(self, event: dict[str, Any]) -> None:
+        """Queue a client event for the agent behind what call control already decided."""
+        self._send(event)
+
+    async def run(self) -> None:
+        """Drain the outbox into the agent session, in decision order (the call owns this)."""
+        while True:
+            event = await self._outbox.get()
+            await self._send_fn(event)
+
+    # -- responses without collisions ---------------------------------------------------
+
+    def request_response(
+        self,
+        items: list[dict[str, Any]] | None = None,
+        response: dict[str, Any] | None = None,
+        *,
+        reason: str = "",
+        create: bool = True,
+    ) -> None:
+        """Add ``items`` and (if ``create``) ask for a response, now or after the active one."""
+        deferred = _Deferred(list(items or []), response if create else None, reason)
+        if not create:
+            for item in deferred.items:
+                self._send({"type": "conversation.item.create", "item": item})
+            return
+        if self.active_response is None and not self._create_pending:
+            self._flush(deferred)
+        else:
+            self.stats.responses_queued += 1
+            self._deferred.append(deferred)
+
+    def _flush(self, deferred: _Deferred) -> None:
+        for item in deferred.items:
+            self._send({"type": "conversation.item.create", "item": item})
+        create: dict[str, Any] = {"type": "response.create"}
+        if deferred.response:
+            create["response"] = deferred.response
+        self._create_pending = True
+        self._send(create)
+
+    def _next_deferred(self) -> None:
+        if self._deferred and self.active_response is None and not self._create_pending:
+            self._flush(self._deferred.popleft())
+
+    # -- agent events -------------------------------------------------------------------
+
+    def on_agent_event(self, event: dict[str, Any]) -> bool:
+        """Act on an upstream event; False means: do not forward it to clients."""
+        kind = event.get("type", "")
+        if kind.startswith("output_audio_buffer."):
+            return False  # we emit these from real playout; never twice
+        if kind == "response.created":
+            resp = event.get("response") or {}
+            self.active_response = resp.get("id") if isinstance(resp, dict) else None
+            self._create_pending = False
+        elif kind == "response.done":
+            self.active_response = None
+            self._create_pending = False
+            self._next_deferred()
+        elif kind == "error":
+            err = event.get("error") or {}
+            code = err.get("code") if isinstance(err, dict) else None
+            if code == "conversation_already_has_active_response" and self._create_pending:
+                # a VAD-created response won the race: ours waits for its response.done
+                self._create_pending = False
+                self._deferred.appendleft(_Deferred([], None, "requeued"))
+            elif code in ("response_cancel_not_active",):
+                return False  # our cancel crossed the server's own: expected, not news
+        elif kind == "input_audio_buffer.speech_started":
+            if self._interrupts():
+                self.barge_in(cancel=True, started_at=self._now())
+        elif kind == "response.function_call_arguments.done":
+            self._on_function_call(event)
+        return True
+
+    def _interrupts(self) -> bool:
+        session = self._session()
+        td = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
+        return not (isinstance(td, dict) and td.get("interrupt_response") is False)
+
+    # -- playout ------------------------------------------------------------------------
+
+    def on_playback(self, event: PlaybackEvent) -> None:
+        if isinstance(event, PlaybackStarted):
+            out = {
+                "type": "output_audio_buffer.started",
+                "event_id": _event_id(),
+                "response_id": event.response_id,
+            }
+        elif isinstance(event, PlaybackFinished):
+            out = {
+                "type": "output_audio_buffer.stopped",
+                "event_id": _event_id(),
+                "response_id": event.response_id,
+            }
+        else:
+            return
+        self._emit(out)
+        self._log(out["type"], {"response_id": out["response_id"]})
+
+    def barge_in(self, *, cancel: bool, started_at: float | None = None) -> ClearResult:
+        """Stop playout before the next frame and make the conversation match what was heard."""
+        result = self.media.clear()
+        if cancel and self.active_response is not None:
+            self._send({"type": "response.cancel"})
+        delay = self.profile.downstream_delay_ms
+        truncated: list[dict[str, Any]] = []
+        for item in result.played:
+            if item.item_id in self._truncated:
+                continue
+            self._truncated.add(item.item_id)
+            end_ms = max(0, item.audio_end_ms - delay)
+            if end_ms == 0:
+                self._send({"type": "conversation.item.delete", "item_id": item.item_id})
+                self.stats.deletions += 1
+                continue
+            self._send(
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": item.item_id,
+                    "content_index": 0,
+                    "audio_end_ms": end_ms,
+                }
+            )
+            truncated.append({"item_id": item.item_id, "audio_end_ms": end_ms})
+            self.stats.truncations += 1
+        for item in result.unplayed:
+            if item.item_id and item.item_id not in self._truncated:
+                self._truncated.add(item.item_id)
+                self._send({"type": "conversation.item.delete", "item_id": item.item_id})
+                self.stats.deletions += 1
+        if result.was_playing or result.played or result.unplayed:
+            response_ids = {i.response_id for i in (*result.played, *result.unplayed)}
+            for rid in sorted(response_ids) or [self.active_response or ""]:
+                self._emit(
+                    {
+                        "type": "output_audio_buffer.cleared",
+                        "event_id": _event_id(),
+                        "response_id": rid,
+                    }
+                )
+            self.stats.barge_ins += 1
+            if started_at is not None:
+                self.stats.barge_in_latency_ms.append((self._now() - started_at) * 1000.0)
+            self._log(
+                "output_audio_buffer.cleared",
+                {
+                    "cancelled": cancel and self.active_response is not None,
+                    "truncated": truncated,
+                    "deleted": [i.item_id for i in result.unplayed],
+                },
+            )
+        return result
+
+    # -- client events (data channel, sideband, control plane) ---------------------------
+
+    def on_client_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Filter a client's event: returns what to send upstream (None: handled here)."""
+        kind = event.get("type")
+        if kind == "output_audio_buffer.clear":
+            self.barge_in(cancel=False)
+            return None
+        if kind == "session.update" and self.profile.telephony_tools:
+            session = event.get("session")
+            if isinstance(session, dict):
+                return {**event, "session": merge_telephony_tools(session)}
+        if kind == "response.create":
+            self.request_response(None, event.get("response"), reason="client")
+            return None
+        if kind == "conversation.item.create":
+            item = event.get("item") or {}
+            if isinstance(item, dict) and item.get("type") == "function_call_output":
+                self._app_tools.pop(str(item.get("call_id")), None)
+        return event
+
+    # -- DTMF -----------------------------------------------------------------------------
+
+    def on_dtmf(self, digit: str, source: str) -> None:
+        if digit not in DTMF_DIGITS:
+            return
+        self.stats.dtmf_digits += 1
+        self._emit(
+            {
+                "type": "input_audio_buffer.dtmf_event_received",
+                "event": digit,
+                "received_at": int(time.time()),
+            }
+        )
+        self._log("dtmf", {"digit": digit, "source": source})
+        policy = self.profile.dtmf
+        action = policy.actions.get(digit)
+        if action is not None:
+            self._dtmf_action(digit, action)
+            return
+        if policy.mode == "message":
+            self._user_message(f"The caller pressed {digit} on the keypad.", "dtmf")
+        elif policy.mode == "collect":
+            if digit == policy.terminator:
+                self._flush_digits()
+            else:
+                self._digits.append(digit)
+                self._digits_deadline = self._now() + policy.timeout_ms / 1000.0
+
+    def _flush_digits(self) -> None:
+        digits, self._digits, self._digits_deadline = "".join(self._digits), [], None
+        if digits:
+            self._user_message(f"The caller entered {digits} on the keypad.", "dtmf")
+
+    def _dtmf_action(self, digit: str, action: str) -> None:
+        if action == "hangup":
+            self._log("dtmf.action", {"digit": digit, "action": "hangup"})
+            self.leg.end("dtmf-hangup")
+        elif action == "mute":
+            self._muted = not self._muted
+            self.media.set_muted(self._muted)
+            self._log("dtmf.action", {"digit": digit, "action": "mute", "muted": self._muted})
+        elif action.startswith("transfer:"):
+            target = action.split(":", 1)[1]
+            allowed = self.profile.may_transfer_to(target)
+            self._log(
+                "dtmf.action",
+                {"digit": digit, "action": "transfer", "target": target, "allowed": allowed},
+            )
+            if allowed:
+                self.leg.transfer(target)
+
+    def _user_message(self, text: str, reason: str) -> None:
+        item = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        }
+        self.request_response([item], reason=reason)
+
+    # -- tools ----------------------------------------------------------------------------
+
+    def _on_function_call(self, event: dict[str, Any]) -> None:
+        name = str(event.get("name", ""))
+        call_id = str(event.get("call_id", ""))
+        try:
+            args = json.loads(event.get("arguments") or "{}")
+        except ValueError:
+            args = {}
+        if not isinstance(args, dict):
+            args = {}
+        self._log("tool_call", {"name": name, "call_id": call_id, "arguments": args})
+        if name not in _TOOL_NAMES or not self.profile.telephony_tools:
+            self._app_tools[call_id] = self._now() + self.profile.tool_timeout_s
+            return
+        if name == "end_call":
+            self._tool_output(
+                call_id, {"ok": True, "status": "hanging up after playback"}, respond=False
+            )
+            self._after_playback = ("hangup", "")
+        elif name == "transfer_call":
+            target = str(args.get("target", ""))
+            if not self.profile.may_transfer_to(target):
+                self._log("transfer.refused", {"target": target})
+                self._tool_output(call_id, {"error": f"transfer to {target!r} is not allowed"})
+                return
+            self._tool_output(call_id, {"ok": True, "status": "transferring"}, respond=False)
+            self._after_playback = ("transfer", target)
+        elif name == "send_dtmf":
+            digits = str(args.get("digits", ""))
+            if not digits or any(d not in DTMF_DIGITS for d in digits):
+                self._tool_output(call_id, {"error": "digits must be 0-9, *, #, A-D"})
+                return
+            ok = self.media.send_dtmf(digits)
+            self._log("dtmf.sent", {"digits": digits, "ok": ok})
+            self._tool_output(call_id, {"ok": ok} if ok else {"error": "DTMF is not available"})
+
+    def _tool_output(self, call_id: str, output: dict[str, Any], *, respond: bool = True) -> None:
+        item = {"type": "function_call_output", "call_id": call_id, "output": json.dumps(output)}
+        self.request_response([item], reason="tool", create=respond)
+
+    # -- timers (called on every frame tick) ----------------------------------------------
+
+    def on_tick(self, deadline: float, now: float) -> None:
+        del deadline
+        if self._digits_deadline is not None and now >= self._digits_deadline:
+            self._flush_digits()
+        for call_id, due in list(self._app_tools.items()):
+            if now >= due:
+                del self._app_tools[call_id]
+                self.stats.tool_timeouts += 1
+                self._log("tool.timeout", {"call_id": call_id})
+                self._tool_output(
+                    call_id, {"error": "The application did not answer this tool call in time."}
+                )
+        if self._after_playback is not None:
+            if self.media.playing() or self.active_response is not None:
+                self._after_playback_at = None
+            elif self._after_playback_at is None:
+                self._after_playback_at = now + self.profile.hangup_grace_ms / 1000.0
+            elif now >= self._after_playback_at:
+                action, target = self._after_playback
+                self._after_playback = None
+                if action == "hangup":
+                    self._log("hangup", {"source": "end_call"})
+                    self.leg.end("agent-end-call")
+                else:
+                    self._log("transfer", {"target": target, "source": "transfer_call"})
+                    if not self.leg.transfer(target):
+                        self._log("transfer.failed", {"target": target})
