@@ -233,6 +233,7 @@ class Registration:
         self._sent_fresh: set[int] = set()  # statuses the pending request answers afresh
         self._last_response: Response | None = None
         self._auth_problem: str | None = None
+        self._granted = 0
         self._timeout_reason = "timeout"
         self._out: list[Output] = []
 
@@ -275,7 +276,9 @@ class Registration:
             return
         self._pending = None
         self._last_response = response
-        self._handle(self._classify(response), now)
+        self._handle(
+            self._classify(response, unregister=pending.headers.get("Expires") == "0"), now
+        )
 
     def transaction_failed(self, now: float, reason: str = "timeout") -> None:
         """The REGISTER's transaction timed out (timer F) or the transport failed."""
@@ -297,11 +300,16 @@ class Registration:
         self.state = next_state
         getattr(self, f"_do_{action}")(event, now)
 
-    def _classify(self, response: Response) -> Ev:
+    def _classify(self, response: Response, *, unregister: bool) -> Ev:
         self._auth_problem = None
+        self._granted = 0
         status = response.status
         if 200 <= status < 300:
-            return Ev.OK
+            if unregister:
+                return Ev.OK
+            self._granted = self._granted_expires(response)
+            # A 2xx that grants our contact no time is a failure worth retrying.
+            return Ev.OK if self._granted > 0 else Ev.TRANSIENT
         if status in _AUTH_HEADERS:
             return self._classify_challenge(response)
         if status == 423:
@@ -347,21 +355,9 @@ class Registration:
         self._send(0)
 
     def _do_registered(self, event: Ev, now: float) -> None:
-        response = self._last_response
-        assert response is not None
-        granted = self._granted_expires(response)
+        granted = self._granted
         self._failures = 0
         self._stale_rounds = 0
-        if granted <= 0:
-            # A 2xx that grants our contact no time: a failure worth retrying.
-            self.state = State.RETRY_WAIT
-            error = RegistrationError(
-                f"REGISTER {response.status} {response.reason} granted our contact 0 seconds",
-                status=response.status,
-                retryable=True,
-            )
-            self._retry(error, now)
-            return
         self.registered_until = now + granted
         fraction = self.config.refresh_fraction
         refresh_in = min(granted * fraction, max(granted - MIN_REFRESH_MARGIN, granted / 2))
@@ -400,6 +396,8 @@ class Registration:
     def _do_schedule_retry(self, event: Ev, now: float) -> None:
         response = self._last_response
         what = self._describe(response) if response is not None else self._timeout_reason
+        if response is not None and 200 <= response.status < 300:
+            what += " granting our contact 0 seconds"
         status = response.status if response is not None else None
         error = RegistrationError(
             f"REGISTER for {self.config.aor} failed: {what}", status=status, retryable=True

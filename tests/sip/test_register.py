@@ -245,6 +245,33 @@ def test_a_challenge_we_cannot_answer_is_final_and_says_why() -> None:
     assert "unsupported digest algorithm 'SHA-1'" in str(event.error)
 
 
+def test_a_2xx_granting_zero_seconds_is_retried() -> None:
+    reg = Registration(config(retry_base=10.0))
+    reg.start(0.0)
+    (request,) = reg.drain()
+    assert isinstance(request, Request)
+    ours = "<sip:alice@127.0.0.1:5070>;expires=0"
+    reg.receive_response(respond(request, 200, ("Contact", ours)), 0.0)
+    (event,) = reg.drain()
+    assert isinstance(event, RegistrationFailed) and event.retry_at == 10.0
+    assert "200 OK granting our contact 0 seconds" in str(event.error)
+    assert reg.state is State.RETRY_WAIT
+
+
+def test_granted_time_comes_from_our_contact_then_expires_header() -> None:
+    reg = Registration(config())
+    reg.start(0.0)
+    (request,) = reg.drain()
+    assert isinstance(request, Request)
+    contacts = (
+        ("Contact", "<sip:alice@10.0.0.9:5060>;expires=3000"),  # another device's binding
+        ("Contact", "<sip:alice@127.0.0.1:5070>;expires=120"),
+        ("Expires", "900"),
+    )
+    reg.receive_response(respond(request, 200, *contacts), 0.0)
+    assert reg.drain() == [Registered(120, 120.0)]
+
+
 def test_403_is_final() -> None:
     reg = Registration(config())
     reg.start(0.0)
