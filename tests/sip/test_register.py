@@ -335,6 +335,11 @@ def test_every_owner_event_is_in_the_table_for_every_state() -> None:
             assert (state, event) in TRANSITIONS, (state, event)
 
 
+def test_every_action_in_the_table_exists() -> None:
+    for action, _ in TRANSITIONS.values():
+        assert callable(getattr(Registration, f"_do_{action}")), action
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="refresh_fraction"):
         config(refresh_fraction=0.95)
