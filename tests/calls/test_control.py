@@ -1,0 +1,327 @@
+"""Call control on virtual time with a real playout buffer: what the caller heard decides."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bridge.calls.control import CallControl, merge_telephony_tools
+from bridge.config import AgentProfile, DtmfPolicy
+from media.playout import ClearResult, PlayoutBuffer, PlayoutEncoding, PlayoutFormat
+
+
+class FakeMedia:
+    def __init__(self) -> None:
+        self.playout = PlayoutBuffer(PlayoutFormat(PlayoutEncoding.PCMU, 8000))
+        self.dtmf: list[str] = []
+        self.muted = False
+
+    def clear(self) -> ClearResult:
+        return self.playout.clear()
+
+    def playing(self) -> bool:
+        return bool(self.playout.active_responses) or self.playout.buffered_ms > 0
+
+    def send_dtmf(self, digits: str) -> bool:
+        self.dtmf.append(digits)
+        return True
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+
+
+class FakeLeg:
+    def __init__(self) -> None:
+        self.ended: list[str] = []
+        self.transfers: list[str] = []
+
+    def end(self, reason: str, status: int | None = None) -> None:
+        self.ended.append(reason)
+
+    def transfer(self, target: str) -> bool:
+        self.transfers.append(target)
+        return True
+
+
+class Rig:
+    def __init__(self, **profile: Any) -> None:
+        self.t = 100.0
+        self.media = FakeMedia()
+        self.leg = FakeLeg()
+        self.sent: list[dict[str, Any]] = []
+        self.emitted: list[dict[str, Any]] = []
+        self.log: list[tuple[str, dict[str, Any]]] = []
+        self.session: dict[str, Any] = {}
+        self.control = CallControl(
+            profile=AgentProfile(**profile),
+            media=self.media,
+            leg=self.leg,
+            send=self._send,
+            emit=self.emitted.append,
+            log_event=lambda k, d: self.log.append((k, d)),
+            session=lambda: self.session,
+            now=lambda: self.t,
+        )
+        self.media.playout.start(self.t)
+        self.heard_ms: dict[str, int] = {}  # per item: audio frames actually emitted
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        self.sent.append(event)
+
+    def drain(self) -> list[dict[str, Any]]:
+        while not self.control._outbox.empty():
+            self.sent.append(self.control._outbox.get_nowait())
+        out, self.sent = self.sent, []
+        return out
+
+    def tick(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.t += 0.020
+            for frame in self.media.playout.tick(self.t):
+                if frame.item_id and not frame.is_silence:
+                    self.heard_ms[frame.item_id] = self.heard_ms.get(frame.item_id, 0) + 20
+            for ev in self.media.playout.take_events():
+                self.control.on_playback(ev)
+            self.control.on_tick(self.t, self.t)
+
+    def agent(self, event: dict[str, Any]) -> bool:
+        return self.control.on_agent_event(event)
+
+    def respond(self, rid: str, items: dict[str, int]) -> None:
+        """A response whose items carry ``items[item_id]`` ms of u-law audio."""
+        self.agent({"type": "response.created", "response": {"id": rid}})
+        for item_id, ms in items.items():
+            self.media.playout.push(rid, item_id, b"\x10" * (8 * ms))
+
+
+def types(events: list[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def test_barge_in_truncates_what_was_heard_and_deletes_the_rest() -> None:
+    rig = Rig(downstream_delay_ms=0)
+    rig.respond("r1", {"i1": 1000})
+    rig.tick(1)
+    rig.media.playout.push("r1", "i2", b"\x10" * 800)  # a second item, not yet started
+    rig.tick(24)  # 480 ms of i1 heard
+    assert types(rig.emitted) == ["output_audio_buffer.started"]
+    assert rig.agent({"type": "input_audio_buffer.speech_started", "audio_start_ms": 5})
+    sent = rig.drain()
+    assert types(sent) == [
+        "response.cancel",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+    ]
+    assert sent[1]["item_id"] == "i1" and sent[1]["audio_end_ms"] == rig.heard_ms["i1"]
+    assert 480 <= rig.heard_ms["i1"] <= 520  # ~25 ticks of audio
+    assert sent[2]["item_id"] == "i2"
+    assert rig.emitted[-1]["type"] == "output_audio_buffer.cleared"
+    frames_after = rig.media.playout.tick(rig.t + 0.02)
+    assert all(f.is_silence for f in frames_after)  # nothing of the response plays on
+    # a second speech_started for the same items does not truncate them twice
+    rig.agent({"type": "input_audio_buffer.speech_started"})
+    assert "conversation.item.truncate" not in types(rig.drain())
+
+
+def test_downstream_delay_is_subtracted_and_interrupt_false_is_honoured() -> None:
+    rig = Rig(downstream_delay_ms=60)
+    rig.respond("r1", {"i1": 1000})
+    rig.tick(11)
+    rig.agent({"type": "input_audio_buffer.speech_started"})
+    trunc = [e for e in rig.drain() if e["type"] == "conversation.item.truncate"]
+    assert trunc[0]["audio_end_ms"] == rig.heard_ms["i1"] - 60
+    rig2 = Rig()
+    rig2.session = {"audio": {"input": {"turn_detection": {"interrupt_response": False}}}}
+    rig2.respond("r1", {"i1": 1000})
+    rig2.tick(5)
+    rig2.agent({"type": "input_audio_buffer.speech_started"})
+    assert rig2.drain() == []
+
+
+def test_upstream_output_audio_buffer_events_are_not_forwarded_twice() -> None:
+    rig = Rig()
+    assert rig.agent({"type": "output_audio_buffer.started", "response_id": "r"}) is False
+
+
+def test_response_create_waits_for_the_active_response() -> None:
+    rig = Rig(dtmf=DtmfPolicy(mode="message"))
+    rig.agent({"type": "response.created", "response": {"id": "r1"}})
+    rig.control.on_dtmf("5", "rfc4733")
+    assert rig.drain() == []  # queued: a response is active
+    assert rig.emitted[0] == {
+        "type": "input_audio_buffer.dtmf_event_received",
+        "event": "5",
+        "received_at": rig.emitted[0]["received_at"],
+    }
+    rig.agent({"type": "response.done", "response": {"id": "r1"}})
+    sent = rig.drain()
+    assert types(sent) == ["conversation.item.create", "response.create"]
+    assert "pressed 5" in sent[0]["item"]["content"][0]["text"]
+    # a client's response.create while ours is pending also waits
+    rig.control.on_client_event({"type": "response.create"})
+    assert rig.drain() == []
+    rig.agent({"type": "response.created", "response": {"id": "r2"}})
+    rig.agent({"type": "response.done", "response": {"id": "r2"}})
+    assert types(rig.drain()) == ["response.create"]
+
+
+def test_vad_response_winning_the_race_requeues_ours() -> None:
+    rig = Rig()
+    rig.control.on_dtmf("1", "info")
+    assert types(rig.drain()) == ["conversation.item.create", "response.create"]
+    rig.agent({"type": "error", "error": {"code": "conversation_already_has_active_response"}})
+    rig.agent({"type": "response.created", "response": {"id": "vad"}})
+    assert rig.drain() == []
+    rig.agent({"type": "response.done", "response": {"id": "vad"}})
+    assert types(rig.drain()) == ["response.create"]
+
+
+def test_dtmf_collect_until_terminator_or_timeout() -> None:
+    rig = Rig(dtmf=DtmfPolicy(mode="collect", terminator="#", timeout_ms=1000))
+    for d in "42#":
+        rig.control.on_dtmf(d, "rfc4733")
+    sent = rig.drain()
+    assert "entered 42" in sent[0]["item"]["content"][0]["text"]
+    rig.agent({"type": "response.created", "response": {"id": "x"}})
+    rig.agent({"type": "response.done", "response": {"id": "x"}})
+    rig.control.on_dtmf("7", "rfc4733")
+    rig.tick(10)
+    assert rig.drain() == []
+    rig.tick(50)  # timeout passes
+    assert "entered 7" in rig.drain()[0]["item"]["content"][0]["text"]
+
+
+def test_dtmf_actions_hangup_mute_and_transfer_allowlist() -> None:
+    rig = Rig(
+        dtmf=DtmfPolicy(
+            actions={
+                "0": "hangup",
+                "9": "mute",
+                "1": "transfer:sip:ops@pbx",
+                "2": "transfer:sip:evil@x",
+            }
+        ),
+        transfer_targets=["sip:ops@pbx"],
+    )
+    rig.control.on_dtmf("9", "rfc4733")
+    assert rig.media.muted
+    rig.control.on_dtmf("2", "rfc4733")
+    rig.control.on_dtmf("1", "rfc4733")
+    assert rig.leg.transfers == ["sip:ops@pbx"]
+    rig.control.on_dtmf("0", "info")
+    assert rig.leg.ended == ["dtmf-hangup"]
+    assert rig.drain() == []  # actions are not messages to the agent
+
+
+def test_end_call_waits_for_playback_and_grace() -> None:
+    rig = Rig(telephony_tools=True, hangup_grace_ms=500)
+    rig.respond("r1", {"goodbye": 600})
+    rig.agent(
+        {
+            "type": "response.function_call_arguments.done",
+            "name": "end_call",
+            "call_id": "c1",
+            "arguments": "{}",
+        }
+    )
+    sent = rig.drain()
+    assert types(sent) == ["conversation.item.create"]  # output, no new response
+    rig.agent({"type": "response.done", "response": {"id": "r1"}})
+    rig.media.playout.mark_done("r1")
+    rig.tick(30)  # 600 ms: the goodbye has been played
+    assert rig.leg.ended == []
+    rig.tick(20)  # + 400 ms of grace: still not
+    assert rig.leg.ended == []
+    rig.tick(10)
+    assert rig.leg.ended == ["agent-end-call"]
+    kinds = [k for k, _ in rig.log]
+    assert (
+        kinds.index("tool_call")
+        < kinds.index("output_audio_buffer.stopped")
+        < kinds.index("hangup")
+    )
+
+
+def test_transfer_tool_refuses_targets_outside_the_allowlist() -> None:
+    rig = Rig(telephony_tools=True, transfer_targets=["tel:+1555*"])
+    rig.agent(
+        {
+            "type": "response.function_call_arguments.done",
+            "name": "transfer_call",
+            "call_id": "c2",
+            "arguments": json.dumps({"target": "tel:+4420"}),
+        }
+    )
+    sent = rig.drain()
+    assert "not allowed" in sent[0]["item"]["output"]
+    assert types(sent) == ["conversation.item.create", "response.create"]
+    rig.agent(
+        {
+            "type": "response.function_call_arguments.done",
+            "name": "transfer_call",
+            "call_id": "c3",
+            "arguments": json.dumps({"target": "tel:+15550100"}),
+        }
+    )
+    rig.tick(30)
+    assert rig.leg.transfers == ["tel:+15550100"]
+
+
+def test_send_dtmf_tool_and_app_tool_timeout() -> None:
+    rig = Rig(telephony_tools=True, tool_timeout_s=1.0)
+    rig.agent(
+        {
+            "type": "response.function_call_arguments.done",
+            "name": "send_dtmf",
+            "call_id": "c4",
+            "arguments": '{"digits": "12#"}',
+        }
+    )
+    assert rig.media.dtmf == ["12#"]
+    assert types(rig.drain()) == ["conversation.item.create", "response.create"]
+    rig.agent({"type": "response.created", "response": {"id": "r"}})
+    rig.agent({"type": "response.done", "response": {"id": "r"}})
+    rig.agent(
+        {
+            "type": "response.function_call_arguments.done",
+            "name": "lookup_order",
+            "call_id": "c5",
+            "arguments": "{}",
+        }
+    )
+    rig.tick(10)
+    assert rig.drain() == []  # the application has time to answer
+    rig.tick(45)
+    sent = rig.drain()
+    assert sent[0]["item"]["call_id"] == "c5" and "did not answer" in sent[0]["item"]["output"]
+    # an answered app tool does not time out
+    rig.agent(
+        {
+            "type": "response.function_call_arguments.done",
+            "name": "lookup_order",
+            "call_id": "c6",
+            "arguments": "{}",
+        }
+    )
+    rig.control.on_client_event(
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "function_call_output", "call_id": "c6", "output": "{}"},
+        }
+    )
+    rig.tick(60)
+    outputs = [e["item"] for e in rig.drain() if e["type"] == "conversation.item.create"]
+    assert not any(item.get("call_id") == "c6" for item in outputs)
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [[], [{"type": "function", "name": "lookup"}], [{"type": "function", "name": "end_call"}]],
+)
+def test_tool_merge_keeps_clients_tools_and_ours_once(existing: list[dict[str, Any]]) -> None:
+    merged = merge_telephony_tools({"type": "realtime", "tools": existing})
+    names = [t["name"] for t in merged["tools"]]
+    assert names.count("end_call") == 1 and {"transfer_call", "send_dtmf"} <= set(names)
+    assert ("lookup" in names) == any(t["name"] == "lookup" for t in existing)
