@@ -15,6 +15,7 @@ import asyncio
 import json
 import math
 import os
+import socket
 import struct
 import subprocess
 import wave
@@ -27,8 +28,13 @@ from sip.driver import SipCall, SipEndpoint, start_sip
 from sip.events import CallAnswered, CallEnded, CallEvent, HoldChanged
 from sip.sdp import Answer, SessionDescription, negotiate
 from sip.settings import SipSettings
-from tests.sip.test_register_sipp import free_udp_port
 from tests.support.peers import require_peer
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class RtpSink(asyncio.DatagramProtocol):
@@ -190,6 +196,7 @@ async def test_linphone_calls_and_sends_the_negotiated_codec(tmp_path: Path) -> 
         rc = tmp_path / "linphonerc"
         rc.write_text(
             "[sip]\nsip_port=-1\nsip_tcp_port=-1\ndefault_proxy=-1\n"
+            "[rtp]\naudio_rtp_port=-1\n"
             "[sound]\nplayback_dev_id=\nringer_dev_id=\ncapture_dev_id=\n"
             "[video]\nenabled=0\ncapture=0\ndisplay=0\n"
         )
@@ -252,7 +259,7 @@ async def test_baresip_hold_and_resume(tmp_path: Path) -> None:
     HoldChanged(True), then resume brings HoldChanged(False) and its audio back."""
     baresip = require_peer("baresip")
     handler, sink, transport, port, endpoint = await serve(["PCMA"])
-    control = free_udp_port()
+    control = free_tcp_port()
     try:
         wav = tone(tmp_path / "tone.wav", seconds=6.0)
         conf = tmp_path / "conf"
