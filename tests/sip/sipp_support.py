@@ -61,7 +61,7 @@ class SippResult:
 
 
 async def run_sipp(
-    sipp: str, *args: str, cwd: Path | None = None, timeout: float = 60.0
+    sipp: str, *args: str, cwd: Path | None = None, timeout: float = 60.0, sipp_timeout: int = 30
 ) -> SippResult:
     """Run SIPp with a private control port, no stdin and a hard timeout (logs go to ``cwd``)."""
     cmd = [
@@ -71,7 +71,7 @@ async def run_sipp(
         str(free_port(socket.SOCK_DGRAM)),
         "-nostdin",
         "-timeout",
-        "30s",
+        f"{sipp_timeout}s",
         "-timeout_error",
         "-i",
         "127.0.0.1",

@@ -314,3 +314,42 @@ async def test_rtbridge_transfers_a_sipp_callee_blind(tmp_path: Path) -> None:
     progress = [e for e in events if isinstance(e, ReferProgress)]
     assert [(p.status, p.final) for p in progress] == [(200, True)]
     assert isinstance(events[-1], CallEnded) and events[-1].reason is EndReason.LOCAL_BYE
+
+
+@pytest.mark.parametrize("password", ["trunk-secret", "wrong"])
+async def test_trunk_with_inbound_digest_challenges_sipp(
+    password: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """401 with a challenge; SIPp's digest answer gets the call in, a wrong one does not."""
+    sipp = require_peer("sipp")
+    monkeypatch.setenv(PW_ENV, password)
+    trunk = TrunkSettings(
+        name="pbx", host="192.0.2.99", username="alice", password_env=PW_ENV, inbound_digest=True
+    )
+    rec = _Recorder()
+    ep = await endpoint(rec, trunks=[trunk])
+    try:
+        res = await run_sipp(
+            sipp,
+            "-sf",
+            str(SCENARIOS / "uac_digest.xml"),
+            f"127.0.0.1:{ep.ports['udp']}",
+            "-p",
+            str(free_port()),
+            "-m",
+            "1",
+            "-auth_uri",
+            f"service@127.0.0.1:{ep.ports['udp']}",  # SIPp adds "sip:"; else it signs host:port
+            cwd=tmp_path,
+            sipp_timeout=30 if password == "trunk-secret" else 4,
+        )
+        if password == "trunk-secret":
+            assert res.returncode == 0, res.summary()
+            async with asyncio.timeout(5):
+                await rec.done.wait()
+            assert isinstance(rec.events[0], CallAnswered)
+        else:
+            assert res.returncode != 0, "the retried INVITE must not be answered"
+            assert not rec.events
+    finally:
+        await ep.close()
