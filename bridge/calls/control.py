@@ -282,7 +282,10 @@ class CallControl:
         else:
             return
         self._emit(out)
-        self._log(out["type"], {"response_id": out["response_id"]})
+        detail: dict[str, Any] = {"response_id": out["response_id"]}
+        if isinstance(event, PlaybackFinished):
+            detail["sent_ms"] = round(event.sent_ms)
+        self._log(out["type"], detail)
 
     def barge_in(self, *, cancel: bool, started_at: float | None = None) -> ClearResult:
         """Stop playout before the next frame and make the conversation match what was heard."""

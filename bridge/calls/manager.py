@@ -133,6 +133,22 @@ class CallManager:
         if not self.calls and not self._setting_up:
             self._idle.set()
 
+    def adopt(self, call: Call) -> None:
+        """Own a call another leg set up (a browser call, :mod:`bridge.webrtc`): it is listed in
+        ``calls``, ended by :meth:`hangup` and :meth:`close`, and run as the manager's task. The
+        call releases its own resources in ``run()``; when that returns it leaves ``calls``."""
+        self.calls[call.id] = call
+        self._idle.clear()
+        self._spawn(self._run_adopted(call), f"call {call.id}")
+
+    async def _run_adopted(self, call: Call) -> None:
+        try:
+            await call.run()
+        finally:
+            self.calls.pop(call.id, None)
+            if not self.calls and not self._setting_up:
+                self._idle.set()
+
     def hangup(self, call_id: str, reason: str = "local-hangup") -> bool:
         """End a live call (BYE); False if there is no such live call."""
         call = self.calls.get(call_id)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from bridge.bench import _probe
 from bridge.calls.reorder import ReorderWindow
 from bridge.realtime.session import AudioFormat
 from media import g711
@@ -130,6 +131,11 @@ class SipMedia:
         self._rtp_clock: RtpClock | None = None
         self._first_packet = True
         self._rng = rng or random.Random()
+        probe = _probe.ACTIVE  # `rtbridge bench sip` timing hooks; None: nothing is wrapped
+        if probe is not None:
+            timed = probe.timed_on_rtp(self.on_rtp, send_rtp)
+            self.on_rtp = timed  # type: ignore[method-assign,assignment]
+            self._send_rtp = probe.timed_send_rtp(self._send_rtp)
 
     # -- caller -> agent ----------------------------------------------------------------
 

@@ -45,7 +45,10 @@ def stack_options() -> dict[str, Any]:
 
 @pytest.fixture
 async def stack(tmp_path: Path, stack_options: dict[str, Any]) -> AsyncIterator[Stack]:
-    agent = LocalAgent(AgentSettings(port=0, **stack_options.get("agent", {})))
+    agent = LocalAgent(
+        AgentSettings(port=0, **stack_options.get("agent", {})),
+        **stack_options.get("agent_kwargs", {}),
+    )
     await agent.start()
     extra = dict(stack_options.get("profile", {}))
     profile = {**extra, "upstream": {"url": agent.url, **extra.get("upstream", {})}}
