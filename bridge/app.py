@@ -13,6 +13,7 @@ from bridge import __version__
 from bridge.apikeys import ServerKey
 from bridge.config import Settings, UpstreamSettings
 from bridge.relay import router as relay_router
+from bridge.webrtc.routes import install as install_webrtc
 
 __all__ = ["create_app"]
 
@@ -33,4 +34,5 @@ def create_app(
         return {"status": "ok"}
 
     app.include_router(relay_router)
+    install_webrtc(app)  # browser calls, client secrets, CORS, the demo page
     return app

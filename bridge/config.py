@@ -38,6 +38,7 @@ __all__ = [
     "SessionFormat",
     "Settings",
     "UpstreamSettings",
+    "WebRtcSettings",
     "default_data_dir",
     "load_settings",
 ]
@@ -232,6 +233,19 @@ class CallSettings(_Section):
         return self
 
 
+class WebRtcSettings(_Section):
+    """Browser calls (``POST /v1/realtime/calls``): which profile answers them, the ICE host
+    addresses offered (``--ice-host``; empty: every non-loopback interface), STUN servers
+    (none by default), and how long a call may take to connect. ``demo``: serve the demo page
+    at ``/`` (it asks for the server key unless the visitor is on loopback)."""
+
+    profile: str = "default"
+    ice_hosts: list[str] = Field(default_factory=list)
+    stun_servers: list[str] = Field(default_factory=list)
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    demo: bool = True
+
+
 def _default_profiles() -> dict[str, AgentProfile]:
     return {"default": AgentProfile()}
 
@@ -246,6 +260,7 @@ class Settings(_Section):
     profiles: dict[str, AgentProfile] = Field(default_factory=_default_profiles)
     routes: list[Route] = Field(default_factory=list)
     sip: SipSettings = Field(default_factory=SipSettings)
+    webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
 
     @model_validator(mode="after")
     def _routes_name_profiles(self) -> Settings:

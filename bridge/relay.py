@@ -85,15 +85,24 @@ async def realtime(ws: WebSocket) -> None:
         return
     params = ws.query_params
     if "call_id" in params:
-        await _deny(
-            ws,
-            404,
-            error_body(
-                f"No live call with id {params['call_id']!r}.",
-                code="call_not_found",
-                param="call_id",
-            ),
-        )
+        manager = getattr(ws.app.state, "manager", None)
+        call = manager.calls.get(params["call_id"]) if manager is not None else None
+        if call is None or call.ended:
+            await _deny(
+                ws,
+                404,
+                error_body(
+                    f"No live call with id {params['call_id']!r}.",
+                    code="call_not_found",
+                    param="call_id",
+                ),
+            )
+            return
+        from bridge.webrtc.sideband import attach  # the sideband: observers of a live call
+
+        audio = params.get("include_audio", "").lower() in ("1", "true", "yes")
+        proto = "realtime" if "realtime" in subprotocols else None
+        await attach(ws, call, audio=audio, subprotocol=proto)
         return
     model = params.get("model") or None
 

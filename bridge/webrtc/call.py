@@ -1,0 +1,402 @@
+"""One live browser call: a scope that owns its peer connection, agent session and media path.
+
+A :class:`WebRtcCall` has the same minimal interface as the SIP :class:`~bridge.calls.call.Call`
+(``id``, ``info``, ``agent``, ``events``, ``end()``, ``ended``, ``send_client_event()``,
+``run()``), and the :class:`~bridge.calls.manager.CallManager` owns it the same way
+(``manager.calls``), so the control plane and the sideband treat both legs alike.
+
+The ``oai-events`` data channel carries GA events both ways, as with OpenAI's WebRTC service:
+client events go to the agent session (which translates them to the upstream's dialect and
+sets ``audio.*.format`` itself in every ``session.update``); server events come back except
+``response.output_audio.delta`` (agent audio travels on the media track). The server owns
+playout here, so the call emits ``output_audio_buffer.started`` / ``.stopped`` / ``.cleared``
+from what it actually played, and on ``input_audio_buffer.speech_started`` it flushes playout
+and truncates the interrupted item at what the caller heard.
+
+The call ends (reasons recorded): ``ice-failed``, ``ice-timeout`` (never connected),
+``peer-closed``, ``datachannel-closed``, ``media-timeout`` (no caller audio for
+``calls.rtp_timeout_s``), ``max-duration``, ``upstream-lost``, ``upstream-expired``,
+``local-hangup``, ``shutdown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiortc import RTCDataChannel, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from bridge.calls.agent_session import AgentSession
+from bridge.calls.call import CallInfo
+from bridge.calls.observers import EventFanout
+from bridge.calls.ticker import FrameTicker
+from bridge.config import AgentProfile
+from bridge.errors import UpstreamError
+from bridge.records import CallStore
+from bridge.webrtc.media import WebRtcMedia
+from media.playout import PlaybackEvent, PlaybackFinished, PlaybackStarted
+
+__all__ = ["CHANNEL_LABEL", "WebRtcCall"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL_LABEL = "oai-events"
+#: Server events held until the data channel opens; client events waiting for the agent.
+_PENDING_MAX = 512
+_INBOX_MAX = 1024
+_NOT_ON_CHANNEL = frozenset({"response.output_audio.delta"})
+
+
+def _dumps(event: dict[str, Any]) -> str:
+    return orjson.dumps(event).decode()
+
+
+class WebRtcCall:
+    def __init__(
+        self,
+        info: CallInfo,
+        *,
+        pc: RTCPeerConnection,
+        agent: AgentSession,
+        media: WebRtcMedia,
+        profile: AgentProfile,
+        store: CallStore,
+        ticker: FrameTicker,
+        connect_timeout_s: float,
+        media_timeout_s: float,
+        on_released: Callable[[WebRtcCall], None],
+        time_fn: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.info = info
+        self.id = info.call_id
+        self.pc = pc
+        self.agent = agent
+        self.media = media
+        self.profile = profile
+        self.store = store
+        self.ticker = ticker
+        self.connect_timeout_s = connect_timeout_s
+        self.media_timeout_s = media_timeout_s
+        self._on_released = on_released
+        self._now = time_fn
+        self._ended = asyncio.Event()
+        self._end_reason = "unknown"
+        self._started_at = time_fn()
+        self._connected_at: float | None = None
+        self.events = EventFanout()  # every server event of the call, for observers
+        self.channel: RTCDataChannel | None = None
+        self._pending: list[str] = []  # server events before the channel opened
+        self.pending_dropped = 0
+        self._inbox: asyncio.Queue[str] = asyncio.Queue(_INBOX_MAX)
+        self._remote_track: asyncio.Future[MediaStreamTrack] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.channel_in = 0
+        self.channel_out = 0
+        self._counter = 0
+        media.on_playback = self._on_playback
+        pc.on("track", self._on_track)
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+
+    # -- peer connection callbacks (synchronous) -----------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and not self._remote_track.done():
+            self._remote_track.set_result(track)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected" and self._connected_at is None:
+            self._connected_at = self._now()
+            self.store.log_event(self.id, "connected", {})
+            self.ticker.add(self.media)  # playout runs only while someone can hear it
+        elif state == "failed":
+            self.end("ice-failed")
+        elif state == "closed":
+            self.end("peer-closed")
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if channel.label != CHANNEL_LABEL or self.channel is not None:
+            return
+        self.channel = channel
+        channel.on("message", self._on_channel_message)
+        channel.on("close", lambda: self.end("datachannel-closed"))
+        if channel.readyState == "open":
+            self._on_channel_open()
+        else:
+            channel.on("open", self._on_channel_open)
+
+    def _on_channel_open(self) -> None:
+        self._send_to_channel(
+            {
+                "type": "session.created",
+                "event_id": self._event_id(),
+                "session": {**self.agent.session, "id": self.id, "object": "realtime.session"},
+            }
+        )
+        pending, self._pending = self._pending, []
+        for text in pending:
+            self._channel_send(text)
+
+    def _on_channel_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        self.channel_in += 1
+        try:
+            self._inbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self._error_to_client("rtbridge is behind on client events; event dropped", "busy")
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    def end(self, reason: str, status: int | None = None) -> None:
+        """Ask the call to end (idempotent: the first reason wins)."""
+        del status
+        if not self._ended.is_set():
+            self._end_reason = reason
+            self._ended.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    async def run(self) -> None:
+        """The call's scope: its tasks run until it ends; then everything is released."""
+        tasks = [
+            asyncio.create_task(self._agent_events(), name=f"{self.id} agent"),
+            asyncio.create_task(self._client_events(), name=f"{self.id} channel"),
+            asyncio.create_task(self._caller_audio(), name=f"{self.id} audio"),
+            asyncio.create_task(self._watchdog(), name=f"{self.id} watchdog"),
+        ]
+        try:
+            await self._ended.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._release()
+
+    async def _release(self) -> None:
+        self.ticker.remove(self.media)
+        self.events.close()
+        self.media.track.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        await self.agent.close()
+        self.info.ended_at = time.time()
+        self.info.end_reason = self._end_reason
+        self.store.call_ended(self.id, reason=self._end_reason, stats=self.stats())
+        log.info("webrtc call %s ended: %s", self.id, self._end_reason)
+        self._on_released(self)
+
+    def stats(self) -> dict[str, Any]:
+        m, p = self.media.stats, self.media.playout.stats
+        return {
+            "frames_in": m.frames_in,
+            "frames_to_agent": m.frames_to_agent,
+            "frames_dropped_upstream": m.frames_dropped_upstream,
+            "packets_out": m.packets_out,
+            "audio_packets_out": m.audio_packets_out,
+            "packets_dropped_out": m.packets_dropped_out,
+            "playout_underruns": p.underruns,
+            "channel_in": self.channel_in,
+            "channel_out": self.channel_out,
+            "channel_pending_dropped": self.pending_dropped,
+            "observer_drops": self.events.dropped,
+            "session_format": self.agent.format.value,
+            "upstream_reconnects": self.agent.reconnects,
+        }
+
+    # -- the call's tasks ----------------------------------------------------------------
+
+    async def _caller_audio(self) -> None:
+        track = await self._remote_track
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.media.on_frame(frame, loop.time())
+
+    async def _client_events(self) -> None:
+        while True:
+            text = await self._inbox.get()
+            try:
+                event = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                self._error_to_client("the data channel carries JSON events", "invalid_json")
+                continue
+            if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                self._error_to_client("an event is a JSON object with a 'type'", "invalid_event")
+                continue
+            await self.send_client_event(event)
+
+    async def send_client_event(self, event: dict[str, Any]) -> None:
+        """A GA client event (data channel, sideband, control plane) into the call.
+        ``output_audio_buffer.clear`` is the call's own (it owns playout); everything else goes
+        to the agent session, whose ``session.update`` keeps the leg's audio formats."""
+        if event.get("type") == "output_audio_buffer.clear":
+            self._barge_in()
+            return
+        try:
+            await self.agent.send(event)
+        except UpstreamError as exc:
+            self._error_to_client(f"the agent session is unavailable: {exc}", "upstream_error")
+
+    async def _agent_events(self) -> None:
+        try:
+            async for event in self.agent.events():
+                self._on_agent_event(event)
+        except UpstreamError as exc:
+            reason = "upstream-expired" if "expire" in str(exc).lower() else "upstream-lost"
+            self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
+            self.end(reason)
+            return
+        self.end("upstream-lost")
+
+    def _on_agent_event(self, event: dict[str, Any]) -> None:
+        self._publish(event)
+        kind = event.get("type")
+        if kind == "response.output_audio.delta":
+            delta = event.get("delta")
+            if isinstance(delta, str):
+                self.media.push_agent_audio(
+                    str(event.get("response_id", "")),
+                    str(event.get("item_id", "")),
+                    base64.b64decode(delta),
+                )
+        elif kind == "response.done":
+            response = event.get("response")
+            rid = response.get("id") if isinstance(response, dict) else None
+            if isinstance(rid, str):
+                self.media.mark_done(rid)
+        elif kind == "input_audio_buffer.speech_started":
+            self._barge_in()
+        elif kind == "response.output_audio_transcript.done":
+            self.store.log_event(
+                self.id,
+                "transcript.agent",
+                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
+            )
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.store.log_event(
+                self.id,
+                "transcript.user",
+                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
+            )
+        elif kind == "error":
+            err = event.get("error")
+            self.store.log_event(
+                self.id, "error", {"source": "upstream", **(err if isinstance(err, dict) else {})}
+            )
+        elif kind == "session.expired":
+            self.end("upstream-expired")
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        """A server event to observers and (audio deltas excepted) the data channel."""
+        self.events.publish(event)
+        if event.get("type") not in _NOT_ON_CHANNEL:
+            self._channel_send(_dumps(event))
+
+    def _barge_in(self) -> None:
+        result = self.media.clear()
+        for item in result.played:
+            self.store.log_event(
+                self.id,
+                "truncate",
+                {"item_id": item.item_id, "audio_end_ms": item.audio_end_ms},
+            )
+            asyncio.get_running_loop().create_task(
+                self._send_quietly(
+                    {
+                        "type": "conversation.item.truncate",
+                        "item_id": item.item_id,
+                        "content_index": 0,
+                        "audio_end_ms": item.audio_end_ms,
+                    }
+                )
+            )
+        for response_id in result.responses:
+            self._publish(
+                {
+                    "type": "output_audio_buffer.cleared",
+                    "event_id": self._event_id(),
+                    "response_id": response_id,
+                }
+            )
+
+    async def _send_quietly(self, event: dict[str, Any]) -> None:
+        with contextlib.suppress(UpstreamError):
+            await self.agent.send(event)
+
+    def _on_playback(self, event: PlaybackEvent) -> None:
+        if isinstance(event, PlaybackStarted):
+            kind = "output_audio_buffer.started"
+        elif isinstance(event, PlaybackFinished):
+            kind = "output_audio_buffer.stopped"
+        else:
+            return
+        self._publish(
+            {"type": kind, "event_id": self._event_id(), "response_id": event.response_id}
+        )
+
+    async def _watchdog(self) -> None:
+        max_s = self.profile.max_duration_s
+        while True:
+            await asyncio.sleep(0.5)
+            now = self._now()
+            if now - self._started_at >= max_s:
+                self.end("max-duration")
+                return
+            if self._connected_at is None:
+                if now - self._started_at >= self.connect_timeout_s:
+                    self.end("ice-timeout")
+                    return
+                continue
+            last = self.media.stats.last_frame_at or self._connected_at
+            if now - last >= self.media_timeout_s:
+                self.end("media-timeout")
+                return
+
+    # -- the data channel ----------------------------------------------------------------
+
+    def _channel_send(self, text: str) -> None:
+        channel = self.channel
+        if channel is None or channel.readyState != "open":
+            if len(self._pending) < _PENDING_MAX:
+                self._pending.append(text)
+            else:
+                self.pending_dropped += 1
+            return
+        try:
+            channel.send(text)
+            self.channel_out += 1
+        except Exception as exc:  # the channel closed under us; its close event ends the call
+            log.debug("call %s: data channel send failed: %s", self.id, exc)
+
+    def _send_to_channel(self, event: dict[str, Any]) -> None:
+        self._channel_send(_dumps(event))
+
+    def _error_to_client(self, message: str, code: str) -> None:
+        self._send_to_channel(
+            {
+                "type": "error",
+                "event_id": self._event_id(),
+                "error": {"type": "invalid_request_error", "code": code, "message": message},
+            }
+        )
+
+    def _event_id(self) -> str:
+        self._counter += 1
+        return f"event_rtb_{self.id[-8:]}_{self._counter}"

@@ -1,0 +1,182 @@
+"""Setting up a browser call: SDP offer in, agent session open, SDP answer out.
+
+:func:`open_call` does what ``POST /v1/realtime/calls`` promises: admission by the call manager,
+the agent session opened and configured for PCM16 24 kHz (the profile's session with the
+client's ``session`` merged over it), an aiortc peer connection answering the offer with Opus
+only, host candidates on the configured addresses (the offer usually has none and nothing is
+trickled: the browser's address is learned from its connectivity checks), and the call handed
+to the manager. Every failure is recorded and raised as :class:`CallSetupError` with the HTTP
+status the route answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+from bridge.calls.agent_session import AgentSession, enforce_formats
+from bridge.calls.call import Call, CallInfo
+from bridge.calls.manager import CallManager
+from bridge.errors import UpstreamError
+from bridge.realtime.session import AudioFormat
+from bridge.webrtc.call import WebRtcCall
+from bridge.webrtc.ice import gather_on_hosts
+from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia
+
+__all__ = ["CallSetupError", "merge_session", "open_call"]
+
+log = logging.getLogger(__name__)
+
+
+class CallSetupError(Exception):
+    """A browser call could not be set up; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def merge_session(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``; nested objects merge key by key."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge_session(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+async def open_call(
+    manager: CallManager,
+    *,
+    offer_sdp: str,
+    session: Mapping[str, Any],
+    ice_hosts: Sequence[str],
+    source: str,
+) -> tuple[WebRtcCall, str]:
+    """Set up a browser call; returns it (already owned by ``manager``) and the SDP answer."""
+    settings = manager.settings
+    why = manager._admission()
+    if why is not None:
+        raise CallSetupError(503, f"cannot take calls now: {why}", "unavailable")
+    profile_name = settings.webrtc.profile
+    profile = settings.profiles.get(profile_name)
+    if profile is None:
+        raise CallSetupError(500, f"webrtc profile {profile_name!r} is not defined", "config")
+    call_id = manager._new_id()
+    store = manager.store
+    store.call_offered(
+        call_id, direction="inbound", leg="webrtc", from_uri=source, profile=profile_name
+    )
+
+    def fail(status: int, reason: str, message: str, code: str) -> CallSetupError:
+        store.log_event(call_id, "error", {"source": "setup", "message": message})
+        store.call_ended(call_id, reason=reason)
+        return CallSetupError(status, message, code)
+
+    agent = AgentSession(
+        profile,
+        preferred=AudioFormat.PCM16,
+        ready_timeout_s=settings.calls.session_ready_timeout_s,
+        reconnect_window_s=settings.calls.upstream_reconnect_window_s,
+        environ=manager.environ,
+    )
+    agent.session = enforce_formats(merge_session(agent.session, session), AudioFormat.PCM16)
+    try:
+        await agent.open()
+    except UpstreamError as exc:
+        log.warning("webrtc call %s: agent unavailable: %s", call_id, exc)
+        raise fail(
+            503 if exc.retryable else 502,
+            "upstream-unavailable",
+            f"agent unavailable: {exc}",
+            "upstream_unavailable",
+        ) from exc
+    if agent.format is not AudioFormat.PCM16:
+        await agent.close()
+        raise fail(502, "upstream-format", "the agent refused PCM16 audio", "upstream_format")
+
+    config = RTCConfiguration(iceServers=[RTCIceServer(u) for u in settings.webrtc.stun_servers])
+    pc = RTCPeerConnection(config)
+    track = TickedAudioTrack()
+    media = WebRtcMedia(to_agent=agent.send_audio, track=track)
+    now = time.time()
+    info = CallInfo(
+        call_id=call_id,
+        direction="inbound",
+        from_uri=source,
+        to_uri="",
+        profile_name=profile_name,
+        trunk=None,
+        codec="opus",
+        session_format=agent.format.value,
+        offered_at=now,
+        answered_at=now,
+    )
+    call = WebRtcCall(
+        info,
+        pc=pc,
+        agent=agent,
+        media=media,
+        profile=profile,
+        store=store,
+        ticker=manager.ticker,
+        connect_timeout_s=settings.webrtc.connect_timeout_s,
+        media_timeout_s=settings.calls.rtp_timeout_s,
+        on_released=lambda _c: None,
+    )
+    try:
+        answer = await _answer(pc, track, offer_sdp, ice_hosts)
+    except BaseException as exc:
+        await pc.close()
+        await agent.close()
+        if isinstance(exc, CallSetupError):
+            raise fail(exc.status, "bad-offer", str(exc), exc.code) from exc
+        if isinstance(exc, Exception):
+            msg = f"cannot answer the SDP offer: {exc}"
+            raise fail(400, "bad-offer", msg, "invalid_sdp") from exc
+        store.call_ended(call_id, reason="setup-cancelled")
+        raise
+    store.update_call(
+        call_id, state="answered", answered_at=now, codec="opus", session_format=agent.format.value
+    )
+    store.log_event(call_id, "answered", {"codec": "opus", "session_format": agent.format.value})
+    # The manager owns calls of both legs alike; WebRtcCall has Call's public interface.
+    manager.adopt(cast(Call, call))
+    return call, answer
+
+
+async def _answer(
+    pc: RTCPeerConnection, track: TickedAudioTrack, offer_sdp: str, hosts: Sequence[str]
+) -> str:
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+    if not audio:
+        raise CallSetupError(400, "the offer has no audio m-line", "invalid_sdp")
+    opus = [
+        c
+        for c in RTCRtpSender.getCapabilities("audio").codecs
+        if c.mimeType.lower() == "audio/opus"
+    ]
+    audio[0].setCodecPreferences(opus)
+    pc.addTrack(track)
+    await gather_on_hosts(pc, hosts)
+    await pc.setLocalDescription(await pc.createAnswer())
+    desc = pc.localDescription
+    assert desc is not None
+    if "opus/48000" not in desc.sdp.lower():
+        raise CallSetupError(400, "the offer does not include Opus", "invalid_sdp")
+    return str(desc.sdp)

@@ -1,0 +1,192 @@
+"""One WebRTC call's audio: browser Opus -> agent PCM16, agent PCM16 -> paced Opus packets.
+
+Caller -> agent: aiortc decodes the browser's Opus as **48 kHz interleaved stereo** (RFC 7587
+decoders output stereo whatever was sent). :meth:`WebRtcMedia.on_frame` downmixes and resamples
+explicitly to the session format (PCM16 24 kHz mono, :class:`~media.resample.Resampler` with
+``channels_in=2``), re-cuts 20 ms frames and forwards them on arrival.
+
+Agent -> caller: agent audio goes into a :class:`~media.playout.PlayoutBuffer` at 24 kHz driven
+by the process's shared :class:`~bridge.calls.ticker.FrameTicker` (:meth:`WebRtcMedia.on_tick`).
+Each tick encodes one 20 ms frame with libopus (24 kHz mono input; the RTP clock stays 48 kHz,
+RFC 7587 §4.1) and hands the packet to :class:`TickedAudioTrack`, whose ``recv()`` aiortc's
+sender awaits. aiortc gets ready-made packets, so its own per-frame work (encoding in a thread
+pool, the per-sample ``compute_audio_level_dbov`` loop) never runs. Silence between responses
+is the constant Opus silence frame: no encoder work while the agent is quiet.
+
+Synchronous and clock-free except :class:`TickedAudioTrack`, the seam to aiortc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from numpy.typing import NDArray
+
+from media.codecs._pyav import PyAVEncoder
+from media.framing import Reframer
+from media.playout import ClearResult, PlaybackEvent, PlayoutBuffer, PlayoutEncoding, PlayoutFormat
+from media.resample import Resampler
+
+__all__ = ["MediaStats", "TickedAudioTrack", "WebRtcMedia"]
+
+AGENT_RATE = 24000
+FRAME_MS = 20
+OPUS_CLOCK = 48000
+OPUS_TICKS_PER_FRAME = OPUS_CLOCK * FRAME_MS // 1000
+OPUS_BIT_RATE = 32000
+#: A complete 20 ms Opus frame of silence (CELT-only, TOC 0xF8): what we send between turns.
+OPUS_SILENCE = b"\xf8\xff\xfe"
+_TIME_BASE = fractions.Fraction(1, OPUS_CLOCK)
+#: Packets waiting for aiortc's sender. More than this means the sender is not reading (not
+#: connected yet, or stalled): the oldest go, so the audio that does go out is current.
+TRACK_QUEUE = 10
+
+
+@dataclass(slots=True)
+class MediaStats:
+    frames_in: int = 0  # decoded browser frames
+    frames_to_agent: int = 0
+    frames_dropped_upstream: int = 0  # the agent's send queue was full
+    packets_out: int = 0
+    audio_packets_out: int = 0
+    packets_dropped_out: int = 0  # the sender did not read in time
+    last_frame_at: float | None = None
+
+
+class TickedAudioTrack(MediaStreamTrack):
+    """An outgoing audio track fed by the ticker with encoded Opus packets (``av.Packet``)."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._packets: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.dropped = 0
+
+    def put(self, payload: bytes, pts: int) -> bool:
+        """Queue one encoded frame; False when an older one had to be dropped for it."""
+        packet = av.Packet(payload)
+        packet.pts = pts
+        packet.time_base = _TIME_BASE
+        self._packets.append(packet)
+        dropped = False
+        if len(self._packets) > TRACK_QUEUE:
+            self._packets.popleft()
+            self.dropped += 1
+            dropped = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        return not dropped
+
+    async def recv(self) -> Any:
+        while not self._packets:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._packets.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class WebRtcMedia:
+    def __init__(
+        self,
+        *,
+        to_agent: Callable[[bytes], bool],
+        track: TickedAudioTrack,
+        on_playback: Callable[[PlaybackEvent], None] | None = None,
+    ) -> None:
+        self._to_agent = to_agent
+        self.track = track
+        self.on_playback = on_playback
+        self.stats = MediaStats()
+        # browser -> agent
+        self._resamplers: dict[tuple[int, int], Resampler] = {}
+        self._reframer = Reframer(AGENT_RATE * FRAME_MS // 1000)
+        # agent -> browser
+        self.playout = PlayoutBuffer(PlayoutFormat(PlayoutEncoding.PCM16, AGENT_RATE, FRAME_MS))
+        self._encoder = PyAVEncoder(
+            "libopus",
+            AGENT_RATE,
+            1,
+            AGENT_RATE * FRAME_MS // 1000,
+            OPUS_BIT_RATE,
+            {"application": "audio"},
+        )
+        self._anchor: float | None = None
+        self._started = False
+        self.muted = False  # caller audio not forwarded (e.g. while the call is set up)
+
+    # -- browser -> agent ----------------------------------------------------------------
+
+    def on_frame(self, frame: Any, now: float) -> None:
+        """One decoded audio frame from aiortc (packed s16, any rate, mono or stereo)."""
+        self.stats.frames_in += 1
+        self.stats.last_frame_at = now
+        channels = len(frame.layout.channels)
+        pcm: NDArray[np.int16] = frame.to_ndarray().reshape(-1)
+        if pcm.dtype != np.int16:  # planar or float layouts are not what aiortc emits
+            return
+        self.push_pcm(pcm, int(frame.sample_rate), channels)
+
+    def push_pcm(self, pcm: NDArray[np.int16], rate: int, channels: int) -> None:
+        """Interleaved caller PCM at ``rate``; downmixed and resampled to 24 kHz mono."""
+        key = (rate, channels)
+        resampler = self._resamplers.get(key)
+        if resampler is None:
+            resampler = self._resamplers[key] = Resampler(rate, AGENT_RATE, channels_in=channels)
+        out = resampler.process(pcm)
+        if self.muted:
+            return
+        for chunk in self._reframer.push(out):
+            if self._to_agent(chunk.tobytes()):
+                self.stats.frames_to_agent += 1
+            else:
+                self.stats.frames_dropped_upstream += 1
+
+    # -- agent -> browser ----------------------------------------------------------------
+
+    def push_agent_audio(self, response_id: str, item_id: str, audio: bytes) -> bool:
+        pcm: NDArray[np.int16] = np.frombuffer(audio[: len(audio) & ~1], dtype=np.int16)
+        return self.playout.push(response_id, item_id, pcm)
+
+    def mark_done(self, response_id: str) -> None:
+        self.playout.mark_done(response_id)
+
+    def clear(self) -> ClearResult:
+        return self.playout.clear()
+
+    def on_tick(self, deadline: float, now: float) -> None:
+        """The shared 20 ms tick: one Opus packet per due frame, stamped from its deadline."""
+        if not self._started:
+            self._started = True
+            self._anchor = deadline
+            self.playout.start(deadline)
+        assert self._anchor is not None
+        for frame in self.playout.tick(now):
+            if frame.is_silence:
+                payload = OPUS_SILENCE
+            else:
+                payload = self._encoder.encode(frame.pcm16())
+                self.stats.audio_packets_out += 1
+            pts = round((frame.deadline - self._anchor) * OPUS_CLOCK)
+            if self.track.put(payload, pts):
+                self.stats.packets_out += 1
+            else:
+                self.stats.packets_dropped_out += 1
+        if self.on_playback is not None:
+            for event in self.playout.take_events():
+                self.on_playback(event)

@@ -1,0 +1,306 @@
+"""The OpenAI-compatible browser-call routes and the demo page.
+
+* ``POST /v1/realtime/client_secrets``: mint an ``ek_`` key (server key only; see
+  :mod:`bridge.webrtc.ephemeral`).
+* ``POST /v1/realtime/calls``: a raw SDP offer (``Content-Type: application/sdp``) or multipart
+  (``sdp`` + ``session`` JSON), authorised by the server key or an ``ek_`` key; ``201`` with the
+  SDP answer and ``Location: /v1/realtime/calls/{call_id}``. The openai SDK retries a POST after
+  a 5xx without an idempotency key, so retries are recognised by the offer's ICE ufrag and DTLS
+  fingerprint (unique per peer connection) and get the same answer and Location: one call.
+* ``GET /``: the demo page (:mod:`bridge.static`). ``POST /demo/client_secret`` mints a key
+  for it without the server key **only** for a visitor on loopback; anyone else must type the
+  server key into the page, which then mints with it like any backend would.
+
+CORS is open (bearer-token API, no cookies) and exposes ``Location``, which the browser SDKs
+read for the call id. Routes validate and delegate to :func:`bridge.webrtc.leg.open_call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bridge.apikeys import ServerKey, key_from_request
+from bridge.calls.manager import CallManager
+from bridge.relay import error_body
+from bridge.webrtc.ephemeral import (
+    DEFAULT_TTL_S,
+    MAX_TTL_S,
+    MIN_TTL_S,
+    EphemeralKeys,
+    is_ephemeral,
+)
+from bridge.webrtc.leg import CallSetupError, merge_session, open_call
+
+__all__ = ["WebRtcService", "install", "router"]
+
+router = APIRouter()
+
+_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+_FINGERPRINT = re.compile(r"^a=fingerprint:(\S+ \S+)", re.MULTILINE)
+
+
+@dataclass
+class WebRtcService:
+    """Per-app state of the browser leg: live ``ek_`` keys and call creations by offer."""
+
+    keys: EphemeralKeys = field(default_factory=EphemeralKeys)
+    created: dict[tuple[str, str], asyncio.Future[tuple[str, str]]] = field(default_factory=dict)
+
+
+def install(app: FastAPI) -> None:
+    """Add the browser-call routes, the demo page and CORS to ``app``."""
+    app.state.webrtc = WebRtcService()
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["Location"],
+    )
+    app.include_router(router)
+
+
+def _service(request: Request) -> WebRtcService:
+    svc = getattr(request.app.state, "webrtc", None)
+    if svc is None:
+        svc = request.app.state.webrtc = WebRtcService()
+    assert isinstance(svc, WebRtcService)
+    return svc
+
+
+def _error(status: int, message: str, code: str, *, param: str | None = None) -> JSONResponse:
+    type_ = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse(
+        error_body(message, type_=type_, code=code, param=param), status_code=status
+    )
+
+
+def _unauthorized(key: str | None) -> JSONResponse:
+    if key is None:
+        return _error(
+            401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_api_key"
+        )
+    return _error(401, "Incorrect API key provided.", "invalid_api_key")
+
+
+# -- client secrets --------------------------------------------------------------------
+
+
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    anchor: str = Field(default="created_at", pattern="^created_at$")
+    seconds: int = Field(default=DEFAULT_TTL_S, ge=MIN_TTL_S, le=MAX_TTL_S)
+
+
+class ClientSecretRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    expires_after: ExpiresAfter = Field(default_factory=ExpiresAfter)
+    session: dict[str, Any] = Field(default_factory=lambda: {"type": "realtime"})
+
+
+def _mint(svc: WebRtcService, body: ClientSecretRequest) -> dict[str, Any]:
+    session = dict(body.session)
+    session.setdefault("type", "realtime")
+    key = svc.keys.mint(session, body.expires_after.seconds)
+    return {
+        "value": key.value,
+        "expires_at": key.expires_at,
+        "session": {**session, "object": "realtime.session", "expires_at": key.expires_at},
+    }
+
+
+async def _parse_json(request: Request) -> dict[str, Any] | JSONResponse:
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError:
+        return _error(400, "The body is not valid JSON.", "invalid_json")
+    if not isinstance(data, dict):
+        return _error(400, "The body must be a JSON object.", "invalid_json")
+    return data
+
+
+@router.post("/v1/realtime/client_secrets")
+async def client_secrets(request: Request) -> Response:
+    server_key: ServerKey = request.app.state.server_key
+    key = key_from_request(request.headers)
+    if not server_key.matches(key):
+        if key is not None and is_ephemeral(key) and _service(request).keys.lookup(key):
+            return _error(
+                403,
+                "An ephemeral client key cannot create client secrets; use the server key.",
+                "ephemeral_key_not_allowed",
+            )
+        return _unauthorized(key)
+    data = await _parse_json(request)
+    if isinstance(data, JSONResponse):
+        return data
+    try:
+        body = ClientSecretRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return _error(
+            400,
+            f"Invalid request: {first['msg']}",
+            "invalid_value",
+            param=".".join(str(x) for x in first["loc"]),
+        )
+    return JSONResponse(_mint(_service(request), body))
+
+
+def _is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@router.post("/demo/client_secret", include_in_schema=False)
+async def demo_client_secret(request: Request) -> Response:
+    """The demo page's key, without the server key, only for a visitor on this machine."""
+    if not request.app.state.settings.webrtc.demo:
+        return _error(404, "The demo page is disabled.", "not_found")
+    if not _is_loopback(request):
+        return _error(
+            401, "Only visitors on loopback get a key without the server key.", "missing_api_key"
+        )
+    return JSONResponse(_mint(_service(request), ClientSecretRequest()))
+
+
+@router.get("/", include_in_schema=False)
+async def demo_page(request: Request) -> Response:
+    if not request.app.state.settings.webrtc.demo:
+        return _error(404, "The demo page is disabled.", "not_found")
+    page = resources.files("bridge").joinpath("static", "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+
+# -- calls -----------------------------------------------------------------------------
+
+
+async def _read_offer(request: Request) -> tuple[str, dict[str, Any]] | JSONResponse:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/sdp":
+        return (await request.body()).decode("utf-8", "replace"), {}
+    if ctype == "multipart/form-data":
+        form = await request.form()
+        sdp_part, session_part = form.get("sdp"), form.get("session")
+        if sdp_part is None:
+            return _error(400, "Missing the 'sdp' part.", "missing_required_parameter", param="sdp")
+        sdp = sdp_part if isinstance(sdp_part, str) else (await sdp_part.read()).decode()
+        session: dict[str, Any] = {}
+        if session_part is not None:
+            text = (
+                session_part
+                if isinstance(session_part, str)
+                else (await session_part.read()).decode()
+            )
+            try:
+                parsed = json.loads(text) if text.strip() else {}
+            except ValueError:
+                return _error(
+                    400, "The 'session' part is not JSON.", "invalid_json", param="session"
+                )
+            if not isinstance(parsed, dict):
+                return _error(400, "The 'session' part must be an object.", "invalid_json")
+            session = parsed
+        return sdp, session
+    return _error(
+        415,
+        "Send the SDP offer as application/sdp, or multipart/form-data with 'sdp' and 'session'.",
+        "unsupported_media_type",
+    )
+
+
+def _offer_identity(sdp: str) -> tuple[str, str] | None:
+    ufrag, fingerprint = _UFRAG.search(sdp), _FINGERPRINT.search(sdp)
+    if ufrag is None or fingerprint is None:
+        return None
+    return ufrag.group(1), fingerprint.group(1).lower()
+
+
+def _created(call_id: str, answer: str) -> Response:
+    return Response(
+        answer,
+        status_code=201,
+        media_type="application/sdp",
+        headers={"Location": f"/v1/realtime/calls/{call_id}"},
+    )
+
+
+@router.post("/v1/realtime/calls")
+async def create_call(request: Request) -> Response:
+    svc = _service(request)
+    server_key: ServerKey = request.app.state.server_key
+    key = key_from_request(request.headers)
+    bound: dict[str, Any] = {}
+    if not server_key.matches(key):
+        ek = svc.keys.lookup(key) if key is not None and is_ephemeral(key) else None
+        if ek is None:
+            return _unauthorized(key)
+        bound = ek.session
+    offer = await _read_offer(request)
+    if isinstance(offer, JSONResponse):
+        return offer
+    sdp, session = offer
+    identity = _offer_identity(sdp)
+    if identity is None:
+        return _error(
+            400, "The offer lacks a=ice-ufrag or a=fingerprint.", "invalid_sdp", param="sdp"
+        )
+    manager: CallManager | None = getattr(request.app.state, "manager", None)
+    if manager is None:
+        return _error(503, "Calls are not enabled in this process.", "unavailable")
+    _forget_ended(svc, manager)
+    existing = svc.created.get(identity)
+    if existing is not None:  # a retry of the same offer: the same call
+        try:
+            call_id, answer = await asyncio.shield(existing)
+        except CallSetupError as exc:
+            return _error(exc.status, str(exc), exc.code)
+        return _created(call_id, answer)
+    future: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+    svc.created[identity] = future
+    hosts = list(getattr(request.app.state, "ice_hosts", None) or [])
+    hosts = hosts or list(request.app.state.settings.webrtc.ice_hosts)
+    source = f"webrtc:{request.client.host if request.client else 'unknown'}"
+    try:
+        call, answer = await open_call(
+            manager,
+            offer_sdp=sdp,
+            session=merge_session(bound, session),
+            ice_hosts=hosts,
+            source=source,
+        )
+    except CallSetupError as exc:
+        svc.created.pop(identity, None)  # a failed attempt may be retried afresh
+        future.set_exception(exc)
+        future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+        return _error(exc.status, str(exc), exc.code)
+    except BaseException as exc:
+        svc.created.pop(identity, None)
+        future.set_exception(CallSetupError(500, "call setup failed", "server_error"))
+        future.exception()
+        if isinstance(exc, Exception):
+            return _error(500, f"call setup failed: {exc}", "server_error")
+        raise
+    future.set_result((call.id, answer))
+    return _created(call.id, answer)
+
+
+def _forget_ended(svc: WebRtcService, manager: CallManager) -> None:
+    for identity, fut in list(svc.created.items()):
+        if fut.done() and not fut.exception() and fut.result()[0] not in manager.calls:
+            del svc.created[identity]

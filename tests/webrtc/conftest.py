@@ -1,0 +1,57 @@
+"""An in-process rtbridge for browser-call tests: local agent, call manager, call records and
+the HTTP app on free ports of 127.0.0.1, offering ICE candidates on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.agent import LocalAgent
+from bridge.apikeys import ServerKey
+from bridge.app import create_app
+from bridge.calls.manager import CallManager
+from bridge.config import AgentSettings, Settings
+from bridge.records import CallStore
+from tests.support.servers import run_app
+
+KEY = "rtb_webrtc_test_key"
+
+
+@dataclass
+class Bridge:
+    url: str
+    agent: LocalAgent
+    manager: CallManager
+    store: CallStore
+    settings: Settings
+    app_state: Any
+
+
+@pytest.fixture
+async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
+    agent = LocalAgent(AgentSettings(port=0))
+    await agent.start()
+    settings = Settings.model_validate(
+        {
+            "server": {"data_dir": str(tmp_path)},
+            "profiles": {"default": {"upstream": {"url": agent.url}}},
+            "webrtc": {"ice_hosts": ["127.0.0.1"]},
+        }
+    )
+    store = CallStore(tmp_path / "calls.db")
+    manager = CallManager(settings, store)
+    await manager.__aenter__()
+    app = create_app(settings, ServerKey(KEY))
+    app.state.manager = manager
+    app.state.store = store
+    try:
+        async with run_app(app) as url:
+            yield Bridge(url, agent, manager, store, settings, app.state)
+    finally:
+        await manager.close()
+        store.close()
+        await agent.stop()

@@ -1,0 +1,140 @@
+"""Ephemeral keys and call creation rules: only the server key mints, lifetimes are bounded,
+unknown or expired keys get 401, and a retried POST of the same offer creates one call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from bridge.webrtc.ephemeral import EphemeralKeys
+from bridge.webrtc.peer import ClientPeer
+from tests.webrtc.conftest import KEY, Bridge
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sdk(bridge: Bridge, key: str) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=f"{bridge.url}/v1", api_key=key, max_retries=0)
+
+
+async def test_only_the_server_key_mints(bridge: Bridge) -> None:
+    secret = await _sdk(bridge, KEY).realtime.client_secrets.create()
+    assert secret.value.startswith("ek_")
+    assert secret.expires_at > 0
+    with pytest.raises(openai.PermissionDeniedError):
+        await _sdk(bridge, secret.value).realtime.client_secrets.create()
+    with pytest.raises(openai.AuthenticationError):
+        await _sdk(bridge, "ek_unknown").realtime.client_secrets.create()
+    with pytest.raises(openai.AuthenticationError):
+        await _sdk(bridge, "rtb_wrong").realtime.client_secrets.create()
+
+
+@pytest.mark.parametrize("seconds", [5, 7201])
+async def test_lifetime_out_of_range_is_refused(bridge: Bridge, seconds: int) -> None:
+    with pytest.raises(openai.BadRequestError):
+        await _sdk(bridge, KEY).realtime.client_secrets.create(
+            expires_after={"anchor": "created_at", "seconds": seconds}
+        )
+
+
+async def test_default_lifetime_is_600_s(bridge: Bridge) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(
+            f"{bridge.url}/v1/realtime/client_secrets",
+            headers={"Authorization": f"Bearer {KEY}"},
+            json={"session": {"type": "realtime"}},
+        )
+    body = r.json()
+    assert r.status_code == 200
+    assert body["session"]["expires_at"] == body["expires_at"]
+    key = bridge.app_state.webrtc.keys.lookup(body["value"])
+    assert key is not None and key.expires_at - key.created_at == 600
+
+
+async def test_unknown_and_expired_keys_get_401(bridge: Bridge) -> None:
+    clock = FakeClock()
+    bridge.app_state.webrtc.keys = EphemeralKeys(time_fn=clock)
+    secret = await _sdk(bridge, KEY).realtime.client_secrets.create(
+        expires_after={"anchor": "created_at", "seconds": 10}
+    )
+    peer = ClientPeer()
+    try:
+        offer = await peer.offer()
+        with pytest.raises(openai.AuthenticationError):
+            await _sdk(bridge, "ek_never_minted").realtime.calls.create(sdp=offer)
+        clock.now += 10
+        with pytest.raises(openai.AuthenticationError):
+            await _sdk(bridge, secret.value).realtime.calls.create(sdp=offer)
+        assert not bridge.manager.calls
+        assert not bridge.agent.sessions  # nothing was opened upstream
+    finally:
+        await peer.close()
+
+
+async def test_retried_post_creates_one_call(bridge: Bridge) -> None:
+    peer = ClientPeer()
+    try:
+        offer = await peer.offer()
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"}
+        async with httpx.AsyncClient(timeout=30) as http:
+            url = f"{bridge.url}/v1/realtime/calls"
+            # two attempts in flight at once, then a late retry
+            first, second = await asyncio.gather(
+                http.post(url, content=offer, headers=headers),
+                http.post(url, content=offer, headers=headers),
+            )
+            third = await http.post(url, content=offer, headers=headers)
+        assert first.status_code == second.status_code == third.status_code == 201
+        assert first.headers["location"] == second.headers["location"] == third.headers["location"]
+        assert first.text == second.text == third.text
+        assert first.headers["content-type"].startswith("application/sdp")
+        assert len(bridge.manager.calls) == 1
+        assert len(bridge.agent.sessions) == 1
+        await peer.accept(first.text)
+        async with asyncio.timeout(20):
+            await peer.wait_event("session.created")
+    finally:
+        await peer.close()
+
+
+async def test_cors_exposes_location(bridge: Bridge) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.options(
+            f"{bridge.url}/v1/realtime/calls",
+            headers={
+                "Origin": "http://localhost:5173",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] in ("*", "http://localhost:5173")
+        r = await http.post(
+            f"{bridge.url}/v1/realtime/calls",
+            headers={"Origin": "http://localhost:5173", "Authorization": "Bearer ek_nope"},
+            content=b"v=0",
+        )
+        assert r.status_code == 401
+        assert "location" in r.headers["access-control-expose-headers"].lower()
+
+
+async def test_offer_without_audio_or_ice_is_refused(bridge: Bridge) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(
+            f"{bridge.url}/v1/realtime/calls",
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
+            content=b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+        )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "invalid_sdp"
+    assert not bridge.manager.calls
