@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from bridge.calls.agent_session import AgentSession
 from bridge.calls.call import Call, CallInfo
+from bridge.calls.observers import EventFanout
 from bridge.calls.rtp_endpoint import PortAllocator, PortsExhausted, RtpEndpoint
 from bridge.calls.sip_media import SipMedia, pass_through_format
 from bridge.calls.ticker import FrameTicker
@@ -104,6 +105,9 @@ class CallManager:
         self._idle = asyncio.Event()
         self._idle.set()
         self.outcomes: dict[str, asyncio.Future[OutboundResult]] = {}
+        #: call lifecycle for dashboards and ``GET /v1/events``: ``call.offered``,
+        #: ``call.answered``, ``call.ended`` with the call's id and parties.
+        self.lifecycle = EventFanout()
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -127,7 +131,13 @@ class CallManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _lifecycle(self, kind: str, call_id: str, **data: object) -> None:
+        self.lifecycle.publish({"type": kind, "call_id": call_id, "at": time.time(), **data})
+
     def _released(self, call: Call) -> None:
+        self._lifecycle(
+            "call.ended", call.id, reason=call.info.end_reason, sip_status=call.info.sip_status
+        )
         self.calls.pop(call.id, None)
         self.ports.release(call.endpoint.port)
         if not self.calls and not self._setting_up:
@@ -211,6 +221,15 @@ class CallManager:
             trunk=offer.trunk,
             profile=profile_name,
         )
+        self._lifecycle(
+            "call.offered",
+            call_id,
+            direction="inbound",
+            leg="sip",
+            from_uri=from_uri,
+            to_uri=to_uri,
+            profile=profile_name,
+        )
         self.store.update_call(
             call_id,
             extra={
@@ -222,6 +241,7 @@ class CallManager:
         def fail(status: int, reason: str, log_reason: str) -> Reject:
             self.store.log_event(call_id, "error", {"source": "setup", "message": log_reason})
             self.store.call_ended(call_id, reason=reason, sip_status=status)
+            self._lifecycle("call.ended", call_id, reason=reason, sip_status=status)
             return Reject(status, log_reason)
 
         try:
@@ -364,6 +384,9 @@ class CallManager:
             codec=neg.codec.name,
             session_format=agent.format.value,
         )
+        self._lifecycle(
+            "call.answered", call_id, codec=neg.codec.name, session_format=agent.format.value
+        )
         self.store.log_event(
             call_id,
             "answered",
@@ -438,6 +461,15 @@ class CallManager:
             self.ports.release(port)
             self.store.call_ended(call_id, reason="failed")
             raise CallNotAllowed(f"cannot place the call: {exc}") from exc
+        self._lifecycle(
+            "call.offered",
+            call_id,
+            direction="outbound",
+            leg="sip",
+            from_uri=caller,
+            to_uri=target,
+            profile=profile_name,
+        )
         self.store.update_call(call_id, extra={"sip_call_id": sip_call.id})
         future: asyncio.Future[OutboundResult] = asyncio.get_running_loop().create_future()
         self.outcomes[call_id] = future
@@ -499,6 +531,7 @@ class CallManager:
                 elif isinstance(event, CallEnded):
                     outcome = outbound_outcome(event.status, event.reason.value)
                     self.store.call_ended(call_id, reason=outcome, sip_status=event.status)
+                    self._lifecycle("call.ended", call_id, reason=outcome, sip_status=event.status)
                     future.set_result(OutboundResult(call_id, outcome, event.status))
                     return
         finally:

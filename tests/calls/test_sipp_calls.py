@@ -202,3 +202,29 @@ async def test_target_outside_allowlist_is_refused_before_dialling(stack: Stack)
 
     with pytest.raises(CallNotAllowed, match="dial_targets"):
         await stack.manager.originate("sip:+4420@carrier.example.com")
+
+
+async def test_lifecycle_stream_sees_a_call_come_and_go(stack: Stack, tmp_path: Path) -> None:
+    sub = stack.manager.lifecycle.subscribe()
+    sipp = require_peer("sipp")
+    res = await run_sipp(
+        sipp,
+        "-sn",
+        "uac",
+        f"127.0.0.1:{stack.sip_port}",
+        "-m",
+        "1",
+        "-d",
+        "500",
+        "-p",
+        str(free_port()),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.summary()
+    await _records_settled(stack)
+    stack.manager.lifecycle.close()
+    events = [e async for e in sub]
+    assert [e["type"] for e in events] == ["call.offered", "call.answered", "call.ended"]
+    assert len({e["call_id"] for e in events}) == 1
+    assert events[-1]["reason"] == "remote-bye"
