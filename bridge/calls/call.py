@@ -189,6 +189,11 @@ class Call:
             "late": r.late,
             "reordered": r.reordered,
             "playout_underruns": getattr(p, "underruns", 0),
+            "jitter_ms": round(self.media.rx_stats.jitter_ms, 2),
+            "rtcp_lost": self.media.rx_stats.lost,
+            "rtt_ms": round(self.media.rtcp.rtt * 1000, 1) if self.media.rtcp.rtt else None,
+            "rtcp_sent": e.rtcp_out,
+            "rtcp_received": e.rtcp_in,
             "session_format": self.agent.format.value,
             "upstream_reconnects": self.agent.reconnects,
         }

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from bridge.calls.agent_session import AgentSession
@@ -50,13 +50,18 @@ from sip.sdp import (
     parse_answer,
 )
 
-__all__ = ["CallManager", "CallNotAllowed", "OutboundResult", "outbound_outcome"]
+__all__ = ["CallManager", "CallNotAllowed", "IncomingHook", "OutboundResult", "outbound_outcome"]
 
 log = logging.getLogger(__name__)
 
 
 class CallNotAllowed(RtbridgeError):
     """The target is not in the profile's allowlist, or calls cannot be placed now."""
+
+
+IncomingHook = Callable[
+    [str, SipCall, str, AgentProfile], Awaitable[tuple[str, AgentProfile] | Reject]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,10 @@ class CallManager:
         #: call lifecycle for dashboards and ``GET /v1/events``: ``call.offered``,
         #: ``call.answered``, ``call.ended`` with the call's id and parties.
         self.lifecycle = EventFanout()
+        #: the control plane's say on inbound calls (``realtime.call.incoming`` webhooks): called
+        #: after 180 Ringing with the call id, the SIP call and the routed profile; returns the
+        #: profile to answer with, or a :class:`~sip.driver.Reject`
+        self.incoming: IncomingHook | None = None
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -263,6 +272,13 @@ class CallManager:
                 return fail(488, "no-common-codec", f"Not Acceptable Here: {exc}")
 
             sip_call.ring(180)
+            if self.incoming is not None:
+                verdict = await self.incoming(call_id, sip_call, profile_name, profile)
+                if isinstance(verdict, Reject):
+                    self.ports.release(port)
+                    return fail(verdict.status, "rejected", verdict.reason or "Rejected")
+                profile_name, profile = verdict
+                self.store.update_call(call_id, profile=profile_name)
             preferred = _session_format(profile, answer.media.codec.name)
             agent = AgentSession(
                 profile,
@@ -350,6 +366,8 @@ class CallManager:
             session_format=agent.format,
             send_rtp=endpoint.send,
             to_agent=agent.send_audio,
+            send_rtcp=endpoint.send_rtcp,
+            cname=f"rtbridge@{self.advertise}",
             on_dtmf=lambda d: holder[0].on_dtmf(d) if holder else None,
             on_playback=lambda e: holder[0].on_playback(e) if holder else None,
             dtmf_payload_type=neg.telephone_event.payload_type if neg.telephone_event else None,
@@ -359,6 +377,7 @@ class CallManager:
             media.on_rtp(packet, loop.time())
 
         endpoint.on_rtp = on_rtp
+        endpoint.on_rtcp = lambda data: media.on_rtcp(data, loop.time())
         if neg.remote is not None:
             endpoint.set_remote((neg.remote.address, neg.remote.port))
         call = Call(

@@ -112,7 +112,7 @@ class RtpEndpoint:
         self.host = host
         self.port = port
         self.on_rtp = on_rtp  # replaceable: outbound calls attach media on answer
-        self._on_rtcp = on_rtcp
+        self.on_rtcp = on_rtcp
         self._rtp: _Proto | None = None
         self._rtcp: _Proto | None = None
         self.remote: Address | None = None  # where we send (SDP, then the latched source)
@@ -182,9 +182,9 @@ class RtpEndpoint:
             self.stats.foreign_source += 1
             return
         self.stats.rtcp_in += 1
-        if self._on_rtcp is not None:
+        if self.on_rtcp is not None:
             with contextlib.suppress(Exception):
-                self._on_rtcp(data)
+                self.on_rtcp(data)
 
     # -- sending ------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from bridge.bench import _probe
 from bridge.calls.reorder import ReorderWindow
 from bridge.realtime.session import AudioFormat
 from media import g711
+from media.clock import WallClock
 from media.codecs.base import AudioCodec
 from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
 from media.framing import Reframer
@@ -44,7 +45,8 @@ from media.playout import (
     PlayoutFormat,
 )
 from media.resample import Resampler
-from media.rtp import RtpClock, RtpPacket, RtpSendState
+from media.rtcp import RtcpError, RtcpReporter
+from media.rtp import ReceiverStats, RtpClock, RtpPacket, RtpSendState
 
 __all__ = ["MediaStats", "SipMedia", "pass_through_format"]
 
@@ -70,6 +72,7 @@ class MediaStats:
     decode_errors: int = 0
     agent_bytes_in: int = 0
     held_frames: int = 0  # caller audio not forwarded while on hold
+    rtcp_malformed: int = 0
     last_rtp_at: float | None = None
 
 
@@ -82,6 +85,8 @@ class SipMedia:
         session_format: AudioFormat,
         send_rtp: Callable[[bytes], bool],
         to_agent: Callable[[bytes], bool],
+        send_rtcp: Callable[[bytes], bool] | None = None,
+        cname: str = "rtbridge",
         on_dtmf: Callable[[DtmfDigit], None] | None = None,
         on_playback: Callable[[PlaybackEvent], None] | None = None,
         dtmf_payload_type: int | None = None,
@@ -129,6 +134,10 @@ class SipMedia:
         )
         self.send_state = RtpSendState(rng=rng)
         self._rtp_clock: RtpClock | None = None
+        # RTCP (RFC 3550 §6): receiver statistics of the caller's stream, SR/RR every ~5 s
+        self.rx_stats = ReceiverStats(codec.clock_rate)
+        self._send_rtcp = send_rtcp
+        self.rtcp = RtcpReporter(self.send_state, cname, wall=WallClock(), rng=rng)
         self._first_packet = True
         self._rng = rng or random.Random()
         probe = _probe.ACTIVE  # `rtbridge bench sip` timing hooks; None: nothing is wrapped
@@ -150,6 +159,7 @@ class SipMedia:
         if pt != self.payload_type:
             self.stats.foreign_payload += 1
             return
+        self.rx_stats.update(packet, now)
         if self.on_hold:  # on hold the caller's audio does not go upstream
             self.stats.held_frames += 1
             return
@@ -232,6 +242,13 @@ class SipMedia:
             self._down_resampler.reset()
         return result
 
+    def on_rtcp(self, data: bytes, now: float) -> None:
+        """The peer's RTCP (reports give us the round-trip time; BYE is recorded)."""
+        try:
+            self.rtcp.receive(data, now)
+        except RtcpError:
+            self.stats.rtcp_malformed += 1
+
     def playing(self) -> bool:
         """Agent audio buffered or being played (call control waits for this to end)."""
         return bool(self.playout.active_responses) or self.playout.buffered_ms > 0
@@ -275,6 +292,10 @@ class SipMedia:
         if self._rtp_clock is None:
             self.playout.start(deadline)
             self._rtp_clock = RtpClock(self.codec.clock_rate, deadline, self._rng.getrandbits(32))
+            self.rtcp.rtp_clock = self._rtp_clock
+        if self._send_rtcp is not None and now >= self.rtcp.next_deadline(now):
+            sources = [self.rx_stats] if self.rx_stats.ssrc is not None else []
+            self._send_rtcp(self.rtcp.report(now, sources))
         for frame in self.playout.tick(now):
             payload = frame.payload if self.pass_through else self.codec.encode(frame.pcm16())
             pkt = self.send_state.packet(

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["accept_refer", "info", "pause", "send_bye", "stream", "uac", "wait_bye"]
+__all__ = [
+    "accept_refer",
+    "info",
+    "pause",
+    "send_bye",
+    "stream",
+    "uac",
+    "uac_rejected",
+    "wait_bye",
+]
 
 _HEAD = """      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -160,5 +169,33 @@ def uac(*steps: str) -> str:
         '<!DOCTYPE scenario SYSTEM "sipp.dtd">\n<scenario name="rtbridge test caller">\n'
         + _INVITE
         + "".join(steps)
+        + "</scenario>\n"
+    )
+
+
+def uac_rejected(status: int) -> str:
+    """A caller whose INVITE must be refused with ``status`` (it ACKs the final response)."""
+    invite = _INVITE[: _INVITE.index('  <recv response="100"')]
+    ack = f"""  <recv response="100" optional="true"/>
+  <recv response="{status}"/>
+  <send>
+    <![CDATA[
+      ACK sip:bot@[remote_ip]:[remote_port] SIP/2.0
+      [last_Via:]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        '<!DOCTYPE scenario SYSTEM "sipp.dtd">\n<scenario name="rtbridge rejected caller">\n'
+        + invite
+        + ack
         + "</scenario>\n"
     )

@@ -161,3 +161,25 @@ def test_on_hold_caller_audio_stops_and_playout_pauses() -> None:
     h.media.on_rtp(RtpPacket(8, 5, 800, 7, b"\x55" * 160), h.t)
     h.tick(2)
     assert len(h.to_agent) == 1 and len(h.rtp) == sent + 2
+
+
+def test_rtcp_reports_every_five_seconds_or_so() -> None:
+    from media.rtcp import ReceiverReport, SenderReport, SourceDescription, parse_compound
+
+    sent: list[bytes] = []
+    h = Harness("PCMU", 0, AudioFormat.PCMU)
+    h.media._send_rtcp = lambda b: sent.append(b) or True
+    for n in range(1000):  # 20 s of caller audio and agent silence
+        h.media.on_rtp(RtpPacket(0, n, n * 160, 99, b"\xff" * 160), h.t)
+        h.tick()
+    assert 2 <= len(sent) <= 8  # 5 s +- 50% randomisation (RFC 3550 §6.2)
+    packets = parse_compound(sent[-1])
+    assert isinstance(packets[0], SenderReport)  # we sent audio since the last report
+    assert packets[0].reports[0].ssrc == 99  # a report block about the caller's stream
+    assert any(isinstance(p, SourceDescription) for p in packets)
+    # the caller's reports are read; a malformed one is counted, never raised
+    rr = ReceiverReport(99, ())
+    h.media.on_rtcp(bytes(rr), h.t)
+    assert h.media.stats.rtcp_malformed == 0
+    h.media.on_rtcp(b"\x80garbage", h.t)
+    assert h.media.stats.rtcp_malformed == 1

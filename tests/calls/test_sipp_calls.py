@@ -228,3 +228,46 @@ async def test_lifecycle_stream_sees_a_call_come_and_go(stack: Stack, tmp_path: 
     assert [e["type"] for e in events] == ["call.offered", "call.answered", "call.ended"]
     assert len({e["call_id"] for e in events}) == 1
     assert events[-1]["reason"] == "remote-bye"
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [
+        {
+            "sip": {
+                "trunks": [
+                    {
+                        "name": "carrier",
+                        "host": "198.51.100.7",
+                        "inbound_allow": ["198.51.100.0/24"],
+                    }
+                ]
+            }
+        }
+    ],
+)
+async def test_invite_from_outside_the_trunk_allowlist_gets_403(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from tests.calls import sipp_scenario as sc
+
+    sipp = require_peer("sipp")
+    scenario = tmp_path / "rejected.xml"
+    scenario.write_text(sc.uac_rejected(403))
+    res = await run_sipp(
+        sipp,
+        "-sf",
+        str(scenario),
+        f"127.0.0.1:{stack.sip_port}",
+        "-m",
+        "1",
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(free_port()),
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.summary()
+    assert stack.agent.sessions == []  # nobody pays for an agent session for a stranger
+    assert stack.manager.calls == {}
