@@ -191,8 +191,13 @@ class SipEndpoint:
         if settings.tls_cert and settings.tls_key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
-            ctx.check_hostname = False
-        self.transports = Transports(self._on_message, ssl_context=ctx)
+        client = ssl.create_default_context(
+            cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None
+        )
+        if not settings.tls_verify:
+            client.check_hostname = False
+            client.verify_mode = ssl.CERT_NONE
+        self.transports = Transports(self._on_message, ssl_context=ctx, client_context=client)
         t = settings.timers
         self.core = SipCore(
             CoreConfig(
@@ -228,8 +233,17 @@ class SipEndpoint:
     def ports(self) -> dict[str, int]:
         return dict(self.transports.ports)
 
-    async def close(self) -> None:
-        """Stop: unregister (briefly), cancel handler tasks, the timer, close sockets."""
+    async def close(self, *, hangup: bool = True, grace_s: float = 2.0) -> None:
+        """Stop: hang up live calls (BYE/CANCEL/480, waiting up to ``grace_s``), unregister,
+        cancel handler tasks and the timer, close the sockets."""
+        if hangup and self.calls:
+            for call in list(self.calls.values()):
+                with contextlib.suppress(SipError):
+                    call.hangup()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    for call in list(self.calls.values()):
+                        await call.wait_ended()
         self._stop_registration.set()
         if self.registrations:
             with contextlib.suppress(TimeoutError):

@@ -94,6 +94,8 @@ class SipSettings(_Section):
     tls_port: int | None = Field(default=None, ge=0, le=65535)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    tls_ca_file: Path | None = None  # extra CAs to trust for outbound TLS (default: system)
+    tls_verify: bool = True  # verify the peer's certificate on outbound TLS
     user_agent: str = "rtbridge"
     timers: SipTimers = Field(default_factory=SipTimers)
     trunks: list[TrunkSettings] = Field(default_factory=list)

@@ -77,9 +77,16 @@ class _Stream:
 class Transports:
     """The sockets of one SIP endpoint (see the module docstring)."""
 
-    def __init__(self, on_message: OnMessage, *, ssl_context: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        on_message: OnMessage,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        client_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.on_message = on_message
-        self.ssl_context = ssl_context
+        self.ssl_context = ssl_context  # for our TLS listener
+        self.client_context = client_context or ssl.create_default_context()
         self.udp: asyncio.DatagramTransport | None = None
         self.servers: list[asyncio.Server] = []
         self.streams: dict[Peer, _Stream] = {}
@@ -148,12 +155,7 @@ class Transports:
             self._connecting.pop(peer, None)
 
     async def _connect(self, peer: Peer) -> _Stream:
-        tls: ssl.SSLContext | None = None
-        if peer.transport == "tls":
-            tls = ssl.create_default_context()
-            if self.ssl_context is not None and not self.ssl_context.check_hostname:
-                tls.check_hostname = False
-                tls.verify_mode = ssl.CERT_NONE
+        tls = self.client_context if peer.transport == "tls" else None
         r, w = await asyncio.wait_for(
             asyncio.open_connection(peer.host, peer.port, ssl=tls), timeout=10
         )

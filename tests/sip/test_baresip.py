@@ -145,3 +145,37 @@ async def test_baresip_calls_rtbridge_over_tls(tmp_path: Path) -> None:
     assert [type(e) for e in answerer.events] == [CallAnswered, CallEnded], out[-3000:]
     offer = answerer.offers[0].offer
     assert offer is not None and offer.source.transport == "tls"
+
+
+async def test_rtbridge_calls_baresip_over_tls(tmp_path: Path) -> None:
+    """Outbound TLS, verifying baresip's certificate against the test's CA (the cert itself)."""
+    baresip = require_peer("baresip")
+    cert, key = _make_cert(tmp_path)
+    port = free_port()
+    confdir = make_confdir(tmp_path / "bs", port, tls=(cert, key))
+    proc = await start_baresip(baresip, confdir, seconds=12)
+    settings = SipSettings(
+        bind_host="127.0.0.1",
+        udp_port=None,
+        tcp_port=None,
+        tls_port=0,
+        tls_cert=cert,
+        tls_key=key,
+        tls_ca_file=cert,
+    )
+    ep = await start_sip(settings)
+    events: list[object] = []
+    try:
+        await asyncio.sleep(1.0)
+        call = await ep.invite(f"sip:bot@127.0.0.1:{port + 1};transport=tls", ANSWER_SDP)
+        async with asyncio.timeout(20):
+            async for ev in call.events():
+                events.append(ev)
+                if isinstance(ev, CallAnswered):
+                    await asyncio.sleep(1.0)
+                    call.hangup()
+    finally:
+        await ep.close()
+        out = await stop_baresip(proc, confdir)
+    assert [type(e) for e in events][-2:] == [CallAnswered, CallEnded], out[-3000:]
+    assert isinstance(events[-1], CallEnded) and events[-1].reason is EndReason.LOCAL_BYE
