@@ -64,6 +64,23 @@ IncomingHook = Callable[
 ]
 
 
+@dataclass(slots=True)
+class _Dial:
+    """An outbound call between INVITE and answer."""
+
+    call_id: str
+    sip_call: SipCall
+    offer: SessionDescription
+    endpoint: RtpEndpoint
+    port: int
+    profile: AgentProfile
+    profile_name: str
+    target: str
+    trunk: str | None
+    caller: str | None
+    future: asyncio.Future[OutboundResult]
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundResult:
     call_id: str
@@ -179,6 +196,16 @@ class CallManager:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
+    def _agent_for(self, profile: AgentProfile, codec_name: str) -> AgentSession:
+        c = self.settings.calls
+        return AgentSession(
+            profile,
+            preferred=_session_format(profile, codec_name),
+            ready_timeout_s=c.session_ready_timeout_s,
+            reconnect_window_s=c.upstream_reconnect_window_s,
+            environ=self.environ,
+        )
+
     @property
     def advertise(self) -> str:
         c = self.settings.calls
@@ -279,14 +306,7 @@ class CallManager:
                     return fail(verdict.status, "rejected", verdict.reason or "Rejected")
                 profile_name, profile = verdict
                 self.store.update_call(call_id, profile=profile_name)
-            preferred = _session_format(profile, answer.media.codec.name)
-            agent = AgentSession(
-                profile,
-                preferred=preferred,
-                ready_timeout_s=self.settings.calls.session_ready_timeout_s,
-                reconnect_window_s=self.settings.calls.upstream_reconnect_window_s,
-                environ=self.environ,
-            )
+            agent = self._agent_for(profile, answer.media.codec.name)
             try:
                 await agent.open()
             except UpstreamError as exc:
@@ -494,58 +514,37 @@ class CallManager:
         self.outcomes[call_id] = future
         self._setting_up += 1
         self._idle.clear()
-        self._spawn(
-            self._outbound(
-                call_id,
-                sip_call,
-                offer,
-                endpoint,
-                port,
-                profile,
-                profile_name,
-                target,
-                trunk,
-                caller,
-                future,
-            ),
-            f"outbound {call_id}",
+        dial = _Dial(
+            call_id,
+            sip_call,
+            offer,
+            endpoint,
+            port,
+            profile,
+            profile_name,
+            target,
+            trunk,
+            caller,
+            future,
         )
+        self._spawn(self._outbound(dial), f"outbound {call_id}")
         return call_id
 
-    async def _outbound(
-        self,
-        call_id: str,
-        sip_call: SipCall,
-        offer: SessionDescription,
-        endpoint: RtpEndpoint,
-        port: int,
-        profile: AgentProfile,
-        profile_name: str,
-        target: str,
-        trunk: str | None,
-        caller: str | None,
-        future: asyncio.Future[OutboundResult],
-    ) -> None:
+    async def _outbound(self, d: _Dial) -> None:
+        call_id, sip_call, endpoint, port, future = (
+            d.call_id,
+            d.sip_call,
+            d.endpoint,
+            d.port,
+            d.future,
+        )
         started = False
         try:
             async for event in sip_call.events():
                 if isinstance(event, CallRinging):
                     self.store.log_event(call_id, "ringing", {"status": event.status})
                 elif isinstance(event, CallAnswered):
-                    started = await self._outbound_answered(
-                        call_id,
-                        sip_call,
-                        offer,
-                        event,
-                        endpoint,
-                        port,
-                        profile,
-                        profile_name,
-                        target,
-                        trunk,
-                        caller,
-                        future,
-                    )
+                    started = await self._outbound_answered(d, event)
                     return
                 elif isinstance(event, CallEnded):
                     outcome = outbound_outcome(event.status, event.reason.value)
@@ -563,21 +562,9 @@ class CallManager:
             if not future.done():
                 future.set_result(OutboundResult(call_id, "failed", None))
 
-    async def _outbound_answered(
-        self,
-        call_id: str,
-        sip_call: SipCall,
-        offer: SessionDescription,
-        event: CallAnswered,
-        endpoint: RtpEndpoint,
-        port: int,
-        profile: AgentProfile,
-        profile_name: str,
-        target: str,
-        trunk: str | None,
-        caller: str | None,
-        future: asyncio.Future[OutboundResult],
-    ) -> bool:
+    async def _outbound_answered(self, d: _Dial, event: CallAnswered) -> bool:
+        call_id, sip_call, future = d.call_id, d.sip_call, d.future
+
         def failed(reason: str, message: str) -> bool:
             sip_call.hangup()
             self.store.log_event(call_id, "error", {"source": "setup", "message": message})
@@ -587,18 +574,12 @@ class CallManager:
 
         try:
             neg = parse_answer(
-                offer, SessionDescription.parse(event.sdp.decode("utf-8", "replace"))
+                d.offer, SessionDescription.parse(event.sdp.decode("utf-8", "replace"))
             )
             codec = codec_for(neg.codec.name, neg.codec.clock_rate, neg.codec.channels)
         except (SdpError, UnsupportedCodecError) as exc:
             return failed("bad-answer", f"unusable SDP answer: {exc}")
-        agent = AgentSession(
-            profile,
-            preferred=_session_format(profile, neg.codec.name),
-            ready_timeout_s=self.settings.calls.session_ready_timeout_s,
-            reconnect_window_s=self.settings.calls.upstream_reconnect_window_s,
-            environ=self.environ,
-        )
+        agent = self._agent_for(d.profile, neg.codec.name)
         try:
             await agent.open()
         except UpstreamError as exc:
@@ -607,16 +588,16 @@ class CallManager:
             call_id,
             sip_call,
             agent,
-            profile,
-            profile_name,
+            d.profile,
+            d.profile_name,
             neg,
             codec,
-            port,
+            d.port,
             direction="outbound",
-            from_uri=caller or "",
-            to_uri=target,
-            trunk=trunk,
-            endpoint=endpoint,
+            from_uri=d.caller or "",
+            to_uri=d.target,
+            trunk=d.trunk,
+            endpoint=d.endpoint,
         )
         assert call is not None
         future.set_result(OutboundResult(call_id, "answered", 200))
