@@ -51,7 +51,8 @@ CHANNEL_LABEL = "oai-events"
 #: Server events held until the data channel opens; client events waiting for the agent.
 _PENDING_MAX = 512
 _INBOX_MAX = 1024
-_NOT_ON_CHANNEL = frozenset({"response.output_audio.delta"})
+#: Audio travels on the media track; the client got the call's own ``session.created``.
+_NOT_ON_CHANNEL = frozenset({"response.output_audio.delta", "session.created"})
 
 
 def _dumps(event: dict[str, Any]) -> str:
@@ -220,6 +221,8 @@ class WebRtcCall:
     # -- the call's tasks ----------------------------------------------------------------
 
     async def _caller_audio(self) -> None:
+        if self.media.inline:
+            return  # frames arrive through media.on_opus, decoded inline
         track = await self._remote_track
         loop = asyncio.get_running_loop()
         while True:

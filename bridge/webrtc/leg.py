@@ -32,7 +32,7 @@ from bridge.errors import UpstreamError
 from bridge.realtime.session import AudioFormat
 from bridge.webrtc.call import WebRtcCall
 from bridge.webrtc.ice import gather_on_hosts
-from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia
+from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia, decode_inline
 
 __all__ = ["CallSetupError", "merge_session", "open_call"]
 
@@ -139,7 +139,7 @@ async def open_call(
         on_released=lambda _c: None,
     )
     try:
-        answer = await _answer(pc, track, offer_sdp, ice_hosts)
+        answer = await _answer(pc, media, offer_sdp, ice_hosts)
     except BaseException as exc:
         await pc.close()
         await agent.close()
@@ -160,7 +160,7 @@ async def open_call(
 
 
 async def _answer(
-    pc: RTCPeerConnection, track: TickedAudioTrack, offer_sdp: str, hosts: Sequence[str]
+    pc: RTCPeerConnection, media: WebRtcMedia, offer_sdp: str, hosts: Sequence[str]
 ) -> str:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
     audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
@@ -172,7 +172,8 @@ async def _answer(
         if c.mimeType.lower() == "audio/opus"
     ]
     audio[0].setCodecPreferences(opus)
-    pc.addTrack(track)
+    media.inline = decode_inline(audio[0].receiver, media.on_opus)
+    pc.addTrack(media.track)
     await gather_on_hosts(pc, hosts)
     await pc.setLocalDescription(await pc.createAnswer())
     desc = pc.localDescription

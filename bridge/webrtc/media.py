@@ -1,9 +1,13 @@
 """One WebRTC call's audio: browser Opus -> agent PCM16, agent PCM16 -> paced Opus packets.
 
-Caller -> agent: aiortc decodes the browser's Opus as **48 kHz interleaved stereo** (RFC 7587
-decoders output stereo whatever was sent). :meth:`WebRtcMedia.on_frame` downmixes and resamples
-explicitly to the session format (PCM16 24 kHz mono, :class:`~media.resample.Resampler` with
-``channels_in=2``), re-cuts 20 ms frames and forwards them on arrival.
+Caller -> agent: the browser's Opus is decoded as **48 kHz interleaved stereo** (RFC 7587:
+``opus/48000/2`` whatever was sent; a mono stream decodes with L == R), then downmixed and
+resampled explicitly to the session format (PCM16 24 kHz mono, :class:`~media.resample.Resampler`
+with ``channels_in=2``), re-cut into 20 ms frames and forwarded on arrival. The decoding happens
+here, on the event loop (:func:`decode_inline`, :meth:`WebRtcMedia.on_opus`), not in aiortc's
+per-call decoder thread, whose per-frame hand-back through ``run_coroutine_threadsafe`` costs
+more than the decoding itself; :meth:`WebRtcMedia.on_frame` takes aiortc's decoded frames when
+that hook is unavailable.
 
 Agent -> caller: agent audio goes into a :class:`~media.playout.PlayoutBuffer` at 24 kHz driven
 by the process's shared :class:`~bridge.calls.ticker.FrameTicker` (:meth:`WebRtcMedia.on_tick`).
@@ -30,12 +34,13 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from numpy.typing import NDArray
 
-from media.codecs._pyav import PyAVEncoder
+from media.codecs._pyav import PyAVDecoder, PyAVEncoder
+from media.codecs.base import CodecError
 from media.framing import Reframer
 from media.playout import ClearResult, PlaybackEvent, PlayoutBuffer, PlayoutEncoding, PlayoutFormat
 from media.resample import Resampler
 
-__all__ = ["MediaStats", "TickedAudioTrack", "WebRtcMedia"]
+__all__ = ["MediaStats", "TickedAudioTrack", "WebRtcMedia", "decode_inline"]
 
 AGENT_RATE = 24000
 FRAME_MS = 20
@@ -58,6 +63,7 @@ class MediaStats:
     packets_out: int = 0
     audio_packets_out: int = 0
     packets_dropped_out: int = 0  # the sender did not read in time
+    decode_errors: int = 0
     last_frame_at: float | None = None
 
 
@@ -116,6 +122,7 @@ class WebRtcMedia:
         # browser -> agent
         self._resamplers: dict[tuple[int, int], Resampler] = {}
         self._reframer = Reframer(AGENT_RATE * FRAME_MS // 1000)
+        self._decoder = PyAVDecoder("libopus", OPUS_CLOCK, 2)  # RFC 7587: decode as stereo
         # agent -> browser
         self.playout = PlayoutBuffer(PlayoutFormat(PlayoutEncoding.PCM16, AGENT_RATE, FRAME_MS))
         self._encoder = PyAVEncoder(
@@ -129,6 +136,7 @@ class WebRtcMedia:
         self._anchor: float | None = None
         self._started = False
         self.muted = False  # caller audio not forwarded (e.g. while the call is set up)
+        self.inline = False  # True: on_opus() gets encoded frames; the track carries none
 
     # -- browser -> agent ----------------------------------------------------------------
 
@@ -141,6 +149,20 @@ class WebRtcMedia:
         if pcm.dtype != np.int16:  # planar or float layouts are not what aiortc emits
             return
         self.push_pcm(pcm, int(frame.sample_rate), channels)
+
+    def on_opus(self, payload: bytes, now: float) -> None:
+        """One encoded Opus frame from aiortc's jitter buffer (see :func:`decode_inline`),
+        decoded here as 48 kHz interleaved stereo and downmixed/resampled explicitly."""
+        self.stats.frames_in += 1
+        self.stats.last_frame_at = now
+        if not payload:
+            return
+        try:
+            pcm = self._decoder.decode(payload)
+        except CodecError:
+            self.stats.decode_errors += 1
+            return
+        self.push_pcm(pcm, OPUS_CLOCK, 2)
 
     def push_pcm(self, pcm: NDArray[np.int16], rate: int, channels: int) -> None:
         """Interleaved caller PCM at ``rate``; downmixed and resampled to 24 kHz mono."""
@@ -190,3 +212,41 @@ class WebRtcMedia:
         if self.on_playback is not None:
             for event in self.playout.take_events():
                 self.on_playback(event)
+
+
+class _InlineDecoding:
+    """Stands in for an aiortc receiver's decoder queue: each encoded frame the jitter buffer
+    completes is handed to ``sink`` on the event loop instead of to the decoder thread."""
+
+    def __init__(self, original: Any, sink: Callable[[bytes, float], None]) -> None:
+        self._original = original
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+
+    def get(self) -> Any:
+        """What aiortc's decoder thread blocks on: only the end-of-stream ``None`` arrives."""
+        return self._original.get()
+
+    def put(self, item: Any) -> None:
+        if item is None:  # the receiver is stopping: let its (idle) decoder thread end
+            self._original.put(None)
+            return
+        _codec, encoded_frame = item
+        self._sink(bytes(encoded_frame.data), self._loop.time())
+
+
+_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+
+
+def decode_inline(receiver: Any, sink: Callable[[bytes, float], None]) -> bool:
+    """Route ``receiver``'s encoded audio frames to ``sink`` (our decoder) instead of aiortc's
+    decoder thread. aiortc decodes every frame in a thread as 48 kHz stereo and hands it back
+    through ``run_coroutine_threadsafe`` (a self-pipe wake-up per frame); decoding inline to
+    24 kHz mono costs a fraction of that. False (nothing changed) if this aiortc lacks the
+    attribute: the caller then reads decoded frames from the track (:meth:`WebRtcMedia.on_frame`).
+    """
+    original = getattr(receiver, _DECODER_QUEUE, None)
+    if original is None or not hasattr(original, "put"):
+        return False
+    setattr(receiver, _DECODER_QUEUE, _InlineDecoding(original, sink))
+    return True
