@@ -1,18 +1,25 @@
 """The HTTP/WebSocket application: ``create_app(settings, server_key)``.
 
-Routes validate and delegate; protocol code never calls back into this layer. The app's state
+Routes validate and delegate; protocol code never calls back into this layer. The lifespan
+owns the runtime (``runtime=True``) and the control plane (:mod:`bridge.control`). The app's state
 holds the settings, the server key and the upstream settings sessions use (the local agent's
 address when ``serve`` started one in-process).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from fastapi import FastAPI
 
 from bridge import __version__
 from bridge.apikeys import ServerKey
 from bridge.config import Settings, UpstreamSettings
+from bridge.control import ControlPlane
+from bridge.control import install as install_control
 from bridge.relay import router as relay_router
+from bridge.runtime import start_runtime
 from bridge.webrtc.routes import install as install_webrtc
 
 __all__ = ["create_app"]
@@ -23,16 +30,37 @@ def create_app(
     server_key: ServerKey,
     *,
     upstream: UpstreamSettings | None = None,
+    runtime: bool = False,
+    sip_port: int | None = None,
 ) -> FastAPI:
-    app = FastAPI(title="rtbridge", version=__version__)
+    """The app. With ``runtime=True`` its lifespan starts and stops the runtime (local agent,
+    records, call manager, SIP on ``sip_port``); otherwise a caller may put its own
+    ``app.state.manager`` in before start-up. Either way the lifespan owns the control plane
+    (``app.state.control``) of that manager."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if runtime:
+                rt = await start_runtime(settings, stack, sip_port=sip_port)
+                app.state.runtime = rt
+                app.state.settings = rt.settings
+                app.state.upstream_settings = upstream or rt.upstream
+                app.state.manager = rt.manager
+                app.state.store = rt.store
+            manager = getattr(app.state, "manager", None)
+            if manager is not None:
+                plane = ControlPlane(app.state.settings, manager, manager.store)
+                app.state.control = await stack.enter_async_context(plane)
+            yield
+
+    app = FastAPI(title="rtbridge", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.server_key = server_key
     app.state.upstream_settings = upstream or settings.upstream
+    app.state.control = None
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
+    install_control(app)  # /v1/calls, /v1/realtime/calls/{id}/*, /v1/events, probes, metrics
     app.include_router(relay_router)
     install_webrtc(app)  # browser calls, client secrets, CORS, the demo page
     return app

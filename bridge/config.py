@@ -39,6 +39,7 @@ __all__ = [
     "Settings",
     "UpstreamSettings",
     "WebRtcSettings",
+    "WebhookSettings",
     "default_data_dir",
     "load_settings",
 ]
@@ -200,6 +201,9 @@ class Route(_Section):
     to: str | None = None
     from_: str | None = Field(default=None, alias="from")
     profile: str = "default"
+    #: when the ``realtime.call.incoming`` webhook fails or times out: a profile name,
+    #: ``reject`` (603) or ``reject:<status>``; None: this route's ``profile``
+    fallback: str | None = None
 
     def matches(self, *, trunk: str | None, to_uri: str, from_uri: str) -> bool:
         from fnmatch import fnmatchcase
@@ -224,6 +228,7 @@ class CallSettings(_Section):
     upstream_reconnect_window_s: float = Field(default=5.0, ge=0)
     session_ready_timeout_s: float = Field(default=10.0, gt=0)
     retry_after_s: int = Field(default=30, ge=1)
+    drain_timeout_s: float = Field(default=300.0, ge=0)  # SIGTERM: live calls may finish
     records_db: Path | None = None  # default: <server.data_dir>/calls.db
 
     @model_validator(mode="after")
@@ -246,6 +251,29 @@ class WebRtcSettings(_Section):
     demo: bool = True
 
 
+class WebhookSettings(_Section):
+    """``realtime.call.incoming`` webhooks (OpenAI's call API): when ``url`` is set, every
+    inbound SIP call is offered to the application there (180 Ringing meanwhile), which answers
+    with ``POST /v1/realtime/calls/{id}/accept|reject|refer|hangup``. The signing secret is read
+    from the environment variable ``secret_env`` (``whsec_<base64>`` or raw text). No decision
+    within ``timeout_s`` (delivery) + ``decision_timeout_s``: the route's ``fallback``."""
+
+    url: str = ""
+    secret_env: str = "RTBRIDGE_WEBHOOK_SECRET"
+    timeout_s: float = Field(default=5.0, gt=0)
+    decision_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("webhook url must start with http:// or https://")
+        return v
+
+    def secret(self, environ: Mapping[str, str] | None = None) -> str | None:
+        return (environ if environ is not None else os.environ).get(self.secret_env) or None
+
+
 def _default_profiles() -> dict[str, AgentProfile]:
     return {"default": AgentProfile()}
 
@@ -261,6 +289,7 @@ class Settings(_Section):
     routes: list[Route] = Field(default_factory=list)
     sip: SipSettings = Field(default_factory=SipSettings)
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _routes_name_profiles(self) -> Settings:
@@ -269,7 +298,17 @@ class Settings(_Section):
         for i, route in enumerate(self.routes):
             if route.profile not in self.profiles:
                 raise ValueError(f"routes[{i}] names unknown profile {route.profile!r}")
+            fb = route.fallback
+            if fb is not None and not fb.startswith("reject") and fb not in self.profiles:
+                raise ValueError(f"routes[{i}].fallback names unknown profile {fb!r}")
         return self
+
+    def matching_route(self, *, trunk: str | None, to_uri: str, from_uri: str) -> Route | None:
+        """The first route matching an inbound call (None: the ``default`` profile)."""
+        for route in self.routes:
+            if route.matches(trunk=trunk, to_uri=to_uri, from_uri=from_uri):
+                return route
+        return None
 
     def route(self, *, trunk: str | None, to_uri: str, from_uri: str) -> tuple[str, AgentProfile]:
         """The profile for an inbound call: the first matching route, else ``default``."""

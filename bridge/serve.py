@@ -3,14 +3,16 @@
 Starts, in one event loop: the local reference agent when no upstream is configured, the
 HTTP/WebSocket app (relay, and later the control plane) under uvicorn, with TLS when given a
 certificate, and SIP when a SIP port is set. It prints where it listens and where the server
-key is, never the key itself. SIGINT/SIGTERM stop it.
+key is, never the key itself. SIGTERM drains (:mod:`bridge.control.plane`) then exits; SIGINT
+stops at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import signal
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -19,7 +21,6 @@ from bridge.apikeys import resolve_server_key
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.logs import setup_logging
-from bridge.runtime import start_runtime
 
 __all__ = ["serve"]
 
@@ -38,55 +39,71 @@ async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
     srv = settings.server
     server_key = resolve_server_key(srv.data_dir)
 
-    async with contextlib.AsyncExitStack() as stack:
-        rt = await start_runtime(settings, stack, sip_port=srv.sip_port)
-        app = create_app(rt.settings, server_key, upstream=rt.upstream)
-        app.state.ice_hosts = ice_hosts
-        app.state.manager = rt.manager
-        app.state.store = rt.store
-        config_kwargs: dict[str, Any] = {}
-        if srv.tls_cert is not None and srv.tls_key is not None:
-            config_kwargs.update(ssl_certfile=str(srv.tls_cert), ssl_keyfile=str(srv.tls_key))
-        config = uvicorn.Config(
-            app,
-            host=srv.host,
-            port=srv.http_port,
-            log_level=srv.log_level,
-            log_config=None,  # keep our handlers (and their secret filter)
-            ws_max_size=16 * 1024 * 1024,
-            ws_per_message_deflate=False,
-            lifespan="on",
-            **config_kwargs,
-        )
-        server = uvicorn.Server(config)
-        banner = asyncio.create_task(
-            _announce(
-                server,
-                settings,
-                rt.upstream_label,
-                server_key.path,
-                tls=bool(config_kwargs),
-                extra=[f"  SIP: {rt.sip_label}", f"  call records: {rt.settings.records_path}"],
-            )
-        )
-        try:
-            await server.serve()
-        finally:
-            banner.cancel()
+    app = create_app(settings, server_key, runtime=True, sip_port=srv.sip_port)
+    app.state.ice_hosts = ice_hosts
+    # the app's lifespan (run by uvicorn) starts and stops the runtime
+    config_kwargs: dict[str, Any] = {}
+    if srv.tls_cert is not None and srv.tls_key is not None:
+        config_kwargs.update(ssl_certfile=str(srv.tls_cert), ssl_keyfile=str(srv.tls_key))
+    config = uvicorn.Config(
+        app,
+        host=srv.host,
+        port=srv.http_port,
+        log_level=srv.log_level,
+        log_config=None,  # keep our handlers (and their secret filter)
+        ws_max_size=16 * 1024 * 1024,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **config_kwargs,
+    )
+    server = _DrainingServer(config, app)
+    banner = asyncio.create_task(
+        _announce(server, settings, server_key.path, tls=bool(config_kwargs), app=app)
+    )
+    try:
+        await server.serve()
+    finally:
+        banner.cancel()
     return 0
 
 
+class _DrainingServer(uvicorn.Server):
+    """SIGTERM drains first (see :mod:`bridge.control.plane`), then the server stops; a second
+    SIGTERM, or SIGINT, stops at once."""
+
+    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+        super().__init__(config)
+        self.app = app
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+
+    async def serve(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        plane = getattr(self.app.state, "control", None)
+        if sig != signal.SIGTERM or self._draining or plane is None or self._loop is None:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        self._loop.call_soon_threadsafe(self._start_drain, plane)
+
+    def _start_drain(self, plane: Any) -> None:
+        log.info("SIGTERM: draining")
+        task = plane.start_drain()
+        task.add_done_callback(lambda _t: setattr(self, "should_exit", True))
+
+
 async def _announce(
-    server: uvicorn.Server,
-    settings: Settings,
-    upstream_label: str,
-    key_path: object,
-    *,
-    tls: bool,
-    extra: list[str],
+    server: uvicorn.Server, settings: Settings, key_path: object, *, tls: bool, app: Any
 ) -> None:
     while not server.started:
         await asyncio.sleep(0.05)
+    rt = app.state.runtime
+    upstream_label = rt.upstream_label
+    extra = [f"  SIP: {rt.sip_label}", f"  call records: {rt.settings.records_path}"]
     host, port = settings.server.host, settings.server.http_port
     for s in server.servers:
         for sock in s.sockets:

@@ -129,6 +129,7 @@ class SipCore:
         self.layer = TransactionLayer(config.timers)
         self.calls: dict[str, Call] = {}
         self.draining = False
+        self.retry_after: int | None = None  # seconds, sent with the 503s of draining
         self.stats: dict[str, int] = {
             "received": 0,
             "malformed": 0,
@@ -400,6 +401,8 @@ class SipCore:
             status = 503 if self.draining else 200
             extra = self.common_headers()
             extra.add("Accept", "application/sdp")
+            if self.draining and self.retry_after is not None:
+                extra.add("Retry-After", str(self.retry_after))
             self._reply(tx, req, status, now, extra=extra)
         elif in_dialog:
             call = self._dialog_call(req)
@@ -442,7 +445,8 @@ class SipCore:
             self._reply(tx, req, 482, now)  # a merged request (§8.2.2.2)
             return
         if self.draining:
-            self._reply(tx, req, 503, now)
+            retry = [] if self.retry_after is None else [("Retry-After", str(self.retry_after))]
+            self._reply(tx, req, 503, now, extra=Headers(retry))
             return
         verdict = self.policy(req, peer, now)
         if isinstance(verdict, Deny):

@@ -1,0 +1,253 @@
+"""Prometheus ``/metrics``: every series is ``rtbridge_*``.
+
+Two sources. Lifecycle events (``manager.lifecycle``) drive the counters of call setups,
+setup failures by reason, ended calls by reason, setup latency and upstream errors. Live
+values (active calls by leg, media counters, jitter) are read from the calls at scrape time
+by a custom collector, and a call's final media counters are folded into running totals when
+it ends, so the ``*_total`` series never go backwards as calls come and go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "Metrics", "leg_of"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: media counters summed over calls: (stats key, series name, help)
+_MEDIA_COUNTERS = (
+    ("rtp_in", "rtbridge_frames_in", "Media frames (RTP packets) received from callers."),
+    ("rtp_out", "rtbridge_frames_out", "Media frames (RTP packets) sent to callers."),
+    ("late", "rtbridge_late_frames", "Caller frames that arrived too late and were dropped."),
+    ("frames_concealed", "rtbridge_concealed_frames", "Lost caller frames concealed."),
+    ("lost", "rtbridge_lost_frames", "Caller frames never received."),
+    (
+        "frames_dropped_upstream",
+        "rtbridge_upstream_dropped_frames",
+        "Caller frames dropped because the agent upstream stalled.",
+    ),
+)
+_UPSTREAM_REASONS = frozenset({"upstream-lost", "upstream-expired", "upstream-unavailable"})
+
+
+class _LiveCall(Protocol):
+    id: str
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+def leg_of(call: object) -> str:
+    return "sip" if getattr(call, "sip", None) is not None else "webrtc"
+
+
+def _num(stats: dict[str, Any], key: str) -> float:
+    v = stats.get(key, 0)
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
+
+@dataclass
+class _Tracked:
+    leg: str
+    direction: str
+    offered_at: float
+    call: Any = None
+    barge_ins_seen: int = 0
+
+
+@dataclass
+class _Totals:
+    media: dict[str, float] = field(default_factory=dict)
+    sideband_dropped: float = 0.0
+    reconnects: float = 0.0
+
+
+class Metrics:
+    """The registry behind ``/metrics`` and what feeds it."""
+
+    def __init__(self, manager: Any, *, webhooks: Any = None) -> None:
+        self.manager = manager
+        self.webhooks = webhooks
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.setups = Counter(
+            "rtbridge_call_setups", "Calls answered (set up).", ["leg", "direction"], registry=r
+        )
+        self.failures = Counter(
+            "rtbridge_call_setup_failures",
+            "Calls that ended before they were answered, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.ended = Counter(
+            "rtbridge_calls_ended", "Calls that ended, by reason.", ["reason"], registry=r
+        )
+        self.setup_latency = Histogram(
+            "rtbridge_call_setup_latency_seconds",
+            "From INVITE (or originate) to answered.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.barge_in = Histogram(
+            "rtbridge_barge_in_latency_seconds",
+            "From the caller's speech start to the agent's audio stopping.",
+            buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "rtbridge_upstream_errors",
+            "Agent upstream failures (unavailable at setup, lost or expired mid-call).",
+            ["reason"],
+            registry=r,
+        )
+        self._tracked: dict[str, _Tracked] = {}
+        self._totals = _Totals()
+        r.register(_LiveCollector(self))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def on_lifecycle(self, event: dict[str, Any]) -> None:
+        kind, call_id = event.get("type"), str(event.get("call_id", ""))
+        if kind == "call.offered":
+            self._tracked[call_id] = _Tracked(
+                str(event.get("leg", "sip")), str(event.get("direction", "inbound")), time.time()
+            )
+        elif kind == "call.answered":
+            t = self._tracked.get(call_id)
+            call = self.manager.calls.get(call_id)
+            if t is None:
+                t = self._tracked[call_id] = _Tracked(
+                    leg_of(call), "inbound", float(event.get("at", time.time()))
+                )
+            t.call = call
+            self.setups.labels(t.leg, t.direction).inc()
+            self.setup_latency.observe(max(0.0, float(event.get("at", time.time())) - t.offered_at))
+        elif kind == "call.ended":
+            reason = str(event.get("reason") or "unknown")
+            self.ended.labels(reason).inc()
+            if reason in _UPSTREAM_REASONS:
+                self.upstream_errors.labels(reason).inc()
+            t = self._tracked.pop(call_id, None)
+            if t is None or t.call is None:
+                self.failures.labels(reason).inc()
+            else:
+                self._fold(t)
+
+    def _fold(self, t: _Tracked) -> None:
+        """A call ended: its final counters join the totals."""
+        self._barge_ins(t)
+        try:
+            stats = t.call.stats()
+        except Exception:
+            return
+        for key, _name, _help in _MEDIA_COUNTERS:
+            self._totals.media[key] = self._totals.media.get(key, 0.0) + _num(stats, key)
+        self._totals.reconnects += _num(stats, "upstream_reconnects")
+        events = getattr(t.call, "events", None)
+        self._totals.sideband_dropped += float(getattr(events, "dropped", 0) or 0)
+
+    def _barge_ins(self, t: _Tracked) -> None:
+        control = getattr(t.call, "control", None)
+        latencies: list[float] = list(
+            getattr(getattr(control, "stats", None), "barge_in_latency_ms", [])
+        )
+        for ms in latencies[t.barge_ins_seen :]:
+            self.barge_in.observe(ms / 1000.0)
+        t.barge_ins_seen = len(latencies)
+
+    def _live(self) -> Iterator[tuple[Any, _Tracked]]:
+        for call_id, call in list(self.manager.calls.items()):
+            t = self._tracked.get(call_id)
+            if t is None:  # adopted calls (WebRTC) that never announced themselves
+                t = self._tracked[call_id] = _Tracked(leg_of(call), "inbound", time.time(), call)
+            elif t.call is None:
+                t.call = call
+            yield call, t
+        for call_id, t in list(self._tracked.items()):  # gone without a call.ended event
+            if t.call is not None and call_id not in self.manager.calls:
+                self._fold(t)
+                del self._tracked[call_id]
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _LiveCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        m = self.m
+        live = list(m._live())
+        active = GaugeMetricFamily("rtbridge_active_calls", "Live calls by leg.", labels=["leg"])
+        counts = {"sip": 0, "webrtc": 0}
+        media = dict.fromkeys((k for k, _n, _h in _MEDIA_COUNTERS), 0.0)
+        jitters: list[float] = []
+        dropped = m._totals.sideband_dropped
+        reconnects = m._totals.reconnects
+        for call, t in live:
+            counts[t.leg] = counts.get(t.leg, 0) + 1
+            m._barge_ins(t)
+            try:
+                stats = call.stats()
+            except Exception:
+                continue
+            for key in media:
+                media[key] += _num(stats, key)
+            if "jitter_ms" in stats:
+                jitters.append(_num(stats, "jitter_ms"))
+            reconnects += _num(stats, "upstream_reconnects")
+            dropped += float(getattr(getattr(call, "events", None), "dropped", 0) or 0)
+        for leg, n in sorted(counts.items()):
+            active.add_metric([leg], n)
+        yield active
+        setting_up = GaugeMetricFamily(
+            "rtbridge_calls_setting_up", "Calls being set up (ringing, dialing)."
+        )
+        setting_up.add_metric([], float(getattr(m.manager, "_setting_up", 0)))
+        yield setting_up
+        draining = GaugeMetricFamily("rtbridge_draining", "1 while draining (SIGTERM).")
+        draining.add_metric([], 1.0 if m.manager.draining else 0.0)
+        yield draining
+        for key, name, help_ in _MEDIA_COUNTERS:
+            c = CounterMetricFamily(name, help_)
+            c.add_metric([], m._totals.media.get(key, 0.0) + media[key])
+            yield c
+        jitter = GaugeMetricFamily(
+            "rtbridge_jitter_seconds",
+            "Interarrival jitter of caller audio over live calls (RFC 3550).",
+            labels=["stat"],
+        )
+        jitter.add_metric(["max"], max(jitters) / 1000.0 if jitters else 0.0)
+        jitter.add_metric(["mean"], sum(jitters) / len(jitters) / 1000.0 if jitters else 0.0)
+        yield jitter
+        sb = CounterMetricFamily(
+            "rtbridge_sideband_dropped_events",
+            "Events observers (sideband, dashboards) were too slow to take.",
+        )
+        sb.add_metric([], dropped)
+        yield sb
+        rc = CounterMetricFamily(
+            "rtbridge_upstream_reconnects", "Agent upstream sessions re-established mid-call."
+        )
+        rc.add_metric([], reconnects)
+        yield rc
+        wh = getattr(m.webhooks, "stats", None)
+        if wh is not None:
+            c = CounterMetricFamily(
+                "rtbridge_webhooks", "realtime.call.incoming deliveries.", labels=["result"]
+            )
+            c.add_metric(["delivered"], wh.delivered)
+            c.add_metric(["failed"], wh.failed)
+            c.add_metric(["fallback"], wh.fallbacks)
+            yield c

@@ -1,0 +1,71 @@
+"""Request bodies of the control plane (pydantic: an invalid body is a 422 naming the field)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AcceptBody",
+    "DtmfBody",
+    "OriginateBody",
+    "ReferBody",
+    "RejectBody",
+    "SayBody",
+    "SessionBody",
+    "TransferBody",
+]
+
+_URI = r"^(sips?:|tel:)\S+$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OriginateBody(_Body):
+    target: str = Field(
+        pattern=_URI, max_length=256, description="sip:, sips: or tel: URI (allowlisted)"
+    )
+    profile: str = Field(default="default", min_length=1, max_length=64)
+    trunk: str | None = Field(default=None, min_length=1, max_length=64)
+    caller: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9+*#._-]{1,64}$", description="caller id (user part)"
+    )
+
+
+class TransferBody(_Body):
+    target: str = Field(pattern=_URI, max_length=256)
+
+
+class ReferBody(_Body):
+    target_uri: str = Field(pattern=_URI, max_length=256)
+
+
+class DtmfBody(_Body):
+    digits: str = Field(pattern=r"^[0-9*#A-D]{1,32}$", description="0-9, *, #, A-D")
+
+
+class SayBody(_Body):
+    text: str = Field(min_length=1, max_length=8000)
+    role: Literal["user", "system"] = "user"
+    respond: bool = Field(default=True, description="queue a response.create after it")
+
+
+class SessionBody(BaseModel):
+    """A (partial) GA session object; the leg keeps its audio formats and telephony tools."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["realtime"] = "realtime"
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    audio: dict[str, Any] | None = None
+
+
+class AcceptBody(SessionBody):
+    model: str | None = Field(default=None, max_length=128)
+
+
+class RejectBody(_Body):
+    status_code: int = Field(default=603, ge=400, le=699)

@@ -1,0 +1,102 @@
+"""The control plane's per-process state, owned by the app's lifespan.
+
+:class:`ControlPlane` hooks the webhook offer into the call manager, feeds the metrics from
+the lifecycle stream, and runs the graceful drain: on SIGTERM ``/readyz`` turns 503, SIP
+OPTIONS and new INVITEs get 503 with ``Retry-After``, new browser calls and originates 503;
+live calls may finish for ``calls.drain_timeout_s``, then end (``reason=drain-timeout``) with
+their records written; then the process may exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from bridge.calls.manager import CallManager
+from bridge.config import Settings
+from bridge.control.metrics import Metrics
+from bridge.control.webhooks import IncomingCalls
+from bridge.records import CallStore
+
+__all__ = ["ControlPlane"]
+
+log = logging.getLogger(__name__)
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings, manager: CallManager, store: CallStore) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.store = store
+        self.incoming = IncomingCalls(settings, environ=manager.environ)
+        self.metrics = Metrics(manager, webhooks=self.incoming)
+        self.draining = False
+        self.closing = asyncio.Event()  # event streams end when set
+        self._watch: asyncio.Task[None] | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ControlPlane:
+        if self.manager.incoming is None:
+            self.manager.incoming = self.incoming
+        sub = self.manager.lifecycle.subscribe(maxsize=100_000)
+
+        async def watch() -> None:
+            try:
+                async for event in sub:
+                    self.metrics.on_lifecycle(event)
+            finally:
+                sub.close()
+
+        self._watch = asyncio.create_task(watch(), name="control lifecycle")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.closing.set()
+        if self.manager.incoming is self.incoming:
+            self.manager.incoming = None
+        await self.incoming.aclose()
+        for task in (self._watch, self._drain):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # -- drain ----------------------------------------------------------------------------
+
+    def start_drain(self) -> asyncio.Task[None]:
+        """Begin draining (idempotent); the task finishes when no call is left."""
+        if self._drain is None:
+            self._drain = asyncio.create_task(self.drain(), name="drain")
+        return self._drain
+
+    async def drain(self, limit_s: float | None = None) -> None:
+        limit = self.settings.calls.drain_timeout_s if limit_s is None else limit_s
+        self.draining = True
+        self.manager.draining = True
+        sip = self.manager.sip
+        if sip is not None:
+            sip.core.retry_after = self.settings.calls.retry_after_s
+            sip.drain()
+        n = len(self.manager.calls)
+        log.info("draining: %d live call(s), up to %.0f s", n, limit)
+        try:
+            await asyncio.wait_for(self.manager.wait_idle(), limit)
+        except TimeoutError:
+            left = list(self.manager.calls.values())
+            log.warning("drain limit reached: ending %d call(s)", len(left))
+            for call in left:
+                call.end("drain-timeout")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.manager.wait_idle(), 10.0)
+        await asyncio.to_thread(self.store.flush)
+        self.closing.set()
+        log.info("drained")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "draining": self.draining,
+            "active_calls": len(self.manager.calls),
+            "pending_calls": len(self.incoming.pending),
+        }

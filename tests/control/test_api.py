@@ -1,0 +1,157 @@
+"""Every control-plane route: the key is required (401), unknown call ids are 404, invalid bodies
+are 422 naming the field; the probes and the OpenAPI document are open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.apikeys import ServerKey
+from bridge.control.auth import COOKIE_NAME, login_cookie_value, verify_login_cookie
+from tests.control.conftest import KEY, Control
+
+OPEN = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/docs/oauth2-redirect"}
+
+#: a valid body for every POST route with one (so that 404 and 401 are about the id/key)
+BODIES: dict[str, dict[str, Any]] = {
+    "/v1/calls": {"target": "sip:nobody@192.0.2.1"},
+    "/v1/calls/{call_id}/transfer": {"target": "sip:desk@127.0.0.1"},
+    "/v1/calls/{call_id}/dtmf": {"digits": "12#"},
+    "/v1/calls/{call_id}/say": {"text": "hello", "role": "system"},
+    "/v1/calls/{call_id}/session": {"instructions": "be brief"},
+    "/v1/realtime/calls/{call_id}/accept": {"type": "realtime", "instructions": "hi"},
+    "/v1/realtime/calls/{call_id}/reject": {"status_code": 486},
+    "/v1/realtime/calls/{call_id}/refer": {"target_uri": "tel:+15550100"},
+}
+CALL_ROUTES = [
+    ("GET", "/v1/calls/{call_id}"),
+    ("GET", "/v1/calls/{call_id}/events"),
+    ("POST", "/v1/calls/{call_id}/hangup"),
+    ("POST", "/v1/calls/{call_id}/transfer"),
+    ("POST", "/v1/calls/{call_id}/dtmf"),
+    ("POST", "/v1/calls/{call_id}/say"),
+    ("POST", "/v1/calls/{call_id}/session"),
+    ("POST", "/v1/realtime/calls/{call_id}/accept"),
+    ("POST", "/v1/realtime/calls/{call_id}/reject"),
+    ("POST", "/v1/realtime/calls/{call_id}/refer"),
+    ("POST", "/v1/realtime/calls/{call_id}/hangup"),
+]
+
+
+def control_routes(control: Control) -> list[tuple[str, str]]:
+    spec = control.app.openapi()
+    out = []
+    for path, ops in spec["paths"].items():
+        for method in ops:
+            if path not in OPEN and (path.startswith("/v1/calls") or "/{call_id}" in path):
+                out.append((method.upper(), path))
+    out.append(("GET", "/v1/events"))
+    return sorted(set(out))
+
+
+async def test_probes_and_docs_are_open(control: Control) -> None:
+    async with httpx.AsyncClient(base_url=control.url) as anon:
+        assert (await anon.get("/healthz")).json() == {"status": "ok"}
+        ready = await anon.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        metrics = await anon.get("/metrics")
+        assert metrics.status_code == 200
+        assert "rtbridge_active_calls" in metrics.text
+        names = [line.split()[2] for line in metrics.text.splitlines() if line.startswith("# TYPE")]
+        assert names and all(n.startswith("rtbridge_") for n in names), names
+        assert (await anon.get("/openapi.json")).status_code == 200
+        assert (await anon.get("/docs")).status_code == 200
+
+
+async def test_every_route_requires_the_key(control: Control) -> None:
+    routes = control_routes(control)
+    assert set(CALL_ROUTES) <= set(routes)
+    assert ("POST", "/v1/calls") in routes and ("GET", "/v1/calls") in routes
+    async with httpx.AsyncClient(base_url=control.url) as anon:
+        for method, path in routes:
+            url = path.replace("{call_id}", "call_0123")
+            body = BODIES.get(path)
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+                r = await anon.request(method, url, json=body, headers=headers)
+                assert r.status_code == 401, (method, path, headers, r.text)
+                assert r.json()["error"]["code"] in ("missing_api_key", "invalid_api_key")
+                assert KEY not in r.text
+        # the dashboard's login cookie is accepted instead of the header, a forged one is not
+        anon.cookies.set(COOKIE_NAME, login_cookie_value(ServerKey(KEY)))
+        assert (await anon.get("/v1/calls")).status_code == 200
+        anon.cookies.set(COOKIE_NAME, "0" * 64)
+        assert (await anon.get("/v1/calls")).status_code == 401
+
+
+def test_login_cookie_is_an_hmac_not_the_key() -> None:
+    value = login_cookie_value(ServerKey(KEY))
+    assert KEY not in value and len(value) == 64
+    assert verify_login_cookie(ServerKey(KEY), value)
+    assert not verify_login_cookie(ServerKey("another"), value)
+    assert not verify_login_cookie(ServerKey(KEY), None)
+
+
+async def test_unknown_call_ids_are_404_everywhere(control: Control) -> None:
+    for method, path in CALL_ROUTES:
+        r = await control.client.request(
+            method, path.replace("{call_id}", "call_doesnotexist"), json=BODIES.get(path)
+        )
+        assert r.status_code == 404, (method, path, r.text)
+        err = r.json()["error"]
+        assert err["code"] == "call_not_found" and "call_doesnotexist" in err["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/calls", {}, "target"),
+        ("/v1/calls", {"target": "not a uri"}, "target"),
+        ("/v1/calls", {"target": "sip:a@b", "caller": "x y"}, "caller"),
+        ("/v1/calls", {"target": "sip:a@b", "surprise": 1}, "surprise"),
+        ("/v1/calls/call_x/dtmf", {"digits": "12x"}, "digits"),
+        ("/v1/calls/call_x/dtmf", {}, "digits"),
+        ("/v1/calls/call_x/say", {"text": ""}, "text"),
+        ("/v1/calls/call_x/say", {"text": "hi", "role": "assistant"}, "role"),
+        ("/v1/calls/call_x/transfer", {"target": 5}, "target"),
+        ("/v1/calls/call_x/session", {"type": "transcription"}, "type"),
+        ("/v1/realtime/calls/call_x/reject", {"status_code": 200}, "status_code"),
+        ("/v1/realtime/calls/call_x/refer", {}, "target_uri"),
+        ("/v1/realtime/calls/call_x/accept", {"instructions": 3}, "instructions"),
+    ],
+)
+async def test_invalid_bodies_are_422_naming_the_field(
+    control: Control, path: str, body: dict[str, Any], field: str
+) -> None:
+    r = await control.client.post(path, json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert field in err["message"] and err["message"].startswith("Invalid request: ")
+    assert err["param"] == field
+
+
+async def test_invalid_query_and_json_are_422(control: Control) -> None:
+    r = await control.client.get("/v1/calls", params={"state": "bogus"})
+    assert r.status_code == 422 and "state" in r.json()["error"]["message"]
+    r = await control.client.get("/v1/calls", params={"limit": 0})
+    assert r.status_code == 422 and "limit" in r.json()["error"]["message"]
+    r = await control.client.post(
+        "/v1/calls", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422
+
+
+async def test_originate_refuses_targets_outside_the_allowlist(control: Control) -> None:
+    r = await control.client.post("/v1/calls", json={"target": "sip:+19005550100@192.0.2.1"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "target_not_allowed"
+    r = await control.client.post("/v1/calls", json={"target": "sip:a@b", "profile": "nope"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "profile"
+    r = await control.client.post("/v1/calls", json={"target": "sip:a@b", "trunk": "nope"})
+    assert r.status_code == 422 and r.json()["error"]["param"] == "trunk"
+    assert control.stack.manager.calls == {}
+
+
+async def test_list_filters(control: Control) -> None:
+    r = await control.client.get("/v1/calls", params={"state": "active", "leg": "sip"})
+    assert r.status_code == 200 and r.json() == {"object": "list", "data": []}
