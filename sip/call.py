@@ -209,6 +209,10 @@ class Call:
     def deadline(self) -> float | None:
         return min(self.timers.values()) if self.timers else None
 
+    def set_timer(self, name: str, when: float) -> None:
+        self.timers[name] = when
+        self.core.call_timers.push(when, self)
+
     def fire_due(self, now: float) -> None:
         t1, t2 = self.core.timer_values.t1, self.core.timer_values.t2
         if "2xx-give-up" in self.timers and self.timers["2xx-give-up"] <= now:
@@ -222,7 +226,7 @@ class Call:
             else:
                 self.core.send_direct(self.final, self.peer)
             self._retx = min(2 * self._retx, t2) if self._retx else t1
-            self.timers["2xx-retransmit"] = now + self._retx
+            self.set_timer("2xx-retransmit", now + self._retx)
         when = self.timers.get("glare-retry")
         if when is not None and when <= now:
             del self.timers["glare-retry"]
@@ -265,8 +269,8 @@ class Call:
         t1 = self.core.timer_values.t1
         self._retx = t1
         if not self.peer.reliable:
-            self.timers["2xx-retransmit"] = now + t1
-        self.timers["2xx-give-up"] = now + 64 * t1
+            self.set_timer("2xx-retransmit", now + t1)
+        self.set_timer("2xx-give-up", now + 64 * t1)
 
     def _send_reject(self, now: float) -> None:
         status = self._p.status or 480
@@ -375,5 +379,6 @@ class Call:
     def _end(self, reason: EndReason, status: int | None) -> None:
         self.state = S.TERMINATED
         self.timers.clear()
+        self.core.ended_calls.append(self)
         self.end_reason, self.end_status = reason, status
         self.core.emit(CallEnded(self.id, reason, status))

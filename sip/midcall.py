@@ -428,7 +428,7 @@ def _reinvite_done(
     elif status == 491:
         owner = call.direction.value == "outbound"
         delay = random.uniform(2.1, 4.0) if owner else random.uniform(0.0, 2.0)
-        call.timers["glare-retry"] = now + delay
+        call.set_timer("glare-retry", now + delay)
     elif status in (408, 481):
         call.pending_offer = None
         call.handle(CallEv.HANGUP, now)  # §14.1: the dialog is gone

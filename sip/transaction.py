@@ -30,6 +30,7 @@ from typing import ClassVar
 from sip.errors import SipStateError
 from sip.headers import Headers
 from sip.message import Request, Response
+from sip.timers import TimerHeap
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -163,17 +164,16 @@ class Transaction:
     MACHINE: ClassVar[str] = "transaction"
     TABLE: ClassVar[Table] = {}
 
-    def __init__(
-        self, request: Request, peer: Peer, key: str, timers: TimerValues, outbox: list[Output]
-    ) -> None:
+    def __init__(self, request: Request, peer: Peer, key: str, layer: TransactionLayer) -> None:
         self.request = request
         self.peer = peer
         self.key = key
-        self.t = timers
+        self.t = layer.timers
         self.reliable = peer.reliable
         self.state = S.TRYING
         self.timers: dict[str, float] = {}
-        self._outbox = outbox
+        self._layer = layer
+        self._outbox = layer.outbox
         self.last_response: Response | None = None
 
     def __repr__(self) -> str:
@@ -192,6 +192,7 @@ class Transaction:
         self.state = nxt
         if nxt is S.TERMINATED:
             self.timers.clear()
+            self._layer.dead.append(self)
         if action is not None:
             getattr(self, action)(message, now)
 
@@ -223,6 +224,7 @@ class Transaction:
 
     def _start(self, name: str, now: float, delay: float) -> None:
         self.timers[name] = now + delay
+        self._layer.heap.push(now + delay, self)
 
     def _send_response(self, m: Request | Response | None, _now: float) -> None:
         assert isinstance(m, Response)
@@ -492,6 +494,9 @@ class TransactionLayer:
         self.outbox: list[Output] = []
         self.clients: dict[str, ClientTx] = {}
         self.servers: dict[str, ServerTx] = {}
+        self.heap: TimerHeap[Transaction] = TimerHeap(_holds)
+        self.dead: list[Transaction] = []
+        self.reaped: list[str] = []  # keys of client transactions gone (for the TU's maps)
 
     # --- keys (§17.1.3, §17.2.3) ---------------------------------------------------------
     @staticmethod
@@ -517,9 +522,9 @@ class TransactionLayer:
         key = self.client_key(branch, request.method)
         tx: ClientTx
         if request.method == "INVITE":
-            tx = ClientInviteTransaction(request, peer, key, self.timers, self.outbox)
+            tx = ClientInviteTransaction(request, peer, key, self)
         else:
-            tx = ClientNonInviteTransaction(request, peer, key, self.timers, self.outbox)
+            tx = ClientNonInviteTransaction(request, peer, key, self)
         self.clients[key] = tx
         tx.start(now)
         return tx
@@ -550,9 +555,9 @@ class TransactionLayer:
             return None
         new: ServerTx
         if request.method == "INVITE":
-            new = ServerInviteTransaction(request, peer, key, self.timers, self.outbox)
+            new = ServerInviteTransaction(request, peer, key, self)
         else:
-            new = ServerNonInviteTransaction(request, peer, key, self.timers, self.outbox)
+            new = ServerNonInviteTransaction(request, peer, key, self)
         self.servers[key] = new
         new.start(now)
         return new
@@ -569,11 +574,10 @@ class TransactionLayer:
 
     # --- time and errors -----------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        deadlines = [d for tx in self._all() if (d := tx.deadline()) is not None]
-        return min(deadlines) if deadlines else None
+        return self.heap.next_deadline()
 
     def tick(self, now: float) -> None:
-        for tx in self._all():
+        for tx in self.heap.pop_due(now):
             tx.fire_due(now)
         self._reap()
 
@@ -588,10 +592,16 @@ class TransactionLayer:
         self._reap()
         return out
 
-    def _all(self) -> list[Transaction]:
-        return [*self.clients.values(), *self.servers.values()]
-
     def _reap(self) -> None:
-        for table in (self.clients, self.servers):
-            for key in [k for k, tx in table.items() if tx.terminated]:
-                del table[key]
+        for tx in self.dead:
+            if self.clients.get(tx.key) is tx:
+                del self.clients[tx.key]
+                self.reaped.append(tx.key)
+            elif self.servers.get(tx.key) is tx:
+                del self.servers[tx.key]
+        self.dead.clear()
+
+
+def _holds(tx: Transaction, when: float) -> bool:
+    """A heap entry is live while its transaction still runs a timer due then."""
+    return not tx.terminated and when in tx.timers.values()

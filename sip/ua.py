@@ -29,6 +29,7 @@ from sip.errors import SipError, SipParseError, SipStateError
 from sip.events import CallEvent, CallOffered
 from sip.headers import Headers, NameAddr, Via
 from sip.message import Request, Response, parse_message
+from sip.timers import TimerHeap
 from sip.transaction import (
     ClientInviteTransaction,
     ClientTx,
@@ -141,6 +142,8 @@ class SipCore:
         self.credentials: dict[str, Credentials] = {}
         self._digest: dict[str, DigestClient] = {}
         self._standalone: set[str] = set()
+        self.call_timers: TimerHeap[Call] = TimerHeap(_call_holds)
+        self.ended_calls: list[Call] = []
 
     # --- I/O seam ------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
@@ -163,15 +166,14 @@ class SipCore:
     def tick(self, now: float) -> None:
         self.layer.tick(now)
         self._pump(now)
-        for call in list(self.calls.values()):
+        for call in self.call_timers.pop_due(now):
             call.fire_due(now)
         self._pump(now)
         self._reap()
 
     def next_deadline(self) -> float | None:
-        times = [t for c in self.calls.values() if (t := c.deadline()) is not None]
-        if (t := self.layer.next_deadline()) is not None:
-            times.append(t)
+        pending = (self.layer.next_deadline(), self.call_timers.next_deadline())
+        times = [t for t in pending if t is not None]
         return min(times) if times else None
 
     def drain(self) -> list[Output]:
@@ -587,11 +589,18 @@ class SipCore:
         self._out.append(Send(resp, self._response_peer(via, peer)))
 
     def _reap(self) -> None:
-        for cid in [cid for cid, c in self.calls.items() if c.ended and not c.timers]:
-            del self.calls[cid]
-            self.credentials.pop(cid, None)
-            self._digest.pop(cid, None)
-        live = {id(c) for c in self.calls.values()}
-        for key in [k for k, (c, _) in self._purpose.items() if id(c) not in live]:
-            if key not in self.layer.clients:
-                del self._purpose[key]
+        """Forget ended calls and the bindings of finished client transactions."""
+        for call in self.ended_calls:
+            if self.calls.get(call.id) is call:
+                del self.calls[call.id]
+                self.credentials.pop(call.id, None)
+                self._digest.pop(call.id, None)
+        self.ended_calls.clear()
+        for key in self.layer.reaped:
+            self._purpose.pop(key, None)
+            self._standalone.discard(key)
+        self.layer.reaped.clear()
+
+
+def _call_holds(call: Call, when: float) -> bool:
+    return not call.ended and when in call.timers.values()

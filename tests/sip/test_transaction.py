@@ -205,3 +205,32 @@ def test_illegal_tu_moves_name_state_and_event() -> None:
         tx.respond(_resp(req, 200), 0.1)
     assert "INVITE server transaction" in str(info.value)
     assert info.value.state == "Completed" and info.value.event == "tu-2xx"
+
+
+def test_timer_heap_drops_cancelled_entries_lazily() -> None:
+    from sip.timers import TimerHeap
+
+    live: dict[str, set[float]] = {"a": {1.0, 3.0}, "b": {2.0}}
+    heap: TimerHeap[str] = TimerHeap(lambda owner, when: when in live[owner])
+    for owner, whens in live.items():
+        for when in whens:
+            heap.push(when, owner)
+    heap.push(0.5, "b")  # cancelled before it was due
+    assert heap.next_deadline() == 1.0
+    assert heap.pop_due(2.5) == ["a", "b"]
+    live["a"].discard(3.0)
+    assert heap.next_deadline() is None and len(heap) == 0
+
+
+def test_thousands_of_lingering_transactions_keep_one_deadline() -> None:
+    """Completed transactions wait out timer J; the layer still finds the earliest at once."""
+    layer = TransactionLayer()
+    for i in range(3000):
+        req = _req("OPTIONS", branch=f"z9hG4bKmany{i}")
+        tx = layer.receive_request(req, UDP, i * 0.001)
+        assert tx is not None
+        tx.respond(_resp(req, 200), i * 0.001)
+    layer.drain()
+    assert layer.next_deadline() == pytest.approx(32.0)
+    layer.tick(40.0)
+    assert not layer.servers and layer.next_deadline() is None
