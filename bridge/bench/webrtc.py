@@ -7,10 +7,13 @@ Opus both ways, the ``oai-events`` channel). Each caller talks in a loop: 1.2 s 
 speech-like signal, then 2.4 s of silence, so the agent's server VAD ends each turn and the
 parrot answers: audio flows both ways most of the time, as in a conversation.
 
-Figures: ``cpu_pct_per_call`` (percent of one core per call, target <= 3), the total, the
-agent's CPU for reference, and sanity figures from the callers (``heard_ratio``: seconds of
-audio each caller received per second of measurement, ~1.0 when rtbridge keeps real time;
-``answers``: parrot responses received).
+Figures: ``cpu_pct_per_call`` (rtbridge's CPU while the calls run, in percent of one core,
+divided by the calls; target <= 3), ``idle_cpu_pct`` (the same process before any call) and
+``cpu_pct_per_call_above_idle``, the total, the agent's CPU for reference, and sanity figures
+from the callers (``heard_ratio``: seconds of audio each caller received per second of
+measurement, ~1.0 when rtbridge keeps real time; ``answers``: parrot responses received).
+The callers send pre-encoded Opus and only count what they receive, so the load generator
+keeps real time at 20 calls on two cores.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from numpy.typing import NDArray
 
 from bridge.config import Settings
 from bridge.webrtc.peer import ClientPeer
+from media.codecs._pyav import PyAVEncoder
 
 __all__ = ["run"]
 
 KEY = "rtb_bench_webrtc"
 TALK_S = 1.2
 PAUSE_S = 2.4
+IDLE_S = 3.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -54,7 +59,8 @@ def _utterance() -> NDArray[np.int16]:
     env = 0.55 + 0.45 * np.sin(2 * np.pi * 3.1 * t) ** 2
     ramp = np.minimum(1.0, np.minimum(t, t[-1] - t) / 0.02)
     y = x * env * ramp
-    return (y / np.max(np.abs(y)) * 12000).astype(np.int16)
+    out: NDArray[np.int16] = (y / np.max(np.abs(y)) * 12000).astype(np.int16)
+    return out
 
 
 async def _spawn(*args: str, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
@@ -90,10 +96,17 @@ async def _call(http: httpx.AsyncClient, url: str) -> ClientPeer:
     return peer
 
 
-async def _talk(peer: ClientPeer, utterance: NDArray[np.int16], offset: float) -> None:
+def _encoded(pcm: NDArray[np.int16]) -> list[bytes]:
+    """The utterance as 20 ms Opus payloads, encoded once for every caller."""
+    enc = PyAVEncoder("libopus", 48000, 1, 960, 32000, {"application": "voip"})
+    frames = len(pcm) // 960
+    return [enc.encode(pcm[i * 960 : (i + 1) * 960]) for i in range(frames)]
+
+
+async def _talk(peer: ClientPeer, utterance: list[bytes], offset: float) -> None:
     await asyncio.sleep(offset)
     while True:
-        peer.mic.play(utterance)
+        peer.mic.play_encoded(utterance)
         await asyncio.sleep(TALK_S + PAUSE_S)
 
 
@@ -108,7 +121,9 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
         }
         agent_port = await _free_port()
         # calls use the default profile's upstream: the agent process, not an in-process one
-        env["RTBRIDGE_PROFILES__DEFAULT__UPSTREAM__URL"] = f"ws://127.0.0.1:{agent_port}/v1/realtime"
+        env["RTBRIDGE_PROFILES__DEFAULT__UPSTREAM__URL"] = (
+            f"ws://127.0.0.1:{agent_port}/v1/realtime"
+        )
         agent, _ = await _spawn("agent", "--port", str(agent_port), env=env)
         serve: asyncio.subprocess.Process | None = None
         peers: list[ClientPeer] = []
@@ -125,7 +140,11 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
                 env=env,
             )
             url = line.split("listening on ", 1)[1].strip()
-            utterance = _utterance()
+            await asyncio.sleep(1.0)
+            idle0, ti0 = _cpu_seconds(serve.pid), time.monotonic()
+            await asyncio.sleep(IDLE_S)  # the process with no calls: ticker, loop, records
+            idle = (_cpu_seconds(serve.pid) - idle0) / (time.monotonic() - ti0)
+            utterance = _encoded(_utterance())
             async with httpx.AsyncClient(timeout=60) as http:
                 for _ in range(calls):
                     peers.append(await _call(http, url))
@@ -141,7 +160,9 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
             await asyncio.sleep(seconds)
             cpu1, agent1, t1 = _cpu_seconds(serve.pid), _cpu_seconds(agent.pid), time.monotonic()
             wall = t1 - t0
-            heard = [(p.heard_samples - h) / 48000 / wall for p, h in zip(peers, heard0, strict=True)]
+            heard = [
+                (p.heard_samples - h) / 48000 / wall for p, h in zip(peers, heard0, strict=True)
+            ]
             answers = [_answers(p) - a for p, a in zip(peers, answers0, strict=True)]
         finally:
             for task in talkers:
@@ -158,6 +179,8 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
         "seconds": round(wall, 2),
         "cpu_pct_total": round(cpu / wall * 100, 2),
         "cpu_pct_per_call": round(cpu / wall * 100 / calls, 3),
+        "idle_cpu_pct": round(idle * 100, 2),
+        "cpu_pct_per_call_above_idle": round((cpu / wall - idle) * 100 / calls, 3),
         "agent_cpu_pct_total": round((agent1 - agent0) / wall * 100, 2),
         "heard_ratio_min": round(min(heard), 3),
         "heard_ratio_median": round(statistics.median(heard), 3),

@@ -3,8 +3,9 @@
 It does what a browser does against ``POST /v1/realtime/calls``: an offer with one audio track
 and the ``oai-events`` data channel, host candidates on the given addresses only (no STUN), the
 answer applied. Its microphone is :class:`PlayerTrack` (a mono 48 kHz signal, paced in real
-time, silence when the signal runs out); what it hears is collected as 48 kHz mono
-(:attr:`ClientPeer.heard`), and every data-channel event is kept (:attr:`ClientPeer.events`).
+time, silence when the signal runs out; or ready-made Opus payloads); what it hears is
+collected as 48 kHz mono (:attr:`ClientPeer.heard`), or only counted when ``keep_audio`` is
+off (a load generator must stay cheap), and every data-channel event is kept.
 Signalling is left to the caller (:meth:`ClientPeer.offer` / :meth:`ClientPeer.accept`), so a
 test can post the offer with the openai SDK, raw HTTP or anything else.
 """
@@ -15,6 +16,7 @@ import asyncio
 import fractions
 import json
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,10 +29,12 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.audio.frame import AudioFrame
+from av.packet import Packet
 from numpy.typing import NDArray
 
 from bridge.webrtc.call import CHANNEL_LABEL
 from bridge.webrtc.ice import gather_on_hosts
+from bridge.webrtc.media import OPUS_SILENCE, decode_inline
 
 __all__ = ["ClientPeer", "PlayerTrack"]
 
@@ -51,11 +55,17 @@ class PlayerTrack(MediaStreamTrack):
         self._pts = 0
         self._t0: float | None = None
         self.played_at: list[tuple[float, int]] = []  # (monotonic time, samples) per play()
+        self._encoded: deque[bytes] = deque()
+        self.encoded_only = False  # silence as Opus silence frames, not encoded zeros
 
     def play(self, pcm: NDArray[np.int16]) -> None:
         self._queue.append(pcm.astype(np.int16))
 
-    async def recv(self) -> AudioFrame:
+    def play_encoded(self, payloads: Sequence[bytes]) -> None:
+        """Queue ready-made 20 ms Opus payloads (a load generator encodes its speech once)."""
+        self._encoded.extend(payloads)
+
+    async def recv(self) -> AudioFrame | Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -65,6 +75,12 @@ class PlayerTrack(MediaStreamTrack):
         delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        if self._encoded or self.encoded_only:
+            packet = Packet(self._encoded.popleft() if self._encoded else OPUS_SILENCE)
+            packet.pts = self._pts
+            packet.time_base = _TIME_BASE
+            self._pts += FRAME
+            return packet
         if len(self._buf) < FRAME and self._queue:
             nxt = self._queue.pop(0)
             self.played_at.append((time.monotonic(), len(nxt)))
@@ -97,13 +113,23 @@ class ClientPeer:
         self._reader: asyncio.Task[None] | None = None
         self.channel.on("open", self.opened.set)
         self.channel.on("message", self._on_message)
-        self.pc.on("track", self._on_track)
+        if keep_audio:
+            self.pc.on("track", self._on_track)
+        else:  # a load generator: count what arrives, decode nothing
+            self.mic.encoded_only = True
+            receiver = self.pc.getTransceivers()[0].receiver
+            if not decode_inline(receiver, self._count):
+                self.pc.on("track", self._on_track)
 
     def _on_message(self, message: str | bytes) -> None:
         event = json.loads(message)
         if isinstance(event, dict):
             self.events.append(event)
             self._event_signal.set()
+
+    def _count(self, payload: bytes, now: float) -> None:
+        del payload, now
+        self.heard_samples += FRAME
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
