@@ -149,6 +149,13 @@ def canonical_name(name: str) -> str:
 
 def split_commas(value: str) -> list[str]:
     """Split a list header value at commas outside quotes and ``<...>`` (§7.3.1)."""
+    if "," not in value and '"' not in value:  # the common case: one plain element
+        if value.count("<") != value.count(">"):
+            raise SipParseError(f"unbalanced quotes or brackets in {value[:60]!r}")
+        stripped = value.strip()
+        if not stripped:
+            raise SipParseError(f"empty element in list {value[:60]!r}")
+        return [stripped]
     parts: list[str] = []
     buf: list[str] = []
     quoted = angle = escaped = False

@@ -44,6 +44,8 @@ def format_params(params: Params) -> str:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
     parts: list[str] = []
     buf: list[str] = []
     quoted = False
