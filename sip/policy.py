@@ -10,14 +10,40 @@ an exposed default must not let strangers reach paid agents. Everything else get
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from sip.auth import DigestVerifier, VerifyOutcome
 from sip.message import Request
 from sip.settings import SipSettings, TrunkSettings
 from sip.transaction import Peer
-from sip.ua import Allow, Deny, Policy, loopback_only
 
-__all__ = ["TrunkPolicy", "make_policy"]
+__all__ = ["Allow", "Deny", "Policy", "TrunkPolicy", "loopback_only", "make_policy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    """Policy verdict: offer the call (``trunk`` names the trunk it came in on, if any)."""
+
+    trunk: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    """Policy verdict: answer with ``status`` (403, or 401/407 with a challenge header)."""
+
+    status: int = 403
+    reason: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Policy = Callable[[Request, Peer, float], Allow | Deny]
+
+
+def loopback_only(request: Request, peer: Peer, now: float) -> Allow | Deny:
+    """The default with no trunk configured: only 127.0.0.0/8 and ::1 may call (issue 4 §4)."""
+    if peer.host.startswith("127.") or peer.host in ("::1", "[::1]"):
+        return Allow()
+    return Deny(403, "Forbidden (no trunk configured for this address)")
 
 
 def _lookup(user: str | None, password: str | None) -> Callable[[str], str | None]:

@@ -18,7 +18,6 @@ NAT-friendly), with the route set in Route headers.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from sip import midcall
@@ -29,6 +28,7 @@ from sip.errors import SipError, SipParseError, SipStateError
 from sip.events import CallEvent, CallOffered
 from sip.headers import Headers, NameAddr, Via
 from sip.message import Request, Response, parse_message
+from sip.policy import Allow, Deny, Policy, loopback_only
 from sip.timers import TimerHeap
 from sip.transaction import (
     ClientInviteTransaction,
@@ -72,32 +72,6 @@ class RequestDone:
 
 
 Output = Send | CallEvent | RequestDone
-
-
-@dataclass(frozen=True, slots=True)
-class Allow:
-    """Policy verdict: offer the call (``trunk`` names the trunk it came in on, if any)."""
-
-    trunk: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Deny:
-    """Policy verdict: answer with ``status`` (403, or 401/407 with a challenge header)."""
-
-    status: int = 403
-    reason: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-Policy = Callable[[Request, Peer, float], Allow | Deny]
-
-
-def loopback_only(request: Request, peer: Peer, now: float) -> Allow | Deny:
-    """The default with no trunk configured: only 127.0.0.0/8 and ::1 may call (issue 4 §4)."""
-    if peer.host.startswith("127.") or peer.host in ("::1", "[::1]"):
-        return Allow()
-    return Deny(403, "Forbidden (no trunk configured for this address)")
 
 
 @dataclass(frozen=True, slots=True)
