@@ -6,7 +6,8 @@ events in it. Local commands the table lacks raise :class:`SipStateError` naming
 event; remote events reach every state (absorbed where irrelevant). What the table covers:
 
 * UAS (§13.3): 1xx, then a 2xx the core retransmits (T1 doubling to T2) until the ACK, giving up
-  after 64*T1 with a BYE (§13.3.1.4); CANCEL before the answer -> 487.
+  after 64*T1 with a BYE (§13.3.1.4); CANCEL before the answer -> 487. A hang-up between the
+  2xx and its ACK waits for the ACK before the BYE (§15).
 * UAC (§13.2): ACK for a 2xx as its own request (sent again for every retransmitted 2xx);
   CANCEL only after a provisional (§9.1); the 200/CANCEL race -> ACK then BYE (§15).
 * BYE from either side (§15.1).
@@ -43,6 +44,7 @@ class CallState(enum.Enum):
     INCOMING = "incoming"  # UAS: INVITE received, nothing but 100 sent
     EARLY_IN = "early-in"  # UAS: 18x sent
     ANSWERING = "answering"  # UAS: 2xx sent, waiting for the ACK
+    BYE_PENDING = "bye-pending"  # UAS: hung up before the ACK; BYE once it comes (§15)
     CALLING = "calling"  # UAC: INVITE sent
     EARLY_OUT = "early-out"  # UAC: 1xx received
     CANCELLING = "cancelling"  # UAC: hung up before the answer
@@ -119,8 +121,12 @@ class Call:
             (S.EARLY_IN, E.CANCEL): (S.TERMINATED, "_cancelled"),
             (S.ANSWERING, E.ACK): (S.CONFIRMED, "_acked"),
             (S.ANSWERING, E.ACK_TIMEOUT): (S.TERMINATING, "_ack_timeout"),
-            (S.ANSWERING, E.HANGUP): (S.TERMINATING, "_send_bye"),
+            (S.ANSWERING, E.HANGUP): (S.BYE_PENDING, None),
             (S.ANSWERING, E.BYE): (S.TERMINATED, "_remote_bye"),
+            (S.BYE_PENDING, E.HANGUP): (S.BYE_PENDING, None),
+            (S.BYE_PENDING, E.ACK): (S.TERMINATING, "_send_bye"),
+            (S.BYE_PENDING, E.ACK_TIMEOUT): (S.TERMINATING, "_ack_timeout"),
+            (S.BYE_PENDING, E.BYE): (S.TERMINATED, "_remote_bye"),
             (S.CALLING, E.PROVISIONAL): (S.EARLY_OUT, "_ringing"),
             (S.CALLING, E.SUCCESS): (S.CONFIRMED, "_answered"),
             (S.CALLING, E.FAILURE): (S.TERMINATED, "_failed"),

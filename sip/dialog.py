@@ -44,7 +44,7 @@ def make_response(
     h = Headers()
     for via in request.headers.get_all("Via"):
         h.add("Via", via)
-    if status > 100 or status >= 200:
+    if status > 100:  # §12.1.1: Record-Route is copied into dialog-creating responses
         for rr in request.headers.get_all("Record-Route"):
             h.add("Record-Route", rr)
     h.add("From", request.headers.get("From") or "")

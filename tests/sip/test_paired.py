@@ -281,3 +281,22 @@ def test_session_refresh_with_the_same_sdp_keeps_the_version() -> None:
     answers = [r.body for r in p.sent("b", "200 INVITE")]
     assert answers[-1] == answers[-2], "a refresh answer repeats the same o= version"
     assert not p.of("b", HoldChanged)
+
+
+def test_hangup_before_the_ack_waits_for_it() -> None:
+    """§15: the callee must not send BYE before the ACK for its 2xx (or the ACK timeout)."""
+    p = Pair()
+    p.drop = lambda side, msg: isinstance(msg, Request) and msg.method == "ACK"
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    p.b.answer(bcid, SDP_B, p.now)
+    p.pump()
+    p.b.hangup(bcid, p.now)
+    p.pump()
+    assert not p.sent("b", "BYE")
+    p.drop = lambda side, msg: False
+    p.advance(1.0)  # the 2xx retransmission draws a new ACK, and then the BYE goes
+    assert len(p.sent("b", "BYE")) == 1
+    assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.LOCAL_BYE)]
+    assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.REMOTE_BYE)]
