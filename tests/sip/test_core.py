@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sip.events import CallEnded, CallOffered, EndReason
-from sip.message import Response, parse_message
+from sip.message import Request, Response, parse_message
 from sip.policy import TrunkPolicy
 from sip.settings import TrunkSettings
 from sip.transaction import Peer, Send
@@ -145,3 +145,30 @@ def test_require_max_forwards_and_content_type_checks() -> None:
     text = text.replace(b"Content-Length: 0\r\n\r\n", b"Content-Length: 5\r\n\r\n" + body)
     core.receive(text, LOOP, 0.0)
     assert _responses(core)[0][0].status == 415
+
+
+def test_record_route_is_copied_and_becomes_the_route_set() -> None:
+    """§12.1.1: the 200 copies Record-Route; our BYE carries it as Route (in order) and is
+    addressed to the caller's Contact (the remote target), sent to where the INVITE came from
+    (the proxy)."""
+    core = SipCore(CoreConfig())
+    rr = "Record-Route: <sip:lb1.example;lr>, <sip:lb2.example;lr>\r\n"
+    contact = "Contact: <sip:caller@10.0.0.5:5099>\r\n"
+    core.receive(_request("INVITE", extra=rr + contact), LOOP, 0.0)
+    [offer] = [e for e in core.drain() if isinstance(e, CallOffered)]
+    core.answer(offer.call_id, SDP_A, 0.0)
+    [(ok, _)] = [(r, p) for r, p in _responses(core) if r.status == 200]
+    assert ok.headers.get_all("Record-Route") == ["<sip:lb1.example;lr>", "<sip:lb2.example;lr>"]
+    ack = _request("ACK", to_tag=ok.to.tag or "").replace(b"Call-ID: ack-1", b"Call-ID: invite-1")
+    core.receive(ack, LOOP, 0.1)
+    core.hangup(offer.call_id, 0.2)
+    [bye] = [
+        s for s in core.drain() if isinstance(s, Send) and getattr(s.message, "method", "") == "BYE"
+    ]
+    assert isinstance(bye.message, Request)
+    assert str(bye.message.uri) == "sip:caller@10.0.0.5:5099"
+    assert bye.message.headers.get_all("Route") == [
+        "<sip:lb1.example;lr>",
+        "<sip:lb2.example;lr>",
+    ]
+    assert bye.peer == LOOP
