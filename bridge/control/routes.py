@@ -251,7 +251,9 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
     settings = plane.manager.settings
     if body.profile not in settings.profiles:
         raise _error(422, f"Unknown profile {body.profile!r}.", "unknown_profile", "profile")
-    if body.trunk is not None and all(t.name != body.trunk for t in settings.sip.trunks):
+    sip = plane.manager.sip
+    trunks = (sip.settings if sip is not None else settings.sip).trunks
+    if body.trunk is not None and all(t.name != body.trunk for t in trunks):
         raise _error(422, f"Unknown trunk {body.trunk!r}.", "unknown_trunk", "trunk")
     if plane.draining:
         raise _error(503, "Draining: no new calls.", "draining")
