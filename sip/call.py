@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 from sip.dialog import Dialog, make_response
 from sip.errors import SipStateError
 from sip.events import CallAnswered, CallEnded, CallRinging, EndReason
+from sip.headers import Headers
 from sip.message import Request, Response
 from sip.sdp import LocalSession
 from sip.transaction import ClientInviteTransaction, Peer, ServerInviteTransaction
@@ -101,6 +102,7 @@ class Pending:
     reason: str | None = None
     body: bytes = b""
     message: Request | Response | None = None
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 class Call:
@@ -254,7 +256,7 @@ class Call:
             to_tag=self.local_tag,
             contact=contact,
             body=body,
-            extra=self.core.common_headers(),
+            extra=Headers([*self.core.common_headers(), *self._p.extra]),
         )
         if not self.server_tx.terminated:
             self.server_tx.respond(resp, now)

@@ -68,8 +68,11 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
+    """Refuse the call; ``retry_after`` (seconds) adds Retry-After (e.g. 503 when full)."""
+
     status: int = 480
     reason: str | None = None
+    retry_after: int | None = None
 
 
 Decision = Answer | Reject | None
@@ -121,8 +124,13 @@ class SipCall:
     def answer(self, sdp: bytes) -> None:
         self._ep._do(lambda now: self._ep.core.answer(self.id, sdp, now))
 
-    def reject(self, status: int = 480, reason: str | None = None) -> None:
-        self._ep._do(lambda now: self._ep.core.reject(self.id, now, status, reason))
+    def reject(
+        self, status: int = 480, reason: str | None = None, *, retry_after: int | None = None
+    ) -> None:
+        headers = () if retry_after is None else (("Retry-After", str(retry_after)),)
+        self._ep._do(
+            lambda now: self._ep.core.reject(self.id, now, status, reason, headers=headers)
+        )
 
     def hangup(self) -> None:
         if self.ended is None:
@@ -255,8 +263,10 @@ class SipEndpoint:
             self._timer.cancel()
         await self.transports.close()
 
-    def drain(self) -> None:
-        """New calls and OPTIONS get 503 from now on (§21.5.4)."""
+    def drain(self, retry_after: int | None = None) -> None:
+        """New calls and OPTIONS get 503 from now on (§21.5.4), with Retry-After if given."""
+        if retry_after is not None:
+            self.core.retry_after = retry_after
         self.core.draining = True
 
     async def invite(
@@ -422,7 +432,7 @@ class SipEndpoint:
             if isinstance(decision, Answer):
                 call.answer(decision.sdp)
             else:
-                call.reject(decision.status, decision.reason)
+                call.reject(decision.status, decision.reason, retry_after=decision.retry_after)
         except Exception:
             log.exception("cannot apply the decision for %s", call.id)
 

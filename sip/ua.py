@@ -167,11 +167,19 @@ class SipCore:
         self._command(call_id, CallEv.ANSWER, now, Pending(status=200, body=sdp))
 
     def reject(
-        self, call_id: str, now: float, status: int = 480, reason: str | None = None
+        self,
+        call_id: str,
+        now: float,
+        status: int = 480,
+        reason: str | None = None,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        """Refuse the offered call with a 3xx-6xx (``headers``: e.g. Retry-After, Warning)."""
         if not 300 <= status < 700:
             raise ValueError(f"a rejection needs a 3xx-6xx status, not {status}")
-        self._command(call_id, CallEv.REJECT, now, Pending(status=status, reason=reason))
+        pending = Pending(status=status, reason=reason, extra=headers)
+        self._command(call_id, CallEv.REJECT, now, pending)
 
     def hangup(self, call_id: str, now: float) -> None:
         """End the call whatever its state: 480, CANCEL or BYE as fits (§15)."""

@@ -172,3 +172,18 @@ def test_record_route_is_copied_and_becomes_the_route_set() -> None:
         "<sip:lb2.example;lr>",
     ]
     assert bye.peer == LOOP
+
+
+def test_reject_with_retry_after_and_draining_503s() -> None:
+    core = SipCore(CoreConfig())
+    core.receive(_request("INVITE"), LOOP, 0.0)
+    [offer] = [e for e in core.drain() if isinstance(e, CallOffered)]
+    core.reject(offer.call_id, 0.0, 503, "Too Many Calls", headers=(("Retry-After", "30"),))
+    [(resp, _)] = [(r, p) for r, p in _responses(core) if r.status == 503]
+    assert resp.reason == "Too Many Calls" and resp.headers.get("Retry-After") == "30"
+    core.draining, core.retry_after = True, 42
+    core.receive(_request("OPTIONS"), LOOP, 0.0)
+    core.receive(_request("INVITE").replace(b"invite", b"inv9"), LOOP, 0.0)
+    finals = [r for r, _ in _responses(core) if r.status == 503]
+    assert [r.cseq.method for r in finals] == ["OPTIONS", "INVITE"]
+    assert all(r.headers.get("Retry-After") == "42" for r in finals)

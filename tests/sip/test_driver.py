@@ -47,9 +47,10 @@ async def test_malformed_datagrams_get_400_or_are_dropped_and_counted() -> None:
         assert bad is not None and bad[0] == 400 and "bad CSeq" in bad[1]
         ok = await _udp_exchange(sock, _options("good1", port), dest)
         assert ok == (200, "OK"), "the transport survived"
-        ep.drain()
+        ep.drain(retry_after=42)
         busy = await _udp_exchange(sock, _options("good2", port), dest)
         assert busy == (503, "Service Unavailable")
+        assert ep.core.retry_after == 42
     finally:
         sock.close()
         await ep.close()
