@@ -294,7 +294,7 @@ class SipEndpoint:
             peer = Peer(uri.transport, host, uri.port or default)
         local = None
         if caller is not None:
-            local = NameAddr(SipUri(host=self.core.config.host, user=caller))
+            local = NameAddr(SipUri(host=self.core.host, user=caller))
         now = self.clock()
         call_id = self.core.invite(
             uri, sdp, now, peer=peer, caller=local, credentials=creds, trunk=trunk
@@ -321,7 +321,7 @@ class SipEndpoint:
             raise SipError(f"trunk {t.name!r} needs a username and ${t.password_env} set")
         ports = self.core.config.ports
         port = ports.get(t.transport) or next(iter(ports.values()))
-        host = self.core.config.host
+        host = self.core.host
         params = () if t.transport == "udp" else (("transport", t.transport),)
         config = RegistrationConfig(
             registrar=SipUri(host=t.host, port=t.port, params=params),

@@ -202,8 +202,8 @@ class SipCore:
         if peer is None:
             default = 5061 if transport == "tls" else 5060
             peer = Peer(transport, target.host.strip("[]"), target.port or default)
-        call_id = f"{secrets.token_hex(10)}@{self.config.host}"
-        local = caller or NameAddr(SipUri(host=self.config.host, user=self.config.user))
+        call_id = f"{secrets.token_hex(10)}@{self.host}"
+        local = caller or NameAddr(SipUri(host=self.host, user=self.config.user))
         h = Headers()
         h.add("Via", self.via(transport))
         h.add("Max-Forwards", "70")
@@ -269,17 +269,19 @@ class SipCore:
     # --- helpers used by Call and midcall ------------------------------------------------
     def via(self, transport: str) -> str:
         port = self.config.ports.get(transport) or next(iter(self.config.ports.values()))
-        via = Via(
-            transport.upper(), self.config.host, port, (("branch", new_branch()), ("rport", None))
-        )
+        via = Via(transport.upper(), self.host, port, (("branch", new_branch()), ("rport", None)))
         return str(via)
+
+    @property
+    def host(self) -> str:
+        """The advertised host as it goes into a URI or Via (IPv6 in brackets, §19.1.1)."""
+        h = self.config.host
+        return f"[{h}]" if ":" in h and not h.startswith("[") else h
 
     def contact(self, transport: str) -> NameAddr:
         port = self.config.ports.get(transport) or next(iter(self.config.ports.values()))
         params = () if transport == "udp" else (("transport", transport),)
-        return NameAddr(
-            SipUri(host=self.config.host, user=self.config.user, port=port, params=params)
-        )
+        return NameAddr(SipUri(host=self.host, user=self.config.user, port=port, params=params))
 
     def common_headers(self) -> Headers:
         return Headers([("Allow", ALLOW), ("User-Agent", self.config.user_agent)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sip.events import CallEnded, CallOffered, EndReason
+from sip.headers import Via
 from sip.message import Request, Response, parse_message
 from sip.policy import TrunkPolicy
 from sip.settings import TrunkSettings
@@ -187,3 +188,13 @@ def test_reject_with_retry_after_and_draining_503s() -> None:
     finals = [r for r, _ in _responses(core) if r.status == 503]
     assert [r.cseq.method for r in finals] == ["OPTIONS", "INVITE"]
     assert all(r.headers.get("Retry-After") == "42" for r in finals)
+
+
+def test_ipv6_advertised_host_is_bracketed() -> None:
+    core = SipCore(CoreConfig(host="::1"))
+    assert str(core.contact("udp").uri) == "sip:rtbridge@[::1]:5060"
+    assert Via.parse(core.via("udp")).host == "[::1]"
+    cid = core.invite(SipUri(host="[::1]", port=5062, user="bot"), SDP_A, 0.0)
+    [send] = [s for s in core.drain() if isinstance(s, Send)]
+    assert send.peer == Peer("udp", "::1", 5062)
+    assert parse_message(bytes(send.message)).call_id == cid
