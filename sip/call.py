@@ -121,6 +121,7 @@ class Call:
             (S.EARLY_IN, E.REJECT): (S.TERMINATED, "_send_reject"),
             (S.EARLY_IN, E.HANGUP): (S.TERMINATED, "_send_reject"),
             (S.EARLY_IN, E.CANCEL): (S.TERMINATED, "_cancelled"),
+            (S.EARLY_IN, E.BYE): (S.TERMINATED, "_early_bye"),
             (S.ANSWERING, E.ACK): (S.CONFIRMED, "_acked"),
             (S.ANSWERING, E.ACK_TIMEOUT): (S.TERMINATING, "_ack_timeout"),
             (S.ANSWERING, E.HANGUP): (S.BYE_PENDING, None),
@@ -289,6 +290,12 @@ class Call:
         self._p.reason = None
         self._respond(487, now)
         self._end(EndReason.CANCELLED, 487)
+
+    def _early_bye(self, now: float) -> None:
+        """§15: a BYE on the early dialog ends it; the INVITE gets 487."""
+        self._p.reason = None
+        self._respond(487, now)
+        self._end(EndReason.REMOTE_BYE, 487)
 
     def _acked(self, now: float) -> None:
         self._reinvite_acked(now)

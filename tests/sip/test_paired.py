@@ -300,3 +300,21 @@ def test_hangup_before_the_ack_waits_for_it() -> None:
     assert len(p.sent("b", "BYE")) == 1
     assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.LOCAL_BYE)]
     assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.REMOTE_BYE)]
+
+
+def test_bye_on_the_early_dialog_ends_the_call() -> None:
+    p = Pair()
+    cid = p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    p.b.ring(bcid, p.now)
+    p.pump()
+    ringing = p.sent("b", "180 INVITE")[0]
+    call = p.a.calls[cid]
+    assert call.dialog is not None and call.dialog.remote_tag == ringing.to.tag
+    bye = call.dialog.request("BYE", p.a.via("udp"), None)
+    p.b.receive(bytes(bye), p.peer_of("a"), p.now)
+    p.pump()
+    assert p.sent("b", "200 BYE") and p.sent("b", "487 INVITE")
+    assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.REMOTE_BYE, 487)]
+    assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.FAILED, 487)]
