@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import contextlib
+from random import Random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sip.call import CallState
 from sip.errors import SipParseError
+from sip.events import CallOffered
 from sip.headers import NameAddr, Via
 from sip.message import StreamFramer, parse_message
 from sip.transaction import Peer
@@ -122,3 +124,62 @@ def test_stream_framer_raises_only_sip_parse_error(chunks: list[bytes]) -> None:
                 assert isinstance(message, bytes)
     except SipParseError:
         pass
+
+
+ACTIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["invite", "ring", "answer", "reject", "hangup_a", "hangup_b", "wait"]),
+        st.floats(min_value=0.0, max_value=3.0),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ACTIONS, st.integers(0, 4), st.randoms(use_true_random=False))
+def test_paired_cores_under_random_commands_and_loss_always_settle(
+    actions: list[tuple[str, float]], loss_in_10: int, rnd: Random
+) -> None:
+    """Any interleaving of local commands, loss and delays: no exception but the documented
+    SipStateError for an illegal local command, and once everyone hangs up and time passes,
+    both cores hold no call, no transaction and no timer."""
+    from sip.errors import SipStateError
+    from tests.sip.pair import SDP_B, Pair
+
+    p = Pair()
+    p.drop = lambda side, msg: rnd.random() < loss_in_10 / 10
+    bob = SipUri(host="127.0.0.1", port=5062, user="bot")
+    for action, wait in actions:
+        offered = [e.call_id for e in p.events["b"] if isinstance(e, CallOffered)]
+        try:
+            if action == "invite":
+                p.a.invite(bob, SDP_A, p.now)
+            elif action == "wait":
+                p.advance(wait, step=0.25)
+            elif offered and action in ("ring", "answer", "reject", "hangup_b"):
+                cid = rnd.choice(offered)
+                if cid in p.b.calls:
+                    if action == "ring":
+                        p.b.ring(cid, p.now)
+                    elif action == "answer":
+                        p.b.answer(cid, SDP_B, p.now)
+                    elif action == "reject":
+                        p.b.reject(cid, p.now, 486)
+                    else:
+                        p.b.hangup(cid, p.now)
+            elif action == "hangup_a" and p.a.calls:
+                p.a.hangup(rnd.choice(list(p.a.calls)), p.now)
+        except SipStateError:
+            pass
+        p.pump()
+    p.drop = lambda side, msg: False
+    for core in (p.a, p.b):
+        for cid in list(core.calls):
+            core.hangup(cid, p.now)
+    p.pump()
+    p.advance(100, step=0.5)
+    assert not p.a.calls and not p.b.calls
+    assert not p.a.layer.clients and not p.a.layer.servers
+    assert not p.b.layer.clients and not p.b.layer.servers
+    assert p.a.next_deadline() is None and p.b.next_deadline() is None
