@@ -4,7 +4,7 @@ certificate made by openssl for the test)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -93,10 +93,20 @@ async def test_rtbridge_calls_baresip(tmp_path: Path) -> None:
     assert answered and b"PCMU" in answered[0].sdp, out[-2000:]
 
 
+def _free_pair() -> int:
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair")
+
+
 def _make_cert(tmp: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is not installed")
+    openssl = require_peer("openssl")
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
         [
@@ -151,7 +161,7 @@ async def test_rtbridge_calls_baresip_over_tls(tmp_path: Path) -> None:
     """Outbound TLS, verifying baresip's certificate against the test's CA (the cert itself)."""
     baresip = require_peer("baresip")
     cert, key = _make_cert(tmp_path)
-    port = free_port()
+    port = _free_pair()  # baresip listens for TLS on its SIP port + 1
     confdir = make_confdir(tmp_path / "bs", port, tls=(cert, key))
     proc = await start_baresip(baresip, confdir, seconds=12)
     settings = SipSettings(
