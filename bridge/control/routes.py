@@ -121,7 +121,7 @@ def _pending_view(p: PendingCall, record: CallRecord | None) -> dict[str, Any]:
         "trunk": offer.trunk if offer else None,
         "codec": None,
         "session_format": None,
-        "offered_at": record.offered_at if record else None,
+        "offered_at": record.offered_at if record else p.offered_at,
         "answered_at": None,
         "ended_at": None,
         "duration_s": None,

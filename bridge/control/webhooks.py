@@ -97,6 +97,7 @@ class PendingCall:
     sip_call: SipCall
     profile_name: str
     profile: AgentProfile
+    offered_at: float = field(default_factory=time.time)
     decision: asyncio.Future[Decision] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )

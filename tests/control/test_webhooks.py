@@ -103,6 +103,14 @@ async def test_accept_with_a_session_runs_the_call_with_it(
     instructions = "You are the webhook-configured agent " + secrets.token_hex(4)
 
     async def accept(client: httpx.AsyncClient, call_id: str) -> None:
+        # while the application decides, the call is listed as ringing
+        ringing = (await client.get("/v1/calls", params={"state": "ringing"})).json()["data"]
+        assert [c["id"] for c in ringing] == [call_id]
+        assert (await client.get(f"/v1/calls/{call_id}")).json()["state"] == "ringing"
+        early = await client.post(
+            f"/v1/realtime/calls/{call_id}/refer", json={"target_uri": "sip:desk@127.0.0.1"}
+        )
+        assert early.status_code == 409, early.text
         r = await client.post(
             f"/v1/realtime/calls/{call_id}/accept",
             json={"type": "realtime", "model": "gpt-realtime", "instructions": instructions},
