@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sip import sdp as sdpmod
 from sip.call import Call, CallEv, CallState, Pending
-from sip.dialog import make_response
+from sip.dialog import Dialog, make_response
 from sip.errors import SipStateError
 from sip.events import (
     DtmfReceived,
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "hold_sdp",
+    "invite_2xx",
     "on_request",
     "on_response",
     "on_timeout",
@@ -190,6 +191,12 @@ def _answer_reoffer(call: Call, offer: sdpmod.SessionDescription) -> bytes:
         raise sdpmod.SdpError("our session has no active audio stream")
     conn = audio.connection or ours.connection
     codec = audio.codec(audio.payload_types[0])
+    if call.direction.value == "outbound" and call.remote_sdp:
+        # our offer listed several codecs; the one in use is the first of the answer's
+        theirs = sdpmod.SessionDescription.parse(call.remote_sdp)
+        answered = next((m for m in theirs.media if m.media == "audio" and m.port), None)
+        if answered is not None and answered.payload_types:
+            codec = answered.codec(answered.payload_types[0]) or codec
     if conn is None or codec is None:
         raise sdpmod.SdpError("our session lacks a connection address or codec")
     if call.sdp_session is None:
@@ -389,7 +396,8 @@ def on_response(
         if status < 200:
             ev = CallEv.PROVISIONAL
         elif status < 300:
-            ev = CallEv.SUCCESS
+            invite_2xx(core, call, resp, now)
+            return
         else:
             if status in (401, 407) and core.retry_with_auth(call, resp, now):
                 return
@@ -401,6 +409,20 @@ def on_response(
         _reinvite_done(core, call, tx, resp, now)
     elif purpose == "refer" and status >= 300:
         core.emit(ReferProgress(call.id, 0, f"REFER refused: {status} {resp.reason}", True))
+
+
+def invite_2xx(core: SipCore, call: Call, resp: Response, now: float) -> None:
+    """A 2xx to our INVITE, first or retransmitted. A 2xx from another fork (another To tag)
+    once our dialog is confirmed is ACKed and ended with BYE (§13.2.2.4)."""
+    settled = call.state in (CallState.CONFIRMED, CallState.TERMINATING, CallState.TERMINATED)
+    if settled and call.dialog is not None and resp.to.tag != call.dialog.remote_tag:
+        fork = Dialog.as_uac(call.invite, resp)
+        via = core.via(call.peer.transport)
+        core.send_direct(fork.request("ACK", via, None, cseq=call.invite.cseq.seq), call.peer)
+        bye = fork.request("BYE", core.via(call.peer.transport), None)
+        core.layer.send_request(bye, call.peer, now)
+        return
+    call.handle(CallEv.SUCCESS, now, Pending(status=resp.status, message=resp))
 
 
 def _reinvite_done(

@@ -462,7 +462,7 @@ class SipCore:
             return
         call = self.calls.get(resp.call_id)
         if call is not None and resp.cseq.method == "INVITE" and 200 <= resp.status < 300:
-            call.handle(CallEv.SUCCESS, now, Pending(status=resp.status, message=resp))
+            midcall.invite_2xx(self, call, resp, now)
         else:
             self.stats["stray"] += 1
 

@@ -13,7 +13,8 @@ from sip.events import (
     ReferProgress,
     ReferReceived,
 )
-from sip.message import Request, Response
+from sip.message import Request, Response, parse_message
+from sip.transaction import Send
 from sip.uri import SipUri
 from tests.sip.pair import SDP_A, SDP_B, Pair
 
@@ -318,3 +319,35 @@ def test_bye_on_the_early_dialog_ends_the_call() -> None:
     assert p.sent("b", "200 BYE") and p.sent("b", "487 INVITE")
     assert p.of("b", CallEnded) == [CallEnded(bcid, EndReason.REMOTE_BYE, 487)]
     assert p.of("a", CallEnded) == [CallEnded(cid, EndReason.FAILED, 487)]
+
+
+def test_forked_2xx_is_acked_and_byed() -> None:
+    """§13.2.2.4: a 2xx from a second fork (other To tag) after the call is up: ACK + BYE it,
+    the established call goes on."""
+    p = Pair()
+    cid, _bcid = _established(p)
+    ok = p.sent("b", "200 INVITE")[0]
+    forked = parse_message(bytes(ok).replace(f"tag={ok.to.tag}".encode(), b"tag=otherfork"))
+    p.a.receive(bytes(forked), p.peer_of("b"), p.now)
+    out = [s.message for s in p.a.drain() if isinstance(s, Send)]
+    assert [(m.method, m.to.tag) for m in out if isinstance(m, Request)] == [
+        ("ACK", "otherfork"),
+        ("BYE", "otherfork"),
+    ]
+    assert p.a.calls[cid].state.value == "confirmed"
+
+
+def test_outbound_call_answers_a_reoffer_with_the_codec_in_use() -> None:
+    """We offered PCMU and PCMA; the callee picked PCMA; its re-offer is answered with PCMA."""
+    p = Pair()
+    p.a.invite(BOB, SDP_A, p.now)
+    p.pump()
+    bcid = _offered(p)
+    pcma = SDP_B.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101")
+    p.b.answer(bcid, pcma, p.now)
+    p.pump()
+    p.b.reinvite(bcid, pcma.replace(b"RTP/AVP 8 101", b"RTP/AVP 0 8 101"), p.now)
+    p.pump()
+    answer = p.sent("a", "200 INVITE")[-1]
+    assert b"m=audio 4000 RTP/AVP 8 101" in answer.body
+    assert not p.of("a", CallEnded)
