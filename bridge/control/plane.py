@@ -30,7 +30,9 @@ class ControlPlane:
         self.settings = settings
         self.manager = manager
         self.store = store
-        self.incoming = IncomingCalls(settings, environ=manager.environ)
+        self.incoming = IncomingCalls(
+            settings, environ=manager.environ, endpoint=lambda: manager.sip
+        )
         self.metrics = Metrics(manager, webhooks=self.incoming)
         self.draining = False
         self.closing = asyncio.Event()  # event streams end when set

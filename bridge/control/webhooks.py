@@ -24,14 +24,14 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from bridge.config import AgentProfile, Settings, UpstreamSettings
-from sip.driver import Reject, SipCall
+from sip.driver import Reject, SipCall, SipEndpoint
 
 __all__ = [
     "Decision",
@@ -45,6 +45,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Decision = tuple[str, AgentProfile] | Reject
+#: never forwarded to the application
+_PRIVATE_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 
 def _secret_bytes(secret: str) -> bytes:
@@ -125,8 +127,10 @@ class IncomingCalls:
         *,
         environ: Mapping[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
+        endpoint: Callable[[], SipEndpoint | None] = lambda: None,
     ) -> None:
         self.settings = settings
+        self.endpoint = endpoint
         self.environ = environ
         self.pending: dict[str, PendingCall] = {}
         self.stats = WebhookStats()
@@ -196,10 +200,22 @@ class IncomingCalls:
         finally:
             self.pending.pop(call_id, None)
 
+    def sip_headers(self, sip_call: SipCall) -> list[dict[str, str]]:
+        """The INVITE's headers as received (credentials left out)."""
+        ep = self.endpoint()
+        core_call = ep.core.calls.get(sip_call.id) if ep is not None else None
+        if core_call is None:
+            return []
+        return [
+            {"name": name, "value": value}
+            for name, value in core_call.invite.headers
+            if name.lower() not in _PRIVATE_HEADERS
+        ]
+
     def event(self, call_id: str, sip_call: SipCall) -> dict[str, Any]:
         offer = sip_call.offer
-        headers: list[dict[str, str]] = []
-        if offer is not None:
+        headers = self.sip_headers(sip_call)
+        if not headers and offer is not None:
             headers = [
                 {"name": "From", "value": str(offer.caller)},
                 {"name": "To", "value": str(offer.callee)},

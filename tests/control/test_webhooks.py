@@ -123,6 +123,8 @@ async def test_accept_with_a_session_runs_the_call_with_it(
     (event,) = rec.events
     headers = {h.name: h.value for h in event.data.sip_headers}
     assert "sipp" in headers["From"] and "Call-ID" in headers
+    assert headers["CSeq"] == "1 INVITE" and headers["Content-Type"] == "application/sdp"
+    assert "Via" in headers and "Contact" in headers
     assert rec.raw_headers[0]["webhook-signature"].startswith("v1,")
     # the local agent ran the call with the accepted session
     (session,) = control.stack.agent.sessions
