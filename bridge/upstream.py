@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from bridge import __version__
+from bridge.bench import _probe
 from bridge.config import Dialect, UpstreamSettings
 from bridge.errors import (
     UpstreamAuthError,
@@ -107,6 +109,12 @@ class UpstreamSession:
         self._writer: asyncio.Task[None] | None = None
         self._write_error: BaseException | None = None
         self.stats = UpstreamStats()
+        # `rtbridge bench sip` times each audio append; None (nothing wrapped) otherwise
+        self._probe_pending: deque[_probe.Pending] | None = None
+        if _probe.ACTIVE is not None:
+            self._probe_pending = deque()
+            timed = _probe.ACTIVE.timed_send_audio(self.send_audio, self._probe_pending)
+            self.send_audio = timed  # type: ignore[method-assign,assignment]
 
     def __repr__(self) -> str:  # never shows the key
         return f"UpstreamSession(url={self.url!r}, dialect={self.dialect.value})"
@@ -207,6 +215,7 @@ class UpstreamSession:
         assert self._ws is not None
         ws = self._ws
         queue = self._queue
+        probe, pending = _probe.ACTIVE, self._probe_pending
         try:
             while True:
                 item = await queue.get()
@@ -215,6 +224,8 @@ class UpstreamSession:
                 assert isinstance(item, str)
                 await ws.send(item)
                 self.stats.frames_sent += 1
+                if pending is not None and probe is not None:
+                    probe.sent(pending, item)
         except ConnectionClosed as exc:
             self._write_error = exc
         except Exception as exc:

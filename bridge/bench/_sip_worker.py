@@ -1,0 +1,186 @@
+"""rtbridge under test for ``rtbridge bench sip``, in a process of its own.
+
+``python -m bridge.bench._sip_worker CONFIG.json`` starts rtbridge's runtime (call records,
+call manager, SIP on an ephemeral UDP port of 127.0.0.1) in front of an agent running in yet
+another process, with the timing probe of :mod:`bridge.bench._probe` installed (not armed).
+
+Config keys: ``agent_url``, ``rtp_port_min``, ``rtp_port_max``, ``max_calls``, ``data_dir``,
+``stats_path``.
+
+It prints one JSON line when ready (``{"sip_port": P, "pid": PID}``), then answers one JSON
+line per command read from stdin:
+
+* ``status``: live calls and RSS;
+* ``mark``: start a window: the ticker's lateness record is cleared, the probe disarmed;
+* ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
+* ``snapshot NAME``: the window's figures (ticker lateness, probe summary, live calls, RSS,
+  traffic counters summed over live calls) kept under NAME;
+* ``hangup [TIMEOUT]``: BYE on every live call, then wait until all are released.
+
+``mark``, ``arm`` and ``snapshot`` answer with the traffic counters, so windows can be diffed.
+
+On stdin close or SIGTERM it writes ``{"snapshots": {...}, "final": {...}}`` to
+``stats_path`` and exits (closing rtbridge's runtime, which hangs up any call still up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from bridge.bench import _probe
+from bridge.calls.manager import CallManager
+from bridge.config import Settings
+from bridge.logs import setup_logging
+from bridge.runtime import start_runtime
+
+__all__ = ["main"]
+
+
+def rss_kb(pid: int | None = None) -> int:
+    """Resident set size of a process (this one by default), in KiB."""
+    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _traffic(manager: CallManager) -> dict[str, Any]:
+    totals: dict[str, Any] = {}
+    formats: dict[str, int] = {}
+    agent_bytes = pass_through = 0
+    for call in list(manager.calls.values()):
+        for key, value in call.stats().items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                totals[key] = totals.get(key, 0) + value
+        fmt = call.agent.format.value
+        formats[fmt] = formats.get(fmt, 0) + 1
+        agent_bytes += call.media.stats.agent_bytes_in
+        pass_through += bool(call.media.pass_through)
+    totals["agent_audio_bytes_in"] = agent_bytes
+    totals["pass_through_calls"] = pass_through
+    totals["session_formats"] = formats
+    return totals
+
+
+class Worker:
+    def __init__(self, manager: CallManager, probe: _probe.LatencyProbe) -> None:
+        self.manager = manager
+        self.probe = probe
+        self.snapshots: dict[str, Any] = {}
+
+    def status(self) -> dict[str, Any]:
+        return {"calls": len(self.manager.calls), "rss_kb": rss_kb()}
+
+    def mark(self, *, arm: bool) -> None:
+        self.manager.ticker.stats.lateness_ms.clear()
+        self.probe.armed = False
+        self.probe.reset()
+        self.probe.armed = arm
+
+    def snapshot(self) -> dict[str, Any]:
+        t = self.manager.ticker.stats
+        return {
+            **self.status(),
+            "tick_lateness_ms": _probe.percentiles(list(t.lateness_ms), 3),
+            "ticker_reanchors": t.reanchors,
+            "ticker_sink_errors": t.sink_errors,
+            "probe": self.probe.summary(),
+            "traffic": _traffic(self.manager),
+        }
+
+    async def command(self, line: str) -> dict[str, Any]:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "status":
+            return self.status()
+        if cmd in ("mark", "arm"):
+            self.mark(arm=cmd == "arm")
+            return {"ok": cmd, **self.status(), "traffic": _traffic(self.manager)}
+        if cmd == "snapshot":
+            self.snapshots[arg or str(len(self.snapshots))] = snap = self.snapshot()
+            return {"ok": cmd, "calls": snap["calls"], "traffic": snap["traffic"]}
+        if cmd == "hangup":  # BYE on every call, as a callee ending the calls would
+            for call_id in list(self.manager.calls):
+                self.manager.hangup(call_id, "local-hangup")
+            try:
+                async with asyncio.timeout(float(arg or 20)):
+                    await self.manager.wait_idle()
+            except TimeoutError:
+                pass
+            return {"ok": cmd, **self.status()}
+        return {"error": f"unknown command {cmd!r}"}
+
+
+async def _stdin_lines() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def _say(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def _run(config: dict[str, Any]) -> int:
+    probe = _probe.install()
+    agent_url = config["agent_url"]
+    settings = Settings.model_validate(
+        {
+            "server": {"data_dir": config["data_dir"], "log_level": "warning"},
+            "upstream": {"url": agent_url},
+            "profiles": {"default": {"upstream": {"url": agent_url}}},
+            "calls": {
+                "rtp_port_min": config["rtp_port_min"],
+                "rtp_port_max": config["rtp_port_max"],
+                "max_calls": config["max_calls"],
+                "rtp_host": "127.0.0.1",
+            },
+            "sip": {"bind_host": "127.0.0.1", "codecs": ["PCMU", "PCMA"]},
+        }
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        rt = await start_runtime(settings, stack, sip_port=0)
+        assert rt.manager.sip is not None
+        worker = Worker(rt.manager, probe)
+        _say({"sip_port": rt.manager.sip.ports["udp"], "pid": os.getpid()})
+        reader = await _stdin_lines()
+
+        async def commands() -> None:
+            while line := (await reader.readline()).decode():
+                _say(await worker.command(line))
+            stop.set()
+
+        task = asyncio.create_task(commands())
+        try:
+            await stop.wait()
+        finally:
+            task.cancel()
+            stats = {"snapshots": worker.snapshots, "final": worker.snapshot()}
+            Path(config["stats_path"]).write_text(json.dumps(stats))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m bridge.bench._sip_worker CONFIG.json", file=sys.stderr)
+        return 2
+    config = json.loads(Path(args[0]).read_text())
+    setup_logging("warning")
+    return asyncio.run(_run(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,664 @@
+"""``rtbridge bench sip``: phone calls with RTP through rtbridge, against the floor.
+
+SIPp places ``--calls`` N concurrent calls (default 50) to rtbridge, each streaming u-law RTP
+(20 ms packets, 1 s of tone then 1 s of silence, looped, so the agent hears turns and answers
+them: both directions carry audio); rtbridge runs in a process of its own
+(:mod:`bridge.bench._sip_worker`) in front of the local agent in a third one
+(``rtbridge agent``). Two cases:
+
+* ``passthrough``: the agent accepts G.711 u-law, bytes go through untouched;
+* ``transcoding``: the agent is started with ``--formats pcm16``; rtbridge decodes, resamples
+  to 24 kHz and back.
+
+Once all N calls are up (and a 1 s settle), two windows follow:
+
+1. the CPU window (``--seconds`` S, default 20): rtbridge's process CPU time (all threads, from
+   ``/proc``) over the window, divided by N and by the window's wall time: ``pct_of_core_per_call``
+   and the ``calls_per_core`` it implies; the ticker's tick lateness; RSS. The timing probe's
+   hooks are installed but disarmed.
+2. the latency window (S/2, at least 1 s): the probe records, per append, the caller packet's
+   kernel receive time -> the ``input_audio_buffer.append`` handed to the upstream socket, and
+   per call the RTP send interval (see :mod:`bridge.bench._probe` for every figure's exact
+   endpoints). rtbridge's CPU in this window is reported too (the probe's own cost shows as
+   the difference).
+
+The floor is the same SIPp load (N streams, 50 packets/s in and 50 out per stream) through a
+bare asyncio UDP relay (:mod:`bridge.bench._udp_floor`: a socket per call, receive and send
+back), measured in the same run right before each case (shared machines drift within
+minutes); ``ratio_to_floor`` is rtbridge's CPU per call over that floor's. Memory per call is
+rtbridge's RSS with N calls up minus its RSS before the first call, over N. All processes
+bind 127.0.0.1 on free ports; every process has a bounded lifetime.
+
+Each case also says whether rtbridge kept up with the load (``kept_up``: RTP read vs sent,
+RTP sent vs due, ticker re-anchors, appends dropped; ``saturated`` when any falls short: a
+saturated run sheds work, so its CPU per call reads low) and how busy the machine was over the
+CPU window (``machine``: every process, other tenants included, as % of all cores, and the
+hypervisor's steal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.config import Settings
+from media.g711 import ulaw_encode
+
+__all__ = ["run"]
+
+CASES = (("passthrough", "pcm16,g711_ulaw,g711_alaw"), ("transcoding", "pcm16"))
+CALL_RATE = 25.0  # calls per second SIPp places
+SETTLE_S = 1.0  # after the last call is up, before the first window
+SETUP_GRACE_S = 60.0  # how long past the ramp we wait for all calls to be up
+PACKETS_PER_S = 50
+
+
+# -- small helpers ------------------------------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process, all threads (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _port_free(port: int) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _free_port() -> int:
+    """A port free for UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if _port_free(port):
+            return port
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def _free_range(size: int, lo: int = 30000, hi: int = 60000) -> int:
+    """The first port of ``size`` consecutive ports free on 127.0.0.1 now (even)."""
+    rng = np.random.default_rng()
+    for _ in range(50):
+        base = int(rng.integers(lo // 2, (hi - size) // 2)) * 2
+        if all(_port_free(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports on 127.0.0.1")
+
+
+def _tone_file(path: Path) -> Path:
+    """1 s of a two-partial tone at about -16 dBFS, then 1 s of silence, as raw u-law."""
+    t = np.arange(8000) / 8000.0
+    tone = 3500 * np.sin(2 * np.pi * 440 * t) + 1500 * np.sin(2 * np.pi * 1320 * t)
+    pcm = np.concatenate([np.rint(tone), np.zeros(8000)]).astype(np.int16)
+    path.write_bytes(ulaw_encode(pcm))
+    return path
+
+
+_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<!-- rtbridge bench sip: a caller streaming u-law RTP until the callee hangs up
+     (or, as a bound, for HOLD_MS, after which it sends BYE itself). -->
+<scenario name="rtbridge bench sip caller">
+  <send retrans="500">
+    <![CDATA[
+      INVITE sip:bench@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:bench@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send>
+    <![CDATA[
+      ACK sip:bench@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:bench@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <nop><action><exec rtp_stream="TONE_FILE,-1,0"/></action></nop>
+  <recv request="BYE" timeout="HOLD_MS" ontimeout="1"/>
+  <send next="2">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:sipp@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <label id="1"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE sip:bench@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:bench@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+  <label id="2"/>
+</scenario>
+"""
+
+
+def _scenario(path: Path, tone: Path, hold_s: float) -> Path:
+    text = _SCENARIO.replace("TONE_FILE", str(tone)).replace("HOLD_MS", str(int(hold_s * 1000)))
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class _Child:
+    """A helper process speaking JSON lines: commands on stdin, one answer line each."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    err_path: Path
+    ready: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    async def start(cls, name: str, args: list[str], tmp: Path, *, timeout: float = 60) -> _Child:
+        err_path = tmp / f"{name}.stderr"
+        with err_path.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=err,
+                env=_child_env(),
+            )
+        child = cls(name, proc, err_path)
+        child.ready = await child.read(timeout)
+        return child
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def read(self, timeout: float = 30) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"{self.name} exited: {self.stderr_tail()}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def ask(self, command: str, timeout: float = 30) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command.encode() + b"\n")
+        await self.proc.stdin.drain()
+        return await self.read(timeout)
+
+    async def stop(self, timeout: float = 30) -> None:
+        """Close stdin (the child writes its stats and exits); kill it if it does not."""
+        if self.proc.returncode is not None:
+            return
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+    def stderr_tail(self) -> str:
+        try:
+            return self.err_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+
+def _child_env() -> dict[str, str]:
+    # the benchmark is self-contained: no config file or RTBRIDGE_* setting of the caller's
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTBRIDGE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+async def _start_agent(formats: str, tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
+    """``rtbridge agent --port P --formats F`` in its own process; returns it and its URL."""
+    port = _free_port()
+    err = (tmp / f"agent-{port}.stderr").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge.cli",
+        "agent",
+        "--port",
+        str(port),
+        "--formats",
+        formats,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=err,
+        env=_child_env(),
+    )
+    err.close()
+    assert proc.stdout is not None
+    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+    match = re.search(r"ws://\S+", line)
+    if match is None:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"the agent did not start: {line!r}")
+    return proc, match.group(0)
+
+
+async def _terminate(proc: asyncio.subprocess.Process, timeout: float = 10) -> None:
+    if proc.returncode is not None:
+        return
+    proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+@dataclass
+class _Load:
+    """One SIPp run: N calls at CALL_RATE, each streaming until BYE (bounded by ``hold_s``)."""
+
+    calls: int
+    hold_s: float
+    tone: Path
+    tmp: Path
+    proc: asyncio.subprocess.Process | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ramp_s(self) -> float:
+        return self.calls / CALL_RATE
+
+    async def start(self, target_port: int) -> None:
+        sipp = shutil.which("sipp")
+        if sipp is None:
+            raise RuntimeError("SIPp is not installed (Debian package sip-tester)")
+        scenario = _scenario(self.tmp / "caller.xml", self.tone, self.hold_s)
+        media = _free_range(4)
+        self.proc = await asyncio.create_subprocess_exec(
+            sipp,
+            "-sf",
+            str(scenario),
+            f"127.0.0.1:{target_port}",
+            "-m",
+            str(self.calls),
+            "-l",
+            str(self.calls),
+            "-r",
+            f"{CALL_RATE:g}",
+            "-p",
+            str(_free_port()),
+            "-mp",
+            str(media),
+            "-cp",
+            str(_free_port()),
+            "-nostdin",
+            "-timeout",
+            f"{int(self.hold_s + self.ramp_s + 30)}s",
+            "-timeout_error",
+            "-i",
+            "127.0.0.1",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=self.tmp,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def finish(self) -> dict[str, Any]:
+        """Wait for SIPp (bounded; killed past its own timeout) and parse its counters."""
+        assert self.proc is not None
+        try:
+            out, err = await asyncio.wait_for(
+                self.proc.communicate(), self.hold_s + self.ramp_s + 45
+            )
+        except TimeoutError:
+            self.proc.kill()
+            out, err = await self.proc.communicate()
+        text = out.decode(errors="replace")
+
+        def counter(name: str) -> int | None:
+            found = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", text)
+            return int(found[-1]) if found else None
+
+        self.result = {
+            "returncode": self.proc.returncode,
+            "successful_calls": counter("Successful call"),
+            "failed_calls": counter("Failed call"),
+        }
+        if self.proc.returncode != 0:
+            self.result["stderr"] = err.decode(errors="replace")[-500:]
+        return self.result
+
+
+async def _wait_all_up(child: _Child, load: _Load) -> int:
+    """Poll until all calls are up (or SIPp ended, or the grace period passed)."""
+    deadline = time.monotonic() + load.ramp_s + SETUP_GRACE_S
+    up = 0
+    while time.monotonic() < deadline and load.running:
+        up = int((await child.ask("status"))["calls"])
+        if up >= load.calls:
+            break
+        await asyncio.sleep(0.25)
+    return up
+
+
+def _pct_per_call(cpu_s: float, wall_s: float, calls: int) -> float:
+    return 100.0 * cpu_s / wall_s / max(1, calls)
+
+
+def _cpu_figures(cpu_s: float, wall_s: float, calls: int) -> dict[str, float]:
+    pct = _pct_per_call(cpu_s, wall_s, calls)
+    return {
+        "window_s": round(wall_s, 2),
+        "cpu_s": round(cpu_s, 3),
+        "pct_of_core_per_call": round(pct, 4),
+        "calls_per_core": round(100.0 / pct, 1) if pct > 0 else 0.0,
+    }
+
+
+def _machine_ticks() -> list[int]:
+    """The aggregate ``cpu`` line of ``/proc/stat`` (user nice system idle iowait irq softirq
+    steal ...), in clock ticks."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+class _Window:
+    """CPU time of some processes, and how busy the whole machine was, over a window."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.cpu0 = {k: _cpu_seconds(p) for k, p in pids.items()}
+        self.machine0 = _machine_ticks()
+        self.machine: dict[str, float] = {}
+
+    def close(self) -> tuple[float, dict[str, float]]:
+        wall = time.monotonic() - self.t0
+        cpu = {k: _cpu_seconds(p) - self.cpu0[k] for k, p in self.pids.items()}
+        d = [b - a for a, b in zip(self.machine0, _machine_ticks(), strict=False)]
+        total = sum(d[:8]) or 1
+        self.machine = {
+            # every process on the machine (other tenants included), % of all cores
+            "busy_pct": round(100.0 * (total - d[3] - d[4]) / total, 1),
+            "steal_pct": round(100.0 * d[7] / total, 1) if len(d) > 7 else 0.0,
+        }
+        return wall, cpu
+
+
+def _rates(before: dict[str, Any], after: dict[str, Any], wall: float) -> dict[str, float]:
+    out = {}
+    for key in ("rtp_in", "rtp_out", "frames_to_agent", "frames_dropped_upstream"):
+        if isinstance(after.get(key), int | float) and isinstance(before.get(key), int | float):
+            out[f"{key}_per_s"] = round((after[key] - before[key]) / wall, 1)
+    return out
+
+
+# -- the floor ----------------------------------------------------------------------------
+
+
+async def _floor(calls: int, seconds: float, tone: Path, tmp: Path) -> dict[str, Any]:
+    child = await _Child.start("floor", [sys.executable, "-m", "bridge.bench._udp_floor"], tmp)
+    load = _Load(calls, calls / CALL_RATE + SETUP_GRACE_S + seconds + 10, tone, tmp)
+    try:
+        await load.start(int(child.ready["sip_port"]))
+        up = await _wait_all_up(child, load)
+        await asyncio.sleep(SETTLE_S)
+        before = await child.ask("status")
+        window = _Window({"floor": child.pid})
+        await asyncio.sleep(seconds)
+        wall, cpu = window.close()
+        machine = window.machine
+        after = await child.ask("status")
+        up = min(up, int(after["calls"]))
+        await child.ask("hangup")
+        sipp = await load.finish()
+    finally:
+        if load.running and load.proc is not None:
+            load.proc.kill()
+        await child.stop()
+    return {
+        "calls_up": up,
+        **_cpu_figures(cpu["floor"], wall, up),
+        "datagrams_echoed_per_s": round((after["echoed"] - before["echoed"]) / wall, 1),
+        "machine": machine,
+        "sipp": sipp,
+    }
+
+
+# -- one rtbridge case --------------------------------------------------------------------
+
+
+async def _case(
+    formats: str, calls: int, seconds: float, lat_seconds: float, tone: Path, tmp: Path
+) -> dict[str, Any]:
+    agent, agent_url = await _start_agent(formats, tmp)
+    child: _Child | None = None
+    stats_path = tmp / "worker-stats.json"
+    hold = calls / CALL_RATE + SETUP_GRACE_S + SETTLE_S + seconds + lat_seconds + 10
+    load = _Load(calls, hold, tone, tmp)
+    try:
+        rtp_base = _free_range(4 * calls + 8)
+        config = {
+            "agent_url": agent_url,
+            "rtp_port_min": rtp_base,
+            "rtp_port_max": rtp_base + 4 * calls + 6,
+            "max_calls": calls + 4,
+            "data_dir": str(tmp / "data"),
+            "stats_path": str(stats_path),
+        }
+        (tmp / "worker.json").write_text(json.dumps(config))
+        child = await _Child.start(
+            "worker",
+            [sys.executable, "-m", "bridge.bench._sip_worker", str(tmp / "worker.json")],
+            tmp,
+        )
+        await asyncio.sleep(0.5)
+        rss_idle = _rss_kb(child.pid)
+        await load.start(int(child.ready["sip_port"]))
+        assert load.proc is not None
+        up = await _wait_all_up(child, load)
+        await asyncio.sleep(SETTLE_S)
+
+        pids = {"rtbridge": child.pid, "agent": agent.pid, "sipp": load.proc.pid}
+        mark = await child.ask("mark")
+        window = _Window(pids)
+        await asyncio.sleep(seconds)
+        wall, cpu = window.close()
+        machine = window.machine
+        rss_loaded = _rss_kb(child.pid)
+        snap = await child.ask("snapshot cpu")
+
+        await child.ask("arm")
+        lat_window = _Window({"rtbridge": child.pid})
+        await asyncio.sleep(lat_seconds)
+        lat_wall, lat_cpu = lat_window.close()
+        lat_snap = await child.ask("snapshot latency")
+        up_in_window = min(up, int(mark["calls"]), int(snap["calls"]), int(lat_snap["calls"]))
+
+        await child.ask(f"hangup {max(20.0, calls / 10)}", timeout=max(60.0, calls / 5))
+        sipp = await load.finish()
+        await child.stop()
+        worker_stats = json.loads(stats_path.read_text())
+    except BaseException as exc:
+        if child is not None:
+            exc.add_note(f"worker stderr: {child.stderr_tail()}")
+        raise
+    finally:
+        if load.running and load.proc is not None:
+            load.proc.kill()
+            await load.proc.wait()
+        if child is not None:
+            await child.stop()
+        await _terminate(agent)
+
+    cpu_snap = worker_stats["snapshots"]["cpu"]
+    rates = _rates(mark["traffic"], snap["traffic"], wall)
+    expected = up_in_window * PACKETS_PER_S
+    kept_up = {
+        "rtp_in_vs_sent": round(rates.get("rtp_in_per_s", 0.0) / max(1, expected), 3),
+        "rtp_out_vs_due": round(rates.get("rtp_out_per_s", 0.0) / max(1, expected), 3),
+        "ticker_reanchors": cpu_snap["ticker_reanchors"],
+        "frames_dropped_upstream_per_s": rates.get("frames_dropped_upstream_per_s", 0.0),
+    }
+    # shedding work makes CPU per call look cheaper than it is: say so
+    saturated = (
+        kept_up["rtp_in_vs_sent"] < 0.98
+        or kept_up["rtp_out_vs_due"] < 0.98
+        or kept_up["ticker_reanchors"] > 0
+        or kept_up["frames_dropped_upstream_per_s"] > 0
+    )
+    lat_snap_full = worker_stats["snapshots"]["latency"]
+    lat_probe = lat_snap_full["probe"]
+    traffic = cpu_snap["traffic"]
+    formats_seen = traffic.get("session_formats", {})
+    return {
+        "calls_requested": calls,
+        "calls_up": up_in_window,
+        "session_formats": formats_seen,
+        "pass_through_calls": traffic.get("pass_through_calls"),
+        "cpu": _cpu_figures(cpu["rtbridge"], wall, up_in_window),
+        "cpu_with_probe_armed": _cpu_figures(lat_cpu["rtbridge"], lat_wall, up_in_window),
+        "latency_us": {
+            "caller_packet_in_to_append_sent": lat_probe["in_to_sent_us"],
+            "socket_wait": lat_probe["socket_wait_us"],
+            "media_path_to_enqueue": lat_probe["in_to_enqueue_us"],
+            "enqueue_to_sent": lat_probe["enqueue_to_sent_us"],
+            "appends_without_packet": lat_probe["appends_without_packet"],
+            "kernel_stamps": lat_probe["kernel_stamps"],
+        },
+        "playout": {
+            "tick_lateness_ms": cpu_snap["tick_lateness_ms"],
+            "ticker_reanchors": cpu_snap["ticker_reanchors"],
+            "latency_window": {
+                "tick_lateness_ms": lat_snap_full["tick_lateness_ms"],
+                "rtp_send_interval_jitter_ms": lat_probe["rtp_send_interval_jitter_ms"],
+            },
+        },
+        "memory": {
+            "rss_idle_mb": round(rss_idle / 1024, 1),
+            "rss_loaded_mb": round(rss_loaded / 1024, 1),
+            "per_call_kb": round((rss_loaded - rss_idle) / max(1, up_in_window), 1),
+        },
+        "traffic": {
+            **rates,
+            "agent_audio_bytes_in": traffic.get("agent_audio_bytes_in"),
+            "expected_rtp_per_s": expected,
+        },
+        "kept_up": kept_up,
+        "saturated": saturated,
+        "context_cpu_pct_of_core": {
+            "agent": round(100 * cpu["agent"] / wall, 1),
+            "sipp": round(100 * cpu["sipp"] / wall, 1),
+        },
+        "machine": machine,
+        "sipp": sipp,
+    }
+
+
+async def _bench(calls: int, seconds: float) -> dict[str, Any]:
+    lat_seconds = max(1.0, seconds / 2)
+    result: dict[str, Any] = {
+        "benchmark": "sip",
+        "calls": calls,
+        "seconds": seconds,
+        "latency_seconds": lat_seconds,
+        "call_rate_cps": CALL_RATE,
+        "cpus": os.cpu_count(),
+        "workload": "u-law 20 ms RTP, 1 s tone / 1 s silence looped; the agent parrots turns",
+    }
+    with tempfile.TemporaryDirectory(prefix="rtbridge-bench-sip-") as tmp_name:
+        tmp = Path(tmp_name)
+        tone = _tone_file(tmp / "tone.ulaw")
+        for name, formats in CASES:
+            case_tmp = tmp / name
+            case_tmp.mkdir()
+            # the floor right before each case: shared machines drift within minutes
+            floor = await _floor(calls, seconds, tone, case_tmp)
+            case = await _case(formats, calls, seconds, lat_seconds, tone, case_tmp)
+            floor_pct = floor["pct_of_core_per_call"]
+            case["floor"] = floor
+            case["ratio_to_floor"] = (
+                round(case["cpu"]["pct_of_core_per_call"] / floor_pct, 2) if floor_pct else None
+            )
+            result[name] = case
+    with contextlib.suppress(OSError):
+        result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    del settings
+    calls = getattr(args, "calls", None) or 50
+    seconds = getattr(args, "seconds", None) or 20.0
+    return asyncio.run(_bench(int(calls), float(seconds)))
