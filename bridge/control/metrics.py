@@ -22,15 +22,15 @@ __all__ = ["CONTENT_TYPE", "Metrics", "leg_of"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: media counters summed over calls: (stats key, series name, help)
+#: media counters summed over calls: (stats keys (SIP, WebRTC), series name, help)
 _MEDIA_COUNTERS = (
-    ("rtp_in", "rtbridge_frames_in", "Media frames (RTP packets) received from callers."),
-    ("rtp_out", "rtbridge_frames_out", "Media frames (RTP packets) sent to callers."),
-    ("late", "rtbridge_late_frames", "Caller frames that arrived too late and were dropped."),
-    ("frames_concealed", "rtbridge_concealed_frames", "Lost caller frames concealed."),
-    ("lost", "rtbridge_lost_frames", "Caller frames never received."),
+    (("rtp_in", "frames_in"), "rtbridge_frames_in", "Media frames received from callers."),
+    (("rtp_out", "audio_packets_out"), "rtbridge_frames_out", "Media frames sent to callers."),
+    (("late",), "rtbridge_late_frames", "Caller frames that arrived too late and were dropped."),
+    (("frames_concealed",), "rtbridge_concealed_frames", "Lost caller frames concealed."),
+    (("lost",), "rtbridge_lost_frames", "Caller frames never received."),
     (
-        "frames_dropped_upstream",
+        ("frames_dropped_upstream",),
         "rtbridge_upstream_dropped_frames",
         "Caller frames dropped because the agent upstream stalled.",
     ),
@@ -48,9 +48,13 @@ def leg_of(call: object) -> str:
     return "sip" if getattr(call, "sip", None) is not None else "webrtc"
 
 
-def _num(stats: dict[str, Any], key: str) -> float:
-    v = stats.get(key, 0)
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+def _num(stats: dict[str, Any], *keys: str) -> float:
+    """The first of ``keys`` the stats hold, as a number (0 when none)."""
+    for key in keys:
+        v = stats.get(key)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v)
+    return 0.0
 
 
 @dataclass
@@ -147,8 +151,8 @@ class Metrics:
             stats = t.call.stats()
         except Exception:
             return
-        for key, _name, _help in _MEDIA_COUNTERS:
-            self._totals.media[key] = self._totals.media.get(key, 0.0) + _num(stats, key)
+        for keys, name, _help in _MEDIA_COUNTERS:
+            self._totals.media[name] = self._totals.media.get(name, 0.0) + _num(stats, *keys)
         self._totals.reconnects += _num(stats, "upstream_reconnects")
         events = getattr(t.call, "events", None)
         self._totals.sideband_dropped += float(getattr(events, "dropped", 0) or 0)
@@ -191,7 +195,7 @@ class _LiveCollector(Collector):
         live = list(m._live())
         active = GaugeMetricFamily("rtbridge_active_calls", "Live calls by leg.", labels=["leg"])
         counts = {"sip": 0, "webrtc": 0}
-        media = dict.fromkeys((k for k, _n, _h in _MEDIA_COUNTERS), 0.0)
+        media = dict.fromkeys((n for _k, n, _h in _MEDIA_COUNTERS), 0.0)
         jitters: list[float] = []
         dropped = m._totals.sideband_dropped
         reconnects = m._totals.reconnects
@@ -202,8 +206,8 @@ class _LiveCollector(Collector):
                 stats = call.stats()
             except Exception:
                 continue
-            for key in media:
-                media[key] += _num(stats, key)
+            for keys, name, _help in _MEDIA_COUNTERS:
+                media[name] += _num(stats, *keys)
             if "jitter_ms" in stats:
                 jitters.append(_num(stats, "jitter_ms"))
             reconnects += _num(stats, "upstream_reconnects")
@@ -219,9 +223,9 @@ class _LiveCollector(Collector):
         draining = GaugeMetricFamily("rtbridge_draining", "1 while draining (SIGTERM).")
         draining.add_metric([], 1.0 if m.manager.draining else 0.0)
         yield draining
-        for key, name, help_ in _MEDIA_COUNTERS:
+        for _keys, name, help_ in _MEDIA_COUNTERS:
             c = CounterMetricFamily(name, help_)
-            c.add_metric([], m._totals.media.get(key, 0.0) + media[key])
+            c.add_metric([], m._totals.media.get(name, 0.0) + media[name])
             yield c
         jitter = GaugeMetricFamily(
             "rtbridge_jitter_seconds",

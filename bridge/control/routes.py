@@ -83,6 +83,14 @@ def _live_view(call: Any) -> dict[str, Any]:
     control = getattr(call, "control", None)
     barge = list(getattr(getattr(control, "stats", None), "barge_in_latency_ms", []))
     profile = getattr(call, "profile", None)
+    levels: dict[str, float | None] = {}
+    measure = getattr(getattr(call, "media", None), "levels", None)
+    if callable(measure):  # dBFS of the latest frame each way, where the leg measures it
+        try:
+            level_in, level_out = measure()
+            levels = {"in_dbfs": level_in, "out_dbfs": level_out}
+        except Exception:
+            levels = {}
     return {
         "id": call.id,
         "object": "realtime.call",
@@ -102,6 +110,7 @@ def _live_view(call: Any) -> dict[str, Any]:
         "end_reason": None,
         "sip_status": None,
         "media": media,
+        "levels": levels,
         "added_latency_ms": getattr(profile, "downstream_delay_ms", None),
         "barge_in_latency_ms": barge[-10:],
     }

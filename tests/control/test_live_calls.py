@@ -71,6 +71,8 @@ async def test_manage_a_live_call_and_watch_metrics_move(control: Control, tmp_p
     assert view["codec"] == "PCMU" and view["session_format"] == "g711_ulaw"
     assert "sipp@" in view["from"] and view["answered_at"] >= view["offered_at"]
     assert "lost" in view["media"] and "late" in view["media"]
+    if view["levels"]:  # where the leg measures levels: dBFS of the latest frame each way
+        assert view["levels"]["in_dbfs"] is None or view["levels"]["in_dbfs"] <= 0
     # filters
     assert (
         len((await control.client.get("/v1/calls", params={"leg": "webrtc"})).json()["data"]) == 0
