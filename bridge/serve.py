@@ -104,6 +104,11 @@ async def _announce(
     rt = app.state.runtime
     upstream_label = rt.upstream_label
     extra = [f"  SIP: {rt.sip_label}", f"  call records: {rt.settings.records_path}"]
+    ice = list(getattr(app.state, "ice_hosts", None) or rt.settings.webrtc.ice_hosts)
+    extra.append(
+        "  browser calls: POST /v1/realtime/calls, ICE hosts "
+        + (", ".join(ice) if ice else "all non-loopback interfaces (set --ice-host)")
+    )
     host, port = settings.server.host, settings.server.http_port
     for s in server.servers:
         for sock in s.sockets:
@@ -113,6 +118,7 @@ async def _announce(
     lines = [
         f"rtbridge listening on {http}://{host}:{port}",
         f"  Realtime relay: {ws}://{host}:{port}/v1/realtime",
+        *([f"  demo page: {http}://{host}:{port}/"] if settings.webrtc.demo else []),
         f"  upstream: {upstream_label}",
         "  server key: "
         + (f"stored in {key_path} (owner-only)" if key_path else "from $RTBRIDGE_API_KEY"),

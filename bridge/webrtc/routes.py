@@ -269,7 +269,7 @@ async def create_call(request: Request) -> Response:
         try:
             call_id, answer = await asyncio.shield(existing)
         except CallSetupError as exc:
-            return _error(exc.status, str(exc), exc.code)
+            return _setup_error(request, exc)
         return _created(call_id, answer)
     future: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
     svc.created[identity] = future
@@ -288,7 +288,7 @@ async def create_call(request: Request) -> Response:
         svc.created.pop(identity, None)  # a failed attempt may be retried afresh
         future.set_exception(exc)
         future.exception()  # retrieved: no "never retrieved" warning when nobody waits
-        return _error(exc.status, str(exc), exc.code)
+        return _setup_error(request, exc)
     except BaseException as exc:
         svc.created.pop(identity, None)
         future.set_exception(CallSetupError(500, "call setup failed", "server_error"))
@@ -298,6 +298,13 @@ async def create_call(request: Request) -> Response:
         raise
     future.set_result((call.id, answer))
     return _created(call.id, answer)
+
+
+def _setup_error(request: Request, exc: CallSetupError) -> JSONResponse:
+    response = _error(exc.status, str(exc), exc.code)
+    if exc.status == 503:
+        response.headers["Retry-After"] = str(request.app.state.settings.calls.retry_after_s)
+    return response
 
 
 def _forget_ended(svc: WebRtcService, manager: CallManager) -> None:

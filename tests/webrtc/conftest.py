@@ -32,14 +32,20 @@ class Bridge:
 
 
 @pytest.fixture
-async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
+def webrtc_options() -> dict[str, Any]:
+    """Override in a test module to change the ``[webrtc]`` settings."""
+    return {}
+
+
+@pytest.fixture
+async def bridge(tmp_path: Path, webrtc_options: dict[str, Any]) -> AsyncIterator[Bridge]:
     agent = LocalAgent(AgentSettings(port=0))
     await agent.start()
     settings = Settings.model_validate(
         {
             "server": {"data_dir": str(tmp_path)},
             "profiles": {"default": {"upstream": {"url": agent.url}}},
-            "webrtc": {"ice_hosts": ["127.0.0.1"]},
+            "webrtc": {"ice_hosts": ["127.0.0.1"], **webrtc_options},
         }
     )
     store = CallStore(tmp_path / "calls.db")
