@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as FPath
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from bridge.calls.manager import CallManager, CallNotAllowed
@@ -39,7 +40,7 @@ __all__ = ["api", "probes"]
 probes = APIRouter()
 api = APIRouter(dependencies=[Depends(require_key)])
 
-CallId = Annotated[str, "call id"]
+CallId = Annotated[str, FPath(description="a call id (``call_...``)")]
 
 
 def _error(status: int, message: str, code: str, param: str | None = None) -> HTTPException:
