@@ -56,6 +56,13 @@ __all__ = [
 ]
 
 log = logging.getLogger("rtbridge.sip")
+trace = logging.getLogger("rtbridge.sip.trace")  # every message in and out, at DEBUG
+
+
+def peer_fields(peer: Peer) -> tuple[str, str, int]:
+    return (peer.transport, peer.host, peer.port)
+
+
 EVENT_QUEUE = 256
 
 
@@ -386,6 +393,8 @@ class SipEndpoint:
         self._flush()
 
     def _on_message(self, data: bytes, peer: Peer) -> None:
+        if trace.isEnabledFor(logging.DEBUG):  # per-message tracing costs nothing when off
+            trace.debug("<- %s:%s:%d\n%s", *peer_fields(peer), data.decode("utf-8", "replace"))
         self.core.receive(data, peer, self.clock())
         self._flush()
 
@@ -393,7 +402,11 @@ class SipEndpoint:
         for item in self.core.drain():
             if isinstance(item, Send):
                 on_error = functools.partial(self._failed, item.key)
-                self.transports.send(bytes(item.message), item.peer, on_error)
+                data = bytes(item.message)
+                if trace.isEnabledFor(logging.DEBUG):
+                    text = data.decode("utf-8", "replace")
+                    trace.debug("-> %s:%s:%d\n%s", *peer_fields(item.peer), text)
+                self.transports.send(data, item.peer, on_error)
             elif isinstance(item, RequestDone):
                 future = self._pending.pop(item.key, None)
                 if future is not None and not future.done():
