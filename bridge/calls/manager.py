@@ -175,12 +175,21 @@ class CallManager:
         call releases its own resources in ``run()``; when that returns it leaves ``calls``."""
         self.calls[call.id] = call
         self._idle.clear()
+        info = call.info
+        parties = {"from_uri": info.from_uri, "to_uri": info.to_uri, "profile": info.profile_name}
+        self._lifecycle("call.offered", call.id, direction=info.direction, leg="webrtc", **parties)
+        self._lifecycle(
+            "call.answered", call.id, codec=info.codec, session_format=info.session_format
+        )
         self._spawn(self._run_adopted(call), f"call {call.id}")
 
     async def _run_adopted(self, call: Call) -> None:
         try:
             await call.run()
         finally:
+            self._lifecycle(
+                "call.ended", call.id, reason=call.info.end_reason, sip_status=call.info.sip_status
+            )
             self.calls.pop(call.id, None)
             if not self.calls and not self._setting_up:
                 self._idle.set()
