@@ -13,8 +13,8 @@ line per command read from stdin:
 * ``status``: live calls and RSS;
 * ``mark``: start a window: the ticker's lateness record is cleared, the probe disarmed;
 * ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
-* ``snapshot NAME``: the window's figures (ticker lateness, probe summary, live calls, RSS,
-  traffic counters summed over live calls) kept under NAME;
+* ``snapshot NAME``: the window's figures (ticker lateness, probe summary, garbage collector
+  pauses, live calls, RSS, traffic counters summed over live calls) kept under NAME;
 * ``hangup [TIMEOUT]``: BYE on every live call, then wait until all are released.
 
 ``mark``, ``arm`` and ``snapshot`` answer with the traffic counters, so windows can be diffed.
@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +71,39 @@ def _traffic(manager: CallManager) -> dict[str, Any]:
     return totals
 
 
+class GcPauses:
+    """The cyclic garbage collector's pauses in this process (``gc.callbacks``), per window:
+    a full collection over many call objects stops every call's audio while it runs."""
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[float] = []
+        self.by_generation = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.pauses_ms.append((time.perf_counter() - self._started) * 1000.0)
+        self.by_generation[int(info.get("generation", 0))] += 1
+
+    def reset(self) -> None:
+        self.pauses_ms.clear()
+        self.by_generation = [0, 0, 0]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "collections_by_generation": list(self.by_generation),
+            "pause_ms": _probe.percentiles(self.pauses_ms, 3),
+        }
+
+
 class Worker:
     def __init__(self, manager: CallManager, probe: _probe.LatencyProbe) -> None:
         self.manager = manager
         self.probe = probe
+        self.gc = GcPauses()
         self.snapshots: dict[str, Any] = {}
 
     def status(self) -> dict[str, Any]:
@@ -80,6 +111,7 @@ class Worker:
 
     def mark(self, *, arm: bool) -> None:
         self.manager.ticker.stats.lateness_ms.clear()
+        self.gc.reset()
         self.probe.armed = False
         self.probe.reset()
         self.probe.armed = arm
@@ -92,6 +124,7 @@ class Worker:
             "ticker_reanchors": t.reanchors,
             "ticker_sink_errors": t.sink_errors,
             "probe": self.probe.summary(),
+            "gc": self.gc.summary(),
             "traffic": _traffic(self.manager),
         }
 

@@ -32,8 +32,8 @@ bind 127.0.0.1 on free ports; every process has a bounded lifetime.
 Each case also says whether rtbridge kept up with the load (``kept_up``: RTP read vs sent,
 RTP sent vs due, ticker re-anchors, appends dropped; ``saturated`` when any falls short: a
 saturated run sheds work, so its CPU per call reads low) and how busy the machine was over the
-CPU window (``machine``: every process, other tenants included, as % of all cores, and the
-hypervisor's steal).
+CPU window (``machine``: every process, other tenants included, as % of all cores, the
+hypervisor's steal, and the share of the window in which some task waited for a CPU: PSI).
 """
 
 from __future__ import annotations
@@ -433,6 +433,15 @@ def _machine_ticks() -> list[int]:
         return [int(x) for x in f.readline().split()[1:]]
 
 
+def _cpu_pressure_us() -> int | None:
+    """Total time some runnable task waited for a CPU (PSI ``/proc/pressure/cpu``), in us."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class _Window:
     """CPU time of some processes, and how busy the whole machine was, over a window."""
 
@@ -441,7 +450,8 @@ class _Window:
         self.t0 = time.monotonic()
         self.cpu0 = {k: _cpu_seconds(p) for k, p in pids.items()}
         self.machine0 = _machine_ticks()
-        self.machine: dict[str, float] = {}
+        self.pressure0 = _cpu_pressure_us()
+        self.machine: dict[str, float | None] = {}
 
     def close(self) -> tuple[float, dict[str, float]]:
         wall = time.monotonic() - self.t0
@@ -452,7 +462,14 @@ class _Window:
             # every process on the machine (other tenants included), % of all cores
             "busy_pct": round(100.0 * (total - d[3] - d[4]) / total, 1),
             "steal_pct": round(100.0 * d[7] / total, 1) if len(d) > 7 else 0.0,
+            # share of the window in which some runnable task waited for a CPU
+            "cpu_pressure_some_pct": None,
         }
+        pressure = _cpu_pressure_us()
+        if pressure is not None and self.pressure0 is not None:
+            self.machine["cpu_pressure_some_pct"] = round(
+                (pressure - self.pressure0) / 1e4 / wall, 1
+            )
         return wall, cpu
 
 
@@ -491,6 +508,7 @@ async def _floor(calls: int, seconds: float, tone: Path, tmp: Path) -> dict[str,
         "calls_up": up,
         **_cpu_figures(cpu["floor"], wall, up),
         "datagrams_echoed_per_s": round((after["echoed"] - before["echoed"]) / wall, 1),
+        "expected_per_s": up * PACKETS_PER_S,
         "machine": machine,
         "sipp": sipp,
     }
@@ -617,6 +635,7 @@ async def _case(
         },
         "kept_up": kept_up,
         "saturated": saturated,
+        "gc": {"cpu_window": cpu_snap["gc"], "latency_window": lat_snap_full["gc"]},
         "context_cpu_pct_of_core": {
             "agent": round(100 * cpu["agent"] / wall, 1),
             "sipp": round(100 * cpu["sipp"] / wall, 1),
