@@ -111,6 +111,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.stream_dropped = 0  # lifecycle events slow /v1/events clients missed
         self._tracked: dict[str, _Tracked] = {}
         self._totals = _Totals()
         r.register(_LiveCollector(self))
@@ -197,7 +198,7 @@ class _LiveCollector(Collector):
         counts = {"sip": 0, "webrtc": 0}
         media = dict.fromkeys((n for _k, n, _h in _MEDIA_COUNTERS), 0.0)
         jitters: list[float] = []
-        dropped = m._totals.sideband_dropped
+        dropped = m._totals.sideband_dropped + m.stream_dropped
         reconnects = m._totals.reconnects
         for call, t in live:
             counts[t.leg] = counts.get(t.leg, 0) + 1

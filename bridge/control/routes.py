@@ -380,13 +380,15 @@ async def call_events(
 )
 async def lifecycle_events(request: Request) -> StreamingResponse:
     """Server-sent events: ``call.offered``, ``call.answered``, ``call.ended`` as they happen
-    (``data:`` is the event's JSON; ``: ping`` comments keep the connection alive)."""
+    (``data:`` is the event's JSON; ``: ping`` comments keep the connection alive). A client
+    too slow to keep up gets ``rtbridge.events_dropped`` with how many it has missed."""
     plane = _plane(request)
     manager: CallManager = plane.manager
     sub = manager.lifecycle.subscribe(maxsize=1024)
 
     async def stream() -> AsyncIterator[bytes]:
         closing = asyncio.ensure_future(plane.closing.wait())
+        reported = 0
         try:
             yield b"retry: 2000\n: connected\n\n"
             while not plane.closing.is_set():
@@ -403,6 +405,11 @@ async def lifecycle_events(request: Request) -> StreamingResponse:
                 event = get.result()
                 if event is None:
                     return
+                if sub.dropped > reported:  # this client was too slow: say how much it missed
+                    plane.metrics.stream_dropped += sub.dropped - reported
+                    reported = sub.dropped
+                    note = orjson.dumps({"type": "rtbridge.events_dropped", "dropped": reported})
+                    yield b"event: rtbridge.events_dropped\ndata: " + note + b"\n\n"
                 kind = str(event.get("type", "message"))
                 yield f"event: {kind}\n".encode() + b"data: " + orjson.dumps(event) + b"\n\n"
         finally:

@@ -3,6 +3,8 @@ are 422 naming the field; the probes and the OpenAPI document are open."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -155,3 +157,25 @@ async def test_originate_refuses_targets_outside_the_allowlist(control: Control)
 async def test_list_filters(control: Control) -> None:
     r = await control.client.get("/v1/calls", params={"state": "active", "leg": "sip"})
     assert r.status_code == 200 and r.json() == {"object": "list", "data": []}
+
+
+async def test_a_slow_event_stream_client_is_told_what_it_missed(control: Control) -> None:
+    got: list[dict[str, Any]] = []
+    async with control.client.stream("GET", "/v1/events") as r:
+        lines = r.aiter_lines()
+        while (await anext(lines)) != ": connected":
+            pass
+        for i in range(1500):  # at once, faster than any client reads: the queue holds 1024
+            control.stack.manager.lifecycle.publish({"type": "call.test", "call_id": str(i)})
+        async with asyncio.timeout(10):
+            async for line in lines:
+                if line.startswith("data: "):
+                    got.append(json.loads(line[6:]))
+                if len(got) >= 1025:
+                    break
+    dropped = [e for e in got if e["type"] == "rtbridge.events_dropped"]
+    assert dropped == [{"type": "rtbridge.events_dropped", "dropped": 476}]
+    assert [e["call_id"] for e in got if e["type"] == "call.test"] == [str(i) for i in range(1024)]
+    async with httpx.AsyncClient(base_url=control.url) as anon:
+        text = (await anon.get("/metrics")).text
+    assert "rtbridge_sideband_dropped_events_total 476.0" in text
