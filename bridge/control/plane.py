@@ -31,7 +31,10 @@ class ControlPlane:
         self.manager = manager
         self.store = store
         self.incoming = IncomingCalls(
-            settings, environ=manager.environ, endpoint=lambda: manager.sip
+            settings,
+            environ=manager.environ,
+            endpoint=lambda: manager.sip,
+            log_event=store.log_event,
         )
         self.metrics = Metrics(manager, webhooks=self.incoming)
         self.draining = False

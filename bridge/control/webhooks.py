@@ -128,9 +128,11 @@ class IncomingCalls:
         environ: Mapping[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
         endpoint: Callable[[], SipEndpoint | None] = lambda: None,
+        log_event: Callable[[str, str, dict[str, Any]], None] = lambda _id, _kind, _data: None,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
+        self.log_event = log_event  # into the call's event log
         self.environ = environ
         self.pending: dict[str, PendingCall] = {}
         self.stats = WebhookStats()
@@ -172,33 +174,42 @@ class IncomingCalls:
             return profile_name, profile
         pending = PendingCall(call_id, sip_call, profile_name, profile)
         self.pending[call_id] = pending
-        wh = self.settings.webhooks
         try:
-            delivered = await self._deliver(call_id, sip_call)
-            if pending.decision.done():  # decided while the webhook was being answered
-                return pending.decision.result()
-            if not delivered:
-                self.stats.failed += 1
-                return self._fallback(sip_call, profile_name, profile)
-            self.stats.delivered += 1
-            ended: asyncio.Future[Any] = asyncio.ensure_future(sip_call.wait_ended())
-            waiters: set[asyncio.Future[Any]] = {pending.decision, ended}
-            try:
-                done, _ = await asyncio.wait(
-                    waiters,
-                    timeout=wh.decision_timeout_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                ended.cancel()
-            if pending.decision in done:
-                return pending.decision.result()
-            if ended in done:
-                return Reject(487, "Request Terminated")
-            log.warning("call %s: no decision in %.1f s: fallback", call_id, wh.decision_timeout_s)
-            return self._fallback(sip_call, profile_name, profile)
+            decision, how = await self._decide(pending)
         finally:
             self.pending.pop(call_id, None)
+        if isinstance(decision, Reject):
+            outcome: dict[str, Any] = {"decision": how, "status": decision.status}
+        else:
+            outcome = {"decision": how, "profile": decision[0]}
+        self.log_event(call_id, "webhook", outcome)
+        return decision
+
+    async def _decide(self, pending: PendingCall) -> tuple[Decision, str]:
+        """The decision and how it came: ``application``, ``fallback`` or ``caller-gone``."""
+        call_id, sip_call = pending.call_id, pending.sip_call
+        wh = self.settings.webhooks
+        delivered = await self._deliver(call_id, sip_call)
+        if pending.decision.done():  # decided while the webhook was being answered
+            return pending.decision.result(), "application"
+        if not delivered:
+            self.stats.failed += 1
+            return self._fallback(sip_call, pending.profile_name, pending.profile), "fallback"
+        self.stats.delivered += 1
+        ended: asyncio.Future[Any] = asyncio.ensure_future(sip_call.wait_ended())
+        waiters: set[asyncio.Future[Any]] = {pending.decision, ended}
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=wh.decision_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ended.cancel()
+        if pending.decision in done:
+            return pending.decision.result(), "application"
+        if ended in done:
+            return Reject(487, "Request Terminated"), "caller-gone"
+        log.warning("call %s: no decision in %.1f s: fallback", call_id, wh.decision_timeout_s)
+        return self._fallback(sip_call, pending.profile_name, pending.profile), "fallback"
 
     def sip_headers(self, sip_call: SipCall) -> list[dict[str, str]]:
         """The INVITE's headers as received (credentials left out)."""

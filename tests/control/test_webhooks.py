@@ -134,6 +134,9 @@ async def test_accept_with_a_session_runs_the_call_with_it(
     call = (await control.client.get(f"/v1/calls/{event.data.call_id}")).json()
     assert call["state"] == "ended" and call["end_reason"] == "remote-bye"
     assert call["answered_at"] is not None
+    log = (await control.client.get(f"/v1/calls/{event.data.call_id}/events")).json()
+    (decided,) = [e["data"] for e in log["data"] if e["kind"] == "webhook"]
+    assert decided == {"decision": "application", "profile": "default"}
 
 
 async def test_reject_sends_the_status_after_ringing(
@@ -213,6 +216,10 @@ async def test_unreachable_receiver_applies_the_route_fallback(
     assert rc == 0, out
     assert control.plane.incoming.stats.failed == 1
     assert control.plane.incoming.stats.fallbacks == 1
+    control.stack.store.flush()
+    (record,) = control.stack.store.list_calls()
+    (decided,) = [e.data for e in control.stack.store.events(record.call_id) if e.kind == "webhook"]
+    assert decided == {"decision": "fallback", "status": 480}
     # fallback to a profile: the call is answered without the application
     settings.routes = [Route(name="all", profile="default", fallback=None)]
     rc, out = await sipp_call(
