@@ -239,7 +239,22 @@ class CallManager:
         why = self._admission()
         if why is not None:
             log.warning("rejecting call %s: %s", sip_call.id, why)
-            return Reject(503, "Draining" if why == "draining" else "Too Many Calls")
+            call_id = self._new_id()
+            self.store.call_offered(
+                call_id,
+                direction="inbound",
+                leg="sip",
+                from_uri=str(offer.caller.uri),
+                to_uri=offer.request_uri,
+                trunk=offer.trunk,
+            )
+            self.store.call_ended(call_id, reason=why, sip_status=503)
+            self._lifecycle("call.ended", call_id, reason=why, sip_status=503)
+            return Reject(
+                503,
+                "Draining" if why == "draining" else "Too Many Calls",
+                retry_after=self.settings.calls.retry_after_s,
+            )
         self._setting_up += 1
         self._idle.clear()
         try:
@@ -287,7 +302,8 @@ class CallManager:
             self.store.log_event(call_id, "error", {"source": "setup", "message": log_reason})
             self.store.call_ended(call_id, reason=reason, sip_status=status)
             self._lifecycle("call.ended", call_id, reason=reason, sip_status=status)
-            return Reject(status, log_reason)
+            retry = self.settings.calls.retry_after_s if status == 503 else None
+            return Reject(status, log_reason, retry_after=retry)
 
         try:
             desc = SessionDescription.parse(offer.sdp.decode("utf-8", "replace"))

@@ -173,11 +173,21 @@ def uac(*steps: str) -> str:
     )
 
 
-def uac_rejected(status: int) -> str:
-    """A caller whose INVITE must be refused with ``status`` (it ACKs the final response)."""
+def uac_rejected(status: int, header: str | None = None) -> str:
+    """A caller whose INVITE must be refused with ``status`` (it ACKs the final response);
+    ``header`` (e.g. ``Retry-After``) must be present in that response."""
     invite = _INVITE[: _INVITE.index('  <recv response="100"')]
+    check = ""
+    if header:
+        check = (
+            f'\n    <action><ereg regexp=".+" search_in="hdr" header="{header}:" '
+            'check_it="true" assign_to="1"/></action>\n  '
+        )
+    recv = f'<recv response="{status}"/>'
+    if check:  # SIPp insists an assigned variable is referenced
+        recv = f'<recv response="{status}">{check}</recv>\n  <Reference variables="1"/>'
     ack = f"""  <recv response="100" optional="true"/>
-  <recv response="{status}"/>
+  {recv}
   <send>
     <![CDATA[
       ACK sip:bot@[remote_ip]:[remote_port] SIP/2.0

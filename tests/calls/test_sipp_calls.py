@@ -271,3 +271,37 @@ async def test_invite_from_outside_the_trunk_allowlist_gets_403(
     assert res.returncode == 0, res.summary()
     assert stack.agent.sessions == []  # nobody pays for an agent session for a stranger
     assert stack.manager.calls == {}
+
+
+@pytest.mark.parametrize("stack_options", [{"calls": {"max_calls": 1, "retry_after_s": 17}}])
+async def test_over_max_calls_gets_503_with_retry_after_and_a_record(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from tests.calls import sipp_scenario as sc
+
+    first = await _sipp_caller_until_bye(stack, tmp_path)
+    await _until(lambda: stack.manager.calls)
+    sipp = require_peer("sipp")
+    scenario = tmp_path / "second.xml"
+    scenario.write_text(sc.uac_rejected(503, header="Retry-After"))
+    res = await run_sipp(
+        sipp,
+        "-sf",
+        str(scenario),
+        f"127.0.0.1:{stack.sip_port}",
+        "-m",
+        "1",
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(free_port()),
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.summary()
+    (live,) = stack.manager.calls
+    assert stack.manager.hangup(live)
+    assert (await first).returncode == 0
+    await _records_settled(stack)
+    reasons = sorted((r.end_reason, r.sip_status) for r in stack.store.list_calls())
+    assert reasons == [("local-hangup", None), ("max-calls", 503)]
