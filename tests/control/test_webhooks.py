@@ -227,3 +227,27 @@ async def test_unreachable_receiver_applies_the_route_fallback(
     )
     assert rc == 0, out
     assert len(control.stack.agent.sessions) == 1
+
+
+async def test_no_decision_in_time_applies_the_fallback(
+    control: Control, webhook: tuple[Receiver, list[Decide]], tmp_path: Path
+) -> None:
+    rec, decide = webhook
+
+    async def ignore(client: httpx.AsyncClient, call_id: str) -> None:
+        return None  # the application took the webhook (200) but never decides
+
+    decide.append(ignore)
+    settings = control.stack.settings
+    settings.webhooks = settings.webhooks.model_copy(update={"decision_timeout_s": 1.0})
+    settings.routes = [Route(name="all", profile="default", fallback="reject:486")]
+    rc, out = await sipp_call(control.stack, tmp_path, _reject_caller(486))
+    assert rc == 0, out
+    assert len(rec.events) == 1
+    stats = control.plane.incoming.stats
+    assert (stats.delivered, stats.failed, stats.fallbacks) == (1, 0, 1)
+    # a decision that comes too late finds nothing to decide
+    r = await control.client.post(
+        f"/v1/realtime/calls/{rec.events[0].data.call_id}/accept", json={}
+    )
+    assert r.status_code == 409, r.text
