@@ -370,7 +370,10 @@ class SipEndpoint:
             log.error("trunk %s: registration failed: %s", trunk_name, exc)
 
     async def _registrations_done(self) -> None:
-        while any(r.state is not RegState.IDLE for r in self.registrations.values()):
+        """Until every registration is settled: unbound (IDLE) or refused for good (FAILED:
+        nothing will change, so closing must not wait for it)."""
+        settled = (RegState.IDLE, RegState.FAILED)
+        while any(r.state not in settled for r in self.registrations.values()):
             await asyncio.sleep(0.05)
 
     async def _sender(self, trunk_name: str) -> RequestSender:
