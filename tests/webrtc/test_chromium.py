@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from tests.support.audio import best_correlation
 from tests.support.peers import in_ci, require_peer
 from tests.webrtc.conftest import KEY, Bridge
 
@@ -181,6 +182,12 @@ async def test_agents_sdk_webrtc_in_chromium(
     session = bridge.agent.sessions[-1]
     assert session.instructions == "Repeat after me."
     assert _speech_energy(session.decoded_pcm) > 1000
+    # and it is the speech: a second of the WAV is found in what the agent received, through
+    # Chromium's capture processing and Opus
+    with wave.open(str(speech_wav)) as w:
+        ref = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    ref24 = resample_poly(ref.astype(np.float64), 1, 2)[18000:42000].astype(np.int16)
+    assert best_correlation(ref24, session.decoded_pcm) > 0.6
     assert any(r.source == "parrot" and r.audio_ms >= 1000 for r in session.responses)
     # the page heard the parrot on the remote track
     assert "output_audio_buffer.started" in result["events"]
