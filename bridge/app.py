@@ -18,6 +18,7 @@ from bridge.apikeys import ServerKey
 from bridge.config import Settings, UpstreamSettings
 from bridge.control import ControlPlane
 from bridge.control import install as install_control
+from bridge.dashboard import router as dashboard_router
 from bridge.relay import router as relay_router
 from bridge.runtime import start_runtime
 from bridge.webrtc.routes import install as install_webrtc
@@ -63,4 +64,5 @@ def create_app(
     install_control(app)  # /v1/calls, /v1/realtime/calls/{id}/*, /v1/events, probes, metrics
     app.include_router(relay_router)
     install_webrtc(app)  # browser calls, client secrets, CORS, the demo page
+    app.include_router(dashboard_router)  # /dashboard: ops dashboard, login cookie
     return app

@@ -39,6 +39,7 @@ from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
 from media.framing import Reframer
 from media.playout import (
     ClearResult,
+    Frame,
     PlaybackEvent,
     PlayoutBuffer,
     PlayoutEncoding,
@@ -55,6 +56,14 @@ FRAME_MS = 20
 _CONCEAL_GAINS = (0.7, 0.45, 0.25)
 
 _PASS_THROUGH = {"PCMU": AudioFormat.PCMU, "PCMA": AudioFormat.PCMA}
+SILENCE_DBFS = -90.0  # level reported for digital silence
+
+
+def _dbfs(pcm: NDArray[np.int16]) -> float:
+    if not len(pcm):
+        return SILENCE_DBFS
+    rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64)))) / 32768.0
+    return max(20.0 * float(np.log10(rms)) if rms > 0 else SILENCE_DBFS, SILENCE_DBFS)
 
 
 def pass_through_format(codec_name: str) -> AudioFormat | None:
@@ -139,6 +148,9 @@ class SipMedia:
         self._send_rtcp = send_rtcp
         self.rtcp = RtcpReporter(self.send_state, cname, wall=WallClock(), rng=rng)
         self._first_packet = True
+        # levels for the dashboard: the latest frame each way, measured only when asked
+        self._tick_at = 0.0
+        self._out_frame: Frame | None = None
         self._rng = rng or random.Random()
         probe = _probe.ACTIVE  # `rtbridge bench sip` timing hooks; None: nothing is wrapped
         if probe is not None:
@@ -249,6 +261,33 @@ class SipMedia:
         except RtcpError:
             self.stats.rtcp_malformed += 1
 
+    def levels(self) -> tuple[float | None, float | None]:
+        """dBFS of the latest 20 ms each way: caller -> agent, agent -> caller (None: nothing
+        flowed in the last 100 ms). Measured on demand from frames already at hand (the
+        dashboard asks twice a second), so the media path pays nothing per frame."""
+        level_in = level_out = None
+        last_rtp = self.stats.last_rtp_at
+        if self._last_frame and last_rtp is not None and self._tick_at - last_rtp <= 0.1:
+            fmt = self.session_format if self.pass_through else AudioFormat.PCM16
+            level_in = _dbfs(self._decoded(self._last_frame, fmt))
+        out = self._out_frame
+        if out is not None and self._tick_at - out.deadline <= 0.1:
+            if out.is_silence:
+                level_out = SILENCE_DBFS
+            elif self.pass_through:
+                level_out = _dbfs(self._decoded(out.payload, self.session_format))
+            else:
+                level_out = _dbfs(out.pcm16())
+        return level_in, level_out
+
+    @staticmethod
+    def _decoded(frame: bytes, fmt: AudioFormat) -> NDArray[np.int16]:
+        if fmt is AudioFormat.PCMU:
+            return g711.ulaw_decode(frame)
+        if fmt is AudioFormat.PCMA:
+            return g711.alaw_decode(frame)
+        return np.frombuffer(frame[: len(frame) & ~1], dtype=np.int16)
+
     def playing(self) -> bool:
         """Agent audio buffered or being played (call control waits for this to end)."""
         return bool(self.playout.active_responses) or self.playout.buffered_ms > 0
@@ -281,6 +320,7 @@ class SipMedia:
 
     def on_tick(self, deadline: float, now: float) -> None:
         """The shared 20 ms tick: release a held caller packet, emit due agent frames."""
+        self._tick_at = now
         for item in self.reorder.expire(now):
             self._forward(item)
         for digit in self.dtmf.poll(now):
@@ -306,6 +346,7 @@ class SipMedia:
                 now=now,
             )
             self._first_packet = False
+            self._out_frame = frame
             if self._send_rtp(bytes(pkt)):
                 self.stats.rtp_out += 1
         if self._on_playback is not None:

@@ -1,0 +1,393 @@
+"""``/dashboard``: the ops dashboard's page, login, and its two live streams.
+
+* ``GET /dashboard``: the dashboard (``bridge/static/dashboard.html``), or the login form when
+  the request carries neither the server key (Bearer) nor the login cookie.
+* ``POST /dashboard/login``: the key in a form body (never a URL); sets the login cookie
+  (:mod:`bridge.control.auth`) and redirects to the dashboard. ``POST /dashboard/logout``.
+* ``GET /dashboard/api/stream`` (SSE): a ``snapshot`` (live calls and recent ended calls), then
+  ``offered`` / ``answered`` / ``ended`` from the call manager's lifecycle fan-out and a
+  ``stats`` event every half second with the numbers that move. Every tick the set of live calls
+  is reconciled with what this client was told, so a dropped lifecycle event or a leg that does
+  not publish one (browser calls) still appears and disappears. On reconnect the browser gets a
+  fresh snapshot.
+* ``GET /dashboard/api/calls/{id}/stream`` (SSE): one call's stored event log (transcripts,
+  DTMF, tool calls, errors), then its live server events and full statistics until it ends; for
+  an ended call the log and ``ended`` only.
+
+Actions (hang up, transfer) go to the control plane's ``/v1/calls/{id}/...`` routes, which
+accept the same cookie. Pages get a strict Content-Security-Policy: no inline script, no
+framing (the hang-up button cannot be clickjacked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+
+from bridge.apikeys import ServerKey
+from bridge.calls.manager import CallManager
+from bridge.calls.observers import Subscription
+from bridge.control.auth import clear_login_cookie, is_authorized, set_login_cookie
+from bridge.dashboard.views import (
+    LiveCall,
+    call_stats,
+    ended_view,
+    live_view,
+    log_entry,
+    slim_event,
+)
+from bridge.records import CallStore
+from bridge.relay import error_body
+
+__all__ = ["STATS_INTERVAL_S", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+STATS_INTERVAL_S = 0.5
+RECENT_LIMIT = 50
+_ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _static(name: str) -> str:
+    return resources.files("bridge").joinpath("static", name).read_text(encoding="utf-8")
+
+
+def _key(request: Request) -> ServerKey:
+    key = request.app.state.server_key
+    assert isinstance(key, ServerKey)
+    return key
+
+
+def _authorized(request: Request) -> bool:
+    return is_authorized(request)
+
+
+def _unauthorized() -> JSONResponse:
+    return JSONResponse(
+        error_body(
+            "Log in at /dashboard or send 'Authorization: Bearer <key>'.",
+            code="invalid_api_key",
+        ),
+        status_code=401,
+    )
+
+
+def _closing(request: Request) -> asyncio.Event:
+    """Set when the process has drained and is going away: open streams end then (the server
+    waits for open responses before it exits)."""
+    closing = getattr(getattr(request.app.state, "control", None), "closing", None)
+    return closing if isinstance(closing, asyncio.Event) else asyncio.Event()
+
+
+def _runtime(request: Request) -> tuple[CallManager, CallStore] | JSONResponse:
+    manager = getattr(request.app.state, "manager", None)
+    store = getattr(request.app.state, "store", None)
+    if not isinstance(manager, CallManager) or not isinstance(store, CallStore):
+        return JSONResponse(
+            error_body("Calls are not running in this process.", type_="server_error"),
+            status_code=503,
+        )
+    return manager, store
+
+
+def _login_page(error: str | None, status: int) -> HTMLResponse:
+    page = _static("dashboard-login.html")
+    if error:
+        page = page.replace(
+            "<!--error-->", f'<p class="error" role="alert">{html.escape(error)}</p>'
+        )
+    return HTMLResponse(page, status_code=status, headers=_SECURITY_HEADERS)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+# -- pages ---------------------------------------------------------------------------------
+
+
+@router.get("/dashboard")
+async def dashboard(request: Request) -> Response:
+    if not _authorized(request):
+        return _login_page(None, 401)
+    return HTMLResponse(_static("dashboard.html"), headers=_SECURITY_HEADERS)
+
+
+@router.get("/dashboard/static/{name}")
+async def asset(name: str) -> Response:
+    media_type = _ASSETS.get(name)
+    if media_type is None:
+        return JSONResponse(error_body("Not found.", code="not_found"), status_code=404)
+    return Response(_static(name), media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/dashboard/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    key = form.get("key")
+    if not isinstance(key, str) or not _key(request).matches(key.strip()):
+        return _login_page("That is not the server key.", 401)
+    response = RedirectResponse("/dashboard", status_code=303)
+    set_login_cookie(response, _key(request), secure=_secure(request))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.post("/dashboard/logout")
+async def logout(request: Request) -> Response:
+    response = RedirectResponse("/dashboard", status_code=303)
+    clear_login_cookie(response)
+    return response
+
+
+# -- live streams --------------------------------------------------------------------------
+
+
+def _sse(event: str, data: object) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _stream(body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _live(manager: CallManager) -> dict[str, LiveCall]:
+    return dict(manager.calls)
+
+
+async def _recent(store: CallStore) -> list[dict[str, Any]]:
+    records = await asyncio.to_thread(store.list_calls, limit=RECENT_LIMIT, state="ended")
+    return [ended_view(r) for r in records]
+
+
+async def _next(sub: Subscription, timeout: float) -> dict[str, Any] | bool | None:
+    """The next event, None when the fan-out closed, False on timeout."""
+    try:
+        async with asyncio.timeout(max(timeout, 0.0)):
+            return await sub.get()
+    except TimeoutError:
+        return False
+
+
+@router.get("/dashboard/api/stream")
+async def stream(request: Request) -> Response:
+    if not _authorized(request):
+        return _unauthorized()
+    rt = _runtime(request)
+    if isinstance(rt, JSONResponse):
+        return rt
+    return _stream(_overview(*rt, _closing(request)))
+
+
+async def _overview(
+    manager: CallManager, store: CallStore, closing: asyncio.Event
+) -> AsyncIterator[bytes]:
+    sub = manager.lifecycle.subscribe(maxsize=4096)
+    loop = asyncio.get_running_loop()
+    # what this client was told: call id -> the live call (None: offered, still ringing)
+    known: dict[str, LiveCall | None] = {}
+    gone: dict[str, float] = {}  # told "ended" by a tick; its lifecycle event may follow
+    try:
+        yield b"retry: 1000\n\n"
+
+        async def snapshot() -> bytes:
+            known.clear()
+            views = []
+            for call in _live(manager).values():
+                known[call.id] = call
+                views.append({**live_view(call), "stats": call_stats(call)})
+            return _sse(
+                "snapshot",
+                {"now": time.time(), "calls": views, "recent": await _recent(store)},
+            )
+
+        yield await snapshot()
+        dropped = sub.dropped
+        next_tick = loop.time() + STATS_INTERVAL_S
+        while True:
+            event = await _next(sub, next_tick - loop.time())
+            if event is None:
+                return
+            if sub.dropped != dropped:  # we missed lifecycle events: start over
+                dropped = sub.dropped
+                yield await snapshot()
+                continue
+            if event is not False:
+                assert isinstance(event, dict)
+                if event.get("type") == "call.ended" and gone.pop(str(event.get("call_id")), 0):
+                    continue  # already told
+                out = _lifecycle(event, manager, known)
+                if out is not None:
+                    yield out
+                continue
+            next_tick = loop.time() + STATS_INTERVAL_S
+            live = _live(manager)
+            now = loop.time()
+            for cid in [c for c, t in gone.items() if now - t > 30.0]:
+                del gone[cid]
+            for cid, seen in list(known.items()):
+                if seen is None or cid in live:
+                    continue
+                # gone without a lifecycle event (yet): browser legs publish none, and a SIP
+                # call's "call.ended" may still be queued behind this tick
+                del known[cid]
+                gone[cid] = now
+                yield _sse("ended", _ended(seen))
+            stats: dict[str, Any] = {}
+            for cid, call in live.items():
+                if known.get(cid) is None:
+                    known[cid] = call
+                    yield _sse("answered", live_view(call))
+                stats[cid] = call_stats(call)
+            yield _sse("stats", {"now": time.time(), "calls": stats})
+            if closing.is_set():
+                return
+    finally:
+        sub.close()
+
+
+def _ended(call: LiveCall) -> dict[str, Any]:
+    i = call.info
+    return {
+        **live_view(call),
+        "state": "ended",
+        "ended_at": i.ended_at if i.ended_at is not None else time.time(),
+        "end_reason": i.end_reason,
+        "sip_status": i.sip_status,
+    }
+
+
+def _lifecycle(
+    event: dict[str, Any], manager: CallManager, known: dict[str, LiveCall | None]
+) -> bytes | None:
+    kind, cid = event.get("type"), event.get("call_id")
+    if not isinstance(cid, str):
+        return None
+    at = event.get("at")
+    if kind == "call.offered":
+        if cid in known:
+            return None
+        known[cid] = None
+        return _sse(
+            "offered",
+            {
+                "id": cid,
+                "state": "offered",
+                "leg": event.get("leg"),
+                "direction": event.get("direction"),
+                "from": event.get("from_uri"),
+                "to": event.get("to_uri"),
+                "profile": event.get("profile"),
+                "offered_at": at,
+                "answered_at": None,
+            },
+        )
+    if kind == "call.answered":
+        call = _live(manager).get(cid)
+        if call is None:
+            return None
+        known[cid] = call
+        return _sse("answered", live_view(call))
+    if kind == "call.ended":
+        known.pop(cid, None)
+        return _sse(
+            "ended",
+            {
+                "id": cid,
+                "state": "ended",
+                "ended_at": at,
+                "end_reason": event.get("reason"),
+                "sip_status": event.get("sip_status"),
+            },
+        )
+    return None
+
+
+@router.get("/dashboard/api/calls/{call_id}/stream")
+async def call_stream(call_id: str, request: Request) -> Response:
+    if not _authorized(request):
+        return _unauthorized()
+    rt = _runtime(request)
+    if isinstance(rt, JSONResponse):
+        return rt
+    manager, store = rt
+    call = _live(manager).get(call_id)
+    if call is None and await asyncio.to_thread(store.get_call, call_id) is None:
+        return JSONResponse(
+            error_body(f"No call with id {call_id!r}.", code="not_found", param="call_id"),
+            status_code=404,
+        )
+    return _stream(_detail(call_id, call, store, _closing(request)))
+
+
+async def _detail(
+    call_id: str, call: LiveCall | None, store: CallStore, closing: asyncio.Event
+) -> AsyncIterator[bytes]:
+    events = getattr(call, "events", None)
+    sub: Subscription | None = events.subscribe(maxsize=1024) if events is not None else None
+    loop = asyncio.get_running_loop()
+    try:
+        if call is not None:
+            yield _sse("info", {**live_view(call), "stats": call_stats(call, full=True)})
+            # events logged just before we subscribed may still sit in the writer's queue
+            await asyncio.to_thread(store.flush, 5.0)
+        log = await asyncio.to_thread(store.events, call_id)
+        yield _sse("log", [log_entry(e) for e in log])
+        if sub is not None and call is not None:
+            next_tick = loop.time() + STATS_INTERVAL_S
+            while True:
+                event = await _next(sub, next_tick - loop.time())
+                if event is None:
+                    break
+                if event is False:
+                    if closing.is_set():
+                        return
+                    next_tick = loop.time() + STATS_INTERVAL_S
+                    yield _sse("stats", call_stats(call, full=True))
+                    continue
+                assert isinstance(event, dict)
+                slim = slim_event(event, time.time())
+                if slim is not None:
+                    yield _sse("event", slim)
+            if sub.dropped:
+                yield _sse("dropped", {"count": sub.dropped})
+            # the event stream closes first; the call records why it ended a moment later
+            for _ in range(50):
+                if call.info.end_reason is not None:
+                    break
+                await asyncio.sleep(0.1)
+            yield _sse("ended", _ended(call))
+            return
+        record = await asyncio.to_thread(store.get_call, call_id)
+        yield _sse("ended", ended_view(record) if record is not None else {"id": call_id})
+    finally:
+        if sub is not None:
+            sub.close()

@@ -1,0 +1,154 @@
+// Drives the ops dashboard in Debian's headless Chromium (playwright-core, never a downloaded
+// browser) for tests/dashboard/test_dashboard_browser.py.
+//
+// argv[2] is a JSON config: {url, key, peers, artifacts, expect, timeoutMs}. The script talks to
+// the Python test in lines on stdout ("STEP name {json}") and waits for "go" lines on stdin where
+// the test has work to do (starting SIPp). Screenshots go to config.artifacts.
+import { createRequire } from "node:module";
+import { createInterface } from "node:readline";
+import path from "node:path";
+
+const cfg = JSON.parse(process.argv[2]);
+const require = createRequire(path.join(cfg.peers, "package.json"));
+const { chromium } = require("playwright-core");
+
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+function step(name, data) {
+  process.stdout.write(`STEP ${name} ${JSON.stringify(data ?? {})}\n`);
+}
+
+const stdin = createInterface({ input: process.stdin });
+const lines = [];
+let waiter = null;
+stdin.on("line", (line) => {
+  if (waiter) {
+    const w = waiter;
+    waiter = null;
+    w(line);
+  } else lines.push(line);
+});
+function nextLine() {
+  if (lines.length) return Promise.resolve(lines.shift());
+  return new Promise((resolve) => (waiter = resolve));
+}
+
+const liveRows = (page) => page.locator("#calls-body tr").count();
+
+async function main() {
+  // playwright gives the browser a fresh empty profile directory of its own
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", headless: true, args: FLAGS });
+  const errors = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push("console: " + m.text());
+    });
+    const shot = (name) => page.screenshot({ path: path.join(cfg.artifacts, name), fullPage: true });
+
+    // 1. not logged in: the login form, with no way to put the key in a URL
+    const first = await page.goto(cfg.url + "/dashboard");
+    const loginStatus = first.status();
+    await page.locator("#login").waitFor();
+    await shot("01-login.png");
+    // a wrong key is refused
+    await page.fill("#key", "not-the-key");
+    await Promise.all([page.waitForLoadState("load"), page.click("#login-button")]);
+    const refused = await page.locator(".error").textContent();
+    await page.fill("#key", cfg.key);
+    await Promise.all([page.waitForURL(cfg.url + "/dashboard"), page.click("#login-button")]);
+    await page.locator("#conn.live").waitFor({ timeout: 10000 });
+    const cookies = await page.context().cookies();
+    // from here on, a reload would reset this marker: the page must update in place
+    await page.evaluate(() => (window.__sameDocument = true));
+    errors.length = 0; // the 401s of the login steps above were expected
+    await shot("02-logged-in.png");
+    step("ready", {
+      loginStatus,
+      refused,
+      url: page.url(),
+      cookies: cookies.map((c) => ({ name: c.name, value: c.value, httpOnly: c.httpOnly, sameSite: c.sameSite })),
+    });
+
+    // 2. the test starts SIPp; watch the calls appear
+    await nextLine();
+    let peak = 0;
+    const deadline = Date.now() + cfg.timeoutMs;
+    while (Date.now() < deadline) {
+      peak = Math.max(peak, await liveRows(page));
+      if (peak >= cfg.expect) break;
+      await page.waitForTimeout(100);
+    }
+    if (peak < cfg.expect) {
+      await shot("03-live-calls.png");
+      step("peak", { peak, counter: await page.locator("#active-count").textContent(), sample: null });
+      return;
+    }
+    // let a stats tick fill jitter/loss and the meters
+    await page.waitForTimeout(1200);
+    const counter = await page.locator("#active-count").textContent();
+    const sample = await page.locator("#calls-body tr").first().evaluate((tr) => ({
+      id: tr.dataset.id,
+      cells: [...tr.cells].map((td) => td.textContent),
+    }));
+    await shot("03-live-calls.png");
+    step("peak", { peak, counter, sample });
+
+    // 3. open one call's detail, then hang it up with the row's button
+    const row = page.locator("#calls-body tr").nth(Math.floor(cfg.expect / 2));
+    const id = await row.getAttribute("data-id");
+    await row.locator("td.from").click();
+    await page.locator("#detail:not([hidden])").waitFor();
+    await page.locator("#events div").first().waitFor({ timeout: 10000 });
+    // the agent's greeting, from the call's log or live
+    await page.locator("#transcript p.agent").first().waitFor({ timeout: 10000 });
+    const transcript = await page.locator("#transcript").textContent();
+    await shot("04-call-detail.png");
+    await row.locator("button.hangup").click();
+    const selector = `#calls-body tr[data-id="${id}"]`;
+    await page.waitForSelector(selector, { state: "detached", timeout: 10000 });
+    const recent = page.locator(`#recent-body tr[data-id="${id}"] td.reason`);
+    await recent.waitFor({ timeout: 10000 });
+    const shownReason = await recent.textContent();
+    await page.locator("#detail-state.ended").waitFor({ timeout: 10000 });
+    const detailState = await page.locator("#detail-state").textContent();
+    await shot("05-hung-up.png");
+    const liveAfterHangup = await liveRows(page);
+    step("hungup", { id, shownReason, detailState, liveAfterHangup, transcript });
+
+    // 4. the rest end by themselves (SIPp's BYE after its pause): watch them disappear
+    await page.waitForFunction(() => document.querySelectorAll("#calls-body tr").length === 0, null, {
+      timeout: cfg.timeoutMs,
+      polling: 200,
+    });
+    await page.waitForTimeout(300);
+    await shot("06-all-ended.png");
+    const end = await page.evaluate(() => ({
+      sameDocument: window.__sameDocument === true,
+      snapshots: window.rtbridgeDashboard.snapshots,
+      ended: Number(document.getElementById("ended-count").textContent),
+      recentRows: document.querySelectorAll("#recent-body tr").length,
+      reasons: [...document.querySelectorAll("#recent-body td.reason")].map((td) => td.textContent),
+      noCallsShown: !document.getElementById("no-calls").hidden,
+    }));
+    step("done", { ...end, errors });
+  } catch (e) {
+    step("error", { message: String(e && e.stack ? e.stack : e), errors });
+    process.exitCode = 1;
+  } finally {
+    await browser.close();
+    stdin.close();
+  }
+}
+
+main();

@@ -1,0 +1,215 @@
+"""The ops dashboard in a real browser: headless Chromium (Debian's, driven by playwright-core)
+logs in, watches 100 live SIPp calls to a loopback ``rtbridge serve`` appear and disappear
+without a reload, and hangs one up with its button; the call's record says it was hung up
+here, SIPp saw exactly that one call end early. Screenshots: ``test-artifacts/dashboard/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.records import CallStore
+from tests.sip.sipp_support import free_port, run_sipp
+from tests.support.peers import in_ci, require_peer
+from tests.support.procs import run_rtbridge
+
+pytestmark = [pytest.mark.peer("chromium"), pytest.mark.peer("sipp"), pytest.mark.timeout(150)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PEERS = ROOT / "tests" / "peers"
+DRIVER = Path(__file__).with_name("driver.mjs")
+ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
+KEY = "rtb_dashboard_test_key"
+CALLS = 100
+PAUSE_MS = 12000
+#: what the control plane records when a call is hung up from here (not by the caller)
+LOCAL_HANGUP = {"local-hangup", "api-hangup"}
+
+
+def _require_playwright() -> None:
+    if (PEERS / "node_modules" / "playwright-core").is_dir():
+        return
+    msg = "playwright-core is not installed (run `bash tests/peers/install.sh`)"
+    if in_ci():
+        pytest.fail(msg + " and CI=true forbids skipping peer tests")
+    pytest.skip(msg)
+
+
+def _sipp_count(stdout: str, label: str) -> int:
+    """A cumulative counter from SIPp's final statistics screen."""
+    found = re.findall(rf"{label}\s*\|\s*\d+\s*\|\s*(\d+)", stdout)
+    assert found, f"no {label!r} in SIPp's output:\n{stdout[-2000:]}"
+    return int(found[-1])
+
+
+class Driver:
+    """The Node script: steps arrive as ``STEP name {json}`` lines on its stdout."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.log: list[str] = []
+
+    async def step(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._step(name)
+        except TimeoutError:
+            raise AssertionError(
+                f"no step {name!r} from the browser in {timeout} s:\n" + "\n".join(self.log[-20:])
+            ) from None
+
+    async def _step(self, name: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while line := (await self.proc.stdout.readline()).decode(errors="replace"):
+            self.log.append(line.rstrip())
+            if not line.startswith("STEP "):
+                continue
+            _, got, data = line.rstrip("\n").split(" ", 2)
+            payload: dict[str, Any] = json.loads(data)
+            if got == "error":
+                raise AssertionError(f"browser step failed before {name!r}: {payload}")
+            assert got == name, f"expected step {name!r}, got {got!r}: {payload}"
+            return payload
+        stderr = b""
+        if self.proc.stderr is not None:
+            stderr = await self.proc.stderr.read()
+        raise AssertionError(
+            f"the browser driver exited before {name!r}:\n"
+            + "\n".join(self.log[-20:])
+            + stderr.decode(errors="replace")[-3000:]
+        )
+
+    async def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        await self.proc.stdin.drain()
+
+
+async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -> None:
+    sipp = require_peer("sipp")
+    require_peer("chromium")
+    node = require_peer("node")
+    _require_playwright()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+
+    sip_port = free_port(socket.SOCK_DGRAM)
+    # below the kernel's ephemeral ports and the 20000-30000 default of other rtbridges
+    rtp_base = random.randrange(10000, 18400, 2)
+    db = tmp_path / "calls.db"
+    env = {
+        "RTBRIDGE_API_KEY": KEY,
+        "XDG_DATA_HOME": str(tmp_path),
+        "RTBRIDGE_CALLS__RTP_PORT_MIN": str(rtp_base),
+        "RTBRIDGE_CALLS__RTP_PORT_MAX": str(rtp_base + 800),
+        "RTBRIDGE_CALLS__RECORDS_DB": str(db),
+        "RTBRIDGE_PROFILES__DEFAULT__GREETING": "Hello",  # the agent speaks (tones) at once
+    }
+    args = ("serve", "--http-port", str(free_port(socket.SOCK_STREAM)), "--sip-port", str(sip_port))
+    async with run_rtbridge(*args, env=env) as url:
+        config = {
+            "url": url,
+            "key": KEY,
+            "peers": str(PEERS),
+            "artifacts": str(ARTIFACTS),
+            "expect": CALLS,
+            "timeoutMs": 40000,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            node,
+            str(DRIVER),
+            json.dumps(config),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        driver = Driver(proc)
+        sipp_task: asyncio.Task[Any] | None = None
+        try:
+            ready = await driver.step("ready")
+            # the login form, not the dashboard, until the key was typed; a wrong key refused
+            assert ready["loginStatus"] == 401
+            assert "not the server key" in ready["refused"]
+            assert KEY not in ready["url"]
+            (cookie,) = [c for c in ready["cookies"] if c["name"] == "rtbridge_session"]
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            assert KEY not in cookie["value"]
+
+            sipp_task = asyncio.create_task(
+                run_sipp(
+                    sipp,
+                    "-sn",
+                    "uac",
+                    "-d",
+                    str(PAUSE_MS),
+                    "-m",
+                    str(CALLS),
+                    "-r",
+                    "50",
+                    "-l",
+                    str(CALLS),
+                    "-p",
+                    str(free_port(socket.SOCK_DGRAM)),
+                    f"127.0.0.1:{sip_port}",
+                    cwd=tmp_path,
+                    timeout=90,
+                    sipp_timeout=60,
+                )
+            )
+            await driver.go()
+            peak = await driver.step("peak")
+            if peak["peak"] != CALLS:
+                res = await sipp_task
+                raise AssertionError(f"{peak}\nSIPp: {res.summary()}")
+            assert peak["counter"] == str(CALLS)
+            cells = peak["sample"]["cells"]
+            assert cells[6] == "PCMU" and cells[7].endswith("ms") and cells[8].endswith("%"), cells
+
+            hung = await driver.step("hungup")
+            assert hung["shownReason"] in LOCAL_HANGUP, hung
+            assert hung["detailState"].startswith("ended"), hung
+            assert hung["liveAfterHangup"] < CALLS
+            assert "Agent: tones" in hung["transcript"], hung  # the greeting, in the panel
+
+            done = await driver.step("done", timeout=60)
+            assert done["errors"] == [], done["errors"]
+            assert done["sameDocument"], "the page reloaded"
+            assert done["snapshots"] == 1, "the live stream reconnected"
+            summary = {k: v for k, v in done.items() if k != "reasons"}
+            assert done["ended"] == CALLS and done["noCallsShown"], summary
+            assert done["recentRows"] == 50, summary  # the newest 50 ended calls
+            assert set(done["reasons"]) == {"remote-bye"}, done  # SIPp's BYEs came last
+            await asyncio.wait_for(proc.wait(), 30)
+            assert proc.returncode == 0
+            res = await sipp_task
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            if sipp_task is not None and not sipp_task.done():
+                sipp_task.cancel()
+
+    # SIPp: every call but the one hung up here completed its own script
+    assert _sipp_count(res.stdout, "Successful call") == CALLS - 1, res.summary()
+    assert _sipp_count(res.stdout, "Failed call") == 1, res.summary()
+    store = CallStore(db)
+    try:
+        record = store.get_call(hung["id"])
+        assert record is not None and record.end_reason in LOCAL_HANGUP, record
+        ended = store.list_calls(limit=CALLS + 10, state="ended")
+        assert len(ended) == CALLS, [(r.call_id, r.end_reason, r.sip_status) for r in ended]
+        reasons = sorted(r.end_reason or "" for r in ended)
+        assert reasons.count("remote-bye") == CALLS - 1, reasons
+    finally:
+        store.close()
+    shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
+    assert len(shots) == 6, shots
