@@ -9,9 +9,10 @@ The ``oai-events`` data channel carries GA events both ways, as with OpenAI's We
 client events go to the agent session (which translates them to the upstream's dialect and
 sets ``audio.*.format`` itself in every ``session.update``); server events come back except
 ``response.output_audio.delta`` (agent audio travels on the media track). The server owns
-playout here, so the call emits ``output_audio_buffer.started`` / ``.stopped`` / ``.cleared``
-from what it actually played, and on ``input_audio_buffer.speech_started`` it flushes playout
-and truncates the interrupted item at what the caller heard.
+playout here: :class:`~bridge.calls.control.CallControl`, the same call control as phone calls,
+emits ``output_audio_buffer.started`` / ``.stopped`` / ``.cleared`` from what was actually
+played, does barge-in (flush, cancel, truncate each item at what the caller heard), keeps
+``response.create`` from colliding with an active response, and runs the profile's tools.
 
 The call ends (reasons recorded): ``ice-failed``, ``ice-timeout`` (never connected),
 ``peer-closed``, ``datachannel-closed``, ``media-timeout`` (no caller audio for
@@ -35,13 +36,14 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bridge.calls.agent_session import AgentSession
 from bridge.calls.call import CallInfo
+from bridge.calls.control import CallControl
 from bridge.calls.observers import EventFanout
 from bridge.calls.ticker import FrameTicker
 from bridge.config import AgentProfile
 from bridge.errors import UpstreamError
 from bridge.records import CallStore
 from bridge.webrtc.media import WebRtcMedia
-from media.playout import PlaybackEvent, PlaybackFinished, PlaybackStarted
+from media.playout import PlaybackEvent
 
 __all__ = ["CHANNEL_LABEL", "WebRtcCall"]
 
@@ -102,6 +104,16 @@ class WebRtcCall:
         self.channel_in = 0
         self.channel_out = 0
         self._counter = 0
+        self.control = CallControl(
+            profile=profile,
+            media=media,
+            leg=self,
+            send=agent.send,
+            emit=self._publish,
+            log_event=lambda kind, data: store.log_event(self.id, kind, data),
+            session=lambda: agent.session,
+            now=time_fn,
+        )
         media.on_playback = self._on_playback
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
@@ -171,7 +183,9 @@ class WebRtcCall:
 
     async def run(self) -> None:
         """The call's scope: its tasks run until it ends; then everything is released."""
+        self.ticker.add(self.control)
         tasks = [
+            asyncio.create_task(self.control.run(), name=f"{self.id} control"),
             asyncio.create_task(self._agent_events(), name=f"{self.id} agent"),
             asyncio.create_task(self._client_events(), name=f"{self.id} channel"),
             asyncio.create_task(self._caller_audio(), name=f"{self.id} audio"),
@@ -189,6 +203,7 @@ class WebRtcCall:
 
     async def _release(self) -> None:
         self.ticker.remove(self.media)
+        self.ticker.remove(self.control)
         self.events.close()
         self.media.track.stop()
         with contextlib.suppress(Exception):
@@ -246,16 +261,18 @@ class WebRtcCall:
             await self.send_client_event(event)
 
     async def send_client_event(self, event: dict[str, Any]) -> None:
-        """A GA client event (data channel, sideband, control plane) into the call.
-        ``output_audio_buffer.clear`` is the call's own (it owns playout); everything else goes
-        to the agent session, whose ``session.update`` keeps the leg's audio formats."""
-        if event.get("type") == "output_audio_buffer.clear":
-            self._barge_in()
-            return
-        try:
-            await self.agent.send(event)
-        except UpstreamError as exc:
-            self._error_to_client(f"the agent session is unavailable: {exc}", "upstream_error")
+        """A GA client event (data channel, sideband, control plane) into the call, through
+        call control: ``output_audio_buffer.clear`` flushes our playout, ``response.create``
+        waits for the active response, and the agent session's ``session.update`` keeps the
+        leg's audio formats."""
+        forward = self.control.on_client_event(event)
+        if forward is not None:
+            self.control.forward(forward)
+
+    def transfer(self, target: str) -> bool:
+        """A browser call cannot be transferred (there is no SIP dialog to REFER)."""
+        self.store.log_event(self.id, "transfer.unsupported", {"target": target})
+        return False
 
     async def _agent_events(self) -> None:
         try:
@@ -269,7 +286,8 @@ class WebRtcCall:
         self.end("upstream-lost")
 
     def _on_agent_event(self, event: dict[str, Any]) -> None:
-        self._publish(event)
+        if self.control.on_agent_event(event):
+            self._publish(event)
         kind = event.get("type")
         if kind == "response.output_audio.delta":
             delta = event.get("delta")
@@ -284,8 +302,6 @@ class WebRtcCall:
             rid = response.get("id") if isinstance(response, dict) else None
             if isinstance(rid, str):
                 self.media.mark_done(rid)
-        elif kind == "input_audio_buffer.speech_started":
-            self._barge_in()
         elif kind == "response.output_audio_transcript.done":
             self.store.log_event(
                 self.id,
@@ -312,47 +328,8 @@ class WebRtcCall:
         if event.get("type") not in _NOT_ON_CHANNEL:
             self._channel_send(_dumps(event))
 
-    def _barge_in(self) -> None:
-        result = self.media.clear()
-        for item in result.played:
-            self.store.log_event(
-                self.id,
-                "truncate",
-                {"item_id": item.item_id, "audio_end_ms": item.audio_end_ms},
-            )
-            asyncio.get_running_loop().create_task(
-                self._send_quietly(
-                    {
-                        "type": "conversation.item.truncate",
-                        "item_id": item.item_id,
-                        "content_index": 0,
-                        "audio_end_ms": item.audio_end_ms,
-                    }
-                )
-            )
-        for response_id in result.responses:
-            self._publish(
-                {
-                    "type": "output_audio_buffer.cleared",
-                    "event_id": self._event_id(),
-                    "response_id": response_id,
-                }
-            )
-
-    async def _send_quietly(self, event: dict[str, Any]) -> None:
-        with contextlib.suppress(UpstreamError):
-            await self.agent.send(event)
-
     def _on_playback(self, event: PlaybackEvent) -> None:
-        if isinstance(event, PlaybackStarted):
-            kind = "output_audio_buffer.started"
-        elif isinstance(event, PlaybackFinished):
-            kind = "output_audio_buffer.stopped"
-        else:
-            return
-        self._publish(
-            {"type": kind, "event_id": self._event_id(), "response_id": event.response_id}
-        )
+        self.control.on_playback(event)
 
     async def _watchdog(self) -> None:
         max_s = self.profile.max_duration_s

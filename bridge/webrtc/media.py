@@ -135,7 +135,7 @@ class WebRtcMedia:
         )
         self._anchor: float | None = None
         self._started = False
-        self.muted = False  # caller audio not forwarded (e.g. while the call is set up)
+        self.muted = False  # the agent is muted towards the caller (call control)
         self.inline = False  # True: on_opus() gets encoded frames; the track carries none
 
     # -- browser -> agent ----------------------------------------------------------------
@@ -171,8 +171,6 @@ class WebRtcMedia:
         if resampler is None:
             resampler = self._resamplers[key] = Resampler(rate, AGENT_RATE, channels_in=channels)
         out = resampler.process(pcm)
-        if self.muted:
-            return
         for chunk in self._reframer.push(out):
             if self._to_agent(chunk.tobytes()):
                 self.stats.frames_to_agent += 1
@@ -182,14 +180,34 @@ class WebRtcMedia:
     # -- agent -> browser ----------------------------------------------------------------
 
     def push_agent_audio(self, response_id: str, item_id: str, audio: bytes) -> bool:
+        if self.muted:
+            return False
         pcm: NDArray[np.int16] = np.frombuffer(audio[: len(audio) & ~1], dtype=np.int16)
         return self.playout.push(response_id, item_id, pcm)
 
     def mark_done(self, response_id: str) -> None:
         self.playout.mark_done(response_id)
 
+    # -- what call control needs (bridge.calls.control.MediaControl) ----------------------
+
     def clear(self) -> ClearResult:
+        """Barge-in: stop before the next frame; what was sent of each item."""
         return self.playout.clear()
+
+    def playing(self) -> bool:
+        """Agent audio buffered or being played."""
+        return bool(self.playout.active_responses) or self.playout.buffered_ms > 0
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute the agent towards the caller (what is buffered is dropped)."""
+        self.muted = muted
+        if muted:
+            self.playout.clear()
+
+    def send_dtmf(self, digits: str) -> bool:
+        """Browser calls carry no telephone-events."""
+        del digits
+        return False
 
     def on_tick(self, deadline: float, now: float) -> None:
         """The shared 20 ms tick: one Opus packet per due frame, stamped from its deadline."""

@@ -68,6 +68,16 @@ async def test_hangup_through_the_control_plane(bridge: Bridge) -> None:
                 f"{bridge.url}/v1/calls", headers={"Authorization": f"Bearer {KEY}"}
             )
             assert any(c["id"] == call_id and c["leg"] == "webrtc" for c in listed.json()["data"])
+            # the control plane drives a browser call like a phone call
+            mark = len(peer.events)
+            said = await http.post(
+                f"{bridge.url}/v1/calls/{call_id}/say",
+                headers={"Authorization": f"Bearer {KEY}"},
+                json={"text": "Hello from the operator.", "role": "user"},
+            )
+            assert said.status_code == 200
+            async with asyncio.timeout(20):
+                await peer.wait_event("response.done", after=mark)
             hung = await http.post(
                 f"{bridge.url}/v1/realtime/calls/{call_id}/hangup",
                 headers={"Authorization": f"Bearer {KEY}"},

@@ -1,0 +1,57 @@
+"""Barge-in on a browser call: the caller talks over the parrot; rtbridge flushes its playout,
+tells the browser (``output_audio_buffer.cleared``) and truncates the agent's item at what was
+actually sent, as on phone calls (the same call control)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+
+from bridge.webrtc.peer import ClientPeer
+from media.resample import Resampler
+from tests.support.audio import voiced_signal
+from tests.webrtc.conftest import KEY, Bridge
+
+
+def _at_48k(pcm: np.ndarray) -> np.ndarray:
+    r = Resampler(24000, 48000)
+    return np.concatenate([r.process(pcm), r.flush()])
+
+
+async def test_talking_over_the_agent_clears_and_truncates(bridge: Bridge) -> None:
+    peer = ClientPeer()
+    try:
+        offer = await peer.offer()
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(
+                f"{bridge.url}/v1/realtime/calls",
+                content=offer,
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
+            )
+        await peer.accept(r.text)
+        async with asyncio.timeout(20):
+            await peer.wait_event("session.created")
+        peer.mic.play(_at_48k(voiced_signal(3.0, seed=3)))  # a long turn: a long parrot
+        async with asyncio.timeout(30):
+            started = await peer.wait_event("output_audio_buffer.started")
+        await asyncio.sleep(0.8)  # let the caller hear part of it
+        mark = len(peer.events)
+        peer.mic.play(_at_48k(voiced_signal(1.0, seed=4)))  # and talk over it
+        async with asyncio.timeout(20):
+            cleared = await peer.wait_event("output_audio_buffer.cleared", after=mark)
+        assert cleared["response_id"] == started["response_id"]
+        session = bridge.agent.sessions[-1]
+        async with asyncio.timeout(10):
+            while not session.truncations:
+                await asyncio.sleep(0.05)
+        cut = session.truncations[0]
+        # what the caller heard: more than nothing, less than the whole 3 s item
+        assert 300 <= cut["audio_end_ms"] < 3000
+        kinds = [e["type"] for e in peer.events[mark:]]
+        assert (
+            "output_audio_buffer.stopped" not in kinds[: kinds.index("output_audio_buffer.cleared")]
+        )
+    finally:
+        await peer.close()
