@@ -14,7 +14,7 @@ from bridge.agent import LocalAgent
 from bridge.apikeys import ServerKey
 from bridge.app import create_app
 from bridge.calls.manager import CallManager
-from bridge.config import AgentSettings, Settings
+from bridge.config import AgentSettings, Dialect, Settings
 from bridge.records import CallStore
 from tests.support.servers import run_app
 
@@ -38,13 +38,22 @@ def webrtc_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def bridge(tmp_path: Path, webrtc_options: dict[str, Any]) -> AsyncIterator[Bridge]:
-    agent = LocalAgent(AgentSettings(port=0))
+def agent_dialect() -> str:
+    """Override (or parametrize) in a test module to run the agent in another dialect."""
+    return "ga"
+
+
+@pytest.fixture
+async def bridge(
+    tmp_path: Path, webrtc_options: dict[str, Any], agent_dialect: str
+) -> AsyncIterator[Bridge]:
+    agent = LocalAgent(AgentSettings(port=0, dialect=Dialect(agent_dialect)))
     await agent.start()
+    upstream = {"url": agent.url, "dialect": agent_dialect}
     settings = Settings.model_validate(
         {
             "server": {"data_dir": str(tmp_path)},
-            "profiles": {"default": {"upstream": {"url": agent.url}}},
+            "profiles": {"default": {"upstream": upstream}},
             "webrtc": {"ice_hosts": ["127.0.0.1"], **webrtc_options},
         }
     )
