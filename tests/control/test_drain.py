@@ -115,7 +115,7 @@ async def test_sigterm_drains_live_calls_then_exits(tmp_path: Path) -> None:
     try:
         async with httpx.AsyncClient(base_url=url, headers=auth, timeout=10) as client:
             async with asyncio.timeout(30):
-                while not any(b"listening on" in line for line in output):
+                while not any(line.startswith(b"rtbridge listening on") for line in output):
                     assert proc.returncode is None, b"".join(output).decode()
                     await asyncio.sleep(0.1)
             assert (await client.get("/readyz")).status_code == 200
