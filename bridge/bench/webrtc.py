@@ -12,8 +12,9 @@ divided by the calls; target <= 3), ``idle_cpu_pct`` (the same process before an
 ``cpu_pct_per_call_above_idle``, the total, the agent's CPU for reference, and sanity figures
 from the callers (``heard_ratio``: seconds of audio each caller received per second of
 measurement, ~1.0 when rtbridge keeps real time; ``answers``: parrot responses received).
-The callers send pre-encoded Opus and only count what they receive, so the load generator
-keeps real time at 20 calls on two cores.
+``rss_mb_per_call``: rtbridge's resident memory with the calls up, above its idle
+footprint, per call. The callers send pre-encoded Opus and only count what they receive, so
+the load generator keeps real time at 20 calls on two cores.
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ IDLE_S = 3.0
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _utterance() -> NDArray[np.int16]:
@@ -144,6 +152,7 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
             idle0, ti0 = _cpu_seconds(serve.pid), time.monotonic()
             await asyncio.sleep(IDLE_S)  # the process with no calls: ticker, loop, records
             idle = (_cpu_seconds(serve.pid) - idle0) / (time.monotonic() - ti0)
+            rss_idle = _rss_kb(serve.pid)
             utterance = _encoded(_utterance())
             async with httpx.AsyncClient(timeout=60) as http:
                 for _ in range(calls):
@@ -159,6 +168,7 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
             cpu0, agent0, t0 = _cpu_seconds(serve.pid), _cpu_seconds(agent.pid), time.monotonic()
             await asyncio.sleep(seconds)
             cpu1, agent1, t1 = _cpu_seconds(serve.pid), _cpu_seconds(agent.pid), time.monotonic()
+            rss_calls = _rss_kb(serve.pid)
             wall = t1 - t0
             heard = [
                 (p.heard_samples - h) / 48000 / wall for p, h in zip(peers, heard0, strict=True)
@@ -181,6 +191,8 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
         "cpu_pct_per_call": round(cpu / wall * 100 / calls, 3),
         "idle_cpu_pct": round(idle * 100, 2),
         "cpu_pct_per_call_above_idle": round((cpu / wall - idle) * 100 / calls, 3),
+        "rss_mb_idle": round(rss_idle / 1024, 1),
+        "rss_mb_per_call": round((rss_calls - rss_idle) / 1024 / calls, 2),
         "agent_cpu_pct_total": round((agent1 - agent0) / wall * 100, 2),
         "heard_ratio_min": round(min(heard), 3),
         "heard_ratio_median": round(statistics.median(heard), 3),
