@@ -59,6 +59,8 @@ router = APIRouter(include_in_schema=False)
 
 STATS_INTERVAL_S = 0.5
 RECENT_LIMIT = 50
+#: log kinds the detail stream already sent as live server events
+_LIVE_KINDS = frozenset({"transcript.user", "transcript.agent", "tool_call"})
 _ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -361,6 +363,7 @@ async def _detail(
             await asyncio.to_thread(store.flush, 5.0)
         log = await asyncio.to_thread(store.events, call_id)
         yield _sse("log", [log_entry(e) for e in log])
+        seq = log[-1].seq if log else 0
         if sub is not None and call is not None:
             next_tick = loop.time() + STATS_INTERVAL_S
             while True:
@@ -372,6 +375,14 @@ async def _detail(
                         return
                     next_tick = loop.time() + STATS_INTERVAL_S
                     yield _sse("stats", call_stats(call, full=True))
+                    # what the call logs besides agent events (DTMF, REFER, hold, ...);
+                    # transcripts arrive live as events
+                    more = await asyncio.to_thread(store.events, call_id, after_seq=seq)
+                    if more:
+                        seq = more[-1].seq
+                        fresh = [log_entry(e) for e in more if e.kind not in _LIVE_KINDS]
+                        if fresh:
+                            yield _sse("logged", fresh)
                     continue
                 assert isinstance(event, dict)
                 slim = slim_event(event, time.time())
@@ -384,6 +395,11 @@ async def _detail(
                 if call.info.end_reason is not None:
                     break
                 await asyncio.sleep(0.1)
+            await asyncio.to_thread(store.flush, 5.0)
+            more = await asyncio.to_thread(store.events, call_id, after_seq=seq)
+            fresh = [log_entry(e) for e in more if e.kind not in _LIVE_KINDS]
+            if fresh:
+                yield _sse("logged", fresh)
             yield _sse("ended", _ended(call))
             return
         record = await asyncio.to_thread(store.get_call, call_id)

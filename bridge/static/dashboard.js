@@ -50,8 +50,8 @@
     return Date.now() / 1000 + state.skew;
   }
   function fmtDuration(seconds) {
-    if (seconds === null || seconds === undefined || !isFinite(seconds) || seconds < 0) return "";
-    const s = Math.floor(seconds);
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
+    const s = Math.max(0, Math.floor(seconds)); // the clocks may disagree by a few ms
     const h = Math.floor(s / 3600);
     const m = Math.floor((s % 3600) / 60);
     const ss = String(s % 60).padStart(2, "0");
@@ -441,6 +441,9 @@
         else if (e.kind === "transcript.agent") say("agent", e.data.item_id, e.data.text);
         logLine(e);
       }
+    });
+    on("logged", (entries) => {
+      for (const e of entries) logLine(e);
     });
     on("event", (ev) => {
       if (ev.who) say(ev.who, ev.item_id, ev.text);

@@ -80,8 +80,13 @@ async function main() {
       cookies: cookies.map((c) => ({ name: c.name, value: c.value, httpOnly: c.httpOnly, sameSite: c.sameSite })),
     });
 
-    // 2. the test starts SIPp; watch the calls appear
-    await nextLine();
+    await nextLine(); // the test started SIPp
+    if (cfg.mode === "transfer") {
+      await transfer(page, shot, errors);
+      return;
+    }
+
+    // 2. watch the calls appear
     let peak = 0;
     const deadline = Date.now() + cfg.timeoutMs;
     while (Date.now() < deadline) {
@@ -149,6 +154,39 @@ async function main() {
     await browser.close();
     stdin.close();
   }
+}
+
+// One call: a refused transfer target, then an allowed one, from the call's panel.
+async function transfer(page, shot, errors) {
+  const row = page.locator("#calls-body tr:not(.offered)").first();
+  await row.waitFor({ timeout: 20000 });
+  const id = await row.getAttribute("data-id");
+  await row.locator("td.from").click();
+  await page.locator("#detail:not([hidden])").waitFor();
+  await page.fill("#transfer-target", "sip:evil@192.0.2.1");
+  await page.click("#transfer-button");
+  await page.waitForFunction(() => document.getElementById("notice").textContent.includes("failed"), null, {
+    timeout: 10000,
+  });
+  const refusedNotice = await page.locator("#notice").textContent();
+  await shot("03-transfer-refused.png");
+  errors.length = 0; // the browser logs the refusal's 403 as a console error
+  await page.fill("#transfer-target", "sip:desk@127.0.0.1");
+  await page.click("#transfer-button");
+  await page.waitForSelector(`#calls-body tr[data-id="${id}"]`, { state: "detached", timeout: 20000 });
+  const recent = page.locator(`#recent-body tr[data-id="${id}"] td.reason`);
+  await recent.waitFor({ timeout: 10000 });
+  const shownReason = await recent.textContent();
+  await page.locator("#detail-state.ended").waitFor({ timeout: 10000 });
+  const detailState = await page.locator("#detail-state").textContent();
+  const notice = await page.locator("#notice").textContent();
+  // the REFER and SIPp's NOTIFY, from the call's log, in the events pane
+  await page.waitForFunction(() => document.getElementById("events").textContent.includes("refer.progress"), null, {
+    timeout: 10000,
+  });
+  const events = await page.locator("#events").textContent();
+  await shot("04-transferred.png");
+  step("transferred", { id, refusedNotice, shownReason, detailState, notice, events, errors });
 }
 
 main();

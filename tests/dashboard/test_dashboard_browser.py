@@ -7,17 +7,21 @@ here, SIPp saw exactly that one call end early. Screenshots: ``test-artifacts/da
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.records import CallStore
-from tests.sip.sipp_support import free_port, run_sipp
+from tests.calls import sipp_scenario as sc
+from tests.sip.sipp_support import SippResult, free_port, run_sipp
 from tests.support.peers import in_ci, require_peer
 from tests.support.procs import run_rtbridge
 
@@ -32,6 +36,7 @@ CALLS = 100
 PAUSE_MS = 12000
 #: what the control plane records when a call is hung up from here (not by the caller)
 LOCAL_HANGUP = {"local-hangup", "api-hangup"}
+TRANSFER_TO = "sip:desk@127.0.0.1"
 
 
 def _require_playwright() -> None:
@@ -93,34 +98,49 @@ class Driver:
         await self.proc.stdin.drain()
 
 
-async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -> None:
-    sipp = require_peer("sipp")
+@dataclass
+class Session:
+    driver: Driver
+    sip_port: int
+    db: Path
+    artifacts: Path
+
+
+@contextlib.asynccontextmanager
+async def dashboard_session(
+    tmp_path: Path, mode: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Session]:
+    """``rtbridge serve`` (SIP on a free port, the local agent) and the browser driver in
+    ``mode``, screenshots in ``test-artifacts/dashboard/<mode>/``."""
+    require_peer("sipp")
     require_peer("chromium")
     node = require_peer("node")
     _require_playwright()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTIFACTS.glob("*.png"):
+    artifacts = ARTIFACTS / mode
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for old in artifacts.glob("*.png"):
         old.unlink()
-
     sip_port = free_port(socket.SOCK_DGRAM)
     # below the kernel's ephemeral ports and the 20000-30000 default of other rtbridges
     rtp_base = random.randrange(10000, 18400, 2)
     db = tmp_path / "calls.db"
-    env = {
+    full_env = {
         "RTBRIDGE_API_KEY": KEY,
         "XDG_DATA_HOME": str(tmp_path),
         "RTBRIDGE_CALLS__RTP_PORT_MIN": str(rtp_base),
         "RTBRIDGE_CALLS__RTP_PORT_MAX": str(rtp_base + 800),
         "RTBRIDGE_CALLS__RECORDS_DB": str(db),
         "RTBRIDGE_PROFILES__DEFAULT__GREETING": "Hello",  # the agent speaks (tones) at once
+        **(env or {}),
     }
     args = ("serve", "--http-port", str(free_port(socket.SOCK_STREAM)), "--sip-port", str(sip_port))
-    async with run_rtbridge(*args, env=env) as url:
+    async with run_rtbridge(*args, env=full_env) as url:
         config = {
+            "mode": mode,
             "url": url,
             "key": KEY,
             "peers": str(PEERS),
-            "artifacts": str(ARTIFACTS),
+            "artifacts": str(artifacts),
             "expect": CALLS,
             "timeoutMs": 40000,
         }
@@ -132,8 +152,25 @@ async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        driver = Driver(proc)
-        sipp_task: asyncio.Task[Any] | None = None
+        try:
+            yield Session(Driver(proc), sip_port, db, artifacts)
+            await asyncio.wait_for(proc.wait(), 30)
+            assert proc.returncode == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+def _sipp_args(sip_port: int) -> tuple[str, ...]:
+    return ("-p", str(free_port(socket.SOCK_DGRAM)), f"127.0.0.1:{sip_port}")
+
+
+async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -> None:
+    sipp = require_peer("sipp")
+    sipp_task: asyncio.Task[SippResult] | None = None
+    async with dashboard_session(tmp_path, "calls-100") as session:
+        driver = session.driver
         try:
             ready = await driver.step("ready")
             # the login form, not the dashboard, until the key was typed; a wrong key refused
@@ -144,22 +181,14 @@ async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -
             assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
             assert KEY not in cookie["value"]
 
+            uac = ("-sn", "uac", "-d", str(PAUSE_MS), "-m", str(CALLS), "-r", "50")
             sipp_task = asyncio.create_task(
                 run_sipp(
                     sipp,
-                    "-sn",
-                    "uac",
-                    "-d",
-                    str(PAUSE_MS),
-                    "-m",
-                    str(CALLS),
-                    "-r",
-                    "50",
+                    *uac,
                     "-l",
                     str(CALLS),
-                    "-p",
-                    str(free_port(socket.SOCK_DGRAM)),
-                    f"127.0.0.1:{sip_port}",
+                    *_sipp_args(session.sip_port),
                     cwd=tmp_path,
                     timeout=90,
                     sipp_timeout=60,
@@ -188,20 +217,15 @@ async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -
             assert done["ended"] == CALLS and done["noCallsShown"], summary
             assert done["recentRows"] == 50, summary  # the newest 50 ended calls
             assert set(done["reasons"]) == {"remote-bye"}, done  # SIPp's BYEs came last
-            await asyncio.wait_for(proc.wait(), 30)
-            assert proc.returncode == 0
             res = await sipp_task
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
             if sipp_task is not None and not sipp_task.done():
                 sipp_task.cancel()
 
     # SIPp: every call but the one hung up here completed its own script
     assert _sipp_count(res.stdout, "Successful call") == CALLS - 1, res.summary()
     assert _sipp_count(res.stdout, "Failed call") == 1, res.summary()
-    store = CallStore(db)
+    store = CallStore(session.db)
     try:
         record = store.get_call(hung["id"])
         assert record is not None and record.end_reason in LOCAL_HANGUP, record
@@ -211,5 +235,55 @@ async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -
         assert reasons.count("remote-bye") == CALLS - 1, reasons
     finally:
         store.close()
-    shots = sorted(p.name for p in ARTIFACTS.glob("*.png"))
+    shots = sorted(p.name for p in session.artifacts.glob("*.png"))
     assert len(shots) == 6, shots
+
+
+async def test_dashboard_transfers_a_call_with_the_button(tmp_path: Path) -> None:
+    """Transfer from the call's panel: a target outside the profile's allowlist is refused
+    with the reason shown; an allowed one is REFERred, SIPp accepts it, the call ends as
+    transferred."""
+    sipp = require_peer("sipp")
+    scenario = tmp_path / "refer.xml"
+    scenario.write_text(sc.uac(sc.accept_refer(2), sc.wait_bye(30000)))
+    env = {"RTBRIDGE_PROFILES__DEFAULT__TRANSFER_TARGETS": json.dumps([TRANSFER_TO + "*"])}
+    sipp_task: asyncio.Task[SippResult] | None = None
+    async with dashboard_session(tmp_path, "transfer", env) as session:
+        driver = session.driver
+        try:
+            await driver.step("ready")
+            sipp_task = asyncio.create_task(
+                run_sipp(
+                    sipp,
+                    "-sf",
+                    str(scenario),
+                    "-m",
+                    "1",
+                    *_sipp_args(session.sip_port),
+                    cwd=tmp_path,
+                    timeout=60,
+                    sipp_timeout=40,
+                )
+            )
+            await driver.go()
+            done = await driver.step("transferred")
+            assert "not in profile" in done["refusedNotice"], done
+            assert done["shownReason"] == "transferred", done
+            assert done["detailState"] == "ended: transferred", done
+            # the call's log, in its events pane: our REFER, SIPp's NOTIFY of the target's 200
+            assert f'refer  {{"target":"{TRANSFER_TO}"}}' in done["events"], done["events"]
+            assert 'refer.progress  {"status":200' in done["events"], done["events"]
+            assert done["errors"] == [], done
+            res = await sipp_task
+        finally:
+            if sipp_task is not None and not sipp_task.done():
+                sipp_task.cancel()
+    assert res.returncode == 0, res.summary()  # SIPp got the REFER, then our BYE
+    store = CallStore(session.db)
+    try:
+        record = store.get_call(done["id"])
+        assert record is not None and record.end_reason == "transferred", record
+        refers = [e.data for e in store.events(done["id"]) if e.kind == "refer"]
+        assert refers == [{"target": TRANSFER_TO}]
+    finally:
+        store.close()
