@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite drives (SIPp, baresip, linphonec, tshark, sox,
-# espeak-ng, Chromium, openssl) from Debian when any is missing, and playwright-core from npm.
+# espeak-ng, Chromium, openssl, Node.js and npm) from Debian when any is missing, and
+# playwright-core from npm.
 # Called by `make test`; safe to run again (it installs nothing when all are present).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +16,8 @@ command -v espeak-ng  >/dev/null || need+=(espeak-ng)
 command -v chromium   >/dev/null || need+=(chromium)
 command -v openssl    >/dev/null || need+=(openssl)
 command -v ip         >/dev/null || need+=(iproute2)
+command -v node       >/dev/null || need+=(nodejs)  # runs playwright-core (browser tests)
+command -v npm        >/dev/null || need+=(npm)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing peers from Debian: ${need[*]}"
