@@ -32,7 +32,7 @@ from bridge.errors import UpstreamError
 from bridge.realtime.session import AudioFormat
 from bridge.webrtc.call import WebRtcCall
 from bridge.webrtc.ice import gather_on_hosts
-from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia, decode_inline
+from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia, forward_on_arrival
 
 __all__ = ["CallSetupError", "merge_session", "open_call"]
 
@@ -172,7 +172,7 @@ async def _answer(
         if c.mimeType.lower() == "audio/opus"
     ]
     audio[0].setCodecPreferences(opus)
-    media.inline = decode_inline(audio[0].receiver, media.on_opus)
+    media.inline = forward_on_arrival(audio[0].receiver, media.on_rtp)
     pc.addTrack(media.track)
     await gather_on_hosts(pc, hosts)
     await pc.setLocalDescription(await pc.createAnswer())

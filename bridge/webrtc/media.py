@@ -3,10 +3,11 @@
 Caller -> agent: the browser's Opus is decoded as **48 kHz interleaved stereo** (RFC 7587:
 ``opus/48000/2`` whatever was sent; a mono stream decodes with L == R), then downmixed and
 resampled explicitly to the session format (PCM16 24 kHz mono, :class:`~media.resample.Resampler`
-with ``channels_in=2``), re-cut into 20 ms frames and forwarded on arrival. The decoding happens
-here, on the event loop (:func:`decode_inline`, :meth:`WebRtcMedia.on_opus`), not in aiortc's
-per-call decoder thread, whose per-frame hand-back through ``run_coroutine_threadsafe`` costs
-more than the decoding itself; :meth:`WebRtcMedia.on_frame` takes aiortc's decoded frames when
+with ``channels_in=2``), re-cut into 20 ms frames and forwarded on arrival, like the SIP leg:
+packets go through the same one-frame :class:`~bridge.calls.reorder.ReorderWindow`, a lost
+frame is concealed by a fading repeat. This replaces aiortc's audio jitter buffer (80 ms of
+prefetch, stalls behind a loss) and its decoder thread (:func:`forward_on_arrival`,
+:meth:`WebRtcMedia.on_rtp`); :meth:`WebRtcMedia.on_frame` takes aiortc's decoded frames when
 that hook is unavailable.
 
 Agent -> caller: agent audio goes into a :class:`~media.playout.PlayoutBuffer` at 24 kHz driven
@@ -34,13 +35,15 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from numpy.typing import NDArray
 
+from bridge.calls.reorder import ReorderWindow
 from media.codecs._pyav import PyAVDecoder, PyAVEncoder
 from media.codecs.base import CodecError
 from media.framing import Reframer
 from media.playout import ClearResult, PlaybackEvent, PlayoutBuffer, PlayoutEncoding, PlayoutFormat
 from media.resample import Resampler
+from media.rtp import RtpError, RtpPacket
 
-__all__ = ["MediaStats", "TickedAudioTrack", "WebRtcMedia", "decode_inline"]
+__all__ = ["MediaStats", "TickedAudioTrack", "WebRtcMedia", "forward_on_arrival"]
 
 AGENT_RATE = 24000
 FRAME_MS = 20
@@ -53,6 +56,7 @@ _TIME_BASE = fractions.Fraction(1, OPUS_CLOCK)
 #: Packets waiting for aiortc's sender. More than this means the sender is not reading (not
 #: connected yet, or stalled): the oldest go, so the audio that does go out is current.
 TRACK_QUEUE = 10
+_CONCEAL_GAINS = (0.7, 0.45, 0.25)
 
 
 @dataclass(slots=True)
@@ -64,6 +68,7 @@ class MediaStats:
     audio_packets_out: int = 0
     packets_dropped_out: int = 0  # the sender did not read in time
     decode_errors: int = 0
+    frames_concealed: int = 0
     last_frame_at: float | None = None
 
 
@@ -123,6 +128,9 @@ class WebRtcMedia:
         self._resamplers: dict[tuple[int, int], Resampler] = {}
         self._reframer = Reframer(AGENT_RATE * FRAME_MS // 1000)
         self._decoder = PyAVDecoder("libopus", OPUS_CLOCK, 2)  # RFC 7587: decode as stereo
+        self.reorder = ReorderWindow(FRAME_MS / 1000)
+        self._last_frame: NDArray[np.int16] | None = None
+        self._lost_run = 0
         # agent -> browser
         self.playout = PlayoutBuffer(PlayoutFormat(PlayoutEncoding.PCM16, AGENT_RATE, FRAME_MS))
         self._encoder = PyAVEncoder(
@@ -136,7 +144,7 @@ class WebRtcMedia:
         self._anchor: float | None = None
         self._started = False
         self.muted = False  # the agent is muted towards the caller (call control)
-        self.inline = False  # True: on_opus() gets encoded frames; the track carries none
+        self.inline = False  # True: on_rtp() gets the packets; the track carries nothing
 
     # -- browser -> agent ----------------------------------------------------------------
 
@@ -150,11 +158,36 @@ class WebRtcMedia:
             return
         self.push_pcm(pcm, int(frame.sample_rate), channels)
 
-    def on_opus(self, payload: bytes, now: float) -> None:
-        """One encoded Opus frame from aiortc's jitter buffer (see :func:`decode_inline`),
-        decoded here as 48 kHz interleaved stereo and downmixed/resampled explicitly."""
+    def on_rtp(self, packet: Any, now: float) -> None:
+        """One caller RTP packet from aiortc (after SRTP; see :func:`forward_on_arrival`):
+        in order it goes on at once; a one-frame reorder window absorbs a swap; a lost frame
+        is concealed."""
         self.stats.frames_in += 1
         self.stats.last_frame_at = now
+        try:
+            rtp = RtpPacket(
+                payload_type=packet.payload_type,
+                sequence_number=packet.sequence_number,
+                timestamp=packet.timestamp,
+                ssrc=packet.ssrc,
+                payload=bytes(packet.payload),
+            )
+        except RtpError:
+            self.stats.decode_errors += 1
+            return
+        for item in self.reorder.push(rtp, now):
+            self._forward(item)
+
+    def _forward(self, packet: RtpPacket | None) -> None:
+        if packet is None:
+            self._conceal()
+        else:
+            self.on_opus(packet.payload)
+
+    def on_opus(self, payload: bytes) -> None:
+        """One Opus frame, decoded as 48 kHz interleaved stereo (RFC 7587) and downmixed and
+        resampled explicitly."""
+        self._lost_run = 0
         if not payload:
             return
         try:
@@ -164,6 +197,16 @@ class WebRtcMedia:
             return
         self.push_pcm(pcm, OPUS_CLOCK, 2)
 
+    def _conceal(self) -> None:
+        """A lost 20 ms frame: the last frame again with a fading gain (no zero bursts)."""
+        if self._last_frame is None or self._lost_run >= len(_CONCEAL_GAINS):
+            return
+        gain = _CONCEAL_GAINS[self._lost_run]
+        self._lost_run += 1
+        self.stats.frames_concealed += 1
+        frame = (self._last_frame.astype(np.float32) * gain).astype(np.int16)
+        self._deliver(frame, remember=False)
+
     def push_pcm(self, pcm: NDArray[np.int16], rate: int, channels: int) -> None:
         """Interleaved caller PCM at ``rate``; downmixed and resampled to 24 kHz mono."""
         key = (rate, channels)
@@ -172,10 +215,15 @@ class WebRtcMedia:
             resampler = self._resamplers[key] = Resampler(rate, AGENT_RATE, channels_in=channels)
         out = resampler.process(pcm)
         for chunk in self._reframer.push(out):
-            if self._to_agent(chunk.tobytes()):
-                self.stats.frames_to_agent += 1
-            else:
-                self.stats.frames_dropped_upstream += 1
+            self._deliver(chunk)
+
+    def _deliver(self, frame: NDArray[np.int16], *, remember: bool = True) -> None:
+        if remember:
+            self._last_frame = frame
+        if self._to_agent(frame.tobytes()):
+            self.stats.frames_to_agent += 1
+        else:
+            self.stats.frames_dropped_upstream += 1
 
     # -- agent -> browser ----------------------------------------------------------------
 
@@ -216,6 +264,8 @@ class WebRtcMedia:
             self._anchor = deadline
             self.playout.start(deadline)
         assert self._anchor is not None
+        for item in self.reorder.expire(now):
+            self._forward(item)
         for frame in self.playout.tick(now):
             if frame.is_silence:
                 payload = OPUS_SILENCE
@@ -232,39 +282,34 @@ class WebRtcMedia:
                 self.on_playback(event)
 
 
-class _InlineDecoding:
-    """Stands in for an aiortc receiver's decoder queue: each encoded frame the jitter buffer
-    completes is handed to ``sink`` on the event loop instead of to the decoder thread."""
+class _OnArrival:
+    """Stands in for an aiortc receiver's audio jitter buffer: every packet goes to ``sink``
+    the moment it arrives, and nothing ever reaches aiortc's decoder thread."""
 
-    def __init__(self, original: Any, sink: Callable[[bytes, float], None]) -> None:
-        self._original = original
+    def __init__(self, sink: Callable[[Any, float], None]) -> None:
         self._sink = sink
         self._loop = asyncio.get_running_loop()
 
-    def get(self) -> Any:
-        """What aiortc's decoder thread blocks on: only the end-of-stream ``None`` arrives."""
-        return self._original.get()
-
-    def put(self, item: Any) -> None:
-        if item is None:  # the receiver is stopping: let its (idle) decoder thread end
-            self._original.put(None)
-            return
-        _codec, encoded_frame = item
-        self._sink(bytes(encoded_frame.data), self._loop.time())
+    def add(self, packet: Any) -> tuple[bool, None]:
+        self._sink(packet, self._loop.time())
+        return False, None
 
 
-_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 
 
-def decode_inline(receiver: Any, sink: Callable[[bytes, float], None]) -> bool:
-    """Route ``receiver``'s encoded audio frames to ``sink`` (our decoder) instead of aiortc's
-    decoder thread. aiortc decodes every frame in a thread as 48 kHz stereo and hands it back
-    through ``run_coroutine_threadsafe`` (a self-pipe wake-up per frame); decoding inline to
-    24 kHz mono costs a fraction of that. False (nothing changed) if this aiortc lacks the
+def forward_on_arrival(receiver: Any, sink: Callable[[Any, float], None]) -> bool:
+    """Hand ``receiver``'s RTP packets to ``sink`` (e.g. :meth:`WebRtcMedia.on_rtp`) on arrival.
+
+    aiortc's audio jitter buffer holds four frames before releasing one (80 ms on the
+    caller -> agent path, which must forward on arrival: the agent buffers for itself), stalls
+    behind a lost packet until it gives up, then decodes in a thread that hands each frame back
+    through ``run_coroutine_threadsafe``. Replacing it sends packets straight to our own
+    one-frame reorder window and decoder. False (nothing changed) if this aiortc lacks the
     attribute: the caller then reads decoded frames from the track (:meth:`WebRtcMedia.on_frame`).
     """
-    original = getattr(receiver, _DECODER_QUEUE, None)
-    if original is None or not hasattr(original, "put"):
+    original = getattr(receiver, _JITTER_BUFFER, None)
+    if original is None or not hasattr(original, "add"):
         return False
-    setattr(receiver, _DECODER_QUEUE, _InlineDecoding(original, sink))
+    setattr(receiver, _JITTER_BUFFER, _OnArrival(sink))
     return True

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from bridge.webrtc.call import CHANNEL_LABEL
 from bridge.webrtc.ice import gather_on_hosts
-from bridge.webrtc.media import OPUS_SILENCE, decode_inline
+from bridge.webrtc.media import OPUS_SILENCE, forward_on_arrival
 
 __all__ = ["ClientPeer", "PlayerTrack"]
 
@@ -118,7 +118,7 @@ class ClientPeer:
         else:  # a load generator: count what arrives, decode nothing
             self.mic.encoded_only = True
             receiver = self.pc.getTransceivers()[0].receiver
-            if not decode_inline(receiver, self._count):
+            if not forward_on_arrival(receiver, self._count):
                 self.pc.on("track", self._on_track)
 
     def _on_message(self, message: str | bytes) -> None:
@@ -127,8 +127,8 @@ class ClientPeer:
             self.events.append(event)
             self._event_signal.set()
 
-    def _count(self, payload: bytes, now: float) -> None:
-        del payload, now
+    def _count(self, packet: object, now: float) -> None:
+        del packet, now
         self.heard_samples += FRAME
 
     def _on_track(self, track: MediaStreamTrack) -> None:

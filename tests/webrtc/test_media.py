@@ -19,6 +19,7 @@ from bridge.webrtc.media import (
 from media.codecs.opus import OpusCodec
 from media.playout import PlaybackFinished, PlaybackStarted
 from media.resample import Resampler
+from media.rtp import RtpPacket
 from tests.support.audio import best_correlation, voiced_signal
 
 
@@ -61,19 +62,41 @@ async def test_stereo_48k_is_downmixed_and_resampled_to_24k_mono() -> None:
     assert np.max(np.abs(_pcm(sent2).astype(np.int32))) <= 2  # (L + R) / 2, not one channel
 
 
-async def test_inline_opus_frames_reach_the_agent() -> None:
-    media, sent = _media()
-    voice = voiced_signal(1.0)
+def _opus_packets(voice: NDArray[np.int16]) -> list[RtpPacket]:
     enc = OpusCodec(stereo=True, bit_rate=64000)
     x = _at_48k(voice)
     stereo = _stereo(x, x)
-    n = len(stereo) // 1920
-    for i in range(n):
-        media.on_opus(enc.encode(stereo[i * 1920 : (i + 1) * 1920]), now=float(i))
-    media.on_opus(b"", now=float(n))  # an empty frame is counted, not decoded
-    assert media.stats.frames_in == n + 1
-    assert media.stats.last_frame_at == float(n)
+    return [
+        RtpPacket(111, i, i * 960, 0x1234, enc.encode(stereo[i * 1920 : (i + 1) * 1920]))
+        for i in range(len(stereo) // 1920)
+    ]
+
+
+async def test_caller_packets_are_decoded_and_forwarded_on_arrival() -> None:
+    media, sent = _media()
+    voice = voiced_signal(1.0)
+    packets = _opus_packets(voice)
+    for i, packet in enumerate(packets):
+        media.on_rtp(packet, now=i * 0.02)
+        # nothing waits for later packets: each one reaches the agent as it arrives (give or
+        # take the resampler's few samples carried over to the next 20 ms frame)
+        assert len(sent) >= i
+    assert media.stats.frames_in == len(packets)
+    assert media.stats.last_frame_at == (len(packets) - 1) * 0.02
     assert best_correlation(voice[2400:-2400], _pcm(sent)) > 0.8
+
+
+async def test_a_swap_is_reordered_and_a_loss_concealed() -> None:
+    media, sent = _media()
+    packets = _opus_packets(voiced_signal(0.6))
+    order = [0, 1, 2, 4, 3, 5, 6, 8, 9, 10]  # 3/4 swapped; 7 lost
+    for n, i in enumerate(order):
+        media.on_rtp(packets[i], now=n * 0.02)
+    media.on_tick(1.0, 1.0)  # a held packet is released after one frame period
+    assert media.reorder.stats.reordered == 1
+    assert media.reorder.stats.lost == 1
+    assert media.stats.frames_concealed == 1
+    assert len(sent) >= len(order)  # the lost frame's slot was filled, not skipped
 
 
 async def test_ticks_send_silence_then_paced_agent_audio() -> None:
