@@ -163,7 +163,8 @@ async def dashboard_session(
 
 
 def _sipp_args(sip_port: int) -> tuple[str, ...]:
-    return ("-p", str(free_port(socket.SOCK_DGRAM)), f"127.0.0.1:{sip_port}")
+    media = ("-mp", str(free_port(socket.SOCK_DGRAM)))  # not SIPp's default 6000
+    return ("-p", str(free_port(socket.SOCK_DGRAM)), *media, f"127.0.0.1:{sip_port}")
 
 
 async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -> None:

@@ -1,0 +1,117 @@
+"""The dashboard's streams over a live SIPp call, without a browser: the overview stream tells
+``offered`` -> ``answered`` -> ``stats`` (with the call's jitter, loss and levels) -> ``ended``
+with the end reason; a call's stream replays its log (the agent's greeting transcript) and
+ends with the record; unknown calls are 404."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bridge.apikeys import ServerKey
+from bridge.app import create_app
+from tests.calls import sipp_scenario as sc
+from tests.calls.conftest import Stack, stack, stack_options  # noqa: F401 (fixtures)
+from tests.sip.sipp_support import free_port, run_sipp
+from tests.support.peers import require_peer
+from tests.support.servers import run_app
+
+pytestmark = pytest.mark.peer("sipp")
+
+KEY = "rtb_dashboard_stream_key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture
+def stack_options() -> dict[str, Any]:  # noqa: F811
+    return {"profile": {"greeting": "Hello"}}
+
+
+async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+    """(event, data) pairs of a server-sent-event stream."""
+    event, data = "message", []
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif not line and data:
+            yield event, json.loads("\n".join(data))
+            event, data = "message", []
+
+
+async def test_overview_and_call_streams_follow_a_sipp_call(
+    stack: Stack,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    sipp = require_peer("sipp")
+    app = create_app(stack.settings, ServerKey(KEY))
+    app.state.manager = stack.manager
+    app.state.store = stack.store
+    scenario = tmp_path / "caller.xml"
+    scenario.write_text(sc.uac(sc.pause(2500), sc.send_bye(2)))
+    seen: list[tuple[str, Any]] = []
+    async with run_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async with client.stream("GET", "/dashboard/api/stream", headers=AUTH) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            events = sse(r)
+            kind, snap = await anext(events)
+            assert kind == "snapshot" and snap["calls"] == [] and snap["recent"] == []
+            sipp_task = asyncio.create_task(
+                run_sipp(
+                    sipp,
+                    "-sf",
+                    str(scenario),
+                    "-m",
+                    "1",
+                    "-p",
+                    str(free_port()),
+                    "-mp",
+                    str(free_port()),
+                    f"127.0.0.1:{stack.sip_port}",
+                    cwd=tmp_path,
+                )
+            )
+            async with asyncio.timeout(30):
+                async for kind, data in events:
+                    seen.append((kind, data))
+                    if kind == "ended":
+                        break
+            res = await sipp_task
+            assert res.returncode == 0, res.summary()
+
+        kinds = [k for k, _ in seen if k != "stats"]
+        assert kinds == ["offered", "answered", "ended"], kinds
+        offered, answered, ended = (d for k, d in seen if k != "stats")
+        call_id = offered["id"]
+        assert offered["direction"] == "inbound" and offered["from"].startswith("sip:sipp@")
+        assert answered["id"] == call_id and answered["codec"] == "PCMU"
+        assert ended["id"] == call_id and ended["end_reason"] == "remote-bye"
+        ticks = [d["calls"][call_id] for k, d in seen if k == "stats" and call_id in d["calls"]]
+        assert ticks, "no stats tick while the call was up"
+        for tick in ticks:
+            assert tick["jitter_ms"] is not None and tick["loss_pct"] == 0.0
+            assert tick["level_out"] is not None  # we send the agent's audio (or silence)
+
+        async with client.stream(
+            "GET", f"/dashboard/api/calls/{call_id}/stream", headers=AUTH
+        ) as r:
+            assert r.status_code == 200
+            detail = [item async for item in sse(r)]
+        assert [k for k, _ in detail] == ["log", "ended"]
+        log = detail[0][1]
+        assert log[0]["kind"] == "answered"
+        agent_said = [e["data"]["text"] for e in log if e["kind"] == "transcript.agent"]
+        assert agent_said and agent_said[0].startswith("tones")  # the greeting
+        assert detail[1][1]["end_reason"] == "remote-bye"
+
+        unknown = await client.get("/dashboard/api/calls/call_nope/stream", headers=AUTH)
+        assert unknown.status_code == 404
+        assert unknown.json()["error"]["param"] == "call_id"
