@@ -20,8 +20,8 @@ What is measured (microseconds unless named ``_ms``; durations on ``time.monoton
 * ``in_to_sent_us``: kernel receive -> handed to the upstream socket, per append: the sum of
   the three above, the added latency of the caller -> agent direction. Appends made on a tick
   (a frame released by the reorder timer, a concealed loss) have no packet and count only in
-  ``enqueue_to_sent_us``; when no kernel stamp is available (the first packet a socket gets
-  while armed), the packet's time is taken at ``SipMedia.on_rtp``;
+  ``enqueue_to_sent_us``; a packet without a kernel stamp (counted in ``unstamped_packets``)
+  is timed from ``SipMedia.on_rtp``;
 * ``rtp_send_interval_jitter_ms``: per call, ``|interval between two RTP sends - 20 ms|``.
 
 Recording happens only while :attr:`LatencyProbe.armed`; when installed but not armed the
@@ -42,6 +42,9 @@ __all__ = ["ACTIVE", "LatencyProbe", "Reservoir", "install", "percentiles", "uni
 
 FRAME_S = 0.020
 _SIOCGSTAMPNS = 0x8907  # linux/sockios.h
+#: A datagram the kernel did not stamp makes SIOCGSTAMPNS answer "now"; a stamped one is at
+#: least a recvfrom, the endpoint's parse and this hook's Python old (well over 3 us).
+_MIN_STAMPED_WAIT_S = 3e-6
 APPEND_PREFIX = '{"type":"input_audio_buffer.append"'
 
 #: what the upstream writer learns per audio append: (packet times or None, enqueued)
@@ -118,6 +121,7 @@ class LatencyProbe:
         self.socket_wait_us = Reservoir(size, seed=5)
         self.appends_without_packet = 0
         self.kernel_stamps = 0
+        self.unstamped = 0  # packets with no kernel stamp: timed from ``SipMedia.on_rtp``
 
     def reservoirs(self) -> dict[str, Reservoir]:
         return {
@@ -133,6 +137,7 @@ class LatencyProbe:
             r.clear()
         self.appends_without_packet = 0
         self.kernel_stamps = 0
+        self.unstamped = 0
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -141,6 +146,7 @@ class LatencyProbe:
         }
         out["appends_without_packet"] = self.appends_without_packet
         out["kernel_stamps"] = self.kernel_stamps
+        out["unstamped_packets"] = self.unstamped
         return out
 
     # -- hooks for SipMedia ----------------------------------------------------------------
@@ -151,22 +157,26 @@ class LatencyProbe:
         """Wrap ``SipMedia.on_rtp``: mark when the packet reached the kernel (the call's RTP
         socket, found through ``send_rtp``, a bound ``RtpEndpoint.send``) and the media path,
         for the append it produces."""
-        fd: list[int | None] = []  # resolved on the first armed packet
-        warm = [False]  # the first stamp of a socket only switches stamping on
+        fd = [_socket_fd(send_rtp)]
+        if fd[0] is not None:
+            # the first ask switches receive stamps on: every datagram queued from now on has
+            # one (datagrams queued before have none, and would read as "just arrived")
+            _kernel_stamp(fd[0])
 
         def wrapped(packet: Any, now: float) -> None:
             t = time.monotonic()
             arrival = t
             if self.armed:
-                if not fd:
-                    fd.append(_socket_fd(send_rtp))
+                if fd[0] is None:
+                    fd[0] = _socket_fd(send_rtp)
                 stamp = _kernel_stamp(fd[0]) if fd[0] is not None else None
-                if stamp is not None and warm[0]:
-                    wait = max(0.0, time.time() - stamp)
+                wait = time.time() - stamp if stamp is not None else -1.0
+                if wait >= _MIN_STAMPED_WAIT_S:
                     arrival = t - wait
                     self.socket_wait_us.add(wait * 1e6)
                     self.kernel_stamps += 1
-                warm[0] = stamp is not None
+                else:
+                    self.unstamped += 1
             self.arrival = (arrival, t)
             try:
                 on_rtp(packet, now)

@@ -89,6 +89,7 @@ def test_bench_sip_prints_every_figure_for_both_cases() -> None:
             _percentiles(lat[key])
         assert lat["kernel_stamps"] > 0  # the caller's packets were timed from the kernel
         assert _number(lat["appends_without_packet"])
+        assert _number(lat["unstamped_packets"])
 
         play = c["playout"]
         _percentiles(play["tick_lateness_ms"])
