@@ -1,9 +1,10 @@
 """The OpenAI-compatible WebSocket relay: ``GET /v1/realtime?model=M``.
 
 A client written for OpenAI connects here instead of ``wss://api.openai.com/v1/realtime``: it
-authenticates with the server key (``Authorization: Bearer`` or the browser subprotocol
-``openai-insecure-api-key.<key>``; the answer names subprotocol ``realtime``, which Chromium
-requires) and gets a session on the configured upstream, translated between GA and the
+authenticates with the server key, or a browser's ``ek_`` key whose bound session is applied
+first, as ``Authorization: Bearer`` or the browser subprotocol
+``openai-insecure-api-key.<key>`` (the answer names subprotocol ``realtime``, which Chromium
+requires), and gets a session on the configured upstream, translated between GA and the
 upstream's dialect by :class:`~bridge.upstream.UpstreamSession`.
 
 Handshake failures are HTTP errors with OpenAI's error body, sent before the WebSocket opens:
@@ -80,10 +81,15 @@ async def realtime(ws: WebSocket) -> None:
             ),
         )
         return
-    if not server_key.matches(key):
-        await _deny(ws, 401, error_body("Incorrect API key provided.", code="invalid_api_key"))
-        return
     params = ws.query_params
+    bound: dict[str, Any] | None = None  # the session an ephemeral (browser) key carries
+    if not server_key.matches(key):
+        from bridge.webrtc.routes import ephemeral_session
+
+        bound = None if "call_id" in params else ephemeral_session(ws.app, key)
+        if bound is None:
+            await _deny(ws, 401, error_body("Incorrect API key provided.", code="invalid_api_key"))
+            return
     if "call_id" in params:
         manager = getattr(ws.app.state, "manager", None)
         call = manager.calls.get(params["call_id"]) if manager is not None else None
@@ -120,6 +126,8 @@ async def realtime(ws: WebSocket) -> None:
         )
         return
 
+    if bound is not None and set(bound) - {"type"}:
+        await upstream.send({"type": "session.update", "session": bound})
     await ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
     try:
         await _pump(ws, upstream)

@@ -42,7 +42,7 @@ from bridge.webrtc.ephemeral import (
 )
 from bridge.webrtc.leg import CallSetupError, merge_session, open_call
 
-__all__ = ["WebRtcService", "install", "router"]
+__all__ = ["WebRtcService", "ephemeral_session", "install", "router"]
 
 router = APIRouter()
 
@@ -157,6 +157,15 @@ async def client_secrets(request: Request) -> Response:
             param=".".join(str(x) for x in first["loc"]),
         )
     return JSONResponse(_mint(_service(request), body))
+
+
+def ephemeral_session(app: FastAPI, key: str) -> dict[str, Any] | None:
+    """The session bound to a live ``ek_`` key (the WebSocket relay accepts them too), or None."""
+    svc = getattr(app.state, "webrtc", None)
+    if not isinstance(svc, WebRtcService) or not is_ephemeral(key):
+        return None
+    ek = svc.keys.lookup(key)
+    return dict(ek.session) if ek is not None else None
 
 
 def _is_loopback(request: Request) -> bool:

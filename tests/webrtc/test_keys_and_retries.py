@@ -4,11 +4,15 @@ unknown or expired keys get 401, and a retried POST of the same offer creates on
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import openai
 import pytest
 from openai import AsyncOpenAI
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Subprotocol
 
 from bridge.webrtc.ephemeral import EphemeralKeys
 from bridge.webrtc.peer import ClientPeer
@@ -138,3 +142,27 @@ async def test_offer_without_audio_or_ice_is_refused(bridge: Bridge) -> None:
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_sdp"
     assert not bridge.manager.calls
+
+
+async def test_browser_key_on_the_websocket_relay(bridge: Bridge) -> None:
+    """A browser's WebSocket transport authenticates with its ``ek_`` key as a subprotocol;
+    the key's bound session is applied before the client's first event."""
+    secret = await _sdk(bridge, KEY).realtime.client_secrets.create(
+        session={"type": "realtime", "instructions": "From the key."}
+    )
+    # the relay's upstream is the profile's agent here
+    bridge.app_state.upstream_settings = bridge.settings.profiles["default"].upstream
+    url = bridge.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime"
+    protocols = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{secret.value}")]
+    async with connect(url, subprotocols=protocols) as ws:
+        assert ws.subprotocol == "realtime"
+        async with asyncio.timeout(10):
+            while True:
+                event = json.loads(await ws.recv())
+                if event["type"] == "session.updated":
+                    break
+        assert event["session"]["instructions"] == "From the key."
+    assert bridge.agent.sessions[-1].instructions == "From the key."
+    with pytest.raises(InvalidStatus, match="401"):
+        async with connect(url, subprotocols=[protocols[0], "openai-insecure-api-key.ek_nope"]):
+            pass
