@@ -16,16 +16,18 @@ import pytest
 
 from bridge.apikeys import ServerKey
 from bridge.app import create_app
+from bridge.webrtc.peer import ClientPeer
 from tests.calls import sipp_scenario as sc
 from tests.calls.conftest import Stack, stack, stack_options  # noqa: F401 (fixtures)
 from tests.sip.sipp_support import free_port, run_sipp
 from tests.support.peers import require_peer
 from tests.support.servers import run_app
-
-pytestmark = pytest.mark.peer("sipp")
+from tests.webrtc.conftest import KEY as WEBRTC_KEY
+from tests.webrtc.conftest import Bridge, agent_dialect, bridge, webrtc_options  # noqa: F401
 
 KEY = "rtb_dashboard_stream_key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+WEBRTC_AUTH = {"Authorization": f"Bearer {WEBRTC_KEY}"}
 
 
 @pytest.fixture
@@ -46,6 +48,7 @@ async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
             event, data = "message", []
 
 
+@pytest.mark.peer("sipp")
 async def test_overview_and_call_streams_follow_a_sipp_call(
     stack: Stack,  # noqa: F811
     tmp_path: Path,
@@ -115,3 +118,38 @@ async def test_overview_and_call_streams_follow_a_sipp_call(
         unknown = await client.get("/dashboard/api/calls/call_nope/stream", headers=AUTH)
         assert unknown.status_code == 404
         assert unknown.json()["error"]["param"] == "call_id"
+
+
+async def test_a_browser_call_appears_and_disappears_too(bridge: Bridge) -> None:  # noqa: F811
+    """Browser calls publish no lifecycle events; the stream's tick finds them anyway."""
+    peer = ClientPeer()
+    async with (
+        httpx.AsyncClient(base_url=bridge.url, timeout=30) as client,
+        client.stream("GET", "/dashboard/api/stream", headers=WEBRTC_AUTH) as r,
+    ):
+        events = sse(r)
+        kind, _ = await anext(events)
+        assert kind == "snapshot"
+        try:
+            created = await client.post(
+                "/v1/realtime/calls",
+                content=await peer.offer(),
+                headers={**WEBRTC_AUTH, "Content-Type": "application/sdp"},
+            )
+            assert created.status_code == 201
+            call_id = created.headers["location"].rsplit("/", 1)[-1]
+            await peer.accept(created.text)
+            async with asyncio.timeout(20):
+                async for kind, data in events:
+                    if kind == "answered" and data["id"] == call_id:
+                        assert data["leg"] == "webrtc"
+                        break
+            hangup = await client.post(f"/v1/calls/{call_id}/hangup", headers=WEBRTC_AUTH)
+            assert hangup.status_code == 200
+            async with asyncio.timeout(20):
+                async for kind, data in events:
+                    if kind == "ended" and data["id"] == call_id:
+                        assert data["end_reason"] == "api-hangup"
+                        break
+        finally:
+            await peer.close()
