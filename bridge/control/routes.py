@@ -33,6 +33,7 @@ from bridge.control.models import (
 from bridge.control.plane import ControlPlane
 from bridge.control.webhooks import PendingCall, profile_from_session
 from bridge.records import CallRecord, CallStore
+from sip.call import CallState
 from sip.driver import Reject
 
 __all__ = ["api", "probes"]
@@ -296,7 +297,25 @@ async def hangup(request: Request, call_id: CallId) -> dict[str, Any]:
     return {"id": call_id, "status": "ending"}
 
 
-def _transfer(plane: ControlPlane, call_id: str, target: str, param: str) -> dict[str, Any]:
+async def _confirmed(plane: ControlPlane, call: Any, wait_s: float = 5.0) -> bool:
+    """Whether the call's SIP dialog is confirmed (ACK received), waiting a moment for it: an
+    application may refer right after ``accept``, before the caller has acknowledged."""
+    sip = plane.manager.sip
+    if sip is None:
+        return False
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        core_call = sip.core.calls.get(call.sip.id)
+        if core_call is None or call.ended:
+            return False
+        if core_call.state is CallState.CONFIRMED:
+            return True
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(0.02)
+
+
+async def _transfer(plane: ControlPlane, call_id: str, target: str, param: str) -> dict[str, Any]:
     call = _live(plane, call_id)
     if leg_of(call) != "sip":
         raise _error(409, "Only SIP calls can be transferred.", "not_sip")
@@ -307,6 +326,8 @@ def _transfer(plane: ControlPlane, call_id: str, target: str, param: str) -> dic
             "target_not_allowed",
             param,
         )
+    if not await _confirmed(plane, call):
+        raise _error(409, f"Call {call_id!r} is not established.", "call_not_established")
     call.transfer(target)
     return {"id": call_id, "status": "transferring", "target": target}
 
@@ -314,7 +335,7 @@ def _transfer(plane: ControlPlane, call_id: str, target: str, param: str) -> dic
 @api.post("/v1/calls/{call_id}/transfer", tags=["calls"])
 async def transfer(request: Request, call_id: CallId, body: TransferBody) -> dict[str, Any]:
     """Blind transfer (SIP REFER) to an allowlisted target; the call ends when it succeeds."""
-    return _transfer(_plane(request), call_id, body.target, "target")
+    return await _transfer(_plane(request), call_id, body.target, "target")
 
 
 @api.post("/v1/calls/{call_id}/dtmf", tags=["calls"])
@@ -455,7 +476,7 @@ async def reject(
 @api.post("/v1/realtime/calls/{call_id}/refer", tags=["realtime"])
 async def refer(request: Request, call_id: CallId, body: ReferBody) -> dict[str, Any]:
     """Transfer an answered call (SIP REFER to ``target_uri``, allowlisted)."""
-    _transfer(_plane(request), call_id, body.target_uri, "target_uri")
+    await _transfer(_plane(request), call_id, body.target_uri, "target_uri")
     return {}
 
 

@@ -72,6 +72,9 @@ async def webhook(
         )
         yield rec, decide
         for task in rec.tasks:
+            if not task.done():
+                task.cancel()
+                pytest.fail("the application's decision never finished")
             task.result()  # a decision that failed fails the test
     await sdk.close()
 

@@ -11,14 +11,15 @@ from typing import Any
 import httpx
 
 from bridge.webrtc.peer import ClientPeer
+from tests.control.conftest import AUTH, Control
 from tests.control.test_live_calls import metric
-from tests.webrtc.conftest import KEY, Bridge, bridge, webrtc_options  # noqa: F401 (fixtures)
 
 
-async def test_browser_call_is_managed_like_a_phone_call(bridge: Bridge) -> None:  # noqa: F811
-    auth = {"Authorization": f"Bearer {KEY}"}
+async def test_browser_call_is_managed_like_a_phone_call(control: Control) -> None:
+    control.app.state.ice_hosts = ["127.0.0.1"]  # loopback only (aioice never offers it)
+    manager, store = control.stack.manager, control.stack.store
     lifecycle: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=bridge.url, headers=auth, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=control.url, headers=AUTH, timeout=30) as client:
 
         async def sse() -> None:
             async with client.stream("GET", "/v1/events", timeout=None) as r:
@@ -56,13 +57,13 @@ async def test_browser_call_is_managed_like_a_phone_call(bridge: Bridge) -> None
             r = await client.post(f"/v1/realtime/calls/{call_id}/hangup")
             assert r.status_code == 200
             async with asyncio.timeout(15):
-                while call_id in bridge.manager.calls:
+                while call_id in manager.calls:
                     await asyncio.sleep(0.05)
                 while not any(e["type"] == "call.ended" for e in lifecycle):
                     await asyncio.sleep(0.05)
         finally:
             await peer.close()
-        bridge.store.flush()
+        store.flush()
         view = (await client.get(f"/v1/calls/{call_id}")).json()
         assert view["state"] == "ended" and view["end_reason"] == "api-hangup"
         text = (await client.get("/metrics")).text
