@@ -68,6 +68,7 @@
     const c = $("conn");
     c.className = "conn " + kind;
     setText(c, kind);
+    document.body.classList.toggle("stale", kind !== "live"); // the numbers may be old
   }
 
   // -- the live table ------------------------------------------------------------------

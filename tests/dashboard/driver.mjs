@@ -80,9 +80,13 @@ async function main() {
       cookies: cookies.map((c) => ({ name: c.name, value: c.value, httpOnly: c.httpOnly, sameSite: c.sameSite })),
     });
 
-    await nextLine(); // the test started SIPp
+    await nextLine(); // the test started SIPp (or stopped rtbridge)
     if (cfg.mode === "transfer") {
       await transfer(page, shot, errors);
+      return;
+    }
+    if (cfg.mode === "reconnect") {
+      await reconnect(page, shot, errors);
       return;
     }
 
@@ -187,6 +191,28 @@ async function transfer(page, shot, errors) {
   const events = await page.locator("#events").textContent();
   await shot("04-transferred.png");
   step("transferred", { id, refusedNotice, shownReason, detailState, notice, events, errors });
+}
+
+// rtbridge stopped (the test said so): the page must notice, then come back by itself.
+async function reconnect(page, shot, errors) {
+  const connState = () => page.locator("#conn").textContent();
+  await page.waitForFunction(() => !document.getElementById("conn").classList.contains("live"), null, {
+    timeout: 15000,
+  });
+  await shot("03-dropped.png");
+  step("dropped", { state: await connState() });
+  await nextLine(); // rtbridge is back
+  await page.waitForFunction(
+    () => document.getElementById("conn").classList.contains("live") && window.rtbridgeDashboard.snapshots >= 2,
+    null,
+    { timeout: 30000 },
+  );
+  await shot("04-reconnected.png");
+  const end = await page.evaluate(() => ({
+    sameDocument: window.__sameDocument === true,
+    snapshots: window.rtbridgeDashboard.snapshots,
+  }));
+  step("reconnected", { ...end, state: await connState(), errors });
 }
 
 main();

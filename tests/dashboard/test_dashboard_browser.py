@@ -104,15 +104,27 @@ class Session:
     sip_port: int
     db: Path
     artifacts: Path
+    env: dict[str, str]
+
+
+def _session_env(tmp_path: Path, extra: dict[str, str] | None) -> dict[str, str]:
+    # RTP below the kernel's ephemeral ports and the 20000-30000 default of other rtbridges
+    rtp_base = random.randrange(10000, 18400, 2)
+    return {
+        "RTBRIDGE_API_KEY": KEY,
+        "XDG_DATA_HOME": str(tmp_path),
+        "RTBRIDGE_CALLS__RTP_PORT_MIN": str(rtp_base),
+        "RTBRIDGE_CALLS__RTP_PORT_MAX": str(rtp_base + 800),
+        "RTBRIDGE_CALLS__RECORDS_DB": str(tmp_path / "calls.db"),
+        "RTBRIDGE_PROFILES__DEFAULT__GREETING": "Hello",  # the agent speaks (tones) at once
+        **(extra or {}),
+    }
 
 
 @contextlib.asynccontextmanager
-async def dashboard_session(
-    tmp_path: Path, mode: str, env: dict[str, str] | None = None
-) -> AsyncIterator[Session]:
-    """``rtbridge serve`` (SIP on a free port, the local agent) and the browser driver in
-    ``mode``, screenshots in ``test-artifacts/dashboard/<mode>/``."""
-    require_peer("sipp")
+async def browser(url: str, mode: str) -> AsyncIterator[tuple[Driver, Path]]:
+    """The browser driver in ``mode`` against ``url``; screenshots in
+    ``test-artifacts/dashboard/<mode>/``. It must finish by itself (exit 0)."""
     require_peer("chromium")
     node = require_peer("node")
     _require_playwright()
@@ -120,46 +132,44 @@ async def dashboard_session(
     artifacts.mkdir(parents=True, exist_ok=True)
     for old in artifacts.glob("*.png"):
         old.unlink()
-    sip_port = free_port(socket.SOCK_DGRAM)
-    # below the kernel's ephemeral ports and the 20000-30000 default of other rtbridges
-    rtp_base = random.randrange(10000, 18400, 2)
-    db = tmp_path / "calls.db"
-    full_env = {
-        "RTBRIDGE_API_KEY": KEY,
-        "XDG_DATA_HOME": str(tmp_path),
-        "RTBRIDGE_CALLS__RTP_PORT_MIN": str(rtp_base),
-        "RTBRIDGE_CALLS__RTP_PORT_MAX": str(rtp_base + 800),
-        "RTBRIDGE_CALLS__RECORDS_DB": str(db),
-        "RTBRIDGE_PROFILES__DEFAULT__GREETING": "Hello",  # the agent speaks (tones) at once
-        **(env or {}),
+    config = {
+        "mode": mode,
+        "url": url,
+        "key": KEY,
+        "peers": str(PEERS),
+        "artifacts": str(artifacts),
+        "expect": CALLS,
+        "timeoutMs": 40000,
     }
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        str(DRIVER),
+        json.dumps(config),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield Driver(proc), artifacts
+        await asyncio.wait_for(proc.wait(), 30)
+        assert proc.returncode == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def dashboard_session(
+    tmp_path: Path, mode: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Session]:
+    """``rtbridge serve`` (SIP on a free port, the local agent) and the browser driver."""
+    require_peer("sipp")
+    sip_port = free_port(socket.SOCK_DGRAM)
+    full_env = _session_env(tmp_path, env)
     args = ("serve", "--http-port", str(free_port(socket.SOCK_STREAM)), "--sip-port", str(sip_port))
-    async with run_rtbridge(*args, env=full_env) as url:
-        config = {
-            "mode": mode,
-            "url": url,
-            "key": KEY,
-            "peers": str(PEERS),
-            "artifacts": str(artifacts),
-            "expect": CALLS,
-            "timeoutMs": 40000,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            node,
-            str(DRIVER),
-            json.dumps(config),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            yield Session(Driver(proc), sip_port, db, artifacts)
-            await asyncio.wait_for(proc.wait(), 30)
-            assert proc.returncode == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+    async with run_rtbridge(*args, env=full_env) as url, browser(url, mode) as (driver, shots):
+        yield Session(driver, sip_port, tmp_path / "calls.db", shots, full_env)
 
 
 def _sipp_args(sip_port: int) -> tuple[str, ...]:
@@ -288,3 +298,28 @@ async def test_dashboard_transfers_a_call_with_the_button(tmp_path: Path) -> Non
         assert refers == [{"target": TRANSFER_TO}]
     finally:
         store.close()
+
+
+async def test_dashboard_reconnects_when_rtbridge_restarts(tmp_path: Path) -> None:
+    """The live stream drops when rtbridge stops; the page says so, keeps retrying, and is
+    live again (a fresh snapshot, same document, still logged in) once rtbridge is back."""
+    env = _session_env(tmp_path, None)
+    args = ("serve", "--http-port", str(free_port(socket.SOCK_STREAM)))
+    async with contextlib.AsyncExitStack() as stack:
+        first = contextlib.AsyncExitStack()
+        url = await first.enter_async_context(run_rtbridge(*args, env=env))
+        driver, _ = await stack.enter_async_context(browser(url, "reconnect"))
+        try:
+            await driver.step("ready")
+        finally:
+            await first.aclose()  # SIGTERM: rtbridge ends the open stream and exits
+        await driver.go()
+        dropped = await driver.step("dropped")
+        assert dropped["state"] in ("reconnecting", "offline"), dropped
+        async with run_rtbridge(*args, env=env) as again:
+            assert again == url
+            await driver.go()
+            back = await driver.step("reconnected")
+    assert back["sameDocument"] and back["snapshots"] >= 2, back
+    assert back["state"] == "live"
+    assert [e for e in back["errors"] if not e.startswith("console:")] == [], back
