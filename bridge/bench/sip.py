@@ -22,10 +22,11 @@ Once all N calls are up (and a 1 s settle), two windows follow:
    endpoints). rtbridge's CPU in this window is reported too (the probe's own cost shows as
    the difference).
 
-The floor is the same SIPp load (N streams, 50 packets/s in and 50 out per stream) through a
-bare asyncio UDP relay (:mod:`bridge.bench._udp_floor`: a socket per call, receive and send
-back), measured in the same run right before each case (shared machines drift within
-minutes); ``ratio_to_floor`` is rtbridge's CPU per call over that floor's. Memory per call is
+The floor is the same load (N more SIPp calls: 50 packets/s in and 50 out per stream) through
+a bare asyncio UDP relay (:mod:`bridge.bench._udp_floor`: a socket per call, receive and send
+back) in its own process, run beside rtbridge over the same CPU window, so both see the same
+machine (on a shared one, figures taken minutes apart differ by 2-3x);
+``ratio_to_floor`` is rtbridge's CPU per call over the floor's. Memory per call is
 rtbridge's RSS with N calls up minus its RSS before the first call, over N. All processes
 bind 127.0.0.1 on free ports; every process has a bounded lifetime.
 
@@ -496,33 +497,51 @@ def _rates(before: dict[str, Any], after: dict[str, Any], wall: float) -> dict[s
 # -- the floor ----------------------------------------------------------------------------
 
 
-async def _floor(calls: int, seconds: float, tone: Path, tmp: Path) -> dict[str, Any]:
-    child = await _Child.start("floor", [sys.executable, "-m", "bridge.bench._udp_floor"], tmp)
-    load = _Load(calls, calls / CALL_RATE + SETUP_GRACE_S + seconds + 10, tone, tmp)
-    try:
-        await load.start(int(child.ready["sip_port"]))
-        up = await _wait_all_up(child, load)
-        await asyncio.sleep(SETTLE_S)
-        before = await child.ask("status")
-        window = _Window({"floor": child.pid})
-        await asyncio.sleep(seconds)
-        wall, cpu = window.close()
-        machine = window.machine
-        after = await child.ask("status")
-        up = min(up, int(after["calls"]))
-        await child.ask("hangup")
-        sipp = await load.finish()
-    finally:
-        await load.kill()
-        await child.stop()
-    return {
-        "calls_up": up,
-        **_cpu_figures(cpu["floor"], wall, up),
-        "datagrams_echoed_per_s": round((after["echoed"] - before["echoed"]) / wall, 1),
-        "expected_per_s": up * PACKETS_PER_S,
-        "machine": machine,
-        "sipp": sipp,
-    }
+class _Floor:
+    """The bare UDP relay and its own SIPp load, run beside rtbridge's: its CPU window is
+    rtbridge's, so both see the same machine (a shared one drifts within seconds)."""
+
+    def __init__(self, child: _Child, load: _Load) -> None:
+        self.child = child
+        self.load = load
+        self.up = 0
+        self.echoed0 = 0
+
+    @classmethod
+    async def start(cls, calls: int, hold_s: float, tone: Path, tmp: Path) -> _Floor:
+        tmp.mkdir(exist_ok=True)
+        child = await _Child.start("floor", [sys.executable, "-m", "bridge.bench._udp_floor"], tmp)
+        floor = cls(child, _Load(calls, hold_s, tone, tmp))
+        try:
+            await floor.load.start(int(child.ready["sip_port"]))
+        except BaseException:
+            await floor.close()
+            raise
+        return floor
+
+    async def wait_up(self) -> None:
+        self.up = await _wait_all_up(self.child, self.load)
+
+    async def mark(self) -> None:
+        self.echoed0 = int((await self.child.ask("status"))["echoed"])
+
+    async def result(self, cpu_s: float, wall: float) -> dict[str, Any]:
+        """The window's figures; then BYE on every call and SIPp's verdict."""
+        after = await self.child.ask("status")
+        up = min(self.up, int(after["calls"]))
+        await self.child.ask("hangup")
+        sipp = await self.load.finish()
+        return {
+            "calls_up": up,
+            **_cpu_figures(cpu_s, wall, up),
+            "datagrams_echoed_per_s": round((int(after["echoed"]) - self.echoed0) / wall, 1),
+            "expected_per_s": up * PACKETS_PER_S,
+            "sipp": sipp,
+        }
+
+    async def close(self) -> None:
+        await self.load.kill()
+        await self.child.stop()
 
 
 # -- one rtbridge case --------------------------------------------------------------------
@@ -536,6 +555,7 @@ async def _case(
     stats_path = tmp / "worker-stats.json"
     hold = calls / CALL_RATE + SETUP_GRACE_S + SETTLE_S + seconds + lat_seconds + 10
     load = _Load(calls, hold, tone, tmp)
+    floor: _Floor | None = None
     try:
         rtp_base = _free_range(4 * calls + 8)
         config = {
@@ -554,12 +574,21 @@ async def _case(
         )
         await asyncio.sleep(0.5)
         rss_idle = _rss_kb(child.pid)
+        floor = await _Floor.start(calls, hold, tone, tmp / "floor")
         await load.start(int(child.ready["sip_port"]))
-        assert load.proc is not None
+        assert load.proc is not None and floor.load.proc is not None
         up = await _wait_all_up(child, load)
+        await floor.wait_up()
         await asyncio.sleep(SETTLE_S)
 
-        pids = {"rtbridge": child.pid, "agent": agent.pid, "sipp": load.proc.pid}
+        pids = {
+            "rtbridge": child.pid,
+            "agent": agent.pid,
+            "sipp": load.proc.pid,
+            "floor": floor.child.pid,
+            "floor_sipp": floor.load.proc.pid,
+        }
+        await floor.mark()
         mark = await child.ask("mark")
         window = _Window(pids)
         await asyncio.sleep(seconds)
@@ -567,6 +596,8 @@ async def _case(
         machine = window.machine
         rss_loaded = _rss_kb(child.pid)
         snap = await child.ask("snapshot cpu")
+        floor_result = await floor.result(cpu["floor"], wall)
+        await floor.close()  # the latency window is rtbridge's alone
 
         await child.ask("arm")
         lat_window = _Window({"rtbridge": child.pid})
@@ -584,12 +615,16 @@ async def _case(
             exc.add_note(f"worker stderr: {child.stderr_tail()}")
         raise
     finally:
+        if floor is not None:
+            await floor.close()
         await load.kill()
         if child is not None:
             await child.stop()
         await _terminate(agent)
 
     cpu_snap = worker_stats["snapshots"]["cpu"]
+    rtbridge_cpu = _cpu_figures(cpu["rtbridge"], wall, up_in_window)
+    pct = rtbridge_cpu["pct_of_core_per_call"]
     rates = _rates(mark["traffic"], snap["traffic"], wall)
     expected = up_in_window * PACKETS_PER_S
     kept_up = {
@@ -614,7 +649,7 @@ async def _case(
         "calls_up": up_in_window,
         "session_formats": formats_seen,
         "pass_through_calls": traffic.get("pass_through_calls"),
-        "cpu": _cpu_figures(cpu["rtbridge"], wall, up_in_window),
+        "cpu": rtbridge_cpu,
         "cpu_with_probe_armed": _cpu_figures(lat_cpu["rtbridge"], lat_wall, up_in_window),
         "latency_us": {
             "caller_packet_in_to_append_sent": lat_probe["in_to_sent_us"],
@@ -646,9 +681,14 @@ async def _case(
         "kept_up": kept_up,
         "saturated": saturated,
         "gc": {"cpu_window": cpu_snap["gc"], "latency_window": lat_snap_full["gc"]},
+        "floor": floor_result,
+        "ratio_to_floor": (
+            round(pct / floor_result["pct_of_core_per_call"], 2)
+            if floor_result["pct_of_core_per_call"]
+            else None
+        ),
         "context_cpu_pct_of_core": {
-            "agent": round(100 * cpu["agent"] / wall, 1),
-            "sipp": round(100 * cpu["sipp"] / wall, 1),
+            k: round(100 * cpu[k] / wall, 1) for k in ("agent", "sipp", "floor_sipp")
         },
         "machine": machine,
         "sipp": sipp,
@@ -672,15 +712,7 @@ async def _bench(calls: int, seconds: float) -> dict[str, Any]:
         for name, formats in CASES:
             case_tmp = tmp / name
             case_tmp.mkdir()
-            # the floor right before each case: shared machines drift within minutes
-            floor = await _floor(calls, seconds, tone, case_tmp)
-            case = await _case(formats, calls, seconds, lat_seconds, tone, case_tmp)
-            floor_pct = floor["pct_of_core_per_call"]
-            case["floor"] = floor
-            case["ratio_to_floor"] = (
-                round(case["cpu"]["pct_of_core_per_call"] / floor_pct, 2) if floor_pct else None
-            )
-            result[name] = case
+            result[name] = await _case(formats, calls, seconds, lat_seconds, tone, case_tmp)
     with contextlib.suppress(OSError):
         result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     return result
