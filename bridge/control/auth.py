@@ -21,6 +21,7 @@ from bridge.apikeys import ServerKey, key_from_request
 __all__ = [
     "COOKIE_NAME",
     "clear_login_cookie",
+    "is_authorized",
     "login_cookie_value",
     "require_key",
     "set_login_cookie",
@@ -70,6 +71,8 @@ def _unauthorized(message: str, code: str) -> HTTPException:
 
 
 def is_authorized(request: Request) -> bool:
+    """Whether a request carries the key or a login cookie (for pages that redirect to a login
+    form instead of answering 401)."""
     key: ServerKey = request.app.state.server_key
     if key.matches(key_from_request(request.headers)):
         return True

@@ -14,7 +14,9 @@ import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from tests.control.conftest import AUTH, Control
+from tests.calls import sipp_scenario as sc
+from tests.calls.test_call_control_sipp import ulaw_file
+from tests.control.conftest import AUTH, Control, sipp_call, uac
 from tests.sip.sipp_support import free_port, run_sipp
 from tests.support.peers import require_peer
 
@@ -28,11 +30,16 @@ OPTIONS = {
 }
 
 
-def fuzz(base_url: str, spec: dict[str, Any], call_id: str) -> list[str]:
+def audio(tmp_path: Path) -> Path:
+    return ulaw_file(tmp_path / "voice.ulaw", ("voice", 1.0), ("silence", 30.0))
+
+
+def fuzz(base_url: str, spec: dict[str, Any], call_ids: list[str]) -> list[str]:
     """Runs in a thread (schemathesis' transport is synchronous); returns the failures."""
     schema = schemathesis.openapi.from_dict(spec)
     failures: list[str] = []
     seen: list[int] = []
+    live_posts: list[str] = []  # POSTs the live call accepted
     strategies = []
     for result in schema.get_all_operations():
         op = result.ok()
@@ -47,19 +54,26 @@ def fuzz(base_url: str, spec: dict[str, Any], call_id: str) -> list[str]:
         suppress_health_check=list(HealthCheck),
         derandomize=True,
     )
-    @given(case=st.one_of(strategies), authed=st.booleans(), real_id=st.booleans())
-    def run(case: Any, authed: bool, real_id: bool) -> None:
+    @given(
+        case=st.one_of(strategies),
+        authed=st.booleans(),
+        real_id=st.one_of(st.none(), st.sampled_from(call_ids)),
+    )
+    def run(case: Any, authed: bool, real_id: str | None) -> None:
         if real_id and case.path_parameters and "call_id" in case.path_parameters:
-            case.path_parameters["call_id"] = call_id
+            case.path_parameters["call_id"] = real_id
         headers = dict(AUTH) if authed else {}
         response = case.call(base_url=base_url, headers=headers, timeout=20)
         seen.append(response.status_code)
+        if real_id == call_ids[-1] and response.status_code == 200 and case.method == "POST":
+            live_posts.append(case.path)
         if response.status_code >= 500:
             failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}")
             failures.append(response.text[:500])
 
     run()
     assert len(seen) >= 100 and {200, 401, 404, 422} <= set(seen), sorted(set(seen))
+    assert live_posts, "the live call was never driven"
     return failures
 
 
@@ -97,9 +111,21 @@ async def test_no_request_makes_a_server_error(control: Control, tmp_path: Path)
     assert res.returncode == 0, res.summary()
     await control.stack.manager.wait_idle()
 
+    # a live inbound call too, so that the live-call handlers are fuzzed (until one hangs it up)
+    caller = asyncio.create_task(
+        sipp_call(control.stack, tmp_path, uac(sc.stream(audio(tmp_path)), sc.wait_bye(120000)))
+    )
+    async with asyncio.timeout(20):
+        while not control.stack.manager.calls:
+            await asyncio.sleep(0.05)
+    (live_id,) = control.stack.manager.calls
+
     spec = control.app.openapi()
-    failures = await asyncio.to_thread(fuzz, control.url, spec, call_id)
+    failures = await asyncio.to_thread(fuzz, control.url, spec, [call_id, live_id])
     assert not failures, "\n".join(failures)
+    control.stack.manager.hangup(live_id)
+    rc, out = await caller
+    assert rc == 0, out
     # whatever the fuzzer placed, nothing is left behind
     for live in list(control.stack.manager.calls.values()):
         live.end("test-cleanup")
