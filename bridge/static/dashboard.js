@@ -23,6 +23,7 @@
     detail: null, // {id, es, items: Set}
     endedCount: 0,
     snapshots: 0,
+    filter: "",
   };
   window.rtbridgeDashboard = state; // for tests and the curious
 
@@ -127,7 +128,14 @@
     setText(c.codec, v.codec || "");
     row.tr.classList.toggle("offered", v.state !== "answered");
     row.tr.classList.toggle("hold", !!v.on_hold);
+    row.haystack = [v.id, v.from, v.to, v.profile, v.codec, v.direction, v.leg].join(" ").toLowerCase();
+    applyFilter(row);
     tickDuration(row);
+  }
+
+  function applyFilter(row) {
+    const hide = !!state.filter && !row.haystack.includes(state.filter);
+    if (row.tr.hidden !== hide) row.tr.hidden = hide;
   }
 
   function tickDuration(row) {
@@ -175,6 +183,11 @@
 
   function counts() {
     setText($("active-count"), String(state.rows.size));
+    if (state.filter) {
+      let shown = 0;
+      for (const row of state.rows.values()) if (!row.tr.hidden) shown += 1;
+      setText($("filter-count"), shown + " shown");
+    } else setText($("filter-count"), "");
     setText($("ended-count"), String(state.endedCount));
     $("no-calls").hidden = state.rows.size > 0;
     document.body.dataset.live = String(state.rows.size);
@@ -327,6 +340,12 @@
     notice(err ? "Transfer " + shortId(id) + " failed: " + err : "");
     if (!err) logLine({ type: "transfer requested", text: target, ts: serverNow() });
   }
+
+  $("filter").addEventListener("input", (e) => {
+    state.filter = e.target.value.trim().toLowerCase();
+    for (const row of state.rows.values()) applyFilter(row);
+    counts();
+  });
 
   $("calls-body").addEventListener("click", (e) => {
     const tr = e.target.closest("tr");

@@ -111,7 +111,13 @@ async function main() {
       cells: [...tr.cells].map((td) => td.textContent),
     }));
     await shot("03-live-calls.png");
-    step("peak", { peak, counter, sample });
+    // the filter box narrows the table to one call, and clearing it shows them all again
+    await page.fill("#filter", sample.id.slice(5, 17));
+    const filtered = await page.locator("#calls-body tr:not([hidden])").count();
+    const filterCount = await page.locator("#filter-count").textContent();
+    await page.fill("#filter", "");
+    const unfiltered = await page.locator("#calls-body tr:not([hidden])").count();
+    step("peak", { peak, counter, sample, filtered, filterCount, unfiltered });
 
     // 3. open one call's detail, then hang it up with the row's button
     const row = page.locator("#calls-body tr").nth(Math.floor(cfg.expect / 2));

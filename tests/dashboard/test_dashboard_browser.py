@@ -213,6 +213,8 @@ async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -
             assert peak["counter"] == str(CALLS)
             cells = peak["sample"]["cells"]
             assert cells[6] == "PCMU" and cells[7].endswith("ms") and cells[8].endswith("%"), cells
+            assert (peak["filtered"], peak["filterCount"]) == (1, "1 shown"), peak
+            assert peak["unfiltered"] == CALLS, peak
 
             hung = await driver.step("hungup")
             assert hung["shownReason"] in LOCAL_HANGUP, hung
