@@ -11,8 +11,9 @@
   not publish one (browser calls) still appears and disappears. On reconnect the browser gets a
   fresh snapshot.
 * ``GET /dashboard/api/calls/{id}/stream`` (SSE): one call's stored event log (transcripts,
-  DTMF, tool calls, errors), then its live server events and full statistics until it ends; for
-  an ended call the log and ``ended`` only.
+  DTMF, tool calls, REFER, errors), then until it ends: its live server events (``event``),
+  what it logs meanwhile (``logged``: DTMF, REFER progress, hold) and its full statistics
+  (``stats``); then ``ended`` with the reason. For an ended call: the log and ``ended``.
 
 Actions (hang up, transfer) go to the control plane's ``/v1/calls/{id}/...`` routes, which
 accept the same cookie. Pages get a strict Content-Security-Policy: no inline script, no
