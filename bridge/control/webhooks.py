@@ -45,6 +45,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Decision = tuple[str, AgentProfile] | Reject
+RETRIES = 1  # after a connection failure or a 5xx
+RETRY_DELAY_S = 0.25
 #: never forwarded to the application
 _PRIVATE_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
@@ -242,19 +244,30 @@ class IncomingCalls:
         }
 
     async def _deliver(self, call_id: str, sip_call: SipCall) -> bool:
+        """POST the event; one quick retry (same ``webhook-id``, so receivers can de-duplicate)
+        after a connection failure or a 5xx, within ``timeout_s`` overall."""
         wh = self.settings.webhooks
         event = self.event(call_id, sip_call)
         body = json.dumps(event, separators=(",", ":")).encode()
-        headers = webhook_headers(wh.secret(self.environ), event["id"], int(time.time()), body)
+        secret = wh.secret(self.environ)
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=wh.timeout_s, follow_redirects=False)
         try:
             async with asyncio.timeout(wh.timeout_s):
-                resp = await self._client.post(wh.url, content=body, headers=headers)
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
-            log.warning("call %s: webhook delivery failed: %s", call_id, type(exc).__name__)
-            return False
-        if not 200 <= resp.status_code < 300:
-            log.warning("call %s: webhook answered %d", call_id, resp.status_code)
-            return False
-        return True
+                for attempt in range(RETRIES + 1):
+                    if attempt:
+                        await asyncio.sleep(RETRY_DELAY_S)
+                    headers = webhook_headers(secret, event["id"], int(time.time()), body)
+                    try:
+                        resp = await self._client.post(wh.url, content=body, headers=headers)
+                    except (httpx.TransportError, OSError) as exc:
+                        log.warning("call %s: webhook failed: %s", call_id, type(exc).__name__)
+                        continue
+                    if 200 <= resp.status_code < 300:
+                        return True
+                    log.warning("call %s: webhook answered %d", call_id, resp.status_code)
+                    if resp.status_code < 500:
+                        return False
+        except TimeoutError:
+            log.warning("call %s: webhook timed out after %.1f s", call_id, wh.timeout_s)
+        return False

@@ -7,11 +7,12 @@ import base64
 import json
 import time
 
+import httpx
 import openai
 import pytest
 
-from bridge.config import AgentProfile
-from bridge.control.webhooks import profile_from_session, sign, webhook_headers
+from bridge.config import AgentProfile, Settings, WebhookSettings
+from bridge.control.webhooks import IncomingCalls, profile_from_session, sign, webhook_headers
 
 BODY = json.dumps(
     {
@@ -60,3 +61,40 @@ def test_accepted_session_overrides_the_profile() -> None:
     assert p.tools == [{"type": "function", "name": "lookup"}]
     assert p.max_duration_s == 60  # the route's limits stay
     assert profile_from_session(base, {"type": "realtime"}) == base
+
+
+class _Offerless:
+    """A SIP call as far as delivery needs one (no offer, no endpoint)."""
+
+    id = "sip-1"
+    offer = None
+
+
+@pytest.mark.parametrize(
+    ("statuses", "delivered", "attempts"),
+    [([200], True, 1), ([503, 204], True, 2), ([503, 503], False, 2), ([404], False, 1)],
+)
+async def test_delivery_retries_once_after_a_server_error(
+    statuses: list[int], delivered: bool, attempts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "whsec_" + base64.b64encode(b"s" * 32).decode()
+    monkeypatch.setenv("RTB_UNIT_WHSEC", secret)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(statuses[len(seen) - 1])
+
+    settings = Settings(
+        webhooks=WebhookSettings(url="http://hooks.invalid/x", secret_env="RTB_UNIT_WHSEC")
+    )
+    incoming = IncomingCalls(
+        settings, client=httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    )
+    ok = await incoming._deliver("call_1", _Offerless())  # type: ignore[arg-type]
+    await incoming.aclose()
+    assert (ok, len(seen)) == (delivered, attempts)
+    assert len({r.headers["webhook-id"] for r in seen}) == 1  # one event, retried
+    sdk = openai.OpenAI(api_key="unused", webhook_secret=secret)
+    for r in seen:
+        assert sdk.webhooks.unwrap(r.content, dict(r.headers)).data.call_id == "call_1"
