@@ -217,10 +217,10 @@ async def list_calls(
     profile: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """Live calls first (newest first), then ringing ones, then recent ended ones."""
+    """Live calls first, then ringing ones, then the most recent others from the records
+    (ended, or outbound still being set up)."""
     plane = _plane(request)
     out: list[dict[str, Any]] = []
-    seen: set[str] = set()
     for call in list(plane.manager.calls.values()):
         if not call.ended:
             out.append(_live_view(call))
@@ -228,7 +228,8 @@ async def list_calls(
         out.append(_pending_view(p, None))
     seen = {c["id"] for c in out}
     if state in (None, "ended", "setting_up"):
-        records = await asyncio.to_thread(plane.store.list_calls, limit=limit)
+        only = "ended" if state == "ended" else None
+        records = await asyncio.to_thread(plane.store.list_calls, limit=limit, state=only)
         for r in records:
             if r.call_id in seen or r.call_id in plane.manager.calls:
                 continue

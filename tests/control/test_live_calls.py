@@ -117,6 +117,9 @@ async def test_manage_a_live_call_and_watch_metrics_move(control: Control, tmp_p
     assert rc == 0, out
     await control.stack.manager.wait_idle()
     control.stack.store.flush()
+    listed = (await control.client.get("/v1/calls", params={"state": "ended"})).json()["data"]
+    assert [c["id"] for c in listed] == [call_id]
+    assert (await control.client.get("/v1/calls", params={"state": "active"})).json()["data"] == []
     ended = (await control.client.get(f"/v1/calls/{call_id}")).json()
     assert ended["state"] == "ended" and ended["end_reason"] == "api-hangup"
     assert ended["media"]["rtp_in"] >= 25
