@@ -166,3 +166,30 @@ async def test_browser_key_on_the_websocket_relay(bridge: Bridge) -> None:
     with pytest.raises(InvalidStatus, match="401"):
         async with connect(url, subprotocols=[protocols[0], "openai-insecure-api-key.ek_nope"]):
             pass
+
+
+async def test_draining_refuses_new_calls_with_retry_after(bridge: Bridge) -> None:
+    bridge.manager.draining = True
+    peer = ClientPeer()
+    try:
+        offer = await peer.offer()
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                f"{bridge.url}/v1/realtime/calls",
+                content=offer,
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
+            )
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == str(bridge.settings.calls.retry_after_s)
+        assert not bridge.agent.sessions  # refused before any upstream session was opened
+        # the refusal is not remembered: once the drain is over, the same offer gets a call
+        bridge.manager.draining = False
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(
+                f"{bridge.url}/v1/realtime/calls",
+                content=offer,
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
+            )
+        assert r.status_code == 201
+    finally:
+        await peer.close()
