@@ -24,6 +24,9 @@
     endedCount: 0,
     snapshots: 0,
     filter: "",
+    statsTicks: 0, // how long applying a stats tick takes (ms), for tests and the curious
+    statsMsMax: 0,
+    statsMsTotal: 0,
   };
   window.rtbridgeDashboard = state; // for tests and the curious
 
@@ -252,11 +255,16 @@
   }
 
   function onStats(msg) {
+    const t0 = performance.now();
     state.skew = msg.now - Date.now() / 1000;
     for (const [id, s] of Object.entries(msg.calls)) {
       const row = state.rows.get(id);
       if (row) applyStats(row, s);
     }
+    const ms = performance.now() - t0;
+    state.statsTicks += 1;
+    state.statsMsTotal += ms;
+    state.statsMsMax = Math.max(state.statsMsMax, ms);
   }
 
   function connect() {

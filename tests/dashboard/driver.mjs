@@ -155,6 +155,9 @@ async function main() {
       recentRows: document.querySelectorAll("#recent-body tr").length,
       reasons: [...document.querySelectorAll("#recent-body td.reason")].map((td) => td.textContent),
       noCallsShown: !document.getElementById("no-calls").hidden,
+      statsTicks: window.rtbridgeDashboard.statsTicks,
+      statsMsMean: window.rtbridgeDashboard.statsMsTotal / Math.max(1, window.rtbridgeDashboard.statsTicks),
+      statsMsMax: window.rtbridgeDashboard.statsMsMax,
     }));
     step("done", { ...end, errors });
   } catch (e) {
