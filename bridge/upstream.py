@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.protocol import State
 
 from bridge import __version__
 from bridge.bench import _probe
@@ -51,6 +52,50 @@ log = logging.getLogger(__name__)
 #: Largest frame accepted from an upstream (a long ``response.done`` or a big audio delta).
 MAX_FRAME = 16 * 1024 * 1024
 _CLOSE = object()
+
+
+#: Frames framed and written together when the writer finds several queued.
+_BATCH = 64
+
+
+class _FastWriter:
+    """``ws.send()`` without its per-message ``async with send_context()``.
+
+    While the connection is OPEN and its transport is neither closing nor paused (no
+    back-pressure), ``send()`` does only synchronous work: frame the text
+    (``protocol.send_text``) and write what the protocol has to send (``send_data``). Doing
+    that directly saves most of the per-append cost, and frames queued together go out in
+    one transport write. Anything else (closing, back-pressure, errors) takes the ordinary
+    ``await ws.send()`` path, which waits and raises as documented. If the websockets version
+    lacks these attributes, the fast path is simply not used.
+    """
+
+    __slots__ = ("_protocol", "_ws")
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._protocol = ws.protocol
+
+    @classmethod
+    def attach(cls, ws: ClientConnection) -> _FastWriter | None:
+        needed = ("protocol", "send_data", "paused", "transport")
+        if all(hasattr(ws, a) for a in needed) and hasattr(ws.protocol, "send_text"):
+            return cls(ws)
+        return None
+
+    def ready(self) -> bool:
+        ws = self._ws
+        return (
+            self._protocol.state is State.OPEN
+            and not getattr(ws, "paused", True)
+            and not ws.transport.is_closing()
+        )
+
+    def write(self, frames: list[str]) -> None:
+        send_text = self._protocol.send_text
+        for frame in frames:
+            send_text(frame.encode())
+        self._ws.send_data()
 
 
 @dataclass(slots=True)
@@ -216,16 +261,25 @@ class UpstreamSession:
         ws = self._ws
         queue = self._queue
         probe, pending = _probe.ACTIVE, self._probe_pending
+        fast = _FastWriter.attach(ws)
         try:
             while True:
-                item = await queue.get()
-                if item is _CLOSE:
-                    return
-                assert isinstance(item, str)
-                await ws.send(item)
-                self.stats.frames_sent += 1
+                batch = [await queue.get()]
+                while len(batch) < _BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                closing = batch[-1] is _CLOSE
+                frames = [f for f in batch if isinstance(f, str)]
+                if fast is not None and fast.ready():
+                    fast.write(frames)
+                else:
+                    for frame in frames:
+                        await ws.send(frame)
+                self.stats.frames_sent += len(frames)
                 if pending is not None and probe is not None:
-                    probe.sent(pending, item)
+                    for frame in frames:
+                        probe.sent(pending, frame)
+                if closing:
+                    return
         except ConnectionClosed as exc:
             self._write_error = exc
         except Exception as exc:
