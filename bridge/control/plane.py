@@ -82,8 +82,7 @@ class ControlPlane:
         self.manager.draining = True
         sip = self.manager.sip
         if sip is not None:
-            sip.core.retry_after = self.settings.calls.retry_after_s
-            sip.drain()
+            sip.drain(retry_after=self.settings.calls.retry_after_s)
         n = len(self.manager.calls)
         log.info("draining: %d live call(s), up to %.0f s", n, limit)
         try:
