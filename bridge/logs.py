@@ -19,7 +19,7 @@ __all__ = ["SecretFilter", "redact_secrets", "setup_logging"]
 _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
     re.compile(r"(openai-insecure-api-key\.)[^\s'\",]+"),
-    re.compile(r"\b(sk-|ek_|rtb_|xai-)[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"\b(sk-|ek_|rtb_|xai-|whsec_)[A-Za-z0-9_\-+/=]{6,}"),
     re.compile(r"(?i)((?:password|api_key|secret)\s*[=:]\s*['\"]?)[^\s'\",]+"),
     re.compile(r"(?i)(response=\")[0-9a-f]+"),
 ]

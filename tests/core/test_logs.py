@@ -15,6 +15,7 @@ from bridge.logs import SecretFilter, redact_secrets
         "Authorization: Bearer sk-proj-abcdefghijkl",
         "subprotocol openai-insecure-api-key.ek_1234567890abcdef",
         "key rtb_AAAAAAAAAAAAAAAAAAAAAAAA",
+        "webhook secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "password=hunter2hunter2",
         'Authorization: Digest username="bob", response="0123456789abcdef"',
     ],
@@ -26,6 +27,7 @@ def test_redaction(secret_text: str) -> None:
         "sk-proj-abcdefghijkl",
         "ek_1234567890abcdef",
         "rtb_AAAA",
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         "hunter2",
         "0123456789abcdef",
     ):
