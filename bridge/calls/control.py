@@ -15,7 +15,9 @@ turns that knowledge and the agent's events into call behaviour:
 * **no response collisions**: rtbridge never sends ``response.create`` while a response is
   active; DTMF messages, tool results and injected messages wait in a queue until
   ``response.done`` (a VAD-created response that wins a race sends ours back to the queue);
-* **DTMF**: each digit becomes ``input_audio_buffer.dtmf_event_received`` for clients, and per
+* **DTMF** (RFC 4733 and SIP INFO on phone calls; on browser calls a client event
+  ``input_audio_buffer.dtmf`` or ``input_audio_buffer.dtmf_event_received`` with ``event``
+  or ``digit``): each digit becomes ``input_audio_buffer.dtmf_event_received`` for clients, and per
   the profile's policy a user message (single digits, or collected until the terminator or a
   timeout) followed by ``response.create``, or an action (hang up, mute, transfer);
 * **telephony tools**: ``end_call``, ``transfer_call(target)`` and ``send_dtmf(digits)`` are
@@ -56,6 +58,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+#: Client events that carry keypad digits (a browser has no RTP events): the GA server
+#: event's name used as a client event, and rtbridge's own ``input_audio_buffer.dtmf``.
+DTMF_CLIENT_EVENTS = frozenset(
+    {"input_audio_buffer.dtmf_event_received", "input_audio_buffer.dtmf"}
+)
 
 TELEPHONY_TOOLS: tuple[dict[str, Any], ...] = (
     {
@@ -348,6 +355,12 @@ class CallControl:
         kind = event.get("type")
         if kind == "output_audio_buffer.clear":
             self.barge_in(cancel=False)
+            return None
+        if kind in DTMF_CLIENT_EVENTS:
+            # keypad digits from a browser (data channel) or an operator (sideband)
+            digits = str(event.get("event") or event.get("digit") or "")
+            for digit in digits:
+                self.on_dtmf(digit.upper(), "client")
             return None
         if kind == "session.update" and self.profile.telephony_tools:
             session = event.get("session")

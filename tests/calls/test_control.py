@@ -325,3 +325,18 @@ def test_tool_merge_keeps_clients_tools_and_ours_once(existing: list[dict[str, A
     names = [t["name"] for t in merged["tools"]]
     assert names.count("end_call") == 1 and {"transfer_call", "send_dtmf"} <= set(names)
     assert ("lookup" in names) == any(t["name"] == "lookup" for t in existing)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "input_audio_buffer.dtmf", "event": "4"},
+        {"type": "input_audio_buffer.dtmf_event_received", "digit": "4"},
+    ],
+)
+def test_client_dtmf_event_is_a_keypad_digit(event: dict[str, Any]) -> None:
+    rig = Rig()
+    assert rig.control.on_client_event(event) is None  # not forwarded upstream as is
+    assert rig.emitted[0]["type"] == "input_audio_buffer.dtmf_event_received"
+    assert rig.emitted[0]["event"] == "4"
+    assert "pressed 4" in rig.drain()[0]["item"]["content"][0]["text"]

@@ -27,8 +27,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# playwright-core drives Debian's Chromium (never a downloaded browser).
-if command -v npm >/dev/null && [ ! -d "$here/node_modules/playwright-core" ]; then
+# playwright-core drives Debian's Chromium (never a downloaded browser); @openai/agents-realtime
+# is the browser SDK the tests load. `npm ls` fails when any package.json dependency is missing.
+if command -v npm >/dev/null && ! (cd "$here" && npm ls --depth=0 >/dev/null 2>&1); then
   (cd "$here" && npm install --silent --no-audit --no-fund >/dev/null)
 fi
 echo "peers ready"
