@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bridge.calls.agent_session import AgentSession
-from bridge.calls.control import CallControl
-from bridge.calls.observers import EventFanout
+from bridge.calls.info import CallInfo
 from bridge.calls.rtp_endpoint import RtpEndpoint
+from bridge.calls.scope import CallScope
 from bridge.calls.sip_media import SipMedia
-from bridge.calls.ticker import FrameTicker
+from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.config import AgentProfile
 from bridge.errors import UpstreamError
 from bridge.records import CallStore
@@ -43,28 +41,11 @@ __all__ = ["Call", "CallInfo"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class CallInfo:
-    """What the control plane and records show about a call."""
+class Call(CallScope):
+    """One SIP call (see the module docstring); the lifetime is :class:`CallScope`'s."""
 
-    call_id: str
-    direction: str
-    from_uri: str
-    to_uri: str
-    profile_name: str
-    trunk: str | None
-    codec: str
-    session_format: str
-    offered_at: float
-    answered_at: float | None = None
-    ended_at: float | None = None
-    end_reason: str | None = None
-    sip_status: int | None = None
-    on_hold: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    leg_name = "sip call"
 
-
-class Call:
     def __init__(
         self,
         info: CallInfo,
@@ -80,35 +61,22 @@ class Call:
         on_released: Callable[[Call], None],
         time_fn: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.info = info
-        self.id = info.call_id
+        super().__init__(
+            info,
+            agent=agent,
+            media=media,
+            profile=profile,
+            store=store,
+            ticker=ticker,
+            on_released=on_released,
+            time_fn=time_fn,
+        )
         self.sip = sip
-        self.agent = agent
         self.endpoint = endpoint
         self.media = media
-        self.profile = profile
-        self.store = store
-        self.ticker = ticker
         self.rtp_timeout_s = rtp_timeout_s
-        self._on_released = on_released
-        self._now = time_fn
-        self._ended = asyncio.Event()
-        self._end_reason = "unknown"
-        self._end_status: int | None = None
         self._remote_gone = False
-        self._started_at = time_fn()
         self._resumed_at = self._started_at  # RTP idleness counts from here at the earliest
-        self.events = EventFanout()  # every server event of the call, for observers
-        self.control = CallControl(
-            profile=profile,
-            media=media,
-            leg=self,
-            send=agent.send,
-            emit=self.events.publish,
-            log_event=lambda kind, data: store.log_event(self.id, kind, data),
-            session=lambda: agent.session,
-            now=time_fn,
-        )
 
     # -- wiring for the media path (called from SipMedia, synchronously) -------------------
 
@@ -124,55 +92,18 @@ class Call:
         self.sip.refer(target)
         return True
 
-    # -- lifetime ------------------------------------------------------------------------
+    # -- the leg's part of the call's scope ------------------------------------------------
 
-    def end(self, reason: str, status: int | None = None) -> None:
-        """Ask the call to end (idempotent: the first reason wins)."""
-        if not self._ended.is_set():
-            self._end_reason, self._end_status = reason, status
-            self._ended.set()
+    def _tasks(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._sip_events(), self._agent_events(), self._watchdog()]
 
-    @property
-    def ended(self) -> bool:
-        return self._ended.is_set()
+    def _tick_sinks(self) -> list[TickSink]:
+        return [self.media, self.control]
 
-    async def run(self) -> None:
-        """The call's scope: its tasks run until it ends; then everything is released."""
-        self.ticker.add(self.media)
-        self.ticker.add(self.control)
-        tasks = [
-            asyncio.create_task(self.control.run(), name=f"{self.id} control"),
-            asyncio.create_task(self._sip_events(), name=f"{self.id} sip"),
-            asyncio.create_task(self._agent_events(), name=f"{self.id} agent"),
-            asyncio.create_task(self._watchdog(), name=f"{self.id} watchdog"),
-        ]
-        try:
-            await self._ended.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await self._release()
-
-    async def _release(self) -> None:
-        self.ticker.remove(self.media)
-        self.ticker.remove(self.control)
-        self.events.close()
+    async def _close_leg(self) -> None:
         if not self._remote_gone:
             self.sip.hangup()
-        await self.agent.close()
         self.endpoint.close()
-        info = self.info
-        info.ended_at = time.time()
-        info.end_reason = self._end_reason
-        info.sip_status = self._end_status
-        self.store.call_ended(
-            self.id, reason=self._end_reason, sip_status=self._end_status, stats=self.stats()
-        )
-        log.info("call %s ended: %s", self.id, self._end_reason)
-        self._on_released(self)
 
     def stats(self) -> dict[str, Any]:
         m, e, r = self.media.stats, self.endpoint.stats, self.media.reorder.stats
@@ -251,14 +182,6 @@ class Call:
             self.end(reason)
             return
         self.end("upstream-lost")
-
-    async def send_client_event(self, event: dict[str, Any]) -> None:
-        """A GA client event from outside the call (sideband, control plane) into the agent
-        session, through call control (``session.update`` keeps the leg's audio formats and the
-        telephony tools; ``response.create`` waits for the active response)."""
-        forward = self.control.on_client_event(event)
-        if forward is not None:
-            self.control.forward(forward)
 
     def _on_agent_event(self, event: dict[str, Any]) -> None:
         if self.control.on_agent_event(event):

@@ -27,7 +27,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -35,9 +35,8 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bridge.calls.agent_session import AgentSession
-from bridge.calls.call import CallInfo
-from bridge.calls.control import CallControl
-from bridge.calls.observers import EventFanout
+from bridge.calls.info import CallInfo
+from bridge.calls.scope import CallScope
 from bridge.calls.ticker import FrameTicker
 from bridge.config import AgentProfile
 from bridge.errors import UpstreamError
@@ -61,7 +60,9 @@ def _dumps(event: dict[str, Any]) -> str:
     return orjson.dumps(event).decode()
 
 
-class WebRtcCall:
+class WebRtcCall(CallScope):
+    leg_name = "webrtc call"
+
     def __init__(
         self,
         info: CallInfo,
@@ -77,24 +78,22 @@ class WebRtcCall:
         on_released: Callable[[WebRtcCall], None],
         time_fn: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.info = info
-        self.id = info.call_id
         self.pc = pc
-        self.agent = agent
         self.media = media
-        self.profile = profile
-        self.store = store
-        self.ticker = ticker
         self.connect_timeout_s = connect_timeout_s
         self.media_timeout_s = media_timeout_s
-        self._on_released = on_released
-        self._now = time_fn
-        self._ended = asyncio.Event()
-        self._end_reason = "unknown"
-        self._started_at = time_fn()
         self._connected_at: float | None = None
-        self.events = EventFanout()  # every server event of the call, for observers
         self.channel: RTCDataChannel | None = None
+        super().__init__(
+            info,
+            agent=agent,
+            media=media,
+            profile=profile,
+            store=store,
+            ticker=ticker,
+            on_released=on_released,
+            time_fn=time_fn,
+        )
         self._pending: list[str] = []  # server events before the channel opened
         self.pending_dropped = 0
         self._inbox: asyncio.Queue[str] = asyncio.Queue(_INBOX_MAX)
@@ -104,16 +103,6 @@ class WebRtcCall:
         self.channel_in = 0
         self.channel_out = 0
         self._counter = 0
-        self.control = CallControl(
-            profile=profile,
-            media=media,
-            leg=self,
-            send=agent.send,
-            emit=self._publish,
-            log_event=lambda kind, data: store.log_event(self.id, kind, data),
-            session=lambda: agent.session,
-            now=time_fn,
-        )
         media.on_playback = self._on_playback
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
@@ -170,50 +159,14 @@ class WebRtcCall:
 
     # -- lifetime ------------------------------------------------------------------------
 
-    def end(self, reason: str, status: int | None = None) -> None:
-        """Ask the call to end (idempotent: the first reason wins)."""
-        del status
-        if not self._ended.is_set():
-            self._end_reason = reason
-            self._ended.set()
+    def _tasks(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._agent_events(), self._client_events(), self._caller_audio(), self._watchdog()]
 
-    @property
-    def ended(self) -> bool:
-        return self._ended.is_set()
-
-    async def run(self) -> None:
-        """The call's scope: its tasks run until it ends; then everything is released."""
-        self.ticker.add(self.control)
-        tasks = [
-            asyncio.create_task(self.control.run(), name=f"{self.id} control"),
-            asyncio.create_task(self._agent_events(), name=f"{self.id} agent"),
-            asyncio.create_task(self._client_events(), name=f"{self.id} channel"),
-            asyncio.create_task(self._caller_audio(), name=f"{self.id} audio"),
-            asyncio.create_task(self._watchdog(), name=f"{self.id} watchdog"),
-        ]
-        try:
-            await self._ended.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await self._release()
-
-    async def _release(self) -> None:
+    async def _close_leg(self) -> None:
         self.ticker.remove(self.media)
-        self.ticker.remove(self.control)
-        self.events.close()
         self.media.track.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
-        await self.agent.close()
-        self.info.ended_at = time.time()
-        self.info.end_reason = self._end_reason
-        self.store.call_ended(self.id, reason=self._end_reason, stats=self.stats())
-        log.info("webrtc call %s ended: %s", self.id, self._end_reason)
-        self._on_released(self)
 
     def stats(self) -> dict[str, Any]:
         m, p = self.media.stats, self.media.playout.stats
@@ -259,15 +212,6 @@ class WebRtcCall:
                 self._error_to_client("an event is a JSON object with a 'type'", "invalid_event")
                 continue
             await self.send_client_event(event)
-
-    async def send_client_event(self, event: dict[str, Any]) -> None:
-        """A GA client event (data channel, sideband, control plane) into the call, through
-        call control: ``output_audio_buffer.clear`` flushes our playout, ``response.create``
-        waits for the active response, and the agent session's ``session.update`` keeps the
-        leg's audio formats."""
-        forward = self.control.on_client_event(event)
-        if forward is not None:
-            self.control.forward(forward)
 
     def transfer(self, target: str) -> bool:
         """A browser call cannot be transferred (there is no SIP dialog to REFER)."""
