@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from bridge.bench import _sipp
 from bridge.config import Settings
 from media.g711 import ulaw_encode
 
@@ -125,92 +126,12 @@ def _tone_file(path: Path) -> Path:
     return path
 
 
-_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<!-- rtbridge bench sip: a caller streaming u-law RTP until the callee hangs up
-     (or, as a bound, for HOLD_MS, after which it sends BYE itself). -->
-<scenario name="rtbridge bench sip caller">
-  <send retrans="500">
-    <![CDATA[
-      INVITE sip:bench@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:bench@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[media_ip_type] [media_ip]
-      t=0 0
-      m=audio [media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-      a=ptime:20
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send>
-    <![CDATA[
-      ACK sip:bench@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:bench@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 1 ACK
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop><action><exec rtp_stream="TONE_FILE,-1,0"/></action></nop>
-  <recv request="BYE" timeout="HOLD_MS" ontimeout="1"/>
-  <send next="2">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <label id="1"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE sip:bench@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:bench@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" crlf="true"/>
-  <label id="2"/>
-</scenario>
-"""
-
-
 def _scenario(path: Path, tone: Path, hold_s: float) -> Path:
-    text = _SCENARIO.replace("TONE_FILE", str(tone)).replace("HOLD_MS", str(int(hold_s * 1000)))
-    path.write_text(text)
+    """A caller streaming the tone until the callee hangs up (or, as a bound, for ``hold_s``,
+    after which it sends BYE itself)."""
+    path.write_text(
+        _sipp.uac(_sipp.stream(tone, loops=-1), _sipp.bye_or_hang_up(int(hold_s * 1000), 2))
+    )
     return path
 
 
