@@ -21,12 +21,12 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
+from bridge.bench._proc import cpu_seconds
 from bridge.config import Settings
 
 __all__ = ["run"]
@@ -42,11 +42,6 @@ DELTA = (
     + '"}'
 )
 BETA_DELTA = DELTA.replace("response.output_audio.delta", "response.audio.delta")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -126,18 +121,18 @@ async def _measure(dialect: str, appends: int, deltas: int, pings: int) -> dict[
                 await _ping_pong(ws, up, 50)
                 relay_lat = await _ping_pong(ws, up, pings)
 
-                cpu0 = _cpu_seconds(proc.pid)
+                cpu0 = cpu_seconds(proc.pid)
                 for _ in range(appends):
                     await ws.send(APPEND)
                 for _ in range(appends):
                     await up.got.get()
-                append_cpu = (_cpu_seconds(proc.pid) - cpu0) / appends * 1e6
+                append_cpu = (cpu_seconds(proc.pid) - cpu0) / appends * 1e6
 
-                cpu0 = _cpu_seconds(proc.pid)
+                cpu0 = cpu_seconds(proc.pid)
                 up.burst.put_nowait(deltas)
                 for _ in range(deltas):
                     await ws.recv()
-                delta_cpu = (_cpu_seconds(proc.pid) - cpu0) / deltas * 1e6
+                delta_cpu = (cpu_seconds(proc.pid) - cpu0) / deltas * 1e6
         finally:
             proc.terminate()
             await proc.wait()

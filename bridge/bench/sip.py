@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from bridge.bench import _sipp
+from bridge.bench._proc import cpu_seconds, rss_kb
 from bridge.config import Settings
 from media.g711 import ulaw_encode
 
@@ -71,19 +72,6 @@ PACKETS_PER_S = 50
 
 
 # -- small helpers ------------------------------------------------------------------------
-
-
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process, all threads (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _port_free(port: int) -> bool:
@@ -382,14 +370,14 @@ class _Window:
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.t0 = time.monotonic()
-        self.cpu0 = {k: _cpu_seconds(p) for k, p in pids.items()}
+        self.cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
         self.machine0 = _machine_ticks()
         self.pressure0 = _cpu_pressure_us()
         self.machine: dict[str, float | None] = {}
 
     def close(self) -> tuple[float, dict[str, float]]:
         wall = time.monotonic() - self.t0
-        cpu = {k: _cpu_seconds(p) - self.cpu0[k] for k, p in self.pids.items()}
+        cpu = {k: cpu_seconds(p) - self.cpu0[k] for k, p in self.pids.items()}
         d = [b - a for a, b in zip(self.machine0, _machine_ticks(), strict=False)]
         total = sum(d[:8]) or 1
         self.machine = {
@@ -494,7 +482,7 @@ async def _case(
             tmp,
         )
         await asyncio.sleep(0.5)
-        rss_idle = _rss_kb(child.pid)
+        rss_idle = rss_kb(child.pid)
         floor = await _Floor.start(calls, hold, tone, tmp / "floor")
         await load.start(int(child.ready["sip_port"]))
         assert load.proc is not None and floor.load.proc is not None
@@ -515,7 +503,7 @@ async def _case(
         await asyncio.sleep(seconds)
         wall, cpu = window.close()
         machine = window.machine
-        rss_loaded = _rss_kb(child.pid)
+        rss_loaded = rss_kb(child.pid)
         snap = await child.ask("snapshot cpu")
         floor_result = await floor.result(cpu["floor"], wall)
         await floor.close()  # the latency window is rtbridge's alone

@@ -26,13 +26,13 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 from numpy.typing import NDArray
 
+from bridge.bench._proc import cpu_seconds, rss_kb
 from bridge.config import Settings
 from bridge.webrtc.peer import ClientPeer
 from media.codecs._pyav import PyAVEncoder
@@ -43,18 +43,6 @@ KEY = "rtb_bench_webrtc"
 TALK_S = 1.2
 PAUSE_S = 2.4
 IDLE_S = 3.0
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _utterance() -> NDArray[np.int16]:
@@ -149,10 +137,10 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
             )
             url = line.split("listening on ", 1)[1].strip()
             await asyncio.sleep(1.0)
-            idle0, ti0 = _cpu_seconds(serve.pid), time.monotonic()
+            idle0, ti0 = cpu_seconds(serve.pid), time.monotonic()
             await asyncio.sleep(IDLE_S)  # the process with no calls: ticker, loop, records
-            idle = (_cpu_seconds(serve.pid) - idle0) / (time.monotonic() - ti0)
-            rss_idle = _rss_kb(serve.pid)
+            idle = (cpu_seconds(serve.pid) - idle0) / (time.monotonic() - ti0)
+            rss_idle = rss_kb(serve.pid)
             utterance = _encoded(_utterance())
             async with httpx.AsyncClient(timeout=60) as http:
                 for _ in range(calls):
@@ -165,10 +153,10 @@ async def _measure(calls: int, seconds: float) -> dict[str, Any]:
             await asyncio.sleep(3.0)  # warm-up: every call connected and talking
             heard0 = [p.heard_samples for p in peers]
             answers0 = [_answers(p) for p in peers]
-            cpu0, agent0, t0 = _cpu_seconds(serve.pid), _cpu_seconds(agent.pid), time.monotonic()
+            cpu0, agent0, t0 = cpu_seconds(serve.pid), cpu_seconds(agent.pid), time.monotonic()
             await asyncio.sleep(seconds)
-            cpu1, agent1, t1 = _cpu_seconds(serve.pid), _cpu_seconds(agent.pid), time.monotonic()
-            rss_calls = _rss_kb(serve.pid)
+            cpu1, agent1, t1 = cpu_seconds(serve.pid), cpu_seconds(agent.pid), time.monotonic()
+            rss_calls = rss_kb(serve.pid)
             wall = t1 - t0
             heard = [
                 (p.heard_samples - h) / 48000 / wall for p, h in zip(peers, heard0, strict=True)
