@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support.peers import require_peer
 from tests.support.procs import RTBRIDGE, run_rtbridge
 from tests.support.servers import free_port
+from tests.support.tls import make_cert
 
 
 def test_help_lists_subcommands() -> None:
@@ -64,30 +64,7 @@ async def test_generated_key_is_stored_not_printed(tmp_path: Path) -> None:
 
 
 async def test_tls_serves_wss(tmp_path: Path) -> None:
-    openssl = require_peer("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_cert(tmp_path)
     env = {"RTBRIDGE_API_KEY": "k", "XDG_DATA_HOME": str(tmp_path)}
     async with run_rtbridge(
         "serve",

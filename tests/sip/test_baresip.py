@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from sip.settings import SipSettings
 from tests.sip.baresip_support import make_confdir, start_baresip, stop_baresip
 from tests.sip.sipp_support import ANSWER_SDP, endpoint, free_port
 from tests.support.peers import require_peer
+from tests.support.tls import make_cert
 
 pytestmark = pytest.mark.peer("baresip")
 
@@ -105,36 +105,8 @@ def _free_pair() -> int:
     raise RuntimeError("no free port pair")
 
 
-def _make_cert(tmp: Path) -> tuple[Path, Path]:
-    openssl = require_peer("openssl")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 async def test_baresip_calls_rtbridge_over_tls(tmp_path: Path) -> None:
-    cert, key = _make_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     answerer = _Answerer()
     settings = SipSettings(
         bind_host="127.0.0.1",
@@ -160,7 +132,7 @@ async def test_baresip_calls_rtbridge_over_tls(tmp_path: Path) -> None:
 async def test_rtbridge_calls_baresip_over_tls(tmp_path: Path) -> None:
     """Outbound TLS, verifying baresip's certificate against the test's CA (the cert itself)."""
     baresip = require_peer("baresip")
-    cert, key = _make_cert(tmp_path)
+    cert, key = make_cert(tmp_path)
     port = _free_pair()  # baresip listens for TLS on its SIP port + 1
     confdir = make_confdir(tmp_path / "bs", port, tls=(cert, key))
     proc = await start_baresip(baresip, confdir, seconds=12)
