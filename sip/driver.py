@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sip.errors import SipError
-from sip.events import CallEnded, CallEvent, CallOffered
+from sip.events import CallEnded, CallEvent, CallOffered, CallRefused
 from sip.headers import NameAddr
 from sip.message import Request, Response
 from sip.policy import make_policy
@@ -86,7 +86,9 @@ Decision = Answer | Reject | None
 
 
 class CallHandler(Protocol):
-    """The owner of inbound calls. ``on_offer`` may ring first (``call.ring()``)."""
+    """The owner of inbound calls. ``on_offer`` may ring first (``call.ring()``). A handler
+    may also define ``on_refused(event: CallRefused) -> None`` to learn of INVITEs the core
+    refused before offering them (policy 403, draining 503); it is called when present."""
 
     async def on_offer(self, call: SipCall) -> Decision: ...
 
@@ -418,6 +420,10 @@ class SipEndpoint:
                 call = SipCall(self, item.call_id, item)
                 self.calls[item.call_id] = call
                 self._spawn(self._offer(call))
+            elif isinstance(item, CallRefused):
+                on_refused = getattr(self.handler, "on_refused", None)
+                if on_refused is not None:
+                    on_refused(item)
             else:
                 call_or_none = self.calls.get(item.call_id)
                 if call_or_none is not None:

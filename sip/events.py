@@ -18,6 +18,7 @@ __all__ = [
     "CallEnded",
     "CallEvent",
     "CallOffered",
+    "CallRefused",
     "CallRinging",
     "DtmfReceived",
     "EndReason",
@@ -53,6 +54,21 @@ class CallOffered:
     sdp: bytes
     source: Peer
     trunk: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRefused:
+    """An inbound INVITE the core refused before offering it: trunk policy (403) or draining
+    (503). Digest challenges (401/407) are part of authentication, not refusals: not reported.
+    The owner records it (an operator wants to see who knocked)."""
+
+    call_id: str
+    caller: NameAddr
+    callee: NameAddr
+    request_uri: str
+    source: Peer
+    status: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +143,7 @@ class CallEnded:
 
 CallEvent = (
     CallOffered
+    | CallRefused
     | CallRinging
     | CallAnswered
     | RemoteSdpChanged

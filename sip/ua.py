@@ -25,7 +25,7 @@ from sip.auth import AuthError, DigestClient, choose_challenge
 from sip.call import Call, CallEv, Direction, Pending
 from sip.dialog import make_response, new_branch, new_tag
 from sip.errors import SipError, SipParseError, SipStateError
-from sip.events import CallEvent, CallOffered
+from sip.events import CallEvent, CallOffered, CallRefused
 from sip.headers import Headers, NameAddr, Via
 from sip.message import Request, Response, parse_message
 from sip.policy import Allow, Deny, Policy, loopback_only
@@ -433,10 +433,13 @@ class SipCore:
         if self.draining:
             retry = [] if self.retry_after is None else [("Retry-After", str(self.retry_after))]
             self._reply(tx, req, 503, now, extra=Headers(retry))
+            self._refused(req, peer, 503, "draining")
             return
         verdict = self.policy(req, peer, now)
         if isinstance(verdict, Deny):
             self._reply(tx, req, verdict.status, now, verdict.reason, Headers(verdict.headers))
+            if verdict.status not in (401, 407):  # a challenge is not a refusal
+                self._refused(req, peer, verdict.status, verdict.reason or "policy")
             return
         call = Call(self, req.call_id, Direction.INBOUND, req, tx.peer, verdict.trunk)
         call.server_tx = tx
@@ -445,6 +448,9 @@ class SipCore:
         self.emit(
             CallOffered(call.id, req.from_, req.to, str(req.uri), req.body, peer, verdict.trunk)
         )
+
+    def _refused(self, req: Request, peer: Peer, status: int, reason: str) -> None:
+        self.emit(CallRefused(req.call_id, req.from_, req.to, str(req.uri), peer, status, reason))
 
     def _on_cancel(self, req: Request, tx: object, now: float) -> None:
         invite_tx = self.layer.invite_for_cancel(req)

@@ -39,7 +39,7 @@ from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
 from media.rtp import RtpPacket
 from sip.driver import Answer, Decision, Reject, SipCall, SipEndpoint
-from sip.events import CallAnswered, CallEnded, CallRinging
+from sip.events import CallAnswered, CallEnded, CallRefused, CallRinging
 from sip.sdp import (
     Negotiated,
     NegotiationError,
@@ -232,6 +232,28 @@ class CallManager:
         return None
 
     # -- inbound -------------------------------------------------------------------------
+
+    def on_refused(self, event: CallRefused) -> None:
+        """An INVITE the SIP core refused before offering it (trunk policy, draining): no
+        agent session was opened, but the attempt is recorded (who knocked, and the answer)."""
+        call_id = self._new_id()
+        self.store.call_offered(
+            call_id,
+            direction="inbound",
+            leg="sip",
+            from_uri=str(event.caller.uri),
+            to_uri=event.request_uri,
+        )
+        self.store.update_call(
+            call_id,
+            extra={
+                "sip_call_id": event.call_id,
+                "source": f"{event.source.host}:{event.source.port}",
+            },
+        )
+        reason = "refused-by-policy" if event.status == 403 else event.reason
+        self.store.call_ended(call_id, reason=reason, sip_status=event.status)
+        self._lifecycle("call.ended", call_id, reason=reason, sip_status=event.status)
 
     async def on_offer(self, sip_call: SipCall) -> Decision:
         offer = sip_call.offer

@@ -271,6 +271,10 @@ async def test_invite_from_outside_the_trunk_allowlist_gets_403(
     assert res.returncode == 0, res.summary()
     assert stack.agent.sessions == []  # nobody pays for an agent session for a stranger
     assert stack.manager.calls == {}
+    stack.store.flush()
+    (record,) = stack.store.list_calls()  # the attempt is on record: who knocked, the answer
+    assert (record.end_reason, record.sip_status) == ("refused-by-policy", 403)
+    assert record.extra["source"].startswith("127.0.0.1:")
 
 
 @pytest.mark.parametrize("stack_options", [{"calls": {"max_calls": 1, "retry_after_s": 17}}])

@@ -198,3 +198,17 @@ def test_ipv6_advertised_host_is_bracketed() -> None:
     [send] = [s for s in core.drain() if isinstance(s, Send)]
     assert send.peer == Peer("udp", "::1", 5062)
     assert parse_message(bytes(send.message)).call_id == cid
+
+
+def test_refusals_are_reported_challenges_are_not() -> None:
+    from sip.events import CallRefused
+
+    core = SipCore(CoreConfig())
+    core.receive(_request("INVITE"), STRANGER, 0.0)
+    refused = [e for e in core.drain() if isinstance(e, CallRefused)]
+    assert [(e.status, e.source) for e in refused] == [(403, STRANGER)]
+    core.draining = True
+    core.receive(
+        _request("INVITE").replace(b"invite1", b"invite2").replace(b"invite-1", b"i-2"), LOOP, 0.0
+    )
+    assert [e.status for e in core.drain() if isinstance(e, CallRefused)] == [503]
