@@ -360,8 +360,9 @@ async def _detail(
     try:
         if call is not None:
             yield _sse("info", {**live_view(call), "stats": call_stats(call, full=True)})
-            # events logged just before we subscribed may still sit in the writer's queue
-            await asyncio.to_thread(store.flush, 5.0)
+        # what was logged just before (a call that just ended: its record too) may still sit
+        # in the writer's queue
+        await asyncio.to_thread(store.flush, 5.0)
         log = await asyncio.to_thread(store.events, call_id)
         yield _sse("log", [log_entry(e) for e in log])
         seq = log[-1].seq if log else 0
