@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from bridge.calls.call import CallInfo
+from bridge.calls.info import CallInfo
 from bridge.records import CallEvent, CallRecord
 
 __all__ = [

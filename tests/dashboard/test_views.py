@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.calls.call import CallInfo
+from bridge.calls.info import CallInfo
 from bridge.dashboard.views import call_stats, live_view, slim_event
 
 
