@@ -124,6 +124,8 @@ class CallStore:
         self._seq: dict[str, int] = {}
         self._seq_lock = threading.Lock()
         self._error: BaseException | None = None
+        self._queued = 0  # statements handed to the writer ...
+        self._written = 0  # ... and committed (reads flush while these differ)
         self._writer = threading.Thread(target=self._write_loop, name="call-records", daemon=True)
         self._writer.start()
 
@@ -220,6 +222,7 @@ class CallStore:
     def _put(self, stmt: tuple[str, tuple[Any, ...]]) -> None:
         if self._error is not None:
             raise RuntimeError(f"call store writer failed: {self._error}")
+        self._queued += 1
         self._queue.put(stmt)
 
     def _write_loop(self) -> None:
@@ -245,6 +248,7 @@ class CallStore:
                         else:
                             sql, params = cast(tuple[str, tuple[Any, ...]], stmt)
                             db.execute(sql, params)
+                            self._written += 1
                 for stmt in batch:
                     if isinstance(stmt, threading.Event):
                         stmt.set()
@@ -272,6 +276,10 @@ class CallStore:
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read connection that sees every write made before the read (read-your-writes:
+        waits for the writer only when something is still queued)."""
+        if self._queued != self._written and self._writer.is_alive():
+            self.flush()
         db = self._connect()
         db.row_factory = sqlite3.Row
         try:

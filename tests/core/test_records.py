@@ -55,3 +55,13 @@ def test_unknown_field_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bogus"):
         store.update_call("c1", bogus=1)
     store.close()
+
+
+def test_reads_see_every_write_made_before_them(tmp_path: Path) -> None:
+    store = CallStore(tmp_path / "calls.db")
+    for i in range(50):
+        store.call_offered(f"c{i}", direction="inbound", leg="sip")
+        store.call_ended(f"c{i}", reason="remote-bye")
+        rec = store.get_call(f"c{i}")  # no flush: the read waits for the writer itself
+        assert rec is not None and rec.end_reason == "remote-bye"
+    store.close()
