@@ -119,6 +119,7 @@ async def _announce(
         f"rtbridge listening on {http}://{host}:{port}",
         f"  Realtime relay: {ws}://{host}:{port}/v1/realtime",
         *([f"  demo page: {http}://{host}:{port}/"] if settings.webrtc.demo else []),
+        f"  ops dashboard: {http}://{host}:{port}/dashboard",
         f"  upstream: {upstream_label}",
         "  server key: "
         + (f"stored in {key_path} (owner-only)" if key_path else "from $RTBRIDGE_API_KEY"),

@@ -202,6 +202,7 @@ def uac_rejected(status: int, header: str | None = None) -> str:
     if check:  # SIPp insists an assigned variable is referenced
         recv = f'<recv response="{status}">{check}</recv>\n  <Reference variables="1"/>'
     ack = f"""  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
   {recv}
   <send>
     <![CDATA[

@@ -215,6 +215,23 @@ class CallManager:
             environ=self.environ,
         )
 
+    async def _open_endpoint(self, attempts: int = 8) -> RtpEndpoint:
+        """Bind an RTP/RTCP port pair. A pair held by another process is skipped (it returns
+        to the pool) and the next one is tried. Raises :class:`PortsExhausted`."""
+        last: OSError | None = None
+        for _ in range(max(1, min(attempts, self.ports.capacity))):
+            port = self.ports.acquire()
+            endpoint = RtpEndpoint(self.settings.calls.rtp_host, port, on_rtp=lambda _p: None)
+            try:
+                await endpoint.open()
+            except OSError as exc:
+                last = exc
+                self.ports.release(port)
+                log.warning("RTP port %d cannot be bound (%s); trying the next pair", port, exc)
+                continue
+            return endpoint
+        raise PortsExhausted(f"no RTP port pair could be bound: {last}")
+
     @property
     def advertise(self) -> str:
         c = self.settings.calls
@@ -329,11 +346,14 @@ class CallManager:
 
         try:
             desc = SessionDescription.parse(offer.sdp.decode("utf-8", "replace"))
-            port = self.ports.acquire()
-        except PortsExhausted:
-            return fail(503, "no-rtp-ports", "No RTP ports available")
         except SdpError as exc:
             return fail(400, "bad-sdp", f"Bad SDP: {exc}")
+        try:
+            endpoint = await self._open_endpoint()
+        except PortsExhausted:
+            return fail(503, "no-rtp-ports", "No RTP ports available")
+        port = endpoint.port
+        started = False
         try:
             try:
                 answer = negotiate(desc, self.settings.sip.codecs, self.advertise, port)
@@ -349,7 +369,6 @@ class CallManager:
             if self.incoming is not None:
                 verdict = await self.incoming(call_id, sip_call, profile_name, profile)
                 if isinstance(verdict, Reject):
-                    self.ports.release(port)
                     return fail(verdict.status, "rejected", verdict.reason or "Rejected")
                 profile_name, profile = verdict
                 self.store.update_call(call_id, profile=profile_name)
@@ -365,7 +384,7 @@ class CallManager:
                     call_id, reason=sip_call.ended.reason.value, sip_status=sip_call.ended.status
                 )
                 return None
-            call = await self._start_call(
+            await self._start_call(
                 call_id,
                 sip_call,
                 agent,
@@ -378,16 +397,14 @@ class CallManager:
                 from_uri=from_uri,
                 to_uri=to_uri,
                 trunk=offer.trunk,
+                endpoint=endpoint,
             )
-        except BaseException:
-            if call_id not in self.calls:
+            started = True
+            return Answer(str(answer.sdp).encode())
+        finally:
+            if not started:  # every refusal after the bind gives the port pair back
+                endpoint.close()
                 self.ports.release(port)
-            raise
-        if call is None:
-            self.ports.release(port)
-            await agent.close()
-            return fail(503, "rtp-bind-failed", "Cannot bind RTP port")
-        return Answer(str(answer.sdp).encode())
 
     async def _start_call(
         self,
@@ -404,16 +421,9 @@ class CallManager:
         from_uri: str,
         to_uri: str,
         trunk: str | None,
-        endpoint: RtpEndpoint | None = None,
-    ) -> Call | None:
+        endpoint: RtpEndpoint,
+    ) -> Call:
         loop = asyncio.get_running_loop()
-        if endpoint is None:
-            endpoint = RtpEndpoint(self.settings.calls.rtp_host, port, on_rtp=lambda _p: None)
-            try:
-                await endpoint.open()
-            except OSError as exc:
-                log.warning("call %s: RTP bind failed on %d: %s", call_id, port, exc)
-                return None
         info = CallInfo(
             call_id=call_id,
             direction=direction,
@@ -518,16 +528,11 @@ class CallManager:
         if why is not None:
             raise CallNotAllowed(f"cannot place calls now: {why}")
         try:
-            port = self.ports.acquire()
+            endpoint = await self._open_endpoint()
         except PortsExhausted as exc:
             raise CallNotAllowed(str(exc)) from exc
+        port = endpoint.port
         call_id = self._new_id()
-        endpoint = RtpEndpoint(self.settings.calls.rtp_host, port, on_rtp=lambda _p: None)
-        try:
-            await endpoint.open()
-        except OSError as exc:
-            self.ports.release(port)
-            raise CallNotAllowed(f"cannot bind RTP port {port}: {exc}") from exc
         offer = make_offer(self.advertise, port, self.settings.sip.codecs)
         self.store.call_offered(
             call_id,
@@ -631,7 +636,7 @@ class CallManager:
             await agent.open()
         except UpstreamError as exc:
             return failed("upstream-unavailable", str(exc))
-        call = await self._start_call(
+        await self._start_call(
             call_id,
             sip_call,
             agent,
@@ -646,6 +651,5 @@ class CallManager:
             trunk=d.trunk,
             endpoint=d.endpoint,
         )
-        assert call is not None
         future.set_result(OutboundResult(call_id, "answered", 200))
         return True

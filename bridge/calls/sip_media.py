@@ -129,7 +129,6 @@ class SipMedia:
         self._resume_pending = False
         self.muted = False
         self._dtmf_out: DtmfSender | None = None
-        self._last_tick = 0.0
 
         # agent -> caller
         if self.pass_through:
@@ -304,7 +303,9 @@ class SipMedia:
             return False
         if self._dtmf_out is None:
             self._dtmf_out = DtmfSender(self.send_state, self._rtp_clock, self.dtmf_payload_type)
-        self._dtmf_out.send(digits, self._last_tick)
+        # start on the next frame of the grid: one packet per tick, and the event's timestamp
+        # is that of the audio frame it replaces
+        self._dtmf_out.send(digits, self._tick_at + FRAME_MS / 1000)
         return True
 
     def hold(self, on_hold: bool, now: float) -> None:
@@ -336,7 +337,15 @@ class SipMedia:
         if self._send_rtcp is not None and now >= self.rtcp.next_deadline(now):
             sources = [self.rx_stats] if self.rx_stats.ssrc is not None else []
             self._send_rtcp(self.rtcp.report(now, sources))
+        tones = self._dtmf_out is not None and self._dtmf_out.sending
+        if tones:
+            assert self._dtmf_out is not None
+            for tone in self._dtmf_out.tick(now):
+                if self._send_rtp(bytes(tone)):
+                    self.stats.rtp_out += 1
         for frame in self.playout.tick(now):
+            if tones:  # RFC 4733 §2.5.1.2: no audio packets while an event is being sent
+                continue
             payload = frame.payload if self.pass_through else self.codec.encode(frame.pcm16())
             pkt = self.send_state.packet(
                 self.payload_type,

@@ -183,3 +183,37 @@ def test_rtcp_reports_every_five_seconds_or_so() -> None:
     assert h.media.stats.rtcp_malformed == 0
     h.media.on_rtcp(b"\x80garbage", h.t)
     assert h.media.stats.rtcp_malformed == 1
+
+
+def test_dtmf_out_is_paced_on_the_audio_clock_and_holds_audio_back() -> None:
+    from media.dtmf import TelephoneEvent
+
+    h = Harness("PCMU", 0, AudioFormat.PCMU)
+    h.tick(5)  # the stream is running
+    assert h.media.send_dtmf("5")
+    start = len(h.rtp)
+    per_tick = []
+    for _ in range(12):
+        before = len(h.rtp)
+        h.tick()
+        per_tick.append(sum(p.payload_type == 101 for p in h.rtp[before:]))
+    sent = h.rtp[start:]
+    events = [p for p in sent if p.payload_type == 101]
+    assert events and events[0].marker  # the first packet of the event carries the marker
+    assert len({p.timestamp for p in events}) == 1  # one event, one timestamp
+    parsed = [TelephoneEvent.parse(p.payload) for p in events]
+    assert parsed[0].event == 5 and sum(e.end for e in parsed) == 3  # end sent three times
+    # paced on the frame clock: 100 ms of updates then three ends, one packet per tick
+    assert max(per_tick) == 1 and sum(per_tick) == 5 + 3
+    # the event's timestamp is on the audio clock: right after the last audio packet's
+    last_audio_before = h.rtp[start - 1]
+    assert 0 <= (events[0].timestamp - last_audio_before.timestamp) & 0xFFFFFFFF <= 320
+    # no audio packets while the tone is sent; audio resumes afterwards
+    first_end = next(
+        i
+        for i, p in enumerate(sent)
+        if p.payload_type == 101 and TelephoneEvent.parse(p.payload).end
+    )
+    assert all(p.payload_type == 101 for p in sent[: first_end + 1])
+    h.tick(10)
+    assert h.rtp[-1].payload_type == 0

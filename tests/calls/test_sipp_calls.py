@@ -309,3 +309,65 @@ async def test_over_max_calls_gets_503_with_retry_after_and_a_record(
     await _records_settled(stack)
     reasons = sorted((r.end_reason, r.sip_status) for r in stack.store.list_calls())
     assert reasons == [("local-hangup", None), ("max-calls", 503)]
+
+
+@pytest.mark.parametrize(
+    "stack_options", [{"profile": {"upstream": {"url": "ws://127.0.0.1:9/v1/realtime"}}}]
+)
+async def test_unreachable_agent_is_503_and_frees_the_rtp_ports(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from tests.calls import sipp_scenario as sc
+
+    sipp = require_peer("sipp")
+    scenario = tmp_path / "rejected.xml"
+    scenario.write_text(sc.uac_rejected(503, header="Retry-After"))
+    res = await run_sipp(
+        sipp,
+        "-sf",
+        str(scenario),
+        f"127.0.0.1:{stack.sip_port}",
+        "-m",
+        "1",
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(free_port()),
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.summary()
+    assert stack.manager.ports.in_use == 0  # every refusal gives the port pair back
+    stack.store.flush()
+    (record,) = stack.store.list_calls()
+    assert (record.end_reason, record.sip_status) == ("upstream-unavailable", 503)
+
+
+async def test_rtp_pair_held_by_another_process_is_skipped(stack: Stack, tmp_path: Path) -> None:
+    import socket
+
+    first = stack.manager.ports._free[0]  # the pair the next call would get
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind(("127.0.0.1", first))
+    try:
+        sipp = require_peer("sipp")
+        res = await run_sipp(
+            sipp,
+            "-sn",
+            "uac",
+            f"127.0.0.1:{stack.sip_port}",
+            "-m",
+            "1",
+            "-d",
+            "300",
+            "-p",
+            str(free_port()),
+            cwd=tmp_path,
+            timeout=30,
+        )
+        assert res.returncode == 0, res.summary()
+        await _records_settled(stack)
+        (record,) = stack.store.list_calls()
+        assert record.end_reason == "remote-bye"
+    finally:
+        squatter.close()
