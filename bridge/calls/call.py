@@ -15,7 +15,6 @@ End reasons recorded: ``remote-bye``, ``local-hangup``, ``upstream-lost``, ``ups
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -28,7 +27,6 @@ from bridge.calls.scope import CallScope
 from bridge.calls.sip_media import SipMedia
 from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.config import AgentProfile
-from bridge.errors import UpstreamError
 from bridge.records import CallStore
 from media.dtmf import DtmfDigit
 from media.playout import PlaybackEvent
@@ -171,67 +169,6 @@ class Call(CallScope):
             self.endpoint.set_remote((target.address, target.port))
             self.endpoint.relatch()
         self._set_hold(is_hold(desc))
-
-    async def _agent_events(self) -> None:
-        try:
-            async for event in self.agent.events():
-                self._on_agent_event(event)
-        except UpstreamError as exc:
-            reason = "upstream-expired" if "expire" in str(exc).lower() else "upstream-lost"
-            self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
-            self.end(reason)
-            return
-        self.end("upstream-lost")
-
-    def _on_agent_event(self, event: dict[str, Any]) -> None:
-        if self.control.on_agent_event(event):
-            self.events.publish(event)
-        kind = event.get("type")
-        if kind == "response.output_audio.delta":
-            delta = event.get("delta")
-            if isinstance(delta, str):
-                self.media.push_agent_audio(
-                    str(event.get("response_id", "")),
-                    str(event.get("item_id", "")),
-                    base64.b64decode(delta),
-                )
-        elif kind == "response.done":
-            response = event.get("response") or {}
-            rid = response.get("id") if isinstance(response, dict) else None
-            if isinstance(rid, str):
-                self.media.mark_done(rid)
-        elif kind == "response.output_audio_transcript.done":
-            self.store.log_event(
-                self.id,
-                "transcript.agent",
-                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
-            )
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            self.store.log_event(
-                self.id,
-                "transcript.user",
-                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
-            )
-        elif kind == "response.function_call_arguments.done":
-            self.store.log_event(
-                self.id,
-                "tool_call",
-                {
-                    "name": event.get("name"),
-                    "call_id": event.get("call_id"),
-                    "arguments": event.get("arguments"),
-                },
-            )
-        elif kind == "error":
-            self.store.log_event(
-                self.id, "error", {"source": "upstream", **(event.get("error") or {})}
-            )
-        elif kind == "session.expired" or (
-            kind == "error"
-            and isinstance(event.get("error"), dict)
-            and event["error"].get("code") == "session_expired"
-        ):
-            self.end("upstream-expired")
 
     async def _watchdog(self) -> None:
         max_s = self.profile.max_duration_s

@@ -13,11 +13,12 @@ A leg supplies :meth:`_tasks`, :meth:`_tick_sinks`, :meth:`_close_leg` and :meth
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.calls.agent_session import AgentSession
 from bridge.calls.control import CallControl, MediaControl
@@ -25,11 +26,26 @@ from bridge.calls.info import CallInfo
 from bridge.calls.observers import EventFanout
 from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.config import AgentProfile
+from bridge.errors import UpstreamError
 from bridge.records import CallStore
 
-__all__ = ["CallScope"]
+__all__ = ["CallScope", "LegMedia"]
 
 log = logging.getLogger(__name__)
+
+#: Transcripts the upstream provides, and the event-log kind each becomes.
+_TRANSCRIPTS = {
+    "response.output_audio_transcript.done": "transcript.agent",
+    "conversation.item.input_audio_transcription.completed": "transcript.user",
+}
+
+
+class LegMedia(MediaControl, Protocol):
+    """A leg's media as the call's scope uses it: call control's needs plus agent audio in."""
+
+    def push_agent_audio(self, response_id: str, item_id: str, audio: bytes) -> bool: ...
+
+    def mark_done(self, response_id: str) -> None: ...
 
 
 class CallScope:
@@ -40,7 +56,7 @@ class CallScope:
         info: CallInfo,
         *,
         agent: AgentSession,
-        media: MediaControl,
+        media: LegMedia,
         profile: AgentProfile,
         store: CallStore,
         ticker: FrameTicker,
@@ -50,6 +66,7 @@ class CallScope:
         self.info = info
         self.id = info.call_id
         self.agent = agent
+        self._leg_media = media
         self.profile = profile
         self.store = store
         self.ticker = ticker
@@ -95,6 +112,52 @@ class CallScope:
     def _publish(self, event: dict[str, Any]) -> None:
         """A server event for the call's clients and observers."""
         self.events.publish(event)
+
+    # -- the agent's events (the same for every leg) -----------------------------------------
+
+    async def _agent_events(self) -> None:
+        try:
+            async for event in self.agent.events():
+                self._on_agent_event(event)
+        except UpstreamError as exc:
+            reason = "upstream-expired" if "expire" in str(exc).lower() else "upstream-lost"
+            self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
+            self.end(reason)
+            return
+        self.end("upstream-lost")
+
+    def _on_agent_event(self, event: dict[str, Any]) -> None:
+        """Call control first (it decides what clients see), then audio and the event log."""
+        if self.control.on_agent_event(event):
+            self._publish(event)
+        kind = event.get("type")
+        if kind == "response.output_audio.delta":
+            delta = event.get("delta")
+            if isinstance(delta, str):
+                self._leg_media.push_agent_audio(
+                    str(event.get("response_id", "")),
+                    str(event.get("item_id", "")),
+                    base64.b64decode(delta),
+                )
+        elif kind == "response.done":
+            response = event.get("response")
+            rid = response.get("id") if isinstance(response, dict) else None
+            if isinstance(rid, str):
+                self._leg_media.mark_done(rid)
+        elif kind in _TRANSCRIPTS:
+            self.store.log_event(
+                self.id,
+                _TRANSCRIPTS[kind],
+                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
+            )
+        elif kind == "error":
+            err = event.get("error")
+            err = err if isinstance(err, dict) else {}
+            self.store.log_event(self.id, "error", {"source": "upstream", **err})
+            if err.get("code") == "session_expired":
+                self.end("upstream-expired")
+        elif kind == "session.expired":
+            self.end("upstream-expired")
 
     # -- lifetime ---------------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ The call ends (reasons recorded): ``ice-failed``, ``ice-timeout`` (never connect
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -39,7 +38,6 @@ from bridge.calls.info import CallInfo
 from bridge.calls.scope import CallScope
 from bridge.calls.ticker import FrameTicker
 from bridge.config import AgentProfile
-from bridge.errors import UpstreamError
 from bridge.records import CallStore
 from bridge.webrtc.media import WebRtcMedia
 from media.playout import PlaybackEvent
@@ -217,54 +215,6 @@ class WebRtcCall(CallScope):
         """A browser call cannot be transferred (there is no SIP dialog to REFER)."""
         self.store.log_event(self.id, "transfer.unsupported", {"target": target})
         return False
-
-    async def _agent_events(self) -> None:
-        try:
-            async for event in self.agent.events():
-                self._on_agent_event(event)
-        except UpstreamError as exc:
-            reason = "upstream-expired" if "expire" in str(exc).lower() else "upstream-lost"
-            self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
-            self.end(reason)
-            return
-        self.end("upstream-lost")
-
-    def _on_agent_event(self, event: dict[str, Any]) -> None:
-        if self.control.on_agent_event(event):
-            self._publish(event)
-        kind = event.get("type")
-        if kind == "response.output_audio.delta":
-            delta = event.get("delta")
-            if isinstance(delta, str):
-                self.media.push_agent_audio(
-                    str(event.get("response_id", "")),
-                    str(event.get("item_id", "")),
-                    base64.b64decode(delta),
-                )
-        elif kind == "response.done":
-            response = event.get("response")
-            rid = response.get("id") if isinstance(response, dict) else None
-            if isinstance(rid, str):
-                self.media.mark_done(rid)
-        elif kind == "response.output_audio_transcript.done":
-            self.store.log_event(
-                self.id,
-                "transcript.agent",
-                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
-            )
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            self.store.log_event(
-                self.id,
-                "transcript.user",
-                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
-            )
-        elif kind == "error":
-            err = event.get("error")
-            self.store.log_event(
-                self.id, "error", {"source": "upstream", **(err if isinstance(err, dict) else {})}
-            )
-        elif kind == "session.expired":
-            self.end("upstream-expired")
 
     def _publish(self, event: dict[str, Any]) -> None:
         """A server event to observers and (audio deltas excepted) the data channel."""
