@@ -3,6 +3,7 @@ call records and the SIP endpoint, on free ports of 127.0.0.1."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from bridge.config import AgentSettings, Settings
 from bridge.records import CallStore
 from sip.driver import SipEndpoint, start_sip
 from sip.settings import SipSettings
+from tests.sip.sipp_support import SippResult, free_port, run_sipp
+from tests.support.peers import require_peer
+
+_CALLERS = itertools.count()
 
 
 @dataclass
@@ -30,6 +35,40 @@ class Stack:
     @property
     def sip_port(self) -> int:
         return self.sip.ports["udp"]
+
+    async def sipp_caller(
+        self,
+        cwd: Path,
+        scenario: str | None = None,
+        *,
+        builtin: str | None = None,
+        extra: tuple[str, ...] = (),
+        timeout: float = 60,
+    ) -> SippResult:
+        """One SIPp call into this stack: a scenario's XML (written into ``cwd``) or one of
+        SIPp's built-in scenarios (``-sn``), from free ports of 127.0.0.1."""
+        sipp = require_peer("sipp")
+        if scenario is not None:
+            path = cwd / f"caller-{next(_CALLERS)}.xml"
+            path.write_text(scenario)
+            which = ("-sf", str(path))
+        else:
+            assert builtin is not None
+            which = ("-sn", builtin)
+        return await run_sipp(
+            sipp,
+            *which,
+            f"127.0.0.1:{self.sip_port}",
+            "-m",
+            "1",
+            "-p",
+            str(free_port()),
+            "-mp",
+            str(free_port()),
+            *extra,
+            cwd=cwd,
+            timeout=timeout,
+        )
 
 
 def rtp_range() -> dict[str, int]:

@@ -12,9 +12,7 @@ import pytest
 from media import g711
 from tests.calls import sipp_scenario as sc
 from tests.calls.conftest import Stack
-from tests.sip.sipp_support import free_port, run_sipp
 from tests.support.audio import voiced_signal
-from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")
 
@@ -32,23 +30,7 @@ def ulaw_file(path: Path, *segments: tuple[str, float]) -> Path:
 
 
 async def call(stack: Stack, tmp_path: Path, *steps: str, timeout: float = 60) -> None:
-    sipp = require_peer("sipp")
-    scenario = tmp_path / "caller.xml"
-    scenario.write_text(sc.uac(*steps))
-    res = await run_sipp(
-        sipp,
-        "-sf",
-        str(scenario),
-        f"127.0.0.1:{stack.sip_port}",
-        "-m",
-        "1",
-        "-p",
-        str(free_port()),
-        "-mp",
-        str(free_port()),
-        cwd=tmp_path,
-        timeout=timeout,
-    )
+    res = await stack.sipp_caller(tmp_path, sc.uac(*steps), timeout=timeout)
     assert res.returncode == 0, res.summary()
     await stack.manager.wait_idle()
     stack.store.flush()

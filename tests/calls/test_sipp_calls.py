@@ -31,21 +31,7 @@ async def _records_settled(stack: Stack) -> None:
 async def test_sipp_uac_pcap_alaw_audio_and_digit_reach_the_agent(
     stack: Stack, tmp_path: Path
 ) -> None:
-    sipp = require_peer("sipp")
-    res = await run_sipp(
-        sipp,
-        "-sn",
-        "uac_pcap",
-        f"127.0.0.1:{stack.sip_port}",
-        "-m",
-        "1",
-        "-p",
-        str(free_port()),
-        "-mp",
-        str(free_port()),
-        cwd=_pcap_dir(tmp_path),
-        timeout=90,
-    )
+    res = await stack.sipp_caller(_pcap_dir(tmp_path), builtin="uac_pcap", timeout=90)
     assert res.returncode == 0, res.summary()
     await _records_settled(stack)
 
@@ -71,23 +57,8 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 
 
 async def _sipp_caller_until_bye(stack: Stack, tmp_path: Path) -> asyncio.Task[object]:
-    sipp = require_peer("sipp")
-    return asyncio.create_task(
-        run_sipp(
-            sipp,
-            "-sf",
-            str(SCENARIOS / "uac_wait_bye.xml"),
-            f"127.0.0.1:{stack.sip_port}",
-            "-m",
-            "1",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_port()),
-            cwd=tmp_path,
-            timeout=90,
-        )
-    )
+    scenario = (SCENARIOS / "uac_wait_bye.xml").read_text()
+    return asyncio.create_task(stack.sipp_caller(tmp_path, scenario, timeout=90))
 
 
 async def _until(predicate: object, timeout: float = 20) -> None:
@@ -206,21 +177,7 @@ async def test_target_outside_allowlist_is_refused_before_dialling(stack: Stack)
 
 async def test_lifecycle_stream_sees_a_call_come_and_go(stack: Stack, tmp_path: Path) -> None:
     sub = stack.manager.lifecycle.subscribe()
-    sipp = require_peer("sipp")
-    res = await run_sipp(
-        sipp,
-        "-sn",
-        "uac",
-        f"127.0.0.1:{stack.sip_port}",
-        "-m",
-        "1",
-        "-d",
-        "500",
-        "-p",
-        str(free_port()),
-        cwd=tmp_path,
-        timeout=60,
-    )
+    res = await stack.sipp_caller(tmp_path, builtin="uac", extra=("-d", "500"))
     assert res.returncode == 0, res.summary()
     await _records_settled(stack)
     stack.manager.lifecycle.close()
@@ -251,23 +208,7 @@ async def test_invite_from_outside_the_trunk_allowlist_gets_403(
 ) -> None:
     from tests.calls import sipp_scenario as sc
 
-    sipp = require_peer("sipp")
-    scenario = tmp_path / "rejected.xml"
-    scenario.write_text(sc.uac_rejected(403))
-    res = await run_sipp(
-        sipp,
-        "-sf",
-        str(scenario),
-        f"127.0.0.1:{stack.sip_port}",
-        "-m",
-        "1",
-        "-p",
-        str(free_port()),
-        "-mp",
-        str(free_port()),
-        cwd=tmp_path,
-        timeout=30,
-    )
+    res = await stack.sipp_caller(tmp_path, sc.uac_rejected(403), timeout=30)
     assert res.returncode == 0, res.summary()
     assert stack.agent.sessions == []  # nobody pays for an agent session for a stranger
     assert stack.manager.calls == {}
@@ -285,23 +226,7 @@ async def test_over_max_calls_gets_503_with_retry_after_and_a_record(
 
     first = await _sipp_caller_until_bye(stack, tmp_path)
     await _until(lambda: stack.manager.calls)
-    sipp = require_peer("sipp")
-    scenario = tmp_path / "second.xml"
-    scenario.write_text(sc.uac_rejected(503, header="Retry-After"))
-    res = await run_sipp(
-        sipp,
-        "-sf",
-        str(scenario),
-        f"127.0.0.1:{stack.sip_port}",
-        "-m",
-        "1",
-        "-p",
-        str(free_port()),
-        "-mp",
-        str(free_port()),
-        cwd=tmp_path,
-        timeout=30,
-    )
+    res = await stack.sipp_caller(tmp_path, sc.uac_rejected(503, header="Retry-After"), timeout=30)
     assert res.returncode == 0, res.summary()
     (live,) = stack.manager.calls
     assert stack.manager.hangup(live)
@@ -319,23 +244,7 @@ async def test_unreachable_agent_is_503_and_frees_the_rtp_ports(
 ) -> None:
     from tests.calls import sipp_scenario as sc
 
-    sipp = require_peer("sipp")
-    scenario = tmp_path / "rejected.xml"
-    scenario.write_text(sc.uac_rejected(503, header="Retry-After"))
-    res = await run_sipp(
-        sipp,
-        "-sf",
-        str(scenario),
-        f"127.0.0.1:{stack.sip_port}",
-        "-m",
-        "1",
-        "-p",
-        str(free_port()),
-        "-mp",
-        str(free_port()),
-        cwd=tmp_path,
-        timeout=30,
-    )
+    res = await stack.sipp_caller(tmp_path, sc.uac_rejected(503, header="Retry-After"), timeout=30)
     assert res.returncode == 0, res.summary()
     assert stack.manager.ports.in_use == 0  # every refusal gives the port pair back
     stack.store.flush()
@@ -350,21 +259,7 @@ async def test_rtp_pair_held_by_another_process_is_skipped(stack: Stack, tmp_pat
     squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     squatter.bind(("127.0.0.1", first))
     try:
-        sipp = require_peer("sipp")
-        res = await run_sipp(
-            sipp,
-            "-sn",
-            "uac",
-            f"127.0.0.1:{stack.sip_port}",
-            "-m",
-            "1",
-            "-d",
-            "300",
-            "-p",
-            str(free_port()),
-            cwd=tmp_path,
-            timeout=30,
-        )
+        res = await stack.sipp_caller(tmp_path, builtin="uac", extra=("-d", "300"), timeout=30)
         assert res.returncode == 0, res.summary()
         await _records_settled(stack)
         (record,) = stack.store.list_calls()
