@@ -8,22 +8,15 @@ Layers, bottom up (each module's docstring names the RFC sections it implements)
   mid-call requests (re-INVITE, INFO, REFER/NOTIFY).
 - :mod:`sip.ua`: :class:`SipCore`, the sans-IO user agent (bytes + address + ``now`` in;
   sends, call events and a next deadline out).
-- :mod:`sip.transport`, :mod:`sip.driver`: asyncio sockets and :func:`start_sip`.
 - :mod:`sip.sdp`, :mod:`sip.auth`, :mod:`sip.registration`: SDP offer/answer, digest
   authentication, REGISTER.
+- :mod:`sip.driver`: the asyncio driver (sockets, the timer, calls for their owners,
+  registration runs). It is the only subpackage that imports asyncio, and this package does
+  not import it: ``from sip.driver import SipEndpoint, start_sip``.
 
 This package imports nothing from ``bridge``; ``bridge.config`` embeds :class:`SipSettings`.
 """
 
-from sip.driver import (
-    Answer,
-    CallHandler,
-    DefaultHandler,
-    Reject,
-    SipCall,
-    SipEndpoint,
-    start_sip,
-)
 from sip.errors import SipError, SipParseError, SipStateError, SipTransportError
 from sip.events import (
     CallAnswered,
@@ -45,28 +38,22 @@ from sip.ua import CoreConfig, SipCore
 from sip.uri import SipUri
 
 __all__ = [
-    "Answer",
     "CallAnswered",
     "CallEnded",
     "CallEvent",
-    "CallHandler",
     "CallOffered",
     "CallRinging",
     "CoreConfig",
-    "DefaultHandler",
     "DtmfReceived",
     "EndReason",
     "HoldChanged",
     "Peer",
     "ReferProgress",
     "ReferReceived",
-    "Reject",
     "RemoteSdpChanged",
     "Request",
     "Response",
-    "SipCall",
     "SipCore",
-    "SipEndpoint",
     "SipError",
     "SipParseError",
     "SipSettings",
@@ -77,5 +64,4 @@ __all__ = [
     "StreamFramer",
     "TrunkSettings",
     "parse_message",
-    "start_sip",
 ]

@@ -23,20 +23,15 @@ Events come from the owner (``start``, ``stop``, the deadline passing) and from 
 Nothing here touches a socket or a clock. Outputs (:class:`~sip.message.Request` values to send
 in a non-INVITE client transaction, and :class:`RegistrationEvent` values) accumulate until
 :meth:`Registration.drain`; :meth:`Registration.next_deadline` says when to call
-:meth:`Registration.tick`. :func:`run_registration` is the asyncio glue for a driver: it needs
-only a coroutine that sends a request in a transaction and returns its final response.
+:meth:`Registration.tick`. The asyncio glue that runs it over a transport
+(:func:`sip.driver.run_registration`) lives in the driver.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import enum
 import secrets
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from sip.auth import AuthError, DigestChallenge, DigestClient, choose_challenge
 from sip.errors import SipError, SipParseError, SipStateError
@@ -53,11 +48,8 @@ __all__ = [
     "RegistrationError",
     "RegistrationEvent",
     "RegistrationFailed",
-    "RequestSender",
     "State",
     "Unregistered",
-    "register_once",
-    "run_registration",
 ]
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -484,95 +476,3 @@ def _int_header(response: Response | None, name: str) -> int | None:
         return None
     text = value.split(";", 1)[0].split("(", 1)[0].strip()
     return int(text) if text.isdigit() and len(text) < 10 else None
-
-
-# --- asyncio glue for the driver ------------------------------------------------------------
-
-
-class RequestSender(Protocol):
-    """Sends one request in a non-INVITE client transaction (RFC 3261 section 17.1.2) and
-    returns its final response, or ``None`` on timeout (timer F) or transport error."""
-
-    def __call__(self, request: Request, /) -> Awaitable[Response | None]: ...
-
-
-async def _pump(
-    reg: Registration,
-    send: RequestSender,
-    clock: Callable[[], float],
-    on_event: Callable[[RegistrationEvent], None] | None,
-) -> None:
-    while outputs := reg.drain():
-        for output in outputs:
-            if isinstance(output, Request):
-                try:
-                    response = await send(output)
-                except OSError:
-                    response = None
-                if response is None:
-                    reg.transaction_failed(clock())
-                else:
-                    reg.receive_response(response, clock())
-            elif on_event is not None:
-                on_event(output)
-
-
-async def register_once(
-    reg: Registration,
-    send: RequestSender,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-) -> Registered:
-    """Register and return when the registrar has accepted (or raise :class:`RegistrationError`).
-
-    The first failure raises, retryable or not; the machine is left in its state (``FAILED``
-    or ``RETRY_WAIT``) so a caller can keep running it with :func:`run_registration`.
-    """
-    events: list[RegistrationEvent] = []
-    reg.start(clock())
-    await _pump(reg, send, clock, events.append)
-    for event in events:
-        if isinstance(event, Registered):
-            return event
-        if isinstance(event, RegistrationFailed):
-            raise event.error
-    raise RegistrationError(
-        f"REGISTER ended in state {reg.state.value}", status=None, retryable=True
-    )
-
-
-async def run_registration(
-    reg: Registration,
-    send: RequestSender,
-    stop: asyncio.Event,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    on_event: Callable[[RegistrationEvent], None] | None = None,
-) -> None:
-    """Keep ``reg`` registered until ``stop`` is set, then unregister and return.
-
-    For the driver: call it in a task of the task group that owns the SIP transport, with
-    ``send`` running a client transaction. A permanent failure (wrong credentials, 403)
-    raises :class:`RegistrationError`; transient ones are retried with backoff.
-    """
-    reg.start(clock())
-    while True:
-        await _pump(reg, send, clock, on_event)
-        if reg.state is State.FAILED and reg.error is not None:
-            raise reg.error
-        if stop.is_set():
-            if _idle(reg):
-                return
-            reg.stop(clock())
-            await _pump(reg, send, clock, on_event)
-            if _idle(reg):
-                return
-        deadline = reg.next_deadline()
-        timeout = None if deadline is None else max(0.0, deadline - clock())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout)
-        reg.tick(clock())
-
-
-def _idle(reg: Registration) -> bool:
-    return reg.state is State.IDLE

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from sip.auth import DigestAlgorithm, DigestCredentials, DigestVerifier, VerifyOutcome
+from sip.driver import register_once, run_registration
 from sip.headers import Headers
 from sip.message import Request, Response, parse_message, reason_phrase
 from sip.registration import (
@@ -20,8 +21,6 @@ from sip.registration import (
     RegistrationFailed,
     State,
     Unregistered,
-    register_once,
-    run_registration,
 )
 from sip.uri import SipUri
 

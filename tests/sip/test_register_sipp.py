@@ -2,7 +2,7 @@
 
 SIPp plays ``scenarios/register_digest.xml``: 401, then ``<verifyauth>`` on our answer, then
 a refresh and an unregister, each verified again. Our side is :class:`sip.registration.Registration`
-driven by :func:`sip.registration.run_registration` over a minimal UDP non-INVITE client
+driven by :func:`sip.driver.run_registration` over a minimal UDP non-INVITE client
 transaction defined here (RFC 3261 section 17.1.2: timer E retransmits, timer F gives up), and,
 over TCP, through the driver's trunk settings (tests/sip/test_driver_register.py does UDP).
 """
@@ -18,7 +18,7 @@ from typing import cast
 import pytest
 
 from sip.auth import DigestCredentials
-from sip.driver import DefaultHandler, start_sip
+from sip.driver import DefaultHandler, register_once, run_registration, start_sip
 from sip.message import Request, Response, parse_message
 from sip.registration import (
     Registered,
@@ -27,8 +27,6 @@ from sip.registration import (
     RegistrationError,
     RegistrationEvent,
     Unregistered,
-    register_once,
-    run_registration,
 )
 from sip.settings import SipSettings, TrunkSettings
 from sip.uri import SipUri

@@ -1,4 +1,4 @@
-"""The asyncio driver: sockets and timers around the sans-IO core, calls for their owners.
+"""The SIP endpoint: sockets and timers around the sans-IO core, calls for their owners.
 
 ``start_sip(settings, handler)`` binds the configured transports and returns a
 :class:`SipEndpoint`. For every inbound call that passes policy it creates a :class:`SipCall`
@@ -7,8 +7,8 @@ is applied (``None`` means the handler acted on the call itself). Events of a ca
 (:mod:`sip.events`) are delivered in order on ``call.events()``. Outbound calls:
 ``await endpoint.invite(target, sdp, trunk=...)``. The driver keeps one ``call_later`` handle
 armed for the core's next deadline, re-armed whenever input or a command moves it. Trunks with
-``register_enabled`` are kept registered (:mod:`sip.registration`). RTP is not here: SDP bodies
-are passed in and out as data.
+``register_enabled`` are kept registered (:mod:`sip.driver.registration_runner`). RTP is not
+here: SDP bodies are passed in and out as data.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sip.driver.registration_runner import RequestSender, register_once, run_registration
+from sip.driver.transport import Transports
 from sip.errors import SipError
 from sip.events import CallEnded, CallEvent, CallOffered, CallRefused
 from sip.headers import NameAddr
@@ -34,20 +36,17 @@ from sip.registration import (
     RegistrationConfig,
     RegistrationError,
     RegistrationEvent,
-    RequestSender,
-    register_once,
-    run_registration,
 )
 from sip.registration import State as RegState
 from sip.settings import SipSettings
 from sip.transaction import Peer, Send, TimerValues
-from sip.transport import Transports
 from sip.ua import CoreConfig, Credentials, Policy, RequestDone, SipCore
 from sip.uri import SipUri
 
 __all__ = [
     "Answer",
     "CallHandler",
+    "Decision",
     "DefaultHandler",
     "Reject",
     "SipCall",
@@ -313,7 +312,7 @@ class SipEndpoint:
         self._flush()
         return call
 
-    # --- REGISTER (through sip.registration) ---------------------------------------------
+    # --- REGISTER (sip.registration, run by sip.driver.registration_runner) -----------------
     async def send_request(self, request: Request, peer: Peer) -> Response | None:
         """Run ``request`` in a non-INVITE client transaction; its final response or None."""
         future: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
