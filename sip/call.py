@@ -14,26 +14,33 @@ event; remote events reach every state (absorbed where irrelevant). What the tab
 
 Mid-dialog requests that do not change the call state (re-INVITE, INFO, REFER, NOTIFY) are
 handled by :mod:`sip.ua` and :mod:`sip.midcall`.
+
+A call talks to the core that owns it only through :class:`CallCore`, the small protocol
+defined here (headers we advertise, sending, timers, events); :class:`sip.ua.SipCore` satisfies
+it. So this module and :mod:`sip.midcall` never import :mod:`sip.ua`, which imports them.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 from sip.dialog import Dialog, make_response
 from sip.errors import SipStateError
-from sip.events import CallAnswered, CallEnded, CallRinging, EndReason
-from sip.headers import Headers
+from sip.events import CallAnswered, CallEnded, CallEvent, CallRinging, EndReason
+from sip.headers import Headers, NameAddr
 from sip.message import Request, Response
 from sip.sdp import LocalSession
-from sip.transaction import ClientInviteTransaction, Peer, ServerInviteTransaction
+from sip.transaction import (
+    ClientInviteTransaction,
+    ClientTx,
+    Peer,
+    ServerInviteTransaction,
+    TimerValues,
+)
 
-if TYPE_CHECKING:
-    from sip.ua import SipCore
-
-__all__ = ["Call", "CallEv", "CallState", "Direction"]
+__all__ = ["Call", "CallCore", "CallEv", "CallState", "Direction", "Pending"]
 
 
 class Direction(enum.StrEnum):
@@ -92,6 +99,52 @@ def _absorb_remote(table: Table) -> Table:
         for ev in _REMOTE:
             table.setdefault((state, ev), (state, None))
     return table
+
+
+class CallCore(Protocol):
+    """What a call (and :mod:`sip.midcall`) needs of the core that owns it.
+
+    The call decides; the core addresses, sends and keeps time. ``send_request`` runs a request
+    to the call's peer in a client transaction whose responses and timeout come back to the
+    call tagged with ``purpose`` (``"invite"``, ``"bye"``, ``"reinvite"``, ...).
+    """
+
+    @property
+    def timer_values(self) -> TimerValues: ...
+
+    def via(self, transport: str) -> str:
+        """A fresh top Via (new branch) for a request we send over ``transport``."""
+        ...
+
+    def contact(self, transport: str) -> NameAddr: ...
+
+    def common_headers(self) -> Headers:
+        """Allow and User-Agent, for our requests and answers."""
+        ...
+
+    def emit(self, event: CallEvent) -> None: ...
+
+    def send_direct(self, message: Request | Response, peer: Peer) -> None:
+        """Send outside any transaction (the ACK for a 2xx, a retransmitted 2xx)."""
+        ...
+
+    def send_request(self, call: Call, request: Request, purpose: str, now: float) -> ClientTx: ...
+
+    def schedule(self, call: Call, when: float) -> None:
+        """Run ``call.fire_due`` at ``when`` (or soon after)."""
+        ...
+
+    def call_ended(self, call: Call) -> None:
+        """The call is terminated: the core may forget it."""
+        ...
+
+    def retry_with_auth(self, call: Call, challenge: Response, now: float) -> bool:
+        """Resend the call's INVITE with credentials for a 401/407; False when it cannot."""
+        ...
+
+    def retry_reinvite(self, call: Call, now: float) -> None:
+        """Send the re-INVITE a 491 (glare, §14.1) postponed."""
+        ...
 
 
 @dataclass(slots=True)
@@ -160,7 +213,7 @@ class Call:
 
     def __init__(
         self,
-        core: SipCore,
+        core: CallCore,
         call_id: str,
         direction: Direction,
         invite: Request,
@@ -220,7 +273,7 @@ class Call:
 
     def set_timer(self, name: str, when: float) -> None:
         self.timers[name] = when
-        self.core.call_timers.push(when, self)
+        self.core.schedule(self, when)
 
     def fire_due(self, now: float) -> None:
         t1, t2 = self.core.timer_values.t1, self.core.timer_values.t2
@@ -335,7 +388,6 @@ class Call:
             self.core.via(self.peer.transport),
             None,
             cseq=self.invite.cseq.seq,
-            extra=self.core.auth_headers_for_ack(self),
         )
         self.core.send_direct(self.ack, self.peer)
 
@@ -356,7 +408,18 @@ class Call:
         if self.cancel_sent:
             return
         self.cancel_sent = True
-        self.core.send_cancel(self, now)
+        inv = self.invite
+        h = Headers()
+        h.add("Via", inv.headers.get_all("Via")[0])
+        h.add("Max-Forwards", "70")
+        for route in inv.headers.get_all("Route"):
+            h.add("Route", route)
+        h.add("From", inv.headers.get("From") or "")
+        h.add("To", inv.headers.get("To") or "")
+        h.add("Call-ID", inv.call_id)
+        h.add("CSeq", f"{inv.cseq.seq} CANCEL")
+        cancel = Request(method="CANCEL", uri=inv.uri, headers=h)
+        self.core.send_request(self, cancel, "cancel", now)
 
     def _cancel_done(self, now: float) -> None:
         status = self._p.message.status if isinstance(self._p.message, Response) else 408
@@ -383,7 +446,9 @@ class Call:
         self.timers.pop("2xx-retransmit", None)
         self.timers.pop("2xx-give-up", None)
         self.final = None
-        self.core.send_bye(self, now)
+        assert self.dialog is not None
+        bye = self.dialog.request("BYE", self.core.via(self.peer.transport), None)
+        self.core.send_request(self, bye, "bye", now)
 
     def _remote_bye(self, now: float) -> None:
         self._end(EndReason.REMOTE_BYE, None)
@@ -394,6 +459,6 @@ class Call:
     def _end(self, reason: EndReason, status: int | None) -> None:
         self.state = S.TERMINATED
         self.timers.clear()
-        self.core.ended_calls.append(self)
+        self.core.call_ended(self)
         self.end_reason, self.end_status = reason, status
         self.core.emit(CallEnded(self.id, reason, status))

@@ -17,10 +17,9 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from sip import sdp as sdpmod
-from sip.call import Call, CallEv, CallState, Pending
+from sip.call import Call, CallCore, CallEv, CallState, Pending
 from sip.dialog import Dialog, make_response
 from sip.errors import SipStateError
 from sip.events import (
@@ -31,16 +30,13 @@ from sip.events import (
     RemoteSdpChanged,
 )
 from sip.headers import Headers
-from sip.message import Request, Response
+from sip.message import Request, Response, reason_phrase
 from sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
     ServerInviteTransaction,
     ServerNonInviteTransaction,
 )
-
-if TYPE_CHECKING:
-    from sip.ua import SipCore
 
 __all__ = [
     "hold_sdp",
@@ -100,7 +96,7 @@ def parse_sipfrag(body: bytes) -> tuple[int, str] | None:
 
 
 def on_request(
-    core: SipCore,
+    core: CallCore,
     call: Call,
     req: Request,
     tx: ServerInviteTransaction | ServerNonInviteTransaction,
@@ -132,7 +128,7 @@ def on_request(
 
 
 def _reply(
-    core: SipCore,
+    core: CallCore,
     tx: ServerInviteTransaction | ServerNonInviteTransaction,
     req: Request,
     status: int,
@@ -149,7 +145,7 @@ def _reply(
 
 
 def _on_reinvite(
-    core: SipCore, call: Call, req: Request, tx: ServerInviteTransaction, now: float
+    core: CallCore, call: Call, req: Request, tx: ServerInviteTransaction, now: float
 ) -> None:
     if call.state is not CallState.CONFIRMED or call.final is not None:
         retry = Headers([("Retry-After", str(random.randint(0, 10)))])
@@ -212,7 +208,7 @@ def _answer_reoffer(call: Call, offer: sdpmod.SessionDescription) -> bytes:
 
 
 def _on_info(
-    core: SipCore,
+    core: CallCore,
     call: Call,
     req: Request,
     tx: ServerNonInviteTransaction | ServerInviteTransaction,
@@ -236,7 +232,7 @@ def _on_info(
 
 
 def _on_refer(
-    core: SipCore,
+    core: CallCore,
     call: Call,
     req: Request,
     tx: ServerNonInviteTransaction | ServerInviteTransaction,
@@ -253,7 +249,7 @@ def _on_refer(
 
 
 def _on_notify(
-    core: SipCore,
+    core: CallCore,
     call: Call,
     req: Request,
     tx: ServerNonInviteTransaction | ServerInviteTransaction,
@@ -274,7 +270,7 @@ def _on_notify(
 # --- our requests --------------------------------------------------------------------------
 
 
-def send_reinvite(core: SipCore, call: Call, sdp: bytes, now: float) -> None:
+def send_reinvite(core: CallCore, call: Call, sdp: bytes, now: float) -> None:
     if call.state is not CallState.CONFIRMED or call.dialog is None:
         raise SipStateError("call", call.state.value, "reinvite")
     if call.reinvite_tx is not None:
@@ -287,8 +283,7 @@ def send_reinvite(core: SipCore, call: Call, sdp: bytes, now: float) -> None:
         body=sdp,
         extra=core.common_headers(),
     )
-    tx = core.layer.send_request(req, call.peer, now)
-    core.bind(tx, call, "reinvite")
+    tx = core.send_request(call, req, "reinvite", now)
     assert isinstance(tx, ClientInviteTransaction)
     call.reinvite_tx = tx
 
@@ -321,12 +316,12 @@ def hold_sdp(call: Call, on: bool) -> bytes:
     return bytes(call.sdp_session.stamp(replace(ours, media=media, attributes=session_attrs)))
 
 
-def retry_reinvite(core: SipCore, call: Call, now: float) -> None:
+def retry_reinvite(core: CallCore, call: Call, now: float) -> None:
     if call.state is CallState.CONFIRMED and call.pending_offer is not None:
         send_reinvite(core, call, call.pending_offer, now)
 
 
-def send_refer(core: SipCore, call: Call, target: str, now: float) -> None:
+def send_refer(core: CallCore, call: Call, target: str, now: float) -> None:
     if call.state is not CallState.CONFIRMED or call.dialog is None:
         raise SipStateError("call", call.state.value, "refer")
     extra = Headers(
@@ -338,10 +333,10 @@ def send_refer(core: SipCore, call: Call, target: str, now: float) -> None:
     req = call.dialog.request(
         "REFER", core.via(call.peer.transport), core.contact(call.peer.transport), extra=extra
     )
-    core.bind(core.layer.send_request(req, call.peer, now), call, "refer")
+    core.send_request(call, req, "refer", now)
 
 
-def send_info_dtmf(core: SipCore, call: Call, digit: str, duration_ms: int, now: float) -> None:
+def send_info_dtmf(core: CallCore, call: Call, digit: str, duration_ms: int, now: float) -> None:
     """INFO with ``application/dtmf-relay`` (the de-facto format; RFC 6086 carries it)."""
     if call.state is not CallState.CONFIRMED or call.dialog is None:
         raise SipStateError("call", call.state.value, "info")
@@ -355,17 +350,15 @@ def send_info_dtmf(core: SipCore, call: Call, digit: str, duration_ms: int, now:
         body=body,
         content_type="application/dtmf-relay",
     )
-    core.bind(core.layer.send_request(req, call.peer, now), call, "info")
+    core.send_request(call, req, "info", now)
 
 
 def send_refer_notify(
-    core: SipCore, call: Call, status: int, now: float, reason: str | None = None
+    core: CallCore, call: Call, status: int, now: float, reason: str | None = None
 ) -> None:
     """NOTIFY with ``message/sipfrag`` (RFC 3515 §2.4.5); final statuses end the subscription."""
     if call.dialog is None or call.state is CallState.TERMINATED:
         return
-    from sip.message import reason_phrase
-
     state = "active;expires=60" if status < 200 else "terminated;reason=noresource"
     extra = Headers([("Event", "refer"), ("Subscription-State", state)])
     body = f"SIP/2.0 {status} {reason or reason_phrase(status)}\r\n".encode()
@@ -377,14 +370,14 @@ def send_refer_notify(
         content_type="message/sipfrag;version=2.0",
         extra=extra,
     )
-    core.bind(core.layer.send_request(req, call.peer, now), call, "notify")
+    core.send_request(call, req, "notify", now)
 
 
 # --- responses to our requests -------------------------------------------------------------
 
 
 def on_response(
-    core: SipCore,
+    core: CallCore,
     call: Call,
     purpose: str,
     tx: ClientInviteTransaction | ClientNonInviteTransaction,
@@ -411,7 +404,7 @@ def on_response(
         core.emit(ReferProgress(call.id, 0, f"REFER refused: {status} {resp.reason}", True))
 
 
-def invite_2xx(core: SipCore, call: Call, resp: Response, now: float) -> None:
+def invite_2xx(core: CallCore, call: Call, resp: Response, now: float) -> None:
     """A 2xx to our INVITE, first or retransmitted. A 2xx from another fork (another To tag)
     once our dialog is confirmed is ACKed and ended with BYE (§13.2.2.4)."""
     settled = call.state in (CallState.CONFIRMED, CallState.TERMINATING, CallState.TERMINATED)
@@ -420,13 +413,13 @@ def invite_2xx(core: SipCore, call: Call, resp: Response, now: float) -> None:
         via = core.via(call.peer.transport)
         core.send_direct(fork.request("ACK", via, None, cseq=call.invite.cseq.seq), call.peer)
         bye = fork.request("BYE", core.via(call.peer.transport), None)
-        core.layer.send_request(bye, call.peer, now)
+        core.send_request(call, bye, "fork-bye", now)  # its outcome changes nothing
         return
     call.handle(CallEv.SUCCESS, now, Pending(status=resp.status, message=resp))
 
 
 def _reinvite_done(
-    core: SipCore,
+    core: CallCore,
     call: Call,
     tx: ClientInviteTransaction | ClientNonInviteTransaction,
     resp: Response,
@@ -458,7 +451,7 @@ def _reinvite_done(
         call.pending_offer = None
 
 
-def on_timeout(core: SipCore, call: Call, purpose: str, now: float) -> None:
+def on_timeout(core: CallCore, call: Call, purpose: str, now: float) -> None:
     if purpose == "invite":
         call.handle(CallEv.INVITE_TIMEOUT, now)
     elif purpose == "bye":

@@ -222,7 +222,7 @@ class SipCore:
         self.calls[call_id] = call
         if credentials is not None:
             self.credentials[call_id] = credentials
-        tx = self._send_tx(call, req, "invite", now)
+        tx = self.send_request(call, req, "invite", now)
         assert isinstance(tx, ClientInviteTransaction)
         call.client_tx = tx
         self._pump(now)
@@ -266,7 +266,7 @@ class SipCore:
         self._pump(now)
         return tx.key
 
-    # --- helpers used by Call and midcall ------------------------------------------------
+    # --- sip.call.CallCore: what Call and midcall use ------------------------------------
     def via(self, transport: str) -> str:
         port = self.config.ports.get(transport) or next(iter(self.config.ports.values()))
         via = Via(transport.upper(), self.host, port, (("branch", new_branch()), ("rport", None)))
@@ -293,14 +293,18 @@ class SipCore:
         """Outside any transaction: the ACK for a 2xx, a 2xx retransmitted after timer L."""
         self._out.append(Send(message, peer))
 
-    def bind(self, tx: ClientTx, call: Call, purpose: str) -> None:
-        """Route the responses of client transaction ``tx`` to ``call`` as ``purpose``."""
-        self._purpose[tx.key] = (call, purpose)
-
-    def _send_tx(self, call: Call, request: Request, purpose: str, now: float) -> ClientTx:
+    def send_request(self, call: Call, request: Request, purpose: str, now: float) -> ClientTx:
+        """Send ``request`` to the call's peer in a client transaction; its responses and
+        timeout go to :mod:`sip.midcall` for ``call`` as ``purpose``."""
         tx = self.layer.send_request(request, call.peer, now)
-        self.bind(tx, call, purpose)
+        self._purpose[tx.key] = (call, purpose)
         return tx
+
+    def schedule(self, call: Call, when: float) -> None:
+        self.call_timers.push(when, call)
+
+    def call_ended(self, call: Call) -> None:
+        self.ended_calls.append(call)
 
     def retry_with_auth(self, call: Call, challenge: Response, now: float) -> bool:
         """401/407 to our INVITE: resend it with digest credentials (§22.2): once, or twice
@@ -328,32 +332,10 @@ class SipCore:
         value = client.authorize(chosen, "INVITE", str(old.uri), old.body)
         h.add("Proxy-Authorization" if proxy else "Authorization", value)
         call.invite = Request(method="INVITE", uri=old.uri, headers=h, body=old.body)
-        tx = self._send_tx(call, call.invite, "invite", now)
+        tx = self.send_request(call, call.invite, "invite", now)
         assert isinstance(tx, ClientInviteTransaction)
         call.client_tx = tx
         return True
-
-    def send_cancel(self, call: Call, now: float) -> None:
-        """§9.1: Request-URI, Call-ID, To, From, CSeq number and top Via of the INVITE."""
-        inv = call.invite
-        h = Headers()
-        h.add("Via", inv.headers.get_all("Via")[0])
-        h.add("Max-Forwards", "70")
-        for route in inv.headers.get_all("Route"):
-            h.add("Route", route)
-        h.add("From", inv.headers.get("From") or "")
-        h.add("To", inv.headers.get("To") or "")
-        h.add("Call-ID", inv.call_id)
-        h.add("CSeq", f"{inv.cseq.seq} CANCEL")
-        self._send_tx(call, Request(method="CANCEL", uri=inv.uri, headers=h), "cancel", now)
-
-    def send_bye(self, call: Call, now: float) -> None:
-        assert call.dialog is not None
-        bye = call.dialog.request("BYE", self.via(call.peer.transport), None)
-        self._send_tx(call, bye, "bye", now)
-
-    def auth_headers_for_ack(self, call: Call) -> Headers | None:
-        return None
 
     def retry_reinvite(self, call: Call, now: float) -> None:
         midcall.retry_reinvite(self, call, now)
