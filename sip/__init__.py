@@ -8,8 +8,9 @@ Layers, bottom up (each module's docstring names the RFC sections it implements)
   mid-call requests (re-INVITE, INFO, REFER/NOTIFY).
 - :mod:`sip.ua`: :class:`SipCore`, the sans-IO user agent (bytes + address + ``now`` in;
   sends, call events and a next deadline out).
-- :mod:`sip.sdp`, :mod:`sip.auth`, :mod:`sip.registration`: SDP offer/answer, digest
-  authentication, REGISTER.
+- :mod:`sip.sdp`, :mod:`sip.offer_answer`: SDP values (RFC 8866) and the offer/answer rules
+  we use (RFC 3264).
+- :mod:`sip.auth`, :mod:`sip.registration`: digest authentication, REGISTER.
 - :mod:`sip.driver`: the asyncio driver (sockets, the timer, calls for their owners,
   registration runs). It is the only subpackage that imports asyncio, and this package does
   not import it: ``from sip.driver import SipEndpoint, start_sip``.

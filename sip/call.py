@@ -31,7 +31,7 @@ from sip.errors import SipStateError
 from sip.events import CallAnswered, CallEnded, CallEvent, CallRinging, EndReason
 from sip.headers import Headers, NameAddr
 from sip.message import Request, Response
-from sip.sdp import LocalSession
+from sip.offer_answer import LocalSession
 from sip.transaction import (
     ClientInviteTransaction,
     ClientTx,

@@ -18,7 +18,6 @@ import random
 import re
 from dataclasses import replace
 
-from sip import sdp as sdpmod
 from sip.call import Call, CallCore, CallEv, CallState, Pending
 from sip.dialog import Dialog, make_response
 from sip.errors import SipStateError
@@ -31,6 +30,8 @@ from sip.events import (
 )
 from sip.headers import Headers
 from sip.message import Request, Response, reason_phrase
+from sip.offer_answer import LocalSession, is_hold, negotiate
+from sip.sdp import Attribute, Direction, SdpError, SessionDescription
 from sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -159,10 +160,10 @@ def _on_reinvite(
     body = call.local_sdp
     if req.body:
         try:
-            offer = sdpmod.SessionDescription.parse(req.body)
+            offer = SessionDescription.parse(req.body)
             body = _answer_reoffer(call, offer)
-            hold = sdpmod.is_hold(offer)
-        except sdpmod.SdpError as exc:
+            hold = is_hold(offer)
+        except SdpError as exc:
             _reply(core, tx, req, 488, now, f"Not Acceptable Here ({str(exc)[:60]})")
             return
         call.remote_sdp = req.body
@@ -177,33 +178,29 @@ def _on_reinvite(
     call.start_2xx(resp, tx, now)
 
 
-def _answer_reoffer(call: Call, offer: sdpmod.SessionDescription) -> bytes:
+def _answer_reoffer(call: Call, offer: SessionDescription) -> bytes:
     """Answer a re-offer with our current address, port and codec (RFC 3264 §8)."""
     if not call.local_sdp:
-        raise sdpmod.SdpError("no local session to answer a re-offer from")
-    ours = sdpmod.SessionDescription.parse(call.local_sdp)
+        raise SdpError("no local session to answer a re-offer from")
+    ours = SessionDescription.parse(call.local_sdp)
     audio = next((m for m in ours.media if m.media == "audio" and m.port), None)
     if audio is None or not audio.payload_types:
-        raise sdpmod.SdpError("our session has no active audio stream")
+        raise SdpError("our session has no active audio stream")
     conn = audio.connection or ours.connection
     codec = audio.codec(audio.payload_types[0])
     if call.direction.value == "outbound" and call.remote_sdp:
         # our offer listed several codecs; the one in use is the first of the answer's
-        theirs = sdpmod.SessionDescription.parse(call.remote_sdp)
+        theirs = SessionDescription.parse(call.remote_sdp)
         answered = next((m for m in theirs.media if m.media == "audio" and m.port), None)
         if answered is not None and answered.payload_types:
             codec = answered.codec(answered.payload_types[0]) or codec
     if conn is None or codec is None:
-        raise sdpmod.SdpError("our session lacks a connection address or codec")
+        raise SdpError("our session lacks a connection address or codec")
     if call.sdp_session is None:
         o = ours.origin
-        call.sdp_session = sdpmod.LocalSession(
-            o.address, o.session_id, o.session_version, o.username
-        )
+        call.sdp_session = LocalSession(o.address, o.session_id, o.session_version, o.username)
         call.sdp_session.stamp(ours)
-    answer = sdpmod.negotiate(
-        offer, [codec.encoding], conn.address, audio.port, session=call.sdp_session
-    )
+    answer = negotiate(offer, [codec.encoding], conn.address, audio.port, session=call.sdp_session)
     return bytes(answer.sdp)
 
 
@@ -291,15 +288,15 @@ def send_reinvite(core: CallCore, call: Call, sdp: bytes, now: float) -> None:
 def hold_sdp(call: Call, on: bool) -> bytes:
     """Our current SDP with the audio direction ``sendonly`` (hold) or ``sendrecv``, with the
     ``o=`` version bumped (RFC 3264 §8, §8.4)."""
-    ours = sdpmod.SessionDescription.parse(call.local_sdp)
-    direction = sdpmod.Direction.SENDONLY if on else sdpmod.Direction.SENDRECV
-    names = {d.value for d in sdpmod.Direction}
+    ours = SessionDescription.parse(call.local_sdp)
+    direction = Direction.SENDONLY if on else Direction.SENDRECV
+    names = {d.value for d in Direction}
     media = tuple(
         replace(
             m,
             attributes=(
                 *(a for a in m.attributes if a.name not in names),
-                sdpmod.Attribute(direction.value),
+                Attribute(direction.value),
             ),
         )
         if m.media == "audio" and m.port
@@ -309,9 +306,7 @@ def hold_sdp(call: Call, on: bool) -> bytes:
     session_attrs = tuple(a for a in ours.attributes if a.name not in names)
     if call.sdp_session is None:
         o = ours.origin
-        call.sdp_session = sdpmod.LocalSession(
-            o.address, o.session_id, o.session_version, o.username
-        )
+        call.sdp_session = LocalSession(o.address, o.session_id, o.session_version, o.username)
         call.sdp_session.stamp(ours)
     return bytes(call.sdp_session.stamp(replace(ours, media=media, attributes=session_attrs)))
 

@@ -32,7 +32,8 @@ from media.dtmf import DtmfDigit
 from media.playout import PlaybackEvent
 from sip.driver import SipCall
 from sip.events import CallEnded, DtmfReceived, HoldChanged, ReferProgress, RemoteSdpChanged
-from sip.sdp import SessionDescription, is_hold, remote_endpoint
+from sip.offer_answer import is_hold, remote_endpoint
+from sip.sdp import SessionDescription
 
 __all__ = ["Call", "CallInfo"]
 

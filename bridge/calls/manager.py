@@ -40,15 +40,8 @@ from media.codecs.base import AudioCodec, UnsupportedCodecError
 from media.rtp import RtpPacket
 from sip.driver import Answer, Decision, Reject, SipCall, SipEndpoint
 from sip.events import CallAnswered, CallEnded, CallRefused, CallRinging
-from sip.sdp import (
-    Negotiated,
-    NegotiationError,
-    SdpError,
-    SessionDescription,
-    make_offer,
-    negotiate,
-    parse_answer,
-)
+from sip.offer_answer import Negotiated, NegotiationError, make_offer, negotiate, parse_answer
+from sip.sdp import SdpError, SessionDescription
 
 __all__ = ["CallManager", "CallNotAllowed", "IncomingHook", "OutboundResult", "outbound_outcome"]
 

@@ -3,10 +3,10 @@
 - An INVITE challenged with 407 is retried with credentials: SIPp plays
   ``scenarios/invite_407.xml`` (407, field-by-field checks of the retried INVITE's
   Proxy-Authorization, 200 with SDP, ACK, BYE). The caller is a raw UDP UAC built from
-  ``sip.message`` values, ``sip.auth.DigestClient`` and ``sip.sdp`` (RFC 3261 sections 13.2,
-  17.1.1.3 and 22.3); the digest is recomputed independently with hashlib, because SIPp 3.6.1
-  cannot verify a Proxy-Authorization. (tests/sip/test_sipp.py runs the same scenario through
-  the driver's trunk credentials.)
+  ``sip.message`` values, ``sip.auth.DigestClient`` and ``sip.offer_answer`` (RFC 3261
+  sections 13.2, 17.1.1.3 and 22.3); the digest is recomputed independently with hashlib,
+  because SIPp 3.6.1 cannot verify a Proxy-Authorization. (tests/sip/test_sipp.py runs the same
+  scenario through the driver's trunk credentials.)
 - SIPp as a client answers ``sip.auth.DigestVerifier``'s challenge
   (``scenarios/auth_uac_register.xml``): the right password is accepted, a wrong one is not.
 """
@@ -30,7 +30,8 @@ from sip.auth import (
 )
 from sip.headers import Headers, NameAddr, Via
 from sip.message import Request, Response, parse_message, reason_phrase
-from sip.sdp import SessionDescription, make_offer, parse_answer
+from sip.offer_answer import make_offer, parse_answer
+from sip.sdp import SessionDescription
 from sip.uri import SipUri
 from tests.sip.test_register_sipp import (
     SCENARIOS,

@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 
 from sip.errors import SipError
-from sip.sdp import (
-    Connection,
-    Direction,
+from sip.offer_answer import (
     LocalSession,
     NegotiationError,
     RtpEndpoint,
-    RtpMap,
-    SdpError,
-    SessionDescription,
     TelephoneEvent,
     is_hold,
     make_offer,
@@ -22,6 +17,7 @@ from sip.sdp import (
     remote_endpoint,
     rtcp_endpoint,
 )
+from sip.sdp import Connection, Direction, RtpMap, SdpError, SessionDescription
 
 
 def crlf(text: str) -> str:

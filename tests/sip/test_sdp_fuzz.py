@@ -5,15 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sip.sdp import (
-    Direction,
-    SdpError,
-    SessionDescription,
-    is_hold,
-    negotiate,
-    remote_endpoint,
-    rtcp_endpoint,
-)
+from sip.offer_answer import is_hold, negotiate, remote_endpoint, rtcp_endpoint
+from sip.sdp import Direction, SdpError, SessionDescription
 from tests.sip.test_sdp import FIXTURES
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,8 @@ import pytest
 
 from sip.driver import DefaultHandler, start_sip
 from sip.events import CallAnswered, CallEnded
-from sip.sdp import Direction, SessionDescription, make_offer, parse_answer
+from sip.offer_answer import make_offer, parse_answer
+from sip.sdp import Direction, SessionDescription
 from sip.settings import SipSettings
 from tests.sip.test_register_sipp import finish_sipp, free_udp_port
 from tests.support.peers import require_peer

@@ -1,10 +1,10 @@
 """Our SDP answers against real softphones: baresip and linphonec call rtbridge.
 
 The SIP side is the driver (``sip.driver.start_sip``); its call handler answers with
-``sip.sdp.negotiate``: one codec from the preference list plus telephone-event. What a user
-would notice is checked: the call is established without a re-INVITE or hold, and the phone's
-audio arrives as RTP at the address and port the answer advertised, in the negotiated codec's
-payload type (RFC 3264 section 6.1: the offerer sends what the answer lists). baresip also
+``sip.offer_answer.negotiate``: one codec from the preference list plus telephone-event. What a
+user would notice is checked: the call is established without a re-INVITE or hold, and the
+phone's audio arrives as RTP at the address and port the answer advertised, in the negotiated
+codec's payload type (RFC 3264 section 6.1: the offerer sends what the answer lists). baresip also
 puts the call on hold and resumes it (RFC 3264 section 8.4), answered by the driver through
 ``negotiate``.
 """
@@ -26,7 +26,8 @@ import pytest
 from sip.driver import Answer as Accept
 from sip.driver import SipCall, SipEndpoint, start_sip
 from sip.events import CallAnswered, CallEnded, CallEvent, HoldChanged
-from sip.sdp import Answer, SessionDescription, negotiate
+from sip.offer_answer import Answer, negotiate
+from sip.sdp import SessionDescription
 from sip.settings import SipSettings
 from tests.support.peers import require_peer
 
