@@ -45,7 +45,13 @@ class EndReason(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CallOffered:
-    """An inbound INVITE passed policy. ``sdp`` is the raw offer body (may be empty)."""
+    """An inbound INVITE passed policy. ``sdp`` is the raw offer body (may be empty).
+
+    ``headers`` are the INVITE's header fields in the order received, values as received and
+    names in canonical form (``v`` -> ``Via``), the top Via stamped ``received``/``rport``
+    (RFC 3261 §18.2.1, RFC 3581 §4). Credentials (Authorization, Proxy-Authorization) are among
+    them: whoever passes the headers on must filter them.
+    """
 
     call_id: str
     caller: NameAddr
@@ -54,6 +60,7 @@ class CallOffered:
     sdp: bytes
     source: Peer
     trunk: str | None
+    headers: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)

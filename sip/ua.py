@@ -428,7 +428,16 @@ class SipCore:
         call.local_tag = new_tag()
         self.calls[call.id] = call
         self.emit(
-            CallOffered(call.id, req.from_, req.to, str(req.uri), req.body, peer, verdict.trunk)
+            CallOffered(
+                call.id,
+                req.from_,
+                req.to,
+                str(req.uri),
+                req.body,
+                peer,
+                verdict.trunk,
+                headers=tuple(req.headers),
+            )
         )
 
     def _refused(self, req: Request, peer: Peer, status: int, reason: str) -> None:

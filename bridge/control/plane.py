@@ -33,7 +33,6 @@ class ControlPlane:
         self.incoming = IncomingCalls(
             settings,
             environ=manager.environ,
-            endpoint=lambda: manager.sip,
             log_event=store.log_event,
         )
         self.metrics = Metrics(manager, webhooks=self.incoming)

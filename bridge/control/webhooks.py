@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from bridge.config import AgentProfile, Settings, UpstreamSettings
-from sip.driver import Reject, SipCall, SipEndpoint
+from sip.driver import Reject, SipCall
 
 __all__ = [
     "Decision",
@@ -129,11 +129,9 @@ class IncomingCalls:
         *,
         environ: Mapping[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
-        endpoint: Callable[[], SipEndpoint | None] = lambda: None,
         log_event: Callable[[str, str, dict[str, Any]], None] = lambda _id, _kind, _data: None,
     ) -> None:
         self.settings = settings
-        self.endpoint = endpoint
         self.log_event = log_event  # into the call's event log
         self.environ = environ
         self.pending: dict[str, PendingCall] = {}
@@ -213,28 +211,19 @@ class IncomingCalls:
         log.warning("call %s: no decision in %.1f s: fallback", call_id, wh.decision_timeout_s)
         return self._fallback(sip_call, pending.profile_name, pending.profile), "fallback"
 
-    def sip_headers(self, sip_call: SipCall) -> list[dict[str, str]]:
-        """The INVITE's headers as received (credentials left out)."""
-        ep = self.endpoint()
-        core_call = ep.core.calls.get(sip_call.id) if ep is not None else None
-        if core_call is None:
+    @staticmethod
+    def sip_headers(sip_call: SipCall) -> list[dict[str, str]]:
+        """The INVITE's headers as received, in order (credentials left out)."""
+        if sip_call.offer is None:
             return []
         return [
             {"name": name, "value": value}
-            for name, value in core_call.invite.headers
+            for name, value in sip_call.offer.headers
             if name.lower() not in _PRIVATE_HEADERS
         ]
 
     def event(self, call_id: str, sip_call: SipCall) -> dict[str, Any]:
-        offer = sip_call.offer
         headers = self.sip_headers(sip_call)
-        if not headers and offer is not None:
-            headers = [
-                {"name": "From", "value": str(offer.caller)},
-                {"name": "To", "value": str(offer.callee)},
-                {"name": "Call-ID", "value": sip_call.id},
-                {"name": "Request-URI", "value": offer.request_uri},
-            ]
         return {
             "id": "evt_" + secrets.token_hex(12),
             "object": "event",

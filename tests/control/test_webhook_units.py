@@ -13,6 +13,9 @@ import pytest
 
 from bridge.config import AgentProfile, Settings, WebhookSettings
 from bridge.control.webhooks import IncomingCalls, profile_from_session, sign, webhook_headers
+from sip.events import CallOffered
+from sip.headers import NameAddr
+from sip.transaction import Peer
 
 BODY = json.dumps(
     {
@@ -61,6 +64,37 @@ def test_accepted_session_overrides_the_profile() -> None:
     assert p.tools == [{"type": "function", "name": "lookup"}]
     assert p.max_duration_s == 60  # the route's limits stay
     assert profile_from_session(base, {"type": "realtime"}) == base
+
+
+class _Offered:
+    """An inbound SIP call as the event needs one: its id and the offer the core emitted."""
+
+    id = "sip-2"
+
+    def __init__(self, headers: tuple[tuple[str, str], ...]) -> None:
+        caller, callee = NameAddr.parse("<sip:a@b>;tag=1"), NameAddr.parse("<sip:bot@c>")
+        peer = Peer("udp", "192.0.2.1", 5060)
+        self.offer = CallOffered(self.id, caller, callee, "sip:bot@c", b"", peer, None, headers)
+
+
+def test_the_event_carries_the_invite_headers_in_order_without_credentials() -> None:
+    secret = 'Digest username="acme", response="0123456789abcdef"'
+    headers = (
+        ("Via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=5060"),
+        ("Proxy-Authorization", secret),
+        ("From", "<sip:a@b>;tag=1"),
+        ("X-Account", "42"),
+        ("Authorization", secret),
+        ("X-Account", "43"),
+    )
+    event = IncomingCalls(Settings()).event("call_2", _Offered(headers))  # type: ignore[arg-type]
+    assert event["data"]["sip_headers"] == [
+        {"name": "Via", "value": headers[0][1]},
+        {"name": "From", "value": "<sip:a@b>;tag=1"},
+        {"name": "X-Account", "value": "42"},
+        {"name": "X-Account", "value": "43"},
+    ]
+    assert "0123456789abcdef" not in json.dumps(event)
 
 
 class _Offerless:

@@ -68,6 +68,21 @@ def test_no_trunk_loopback_only() -> None:
     assert [type(e) for e in core.drain() if not isinstance(e, Send)] == [CallOffered]
 
 
+def test_offer_carries_the_invite_headers_in_order() -> None:
+    """The call's owner reads the INVITE's headers from the offer, never from the core."""
+    core = SipCore(CoreConfig())
+    data = _request("INVITE", extra="X-Account: 42\r\nX-Account: 43\r\n")
+    core.receive(data.replace(b"From: ", b"f: "), LOOP, 0.0)
+    [offer] = [e for e in core.drain() if isinstance(e, CallOffered)]
+    assert [name for name, _ in offer.headers] == [
+        "Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "X-Account", "X-Account",
+        "Content-Length",
+    ]  # fmt: skip
+    assert offer.headers[1] == ("From", "<sip:x@127.0.0.1>;tag=abc")  # compact "f" spelt out
+    assert offer.headers[6:8] == (("X-Account", "42"), ("X-Account", "43"))
+    assert Via.parse(offer.headers[0][1]).param("rport") == "5090"  # stamped (RFC 3581 §4)
+
+
 def test_trunk_allowlist() -> None:
     trunk = TrunkSettings(name="pbx", host="198.51.100.1", inbound_allow=["192.0.2.0/24"])
     core = SipCore(CoreConfig(), TrunkPolicy([trunk]))
