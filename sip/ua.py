@@ -116,8 +116,8 @@ class SipCore:
         self.credentials: dict[str, Credentials] = {}
         self._digest: dict[str, DigestClient] = {}
         self._standalone: set[str] = set()
-        self.call_timers: TimerHeap[Call] = TimerHeap(_call_holds)
-        self.ended_calls: list[Call] = []
+        self._call_timers: TimerHeap[Call] = TimerHeap(_call_holds)
+        self._ended_calls: list[Call] = []
 
     # --- I/O seam ------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
@@ -140,13 +140,13 @@ class SipCore:
     def tick(self, now: float) -> None:
         self.layer.tick(now)
         self._pump(now)
-        for call in self.call_timers.pop_due(now):
+        for call in self._call_timers.pop_due(now):
             call.fire_due(now)
         self._pump(now)
         self._reap()
 
     def next_deadline(self) -> float | None:
-        pending = (self.layer.next_deadline(), self.call_timers.next_deadline())
+        pending = (self.layer.next_deadline(), self._call_timers.next_deadline())
         times = [t for t in pending if t is not None]
         return min(times) if times else None
 
@@ -301,10 +301,10 @@ class SipCore:
         return tx
 
     def schedule(self, call: Call, when: float) -> None:
-        self.call_timers.push(when, call)
+        self._call_timers.push(when, call)
 
     def call_ended(self, call: Call) -> None:
-        self.ended_calls.append(call)
+        self._ended_calls.append(call)
 
     def retry_with_auth(self, call: Call, challenge: Response, now: float) -> bool:
         """401/407 to our INVITE: resend it with digest credentials (§22.2): once, or twice
@@ -571,12 +571,12 @@ class SipCore:
 
     def _reap(self) -> None:
         """Forget ended calls and the bindings of finished client transactions."""
-        for call in self.ended_calls:
+        for call in self._ended_calls:
             if self.calls.get(call.id) is call:
                 del self.calls[call.id]
                 self.credentials.pop(call.id, None)
                 self._digest.pop(call.id, None)
-        self.ended_calls.clear()
+        self._ended_calls.clear()
         for key in self.layer.reaped:
             self._purpose.pop(key, None)
             self._standalone.discard(key)
