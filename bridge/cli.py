@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated audio formats it accepts (pcm16,g711_ulaw,g711_alaw); "
         "'pcm16' forces callers to transcode",
     )
+    agent.add_argument(
+        "--session-max-s",
+        type=float,
+        metavar="S",
+        help="end each session after S seconds, the way its dialect ends sessions",
+    )
 
     call = sub.add_parser("call", help="place one outbound SIP call to TARGET")
     _common(call)
@@ -96,7 +102,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if args.upstream_dialect is not None:
             o["upstream"]["dialect"] = args.upstream_dialect
     elif args.command == "agent":
-        for flag in ("host", "port", "dialect"):
+        for flag in ("host", "port", "dialect", "session_max_s"):
             if getattr(args, flag) is not None:
                 o["agent"][flag] = getattr(args, flag)
         if args.formats:

@@ -37,6 +37,7 @@ __all__ = [
     "ServerSettings",
     "SessionFormat",
     "Settings",
+    "UpstreamAuth",
     "UpstreamSettings",
     "WebRtcSettings",
     "WebhookSettings",
@@ -54,6 +55,35 @@ class Dialect(StrEnum):
     GA = "ga"
     BETA = "beta"
     XAI = "xai"
+    AZURE = "azure"
+    GEMINI = "gemini"
+    GPT_LIVE = "gpt-live"
+
+
+class UpstreamAuth(StrEnum):
+    """How an upstream key is presented (never in a log: see ``bridge.logs``).
+
+    ``bearer``: ``Authorization: Bearer <key>`` (OpenAI, xAI, GPT-Live, Azure with an Entra
+    token); ``api-key``: Azure's ``api-key`` header; ``goog-header``: ``x-goog-api-key`` (the
+    Google SDK's way); ``query``: ``?key=`` in the URL (the Gemini Live WebSocket guide's way;
+    the URL rtbridge logs never carries it).
+    """
+
+    BEARER = "bearer"
+    API_KEY = "api-key"
+    GOOG_HEADER = "goog-header"
+    QUERY = "query"
+
+
+#: The auth style each dialect uses when ``UpstreamSettings.auth`` is not set.
+DEFAULT_AUTH: dict[Dialect, UpstreamAuth] = {
+    Dialect.GA: UpstreamAuth.BEARER,
+    Dialect.BETA: UpstreamAuth.BEARER,
+    Dialect.XAI: UpstreamAuth.BEARER,
+    Dialect.AZURE: UpstreamAuth.API_KEY,
+    Dialect.GEMINI: UpstreamAuth.QUERY,
+    Dialect.GPT_LIVE: UpstreamAuth.BEARER,
+}
 
 
 def default_data_dir() -> Path:
@@ -85,12 +115,20 @@ class ServerSettings(_Section):
 
 
 class UpstreamSettings(_Section):
-    """Where Realtime sessions go. ``url = ""`` means: run the local agent in-process."""
+    """Where Realtime sessions go. ``url = ""`` means: run the local agent in-process.
+
+    ``model`` is the model (Azure: the deployment name; Gemini: ``models/...`` may be left
+    out). ``auth`` defaults to the dialect's own style (:data:`DEFAULT_AUTH`).
+    ``delegation_model`` is GPT-Live only: the Responses model that runs the session's
+    function tools (GPT-Live delegates tools to a Responses backend).
+    """
 
     url: str = ""
     dialect: Dialect = Dialect.GA
     model: str = "gpt-realtime"
     api_key_env: str | None = None
+    auth: UpstreamAuth | None = None
+    delegation_model: str = "gpt-5.5"
     headers: dict[str, str] = Field(default_factory=dict)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     send_queue: int = Field(default=256, ge=1)
@@ -101,6 +139,10 @@ class UpstreamSettings(_Section):
         if v and not v.startswith(("ws://", "wss://")):
             raise ValueError("upstream url must start with ws:// or wss://")
         return v
+
+    @property
+    def auth_style(self) -> UpstreamAuth:
+        return self.auth if self.auth is not None else DEFAULT_AUTH[self.dialect]
 
     def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The upstream key, read from the environment variable this upstream names."""
@@ -120,6 +162,11 @@ class AgentSettings(_Section):
     tool_after_turns: int | None = Field(default=None, ge=1)
     tool_name: str | None = None
     tool_arguments: str = "{}"
+    #: end every session after this long, the way the dialect ends sessions (Gemini:
+    #: ``goAway`` ``go_away_notice_s`` before the close; GA/beta/xAI/Azure: an ``error``
+    #: ``session_expired``; GPT-Live: ``session.closed`` reason ``expired``); None: never
+    session_max_s: float | None = Field(default=None, gt=0)
+    go_away_notice_s: float = Field(default=1.0, ge=0)
 
     @field_validator("formats")
     @classmethod

@@ -1,8 +1,9 @@
 """Logging set-up: plain or JSON lines, with secrets redacted from every record.
 
 Whatever a library logs (uvicorn's access log, websockets' debug output, our own messages),
-a filter on the root handler rewrites API keys, ephemeral keys, Bearer tokens and SIP digest
-responses to ``[redacted]`` before formatting. Base64 audio is kept out at the source
+a filter on the root handler rewrites API keys (also Azure's ``api-key`` and Google's
+``x-goog-api-key`` headers and ``?key=`` query parameters), ephemeral keys, Bearer tokens and SIP
+digest responses to ``[redacted]`` before formatting. Base64 audio is kept out at the source
 (:func:`bridge.realtime.wire.redact`).
 """
 
@@ -21,6 +22,9 @@ _PATTERNS = [
     re.compile(r"(openai-insecure-api-key\.)[^\s'\",]+"),
     re.compile(r"\b(sk-|ek_|rtb_|xai-|whsec_)[A-Za-z0-9_\-+/=]{6,}"),
     re.compile(r"(?i)((?:password|api_key|secret)\s*[=:]\s*['\"]?)[^\s'\",]+"),
+    re.compile(r"(?i)((?:x-goog-api-key|api-key)['\"]?\s*[=:]\s*['\"]?)[^\s'\",]+"),
+    re.compile(r"(?i)([?&](?:key|access_token)=)[^&\s'\",]+"),
+    re.compile(r"\b(AIza)[A-Za-z0-9_\-]{20,}"),
     re.compile(r"(?i)(response=\")[0-9a-f]+"),
 ]
 

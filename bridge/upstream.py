@@ -1,8 +1,13 @@
 """The upstream client: one WebSocket per session to a configured Realtime upstream.
 
-rtbridge speaks GA to everything above this module; the upstream declares its dialect and the
-:class:`~bridge.realtime.dialects.Translator` converts at this edge, in both directions. For a GA
-upstream nothing is parsed or re-serialised: frames go through unchanged.
+rtbridge speaks GA to everything above this module; the upstream declares its dialect and its
+:class:`~bridge.realtime.dialects.UpstreamTranslator` converts at this edge, in both directions.
+For a GA (or Azure) upstream nothing is parsed or re-serialised: frames go through unchanged.
+A translated upstream may answer some client events itself (a local ``conversation.item
+.truncated``, a ``session.created`` before the upstream's first frame): those GA events come out
+of :meth:`UpstreamSession.frames` in order with the upstream's own. Such a translator may also
+want the time (GPT-Live's responses end on a pause in the model's audio): :meth:`frames` then
+ticks it at the deadline it asks for, on the monotonic clock.
 
 Sending is done by one writer task that drains a bounded queue, so callers never block on the
 socket:
@@ -13,7 +18,9 @@ socket:
   template (:func:`bridge.realtime.wire.append_frame`), never by ``json.dumps`` of base64.
 
 Connection failures raise the typed errors of :mod:`bridge.errors`, whose ``retryable`` says
-whether trying again makes sense. API keys are sent in headers only and never logged.
+whether trying again makes sense. API keys are sent as the upstream's auth style asks
+(:class:`~bridge.config.UpstreamAuth`: a header, or Gemini's ``?key=``) and never logged:
+:attr:`UpstreamSession.url`, which logs and ``repr()`` show, never carries the key.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -34,8 +42,9 @@ from websockets.protocol import State
 
 from bridge import __version__
 from bridge.bench import _probe
-from bridge.config import Dialect, UpstreamSettings
+from bridge.config import Dialect, UpstreamAuth, UpstreamSettings
 from bridge.errors import (
+    ProtocolError,
     UpstreamAuthError,
     UpstreamClosedError,
     UpstreamConnectError,
@@ -43,7 +52,7 @@ from bridge.errors import (
     UpstreamRejectedError,
 )
 from bridge.realtime import wire
-from bridge.realtime.dialects import Translator
+from bridge.realtime.dialects import Routed, UpstreamTranslator, upstream_translator
 
 __all__ = ["UpstreamSession", "UpstreamStats", "upstream_url"]
 
@@ -117,19 +126,40 @@ def upstream_url(base: str, model: str | None) -> str:
 
 def _headers(cfg: UpstreamSettings, api_key: str | None) -> dict[str, str]:
     headers = dict(cfg.headers)
-    if api_key:
+    style = cfg.auth_style
+    if api_key and style is UpstreamAuth.BEARER:
         headers["Authorization"] = f"Bearer {api_key}"
+    elif api_key and style is UpstreamAuth.API_KEY:
+        headers["api-key"] = api_key
+    elif api_key and style is UpstreamAuth.GOOG_HEADER:
+        headers["x-goog-api-key"] = api_key
     if cfg.dialect is Dialect.BETA:
         headers.setdefault("OpenAI-Beta", "realtime=v1")
     return headers
+
+
+def _with_key(url: str, api_key: str) -> str:
+    """``url`` with ``?key=`` (Gemini's query auth); only ever passed to ``connect``."""
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), ("key", api_key)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class _End:
+    """The reader's last word in the inbox: how the upstream ended."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException | None) -> None:
+        self.exc = exc
 
 
 class UpstreamSession:
     """One Realtime session upstream. Use as ``async with UpstreamSession(cfg) as up:``.
 
     ``send``/``send_frame``/``send_audio`` take GA client events; ``frames()`` yields GA server
-    frames as text. ``url``/``api_key``/``dialect`` override the settings (the relay passes the
-    model a client asked for; calls pass their agent profile's upstream).
+    frames as text. ``model``/``api_key`` override the settings (the relay passes the model a
+    client asked for). ``resume_handle`` (Gemini): resume that upstream session.
     """
 
     def __init__(
@@ -140,16 +170,27 @@ class UpstreamSession:
         api_key: str | None = None,
         environ: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        resume_handle: str | None = None,
     ) -> None:
         if not cfg.url:
             raise UpstreamConnectError("no upstream URL configured", retryable=False)
         self.cfg = cfg
-        self.url = upstream_url(cfg.url, model or cfg.model)
         self.dialect = cfg.dialect
+        self.translator: UpstreamTranslator = upstream_translator(
+            cfg.dialect,
+            model=cfg.model,
+            resume_handle=resume_handle,
+            delegation_model=cfg.delegation_model,
+        )
+        in_url = self.translator.model_in_url
+        self.url = upstream_url(cfg.url, (model or cfg.model) if in_url else None)
         self._api_key = api_key if api_key is not None else cfg.api_key(environ)
         self._ssl = ssl_context
-        self._translator = Translator(cfg.dialect)
+        self._translator = self.translator
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=cfg.send_queue)
+        # translated upstreams: GA frames for frames(), from the reader and local answers
+        self._inbox: asyncio.Queue[str | _End] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
         self._writer: asyncio.Task[None] | None = None
         self._write_error: BaseException | None = None
@@ -178,9 +219,12 @@ class UpstreamSession:
         kwargs: dict[str, Any] = {}
         if self.url.startswith("wss://") and self._ssl is not None:
             kwargs["ssl"] = self._ssl
+        target = self.url
+        if self._api_key and self.cfg.auth_style is UpstreamAuth.QUERY:
+            target = _with_key(self.url, self._api_key)
         try:
             self._ws = await connect(
-                self.url,
+                target,
                 additional_headers=_headers(self.cfg, self._api_key),
                 open_timeout=self.cfg.connect_timeout_s,
                 max_size=MAX_FRAME,
@@ -205,6 +249,11 @@ class UpstreamSession:
                 f"cannot connect to upstream {self.url}: {exc or type(exc).__name__}"
             ) from exc
         self._writer = asyncio.create_task(self._write_loop(), name=f"upstream-writer {self.url}")
+        if not self._translator.passthrough:
+            self._route(self._translator.opening())
+            self._reader = asyncio.create_task(
+                self._read_loop(self._ws), name=f"upstream-reader {self.url}"
+            )
         log.debug("upstream connected: %s (%s)", self.url, self.dialect.value)
 
     async def close(self) -> None:
@@ -218,6 +267,10 @@ class UpstreamSession:
                 self._writer.cancel()
         if self._ws is not None:
             await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
 
     # -- sending -------------------------------------------------------------------------
 
@@ -227,29 +280,40 @@ class UpstreamSession:
         if self._ws is None:
             raise UpstreamClosedError("upstream session is not connected")
 
+    def _route(self, routed: Routed) -> list[str]:
+        """Hand a translation's GA events to frames(); return its upstream frames to queue."""
+        for ev in routed.client:
+            self._inbox.put_nowait(wire.dumps(ev))
+        return [*(wire.dumps(ev) for ev in routed.upstream), *routed.frames]
+
     async def send(self, event: Mapping[str, Any]) -> None:
         """Queue one GA client event (waits for room; never dropped)."""
         self._check_open()
-        if self._translator.needs_translation:
-            for out in self._translator.client_to_dialect(dict(event)):
-                await self._queue.put(wire.dumps(out))
-        else:
+        if self._translator.passthrough:
             await self._queue.put(wire.dumps(event))
+            return
+        for frame in self._route(self._translator.to_upstream(event)):
+            await self._queue.put(frame)
 
     async def send_frame(self, frame: str) -> None:
         """Queue one GA client frame as received from a client (unchanged for GA upstreams)."""
         self._check_open()
-        if self._translator.needs_translation:
-            for out in self._translator.client_to_dialect(wire.loads(frame)):
-                await self._queue.put(wire.dumps(out))
-        else:
+        if self._translator.passthrough:
             await self._queue.put(frame)
+            return
+        for out in self._route(self._translator.to_upstream(wire.loads(frame))):
+            await self._queue.put(out)
 
     def send_audio(self, audio: bytes) -> bool:
         """Queue caller audio as an append; returns False (and counts it) if dropped."""
         self._check_open()
+        if self._translator.passthrough:
+            frames = [wire.append_frame(audio)]
+        else:
+            frames = self._route(self._translator.append_audio(audio))
         try:
-            self._queue.put_nowait(wire.append_frame(audio))
+            for frame in frames:
+                self._queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.stats.audio_dropped += 1
             return False
@@ -296,24 +360,73 @@ class UpstreamSession:
         if self._ws is None:
             raise UpstreamClosedError("upstream session is not connected")
         ws = self._ws
-        translate = self._translator.needs_translation
+        if not self._translator.passthrough:
+            async for frame in self._translated_frames():
+                yield frame
+            self._raise_unless_normal(ws)
+            return
         try:
             async for msg in ws:
                 self.stats.frames_received += 1
-                frame = msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
-                if not translate:
-                    yield frame
-                    continue
-                for out in self._translator.server_from_dialect(wire.loads(frame)):
-                    yield wire.dumps(out)
+                yield msg if isinstance(msg, str) else msg.decode("utf-8", "replace")
         except ConnectionClosed as exc:
             raise self._closed(exc) from exc
+        self._raise_unless_normal(ws)
+
+    @staticmethod
+    def _raise_unless_normal(ws: ClientConnection) -> None:
         if ws.close_code not in (None, 1000):
             raise UpstreamClosedError(
                 f"upstream closed the session: {ws.close_code} {ws.close_reason}",
                 code=ws.close_code,
                 reason=ws.close_reason or "",
             )
+
+    async def _read_loop(self, ws: ClientConnection) -> None:
+        """Translated upstreams: upstream frames -> GA frames in the inbox (and replies out)."""
+        tr = self._translator
+        end: BaseException | None = None
+        try:
+            async for msg in ws:
+                self.stats.frames_received += 1
+                try:
+                    parsed = wire.loads(msg, typed=False)
+                except ProtocolError as exc:
+                    log.warning("upstream sent a frame that is not a JSON object: %s", exc)
+                    continue
+                for frame in self._route(tr.from_upstream(parsed, time.monotonic())):
+                    await self._queue.put(frame)
+        except ConnectionClosed as exc:
+            end = exc
+        except Exception as exc:
+            log.warning("upstream reader stopped: %s", exc)
+            end = exc
+        self._inbox.put_nowait(_End(end))
+
+    async def _translated_frames(self) -> AsyncIterator[str]:
+        tr, inbox = self._translator, self._inbox
+        while True:
+            due = tr.deadline()
+            if due is None:
+                item = await inbox.get()
+            else:
+                try:
+                    item = await asyncio.wait_for(inbox.get(), max(0.0, due - time.monotonic()))
+                except TimeoutError:
+                    for frame in self._route(tr.tick(time.monotonic())):
+                        await self._queue.put(frame)
+                    continue
+            if isinstance(item, _End):
+                while not inbox.empty():  # local answers queued behind the end
+                    late = inbox.get_nowait()
+                    if isinstance(late, str):
+                        yield late
+                if isinstance(item.exc, ConnectionClosed):
+                    raise self._closed(item.exc) from item.exc
+                if item.exc is not None:
+                    raise UpstreamClosedError(f"upstream reader failed: {item.exc}")
+                return
+            yield item
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Like :meth:`frames`, parsed into dicts."""

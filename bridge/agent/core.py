@@ -32,6 +32,7 @@ from typing import Any
 from bridge.agent.audio import AudioFormat, InputDecoder, Pcm, encode_output
 from bridge.agent.buffer import SAMPLES_PER_MS, StreamBuffer
 from bridge.agent.conversation import Conversation, StoredItem
+from bridge.agent.edge import EdgeClose
 from bridge.agent.events import error_event, server_event
 from bridge.agent.ids import IdFactory
 from bridge.agent.planner import new_output_item, plan_response
@@ -154,16 +155,32 @@ class AgentCore:
         )
 
     def receive(self, frame: str | bytes, inbound: Inbound | None = None) -> list[Event]:
-        """Handle one frame; ``inbound`` translates a dialect event into GA events."""
+        """Handle one frame; ``inbound`` translates a dialect message into GA events (it may
+        raise :class:`~bridge.agent.edge.EdgeClose`, which propagates: the driver closes)."""
         try:
-            if isinstance(frame, bytes):
+            if isinstance(frame, bytes) and inbound is None:
                 raise ProtocolError("binary frames are not supported", code="invalid_json")
-            raw = wire.loads(frame)
+            raw = wire.loads(frame, typed=inbound is None)
         except ProtocolError as exc:
             self.record.received_types.append("<invalid>")
             return self._sent([self._error(str(exc), code=exc.code, param=exc.param)])
         try:
             events = inbound(raw) if inbound is not None else [raw]
+        except EdgeClose:
+            raise
+        except (ClientError, ProtocolError) as exc:  # the dialect's own rules
+            self.record.received_types.append(wire.event_type(raw) or "<untyped>")
+            ev_id = raw.get("event_id")
+            return self._sent(
+                [
+                    self._error(
+                        str(exc),
+                        code=exc.code,
+                        param=exc.param,
+                        event_id=ev_id if isinstance(ev_id, str) else None,
+                    )
+                ]
+            )
         except Exception as exc:  # a translator bug must not close the socket
             log.exception("agent: dialect translation failed for %s", wire.event_type(raw))
             return self._sent([self._error(f"untranslatable event: {exc}", code="invalid_event")])

@@ -53,6 +53,8 @@ class SessionRecord:
     errors: list[dict[str, Any]] = field(default_factory=list)
     responses: list[ResponseRecord] = field(default_factory=list)
     closed: bool = False
+    resumed_from: str | None = None  # Gemini: the resumption handle this session continued
+    close_code: int | None = None  # the code the agent closed the socket with, if it did
     _pcm: list[Pcm] = field(default_factory=list, repr=False)
     _kept: int = 0
 

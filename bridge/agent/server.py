@@ -1,15 +1,18 @@
 """The local agent's WebSocket server: handshake, one driver per connection, pacing, CLI entry.
 
-``ws://HOST:PORT/v1/realtime`` (``?model=`` accepted) served with ``websockets``' asyncio API.
-The handshake answers subprotocol ``realtime`` when offered, 404 for any other path and 401 when
-a key is configured (``AgentSettings.api_key_env``) but neither ``Authorization: Bearer <key>``
-nor the browser subprotocol ``openai-insecure-api-key.<key>`` carries it.
+Served with ``websockets``' asyncio API at the path of the configured dialect
+(``/v1/realtime`` with ``?model=`` for GA, beta, xAI and Azure, Gemini's ``BidiGenerateContent``
+path, GPT-Live's ``/v1/live/sessions``: see :mod:`bridge.agent.edge`). The handshake answers
+subprotocol ``realtime`` when offered, 404 for any other path and 401 when a key is configured
+(``AgentSettings.api_key_env``) but not presented where the dialect presents it (Bearer or the
+browser subprotocol; Azure also ``api-key``; Gemini ``?key=`` or ``x-goog-api-key``).
 
 Per connection: the reader feeds frames to :class:`~bridge.agent.core.AgentCore`; a pump task
 steps the active response every ``chunk_interval_s`` (100 ms of audio per step, so faster than
 real time but not all at once); one writer task drains the outgoing queue and applies the
 dialect edge. Producers enqueue whole batches synchronously, so event order is exactly the
-core's; the queue is bounded by making producers wait while it is above a high-water mark.
+core's; the queue is bounded by making producers wait while it is above a high-water mark. With
+``AgentSettings.session_max_s`` a timer ends each session the way its dialect does.
 """
 
 from __future__ import annotations
@@ -33,8 +36,20 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from bridge.agent.conversation import Conversation
 from bridge.agent.core import AgentCore
-from bridge.agent.edge import DialectEdge, ping_event
+from bridge.agent.edge import (
+    Close,
+    DialectEdge,
+    EdgeClose,
+    Native,
+    Out,
+    RenamingEdge,
+    bearer_keys,
+    ping_event,
+)
+from bridge.agent.gemini_edge import GEMINI_PATHS, GeminiEdge
+from bridge.agent.live_edge import LIVE_PATHS, LiveEdge
 from bridge.agent.record import SessionRecord
 from bridge.config import AgentSettings, Dialect
 from bridge.errors import ConfigError
@@ -45,9 +60,26 @@ __all__ = ["PATH", "LocalAgent", "run_agent_forever"]
 PATH = "/v1/realtime"
 log = logging.getLogger("rtbridge.agent")
 _HIGH_WATER = 64  # batches queued for the writer before producers wait
-_INSECURE_KEY_PREFIX = "openai-insecure-api-key."
 
 Event = dict[str, Any]
+
+
+def dialect_paths(dialect: Dialect) -> frozenset[str]:
+    """The request paths the agent serves for ``dialect``."""
+    if dialect is Dialect.GEMINI:
+        return GEMINI_PATHS
+    if dialect is Dialect.GPT_LIVE:
+        return LIVE_PATHS
+    return RenamingEdge(dialect).paths
+
+
+def dialect_path(dialect: Dialect) -> str:
+    """The path a client of ``dialect`` connects to (the first of :func:`dialect_paths`)."""
+    if dialect is Dialect.GEMINI:
+        return "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    if dialect is Dialect.GPT_LIVE:
+        return "/v1/live/sessions"
+    return PATH
 
 
 class LocalAgent:
@@ -68,6 +100,8 @@ class LocalAgent:
         self.chunk_interval_s = chunk_interval_s
         self.ping_interval_s = ping_interval_s
         self.sessions: list[SessionRecord] = []
+        #: Gemini resumption handles this agent issued -> the conversation they continue
+        self.resumable: dict[str, Conversation] = {}
         self._server: Server | None = None
         self._api_key: str | None = None
         self.port: int = settings.port
@@ -75,7 +109,7 @@ class LocalAgent:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}{PATH}"
+        return f"ws://{self.host}:{self.port}{dialect_path(self.settings.dialect)}"
 
     async def start(self) -> str:
         """Bind and serve; returns the ws URL. Raises ``ConfigError`` if the key is missing."""
@@ -123,16 +157,15 @@ class LocalAgent:
 
     # ---- handshake ---------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if urlsplit(request.path).path.rstrip("/") != PATH:
+        parts = urlsplit(request.path)
+        dialect = self.settings.dialect
+        if parts.path.rstrip("/") not in dialect_paths(dialect):
             return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
         if self._api_key is None:
             return None
-        auth = request.headers.get("Authorization", "")
-        offered = _offered_subprotocols(request)
-        keys = [auth[7:].strip()] if auth[:7].lower() == "bearer " else []
-        keys += [
-            p[len(_INSECURE_KEY_PREFIX) :] for p in offered if p.startswith(_INSECURE_KEY_PREFIX)
-        ]
+        keys = _presented_keys(
+            dialect, request.headers, dict(parse_qsl(parts.query)), _offered_subprotocols(request)
+        )
         if any(hmac.compare_digest(k.encode(), self._api_key.encode()) for k in keys):
             return None
         response = connection.respond(
@@ -161,21 +194,21 @@ class LocalAgent:
             self.settings,
             model=query.get("model", "gpt-realtime"),
             now_s=int(time.time()),
-            require_session_type=dialect is Dialect.GA,
+            require_session_type=dialect in (Dialect.GA, Dialect.AZURE),
             path=parts.path,
-            query=query,
+            query={k: v for k, v in query.items() if k != "key"},
         )
         self.sessions.append(core.record)
         log.info(
             "agent session %s opened (%s, %s)", core.record.session_id, dialect.value, parts.path
         )
-        edge = DialectEdge(dialect)
-        outq: asyncio.Queue[list[Event]] = asyncio.Queue()
+        edge = self._edge(core)
+        outq: asyncio.Queue[list[Out]] = asyncio.Queue()
         drained = asyncio.Event()
         drained.set()
         wake = asyncio.Event()
 
-        async def emit(batch: list[Event]) -> None:
+        async def emit(batch: list[Out]) -> None:
             if batch:
                 outq.put_nowait(batch)  # synchronous: batches keep the core's order
                 if outq.qsize() > _HIGH_WATER:
@@ -188,27 +221,47 @@ class LocalAgent:
                     tg.create_task(self._writer(ws, outq, drained, edge, core.record)),
                     tg.create_task(self._pump(core, emit, wake)),
                 ]
-                if dialect is Dialect.XAI:
+                if edge.pings:
                     tasks.append(tg.create_task(self._pinger(core, emit)))
+                if self.settings.session_max_s is not None:
+                    tasks.append(tg.create_task(self._expire(core, edge, emit)))
                 try:
                     await emit(edge.opening(core.opening(), core.conversation_created()))
                     async for frame in ws:
-                        await emit(core.receive(frame, edge.inbound))
+                        try:
+                            events: list[Out] = list(core.receive(frame, edge.inbound))
+                        except EdgeClose as exc:
+                            await emit([exc.close])
+                            break
+                        await emit([*edge.replies(), *events])
                         if core.streaming:
                             wake.set()
                 except ConnectionClosed:
                     pass
                 finally:
-                    for task in tasks:
+                    for task in tasks[1:]:
                         task.cancel()
+                    outq.put_nowait([_STOP])  # flush what is queued (a close, a last event)
+                    try:
+                        await asyncio.wait_for(asyncio.shield(tasks[0]), timeout=5.0)
+                    except TimeoutError:
+                        tasks[0].cancel()
         finally:
             core.close()
             log.info("agent session %s closed", core.record.session_id)
 
+    def _edge(self, core: AgentCore) -> DialectEdge:
+        dialect = self.settings.dialect
+        if dialect is Dialect.GEMINI:
+            return GeminiEdge(core, self.resumable)
+        if dialect is Dialect.GPT_LIVE:
+            return LiveEdge(core, now_s=int(time.time()))
+        return RenamingEdge(dialect)
+
     async def _writer(
         self,
         ws: ServerConnection,
-        outq: asyncio.Queue[list[Event]],
+        outq: asyncio.Queue[list[Out]],
         drained: asyncio.Event,
         edge: DialectEdge,
         record: SessionRecord,
@@ -219,46 +272,87 @@ class LocalAgent:
             batch = await outq.get()
             if outq.qsize() <= _HIGH_WATER // 2:
                 drained.set()
+            if any(item is _STOP for item in batch):
+                return
             if not open_:
                 continue  # keep draining so producers never wait on a dead socket
             try:
-                for ev in batch:
-                    for out in [ev] if ev.get("type") == "ping" else _outbound(edge, ev):
-                        await ws.send(wire.dumps(out))
-                        sent_types.append(str(out.get("type")))
+                for item in batch:
+                    for out in _outbound(edge, item):
+                        if isinstance(out, Close):
+                            record.close_code = out.code
+                            await ws.close(out.code, out.reason)
+                            open_ = False
+                            break
+                        msg = out.event if isinstance(out, Native) else out
+                        await ws.send(wire.dumps(msg))
+                        sent_types.append(str(msg.get("type") or next(iter(msg), "")))
                         if log.isEnabledFor(logging.DEBUG):
-                            log.debug("agent -> %s", wire.redact(out))
+                            log.debug("agent -> %s", wire.redact(msg))
+                    if not open_:
+                        break
             except ConnectionClosed:
                 open_ = False
 
     async def _pump(
         self,
         core: AgentCore,
-        emit: Callable[[list[Event]], Awaitable[None]],
+        emit: Callable[[list[Out]], Awaitable[None]],
         wake: asyncio.Event,
     ) -> None:
         while True:
             await wake.wait()
-            await emit(core.pump())
+            await emit(list(core.pump()))
             if not core.streaming:
                 wake.clear()
                 continue
             await asyncio.sleep(self.chunk_interval_s)
 
-    async def _pinger(
-        self, core: AgentCore, emit: Callable[[list[Event]], Awaitable[None]]
-    ) -> None:
+    async def _pinger(self, core: AgentCore, emit: Callable[[list[Out]], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(self.ping_interval_s)
-            await emit([ping_event(core.ids.event(), int(time.time() * 1000))])
+            await emit([Native(ping_event(core.ids.event(), int(time.time() * 1000)))])
+
+    async def _expire(
+        self, core: AgentCore, edge: DialectEdge, emit: Callable[[list[Out]], Awaitable[None]]
+    ) -> None:
+        """End the session after ``session_max_s``, as the dialect does (Gemini warns first)."""
+        total = self.settings.session_max_s or 0.0
+        notice = min(self.settings.go_away_notice_s, total)
+        warning = edge.going_away(notice)
+        if warning:
+            await asyncio.sleep(total - notice)
+            await emit(warning)
+            await asyncio.sleep(notice)
+        else:
+            await asyncio.sleep(total)
+        await emit(edge.expired(core.ids.event()))
 
 
-def _outbound(edge: DialectEdge, ev: Event) -> list[Event]:
+#: Tells the writer its connection is over (after what was queued before it).
+_STOP = Native({"type": "<stop>"})
+
+
+def _outbound(edge: DialectEdge, item: Out) -> list[Out]:
+    if isinstance(item, Native | Close):
+        return [item]
     try:
-        return edge.outbound(ev)
+        return edge.outbound(item)
     except Exception:  # a translator bug: send the GA event rather than lose it
-        log.exception("agent: dialect translation failed for %s", ev.get("type"))
-        return [ev]
+        log.exception("agent: dialect translation failed for %s", item.get("type"))
+        return [item]
+
+
+def _presented_keys(
+    dialect: Dialect, headers: Any, query: dict[str, str], subprotocols: list[str]
+) -> list[str]:
+    """The keys a client presented, where its dialect puts them."""
+    if dialect is Dialect.GEMINI:
+        return [k for k in (query.get("key"), headers.get("x-goog-api-key")) if k]
+    keys = bearer_keys(headers, subprotocols)
+    if dialect is Dialect.AZURE and headers.get("api-key"):
+        keys.append(headers["api-key"])
+    return keys
 
 
 def _offered_subprotocols(request: Request) -> list[str]:

@@ -7,7 +7,8 @@ Modules:
 
     session   the GA session configuration (seed 002) and audio-format helpers
     items     conversation items (seed 000)
-    dialects  the one normaliser between GA and the beta and xAI dialects
+    dialects  the one normaliser between GA and every upstream dialect (a package: one
+              module per dialect, the shared interface and Capabilities)
 
 Rules every module here keeps: unknown event types and unknown fields survive a round trip
 (models allow extra fields; dumps use ``exclude_unset``), frames that need no translation are

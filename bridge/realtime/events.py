@@ -16,7 +16,7 @@ Contract:
   ``event_to_dict(parse_x_event(d)) == d``, unknown fields and explicit ``null`` included.
 
 The parsers speak GA (plus the beta server names, which parse to subclasses of their GA class).
-Frames in another dialect go through :class:`bridge.realtime.dialects.Translator` first.
+Frames in another dialect go through :mod:`bridge.realtime.dialects` first.
 """
 
 from __future__ import annotations

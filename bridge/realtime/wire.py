@@ -31,8 +31,11 @@ AUDIO_FIELDS = frozenset({"audio", "delta"})
 _AUDIO_DELTA_TYPES = frozenset({"response.output_audio.delta", "response.audio.delta"})
 
 
-def loads(frame: str | bytes) -> dict[str, Any]:
-    """Parse one frame into a JSON object; anything else is a :class:`RemoteProtocolError`."""
+def loads(frame: str | bytes, *, typed: bool = True) -> dict[str, Any]:
+    """Parse one frame into a JSON object; anything else is a :class:`RemoteProtocolError`.
+
+    ``typed``: the object must have a string ``type`` (every Realtime event does; Gemini's
+    messages do not)."""
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
@@ -42,7 +45,7 @@ def loads(frame: str | bytes) -> dict[str, Any]:
             f"frame must be a JSON object, got {type(obj).__name__}", code="invalid_json"
         )
     t = obj.get("type")
-    if not isinstance(t, str) or not t:
+    if typed and (not isinstance(t, str) or not t):
         raise RemoteProtocolError(
             "event has no string 'type' field", code="missing_required_parameter", param="type"
         )

@@ -1,9 +1,12 @@
-"""The one normaliser between GA Realtime events and the beta and xAI dialects.
+"""The dialects that are GA with other names: OpenAI beta and xAI (and GA/Azure, unchanged).
 
 rtbridge speaks GA everywhere inside; this module is the only place that knows how the OpenAI beta
 shape (seed 001, PROTOCOL.md "Dialects") and the xAI Grok voice agent (seed 003) differ from it.
 A :class:`Translator` is made per connection (it keeps a little state, see xAI below) and works on
 plain dicts: no pydantic, so the per-audio-delta path is one dict lookup and one shallow copy.
+It is also the :class:`~bridge.realtime.dialects.base.UpstreamTranslator` for these dialects
+(``to_upstream``/``from_upstream`` wrap the first two directions below); Azure's GA endpoint
+speaks GA on the wire, so for it, as for GA, nothing is translated.
 
 Directions (each method takes one event and returns a list: ``[]`` dropped, 2+ expanded):
 
@@ -12,8 +15,8 @@ Directions (each method takes one event and returns a list: ``[]`` dropped, 2+ e
 * ``client_from_dialect``: dialect client event -> GA (the local agent serving a dialect)
 * ``server_to_dialect``: GA server event -> dialect (the local agent serving a dialect)
 
-For :attr:`Dialect.GA <bridge.config.Dialect>` ``needs_translation`` is False: callers forward raw
-frames and never call the methods (which then return a shallow copy of the event).
+For :attr:`Dialect.GA <bridge.config.Dialect>` and ``AZURE`` ``needs_translation`` is False:
+callers forward raw frames and never call the methods (which then return a shallow copy).
 
 **The pass-through rule.** An event with no counterpart in the target dialect, or whose type this
 module does not know, is passed through unchanged (a shallow copy, same ``type``, same fields):
@@ -82,9 +85,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bridge.config import Dialect
+from bridge.realtime import wire
+from bridge.realtime.dialects.base import Routed, UpstreamTranslator
 from bridge.realtime.events import CLIENT_EVENTS, SERVER_EVENTS
 
-__all__ = ["XAI_VOICES", "Translator", "snake_to_dotted"]
+__all__ = ["RENAMED_DIALECTS", "XAI_VOICES", "Translator", "snake_to_dotted"]
 
 Event = dict[str, Any]
 _Rule = tuple[str, Callable[[Mapping[str, Any], str], list[Event]] | None]
@@ -302,12 +307,19 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the translator
 
 
-class Translator:
+#: The dialects this module translates (the others have modules of their own).
+RENAMED_DIALECTS = frozenset({Dialect.GA, Dialect.AZURE, Dialect.BETA, Dialect.XAI})
+
+
+class Translator(UpstreamTranslator):
     """Translates one connection's events between GA and ``dialect`` (see the module docs)."""
 
     def __init__(self, dialect: Dialect) -> None:
+        if dialect not in RENAMED_DIALECTS:
+            raise ValueError(f"{dialect.value} is not a renamed GA dialect")
         self.dialect = dialect
-        self.needs_translation: bool = dialect is not Dialect.GA
+        self.needs_translation: bool = dialect not in (Dialect.GA, Dialect.AZURE)
+        self.passthrough = not self.needs_translation
         self._session_seen = False
         self._client_session: dict[str, Any] | None = None
         self._synthesised = 0
@@ -337,6 +349,17 @@ class Translator:
     def server_to_dialect(self, ev: Mapping[str, Any]) -> list[Event]:
         """A GA server event, as this dialect."""
         return self._apply(self._server_to, ev)
+
+    # ---- the upstream client's view
+
+    def to_upstream(self, ev: Mapping[str, Any]) -> Routed:
+        return Routed(upstream=tuple(self.client_to_dialect(ev)))
+
+    def from_upstream(self, ev: Mapping[str, Any], now: float) -> Routed:
+        return Routed(client=tuple(self.server_from_dialect(ev)))
+
+    def append_audio(self, audio: bytes) -> Routed:
+        return Routed(frames=(wire.append_frame(audio),))
 
     @staticmethod
     def _apply(rules: Mapping[str, _Rule], ev: Mapping[str, Any]) -> list[Event]:
