@@ -349,8 +349,8 @@ class GeminiEdge(DialectEdge):
         return [Close(1000, "session time limit reached")]
 
 
-def _content(**fields: Any) -> Native:
-    return Native({"serverContent": fields})
+def _content(**fields: Any) -> Event:
+    return {"serverContent": fields}
 
 
 def _user_text(text: str) -> Event:

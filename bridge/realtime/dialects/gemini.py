@@ -338,6 +338,9 @@ class GeminiTranslator(SyntheticTranslator):
     def from_upstream(self, ev: Mapping[str, Any], now: float) -> Routed:
         out = NOTHING
         rest: Event = {}
+        usage = ev.get("usageMetadata")
+        if isinstance(usage, Mapping):  # first: it belongs to the turn this message may end
+            self.life.usage = _usage(usage)
         for key, value in ev.items():
             if key == "setupComplete":
                 out += self.confirmed()
@@ -367,9 +370,7 @@ class GeminiTranslator(SyntheticTranslator):
                 )
             elif key == "sessionResumptionUpdate" and isinstance(value, Mapping):
                 out += self._resumption(value)
-            elif key == "usageMetadata" and isinstance(value, Mapping):
-                self.life.usage = _usage(value)
-            else:
+            elif key != "usageMetadata":
                 rest[key] = value
         if rest:
             out += self.upstream_event(rest)
