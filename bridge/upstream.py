@@ -421,6 +421,7 @@ class UpstreamSession:
                     late = inbox.get_nowait()
                     if isinstance(late, str):
                         yield late
+                inbox.put_nowait(item)  # a later frames() call ends the same way
                 if isinstance(item.exc, ConnectionClosed):
                     raise self._closed(item.exc) from item.exc
                 if item.exc is not None:

@@ -323,6 +323,8 @@ class GeminiEdge(DialectEdge):
             return self._turn_end(obj(ev.get("response")))
         elif kind == "error":
             err = obj(ev.get("error"))
+            if err.get("code") == "conversation_already_has_active_response":
+                return []  # Gemini answers a turn after the one it is speaking: no error
             return [Close(1007, str(err.get("message") or "invalid request")[:120])]
         return []
 

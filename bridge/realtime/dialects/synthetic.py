@@ -96,6 +96,9 @@ class SyntheticTranslator(UpstreamTranslator):
         self.started = False  # the first frame went upstream
         self.ready = False  # the upstream confirmed it
         self.held_dropped = 0
+        self.not_applied: list[str] = []  # fields of the first update the upstream cannot hold
+        #: set while the upstream's output for a cancelled or interrupted turn is dropped
+        self.discarding = False
         self._held: list[Event] = []
         self._held_frames: list[str] = []
         self._pending_update_id: Any = None
@@ -157,7 +160,7 @@ class SyntheticTranslator(UpstreamTranslator):
             "event_id": self.ids("event"),
             "session": copy.deepcopy(self.session),
         }
-        if getattr(self, "not_applied", None):
+        if self.not_applied:
             updated["not_applied"] = list(self.not_applied)
         held, self._held = tuple(self._held), []
         frames, self._held_frames = tuple(self._held_frames), []
@@ -309,10 +312,6 @@ class SyntheticTranslator(UpstreamTranslator):
             )
         self.discarding = True
         return Routed(client=tuple(self.life.finish("cancelled", "client_cancelled")))
-
-    #: set while the upstream's output for a cancelled or interrupted turn is being dropped
-    discarding = False
-    not_applied: list[str]
 
     def upstream_event(self, ev: Mapping[str, Any]) -> Routed:
         """An upstream message with no GA counterpart, kept whole for observers."""
