@@ -420,11 +420,22 @@ def test_durations(text: str, ms: int) -> None:
     assert duration_ms(text) == ms
 
 
-def test_unknown_messages_survive_whole() -> None:
+def test_unknown_messages_and_fields_survive() -> None:
     tr = started()
     (kept,) = tr.from_upstream(fixture("voiceActivity"), 0.0).client
     assert kept["type"] == "rtbridge.upstream.event" and kept["dialect"] == "gemini"
     assert kept["event"] == fixture("voiceActivity")
+    msg = {
+        "serverContent": {
+            "turnComplete": True,
+            "waitingForInput": True,
+            "outputTranscription": {"text": "hi", "finished": True},
+        }
+    }
+    out = tr.from_upstream(msg, 0.0).client
+    assert out[0]["event"] == {"serverContent": {"waitingForInput": True}}
+    (delta,) = [e for e in out if e["type"] == "response.output_audio_transcript.delta"]
+    assert delta["finished"] is True  # a field of a message with a GA counterpart stays on it
 
 
 # --------------------------------------------------------------------------- local answers

@@ -205,6 +205,8 @@ def test_a_run_of_model_audio_is_one_response_ended_by_a_pause() -> None:
     ]
     assert out[-1]["response"]["status"] == "completed"
     assert out[-1]["response"]["output"][0]["content"][0]["transcript"] == "It is sunny"
+    # the timeline survives onto the GA transcript delta
+    assert (out[5]["start_ms"], out[5]["end_ms"]) == (1200, 1900)
     assert tr.deadline() is None
 
 

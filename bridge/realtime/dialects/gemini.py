@@ -37,6 +37,7 @@ first ``session.update``               ``setup`` (model ``models/...``, response
 
 Gemini -> GA: ``setupComplete`` answers the first ``session.update`` (``session.updated``);
 ``serverContent`` model audio, ``outputTranscription`` and text become one synthesised response
+(fields of theirs GA lacks stay on the GA events; unknown ``serverContent`` fields are kept whole)
 (:mod:`~bridge.realtime.dialects.lifecycle`) that ends ``completed`` on ``generationComplete``
 (or ``turnComplete`` without it); ``interrupted`` becomes what a GA client sees when speech cuts
 a response: ``input_audio_buffer.speech_started`` and the active response ending
@@ -378,6 +379,9 @@ class GeminiTranslator(SyntheticTranslator):
 
     def _server_content(self, sc: Mapping[str, Any]) -> list[Event]:
         out: list[Event] = []
+        unknown = {k: v for k, v in sc.items() if k not in _SERVER_CONTENT}
+        if unknown:  # groundingMetadata, waitingForInput, ...: kept whole
+            out += self.upstream_event({"serverContent": unknown}).client
         if sc.get("interrupted"):
             out += self.life.speech_started(round(self._input_ms))
             out += self.life.finish("cancelled", "turn_detected")
@@ -389,10 +393,10 @@ class GeminiTranslator(SyntheticTranslator):
                     out += self._part(part)
         ot = sc.get("outputTranscription")
         if isinstance(ot, Mapping) and not self.discarding:
-            out += self.life.transcript(str(ot.get("text") or ""))
+            out += self.life.transcript(str(ot.get("text") or ""), **_rest(ot, "text"))
         it = sc.get("inputTranscription")
         if isinstance(it, Mapping):
-            out += self.life.user_transcript(str(it.get("text") or ""))
+            out += self.life.user_transcript(str(it.get("text") or ""), **_rest(it, "text"))
         if sc.get("generationComplete"):
             out += self.life.finish("completed")
         if sc.get("turnComplete"):
@@ -449,6 +453,23 @@ class GeminiTranslator(SyntheticTranslator):
                 },
             )
         )
+
+
+_SERVER_CONTENT = frozenset(
+    {
+        "modelTurn",
+        "outputTranscription",
+        "inputTranscription",
+        "interrupted",
+        "generationComplete",
+        "turnComplete",
+    }
+)
+
+
+def _rest(obj_: Mapping[str, Any], *known: str) -> Event:
+    """An object's fields beyond ``known`` (they survive onto the GA event)."""
+    return {k: v for k, v in obj_.items() if k not in known}
 
 
 def _usage(meta: Mapping[str, Any]) -> Event:

@@ -111,6 +111,15 @@ def live_format(fmt: Any) -> Event | None:
     return None
 
 
+def _extra(ev: Mapping[str, Any]) -> Event:
+    """A delta event's own fields beyond the delta (``start_ms``, ``end_ms``, ...), which
+    survive onto the GA event."""
+    return {k: v for k, v in ev.items() if k not in _DELTA_KEYS}
+
+
+_DELTA_KEYS = frozenset({"type", "event_id", "delta", "client_event_id"})
+
+
 def _function_tools(tools: Any) -> list[Event]:
     out: list[Event] = []
     for tool in tools if isinstance(tools, list) else []:
@@ -295,7 +304,9 @@ class GptLiveTranslator(SyntheticTranslator):
             self._last_output = now if self.life.responding else self._last_output
             if self.discarding:
                 return NOTHING
-            return Routed(client=tuple(self.life.transcript(str(ev.get("delta") or ""))))
+            return Routed(
+                client=tuple(self.life.transcript(str(ev.get("delta") or ""), **_extra(ev)))
+            )
         if kind == "session.input_transcript.delta":
             return Routed(client=tuple(self._input_transcript(ev)))
         if kind == "session.started":
@@ -339,7 +350,7 @@ class GptLiveTranslator(SyntheticTranslator):
         if not self.life.responding:
             self._response_start_ms = self._input_ms
         n_bytes = len(delta) * 3 // 4 - delta[-2:].count("=")
-        out += self.life.audio(delta, n_bytes / self._bytes_per_ms)
+        out += self.life.audio(delta, n_bytes / self._bytes_per_ms, **_extra(ev))
         return out
 
     def _input_transcript(self, ev: Mapping[str, Any]) -> list[Event]:
@@ -353,7 +364,7 @@ class GptLiveTranslator(SyntheticTranslator):
             out += self.life.speech_started(int(start))
             out += self.life.finish("cancelled", "turn_detected")
             self.discarding = True
-        out += self.life.user_transcript(str(ev.get("delta") or ""))
+        out += self.life.user_transcript(str(ev.get("delta") or ""), **_extra(ev))
         return out
 
     def _response_event(self, ev: Mapping[str, Any]) -> Routed:

@@ -211,14 +211,17 @@ class Lifecycle:
             "content_index": 0,
         }
 
-    def audio(self, b64: str, duration_ms: float) -> list[Event]:
-        """One chunk of model audio (base64 in the session's GA output format)."""
+    def audio(self, b64: str, duration_ms: float, **extra: Any) -> list[Event]:
+        """One chunk of model audio (base64 in the session's GA output format); ``extra``:
+        the upstream's own fields, kept on the GA event."""
         resp, msg, out = self._message()
         msg.audio_ms += duration_ms
-        out.append(self._ev("response.output_audio.delta", **self._cf(resp, msg), delta=b64))
+        out.append(
+            self._ev("response.output_audio.delta", **self._cf(resp, msg), delta=b64, **extra)
+        )
         return out
 
-    def transcript(self, delta: str) -> list[Event]:
+    def transcript(self, delta: str, **extra: Any) -> list[Event]:
         """Transcript text of the model's audio (stamped with the audio position so far)."""
         if not delta:
             return []
@@ -230,7 +233,7 @@ class Lifecycle:
             if msg.text_part
             else ("response.output_audio_transcript.delta")
         )
-        out.append(self._ev(name, **self._cf(resp, msg), delta=delta))
+        out.append(self._ev(name, **self._cf(resp, msg), delta=delta, **extra))
         return out
 
     def text(self, delta: str) -> list[Event]:
@@ -355,7 +358,7 @@ class Lifecycle:
         )
         return out
 
-    def user_transcript(self, delta: str) -> list[Event]:
+    def user_transcript(self, delta: str, **extra: Any) -> list[Event]:
         """Transcript text of the caller's audio; opens a user item when none is."""
         if not delta:
             return []
@@ -378,6 +381,7 @@ class Lifecycle:
                 item_id=turn.item_id,
                 content_index=0,
                 delta=delta,
+                **extra,
             )
         )
         return out
