@@ -8,15 +8,29 @@ at most those last milliseconds, never what was said before them. Reads (the con
 use their own connection; WAL lets them run beside the writer.
 
 Schema (``calls``): ids, direction, leg, parties, trunk, codec and session format, profile,
-timestamps for offered/answered/ended, end reason and SIP status, media statistics (JSON).
-``call_events``: ``(call_id, seq, ts, kind, data JSON)`` with kinds such as ``transcript.user``,
-``transcript.agent``, ``dtmf``, ``tool_call``, ``error``, ``state``.
+timestamps for offered/answered/ended, end reason and SIP status, media statistics (JSON), and
+the ``owner``: the process that holds the call. ``call_events``: ``(call_id, seq, ts, kind, data
+JSON)`` with kinds such as ``transcript.user``, ``transcript.agent``, ``dtmf``, ``tool_call``,
+``error``, ``state``. The schema version is SQLite's ``user_version``; :data:`MIGRATIONS` bring
+any older file up to date when the store opens it.
+
+Crash safety: every process that opens the store takes an owner id and holds an exclusive
+``flock`` on ``<db>.owners/<owner>.lock`` for as long as it runs; the kernel lets go of it when
+the process dies, however it dies. When a store opens, calls still open (not ``ended``) whose
+owner holds no lock any more belonged to a process that was killed: they are closed with end
+reason ``interrupted`` at the time of their last event, so nothing shows a ghost call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
+import os
 import queue
+import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -26,9 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-__all__ = ["CallEvent", "CallRecord", "CallStore"]
+__all__ = ["MIGRATIONS", "CallEvent", "CallRecord", "CallStore"]
 
-_SCHEMA = """
+log = logging.getLogger(__name__)
+
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS calls (
     call_id        TEXT PRIMARY KEY,
     direction      TEXT NOT NULL,             -- inbound | outbound
@@ -58,6 +74,18 @@ CREATE TABLE IF NOT EXISTS call_events (
     PRIMARY KEY (call_id, seq)
 );
 """
+
+#: Schema changes, in order: ``MIGRATIONS[n]`` brings version n to n + 1.
+MIGRATIONS: tuple[str, ...] = (
+    _SCHEMA_V1,
+    """
+    ALTER TABLE calls ADD COLUMN owner TEXT;
+    CREATE INDEX IF NOT EXISTS calls_open ON calls(state) WHERE state != 'ended';
+    """,
+)
+
+#: The end reason of calls whose process died (``kill -9``, a crash, the machine went down).
+INTERRUPTED = "interrupted"
 
 _UPDATABLE = frozenset(
     {
@@ -100,6 +128,7 @@ class CallRecord:
     sip_status: int | None
     stats: dict[str, Any]
     extra: dict[str, Any]
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +147,16 @@ class CallStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._owners = self.path.with_name(self.path.name + ".owners")
+        self._owners.mkdir(exist_ok=True)
+        self._lock_fd = self._hold_lock(self.owner)
+        db = self._connect()
+        try:
+            self._migrate(db)
+            self.interrupted = self._close_orphans(db)
+        finally:
+            db.close()
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._seq: dict[str, int] = {}
         self._seq_lock = threading.Lock()
@@ -134,6 +171,72 @@ class CallStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         return db
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if (
+            version == 0
+            and db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'calls'"
+            ).fetchone()
+        ):
+            version = 1  # a file from before versioning: it has the first schema
+        for n in range(version, len(MIGRATIONS)):
+            db.executescript(f"BEGIN; {MIGRATIONS[n]}; PRAGMA user_version = {n + 1}; COMMIT;")
+
+    # -- owners: which process holds which calls ------------------------------------------
+
+    def _lock_path(self, owner: str) -> Path:
+        return self._owners / (owner.replace("/", "_") + ".lock")
+
+    def _hold_lock(self, owner: str) -> int:
+        fd = os.open(self._lock_path(owner), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+
+    def _owner_alive(self, owner: str | None) -> bool:
+        if owner is None:
+            return False
+        if owner == self.owner:
+            return True
+        path = self._lock_path(owner)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True  # its process still runs and holds the lock
+        finally:
+            os.close(fd)
+        return False
+
+    def _close_orphans(self, db: sqlite3.Connection) -> int:
+        """Close the open calls of processes that died; returns how many were closed."""
+        owners = [
+            r[0] for r in db.execute("SELECT DISTINCT owner FROM calls WHERE state != 'ended'")
+        ]
+        closed = 0
+        for owner in owners:
+            if self._owner_alive(owner):
+                continue
+            with db:
+                cur = db.execute(
+                    "UPDATE calls SET state = 'ended', end_reason = ?, ended_at = COALESCE("
+                    " (SELECT MAX(ts) FROM call_events e WHERE e.call_id = calls.call_id),"
+                    " answered_at, offered_at)"
+                    " WHERE state != 'ended' AND owner IS ?",
+                    (INTERRUPTED, owner),
+                )
+            closed += cur.rowcount
+            if owner is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    self._lock_path(owner).unlink()
+        if closed:
+            log.warning("closed %d call record(s) of a process that died: %s", closed, INTERRUPTED)
+        return closed
 
     # -- writing (non-blocking; from any thread or the event loop) ------------------------
 
@@ -152,7 +255,7 @@ class CallStore:
         self._put(
             (
                 "INSERT INTO calls (call_id, direction, leg, from_uri, to_uri, trunk, profile,"
-                " state, offered_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?)",
+                " state, offered_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, 'offered', ?, ?)",
                 (
                     call_id,
                     direction,
@@ -162,6 +265,7 @@ class CallStore:
                     trunk,
                     profile,
                     offered_at if offered_at is not None else time.time(),
+                    self.owner,
                 ),
             )
         )
@@ -271,6 +375,11 @@ class CallStore:
     def close(self) -> None:
         self._queue.put(_STOP)
         self._writer.join(timeout=10)
+        if self._lock_fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                self._lock_path(self.owner).unlink()
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     # -- reading ------------------------------------------------------------------------
 

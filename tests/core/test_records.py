@@ -65,3 +65,54 @@ def test_reads_see_every_write_made_before_them(tmp_path: Path) -> None:
         rec = store.get_call(f"c{i}")  # no flush: the read waits for the writer itself
         assert rec is not None and rec.end_reason == "remote-bye"
     store.close()
+
+
+def test_calls_of_a_killed_process_are_closed_as_interrupted_and_live_ones_are_not(
+    tmp_path: Path,
+) -> None:
+    """A process holds calls, and is killed (-9) with them open; another process that opens the
+    same records while it runs must leave its calls alone; after its death the next store
+    closes them with ``interrupted`` at the time of their last event."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    db = tmp_path / "calls.db"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from bridge.records import CallStore
+        store = CallStore({str(db)!r})
+        store.call_offered("dead1", direction="inbound", leg="sip", offered_at=1000.0)
+        store.update_call("dead1", state="answered", answered_at=1001.0)
+        store.log_event("dead1", "transcript.user", {{"text": "hi"}}, ts=1005.5)
+        store.call_offered("dead2", direction="inbound", leg="sip", offered_at=2000.0)
+        store.flush()
+        print("up", flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path.cwd()
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+        beside = CallStore(db)  # the owner is alive: its calls stay open
+        assert beside.interrupted == 0
+        assert {r.call_id: r.state for r in beside.list_calls()} == {
+            "dead1": "answered",
+            "dead2": "offered",
+        }
+        beside.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    after = CallStore(db)
+    assert after.interrupted == 2
+    records = {r.call_id: r for r in after.list_calls()}
+    assert records["dead1"].state == "ended" and records["dead1"].end_reason == "interrupted"
+    assert records["dead1"].ended_at == 1005.5  # its last event
+    assert records["dead2"].end_reason == "interrupted" and records["dead2"].ended_at == 2000.0
+    after.close()
+    assert CallStore(db).interrupted == 0  # closed once
