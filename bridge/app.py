@@ -36,8 +36,8 @@ def create_app(
 ) -> FastAPI:
     """The app. With ``runtime=True`` its lifespan starts and stops the runtime (local agent,
     records, call manager, SIP on ``sip_port``); otherwise a caller may put its own
-    ``app.state.manager`` in before start-up. Either way the lifespan owns the control plane
-    (``app.state.control``) of that manager."""
+    ``app.state.manager`` (and ``app.state.sip_leg``) in before start-up. Either way the
+    lifespan owns the control plane (``app.state.control``) of that manager."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,10 +48,12 @@ def create_app(
                 app.state.settings = rt.settings
                 app.state.upstream_settings = upstream or rt.upstream
                 app.state.manager = rt.manager
+                app.state.sip_leg = rt.sip_leg
                 app.state.store = rt.store
             manager = getattr(app.state, "manager", None)
             if manager is not None:
-                plane = ControlPlane(app.state.settings, manager, manager.store)
+                sip_leg = getattr(app.state, "sip_leg", None)
+                plane = ControlPlane(app.state.settings, manager, manager.store, sip_leg=sip_leg)
                 app.state.control = await stack.enter_async_context(plane)
             yield
 

@@ -14,8 +14,9 @@ import contextlib
 import json
 import sys
 
-from bridge.calls.manager import CallNotAllowed
+from bridge.calls.end import EndReason
 from bridge.config import Settings
+from bridge.errors import CallNotAllowed
 from bridge.logs import setup_logging
 from bridge.runtime import start_runtime
 
@@ -52,13 +53,13 @@ async def _dial(
         rt = await start_runtime(settings, stack, sip_port=sip_port if sip_port is not None else 0)
         manager = rt.manager
         try:
-            call_id = await manager.originate(
+            call_id = await rt.sip_leg.originate(
                 target, profile_name=profile, trunk=trunk, caller=caller
             )
         except CallNotAllowed as exc:
             print(f"rtbridge: {exc}", file=sys.stderr)
             return 2
-        result = await manager.outcomes[call_id]
+        result = await rt.sip_leg.outcomes[call_id]
         print(
             json.dumps(
                 {"call_id": call_id, "outcome": result.outcome, "sip_status": result.sip_status}
@@ -73,7 +74,7 @@ async def _dial(
                 async with asyncio.timeout(duration):
                     await manager.wait_idle()
             except TimeoutError:
-                manager.hangup(call_id)
+                manager.hangup(call_id, EndReason.LOCAL_HANGUP)
                 await manager.wait_idle()
         rt.store.flush()
         record = rt.store.get_call(call_id)

@@ -1,15 +1,24 @@
-"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own protocol errors).
+r"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own protocol errors).
 
     RtbridgeError
     ├── ConfigError                 settings or config file are invalid
     ├── ProtocolError               a Realtime frame is malformed
     │   ├── LocalProtocolError        we were asked to send something invalid
     │   └── RemoteProtocolError       a peer sent something invalid (carries an error code)
-    └── UpstreamError               talking to a Realtime upstream failed (carries ``retryable``)
-        ├── UpstreamConnectError      could not connect (DNS, refused, TLS, timeout): retryable
-        ├── UpstreamAuthError         the upstream refused our credentials: not retryable
-        ├── UpstreamRejectedError     the handshake got another HTTP error status
-        └── UpstreamClosedError       the socket closed after it was open
+    ├── UpstreamError               talking to a Realtime upstream failed (carries ``retryable``)
+    │   ├── UpstreamConnectError      could not connect (DNS, refused, TLS, timeout): retryable
+    │   ├── UpstreamAuthError         the upstream refused our credentials: not retryable
+    │   ├── UpstreamRejectedError     the handshake got another HTTP error status
+    │   └── UpstreamClosedError       the socket closed after it was open
+    │       └── UpstreamExpiredError    ... because the upstream's session reached its end
+    └── CallError                   a call cannot be placed, set up or acted on now (``code``)
+        ├── CallNotAllowed            policy, limits or draining refuse a new call
+        ├── CallSetupError            setting a call up failed (``status``: the HTTP answer)
+        ├── NotTransferable           the call cannot be transferred (not SIP, not confirmed)
+        └── PortsExhausted            every RTP port pair is in use (503 + Retry-After)
+
+The local agent's errors for its clients (:mod:`bridge.agent`) are
+:class:`RemoteProtocolError`\ s: the client sent something the agent refuses.
 
 Foreign exceptions (websockets, OSError, ...) are re-raised at the boundary as the most specific
 of these, ``from exc``.
@@ -18,8 +27,13 @@ of these, ``from exc``.
 from __future__ import annotations
 
 __all__ = [
+    "CallError",
+    "CallNotAllowed",
+    "CallSetupError",
     "ConfigError",
     "LocalProtocolError",
+    "NotTransferable",
+    "PortsExhausted",
     "ProtocolError",
     "RemoteProtocolError",
     "RtbridgeError",
@@ -27,6 +41,7 @@ __all__ = [
     "UpstreamClosedError",
     "UpstreamConnectError",
     "UpstreamError",
+    "UpstreamExpiredError",
     "UpstreamRejectedError",
 ]
 
@@ -97,3 +112,46 @@ class UpstreamClosedError(UpstreamError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class UpstreamExpiredError(UpstreamClosedError):
+    """The upstream ended its session because it reached its length limit (an ``error`` with
+    code ``session_expired``, then the close)."""
+
+    retryable = False
+
+
+class CallError(RtbridgeError):
+    """A call cannot be placed, set up or acted on now. ``code`` is the machine-readable
+    reason the control plane answers with."""
+
+    code: str = "call_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class CallNotAllowed(CallError):
+    """Policy, limits or draining refuse a new call (originate)."""
+
+    code = "cannot_place_call"
+
+
+class CallSetupError(CallError):
+    """Setting a call up failed; ``status`` is the HTTP answer for browser calls."""
+
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class NotTransferable(CallError):
+    """The call cannot be transferred now (``not_sip``, ``call_not_established``)."""
+
+
+class PortsExhausted(CallError):
+    """Every RTP port pair in the configured range is in use (answer 503 + Retry-After)."""
+
+    code = "no_rtp_ports"

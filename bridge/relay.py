@@ -27,24 +27,16 @@ from starlette.websockets import WebSocketState
 
 from bridge.apikeys import ServerKey, key_from_request
 from bridge.errors import ProtocolError, UpstreamError
+from bridge.http_errors import error_body
 from bridge.realtime import wire
 from bridge.upstream import UpstreamSession
+from bridge.webrtc.ephemeral import bound_session
+from bridge.webrtc.sideband import attach  # the sideband: observers of a live call
 
-__all__ = ["error_body", "router"]
+__all__ = ["router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-
-def error_body(
-    message: str,
-    *,
-    type_: str = "invalid_request_error",
-    code: str | None = None,
-    param: str | None = None,
-) -> dict[str, Any]:
-    """OpenAI's HTTP error shape."""
-    return {"error": {"message": message, "type": type_, "code": code, "param": param}}
 
 
 def error_event(exc: ProtocolError) -> str:
@@ -84,9 +76,8 @@ async def realtime(ws: WebSocket) -> None:
     params = ws.query_params
     bound: dict[str, Any] | None = None  # the session an ephemeral (browser) key carries
     if not server_key.matches(key):
-        from bridge.webrtc.routes import ephemeral_session
-
-        bound = None if "call_id" in params else ephemeral_session(ws.app, key)
+        keys = getattr(getattr(ws.app.state, "webrtc", None), "keys", None)
+        bound = None if "call_id" in params else bound_session(keys, key)
         if bound is None:
             await _deny(ws, 401, error_body("Incorrect API key provided.", code="invalid_api_key"))
             return
@@ -104,8 +95,6 @@ async def realtime(ws: WebSocket) -> None:
                 ),
             )
             return
-        from bridge.webrtc.sideband import attach  # the sideband: observers of a live call
-
         audio = params.get("include_audio", "").lower() in ("1", "true", "yes")
         proto = "realtime" if "realtime" in subprotocols else None
         await attach(ws, call, audio=audio, subprotocol=proto)

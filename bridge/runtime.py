@@ -11,6 +11,7 @@ import contextlib
 from dataclasses import dataclass
 
 from bridge.calls.manager import CallManager
+from bridge.calls.sip_leg import SipLeg
 from bridge.config import Settings, UpstreamSettings
 from bridge.records import CallStore
 
@@ -24,6 +25,7 @@ class Runtime:
     upstream_label: str
     store: CallStore
     manager: CallManager
+    sip_leg: SipLeg
     sip_label: str
 
 
@@ -53,15 +55,16 @@ async def start_runtime(
     store = CallStore(settings.records_path)
     stack.callback(store.close)
     manager = await stack.enter_async_context(CallManager(settings, store))
+    sip_leg = SipLeg(manager)
     sip_label = "off (use --sip-port)"
     if sip_port is not None:
         from sip.driver import start_sip
 
         sip_settings = settings.sip.model_copy(update={"udp_port": sip_port, "tcp_port": sip_port})
-        endpoint = await start_sip(sip_settings, manager)
+        endpoint = await start_sip(sip_settings, sip_leg)
         stack.push_async_callback(endpoint.close)
-        manager.sip = endpoint
+        sip_leg.endpoint = endpoint
         sip_label = f"{sip_settings.bind_host} " + ", ".join(
             f"{k.upper()} {v}" for k, v in sorted(endpoint.ports.items())
         )
-    return Runtime(settings, upstream, upstream_label, store, manager, sip_label)
+    return Runtime(settings, upstream, upstream_label, store, manager, sip_leg, sip_label)

@@ -272,6 +272,12 @@ class UpstreamSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
 
+    def abort(self) -> None:
+        """Drop the connection at once (no close handshake): the reader sees it closed."""
+        ws = self._ws
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()
+
     # -- sending -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -349,6 +355,7 @@ class UpstreamSession:
         except Exception as exc:
             self._write_error = exc
             log.warning("upstream writer stopped: %s", exc)
+            self.abort()  # the reader must notice too: it is what reconnects
 
     # -- receiving -----------------------------------------------------------------------
 

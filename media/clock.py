@@ -1,10 +1,12 @@
-"""Clocks for media timing: one small seam so jitter buffers, pacing and RTCP run on virtual time.
+"""Clocks: one small seam so jitter handling, pacing, RTCP, call timers and watchdogs run on
+virtual time in tests.
 
-Media code never reads a wall clock itself. Stateful objects take ``now`` arguments (seconds on a
-monotonic clock) or a :class:`Clock`; drivers pass :class:`MonotonicClock`, tests pass
-:class:`VirtualClock` and advance it by hand. RTCP sender reports need wall-clock (NTP) time
-(RFC 3550 §6.4.1): they take a :class:`Clock` whose ``now()`` is Unix time, :class:`WallClock`
-in production.
+Media code never reads a clock itself: stateful objects take ``now`` arguments (seconds on a
+monotonic clock). Whatever drives them (the call logic in ``bridge``, the RTCP reporter) takes one
+injected :class:`Clock`: ``now()`` is monotonic seconds, for every schedule, deadline and
+timeout; ``wall()`` is Unix seconds, only for timestamps shown to people and peers (records,
+RTCP NTP fields, RFC 3550 §6.4.1). Production passes :class:`SystemClock`; tests pass
+:class:`VirtualClock` and advance it by hand.
 """
 
 from __future__ import annotations
@@ -12,47 +14,62 @@ from __future__ import annotations
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "MonotonicClock", "VirtualClock", "WallClock"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "WallClock"]
 
 
 @runtime_checkable
 class Clock(Protocol):
-    """Something that tells the time in seconds (monotonic unless documented otherwise)."""
+    def now(self) -> float:
+        """Monotonic seconds (schedules, deadlines, timeouts)."""
+        ...
 
-    def now(self) -> float: ...
+    def wall(self) -> float:
+        """Unix seconds (timestamps for people and peers)."""
+        ...
 
 
-class MonotonicClock:
-    """``time.monotonic()``: the clock every schedule and timeout is measured on."""
+class SystemClock:
+    """The machine's clocks: ``time.monotonic()`` and ``time.time()``."""
 
     __slots__ = ()
 
     def now(self) -> float:
         return time.monotonic()
 
+    def wall(self) -> float:
+        return time.time()
+
 
 class WallClock:
-    """``time.time()`` (Unix seconds): only for timestamps shown to peers (RTCP NTP fields)."""
+    """A clock whose ``now()`` is Unix time too (the RTCP reporter's NTP timestamps)."""
 
     __slots__ = ()
 
     def now(self) -> float:
         return time.time()
 
+    def wall(self) -> float:
+        return time.time()
+
 
 class VirtualClock:
     """A clock that moves only when told to: ``advance(dt)`` or ``advance_to(t)``.
 
-    Time never goes backwards; asking it to raises ``ValueError`` (a bug in the test).
+    ``wall()`` is ``epoch + now()``. Time never goes backwards; asking it to raises
+    ``ValueError`` (a bug in the test).
     """
 
-    __slots__ = ("_now",)
+    __slots__ = ("_epoch", "_now")
 
-    def __init__(self, start: float = 0.0) -> None:
+    def __init__(self, start: float = 0.0, *, epoch: float = 0.0) -> None:
         self._now = float(start)
+        self._epoch = float(epoch)
 
     def now(self) -> float:
         return self._now
+
+    def wall(self) -> float:
+        return self._epoch + self._now
 
     def advance(self, seconds: float) -> float:
         """Move forward by ``seconds`` (>= 0) and return the new time."""

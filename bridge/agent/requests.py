@@ -16,6 +16,7 @@ import numpy as np
 from bridge.agent.audio import AudioFormat, InputDecoder
 from bridge.agent.conversation import StoredItem
 from bridge.agent.ids import IdFactory
+from bridge.errors import RemoteProtocolError
 
 __all__ = [
     "ClientError",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class ClientError(Exception):
+class ClientError(RemoteProtocolError):
     """An error event to send back for the client event being handled."""
 
     def __init__(self, message: str, *, code: str, param: str | None = None) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bridge.agent.audio import AudioFormat
+from bridge.errors import RemoteProtocolError
 
 __all__ = [
     "SEMANTIC_VAD_DEFAULTS",
@@ -53,7 +54,7 @@ _REPLACED = frozenset({"turn_detection", "format", "tools", "tool_choice", "voic
 _SESSION_TTL_S = 30 * 60
 
 
-class SessionUpdateError(Exception):
+class SessionUpdateError(RemoteProtocolError):
     """A ``session.update`` the service would refuse; fields of the ``error`` event."""
 
     def __init__(self, message: str, *, code: str = "invalid_value", param: str | None = None):

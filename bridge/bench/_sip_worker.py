@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.bench import _probe
+from bridge.calls.end import EndReason
 from bridge.calls.manager import CallManager
 from bridge.config import Settings
 from bridge.logs import setup_logging
@@ -59,12 +60,15 @@ def _traffic(manager: CallManager) -> dict[str, Any]:
     agent_bytes = pass_through = 0
     for call in list(manager.calls.values()):
         for key, value in call.stats().items():
+            if key == "pass_through":
+                continue
             if isinstance(value, int | float) and not isinstance(value, bool):
                 totals[key] = totals.get(key, 0) + value
-        fmt = call.agent.format.value
+        stats = call.stats()
+        fmt = str(stats.get("session_format"))
         formats[fmt] = formats.get(fmt, 0) + 1
-        agent_bytes += call.media.stats.agent_bytes_in
-        pass_through += bool(call.media.pass_through)
+        agent_bytes += int(stats.get("agent_bytes_in", 0))
+        pass_through += bool(stats.get("pass_through"))
     totals["agent_audio_bytes_in"] = agent_bytes
     totals["pass_through_calls"] = pass_through
     totals["session_formats"] = formats
@@ -140,7 +144,7 @@ class Worker:
             return {"ok": cmd, "calls": snap["calls"], "traffic": snap["traffic"]}
         if cmd == "hangup":  # BYE on every call, as a callee ending the calls would
             for call_id in list(self.manager.calls):
-                self.manager.hangup(call_id, "local-hangup")
+                self.manager.hangup(call_id, EndReason.LOCAL_HANGUP)
             try:
                 async with asyncio.timeout(float(arg or 20)):
                     await self.manager.wait_idle()
@@ -185,9 +189,9 @@ async def _run(config: dict[str, Any]) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         rt = await start_runtime(settings, stack, sip_port=0)
-        assert rt.manager.sip is not None
+        assert rt.sip_leg.endpoint is not None
         worker = Worker(rt.manager, probe)
-        _say({"sip_port": rt.manager.sip.ports["udp"], "pid": os.getpid()})
+        _say({"sip_port": rt.sip_leg.endpoint.ports["udp"], "pid": os.getpid()})
         reader = await _stdin_lines()
 
         async def commands() -> None:

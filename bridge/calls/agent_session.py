@@ -9,10 +9,18 @@ resampling at all). If the upstream refuses it with an ``error`` naming the form
 ``invalid_value`` on ``session.audio.*.format``), the session falls back to PCM16 24 kHz and the
 leg transcodes. The format the upstream reports in ``session.updated`` is the one used.
 
-If the upstream socket is lost, :meth:`AgentSession.events` reconnects within the configured
-window, replays the session configuration and goes on (the conversation context on the
-upstream is lost; the call is not). When the window passes, it raises the
-:class:`~bridge.errors.UpstreamError`, and the call ends with that reason.
+Server events are parsed here, once, into the typed values of
+:mod:`bridge.calls.agent_events` (:meth:`AgentSession.events`).
+
+If the upstream socket is lost, whether the reader or a send notices first, :meth:`events`
+reconnects within the configured window, replays the session configuration, yields one
+:class:`~bridge.calls.agent_events.Reconnected` and goes on (the conversation context on the
+upstream is lost; the call is not). Meanwhile :meth:`AgentSession.send` waits for the new
+socket and then sends, so call control's writer resumes where it stopped; caller audio is
+dropped (and counted) until then. When the window passes, :meth:`events` raises the
+:class:`~bridge.errors.UpstreamError` and the call ends. An upstream that said its session
+expired (``error`` with code ``session_expired``) is not reconnected:
+:class:`~bridge.errors.UpstreamExpiredError` is raised when its socket closes.
 """
 
 from __future__ import annotations
@@ -20,15 +28,22 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from bridge.calls.agent_events import (
+    AgentEvent,
+    Reconnected,
+    SessionUpdated,
+    UpstreamErrorEvent,
+    parse_agent_event,
+)
 from bridge.calls.control import merge_telephony_tools
 from bridge.config import AgentProfile
-from bridge.errors import UpstreamClosedError, UpstreamError
+from bridge.errors import UpstreamClosedError, UpstreamError, UpstreamExpiredError
 from bridge.realtime.session import AudioFormat
 from bridge.upstream import UpstreamSession
+from media.clock import Clock, SystemClock
 
 __all__ = ["AgentSession", "SessionRefused", "build_session", "enforce_formats"]
 
@@ -96,6 +111,7 @@ class AgentSession:
         ready_timeout_s: float = 10.0,
         reconnect_window_s: float = 5.0,
         environ: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.profile = profile
         self.format = preferred
@@ -103,8 +119,11 @@ class AgentSession:
         self._ready_timeout = ready_timeout_s
         self._window = reconnect_window_s
         self._environ = environ
+        self._clock = clock or SystemClock()
         self._up: UpstreamSession | None = None
+        self._usable = asyncio.Event()  # set while the socket is open and configured
         self._pending: list[dict[str, Any]] = []  # events read while configuring
+        self._expired = False
         self.reconnects = 0
         self.refusals: list[str] = []  # upstream errors answered by negotiation (kept for logs)
         self.closed = False
@@ -125,6 +144,7 @@ class AgentSession:
         except BaseException:
             await self._up.close()
             raise
+        self._usable.set()
 
     async def _configure(self, session: dict[str, Any]) -> None:
         assert self._up is not None
@@ -193,52 +213,78 @@ class AgentSession:
     # -- traffic ------------------------------------------------------------------------
 
     def send_audio(self, audio: bytes) -> bool:
-        """Caller audio in the session format; False when dropped (upstream stalled)."""
-        if self._up is None:
+        """Caller audio in the session format; False when dropped (upstream stalled, or the
+        socket is being replaced)."""
+        up = self._up
+        if up is None or not self._usable.is_set():
             return False
         try:
-            return self._up.send_audio(audio)
+            return up.send_audio(audio)
         except UpstreamError:
             return False
 
     async def send(self, event: Mapping[str, Any]) -> None:
-        """A control event; ``session.update`` gets the leg's audio formats."""
-        if self._up is None:
-            raise UpstreamClosedError("agent session is not open")
+        """A control event; ``session.update`` gets the leg's audio formats.
+
+        If the socket is lost, this waits until :meth:`events` has a new one and sends there;
+        it raises :class:`UpstreamClosedError` only once the session is closed for good.
+        """
         if event.get("type") == "session.update" and isinstance(event.get("session"), Mapping):
             event = {**event, "session": enforce_formats(event["session"], self.format)}
-        await self._up.send(event)
+        while True:
+            await self._usable.wait()
+            up = self._up
+            if self.closed or up is None:
+                raise UpstreamClosedError("agent session is closed")
+            try:
+                await up.send(event)
+                return
+            except UpstreamError as exc:
+                self._lost(up, exc)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    def _lost(self, up: UpstreamSession, exc: BaseException) -> None:
+        """A send found the socket broken: make the reader notice and reconnect."""
+        if self._up is up and self._usable.is_set():
+            log.warning("upstream send failed (%s); waiting for the reconnect", exc)
+            self._usable.clear()
+            up.abort()
+
+    async def events(self) -> AsyncIterator[AgentEvent]:
         """Server events until :meth:`close`; reconnects within the window on socket loss."""
         while not self.closed:
             while self._pending:
-                yield self._pending.pop(0)
-            assert self._up is not None
+                yield parse_agent_event(self._pending.pop(0))
+            up = self._up
+            assert up is not None
             try:
-                async for event in self._up.events():
-                    if event.get("type") == "session.updated" and isinstance(
-                        event.get("session"), Mapping
-                    ):
+                async for raw in up.events():
+                    event = parse_agent_event(raw)
+                    if isinstance(event, SessionUpdated):
                         self.session = {
-                            k: v for k, v in event["session"].items() if k not in _READ_ONLY
+                            k: v for k, v in event.session.items() if k not in _READ_ONLY
                         }
+                    elif isinstance(event, UpstreamErrorEvent) and event.code == "session_expired":
+                        self._expired = True
                     yield event
                 if self.closed:
                     return
                 raise UpstreamClosedError("upstream closed the session")
             except UpstreamError as exc:
+                self._usable.clear()
                 if self.closed:
                     return
+                if self._expired:
+                    raise UpstreamExpiredError(f"upstream session expired: {exc}") from exc
                 await self._reconnect(exc)
-                yield {"type": "rtbridge.upstream.reconnected", "attempts": self.reconnects}
+                yield Reconnected(self.reconnects)
 
     async def _reconnect(self, cause: UpstreamError) -> None:
-        deadline = time.monotonic() + self._window
+        now = self._clock.now
+        deadline = now() + self._window
         delay = 0.1
         last: UpstreamError = cause
         log.warning("upstream lost (%s); reconnecting for up to %.1f s", cause, self._window)
-        while time.monotonic() < deadline:
+        while now() < deadline:
             if self._up is not None:
                 await self._up.close()
             self._up = UpstreamSession(self.profile.upstream, environ=self._environ)
@@ -246,14 +292,16 @@ class AgentSession:
                 await self._up.connect()
                 await self._configure(enforce_formats(self.session, self.format))
                 self.reconnects += 1
+                self._usable.set()
                 return
             except UpstreamError as exc:
                 last = exc
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(min(delay, max(0.0, deadline - now())))
             delay = min(delay * 2, 1.0)
         raise last
 
     async def close(self) -> None:
         self.closed = True
+        self._usable.set()  # senders waiting for a reconnect learn that it is over
         if self._up is not None:
             await self._up.close()

@@ -1,49 +1,57 @@
-"""One live call: a scope that owns its SIP leg, agent session, RTP socket and media path.
+"""One live SIP call: a scope that owns its SIP dialog, agent session, RTP socket and media path.
 
-A :class:`Call` is created by the :class:`~bridge.calls.manager.CallManager` once the call is
-set up (inbound: answered; outbound: the callee answered). :meth:`Call.run` is the call's
-scope: three tasks it owns (SIP events, agent events, a watchdog) run until the call ends for
-any reason, then everything is released in one place (:meth:`_release`): BYE if the far end
-is still there, the upstream session closed (nobody keeps paying for it), the RTP ports
-returned, the record written with the end reason and SIP status.
-
-End reasons recorded: ``remote-bye``, ``local-hangup``, ``upstream-lost``, ``upstream-expired``,
-``rtp-timeout``, ``max-duration``, ``shutdown``, plus the SIP core's own (``ack-timeout``,
-``transport-error``, ...).
+A :class:`Call` is created by :mod:`bridge.calls.sip_leg` once the call is set up (inbound:
+answered; outbound: the callee answered) and owned by the
+:class:`~bridge.calls.manager.CallManager`. Its lifetime is :class:`CallScope`'s; the SIP leg
+adds the dialog's events (handed over synchronously by the driver, so none is ever dropped),
+the media path as a tick sink, and its goodbye: BYE if the far end is still there, the RTP
+socket closed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
 from bridge.calls.agent_session import AgentSession
+from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.rtp_endpoint import RtpEndpoint
 from bridge.calls.scope import CallScope
 from bridge.calls.sip_media import SipMedia
 from bridge.calls.ticker import FrameTicker, TickSink
+from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
+from bridge.errors import NotTransferable
 from bridge.records import CallStore
+from media.clock import Clock
 from media.dtmf import DtmfDigit
 from media.playout import PlaybackEvent
 from sip.driver import SipCall
-from sip.events import CallEnded, DtmfReceived, HoldChanged, ReferProgress, RemoteSdpChanged
+from sip.events import (
+    CallEnded,
+    CallEvent,
+    DtmfReceived,
+    HoldChanged,
+    ReferProgress,
+    RemoteSdpChanged,
+)
 from sip.offer_answer import is_hold, remote_endpoint
-from sip.sdp import SessionDescription
+from sip.sdp import SdpError, SessionDescription
 
 __all__ = ["Call", "CallInfo"]
 
 log = logging.getLogger(__name__)
 
+#: How long a transfer request waits for the dialog to be confirmed (an application may refer
+#: right after ``accept``, before the caller's ACK).
+CONFIRM_WAIT_S = 5.0
+
 
 class Call(CallScope):
-    """One SIP call (see the module docstring); the lifetime is :class:`CallScope`'s."""
+    """One SIP call (see the module docstring)."""
 
-    leg_name = "sip call"
+    leg: ClassVar[str] = "sip"
 
     def __init__(
         self,
@@ -56,9 +64,8 @@ class Call(CallScope):
         profile: AgentProfile,
         store: CallStore,
         ticker: FrameTicker,
-        rtp_timeout_s: float,
-        on_released: Callable[[Call], None],
-        time_fn: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog,
+        clock: Clock,
     ) -> None:
         super().__init__(
             info,
@@ -67,15 +74,14 @@ class Call(CallScope):
             profile=profile,
             store=store,
             ticker=ticker,
-            on_released=on_released,
-            time_fn=time_fn,
+            watchdog=watchdog,
+            clock=clock,
         )
         self.sip = sip
         self.endpoint = endpoint
         self.media = media
-        self.rtp_timeout_s = rtp_timeout_s
         self._remote_gone = False
-        self._resumed_at = self._started_at  # RTP idleness counts from here at the earliest
+        sip.listen(self._on_sip_event)
 
     # -- wiring for the media path (called from SipMedia, synchronously) -------------------
 
@@ -85,19 +91,28 @@ class Call(CallScope):
     def on_playback(self, event: PlaybackEvent) -> None:
         self.control.on_playback(event)
 
-    def transfer(self, target: str) -> bool:
+    # -- transfers ---------------------------------------------------------------------------
+
+    def refer(self, target: str) -> bool:
         """Blind transfer (REFER); the call ends when the transfer target answers."""
         self.store.log_event(self.id, "refer", {"target": target})
         self.sip.refer(target)
         return True
 
+    async def transfer(self, target: str) -> None:
+        if not await self.sip.confirmed(CONFIRM_WAIT_S) or self.ended:
+            raise NotTransferable(
+                f"Call {self.id!r} is not established.", code="call_not_established"
+            )
+        self.refer(target)
+
     # -- the leg's part of the call's scope ------------------------------------------------
 
-    def _tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._sip_events(), self._agent_events(), self._watchdog()]
+    def levels(self) -> tuple[float | None, float | None]:
+        return self.media.levels()
 
     def _tick_sinks(self) -> list[TickSink]:
-        return [self.media, self.control]
+        return [self.media]
 
     async def _close_leg(self) -> None:
         if not self._remote_gone:
@@ -125,37 +140,42 @@ class Call(CallScope):
             "rtcp_sent": e.rtcp_out,
             "rtcp_received": e.rtcp_in,
             "session_format": self.agent.format.value,
+            "pass_through": self.media.pass_through,
+            "agent_bytes_in": m.agent_bytes_in,
             "upstream_reconnects": self.agent.reconnects,
         }
 
-    # -- the call's tasks ----------------------------------------------------------------
+    # -- the dialog's events (synchronous, from the SIP driver) -----------------------------
 
-    async def _sip_events(self) -> None:
-        async for event in self.sip.events():
-            if isinstance(event, CallEnded):
+    def _on_sip_event(self, event: CallEvent) -> None:
+        try:
+            self._sip_event(event)
+        except Exception as exc:
+            self.crashed("sip event", exc)
+
+    def _sip_event(self, event: CallEvent) -> None:
+        match event:
+            case CallEnded(reason=reason, status=status):
                 self._remote_gone = True
-                reason = "remote-bye" if event.reason.value == "remote-bye" else event.reason.value
-                self.end(reason, event.status)
-                return
-            if isinstance(event, DtmfReceived):
-                self.control.on_dtmf(event.digit, "info")
-            elif isinstance(event, ReferProgress):
+                self.end(EndReason.from_sip(reason), status)
+            case DtmfReceived(digit=digit):
+                self.control.on_dtmf(digit, "info")
+            case ReferProgress(status=status, reason=reason, final=final):
                 self.store.log_event(
                     self.id,
                     "refer.progress",
-                    {"status": event.status, "reason": event.reason, "final": event.final},
+                    {"status": status, "reason": reason, "final": final},
                 )
-                if event.final and 200 <= event.status < 300:
-                    self.end("transferred")
-            elif isinstance(event, HoldChanged):
-                self._set_hold(event.on_hold)
-            elif isinstance(event, RemoteSdpChanged):
-                self._remote_sdp(event.sdp)
+                if final and 200 <= status < 300:
+                    self.end(EndReason.TRANSFERRED)
+            case HoldChanged(on_hold=on_hold):
+                self._set_hold(on_hold)
+            case RemoteSdpChanged(sdp=sdp):
+                self._remote_sdp(sdp)
 
     def _set_hold(self, on_hold: bool) -> None:
-        now = self._now()
-        if self.info.on_hold and not on_hold:
-            self._resumed_at = now  # time on hold never counts against the RTP timeout
+        now = self.clock.now()
+        self.watchdog.hold(on_hold, now)
         self.info.on_hold = on_hold
         self.media.hold(on_hold, now)
         self.store.log_event(self.id, "hold" if on_hold else "unhold", {})
@@ -163,25 +183,10 @@ class Call(CallScope):
     def _remote_sdp(self, sdp: bytes) -> None:
         try:
             desc = SessionDescription.parse(sdp.decode("utf-8", "replace"))
-        except Exception:
-            return
+        except SdpError:
+            return  # the core answered it already; an unusable body changes nothing here
         target = remote_endpoint(desc, 0)
         if target is not None:
             self.endpoint.set_remote((target.address, target.port))
             self.endpoint.relatch()
         self._set_hold(is_hold(desc))
-
-    async def _watchdog(self) -> None:
-        max_s = self.profile.max_duration_s
-        while True:
-            await asyncio.sleep(0.5)
-            now = self._now()
-            if now - self._started_at >= max_s:
-                self.end("max-duration")
-                return
-            if self.info.on_hold:
-                continue
-            last_rtp = self.media.stats.last_rtp_at or self._started_at
-            if now - max(last_rtp, self._resumed_at) >= self.rtp_timeout_s:
-                self.end("rtp-timeout")
-                return

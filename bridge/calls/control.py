@@ -8,9 +8,11 @@ turns that knowledge and the agent's events into call behaviour:
   never forwarded twice);
 * **barge-in** on ``input_audio_buffer.speech_started`` (unless the session's
   ``turn_detection.interrupt_response`` is false): playout is cleared before the next frame,
-  ``response.cancel`` is sent if a response is active, each item that was heard is truncated
-  once at exactly the audio sent (minus ``downstream_delay_ms``, never more than the item's
-  audio) and items never heard are deleted, not truncated to 0. A client's
+  each item that was heard is truncated once at exactly the audio sent (minus
+  ``downstream_delay_ms``, never more than the item's audio) and items never heard are
+  deleted, not truncated to 0. ``response.cancel`` is sent only to an upstream whose voice
+  detection does not cancel the active response by itself (OpenAI's does, with
+  ``interrupt_response``), so an ordinary barge-in never earns an upstream error. A client's
   ``output_audio_buffer.clear`` does the same without the cancel;
 * **no response collisions**: rtbridge never sends ``response.create`` while a response is
   active; DTMF messages, tool results and injected messages wait in a queue until
@@ -24,12 +26,19 @@ turns that knowledge and the agent's events into call behaviour:
   merged into every ``session.update`` when the profile enables them and executed here: hang-up
   and transfer wait until the goodbye has been played (``output_audio_buffer.stopped``) plus
   ``hangup_grace_ms``; targets outside the allowlist get an error ``function_call_output``.
+  A function call is acted on when its response is done and the call's item is
+  ``completed``; one whose response was cancelled under it (item ``incomplete``) is dropped.
   Tool calls meant for the application are left to the sideband; if nobody answers within
   ``tool_timeout_s``, the agent gets an error output instead of silence.
 
 The leg plugs in through two small protocols: :class:`MediaControl` (clear, playing, DTMF out,
-mute) and :class:`LegActions` (end, transfer). All sends to the agent go through one queue
-drained by :meth:`CallControl.run`, so their order is the order they were decided in.
+mute) and :class:`LegActions` (end, transfer). The agent's events arrive typed
+(:mod:`bridge.calls.agent_events`) from the call's one dispatcher. All sends to the agent go
+through one bounded queue drained by :meth:`CallControl.run`, so their order is the order they
+were decided in. Call control's own decisions never wait and are never dropped: if
+:data:`OUTBOX_MAX` of them pile up, the agent has stopped reading and the call ends
+(``upstream-stalled``). Events from clients wait for room instead (back-pressure on the data
+channel or the sideband).
 """
 
 from __future__ import annotations
@@ -38,16 +47,20 @@ import asyncio
 import json
 import logging
 import secrets
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bridge.calls.agent_events import FunctionCallDone, ResponseDone, UpstreamErrorEvent
+from bridge.calls.end import EndReason
 from bridge.config import AgentProfile
+from bridge.errors import UpstreamError
+from media.clock import Clock, SystemClock
 from media.playout import ClearResult, PlaybackEvent, PlaybackFinished, PlaybackStarted
 
 __all__ = [
+    "OUTBOX_MAX",
     "TELEPHONY_TOOLS",
     "CallControl",
     "LegActions",
@@ -58,6 +71,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+#: Events waiting for the agent session's writer. Call control decides a few per second; this
+#: many queued means the agent stopped reading (a reconnect waits at most its window).
+OUTBOX_MAX = 1024
 #: Client events that carry keypad digits (a browser has no RTP events): the GA server
 #: event's name used as a client event, and rtbridge's own ``input_audio_buffer.dtmf``.
 DTMF_CLIENT_EVENTS = frozenset(
@@ -122,9 +138,11 @@ class MediaControl(Protocol):
 class LegActions(Protocol):
     """What a leg's signalling offers call control."""
 
-    def end(self, reason: str, status: int | None = None) -> None: ...
+    def end(self, reason: EndReason, status: int | None = None) -> None: ...
 
-    def transfer(self, target: str) -> bool: ...
+    def refer(self, target: str) -> bool:
+        """Start a blind transfer; False where the leg cannot transfer."""
+        ...
 
 
 def _event_id() -> str:
@@ -148,6 +166,7 @@ class ControlStats:
     responses_queued: int = 0
     dtmf_digits: int = 0
     tool_timeouts: int = 0
+    tool_calls_cancelled: int = 0
     barge_in_latency_ms: list[float] = field(default_factory=list)
 
 
@@ -158,21 +177,25 @@ class CallControl:
         profile: AgentProfile,
         media: MediaControl,
         leg: LegActions,
-        send: Callable[[dict[str, Any]], Any],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
         emit: Callable[[dict[str, Any]], None],
         log_event: Callable[[str, dict[str, Any]], None],
         session: Callable[[], dict[str, Any]],
-        now: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
+        upstream_cancels_on_speech: bool = True,
     ) -> None:
         self.profile = profile
         self.media = media
         self.leg = leg
-        self._send_fn = send  # async: (event) -> None, to the agent session
+        self._send_fn = send  # to the agent session (waits through a reconnect)
         self._emit = emit  # to clients/observers (GA server events)
         self._log = log_event
         self._session = session
-        self._now = now
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._clock = clock or SystemClock()
+        #: the upstream's voice detection cancels its active response when the caller speaks
+        #: (OpenAI's ``interrupt_response``): then a barge-in sends no ``response.cancel``
+        self.upstream_cancels_on_speech = upstream_cancels_on_speech
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_MAX)
         self.active_response: str | None = None
         self._create_pending = False
         self._deferred: deque[_Deferred] = deque()
@@ -183,22 +206,38 @@ class CallControl:
         self._after_playback: tuple[str, str] | None = None  # ("hangup"|"transfer", target)
         self._after_playback_at: float | None = None
         self._app_tools: dict[str, float] = {}  # call_id -> deadline
+        #: function calls whose arguments are done, by response id, until the response is
+        self._calls: dict[str, list[FunctionCallDone]] = {}
         self.stats = ControlStats()
 
     # -- the one writer to the agent ----------------------------------------------------
 
     def _send(self, event: dict[str, Any]) -> None:
-        self._outbox.put_nowait(event)
+        try:
+            self._outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            log.error("call control: %d events wait for the agent; ending the call", OUTBOX_MAX)
+            self.leg.end(EndReason.UPSTREAM_STALLED)
 
-    def forward(self, event: dict[str, Any]) -> None:
-        """Queue a client event for the agent behind what call control already decided."""
+    async def forward(self, event: dict[str, Any]) -> None:
+        """Queue a client event for the agent behind what call control already decided
+        (waits while the outbox is full: back-pressure on the client)."""
+        await self._outbox.put(event)
+
+    def queue(self, event: dict[str, Any]) -> None:
+        """Queue an event of rtbridge's own (a greeting, the control plane's) for the agent."""
         self._send(event)
 
     async def run(self) -> None:
-        """Drain the outbox into the agent session, in decision order (the call owns this)."""
+        """Drain the outbox into the agent session, in decision order (the call owns this).
+        A lost socket makes the send wait for the reconnect; a session closed for good ends
+        the writer (the call's agent-event task ends the call)."""
         while True:
             event = await self._outbox.get()
-            await self._send_fn(event)
+            try:
+                await self._send_fn(event)
+            except UpstreamError:
+                return
 
     # -- responses without collisions ---------------------------------------------------
 
@@ -235,41 +274,51 @@ class CallControl:
         if self._deferred and self.active_response is None and not self._create_pending:
             self._flush(self._deferred.popleft())
 
-    # -- agent events -------------------------------------------------------------------
+    # -- agent events (typed, from the call's dispatcher) --------------------------------
 
-    def on_agent_event(self, event: dict[str, Any]) -> bool:
-        """Act on an upstream event; False means: do not forward it to clients."""
-        kind = event.get("type", "")
-        if kind.startswith("output_audio_buffer."):
-            return False  # we emit these from real playout; never twice
-        if kind == "response.created":
-            resp = event.get("response") or {}
-            self.active_response = resp.get("id") if isinstance(resp, dict) else None
+    def on_response_created(self, response_id: str) -> None:
+        self.active_response = response_id
+        self._create_pending = False
+
+    def on_response_done(self, event: ResponseDone) -> None:
+        self.active_response = None
+        self._create_pending = False
+        self._settle_function_calls(event)
+        self._next_deferred()
+
+    def on_upstream_error(self, event: UpstreamErrorEvent) -> None:
+        if event.code == "conversation_already_has_active_response" and self._create_pending:
+            # a VAD-created response won the race: ours waits for its response.done
             self._create_pending = False
-        elif kind == "response.done":
-            self.active_response = None
-            self._create_pending = False
-            self._next_deferred()
-        elif kind == "error":
-            err = event.get("error") or {}
-            code = err.get("code") if isinstance(err, dict) else None
-            if code == "conversation_already_has_active_response" and self._create_pending:
-                # a VAD-created response won the race: ours waits for its response.done
-                self._create_pending = False
-                self._deferred.appendleft(_Deferred([], None, "requeued"))
-            elif code in ("response_cancel_not_active",):
-                return False  # our cancel crossed the server's own: expected, not news
-        elif kind == "input_audio_buffer.speech_started":
-            if self._interrupts():
-                self.barge_in(cancel=True, started_at=self._now())
-        elif kind == "response.function_call_arguments.done":
-            self._on_function_call(event)
-        return True
+            self._deferred.appendleft(_Deferred([], None, "requeued"))
+
+    def on_speech_started(self) -> None:
+        if self._interrupts():
+            self.barge_in(cancel=not self.upstream_cancels_on_speech, started_at=self._now())
+
+    def on_function_call(self, event: FunctionCallDone) -> None:
+        """The agent's arguments are complete; it is acted on once its response is done."""
+        try:
+            args = json.loads(event.arguments or "{}")
+        except ValueError:
+            args = {}
+        self._log(
+            "tool_call",
+            {
+                "name": event.name,
+                "call_id": event.call_id,
+                "arguments": args if isinstance(args, dict) else {},
+            },
+        )
+        self._calls.setdefault(event.response_id, []).append(event)
 
     def _interrupts(self) -> bool:
         session = self._session()
         td = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
         return not (isinstance(td, dict) and td.get("interrupt_response") is False)
+
+    def _now(self) -> float:
+        return self._clock.now()
 
     # -- playout ------------------------------------------------------------------------
 
@@ -295,7 +344,8 @@ class CallControl:
         self._log(out["type"], detail)
 
     def barge_in(self, *, cancel: bool, started_at: float | None = None) -> ClearResult:
-        """Stop playout before the next frame and make the conversation match what was heard."""
+        """Stop playout before the next frame and make the conversation match what was heard
+        (``cancel``: also cancel the active response)."""
         result = self.media.clear()
         if cancel and self.active_response is not None:
             self._send({"type": "response.cancel"})
@@ -350,6 +400,12 @@ class CallControl:
 
     # -- client events (data channel, sideband, control plane) ---------------------------
 
+    async def client_event(self, event: dict[str, Any]) -> None:
+        """A client's event (data channel, sideband, control plane) into the call."""
+        forward = self.on_client_event(event)
+        if forward is not None:
+            await self.forward(forward)
+
     def on_client_event(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """Filter a client's event: returns what to send upstream (None: handled here)."""
         kind = event.get("type")
@@ -385,7 +441,7 @@ class CallControl:
             {
                 "type": "input_audio_buffer.dtmf_event_received",
                 "event": digit,
-                "received_at": int(time.time()),
+                "received_at": int(self._clock.wall()),
             }
         )
         self._log("dtmf", {"digit": digit, "source": source})
@@ -411,7 +467,7 @@ class CallControl:
     def _dtmf_action(self, digit: str, action: str) -> None:
         if action == "hangup":
             self._log("dtmf.action", {"digit": digit, "action": "hangup"})
-            self.leg.end("dtmf-hangup")
+            self.leg.end(EndReason.DTMF_HANGUP)
         elif action == "mute":
             self._muted = not self._muted
             self.media.set_muted(self._muted)
@@ -424,7 +480,7 @@ class CallControl:
                 {"digit": digit, "action": "transfer", "target": target, "allowed": allowed},
             )
             if allowed:
-                self.leg.transfer(target)
+                self.leg.refer(target)
 
     def _user_message(self, text: str, reason: str) -> None:
         item = {
@@ -436,16 +492,29 @@ class CallControl:
 
     # -- tools ----------------------------------------------------------------------------
 
-    def _on_function_call(self, event: dict[str, Any]) -> None:
-        name = str(event.get("name", ""))
-        call_id = str(event.get("call_id", ""))
+    def _settle_function_calls(self, done: ResponseDone) -> None:
+        """Act on the response's function calls whose items completed; drop the others (a
+        barge-in cancelled the response under them: nobody waits for their output)."""
+        pending = self._calls.pop(done.response_id, [])
+        status = {c.call_id: c.status for c in done.function_calls}
+        for call in pending:
+            item_status = status.get(call.call_id)
+            if item_status is None:  # the upstream did not list it: the response decides
+                item_status = "completed" if done.status == "completed" else "incomplete"
+            if item_status != "completed":
+                self.stats.tool_calls_cancelled += 1
+                self._log("tool_call.cancelled", {"call_id": call.call_id, "name": call.name})
+                continue
+            self._run_function_call(call)
+
+    def _run_function_call(self, call: FunctionCallDone) -> None:
+        name, call_id = call.name, call.call_id
         try:
-            args = json.loads(event.get("arguments") or "{}")
+            args = json.loads(call.arguments or "{}")
         except ValueError:
             args = {}
         if not isinstance(args, dict):
             args = {}
-        self._log("tool_call", {"name": name, "call_id": call_id, "arguments": args})
         if name not in _TOOL_NAMES or not self.profile.telephony_tools:
             self._app_tools[call_id] = self._now() + self.profile.tool_timeout_s
             return
@@ -499,8 +568,8 @@ class CallControl:
                 self._after_playback = None
                 if action == "hangup":
                     self._log("hangup", {"source": "end_call"})
-                    self.leg.end("agent-end-call")
+                    self.leg.end(EndReason.AGENT_END_CALL)
                 else:
                     self._log("transfer", {"target": target, "source": "transfer_call"})
-                    if not self.leg.transfer(target):
+                    if not self.leg.refer(target):
                         self._log("transfer.failed", {"target": target})

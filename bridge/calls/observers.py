@@ -9,7 +9,7 @@ observers that ask for them (they are most of the bytes).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 __all__ = ["EventFanout", "Subscription"]
@@ -26,7 +26,7 @@ class Subscription:
         self.dropped = 0
         self.delivered = 0
 
-    def _offer(self, event: dict[str, Any]) -> None:
+    def _offer(self, event: Mapping[str, Any]) -> None:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -39,16 +39,16 @@ class Subscription:
             self.dropped += 1
         self._queue.put_nowait(_CLOSED)
 
-    async def get(self) -> dict[str, Any] | None:
+    async def get(self) -> Mapping[str, Any] | None:
         """The next event, or None once the call has ended."""
         item = await self._queue.get()
         if item is _CLOSED:
             return None
         self.delivered += 1
-        assert isinstance(item, dict)
+        assert isinstance(item, Mapping)
         return item
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    async def __aiter__(self) -> AsyncIterator[Mapping[str, Any]]:
         while (event := await self.get()) is not None:
             yield event
 
@@ -73,7 +73,7 @@ class EventFanout:
         if sub in self._subs:
             self._subs.remove(sub)
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: Mapping[str, Any]) -> None:
         if not self._subs:
             return
         audio = event.get("type") in AUDIO_EVENTS

@@ -20,17 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from bridge.errors import PortsExhausted
 from media.rtp import RtpError, RtpPacket
 
-__all__ = ["EndpointStats", "PortAllocator", "PortsExhausted", "RtpEndpoint"]
+__all__ = ["EndpointStats", "PortAllocator", "RtpEndpoint"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-
-
-class PortsExhausted(RuntimeError):
-    """Every RTP port pair in the configured range is in use (answer 503 + Retry-After)."""
 
 
 class PortAllocator:

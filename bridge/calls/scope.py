@@ -1,43 +1,59 @@
 """What every call is, whatever its leg: a scope that owns its tasks and is released once.
 
 :class:`CallScope` holds the lifetime shared by the SIP :class:`~bridge.calls.call.Call` and the
-browser :class:`~bridge.webrtc.call.WebRtcCall`: ``end(reason)`` (the first reason wins),
-``run()`` (the leg's tasks run until the call ends, then are cancelled, never left behind), and
-``_release()``, the one place where a call lets go of everything (its tick sinks, observers,
-the leg itself, the agent session that someone pays for) and writes its record. Each call also
-gets its :class:`~bridge.calls.control.CallControl` here, wired the same way for every leg.
+browser :class:`~bridge.webrtc.call.WebRtcCall`:
 
-A leg supplies :meth:`_tasks`, :meth:`_tick_sinks`, :meth:`_close_leg` and :meth:`stats`.
+* ``run()`` is the call's ``async with asyncio.TaskGroup()``: the leg's tasks, the agent's
+  events and call control's writer run in it until the call ends; then they are cancelled and
+  awaited, never left behind, and the call is released in one place (its tick sinks, observers,
+  the leg itself, the agent session that someone pays for) and its record written.
+* Any unexpected exception in one of those tasks, in one of its tick sinks or in a callback a
+  leg reports through :meth:`crashed`, ends that call with ``internal-error`` (the leg says
+  goodbye: BYE, or the peer connection closed; the traceback is logged once) and touches no
+  other call.
+* ``end(reason)`` is idempotent: the first :class:`~bridge.calls.end.EndReason` wins.
+* The agent's events arrive typed (:mod:`bridge.calls.agent_events`) and are dispatched here,
+  by one ``match``, to call control, the leg's media, the event log and the call's observers.
+
+A leg supplies :meth:`_tasks`, :meth:`_tick_sinks`, :meth:`_close_leg` and :meth:`stats`. The
+scope satisfies :class:`~bridge.calls.live.LiveCall`, all the control plane sees of a call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Coroutine, Mapping
+from typing import Any, ClassVar, Protocol
 
+from bridge.calls.agent_events import (
+    AgentEvent,
+    AudioDelta,
+    BufferEvent,
+    FunctionCallDone,
+    Malformed,
+    Reconnected,
+    ResponseCreated,
+    ResponseDone,
+    SpeechStarted,
+    Transcript,
+    UpstreamErrorEvent,
+)
 from bridge.calls.agent_session import AgentSession
 from bridge.calls.control import CallControl, MediaControl
+from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.observers import EventFanout
 from bridge.calls.ticker import FrameTicker, TickSink
+from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
-from bridge.errors import UpstreamError
+from bridge.errors import NotTransferable, UpstreamError, UpstreamExpiredError
 from bridge.records import CallStore
+from media.clock import Clock
 
 __all__ = ["CallScope", "LegMedia"]
 
 log = logging.getLogger(__name__)
-
-#: Transcripts the upstream provides, and the event-log kind each becomes.
-_TRANSCRIPTS = {
-    "response.output_audio_transcript.done": "transcript.agent",
-    "conversation.item.input_audio_transcription.completed": "transcript.user",
-}
 
 
 class LegMedia(MediaControl, Protocol):
@@ -48,8 +64,11 @@ class LegMedia(MediaControl, Protocol):
     def mark_done(self, response_id: str) -> None: ...
 
 
+Task = tuple[str, Coroutine[Any, Any, None]]
+
+
 class CallScope:
-    leg_name = "call"
+    leg: ClassVar[str] = "call"
 
     def __init__(
         self,
@@ -60,8 +79,8 @@ class CallScope:
         profile: AgentProfile,
         store: CallStore,
         ticker: FrameTicker,
-        on_released: Callable[[Any], None],
-        time_fn: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog,
+        clock: Clock,
     ) -> None:
         self.info = info
         self.id = info.call_id
@@ -70,12 +89,12 @@ class CallScope:
         self.profile = profile
         self.store = store
         self.ticker = ticker
-        self._on_released = on_released
-        self._now = time_fn
+        self.watchdog = watchdog
+        self.clock = clock
         self._ended = asyncio.Event()
-        self._end_reason = "unknown"
+        self._end_reason = EndReason.INTERNAL_ERROR  # replaced by the first end()
         self._end_status: int | None = None
-        self._started_at = time_fn()
+        self._sinks: list[TickSink] = []
         self.events = EventFanout()  # every server event of the call, for observers
         self.control = CallControl(
             profile=profile,
@@ -85,18 +104,18 @@ class CallScope:
             emit=self._publish,
             log_event=lambda kind, data: store.log_event(self.id, kind, data),
             session=lambda: agent.session,
-            now=time_fn,
+            clock=clock,
         )
 
     # -- what a leg provides ----------------------------------------------------------------
 
-    def _tasks(self) -> list[Coroutine[Any, Any, None]]:
-        """The leg's own tasks (besides call control's writer)."""
-        raise NotImplementedError
+    def _tasks(self) -> list[Task]:
+        """The leg's own tasks (besides the agent's events and call control's writer)."""
+        return []
 
     def _tick_sinks(self) -> list[TickSink]:
-        """What the shared frame ticker drives for this call."""
-        return [self.control]
+        """What the shared frame ticker drives for this call (besides the call itself)."""
+        return []
 
     async def _close_leg(self) -> None:
         """Let go of the leg (BYE, close the peer connection, sockets)."""
@@ -104,14 +123,71 @@ class CallScope:
     def stats(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def transfer(self, target: str) -> bool:
-        """Blind transfer; legs that cannot transfer say so."""
+    async def transfer(self, target: str) -> None:
+        """Blind transfer; raises :class:`NotTransferable` where the leg cannot."""
         del target
+        raise NotTransferable("Only SIP calls can be transferred.", code="not_sip")
+
+    def refer(self, target: str) -> bool:
+        """Call control's transfer (a tool or a DTMF action); False: this leg cannot."""
+        self.store.log_event(self.id, "transfer.unsupported", {"target": target})
         return False
 
-    def _publish(self, event: dict[str, Any]) -> None:
+    def _publish(self, event: Mapping[str, Any]) -> None:
         """A server event for the call's clients and observers."""
         self.events.publish(event)
+
+    # -- what the control plane sees (bridge.calls.live.LiveCall) ---------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    @property
+    def session(self) -> Mapping[str, Any]:
+        return self.agent.session
+
+    def levels(self) -> tuple[float | None, float | None]:
+        """dBFS of the latest 20 ms each way, where the leg measures it."""
+        return (None, None)
+
+    def barge_in_latencies_ms(self) -> list[float]:
+        return list(self.control.stats.barge_in_latency_ms)
+
+    def say(self, item: dict[str, Any], *, respond: bool) -> None:
+        self.control.request_response([item], None, reason="api-say", create=respond)
+
+    def send_dtmf(self, digits: str) -> bool:
+        return self.control.media.send_dtmf(digits)
+
+    async def client_event(self, event: dict[str, Any]) -> None:
+        """A GA client event from outside the call (data channel, sideband, control plane)
+        into the agent session through call control (``session.update`` keeps the leg's
+        formats and the telephony tools; ``response.create`` waits for the active response)."""
+        await self.control.client_event(event)
+
+    def end(self, reason: EndReason, status: int | None = None) -> None:
+        """Ask the call to end (idempotent: the first reason wins)."""
+        if not self._ended.is_set():
+            self._end_reason, self._end_status = reason, status
+            self._ended.set()
+
+    def crashed(self, where: str, exc: BaseException) -> None:
+        """An unexpected exception in the call (a task, a tick sink, a leg callback): the call
+        ends with ``internal-error``; the traceback is logged once, here."""
+        if self.ended:
+            return
+        log.error(
+            "%s %s: %s failed; ending the call",
+            self.leg,
+            self.id,
+            where,
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        self.store.log_event(
+            self.id, "error", {"source": "internal", "where": where, "error": type(exc).__name__}
+        )
+        self.end(EndReason.INTERNAL_ERROR)
 
     # -- the agent's events (the same for every leg) -----------------------------------------
 
@@ -119,95 +195,135 @@ class CallScope:
         try:
             async for event in self.agent.events():
                 self._on_agent_event(event)
-        except UpstreamError as exc:
-            reason = "upstream-expired" if "expire" in str(exc).lower() else "upstream-lost"
-            self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
-            self.end(reason)
+        except UpstreamExpiredError:
+            self.end(EndReason.UPSTREAM_EXPIRED)
             return
-        self.end("upstream-lost")
+        except UpstreamError as exc:
+            self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
+            self.end(EndReason.UPSTREAM_LOST)
+            return
+        self.end(EndReason.UPSTREAM_LOST)
 
-    def _on_agent_event(self, event: dict[str, Any]) -> None:
-        """Call control first (it decides what clients see), then audio and the event log."""
-        if self.control.on_agent_event(event):
-            self._publish(event)
-        kind = event.get("type")
-        if kind == "response.output_audio.delta":
-            delta = event.get("delta")
-            if isinstance(delta, str):
-                self._leg_media.push_agent_audio(
-                    str(event.get("response_id", "")),
-                    str(event.get("item_id", "")),
-                    base64.b64decode(delta),
-                )
-        elif kind == "response.done":
-            response = event.get("response")
-            rid = response.get("id") if isinstance(response, dict) else None
-            if isinstance(rid, str):
+    def _on_agent_event(self, event: AgentEvent) -> None:
+        """The one dispatcher: call control first (it decides what clients see), then the
+        leg's media and the event log; every event but the upstream's own playout events
+        and malformed ones goes on to clients and observers."""
+        control = self.control
+        match event:
+            case AudioDelta(response_id=rid, item_id=iid, audio=audio):
+                self._leg_media.push_agent_audio(rid, iid, audio)
+            case ResponseCreated(response_id=rid):
+                control.on_response_created(rid)
+            case ResponseDone(response_id=rid):
+                control.on_response_done(event)
                 self._leg_media.mark_done(rid)
-        elif kind in _TRANSCRIPTS:
-            self.store.log_event(
-                self.id,
-                _TRANSCRIPTS[kind],
-                {"item_id": event.get("item_id"), "text": event.get("transcript", "")},
-            )
-        elif kind == "error":
-            err = event.get("error")
-            err = err if isinstance(err, dict) else {}
-            self.store.log_event(self.id, "error", {"source": "upstream", **err})
-            if err.get("code") == "session_expired":
-                self.end("upstream-expired")
-        elif kind == "session.expired":
-            self.end("upstream-expired")
+            case SpeechStarted():
+                control.on_speech_started()
+            case FunctionCallDone():
+                control.on_function_call(event)
+            case Transcript(speaker=speaker, item_id=iid, text=text):
+                self.store.log_event(
+                    self.id, f"transcript.{speaker}", {"item_id": iid, "text": text}
+                )
+            case UpstreamErrorEvent(code=code):
+                control.on_upstream_error(event)
+                err = event.raw.get("error")
+                detail = dict(err) if isinstance(err, Mapping) else {"message": event.message}
+                self.store.log_event(self.id, "error", {"source": "upstream", **detail})
+                if code == "session_expired":
+                    self.end(EndReason.UPSTREAM_EXPIRED)
+            case Reconnected(attempts=attempts):
+                self.store.log_event(self.id, "upstream.reconnected", {"attempts": attempts})
+            case BufferEvent():
+                return  # rtbridge emits these from real playout; never twice
+            case Malformed(reason=reason):
+                kind = str(event.raw.get("type"))
+                self.store.log_event(
+                    self.id, "error", {"source": "upstream", "event": kind, "message": reason}
+                )
+                return
+        self._publish(event.raw)
 
     # -- lifetime ---------------------------------------------------------------------------
 
-    def end(self, reason: str, status: int | None = None) -> None:
-        """Ask the call to end (idempotent: the first reason wins)."""
-        if not self._ended.is_set():
-            self._end_reason, self._end_status = reason, status
-            self._ended.set()
+    def on_tick(self, deadline: float, now: float) -> None:
+        """The call's own part of the shared tick: call control's timers and the watchdog."""
+        self.control.on_tick(deadline, now)
+        reason = self.watchdog.check(now)
+        if reason is not None:
+            self.end(reason)
 
-    @property
-    def ended(self) -> bool:
-        return self._ended.is_set()
+    async def _guarded(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            self.crashed(name, exc)
 
-    async def send_client_event(self, event: dict[str, Any]) -> None:
-        """A GA client event from outside the call (data channel, sideband, control plane)
-        into the agent session through call control (``session.update`` keeps the leg's
-        formats and the telephony tools; ``response.create`` waits for the active response)."""
-        forward = self.control.on_client_event(event)
-        if forward is not None:
-            self.control.forward(forward)
+    def _sink_failed(self, exc: BaseException) -> None:
+        self.crashed("tick sink", exc)
 
     async def run(self) -> None:
-        """The call's scope: its tasks run until it ends; then everything is released."""
-        sinks = self._tick_sinks()
-        for sink in sinks:
-            self.ticker.add(sink)
-        coros = [self.control.run(), *self._tasks()]
-        tasks = [asyncio.create_task(c, name=f"{self.id} {i}") for i, c in enumerate(coros)]
+        """The call's scope: its tasks run until it ends; then everything is released. Never
+        raises (a crash is an end reason); cancellation ends the call with ``shutdown``."""
+        specs: list[Task] = [
+            ("agent events", self._agent_events()),
+            ("control writer", self.control.run()),
+            *self._tasks(),
+        ]
         try:
-            await self._ended.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await self._release(sinks)
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(self._guarded(name, coro), name=f"{self.id} {name}")
+                    for name, coro in specs
+                ]
+                for sink in (self, *self._tick_sinks()):
+                    self.add_tick_sink(sink)
+                await self._ended.wait()
+                for task in tasks:
+                    task.cancel()
+        except asyncio.CancelledError:
+            self.end(EndReason.SHUTDOWN)
+            await self._release()
+            raise
+        await self._release()
 
-    async def _release(self, sinks: list[TickSink]) -> None:
-        for sink in sinks:
+    def add_tick_sink(self, sink: TickSink) -> None:
+        """Have the shared ticker drive ``sink`` until the call is released."""
+        self._sinks.append(sink)
+        self.ticker.add(sink, self._sink_failed)
+
+    def remove_tick_sink(self, sink: TickSink) -> None:
+        self.ticker.remove(sink)
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    async def _release(self) -> None:
+        for sink in self._sinks:
             self.ticker.remove(sink)
+        self._sinks.clear()
         self.events.close()
-        await self._close_leg()
-        await self.agent.close()
+        for what, step in (
+            ("closing the leg", self._close_leg),
+            ("closing the agent", self.agent.close),
+        ):
+            try:
+                await step()
+            except Exception as exc:  # the record must be written whatever fails here
+                log.error("%s %s: %s failed", self.leg, self.id, what, exc_info=exc)
+        try:
+            stats = self.stats()
+        except Exception as exc:
+            log.error("%s %s: stats failed", self.leg, self.id, exc_info=exc)
+            stats = {}
         info = self.info
-        info.ended_at = time.time()
-        info.end_reason = self._end_reason
+        info.ended_at = self.clock.wall()
+        info.end_reason = self._end_reason.value
         info.sip_status = self._end_status
         self.store.call_ended(
-            self.id, reason=self._end_reason, sip_status=self._end_status, stats=self.stats()
+            self.id,
+            reason=self._end_reason.value,
+            sip_status=self._end_status,
+            stats=stats,
+            ended_at=info.ended_at,
         )
-        log.info("%s %s ended: %s", self.leg_name, self.id, self._end_reason)
-        self._on_released(self)
+        log.info("%s call %s ended: %s", self.leg, self.id, self._end_reason.value)

@@ -11,20 +11,23 @@ Stall policy (the same as the playout buffer's): after a stall the ticker does n
 missed ticks one by one; it calls the sinks once with the current time (each emits at most its
 small catch-up burst) and re-anchors its grid when more than ``max_late_ticks`` were missed.
 Lateness of every tick is recorded so benchmarks can report pacing jitter.
+
+A sink that raises is a bug in one call: the ticker removes it and hands the exception to the
+``on_error`` callback it was added with (the call ends with ``internal-error``); every other
+call's audio goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["FrameTicker", "TickSchedule", "TickSink", "TickerStats"]
+from media.clock import Clock
 
-log = logging.getLogger(__name__)
+__all__ = ["FrameTicker", "TickSchedule", "TickSink", "TickerStats"]
 
 
 class TickSink(Protocol):
@@ -65,25 +68,29 @@ class TickSchedule:
         return deadline
 
 
+SinkError = Callable[[BaseException], None]
+
+
 class FrameTicker:
     def __init__(
         self,
         period: float = 0.020,
         *,
         max_late_ticks: int = 3,
-        time: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         keep_lateness: int = 10_000,
     ) -> None:
         self.period = period
         self.max_late_ticks = max_late_ticks
-        self._time = time
-        self._sinks: dict[int, TickSink] = {}
+        self._clock = clock
+        self._sinks: dict[int, tuple[TickSink, SinkError]] = {}
         self._keep = keep_lateness
         self.stats = TickerStats()
         self._task: asyncio.Task[None] | None = None
 
-    def add(self, sink: TickSink) -> None:
-        self._sinks[id(sink)] = sink
+    def add(self, sink: TickSink, on_error: SinkError) -> None:
+        """Drive ``sink`` every tick; if it raises, it is removed and ``on_error`` is told."""
+        self._sinks[id(sink)] = (sink, on_error)
 
     def remove(self, sink: TickSink) -> None:
         self._sinks.pop(id(sink), None)
@@ -103,8 +110,7 @@ class FrameTicker:
             self._task = None
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        now_fn = self._time or loop.time
+        now_fn = self._clock.now if self._clock is not None else asyncio.get_running_loop().time
         grid = TickSchedule(now_fn(), self.period, self.max_late_ticks)
         while True:
             delay = grid.next_deadline() - now_fn()
@@ -114,13 +120,17 @@ class FrameTicker:
             self._record(now - grid.next_deadline())
             deadline = grid.on_wake(now)
             self.stats.reanchors = grid.reanchors
-            for sink in list(self._sinks.values()):
-                try:
-                    sink.on_tick(deadline, now)
-                except Exception:  # one broken call must not stop every other call's audio
-                    self.stats.sink_errors += 1
-                    log.exception("playout sink failed; removing it")
-                    self.remove(sink)
+            self.tick(deadline, now)
+
+    def tick(self, deadline: float, now: float) -> None:
+        """Call every sink once (what :meth:`run` does on each wake-up)."""
+        for sink, on_error in list(self._sinks.values()):
+            try:
+                sink.on_tick(deadline, now)
+            except Exception as exc:  # one broken call must not stop every other call's audio
+                self.stats.sink_errors += 1
+                self.remove(sink)
+                on_error(exc)
 
     def _record(self, late: float) -> None:
         self.stats.ticks += 1

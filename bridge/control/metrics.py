@@ -10,15 +10,17 @@ it ends, so the ``*_total`` series never go backwards as calls come and go.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["CONTENT_TYPE", "Metrics", "leg_of"]
+from bridge.calls.live import LiveCall
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -38,16 +40,6 @@ _MEDIA_COUNTERS = (
 _UPSTREAM_REASONS = frozenset({"upstream-lost", "upstream-expired", "upstream-unavailable"})
 
 
-class _LiveCall(Protocol):
-    id: str
-
-    def stats(self) -> dict[str, Any]: ...
-
-
-def leg_of(call: object) -> str:
-    return "sip" if getattr(call, "sip", None) is not None else "webrtc"
-
-
 def _num(stats: dict[str, Any], *keys: str) -> float:
     """The first of ``keys`` the stats hold, as a number (0 when none)."""
     for key in keys:
@@ -62,7 +54,7 @@ class _Tracked:
     leg: str
     direction: str
     offered_at: float
-    call: Any = None
+    call: LiveCall | None = None
     barge_ins_seen: int = 0
 
 
@@ -118,7 +110,7 @@ class Metrics:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def on_lifecycle(self, event: dict[str, Any]) -> None:
+    def on_lifecycle(self, event: Mapping[str, Any]) -> None:
         kind, call_id = event.get("type"), str(event.get("call_id", ""))
         if kind == "call.offered":
             self._tracked[call_id] = _Tracked(
@@ -128,8 +120,9 @@ class Metrics:
             t = self._tracked.get(call_id)
             call = self.manager.calls.get(call_id)
             if t is None:
+                leg = call.leg if call is not None else "webrtc"
                 t = self._tracked[call_id] = _Tracked(
-                    leg_of(call), "inbound", float(event.get("at", time.time()))
+                    leg, "inbound", float(event.get("at", time.time()))
                 )
             t.call = call
             self.setups.labels(t.leg, t.direction).inc()
@@ -147,6 +140,8 @@ class Metrics:
 
     def _fold(self, t: _Tracked) -> None:
         """A call ended: its final counters join the totals."""
+        if t.call is None:
+            return
         self._barge_ins(t)
         try:
             stats = t.call.stats()
@@ -155,23 +150,21 @@ class Metrics:
         for keys, name, _help in _MEDIA_COUNTERS:
             self._totals.media[name] = self._totals.media.get(name, 0.0) + _num(stats, *keys)
         self._totals.reconnects += _num(stats, "upstream_reconnects")
-        events = getattr(t.call, "events", None)
-        self._totals.sideband_dropped += float(getattr(events, "dropped", 0) or 0)
+        self._totals.sideband_dropped += float(t.call.events.dropped)
 
     def _barge_ins(self, t: _Tracked) -> None:
-        control = getattr(t.call, "control", None)
-        latencies: list[float] = list(
-            getattr(getattr(control, "stats", None), "barge_in_latency_ms", [])
-        )
+        if t.call is None:
+            return
+        latencies = t.call.barge_in_latencies_ms()
         for ms in latencies[t.barge_ins_seen :]:
             self.barge_in.observe(ms / 1000.0)
         t.barge_ins_seen = len(latencies)
 
-    def _live(self) -> Iterator[tuple[Any, _Tracked]]:
+    def _live(self) -> Iterator[tuple[LiveCall, _Tracked]]:
         for call_id, call in list(self.manager.calls.items()):
             t = self._tracked.get(call_id)
             if t is None:  # adopted calls (WebRTC) that never announced themselves
-                t = self._tracked[call_id] = _Tracked(leg_of(call), "inbound", time.time(), call)
+                t = self._tracked[call_id] = _Tracked(call.leg, "inbound", time.time(), call)
             elif t.call is None:
                 t.call = call
             yield call, t
@@ -212,7 +205,7 @@ class _LiveCollector(Collector):
             if "jitter_ms" in stats:
                 jitters.append(_num(stats, "jitter_ms"))
             reconnects += _num(stats, "upstream_reconnects")
-            dropped += float(getattr(getattr(call, "events", None), "dropped", 0) or 0)
+            dropped += float(call.events.dropped)
         for leg, n in sorted(counts.items()):
             active.add_metric([leg], n)
         yield active

@@ -14,7 +14,9 @@ import contextlib
 import logging
 from typing import Any
 
+from bridge.calls.end import EndReason
 from bridge.calls.manager import CallManager
+from bridge.calls.sip_leg import SipLeg
 from bridge.config import Settings
 from bridge.control.metrics import Metrics
 from bridge.control.webhooks import IncomingCalls
@@ -26,9 +28,17 @@ log = logging.getLogger(__name__)
 
 
 class ControlPlane:
-    def __init__(self, settings: Settings, manager: CallManager, store: CallStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        manager: CallManager,
+        store: CallStore,
+        *,
+        sip_leg: SipLeg | None = None,
+    ) -> None:
         self.settings = settings
         self.manager = manager
+        self.sip_leg = sip_leg
         self.store = store
         self.incoming = IncomingCalls(
             settings,
@@ -42,8 +52,8 @@ class ControlPlane:
         self._drain: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> ControlPlane:
-        if self.manager.incoming is None:
-            self.manager.incoming = self.incoming
+        if self.sip_leg is not None and self.sip_leg.incoming is None:
+            self.sip_leg.incoming = self.incoming
         sub = self.manager.lifecycle.subscribe(maxsize=100_000)
 
         async def watch() -> None:
@@ -58,8 +68,8 @@ class ControlPlane:
 
     async def __aexit__(self, *exc: object) -> None:
         self.closing.set()
-        if self.manager.incoming is self.incoming:
-            self.manager.incoming = None
+        if self.sip_leg is not None and self.sip_leg.incoming is self.incoming:
+            self.sip_leg.incoming = None
         await self.incoming.aclose()
         for task in (self._watch, self._drain):
             if task is not None:
@@ -79,7 +89,7 @@ class ControlPlane:
         limit = self.settings.calls.drain_timeout_s if limit_s is None else limit_s
         self.draining = True
         self.manager.draining = True
-        sip = self.manager.sip
+        sip = self.sip_leg.endpoint if self.sip_leg is not None else None
         if sip is not None:
             sip.drain(retry_after=self.settings.calls.retry_after_s)
         n = len(self.manager.calls)
@@ -90,7 +100,7 @@ class ControlPlane:
             left = list(self.manager.calls.values())
             log.warning("drain limit reached: ending %d call(s)", len(left))
             for call in left:
-                call.end("drain-timeout")
+                call.end(EndReason.DRAIN_TIMEOUT)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.manager.wait_idle(), 10.0)
         await asyncio.to_thread(self.store.flush)

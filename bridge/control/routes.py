@@ -17,9 +17,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as FPath
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from bridge.calls.manager import CallManager, CallNotAllowed
+from bridge.calls.end import EndReason
+from bridge.calls.live import LiveCall
+from bridge.calls.manager import CallManager
 from bridge.control.auth import require_key
-from bridge.control.metrics import CONTENT_TYPE, leg_of
+from bridge.control.metrics import CONTENT_TYPE
 from bridge.control.models import (
     AcceptBody,
     DtmfBody,
@@ -32,8 +34,8 @@ from bridge.control.models import (
 )
 from bridge.control.plane import ControlPlane
 from bridge.control.webhooks import PendingCall, profile_from_session
+from bridge.errors import CallNotAllowed, NotTransferable
 from bridge.records import CallRecord, CallStore
-from sip.call import CallState
 from sip.driver import Reject
 
 __all__ = ["api", "probes"]
@@ -62,7 +64,7 @@ def _not_found(call_id: str) -> HTTPException:
     return _error(404, f"No call with id {call_id!r}.", "call_not_found", "call_id")
 
 
-def _live(plane: ControlPlane, call_id: str) -> Any:
+def _live(plane: ControlPlane, call_id: str) -> LiveCall:
     call = plane.manager.calls.get(call_id)
     if call is not None and not call.ended:
         return call
@@ -76,28 +78,24 @@ def _live(plane: ControlPlane, call_id: str) -> Any:
 # -- views ------------------------------------------------------------------------------
 
 
-def _live_view(call: Any) -> dict[str, Any]:
+def _live_view(call: LiveCall) -> dict[str, Any]:
     info = call.info
     try:
         media = call.stats()
     except Exception:
         media = {}
-    control = getattr(call, "control", None)
-    barge = list(getattr(getattr(control, "stats", None), "barge_in_latency_ms", []))
-    profile = getattr(call, "profile", None)
+    barge = call.barge_in_latencies_ms()
     levels: dict[str, float | None] = {}
-    measure = getattr(getattr(call, "media", None), "levels", None)
-    if callable(measure):  # dBFS of the latest frame each way, where the leg measures it
-        try:
-            level_in, level_out = measure()
-            levels = {"in_dbfs": level_in, "out_dbfs": level_out}
-        except Exception:
-            levels = {}
+    try:  # dBFS of the latest frame each way, where the leg measures it
+        level_in, level_out = call.levels()
+        levels = {"in_dbfs": level_in, "out_dbfs": level_out}
+    except Exception:
+        levels = {}
     return {
         "id": call.id,
         "object": "realtime.call",
         "state": "on_hold" if info.on_hold else "active",
-        "leg": leg_of(call),
+        "leg": call.leg,
         "direction": info.direction,
         "from": info.from_uri,
         "to": info.to_uri,
@@ -113,7 +111,7 @@ def _live_view(call: Any) -> dict[str, Any]:
         "sip_status": None,
         "media": media,
         "levels": levels,
-        "added_latency_ms": getattr(profile, "downstream_delay_ms", None),
+        "added_latency_ms": call.profile.downstream_delay_ms,
         "barge_in_latency_ms": barge[-10:],
     }
 
@@ -263,7 +261,7 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
     settings = plane.manager.settings
     if body.profile not in settings.profiles:
         raise _error(422, f"Unknown profile {body.profile!r}.", "unknown_profile", "profile")
-    sip = plane.manager.sip
+    sip = plane.sip_leg.endpoint if plane.sip_leg is not None else None
     trunks = (sip.settings if sip is not None else settings.sip).trunks
     if body.trunk is not None and all(t.name != body.trunk for t in trunks):
         raise _error(422, f"Unknown trunk {body.trunk!r}.", "unknown_trunk", "trunk")
@@ -276,8 +274,10 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
             "target_not_allowed",
             "target",
         )
+    if plane.sip_leg is None:
+        raise _error(503, "SIP is not enabled in this process.", "cannot_place_call")
     try:
-        call_id = await plane.manager.originate(
+        call_id = await plane.sip_leg.originate(
             body.target, profile_name=body.profile, trunk=body.trunk, caller=body.caller
         )
     except CallNotAllowed as exc:
@@ -287,38 +287,21 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
 
 @api.post("/v1/calls/{call_id}/hangup", tags=["calls"])
 async def hangup(request: Request, call_id: CallId) -> dict[str, Any]:
-    """End a live call (BYE); a ringing call is declined (603)."""
+    """End a live call (BYE); a ringing inbound call is declined (603); a ringing outbound
+    call is cancelled (CANCEL)."""
     plane = _plane(request)
     pending = plane.incoming.pending.get(call_id)
     if pending is not None:
         pending.decide(Reject(603, "Declined"))
         return {"id": call_id, "status": "rejected"}
-    call = _live(plane, call_id)
-    call.end("api-hangup")
+    if not plane.manager.hangup(call_id, EndReason.API_HANGUP):
+        _live(plane, call_id).end(EndReason.API_HANGUP)  # raises 409 (ended) or 404
     return {"id": call_id, "status": "ending"}
-
-
-async def _confirmed(plane: ControlPlane, call: Any, wait_s: float = 5.0) -> bool:
-    """Whether the call's SIP dialog is confirmed (ACK received), waiting a moment for it: an
-    application may refer right after ``accept``, before the caller has acknowledged."""
-    sip = plane.manager.sip
-    if sip is None:
-        return False
-    deadline = asyncio.get_running_loop().time() + wait_s
-    while True:
-        core_call = sip.core.calls.get(call.sip.id)
-        if core_call is None or call.ended:
-            return False
-        if core_call.state is CallState.CONFIRMED:
-            return True
-        if asyncio.get_running_loop().time() >= deadline:
-            return False
-        await asyncio.sleep(0.02)
 
 
 async def _transfer(plane: ControlPlane, call_id: str, target: str, param: str) -> dict[str, Any]:
     call = _live(plane, call_id)
-    if leg_of(call) != "sip":
+    if call.leg != "sip":
         raise _error(409, "Only SIP calls can be transferred.", "not_sip")
     if not call.profile.may_transfer_to(target):
         raise _error(
@@ -327,9 +310,10 @@ async def _transfer(plane: ControlPlane, call_id: str, target: str, param: str) 
             "target_not_allowed",
             param,
         )
-    if not await _confirmed(plane, call):
-        raise _error(409, f"Call {call_id!r} is not established.", "call_not_established")
-    call.transfer(target)
+    try:
+        await call.transfer(target)
+    except NotTransferable as exc:
+        raise _error(409, str(exc), exc.code) from exc
     return {"id": call_id, "status": "transferring", "target": target}
 
 
@@ -343,8 +327,7 @@ async def transfer(request: Request, call_id: CallId, body: TransferBody) -> dic
 async def dtmf(request: Request, call_id: CallId, body: DtmfBody) -> dict[str, Any]:
     """Send keypad digits to the caller (RFC 4733)."""
     call = _live(_plane(request), call_id)
-    media = getattr(getattr(call, "control", None), "media", None)
-    if media is None or not media.send_dtmf(body.digits):
+    if not call.send_dtmf(body.digits):
         raise _error(409, "This call cannot send DTMF now.", "dtmf_unavailable")
     return {"id": call_id, "status": "sent", "digits": body.digits}
 
@@ -356,7 +339,7 @@ async def say(request: Request, call_id: CallId, body: SayBody) -> dict[str, Any
     call = _live(_plane(request), call_id)
     kind = "input_text"
     item = {"type": "message", "role": body.role, "content": [{"type": kind, "text": body.text}]}
-    call.control.request_response([item], None, reason="api-say", create=body.respond)
+    call.say(item, respond=body.respond)
     return {"id": call_id, "status": "queued"}
 
 
@@ -365,7 +348,7 @@ async def update_session(request: Request, call_id: CallId, body: SessionBody) -
     """``session.update`` into the call (audio formats and telephony tools are kept)."""
     call = _live(_plane(request), call_id)
     session = body.model_dump(exclude_none=True)
-    await call.send_client_event({"type": "session.update", "session": session})
+    await call.client_event({"type": "session.update", "session": session})
     return {"id": call_id, "status": "sent"}
 
 

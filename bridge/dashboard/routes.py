@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import html
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from typing import Any
 
@@ -40,19 +40,19 @@ from fastapi.responses import (
 )
 
 from bridge.apikeys import ServerKey
+from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
 from bridge.calls.observers import Subscription
 from bridge.control.auth import clear_login_cookie, is_authorized, set_login_cookie
 from bridge.dashboard.views import (
-    LiveCall,
     call_stats,
     ended_view,
     live_view,
     log_entry,
     slim_event,
 )
+from bridge.http_errors import error_body
 from bridge.records import CallStore
-from bridge.relay import error_body
 
 __all__ = ["STATS_INTERVAL_S", "router"]
 
@@ -191,7 +191,7 @@ async def _recent(store: CallStore) -> list[dict[str, Any]]:
     return [ended_view(r) for r in records]
 
 
-async def _next(sub: Subscription, timeout: float) -> dict[str, Any] | bool | None:
+async def _next(sub: Subscription, timeout: float) -> Mapping[str, Any] | bool | None:
     """The next event, None when the fan-out closed, False on timeout."""
     try:
         async with asyncio.timeout(max(timeout, 0.0)):
@@ -289,7 +289,7 @@ def _ended(call: LiveCall) -> dict[str, Any]:
 
 
 def _lifecycle(
-    event: dict[str, Any], manager: CallManager, known: dict[str, LiveCall | None]
+    event: Mapping[str, Any], manager: CallManager, known: dict[str, LiveCall | None]
 ) -> bytes | None:
     kind, cid = event.get("type"), event.get("call_id")
     if not isinstance(cid, str):

@@ -1,7 +1,7 @@
 """What the dashboard shows, as small JSON objects built from live calls and call records.
 
-Pure functions over the call manager's live calls (SIP and browser legs alike: both expose
-``id``, ``info``, ``stats()`` and ``media``) and :class:`~bridge.records.CallRecord` rows. The
+Pure functions over the call manager's live calls (:class:`~bridge.calls.live.LiveCall`, SIP
+and browser legs alike) and :class:`~bridge.records.CallRecord` rows. The
 stream sends a call's description once and afterwards only the few numbers that move (levels,
 jitter, loss), so a hundred live calls cost the browser a few kilobytes a second.
 """
@@ -9,13 +9,12 @@ jitter, loss), so a hundred live calls cost the browser a few kilobytes a second
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any
 
-from bridge.calls.info import CallInfo
+from bridge.calls.live import LiveCall
 from bridge.records import CallEvent, CallRecord
 
 __all__ = [
-    "LiveCall",
     "call_stats",
     "ended_view",
     "live_view",
@@ -28,25 +27,13 @@ SILENCE_DBFS = -90.0
 _TEXT_MAX = 2000
 
 
-class LiveCall(Protocol):
-    id: str
-    info: CallInfo
-    media: Any
-
-    def stats(self) -> dict[str, Any]: ...
-
-
-def leg_of(call: LiveCall) -> str:
-    return "webrtc" if hasattr(call, "pc") else "sip"
-
-
 def live_view(call: LiveCall) -> dict[str, Any]:
     """A live call's row: who, how, since when (epoch seconds)."""
     i = call.info
     return {
         "id": call.id,
         "state": "answered" if i.answered_at is not None else "offered",
-        "leg": leg_of(call),
+        "leg": call.leg,
         "direction": i.direction,
         "from": i.from_uri,
         "to": i.to_uri,
@@ -80,10 +67,7 @@ def call_stats(call: LiveCall, *, full: bool = False) -> dict[str, Any]:
     lost = _num(s.get("lost")) or 0.0
     received = _num(s.get("rtp_in")) or 0.0
     expected = lost + received
-    levels = getattr(call.media, "levels", None)
-    level_in = level_out = None
-    if callable(levels):
-        level_in, level_out = levels()
+    level_in, level_out = call.levels()
     out: dict[str, Any] = {
         "jitter_ms": _num(s.get("jitter_ms")),
         "loss_pct": round(100.0 * lost / expected, 2) if expected else 0.0,

@@ -17,7 +17,8 @@ played, does barge-in (flush, cancel, truncate each item at what the caller hear
 The call ends (reasons recorded): ``ice-failed``, ``ice-timeout`` (never connected),
 ``peer-closed``, ``datachannel-closed``, ``media-timeout`` (no caller audio for
 ``calls.rtp_timeout_s``), ``max-duration``, ``upstream-lost``, ``upstream-expired``,
-``local-hangup``, ``shutdown``.
+``local-hangup``, ``shutdown``, ``internal-error``. The time limits are the call's
+:class:`~bridge.calls.watchdog.Watchdog`, checked on the shared tick.
 """
 
 from __future__ import annotations
@@ -25,21 +26,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import orjson
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bridge.calls.agent_session import AgentSession
+from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
-from bridge.calls.scope import CallScope
+from bridge.calls.scope import CallScope, Task
 from bridge.calls.ticker import FrameTicker
+from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.records import CallStore
 from bridge.webrtc.media import WebRtcMedia
+from media.clock import Clock
 from media.playout import PlaybackEvent
 
 __all__ = ["CHANNEL_LABEL", "WebRtcCall"]
@@ -54,12 +57,12 @@ _INBOX_MAX = 1024
 _NOT_ON_CHANNEL = frozenset({"response.output_audio.delta", "session.created"})
 
 
-def _dumps(event: dict[str, Any]) -> str:
+def _dumps(event: Mapping[str, Any]) -> str:
     return orjson.dumps(event).decode()
 
 
 class WebRtcCall(CallScope):
-    leg_name = "webrtc call"
+    leg: ClassVar[str] = "webrtc"
 
     def __init__(
         self,
@@ -71,16 +74,12 @@ class WebRtcCall(CallScope):
         profile: AgentProfile,
         store: CallStore,
         ticker: FrameTicker,
-        connect_timeout_s: float,
-        media_timeout_s: float,
-        on_released: Callable[[WebRtcCall], None],
-        time_fn: Callable[[], float] = time.monotonic,
+        watchdog: Watchdog,
+        clock: Clock,
     ) -> None:
         self.pc = pc
         self.media = media
-        self.connect_timeout_s = connect_timeout_s
-        self.media_timeout_s = media_timeout_s
-        self._connected_at: float | None = None
+        self._connected = False
         self.channel: RTCDataChannel | None = None
         super().__init__(
             info,
@@ -89,8 +88,8 @@ class WebRtcCall(CallScope):
             profile=profile,
             store=store,
             ticker=ticker,
-            on_released=on_released,
-            time_fn=time_fn,
+            watchdog=watchdog,
+            clock=clock,
         )
         self._pending: list[str] = []  # server events before the channel opened
         self.pending_dropped = 0
@@ -114,21 +113,23 @@ class WebRtcCall(CallScope):
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
-        if state == "connected" and self._connected_at is None:
-            self._connected_at = self._now()
+        if state == "connected" and not self._connected:
+            self._connected = True
+            self.watchdog.connected(self.clock.now())
             self.store.log_event(self.id, "connected", {})
-            self.ticker.add(self.media)  # playout runs only while someone can hear it
+            if not self.ended:
+                self.add_tick_sink(self.media)  # playout runs only while someone can hear it
         elif state == "failed":
-            self.end("ice-failed")
+            self.end(EndReason.ICE_FAILED)
         elif state == "closed":
-            self.end("peer-closed")
+            self.end(EndReason.PEER_CLOSED)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label != CHANNEL_LABEL or self.channel is not None:
             return
         self.channel = channel
         channel.on("message", self._on_channel_message)
-        channel.on("close", lambda: self.end("datachannel-closed"))
+        channel.on("close", lambda: self.end(EndReason.DATACHANNEL_CLOSED))
         if channel.readyState == "open":
             self._on_channel_open()
         else:
@@ -157,11 +158,10 @@ class WebRtcCall(CallScope):
 
     # -- lifetime ------------------------------------------------------------------------
 
-    def _tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._agent_events(), self._client_events(), self._caller_audio(), self._watchdog()]
+    def _tasks(self) -> list[Task]:
+        return [("client events", self._client_events()), ("caller audio", self._caller_audio())]
 
     async def _close_leg(self) -> None:
-        self.ticker.remove(self.media)
         self.media.track.stop()
         with contextlib.suppress(Exception):
             await self.pc.close()
@@ -209,14 +209,9 @@ class WebRtcCall(CallScope):
             if not isinstance(event, dict) or not isinstance(event.get("type"), str):
                 self._error_to_client("an event is a JSON object with a 'type'", "invalid_event")
                 continue
-            await self.send_client_event(event)
+            await self.client_event(event)
 
-    def transfer(self, target: str) -> bool:
-        """A browser call cannot be transferred (there is no SIP dialog to REFER)."""
-        self.store.log_event(self.id, "transfer.unsupported", {"target": target})
-        return False
-
-    def _publish(self, event: dict[str, Any]) -> None:
+    def _publish(self, event: Mapping[str, Any]) -> None:
         """A server event to observers and (audio deltas excepted) the data channel."""
         self.events.publish(event)
         if event.get("type") not in _NOT_ON_CHANNEL:
@@ -224,24 +219,6 @@ class WebRtcCall(CallScope):
 
     def _on_playback(self, event: PlaybackEvent) -> None:
         self.control.on_playback(event)
-
-    async def _watchdog(self) -> None:
-        max_s = self.profile.max_duration_s
-        while True:
-            await asyncio.sleep(0.5)
-            now = self._now()
-            if now - self._started_at >= max_s:
-                self.end("max-duration")
-                return
-            if self._connected_at is None:
-                if now - self._started_at >= self.connect_timeout_s:
-                    self.end("ice-timeout")
-                    return
-                continue
-            last = self.media.stats.last_frame_at or self._connected_at
-            if now - last >= self.media_timeout_s:
-                self.end("media-timeout")
-                return
 
     # -- the data channel ----------------------------------------------------------------
 

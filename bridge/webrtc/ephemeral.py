@@ -27,6 +27,7 @@ __all__ = [
     "MIN_TTL_S",
     "EphemeralKey",
     "EphemeralKeys",
+    "bound_session",
     "is_ephemeral",
 ]
 
@@ -80,3 +81,11 @@ class EphemeralKeys:
     def _purge(self, now: float) -> None:
         for value in [v for v, k in self._keys.items() if now >= k.expires_at]:
             del self._keys[value]
+
+
+def bound_session(keys: EphemeralKeys | None, key: str) -> dict[str, Any] | None:
+    """The session bound to a live ``ek_`` key (the WebSocket relay accepts them too), or None."""
+    if keys is None or not is_ephemeral(key):
+        return None
+    ek = keys.lookup(key)
+    return dict(ek.session) if ek is not None else None

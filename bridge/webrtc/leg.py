@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from aiortc import (
     RTCConfiguration,
@@ -26,26 +25,19 @@ from aiortc import (
 )
 
 from bridge.calls.agent_session import AgentSession, enforce_formats
-from bridge.calls.call import Call, CallInfo
+from bridge.calls.end import EndReason
+from bridge.calls.info import CallInfo
 from bridge.calls.manager import CallManager
-from bridge.errors import UpstreamError
+from bridge.calls.watchdog import Watchdog
+from bridge.errors import CallSetupError, UpstreamError
 from bridge.realtime.session import AudioFormat
 from bridge.webrtc.call import WebRtcCall
 from bridge.webrtc.ice import gather_on_hosts
 from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia, forward_on_arrival
 
-__all__ = ["CallSetupError", "merge_session", "open_call"]
+__all__ = ["merge_session", "open_call"]
 
 log = logging.getLogger(__name__)
-
-
-class CallSetupError(Exception):
-    """A browser call could not be set up; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 def merge_session(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,22 +61,23 @@ async def open_call(
 ) -> tuple[WebRtcCall, str]:
     """Set up a browser call; returns it (already owned by ``manager``) and the SDP answer."""
     settings = manager.settings
-    why = manager._admission()
+    why = manager.admission()
     if why is not None:
         raise CallSetupError(503, f"cannot take calls now: {why}", "unavailable")
     profile_name = settings.webrtc.profile
     profile = settings.profiles.get(profile_name)
     if profile is None:
         raise CallSetupError(500, f"webrtc profile {profile_name!r} is not defined", "config")
-    call_id = manager._new_id()
+    call_id = manager.new_id()
     store = manager.store
+    clock = manager.clock
     store.call_offered(
         call_id, direction="inbound", leg="webrtc", from_uri=source, profile=profile_name
     )
 
-    def fail(status: int, reason: str, message: str, code: str) -> CallSetupError:
+    def fail(status: int, reason: EndReason, message: str, code: str) -> CallSetupError:
         store.log_event(call_id, "error", {"source": "setup", "message": message})
-        store.call_ended(call_id, reason=reason)
+        store.call_ended(call_id, reason=reason.value)
         return CallSetupError(status, message, code)
 
     agent = AgentSession(
@@ -93,6 +86,7 @@ async def open_call(
         ready_timeout_s=settings.calls.session_ready_timeout_s,
         reconnect_window_s=settings.calls.upstream_reconnect_window_s,
         environ=manager.environ,
+        clock=clock,
     )
     agent.session = enforce_formats(merge_session(agent.session, session), AudioFormat.PCM16)
     try:
@@ -101,19 +95,21 @@ async def open_call(
         log.warning("webrtc call %s: agent unavailable: %s", call_id, exc)
         raise fail(
             503 if exc.retryable else 502,
-            "upstream-unavailable",
+            EndReason.UPSTREAM_UNAVAILABLE,
             f"agent unavailable: {exc}",
             "upstream_unavailable",
         ) from exc
     if agent.format is not AudioFormat.PCM16:
         await agent.close()
-        raise fail(502, "upstream-format", "the agent refused PCM16 audio", "upstream_format")
+        raise fail(
+            502, EndReason.UPSTREAM_FORMAT, "the agent refused PCM16 audio", "upstream_format"
+        )
 
     config = RTCConfiguration(iceServers=[RTCIceServer(u) for u in settings.webrtc.stun_servers])
     pc = RTCPeerConnection(config)
     track = TickedAudioTrack()
     media = WebRtcMedia(to_agent=agent.send_audio, track=track)
-    now = time.time()
+    now = clock.wall()
     info = CallInfo(
         call_id=call_id,
         direction="inbound",
@@ -134,9 +130,15 @@ async def open_call(
         profile=profile,
         store=store,
         ticker=manager.ticker,
-        connect_timeout_s=settings.webrtc.connect_timeout_s,
-        media_timeout_s=settings.calls.rtp_timeout_s,
-        on_released=lambda _c: None,
+        watchdog=Watchdog(
+            started_at=clock.now(),
+            max_duration_s=profile.max_duration_s,
+            media_timeout_s=settings.calls.rtp_timeout_s,
+            last_media=lambda: media.stats.last_frame_at,
+            media_timeout_reason=EndReason.MEDIA_TIMEOUT,
+            connect_timeout_s=settings.webrtc.connect_timeout_s,
+        ),
+        clock=clock,
     )
     try:
         answer = await _answer(pc, media, offer_sdp, ice_hosts)
@@ -144,18 +146,20 @@ async def open_call(
         await pc.close()
         await agent.close()
         if isinstance(exc, CallSetupError):
-            raise fail(exc.status, "bad-offer", str(exc), exc.code) from exc
+            raise fail(exc.status, EndReason.BAD_OFFER, str(exc), exc.code) from exc
         if isinstance(exc, Exception):
             msg = f"cannot answer the SDP offer: {exc}"
-            raise fail(400, "bad-offer", msg, "invalid_sdp") from exc
-        store.call_ended(call_id, reason="setup-cancelled")
+            raise fail(400, EndReason.BAD_OFFER, msg, "invalid_sdp") from exc
+        store.call_ended(call_id, reason=EndReason.SETUP_CANCELLED.value)
         raise
     store.update_call(
         call_id, state="answered", answered_at=now, codec="opus", session_format=agent.format.value
     )
     store.log_event(call_id, "answered", {"codec": "opus", "session_format": agent.format.value})
-    # The manager owns calls of both legs alike; WebRtcCall has Call's public interface.
-    manager.adopt(cast(Call, call))
+    parties = {"from_uri": info.from_uri, "to_uri": info.to_uri, "profile": info.profile_name}
+    manager.publish("call.offered", call_id, direction=info.direction, leg="webrtc", **parties)
+    manager.publish("call.answered", call_id, codec=info.codec, session_format=info.session_format)
+    manager.own(call)
     return call, answer
 
 

@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.apikeys import ServerKey, key_from_request
 from bridge.calls.manager import CallManager
-from bridge.relay import error_body
+from bridge.errors import CallSetupError
+from bridge.http_errors import error_body
 from bridge.webrtc.ephemeral import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
@@ -40,9 +41,9 @@ from bridge.webrtc.ephemeral import (
     EphemeralKeys,
     is_ephemeral,
 )
-from bridge.webrtc.leg import CallSetupError, merge_session, open_call
+from bridge.webrtc.leg import merge_session, open_call
 
-__all__ = ["WebRtcService", "ephemeral_session", "install", "router"]
+__all__ = ["WebRtcService", "install", "router"]
 
 router = APIRouter()
 
@@ -157,15 +158,6 @@ async def client_secrets(request: Request) -> Response:
             param=".".join(str(x) for x in first["loc"]),
         )
     return JSONResponse(_mint(_service(request), body))
-
-
-def ephemeral_session(app: FastAPI, key: str) -> dict[str, Any] | None:
-    """The session bound to a live ``ek_`` key (the WebSocket relay accepts them too), or None."""
-    svc = getattr(app.state, "webrtc", None)
-    if not isinstance(svc, WebRtcService) or not is_ephemeral(key):
-        return None
-    ek = svc.keys.lookup(key)
-    return dict(ek.session) if ek is not None else None
 
 
 def _is_loopback(request: Request) -> bool:

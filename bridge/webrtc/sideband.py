@@ -20,27 +20,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from typing import Any, Protocol
 
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from bridge.calls.agent_session import AgentSession
-from bridge.calls.observers import EventFanout
+from bridge.calls.live import LiveCall
 
-__all__ = ["DROPPED_EVENT", "ObservableCall", "attach"]
+__all__ = ["DROPPED_EVENT", "attach"]
 
 DROPPED_EVENT = "rtbridge.events_dropped"
 QUEUE = 512
-
-
-class ObservableCall(Protocol):
-    id: str
-    agent: AgentSession
-    events: EventFanout
-
-    async def send_client_event(self, event: dict[str, Any]) -> None: ...
 
 
 def _event_id() -> str:
@@ -57,9 +47,7 @@ def _error(message: str, code: str) -> str:
     ).decode()
 
 
-async def attach(
-    ws: WebSocket, call: ObservableCall, *, audio: bool, subprotocol: str | None
-) -> None:
+async def attach(ws: WebSocket, call: LiveCall, *, audio: bool, subprotocol: str | None) -> None:
     """Serve one observer until the call ends or the observer leaves."""
     sub = call.events.subscribe(maxsize=QUEUE, audio=audio)
     try:
@@ -67,7 +55,7 @@ async def attach(
         created = {
             "type": "session.created",
             "event_id": _event_id(),
-            "session": {**call.agent.session, "id": call.id, "object": "realtime.session"},
+            "session": {**call.session, "id": call.id, "object": "realtime.session"},
         }
         await ws.send_text(orjson.dumps(created).decode())
 
@@ -93,7 +81,7 @@ async def attach(
                 if not isinstance(event, dict) or not isinstance(event.get("type"), str):
                     await ws.send_text(_error("send JSON Realtime client events", "invalid_event"))
                     continue
-                await call.send_client_event(event)
+                await call.client_event(event)
 
         down = asyncio.create_task(to_observer())
         up = asyncio.create_task(from_observer())

@@ -4,7 +4,9 @@
 :class:`SipEndpoint`. For every inbound call that passes policy it creates a :class:`SipCall`
 and runs ``handler.on_offer(call)`` in a task; the returned :class:`Answer` or :class:`Reject`
 is applied (``None`` means the handler acted on the call itself). Events of a call
-(:mod:`sip.events`) are delivered in order on ``call.events()``. Outbound calls:
+(:mod:`sip.events`) are handed, in order and at once, to the listener its owner attaches with
+``call.listen()``: no queue, so no call-control event (the end, a digit, a transfer's NOTIFY)
+is ever dropped. Outbound calls:
 ``await endpoint.invite(target, sdp, trunk=...)``. The driver keeps one ``call_later`` handle
 armed for the core's next deadline, re-armed whenever input or a command moves it. Trunks with
 ``register_enabled`` are kept registered (:mod:`sip.driver.registration_runner`). RTP is not
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 from sip.driver.registration_runner import RequestSender, register_once, run_registration
 from sip.driver.transport import Transports
 from sip.errors import SipError
-from sip.events import CallEnded, CallEvent, CallOffered, CallRefused
+from sip.events import CallAnswered, CallEnded, CallEvent, CallOffered, CallRefused
 from sip.headers import NameAddr
 from sip.message import Request, Response
 from sip.policy import make_policy
@@ -62,7 +64,12 @@ def peer_fields(peer: Peer) -> tuple[str, str, int]:
     return (peer.transport, peer.host, peer.port)
 
 
-EVENT_QUEUE = 256
+#: Events kept for a call whose owner has not attached its listener yet (only the set-up's
+#: first moments: a CANCEL, a provisional response). Beyond this, non-final events are dropped
+#: and counted; the final :class:`CallEnded` is always kept.
+EARLY_EVENTS = 16
+
+CallListener = Callable[[CallEvent], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +112,7 @@ class DefaultHandler:
 
 
 class SipCall:
-    """One call as its owner sees it: commands and an ordered stream of events."""
+    """One call as its owner sees it: commands, and its events handed to a listener."""
 
     def __init__(self, endpoint: SipEndpoint, call_id: str, offer: CallOffered | None) -> None:
         self._ep = endpoint
@@ -114,9 +121,12 @@ class SipCall:
         self.trunk = offer.trunk if offer else None
         self.source = offer.source if offer else None
         self.ended: CallEnded | None = None
-        self._events: asyncio.Queue[CallEvent] = asyncio.Queue(EVENT_QUEUE)
+        self._listener: CallListener | None = None
+        self._early: list[CallEvent] = []
+        self._queue: asyncio.Queue[CallEvent] | None = None  # events() / next_event()
         self.dropped_events = 0
         self._done = asyncio.Event()
+        self._confirmed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
     def __repr__(self) -> str:
         return f"<SipCall {self.id}>"
@@ -162,31 +172,69 @@ class SipCall:
         self._ep._do(lambda now: self._ep.core.notify_refer(self.id, status, now, reason))
 
     # events -------------------------------------------------------------------------------
+    def listen(self, listener: CallListener) -> None:
+        """Hand every event of this call to ``listener``, in order, as the core emits it
+        (events that came before are handed over first). The listener runs inside the
+        driver's input handling: it must not block, and it should not raise (if it does, the
+        error is logged and the event is considered delivered)."""
+        self._listener = listener
+        early, self._early = self._early, []
+        for event in early:
+            self._hand(listener, event)
+
+    def _hand(self, listener: CallListener, event: CallEvent) -> None:
+        try:
+            listener(event)
+        except Exception:
+            log.exception("call %s: the listener failed on %s", self.id, type(event).__name__)
+
     def _deliver(self, event: CallEvent) -> None:
-        if isinstance(event, CallEnded):
+        if isinstance(event, CallAnswered) and not self._confirmed.done():
+            self._confirmed.set_result(True)
+        elif isinstance(event, CallEnded):
             self.ended = event
             self._done.set()
-        try:
-            self._events.put_nowait(event)
-        except asyncio.QueueFull:
+            if not self._confirmed.done():
+                self._confirmed.set_result(False)
+        if self._listener is not None:
+            self._hand(self._listener, event)
+        elif len(self._early) < EARLY_EVENTS or isinstance(event, CallEnded):
+            self._early.append(event)
+        else:
             self.dropped_events += 1
-            log.warning("call %s: event queue full, dropped %s", self.id, type(event).__name__)
+            log.warning("call %s: no listener yet, dropped %s", self.id, type(event).__name__)
 
-    async def next_event(self) -> CallEvent:
-        return await self._events.get()
+    def _script_queue(self) -> asyncio.Queue[CallEvent]:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self.listen(self._queue.put_nowait)
+        return self._queue
 
     async def events(self) -> AsyncIterator[CallEvent]:
-        """Every event in order; the iteration stops after :class:`CallEnded`."""
+        """Every event in order, for scripts and tests; the iteration stops after
+        :class:`CallEnded`. (A call's owner uses :meth:`listen`.)"""
+        queue = self._script_queue()
         while True:
-            event = await self._events.get()
+            event = await queue.get()
             yield event
             if isinstance(event, CallEnded):
                 return
+
+    async def next_event(self) -> CallEvent:
+        return await self._script_queue().get()
 
     async def wait_ended(self) -> CallEnded:
         await self._done.wait()
         assert self.ended is not None
         return self.ended
+
+    async def confirmed(self, timeout: float) -> bool:
+        """Whether the dialog is confirmed (inbound: our 2xx was ACKed; outbound: the callee
+        answered), waiting up to ``timeout`` seconds. False if it ended first or in time."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._confirmed), timeout)
+        except TimeoutError:
+            return False
 
 
 class SipEndpoint:
@@ -227,6 +275,7 @@ class SipEndpoint:
         self.calls: dict[str, SipCall] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
+        self._flushing = False
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, asyncio.Future[Response | None]] = {}
@@ -403,33 +452,51 @@ class SipEndpoint:
         self._flush()
 
     def _flush(self) -> None:
-        for item in self.core.drain():
-            if isinstance(item, Send):
-                on_error = functools.partial(self._failed, item.key)
-                data = bytes(item.message)
-                if trace.isEnabledFor(logging.DEBUG):
-                    text = data.decode("utf-8", "replace")
-                    trace.debug("-> %s:%s:%d\n%s", *peer_fields(item.peer), text)
-                self.transports.send(data, item.peer, on_error)
-            elif isinstance(item, RequestDone):
-                future = self._pending.pop(item.key, None)
-                if future is not None and not future.done():
-                    future.set_result(item.response)
-            elif isinstance(item, CallOffered):
-                call = SipCall(self, item.call_id, item)
-                self.calls[item.call_id] = call
-                self._spawn(self._offer(call))
-            elif isinstance(item, CallRefused):
-                on_refused = getattr(self.handler, "on_refused", None)
-                if on_refused is not None:
-                    on_refused(item)
-            else:
-                call_or_none = self.calls.get(item.call_id)
-                if call_or_none is not None:
-                    call_or_none._deliver(item)
-                    if isinstance(item, CallEnded):
-                        del self.calls[item.call_id]
+        """Send what the core has to send, then hand its events to their owners. Owners act
+        synchronously (a digit may start a REFER): their commands reach the core while this
+        runs, so a nested call returns at once and this loop picks their output up next, after
+        every message of the current batch is out (a response before the request it caused)."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            while items := self.core.drain():
+                events: list[CallEvent] = []
+                for item in items:
+                    if isinstance(item, Send):
+                        on_error = functools.partial(self._failed, item.key)
+                        data = bytes(item.message)
+                        if trace.isEnabledFor(logging.DEBUG):
+                            text = data.decode("utf-8", "replace")
+                            trace.debug("-> %s:%s:%d\n%s", *peer_fields(item.peer), text)
+                        self.transports.send(data, item.peer, on_error)
+                    elif isinstance(item, RequestDone):
+                        future = self._pending.pop(item.key, None)
+                        if future is not None and not future.done():
+                            future.set_result(item.response)
+                    else:
+                        events.append(item)
+                for event in events:
+                    self._dispatch(event)
+        finally:
+            self._flushing = False
         self._arm()
+
+    def _dispatch(self, item: CallEvent) -> None:
+        if isinstance(item, CallOffered):
+            call = SipCall(self, item.call_id, item)
+            self.calls[item.call_id] = call
+            self._spawn(self._offer(call))
+        elif isinstance(item, CallRefused):
+            on_refused = getattr(self.handler, "on_refused", None)
+            if on_refused is not None:
+                on_refused(item)
+        else:
+            call_or_none = self.calls.get(item.call_id)
+            if call_or_none is not None:
+                call_or_none._deliver(item)
+                if isinstance(item, CallEnded):
+                    del self.calls[item.call_id]
 
     def _failed(self, key: str) -> None:
         if key:

@@ -14,6 +14,7 @@ import pytest
 
 from bridge.agent import LocalAgent
 from bridge.calls.manager import CallManager
+from bridge.calls.sip_leg import SipLeg
 from bridge.config import AgentSettings, Settings
 from bridge.records import CallStore
 from sip.driver import SipEndpoint, start_sip
@@ -28,6 +29,7 @@ _CALLERS = itertools.count()
 class Stack:
     agent: LocalAgent
     manager: CallManager
+    sip_leg: SipLeg
     sip: SipEndpoint
     store: CallStore
     settings: Settings
@@ -102,15 +104,16 @@ async def stack(tmp_path: Path, stack_options: dict[str, Any]) -> AsyncIterator[
     store = CallStore(tmp_path / "calls.db")
     manager = CallManager(settings, store)
     await manager.__aenter__()
+    sip_leg = SipLeg(manager)
     sip = await start_sip(
         SipSettings(
             bind_host="127.0.0.1", udp_port=0, tcp_port=None, **stack_options.get("sip", {})
         ),
-        manager,
+        sip_leg,
     )
-    manager.sip = sip
+    sip_leg.endpoint = sip
     try:
-        yield Stack(agent, manager, sip, store, settings)
+        yield Stack(agent, manager, sip_leg, sip, store, settings)
     finally:
         await manager.close()
         await sip.close()

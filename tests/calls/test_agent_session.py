@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bridge.agent import LocalAgent
+from bridge.calls.agent_events import Reconnected, SessionUpdated, UpstreamErrorEvent
 from bridge.calls.agent_session import AgentSession
 from bridge.config import AgentProfile, AgentSettings, UpstreamSettings
 from bridge.errors import UpstreamConnectError, UpstreamError
@@ -46,10 +47,10 @@ async def test_falls_back_to_pcm16_when_upstream_refuses_g711() -> None:
         )
         async with asyncio.timeout(10):
             async for event in session.events():
-                if event["type"] in ("session.updated", "error"):
+                if isinstance(event, SessionUpdated | UpstreamErrorEvent):
                     break
-        assert event["type"] == "session.updated"
-        assert event["session"]["audio"]["input"]["format"]["type"] == "audio/pcm"
+        assert isinstance(event, SessionUpdated)
+        assert event.session["audio"]["input"]["format"]["type"] == "audio/pcm"
 
 
 async def test_reconnects_within_window_then_gives_up() -> None:
@@ -65,7 +66,7 @@ async def test_reconnects_within_window_then_gives_up() -> None:
     await second.start()  # ... and comes back on the same address within the window
     async with asyncio.timeout(15):
         async for event in events:
-            if event["type"] == "rtbridge.upstream.reconnected":
+            if isinstance(event, Reconnected):
                 break
     assert session.reconnects == 1
     assert second.sessions and second.sessions[0].instructions == "Be brief."
@@ -93,3 +94,42 @@ async def test_xai_upstream_negotiates_pass_through_despite_its_late_session_cre
         async with AgentSession(profile, preferred=AudioFormat.PCMU) as session:
             assert session.format is AudioFormat.PCMU
             assert session.refusals == []
+
+
+async def test_a_send_during_an_outage_waits_for_the_reconnect_and_arrives() -> None:
+    """Call control's writer never dies with the socket: a control event sent while the
+    upstream is gone is delivered to the new session once the reconnect succeeds."""
+    port = free_port()
+    settings = AgentSettings(port=port)
+    first = LocalAgent(settings)
+    await first.start()
+    session = AgentSession(_profile(first.url), preferred=AudioFormat.PCMU, reconnect_window_s=10)
+    await session.open()
+    reconnected = asyncio.Event()
+
+    async def read() -> None:
+        async for event in session.events():
+            if isinstance(event, Reconnected):
+                reconnected.set()
+
+    reader = asyncio.create_task(read())
+    await first.stop()
+    await asyncio.sleep(0.2)  # the reader has noticed; the session is being replaced
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+    sending = asyncio.create_task(session.send({"type": "conversation.item.create", "item": item}))
+    await asyncio.sleep(0.3)
+    assert not sending.done()  # waits for the new socket instead of failing
+    second = LocalAgent(settings)
+    await second.start()
+    try:
+        await asyncio.wait_for(sending, 15)
+        await asyncio.wait_for(reconnected.wait(), 15)
+        for _ in range(100):
+            if "conversation.item.create" in second.sessions[0].received_types:
+                break
+            await asyncio.sleep(0.05)
+        assert "conversation.item.create" in second.sessions[0].received_types
+    finally:
+        reader.cancel()
+        await session.close()
+        await second.stop()

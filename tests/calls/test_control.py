@@ -7,8 +7,19 @@ from typing import Any
 
 import pytest
 
-from bridge.calls.control import CallControl, merge_telephony_tools
+from bridge.calls.agent_events import (
+    BufferEvent,
+    FunctionCallDone,
+    ResponseCreated,
+    ResponseDone,
+    SpeechStarted,
+    UpstreamErrorEvent,
+    parse_agent_event,
+)
+from bridge.calls.control import OUTBOX_MAX, CallControl, merge_telephony_tools
+from bridge.calls.end import EndReason
 from bridge.config import AgentProfile, DtmfPolicy
+from media.clock import VirtualClock
 from media.playout import ClearResult, PlayoutBuffer, PlayoutEncoding, PlayoutFormat
 
 
@@ -37,17 +48,17 @@ class FakeLeg:
         self.ended: list[str] = []
         self.transfers: list[str] = []
 
-    def end(self, reason: str, status: int | None = None) -> None:
+    def end(self, reason: EndReason, status: int | None = None) -> None:
         self.ended.append(reason)
 
-    def transfer(self, target: str) -> bool:
+    def refer(self, target: str) -> bool:
         self.transfers.append(target)
         return True
 
 
 class Rig:
-    def __init__(self, **profile: Any) -> None:
-        self.t = 100.0
+    def __init__(self, *, upstream_cancels: bool = True, **profile: Any) -> None:
+        self.clock = VirtualClock(100.0)
         self.media = FakeMedia()
         self.leg = FakeLeg()
         self.sent: list[dict[str, Any]] = []
@@ -62,10 +73,15 @@ class Rig:
             emit=self.emitted.append,
             log_event=lambda k, d: self.log.append((k, d)),
             session=lambda: self.session,
-            now=lambda: self.t,
+            clock=self.clock,
+            upstream_cancels_on_speech=upstream_cancels,
         )
         self.media.playout.start(self.t)
         self.heard_ms: dict[str, int] = {}  # per item: audio frames actually emitted
+
+    @property
+    def t(self) -> float:
+        return self.clock.now()
 
     async def _send(self, event: dict[str, Any]) -> None:
         self.sent.append(event)
@@ -78,7 +94,7 @@ class Rig:
 
     def tick(self, n: int = 1) -> None:
         for _ in range(n):
-            self.t += 0.020
+            self.clock.advance(0.020)
             for frame in self.media.playout.tick(self.t):
                 if frame.item_id and not frame.is_silence:
                     self.heard_ms[frame.item_id] = self.heard_ms.get(frame.item_id, 0) + 20
@@ -86,8 +102,50 @@ class Rig:
                 self.control.on_playback(ev)
             self.control.on_tick(self.t, self.t)
 
-    def agent(self, event: dict[str, Any]) -> bool:
-        return self.control.on_agent_event(event)
+    def agent(self, raw: dict[str, Any]) -> bool:
+        """One upstream event through call control, as the call's dispatcher hands it over;
+        False: not forwarded to clients."""
+        event = parse_agent_event(raw)
+        control = self.control
+        match event:
+            case ResponseCreated(response_id=rid):
+                control.on_response_created(rid)
+            case ResponseDone():
+                control.on_response_done(event)
+            case SpeechStarted():
+                control.on_speech_started()
+            case FunctionCallDone():
+                control.on_function_call(event)
+            case UpstreamErrorEvent():
+                control.on_upstream_error(event)
+            case BufferEvent():
+                return False
+        return True
+
+    def function_call(
+        self, name: str, call_id: str, arguments: str = "{}", *, status: str = "completed"
+    ) -> None:
+        """A response whose one output is a function call, from created to done."""
+        rid = f"resp_{call_id}"
+        self.agent({"type": "response.created", "response": {"id": rid}})
+        self.agent(
+            {
+                "type": "response.function_call_arguments.done",
+                "response_id": rid,
+                "item_id": f"item_{call_id}",
+                "name": name,
+                "call_id": call_id,
+                "arguments": arguments,
+            }
+        )
+        item = {"type": "function_call", "call_id": call_id, "name": name, "status": status}
+        response_status = "completed" if status == "completed" else "cancelled"
+        self.agent(
+            {
+                "type": "response.done",
+                "response": {"id": rid, "status": response_status, "output": [item]},
+            }
+        )
 
     def respond(self, rid: str, items: dict[str, int]) -> None:
         """A response whose items carry ``items[item_id]`` ms of u-law audio."""
@@ -100,8 +158,11 @@ def types(events: list[dict[str, Any]]) -> list[str]:
     return [e["type"] for e in events]
 
 
-def test_barge_in_truncates_what_was_heard_and_deletes_the_rest() -> None:
-    rig = Rig(downstream_delay_ms=0)
+@pytest.mark.parametrize("upstream_cancels", [True, False])
+def test_barge_in_truncates_what_was_heard_and_deletes_the_rest(upstream_cancels: bool) -> None:
+    """An upstream whose VAD cancels its own response (OpenAI's ``interrupt_response``) gets
+    no ``response.cancel``: it would answer ``response_cancel_not_active``."""
+    rig = Rig(downstream_delay_ms=0, upstream_cancels=upstream_cancels)
     rig.respond("r1", {"i1": 1000})
     rig.tick(1)
     rig.media.playout.push("r1", "i2", b"\x10" * 800)  # a second item, not yet started
@@ -109,14 +170,12 @@ def test_barge_in_truncates_what_was_heard_and_deletes_the_rest() -> None:
     assert types(rig.emitted) == ["output_audio_buffer.started"]
     assert rig.agent({"type": "input_audio_buffer.speech_started", "audio_start_ms": 5})
     sent = rig.drain()
-    assert types(sent) == [
-        "response.cancel",
-        "conversation.item.truncate",
-        "conversation.item.delete",
-    ]
-    assert sent[1]["item_id"] == "i1" and sent[1]["audio_end_ms"] == rig.heard_ms["i1"]
+    cancel = [] if upstream_cancels else ["response.cancel"]
+    assert types(sent) == [*cancel, "conversation.item.truncate", "conversation.item.delete"]
+    sent = sent[len(cancel) :]
+    assert sent[0]["item_id"] == "i1" and sent[0]["audio_end_ms"] == rig.heard_ms["i1"]
     assert 480 <= rig.heard_ms["i1"] <= 520  # ~25 ticks of audio
-    assert sent[2]["item_id"] == "i2"
+    assert sent[1]["item_id"] == "i2"
     assert rig.emitted[-1]["type"] == "output_audio_buffer.cleared"
     frames_after = rig.media.playout.tick(rig.t + 0.02)
     assert all(f.is_silence for f in frames_after)  # nothing of the response plays on
@@ -211,7 +270,7 @@ def test_dtmf_actions_hangup_mute_and_transfer_allowlist() -> None:
     rig.control.on_dtmf("1", "rfc4733")
     assert rig.leg.transfers == ["sip:ops@pbx"]
     rig.control.on_dtmf("0", "info")
-    assert rig.leg.ended == ["dtmf-hangup"]
+    assert rig.leg.ended == [EndReason.DTMF_HANGUP]
     assert rig.drain() == []  # actions are not messages to the agent
 
 
@@ -221,21 +280,23 @@ def test_end_call_waits_for_playback_and_grace() -> None:
     rig.agent(
         {
             "type": "response.function_call_arguments.done",
+            "response_id": "r1",
             "name": "end_call",
             "call_id": "c1",
             "arguments": "{}",
         }
     )
+    assert rig.drain() == []  # acted on once its response is done
+    rig.agent({"type": "response.done", "response": {"id": "r1"}})
     sent = rig.drain()
     assert types(sent) == ["conversation.item.create"]  # output, no new response
-    rig.agent({"type": "response.done", "response": {"id": "r1"}})
     rig.media.playout.mark_done("r1")
     rig.tick(30)  # 600 ms: the goodbye has been played
     assert rig.leg.ended == []
     rig.tick(20)  # + 400 ms of grace: still not
     assert rig.leg.ended == []
     rig.tick(10)
-    assert rig.leg.ended == ["agent-end-call"]
+    assert rig.leg.ended == [EndReason.AGENT_END_CALL]
     kinds = [k for k, _ in rig.log]
     assert (
         kinds.index("tool_call")
@@ -246,65 +307,32 @@ def test_end_call_waits_for_playback_and_grace() -> None:
 
 def test_transfer_tool_refuses_targets_outside_the_allowlist() -> None:
     rig = Rig(telephony_tools=True, transfer_targets=["tel:+1555*"])
-    rig.agent(
-        {
-            "type": "response.function_call_arguments.done",
-            "name": "transfer_call",
-            "call_id": "c2",
-            "arguments": json.dumps({"target": "tel:+4420"}),
-        }
-    )
+    rig.function_call("transfer_call", "c2", json.dumps({"target": "tel:+4420"}))
     sent = rig.drain()
     assert "not allowed" in sent[0]["item"]["output"]
     assert types(sent) == ["conversation.item.create", "response.create"]
-    rig.agent(
-        {
-            "type": "response.function_call_arguments.done",
-            "name": "transfer_call",
-            "call_id": "c3",
-            "arguments": json.dumps({"target": "tel:+15550100"}),
-        }
-    )
+    rig.agent({"type": "response.created", "response": {"id": "after"}})
+    rig.agent({"type": "response.done", "response": {"id": "after"}})
+    rig.function_call("transfer_call", "c3", json.dumps({"target": "tel:+15550100"}))
     rig.tick(30)
     assert rig.leg.transfers == ["tel:+15550100"]
 
 
 def test_send_dtmf_tool_and_app_tool_timeout() -> None:
     rig = Rig(telephony_tools=True, tool_timeout_s=1.0)
-    rig.agent(
-        {
-            "type": "response.function_call_arguments.done",
-            "name": "send_dtmf",
-            "call_id": "c4",
-            "arguments": '{"digits": "12#"}',
-        }
-    )
+    rig.function_call("send_dtmf", "c4", '{"digits": "12#"}')
     assert rig.media.dtmf == ["12#"]
     assert types(rig.drain()) == ["conversation.item.create", "response.create"]
     rig.agent({"type": "response.created", "response": {"id": "r"}})
     rig.agent({"type": "response.done", "response": {"id": "r"}})
-    rig.agent(
-        {
-            "type": "response.function_call_arguments.done",
-            "name": "lookup_order",
-            "call_id": "c5",
-            "arguments": "{}",
-        }
-    )
+    rig.function_call("lookup_order", "c5")
     rig.tick(10)
     assert rig.drain() == []  # the application has time to answer
     rig.tick(45)
     sent = rig.drain()
     assert sent[0]["item"]["call_id"] == "c5" and "did not answer" in sent[0]["item"]["output"]
     # an answered app tool does not time out
-    rig.agent(
-        {
-            "type": "response.function_call_arguments.done",
-            "name": "lookup_order",
-            "call_id": "c6",
-            "arguments": "{}",
-        }
-    )
+    rig.function_call("lookup_order", "c6")
     rig.control.on_client_event(
         {
             "type": "conversation.item.create",
@@ -340,3 +368,26 @@ def test_client_dtmf_event_is_a_keypad_digit(event: dict[str, Any]) -> None:
     assert rig.emitted[0]["type"] == "input_audio_buffer.dtmf_event_received"
     assert rig.emitted[0]["event"] == "4"
     assert "pressed 4" in rig.drain()[0]["item"]["content"][0]["text"]
+
+
+def test_a_function_call_cancelled_by_barge_in_gets_no_timeout_output() -> None:
+    """The caller spoke while the agent was calling a tool: the upstream cancelled the
+    response, the call's item is ``incomplete``, and nobody waits for its output."""
+    rig = Rig(tool_timeout_s=1.0)
+    rig.function_call("lookup_order", "c7", '{"order": ', status="incomplete")
+    rig.tick(100)  # two seconds: twice the tool timeout
+    assert rig.drain() == []
+    assert ("tool_call.cancelled", {"call_id": "c7", "name": "lookup_order"}) in rig.log
+    assert rig.control.stats.tool_calls_cancelled == 1
+    assert rig.control.stats.tool_timeouts == 0
+
+
+def test_outbox_overflow_ends_the_call_instead_of_dropping_a_decision() -> None:
+    """Call control's own decisions are never dropped: when the agent stops reading and the
+    bounded outbox fills, the call ends (upstream-stalled)."""
+    rig = Rig()
+    for n in range(OUTBOX_MAX):
+        rig.control.queue({"type": "conversation.item.delete", "item_id": f"i{n}"})
+    assert rig.leg.ended == []
+    rig.control.queue({"type": "conversation.item.delete", "item_id": "one-too-many"})
+    assert rig.leg.ended == [EndReason.UPSTREAM_STALLED]

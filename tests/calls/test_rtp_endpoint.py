@@ -7,7 +7,8 @@ import socket
 
 import pytest
 
-from bridge.calls.rtp_endpoint import PortAllocator, PortsExhausted, RtpEndpoint
+from bridge.calls.rtp_endpoint import PortAllocator, RtpEndpoint
+from bridge.errors import PortsExhausted
 from media.rtp import RtpPacket
 from tests.support.servers import free_port
 

@@ -1,34 +1,45 @@
 """A call's scope with a scripted agent: events are logged once, a session_expired error ends
-the call with its reason, and the record is written when the scope releases the call."""
+the call with its reason, a crash in any of the call's tasks or tick sinks ends that call with
+``internal-error`` (record written, leg closed), and the record is written when the scope
+releases the call."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bridge.calls.agent_events import AgentEvent, parse_agent_event
+from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
-from bridge.calls.scope import CallScope
-from bridge.calls.ticker import FrameTicker
+from bridge.calls.scope import CallScope, Task
+from bridge.calls.ticker import FrameTicker, TickSink
+from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.records import CallStore
+from media.clock import SystemClock
 from tests.calls.test_control import FakeMedia
 
 
 class ScriptedAgent:
-    def __init__(self, events: list[dict[str, Any]]) -> None:
+    def __init__(self, events: list[dict[str, Any]], *, send_fails: bool = False) -> None:
         self.session: dict[str, Any] = {}
         self._events = events
         self.sent: list[dict[str, Any]] = []
         self.closed = False
+        self.send_fails = send_fails
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncIterator[AgentEvent]:
         for event in self._events:
-            yield event
+            yield parse_agent_event(event)
         await asyncio.Event().wait()  # the socket stays open
 
     async def send(self, event: dict[str, Any]) -> None:
+        if self.send_fails:
+            raise RuntimeError("a bug in the writer path")
         self.sent.append(event)
 
     async def close(self) -> None:
@@ -43,25 +54,63 @@ class Media(FakeMedia):
         self.playout.mark_done(response_id)
 
 
+class Boom:
+    def on_tick(self, deadline: float, now: float) -> None:
+        raise ZeroDivisionError("a bug in a tick sink")
+
+
 class ScriptedCall(CallScope):
-    def _tasks(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._agent_events()]
+    leg = "test"
+
+    def __init__(self, *args: Any, leg_task: Any = None, sink: Any = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._leg_task = leg_task
+        self._sink = sink
+        self.leg_closed = False
+
+    def _tasks(self) -> list[Task]:
+        return [("leg", self._leg_task())] if self._leg_task else []
+
+    def _tick_sinks(self) -> list[TickSink]:
+        return [self._sink] if self._sink else []
+
+    async def _close_leg(self) -> None:
+        self.leg_closed = True
 
     def stats(self) -> dict[str, Any]:
-        return {}
+        return {"frames": 1}
+
+
+def make_call(
+    tmp_path: Path, call_id: str, agent: ScriptedAgent, ticker: FrameTicker, **kw: Any
+) -> tuple[ScriptedCall, CallStore]:
+    store = CallStore(tmp_path / f"{call_id}.db")
+    store.call_offered(call_id, direction="inbound", leg="test")
+    clock = SystemClock()
+    call = ScriptedCall(
+        CallInfo(call_id, "inbound", "sip:a@x", "sip:b@x", "default", None, "PCMU", "g711", 0.0),
+        agent=agent,  # type: ignore[arg-type]
+        media=Media(),
+        profile=AgentProfile(),
+        store=store,
+        ticker=ticker,
+        watchdog=Watchdog(clock.now(), 3600.0, 30.0, lambda: None),
+        clock=clock,
+        **kw,
+    )
+    return call, store
 
 
 async def test_session_expired_error_ends_the_call_and_events_are_logged_once(
     tmp_path: Path,
 ) -> None:
-    store = CallStore(tmp_path / "calls.db")
-    store.call_offered("c1", direction="inbound", leg="test")
     agent = ScriptedAgent(
         [
             {"type": "response.created", "response": {"id": "r1"}},
             {"type": "response.output_audio_transcript.done", "item_id": "i1", "transcript": "hi"},
             {
                 "type": "response.function_call_arguments.done",
+                "response_id": "r1",
                 "name": "lookup",
                 "call_id": "t1",
                 "arguments": "{}",
@@ -77,18 +126,10 @@ async def test_session_expired_error_ends_the_call_and_events_are_logged_once(
             },
         ]
     )
-    released: list[CallScope] = []
-    call = ScriptedCall(
-        CallInfo("c1", "inbound", "sip:a@x", "sip:b@x", "default", None, "PCMU", "g711_ulaw", 0.0),
-        agent=agent,  # type: ignore[arg-type]
-        media=Media(),
-        profile=AgentProfile(),
-        store=store,
-        ticker=FrameTicker(),
-        on_released=released.append,
-    )
+    call, store = make_call(tmp_path, "c1", agent, FrameTicker())
+    seen = call.events.subscribe()
     await asyncio.wait_for(call.run(), 10)
-    assert released == [call] and agent.closed
+    assert agent.closed and call.leg_closed
     store.flush()
     record = store.get_call("c1")
     assert record is not None and record.end_reason == "upstream-expired"
@@ -96,4 +137,68 @@ async def test_session_expired_error_ends_the_call_and_events_are_logged_once(
     assert kinds.count("transcript.agent") == 1
     assert kinds.count("tool_call") == 1  # logged by call control only
     assert kinds.count("error") == 1
+    forwarded = [e["type"] async for e in seen]
+    assert forwarded == [
+        "response.created",
+        "response.output_audio_transcript.done",
+        "response.function_call_arguments.done",
+        "response.done",
+        "error",
+    ]
     store.close()
+
+
+async def _raises() -> None:
+    await asyncio.sleep(0.01)
+    raise KeyError("a bug in a leg task")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["leg task", "agent events", "control writer", "tick sink"],
+)
+async def test_a_crash_in_any_of_a_calls_tasks_ends_that_call_only(
+    tmp_path: Path, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ticker = FrameTicker(period=0.005)
+    ticker.start()
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": {"id": "r1"}}]
+    if fault == "agent events":
+        events.append({"type": "response.done", "response": {"id": "r1", "output": "bad"}})
+    bad_agent = ScriptedAgent(events, send_fails=fault == "control writer")
+    kw: dict[str, Any] = {}
+    if fault == "leg task":
+        kw["leg_task"] = _raises
+    if fault == "tick sink":
+        kw["sink"] = Boom()
+    bad, bad_store = make_call(tmp_path, "bad", bad_agent, ticker, **kw)
+    if fault == "agent events":  # call control raises on the agent's event
+        bad.control.on_response_done = lambda _e: 1 / 0  # type: ignore[method-assign,assignment,misc]
+    if fault == "control writer":
+        bad.control.queue({"type": "conversation.item.delete", "item_id": "x"})
+    good_agent = ScriptedAgent([{"type": "response.created", "response": {"id": "g"}}])
+    good, good_store = make_call(tmp_path, "good", good_agent, ticker)
+    good_task = asyncio.create_task(good.run())
+    await asyncio.wait_for(bad.run(), 10)
+    assert bad.leg_closed and bad_agent.closed  # the leg said goodbye; nobody pays on
+    bad_store.flush()
+    record = bad_store.get_call("bad")
+    assert record is not None and record.end_reason == "internal-error"
+    assert record.stats == {"frames": 1}
+    errors = [e.data for e in bad_store.events("bad") if e.kind == "error"]
+    assert errors and errors[0]["source"] == "internal"
+    tracebacks = [r for r in caplog.records if r.exc_info and "bad" in r.getMessage()]
+    assert len(tracebacks) == 1  # logged once
+    # the other call goes on, still ticking
+    assert not good.ended
+    ticks = ticker.stats.ticks
+    await asyncio.sleep(0.05)
+    assert ticker.stats.ticks > ticks and len(ticker) == 1  # the good call's own sink
+    good.end(EndReason.LOCAL_HANGUP)
+    await asyncio.wait_for(good_task, 10)
+    await ticker.stop()
+    good_store.flush()
+    good_record = good_store.get_call("good")
+    assert good_record is not None and good_record.end_reason == "local-hangup"
+    bad_store.close()
+    good_store.close()

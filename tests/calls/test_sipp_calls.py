@@ -120,8 +120,8 @@ async def test_outbound_call_to_sipp_echo_agent_hears_its_own_audio(
         )
     )
     await asyncio.sleep(0.5)  # let SIPp bind
-    call_id = await stack.manager.originate(f"sip:echo@127.0.0.1:{port}")
-    result = await asyncio.wait_for(stack.manager.outcomes[call_id], 20)
+    call_id = await stack.sip_leg.originate(f"sip:echo@127.0.0.1:{port}")
+    result = await asyncio.wait_for(stack.sip_leg.outcomes[call_id], 20)
     assert result.outcome == "answered"
     session = stack.agent.sessions[0]
     # the greeting (tones) goes out, SIPp echoes it, the agent hears it back
@@ -157,8 +157,8 @@ async def test_outbound_call_to_busy_callee_is_recorded_as_busy(
         )
     )
     await asyncio.sleep(0.5)
-    call_id = await stack.manager.originate(f"sip:busy@127.0.0.1:{port}")
-    result = await asyncio.wait_for(stack.manager.outcomes[call_id], 20)
+    call_id = await stack.sip_leg.originate(f"sip:busy@127.0.0.1:{port}")
+    result = await asyncio.wait_for(stack.sip_leg.outcomes[call_id], 20)
     assert (result.outcome, result.sip_status) == ("busy", 486)
     res = await callee
     assert res.returncode == 0, res.summary()  # SIPp got our ACK for its 486
@@ -169,10 +169,10 @@ async def test_outbound_call_to_busy_callee_is_recorded_as_busy(
 
 
 async def test_target_outside_allowlist_is_refused_before_dialling(stack: Stack) -> None:
-    from bridge.calls.manager import CallNotAllowed
+    from bridge.errors import CallNotAllowed
 
     with pytest.raises(CallNotAllowed, match="dial_targets"):
-        await stack.manager.originate("sip:+4420@carrier.example.com")
+        await stack.sip_leg.originate("sip:+4420@carrier.example.com")
 
 
 async def test_lifecycle_stream_sees_a_call_come_and_go(stack: Stack, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The shared frame ticker: every sink is called on one grid; a broken sink is isolated."""
+"""The shared frame ticker: every sink is called on one grid; a broken sink is removed and its
+owner told (its call ends), the others go on."""
 
 from __future__ import annotations
 
@@ -24,14 +25,16 @@ class Broken:
 async def test_sinks_share_one_grid_and_broken_sink_is_removed() -> None:
     ticker = FrameTicker(period=0.005)
     a, b = Recorder(), Recorder()
-    ticker.add(a)
-    ticker.add(Broken())
-    ticker.add(b)
+    failures: list[tuple[str, BaseException]] = []
+    ticker.add(a, lambda exc: failures.append(("a", exc)))
+    ticker.add(Broken(), lambda exc: failures.append(("broken", exc)))
+    ticker.add(b, lambda exc: failures.append(("b", exc)))
     ticker.start()
     while len(a.deadlines) < 20:
         await asyncio.sleep(0.005)
     await ticker.stop()
     assert ticker.stats.sink_errors == 1 and len(ticker) == 2
+    assert [(who, str(exc)) for who, exc in failures] == [("broken", "boom")]
     common = sorted(set(a.deadlines) & set(b.deadlines))
     assert len(common) >= 19
     # deadlines lie on the grid: consecutive ones differ by whole periods (no accumulated drift)

@@ -72,6 +72,7 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
 async def control(stack: Stack) -> AsyncIterator[Control]:  # noqa: F811
     app = create_app(stack.settings, ServerKey(KEY))
     app.state.manager = stack.manager
+    app.state.sip_leg = stack.sip_leg
     app.state.store = stack.store
     async with (
         serve_app(app) as url,

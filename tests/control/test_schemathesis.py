@@ -102,7 +102,7 @@ async def test_no_request_makes_a_server_error(control: Control, tmp_path: Path)
     )
     assert r.status_code == 201, r.text
     call_id = r.json()["id"]
-    outcome = await asyncio.wait_for(control.stack.manager.outcomes[call_id], 20)
+    outcome = await asyncio.wait_for(control.stack.sip_leg.outcomes[call_id], 20)
     assert outcome.outcome == "answered"
     view = (await control.client.get(f"/v1/calls/{call_id}")).json()
     assert view["direction"] == "outbound" and view["to"] == TARGET

@@ -31,8 +31,14 @@ class FakeCall:
         )
     )
 
+    leg: str = "sip"
+
     def stats(self) -> dict[str, Any]:
         return self.counters
+
+    def levels(self) -> tuple[float | None, float | None]:
+        levels = getattr(self.media, "levels", None)
+        return levels() if callable(levels) else (None, None)
 
 
 def test_loss_jitter_and_levels() -> None:

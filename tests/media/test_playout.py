@@ -331,15 +331,16 @@ def test_random_operations_keep_the_books_straight(ops: list[tuple[str, int, int
 
 
 def test_clocks() -> None:
-    from media.clock import Clock, MonotonicClock, WallClock
+    from media.clock import Clock, SystemClock, WallClock
 
-    c = VirtualClock(5.0)
+    c = VirtualClock(5.0, epoch=1000.0)
     assert c.advance(0.25) == 5.25 and c.advance_to(6.0) == 6.0 and c.now() == 6.0
     with pytest.raises(ValueError):
         c.advance(-1)
     with pytest.raises(ValueError):
         c.advance_to(5.0)
-    m = MonotonicClock()
-    assert m.now() <= m.now()
+    assert c.wall() == 1006.0
+    m = SystemClock()
+    assert m.now() <= m.now() and m.wall() > 1.6e9
     assert WallClock().now() > 1.6e9
     assert all(isinstance(x, Clock) for x in (c, m, WallClock()))

@@ -1,0 +1,562 @@
+"""Setting up SIP calls: inbound INVITEs and outbound calls, up to a live :class:`Call`.
+
+Inbound (:class:`SipLeg` is the SIP driver's :class:`~sip.driver.CallHandler`): admission by the
+call manager (draining, ``max_calls``, free RTP ports: 503 otherwise), routing to an agent
+profile, SDP negotiation (one codec plus telephone-event: 488 when none fits), 180 Ringing while
+the application decides (``realtime.call.incoming`` webhooks, through :attr:`SipLeg.incoming`)
+and the agent session opens and is configured (``session.updated``), then 200 with our SDP. An
+unreachable or refusing upstream answers 503 with a generic reason: a caller never rings
+forever.
+
+Outbound (:meth:`SipLeg.originate`, used by ``rtbridge call`` and the control plane): the
+target must match the profile's allowlist (toll fraud is the classic loss of an exposed SIP
+service), INVITE through a trunk (digest auth by the driver), 18x early media not sent to the
+agent, the agent session opened on 200; busy, no-answer, rejected and failed are recorded with
+their SIP status. A ringing outbound call can be hung up (CANCEL).
+
+Every attempt, whatever happens to it, has a record and an event log (:mod:`bridge.records`)
+and ends with ``call.ended`` on the lifecycle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bridge.calls.agent_session import AgentSession
+from bridge.calls.call import Call
+from bridge.calls.end import EndReason
+from bridge.calls.info import CallInfo
+from bridge.calls.manager import CallManager, SetupSlot
+from bridge.calls.rtp_endpoint import RtpEndpoint
+from bridge.calls.sip_media import SipMedia, pass_through_format
+from bridge.calls.watchdog import Watchdog
+from bridge.config import AgentProfile, SessionFormat
+from bridge.errors import CallNotAllowed, PortsExhausted, UpstreamError
+from bridge.realtime.session import AudioFormat
+from media.codecs import codec_for
+from media.codecs.base import AudioCodec, UnsupportedCodecError
+from media.rtp import RtpPacket
+from sip.driver import Answer, Decision, Reject, SipCall, SipEndpoint
+from sip.events import CallAnswered, CallEnded, CallEvent, CallRefused, CallRinging
+from sip.offer_answer import Negotiated, NegotiationError, make_offer, negotiate, parse_answer
+from sip.sdp import SdpError, SessionDescription
+
+__all__ = ["IncomingHook", "OutboundResult", "SipLeg", "outbound_outcome"]
+
+log = logging.getLogger(__name__)
+
+IncomingHook = Callable[
+    [str, SipCall, str, AgentProfile], Awaitable[tuple[str, AgentProfile] | Reject]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundResult:
+    call_id: str
+    outcome: str  # answered | busy | no-answer | rejected | failed | upstream-unavailable | ...
+    sip_status: int | None
+
+
+def outbound_outcome(status: int | None, reason: str) -> EndReason:
+    """How an unanswered outbound call is recorded."""
+    if status in (486, 600):
+        return EndReason.BUSY
+    if status in (408, 480, 487) or reason == "timeout":
+        return EndReason.NO_ANSWER
+    if status is not None and status in (403, 404, 603, 604, 606):
+        return EndReason.REJECTED
+    return EndReason.FAILED
+
+
+def _session_format(profile: AgentProfile, codec_name: str) -> AudioFormat:
+    if profile.session_format is SessionFormat.AUTO:
+        return pass_through_format(codec_name) or AudioFormat.PCM16
+    return AudioFormat(profile.session_format.value)
+
+
+def _correlation_id() -> str:
+    return "err_" + secrets.token_hex(6)
+
+
+@dataclass(slots=True)
+class _Dial:
+    """An outbound call between INVITE and answer: its SIP events arrive here until the
+    :class:`Call` takes over."""
+
+    call_id: str
+    sip_call: SipCall
+    offer: SessionDescription
+    endpoint: RtpEndpoint
+    profile: AgentProfile
+    profile_name: str
+    target: str
+    trunk: str | None
+    caller: str | None
+    future: asyncio.Future[OutboundResult]
+    settled: asyncio.Future[CallAnswered | CallEnded]
+    log_event: Callable[[str, dict[str, object]], None]
+    later: list[CallEvent] = field(default_factory=list)  # after the answer, for the Call
+    hung_up: EndReason | None = None
+
+    def on_event(self, event: CallEvent) -> None:
+        if self.settled.done():
+            self.later.append(event)
+        elif isinstance(event, CallRinging):
+            self.log_event("ringing", {"status": event.status})
+        elif isinstance(event, CallAnswered | CallEnded):
+            self.settled.set_result(event)
+
+    def hang_up(self, reason: EndReason) -> None:
+        if self.hung_up is None:
+            self.hung_up = reason
+            self.sip_call.hangup()  # CANCEL while ringing; BYE once answered
+
+
+class SipLeg:
+    """SIP set-up for one :class:`CallManager` (see the module docstring)."""
+
+    def __init__(self, manager: CallManager) -> None:
+        self.manager = manager
+        self.settings = manager.settings
+        self.store = manager.store
+        self.endpoint: SipEndpoint | None = None
+        #: the control plane's say on inbound calls (``realtime.call.incoming`` webhooks): called
+        #: after 180 Ringing with the call id, the SIP call and the routed profile; returns the
+        #: profile to answer with, or a :class:`~sip.driver.Reject`
+        self.incoming: IncomingHook | None = None
+        #: outbound calls' outcomes, resolved when they connect or fail
+        self.outcomes: dict[str, asyncio.Future[OutboundResult]] = {}
+
+    def _agent_for(self, profile: AgentProfile, codec_name: str) -> AgentSession:
+        c = self.settings.calls
+        return AgentSession(
+            profile,
+            preferred=_session_format(profile, codec_name),
+            ready_timeout_s=c.session_ready_timeout_s,
+            reconnect_window_s=c.upstream_reconnect_window_s,
+            environ=self.manager.environ,
+            clock=self.manager.clock,
+        )
+
+    def _ended(
+        self, call_id: str, reason: EndReason, status: int | None, message: str | None = None
+    ) -> None:
+        """An attempt that did not become a call: recorded and published, once."""
+        if message is not None:
+            self.store.log_event(call_id, "error", {"source": "setup", "message": message})
+        self.store.call_ended(call_id, reason=reason.value, sip_status=status)
+        self.manager.publish("call.ended", call_id, reason=reason.value, sip_status=status)
+
+    # -- inbound -------------------------------------------------------------------------
+
+    def on_refused(self, event: CallRefused) -> None:
+        """An INVITE the SIP core refused before offering it (trunk policy, draining): no
+        agent session was opened, but the attempt is recorded (who knocked, and the answer)."""
+        call_id = self.manager.new_id()
+        self.store.call_offered(
+            call_id,
+            direction="inbound",
+            leg="sip",
+            from_uri=str(event.caller.uri),
+            to_uri=event.request_uri,
+        )
+        self.store.update_call(
+            call_id,
+            extra={
+                "sip_call_id": event.call_id,
+                "source": f"{event.source.host}:{event.source.port}",
+            },
+        )
+        reason = EndReason.REFUSED_BY_POLICY if event.status == 403 else EndReason.DRAINING
+        self._ended(call_id, reason, event.status)
+
+    async def on_offer(self, sip_call: SipCall) -> Decision:
+        offer = sip_call.offer
+        assert offer is not None
+        why = self.manager.admission()
+        if why is not None:
+            log.warning("rejecting call %s: %s", sip_call.id, why)
+            call_id = self.manager.new_id()
+            self.store.call_offered(
+                call_id,
+                direction="inbound",
+                leg="sip",
+                from_uri=str(offer.caller.uri),
+                to_uri=offer.request_uri,
+                trunk=offer.trunk,
+            )
+            self._ended(call_id, why, 503)
+            return Reject(
+                503,
+                "Draining" if why is EndReason.DRAINING else "Too Many Calls",
+                retry_after=self.settings.calls.retry_after_s,
+            )
+        with self.manager.setup_slot():
+            return await self._setup_inbound(sip_call)
+
+    async def _setup_inbound(self, sip_call: SipCall) -> Decision:
+        offer = sip_call.offer
+        assert offer is not None
+        manager = self.manager
+        call_id = manager.new_id()
+        from_uri, to_uri = str(offer.caller.uri), offer.request_uri
+        profile_name, profile = self.settings.route(
+            trunk=offer.trunk, to_uri=to_uri, from_uri=from_uri
+        )
+        self.store.call_offered(
+            call_id,
+            direction="inbound",
+            leg="sip",
+            from_uri=from_uri,
+            to_uri=to_uri,
+            trunk=offer.trunk,
+            profile=profile_name,
+        )
+        manager.publish(
+            "call.offered",
+            call_id,
+            direction="inbound",
+            leg="sip",
+            from_uri=from_uri,
+            to_uri=to_uri,
+            profile=profile_name,
+        )
+        self.store.update_call(
+            call_id,
+            extra={
+                "sip_call_id": sip_call.id,
+                "source": f"{offer.source.host}:{offer.source.port}",
+            },
+        )
+
+        def fail(status: int, reason: EndReason, message: str, phrase: str | None = None) -> Reject:
+            self._ended(call_id, reason, status, message)
+            retry = self.settings.calls.retry_after_s if status == 503 else None
+            return Reject(status, phrase or message, retry_after=retry)
+
+        try:
+            desc = SessionDescription.parse(offer.sdp.decode("utf-8", "replace"))
+        except SdpError as exc:
+            return fail(400, EndReason.BAD_SDP, f"Bad SDP: {exc}")
+        try:
+            endpoint = await manager.open_endpoint()
+        except PortsExhausted:
+            return fail(503, EndReason.NO_RTP_PORTS, "No RTP ports available")
+        started = False
+        try:
+            try:
+                answer = negotiate(desc, self.settings.sip.codecs, manager.advertise, endpoint.port)
+                codec = codec_for(
+                    answer.media.codec.name,
+                    answer.media.codec.clock_rate,
+                    answer.media.codec.channels,
+                )
+            except (NegotiationError, UnsupportedCodecError) as exc:
+                return fail(488, EndReason.NO_COMMON_CODEC, f"Not Acceptable Here: {exc}")
+
+            sip_call.ring(180)
+            if self.incoming is not None:
+                verdict = await self.incoming(call_id, sip_call, profile_name, profile)
+                if isinstance(verdict, Reject):
+                    reason = (
+                        EndReason.CANCELLED if sip_call.ended is not None else EndReason.REJECTED
+                    )
+                    return fail(verdict.status, reason, verdict.reason or "Rejected")
+                profile_name, profile = verdict
+                self.store.update_call(call_id, profile=profile_name)
+            agent = self._agent_for(profile, answer.media.codec.name)
+            try:
+                await agent.open()
+            except UpstreamError as exc:
+                ref = _correlation_id()
+                log.warning("call %s: agent unavailable (%s): %s", call_id, ref, exc)
+                return fail(
+                    503,
+                    EndReason.UPSTREAM_UNAVAILABLE,
+                    f"agent unavailable ({ref}): {type(exc).__name__}",
+                    f"Agent Unavailable ({ref})",
+                )
+            if sip_call.ended is not None:  # the caller gave up while we were connecting
+                await agent.close()
+                self._ended(call_id, EndReason.CANCELLED, sip_call.ended.status)
+                return None
+            self._start_call(
+                call_id,
+                sip_call,
+                agent,
+                profile,
+                profile_name,
+                answer.media,
+                codec,
+                direction="inbound",
+                from_uri=from_uri,
+                to_uri=to_uri,
+                trunk=offer.trunk,
+                endpoint=endpoint,
+            )
+            started = True
+            return Answer(str(answer.sdp).encode())
+        except Exception:
+            log.exception("call %s: set-up failed", call_id)
+            return fail(500, EndReason.INTERNAL_ERROR, "set-up failed", "Server Internal Error")
+        finally:
+            if not started:  # every refusal after the bind gives the port pair back
+                manager.close_endpoint(endpoint)
+
+    def _start_call(
+        self,
+        call_id: str,
+        sip_call: SipCall,
+        agent: AgentSession,
+        profile: AgentProfile,
+        profile_name: str,
+        neg: Negotiated,
+        codec: AudioCodec,
+        *,
+        direction: str,
+        from_uri: str,
+        to_uri: str,
+        trunk: str | None,
+        endpoint: RtpEndpoint,
+        early: list[CallEvent] | None = None,
+    ) -> Call:
+        manager = self.manager
+        clock = manager.clock
+        now = clock.now
+        info = CallInfo(
+            call_id=call_id,
+            direction=direction,
+            from_uri=from_uri,
+            to_uri=to_uri,
+            profile_name=profile_name,
+            trunk=trunk,
+            codec=neg.codec.name,
+            session_format=agent.format.value,
+            offered_at=clock.wall(),
+            answered_at=clock.wall(),
+        )
+        holder: list[Call] = []
+        media = SipMedia(
+            codec,
+            payload_type=neg.codec.payload_type,
+            session_format=agent.format,
+            send_rtp=endpoint.send,
+            to_agent=agent.send_audio,
+            send_rtcp=endpoint.send_rtcp,
+            cname=f"rtbridge@{manager.advertise}",
+            on_dtmf=lambda d: holder[0].on_dtmf(d) if holder else None,
+            on_playback=lambda e: holder[0].on_playback(e) if holder else None,
+            dtmf_payload_type=neg.telephone_event.payload_type if neg.telephone_event else None,
+        )
+        watchdog = Watchdog(
+            started_at=now(),
+            max_duration_s=profile.max_duration_s,
+            media_timeout_s=self.settings.calls.rtp_timeout_s,
+            last_media=lambda: media.stats.last_rtp_at,
+        )
+        if neg.remote is not None:
+            endpoint.set_remote((neg.remote.address, neg.remote.port))
+        call = Call(
+            info,
+            sip=sip_call,
+            agent=agent,
+            endpoint=endpoint,
+            media=media,
+            profile=profile,
+            store=self.store,
+            ticker=manager.ticker,
+            watchdog=watchdog,
+            clock=clock,
+        )
+        holder.append(call)
+
+        def on_rtp(packet: RtpPacket) -> None:
+            try:
+                media.on_rtp(packet, now())
+            except Exception as exc:
+                call.crashed("caller audio", exc)
+
+        def on_rtcp(data: bytes) -> None:
+            try:
+                media.on_rtcp(data, now())
+            except Exception as exc:
+                call.crashed("caller RTCP", exc)
+
+        endpoint.on_rtp = on_rtp
+        endpoint.on_rtcp = on_rtcp
+        for event in early or ():
+            call._on_sip_event(event)
+        self.store.update_call(
+            call_id,
+            state="answered",
+            answered_at=info.answered_at,
+            codec=neg.codec.name,
+            session_format=agent.format.value,
+        )
+        manager.publish(
+            "call.answered", call_id, codec=neg.codec.name, session_format=agent.format.value
+        )
+        self.store.log_event(
+            call_id,
+            "answered",
+            {
+                "codec": neg.codec.name,
+                "session_format": agent.format.value,
+                "pass_through": media.pass_through,
+            },
+        )
+        if profile.greeting:
+            call.control.queue(
+                {
+                    "type": "response.create",
+                    "response": {"instructions": f"Say: {profile.greeting}"},
+                }
+            )
+        manager.own(call, endpoint=endpoint)
+        return call
+
+    # -- outbound ------------------------------------------------------------------------
+
+    async def originate(
+        self,
+        target: str,
+        *,
+        profile_name: str = "default",
+        trunk: str | None = None,
+        caller: str | None = None,
+    ) -> str:
+        """Place a call; returns its id at once. ``outcomes[id]`` resolves when it connects
+        or fails. Raises :class:`~bridge.errors.CallNotAllowed` (allowlist, draining, limits)."""
+        manager = self.manager
+        profile = self.settings.profiles.get(profile_name)
+        if profile is None:
+            raise CallNotAllowed(f"unknown profile {profile_name!r}")
+        if not profile.may_dial(target):
+            raise CallNotAllowed(
+                f"target {target!r} is not in profile {profile_name!r}'s dial_targets allowlist"
+            )
+        if self.endpoint is None:
+            raise CallNotAllowed("SIP is not enabled (no --sip-port)")
+        why = manager.admission()
+        if why is not None:
+            raise CallNotAllowed(f"cannot place calls now: {why}")
+        try:
+            endpoint = await manager.open_endpoint()
+        except PortsExhausted as exc:
+            raise CallNotAllowed(str(exc)) from exc
+        call_id = manager.new_id()
+        offer = make_offer(manager.advertise, endpoint.port, self.settings.sip.codecs)
+        self.store.call_offered(
+            call_id,
+            direction="outbound",
+            leg="sip",
+            from_uri=caller,
+            to_uri=target,
+            trunk=trunk,
+            profile=profile_name,
+        )
+        try:
+            sip_call = await self.endpoint.invite(
+                target, str(offer).encode(), trunk=trunk, caller=caller
+            )
+        except Exception as exc:
+            manager.close_endpoint(endpoint)
+            self.store.call_ended(call_id, reason=EndReason.FAILED.value)
+            raise CallNotAllowed(f"cannot place the call: {exc}") from exc
+        loop = asyncio.get_running_loop()
+        dial = _Dial(
+            call_id=call_id,
+            sip_call=sip_call,
+            offer=offer,
+            endpoint=endpoint,
+            profile=profile,
+            profile_name=profile_name,
+            target=target,
+            trunk=trunk,
+            caller=caller,
+            future=loop.create_future(),
+            settled=loop.create_future(),
+            log_event=lambda kind, data: self.store.log_event(call_id, kind, data),
+        )
+        sip_call.listen(dial.on_event)
+        manager.publish(
+            "call.offered",
+            call_id,
+            direction="outbound",
+            leg="sip",
+            from_uri=caller,
+            to_uri=target,
+            profile=profile_name,
+        )
+        self.store.update_call(call_id, extra={"sip_call_id": sip_call.id})
+        self.outcomes[call_id] = dial.future
+        manager.cancellable(call_id, dial.hang_up)
+        manager.spawn(self._outbound(dial, manager.setup_slot()), f"outbound {call_id}")
+        return call_id
+
+    async def _outbound(self, d: _Dial, slot: SetupSlot) -> None:
+        started = False
+        with slot:
+            try:
+                event = await d.settled
+                if isinstance(event, CallAnswered):
+                    started = await self._outbound_answered(d, event)
+                    return
+                reason = d.hung_up or outbound_outcome(event.status, event.reason.value)
+                self._ended(d.call_id, reason, event.status)
+                d.future.set_result(OutboundResult(d.call_id, reason.value, event.status))
+            finally:
+                self.manager.set_up_done(d.call_id)
+                if not started:
+                    self.manager.close_endpoint(d.endpoint)
+                if not d.future.done():
+                    d.future.set_result(OutboundResult(d.call_id, EndReason.FAILED.value, None))
+
+    async def _outbound_answered(self, d: _Dial, event: CallAnswered) -> bool:
+        call_id, sip_call, future = d.call_id, d.sip_call, d.future
+
+        def failed(reason: EndReason, message: str) -> bool:
+            sip_call.hangup()
+            self._ended(call_id, reason, 200, message)
+            future.set_result(OutboundResult(call_id, reason.value, 200))
+            return False
+
+        try:
+            neg = parse_answer(
+                d.offer, SessionDescription.parse(event.sdp.decode("utf-8", "replace"))
+            )
+            codec = codec_for(neg.codec.name, neg.codec.clock_rate, neg.codec.channels)
+        except (SdpError, UnsupportedCodecError) as exc:
+            return failed(EndReason.BAD_ANSWER, f"unusable SDP answer: {exc}")
+        agent = self._agent_for(d.profile, neg.codec.name)
+        try:
+            await agent.open()
+        except UpstreamError as exc:
+            log.warning("call %s: agent unavailable: %s", call_id, exc)
+            return failed(
+                EndReason.UPSTREAM_UNAVAILABLE, f"agent unavailable: {type(exc).__name__}"
+            )
+        if d.hung_up is not None or sip_call.ended is not None:
+            await agent.close()
+            return failed(d.hung_up or EndReason.REMOTE_BYE, "the call ended during set-up")
+        self._start_call(
+            call_id,
+            sip_call,
+            agent,
+            d.profile,
+            d.profile_name,
+            neg,
+            codec,
+            direction="outbound",
+            from_uri=d.caller or "",
+            to_uri=d.target,
+            trunk=d.trunk,
+            endpoint=d.endpoint,
+            early=d.later,
+        )
+        future.set_result(OutboundResult(call_id, "answered", 200))
+        return True
