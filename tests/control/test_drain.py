@@ -17,8 +17,8 @@ import pytest
 
 from tests.calls import sipp_scenario as sc
 from tests.calls.conftest import rtp_range
-from tests.calls.test_call_control_sipp import ulaw_file
 from tests.sip.sipp_support import free_port, run_sipp
+from tests.support.audio import ulaw_file
 from tests.support.peers import require_peer
 from tests.support.procs import RTBRIDGE
 

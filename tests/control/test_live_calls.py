@@ -14,8 +14,8 @@ import openai
 import pytest
 
 from tests.calls import sipp_scenario as sc
-from tests.calls.test_call_control_sipp import ulaw_file
 from tests.control.conftest import KEY, Control, sipp_call
+from tests.support.audio import ulaw_file
 
 pytestmark = pytest.mark.peer("sipp")
 

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from tests.calls import sipp_scenario as sc
-from tests.calls.test_call_control_sipp import ulaw_file
 from tests.control.conftest import AUTH, Control, sipp_call, uac
 from tests.sip.sipp_support import free_port, run_sipp
+from tests.support.audio import ulaw_file
 from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["best_correlation", "voiced_signal"]
+from media import g711
+
+__all__ = ["best_correlation", "ulaw_file", "voiced_signal"]
 
 
 def voiced_signal(
@@ -40,3 +44,15 @@ def best_correlation(sent: NDArray[np.int16], got: NDArray[np.int16]) -> float:
     csum = np.concatenate([[0.0], np.cumsum(b * b)])
     window = np.sqrt(np.maximum(csum[len(a) :] - csum[: len(b) - len(a) + 1], 1e-9))
     return float(np.max(corr / (energy_a * window)))
+
+
+def ulaw_file(path: Path, *segments: tuple[str, float]) -> Path:
+    """A raw u-law file (what SIPp streams) of ("voice"|"silence", seconds) segments, 8 kHz."""
+    parts = []
+    for n, (kind, seconds) in enumerate(segments):
+        if kind == "voice":
+            parts.append(voiced_signal(seconds, rate=8000, seed=n + 1))
+        else:
+            parts.append(np.zeros(int(seconds * 8000), dtype=np.int16))
+    path.write_bytes(g711.ulaw_encode(np.concatenate(parts)))
+    return path

@@ -9,12 +9,21 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RTBRIDGE", "run_rtbridge"]
+__all__ = ["RTBRIDGE", "Rtbridge", "run_rtbridge", "start_rtbridge"]
 
 RTBRIDGE = str(Path(sys.executable).with_name("rtbridge"))
 _LISTEN = re.compile(rb"listening on (\S+)")
+
+
+@dataclass
+class Rtbridge:
+    """A running ``rtbridge`` process: where it listens, and the process itself."""
+
+    url: str
+    proc: asyncio.subprocess.Process
 
 
 @contextlib.asynccontextmanager
@@ -26,6 +35,15 @@ async def run_rtbridge(
     stderr is collected and shown if the process fails to start. The process gets SIGTERM
     on exit and must stop by itself.
     """
+    async with start_rtbridge(*args, env=env, ready_timeout=ready_timeout) as rt:
+        yield rt.url
+
+
+@contextlib.asynccontextmanager
+async def start_rtbridge(
+    *args: str, env: Mapping[str, str] | None = None, ready_timeout: float = 30.0
+) -> AsyncIterator[Rtbridge]:
+    """Like :func:`run_rtbridge`, yielding the process too (a test may kill it)."""
     full_env = {**os.environ, **(env or {})}
     proc = await asyncio.create_subprocess_exec(
         RTBRIDGE,
@@ -62,7 +80,7 @@ async def run_rtbridge(
         )
     out_task = asyncio.create_task(proc.stdout.read())
     try:
-        yield url
+        yield Rtbridge(url, proc)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
