@@ -10,7 +10,8 @@ Config keys: ``agent_url``, ``rtp_port_min``, ``rtp_port_max``, ``max_calls``, `
 It prints one JSON line when ready (``{"sip_port": P, "pid": PID}``), then answers one JSON
 line per command read from stdin:
 
-* ``status``: live calls and RSS;
+* ``status``: live calls, RSS, open file descriptors, live asyncio tasks and threads;
+* ``collect``: a full garbage collection, then ``status``;
 * ``mark``: start a window: the ticker's lateness record is cleared, the probe disarmed;
 * ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
 * ``snapshot NAME``: the window's figures (ticker lateness, probe summary, garbage collector
@@ -32,11 +33,13 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bridge.bench import _probe
+from bridge.bench._proc import rss_kb
 from bridge.calls.end import EndReason
 from bridge.calls.manager import CallManager
 from bridge.config import Settings
@@ -44,14 +47,6 @@ from bridge.logs import setup_logging
 from bridge.runtime import start_runtime
 
 __all__ = ["main"]
-
-
-def rss_kb(pid: int | None = None) -> int:
-    """Resident set size of a process (this one by default), in KiB."""
-    for line in Path(f"/proc/{pid or os.getpid()}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def _traffic(manager: CallManager) -> dict[str, Any]:
@@ -111,7 +106,13 @@ class Worker:
         self.snapshots: dict[str, Any] = {}
 
     def status(self) -> dict[str, Any]:
-        return {"calls": len(self.manager.calls), "rss_kb": rss_kb()}
+        return {
+            "calls": len(self.manager.calls),
+            "rss_kb": rss_kb(os.getpid()),
+            "fds": len(os.listdir("/proc/self/fd")),
+            "tasks": len(asyncio.all_tasks()),
+            "threads": threading.active_count(),
+        }
 
     def mark(self, *, arm: bool) -> None:
         self.manager.ticker.stats.lateness_ms.clear()
@@ -139,9 +140,12 @@ class Worker:
         if cmd in ("mark", "arm"):
             self.mark(arm=cmd == "arm")
             return {"ok": cmd, **self.status(), "traffic": _traffic(self.manager)}
+        if cmd == "collect":
+            gc.collect()
+            return {"ok": cmd, **self.status()}
         if cmd == "snapshot":
             self.snapshots[arg or str(len(self.snapshots))] = snap = self.snapshot()
-            return {"ok": cmd, "calls": snap["calls"], "traffic": snap["traffic"]}
+            return {"ok": cmd, **snap}
         if cmd == "hangup":  # BYE on every call, as a callee ending the calls would
             for call_id in list(self.manager.calls):
                 self.manager.hangup(call_id, EndReason.LOCAL_HANGUP)

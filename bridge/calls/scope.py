@@ -48,6 +48,7 @@ from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.errors import NotTransferable, UpstreamError, UpstreamExpiredError
+from bridge.realtime.dialects import CAPABILITIES
 from bridge.records import CallStore
 from media.clock import Clock
 
@@ -105,6 +106,7 @@ class CallScope:
             log_event=lambda kind, data: store.log_event(self.id, kind, data),
             session=lambda: agent.session,
             clock=clock,
+            upstream_cancels_on_speech=CAPABILITIES[profile.upstream.dialect].vad_cancels_response,
         )
 
     # -- what a leg provides ----------------------------------------------------------------
