@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from media.clock import Clock, SystemClock
+
 __all__ = ["MIGRATIONS", "CallEvent", "CallRecord", "CallStore"]
 
 log = logging.getLogger(__name__)
@@ -144,8 +146,9 @@ class CallStore:
     """SQLite call records. ``path=":memory:"`` is not supported (the writer has its own
     connection); tests use a temporary file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
         self.path = Path(path)
+        self._clock = clock or SystemClock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._owners = self.path.with_name(self.path.name + ".owners")
@@ -264,7 +267,7 @@ class CallStore:
                     to_uri,
                     trunk,
                     profile,
-                    offered_at if offered_at is not None else time.time(),
+                    offered_at if offered_at is not None else self._clock.wall(),
                     self.owner,
                 ),
             )
@@ -290,7 +293,7 @@ class CallStore:
         fields: dict[str, Any] = {
             "state": "ended",
             "end_reason": reason,
-            "ended_at": ended_at if ended_at is not None else time.time(),
+            "ended_at": ended_at if ended_at is not None else self._clock.wall(),
         }
         if sip_status is not None:
             fields["sip_status"] = sip_status
@@ -316,7 +319,7 @@ class CallStore:
                 (
                     call_id,
                     seq,
-                    ts if ts is not None else time.time(),
+                    ts if ts is not None else self._clock.wall(),
                     kind,
                     json.dumps(dict(data or {}), ensure_ascii=False),
                 ),

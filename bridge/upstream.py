@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from bridge.errors import (
 )
 from bridge.realtime import wire
 from bridge.realtime.dialects import Routed, UpstreamTranslator, upstream_translator
+from media.clock import Clock, SystemClock
 
 __all__ = ["UpstreamSession", "UpstreamStats", "upstream_url"]
 
@@ -171,10 +171,12 @@ class UpstreamSession:
         environ: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         resume_handle: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if not cfg.url:
             raise UpstreamConnectError("no upstream URL configured", retryable=False)
         self.cfg = cfg
+        self._clock = clock or SystemClock()
         self.dialect = cfg.dialect
         self.translator: UpstreamTranslator = upstream_translator(
             cfg.dialect,
@@ -401,7 +403,7 @@ class UpstreamSession:
                 except ProtocolError as exc:
                     log.warning("upstream sent a frame that is not a JSON object: %s", exc)
                     continue
-                for frame in self._route(tr.from_upstream(parsed, time.monotonic())):
+                for frame in self._route(tr.from_upstream(parsed, self._clock.now())):
                     await self._queue.put(frame)
         except ConnectionClosed as exc:
             end = exc
@@ -418,9 +420,9 @@ class UpstreamSession:
                 item = await inbox.get()
             else:
                 try:
-                    item = await asyncio.wait_for(inbox.get(), max(0.0, due - time.monotonic()))
+                    item = await asyncio.wait_for(inbox.get(), max(0.0, due - self._clock.now()))
                 except TimeoutError:
-                    for frame in self._route(tr.tick(time.monotonic())):
+                    for frame in self._route(tr.tick(self._clock.now())):
                         await self._queue.put(frame)
                     continue
             if isinstance(item, _End):

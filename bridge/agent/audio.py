@@ -19,75 +19,18 @@ input stream, a held-back odd byte for PCM).
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Any
-
 import numpy as np
 import numpy.typing as npt
 
+from bridge.realtime.formats import AudioFormat
 from media import g711
 from media.resample import Resampler
 
-__all__ = ["INTERNAL_RATE", "AudioFormat", "InputDecoder", "Pcm", "encode_output"]
+__all__ = ["INTERNAL_RATE", "InputDecoder", "Pcm", "encode_output"]
 
 INTERNAL_RATE = 24000
 
 Pcm = npt.NDArray[np.int16]
-
-_GA_TYPES = {"audio/pcm": "pcm16", "audio/pcmu": "g711_ulaw", "audio/pcma": "g711_alaw"}
-
-
-class AudioFormat(StrEnum):
-    """One of the three Realtime audio formats, named as in ``AgentSettings.formats``."""
-
-    PCM16 = "pcm16"
-    G711_ULAW = "g711_ulaw"
-    G711_ALAW = "g711_alaw"
-
-    @property
-    def rate(self) -> int:
-        return INTERNAL_RATE if self is AudioFormat.PCM16 else 8000
-
-    @property
-    def bytes_per_sample(self) -> int:
-        return 2 if self is AudioFormat.PCM16 else 1
-
-    def bytes_per_ms(self) -> float:
-        return self.rate * self.bytes_per_sample / 1000.0
-
-    def duration_ms(self, n_bytes: int) -> int:
-        """Whole milliseconds of audio in ``n_bytes`` of this format."""
-        return int(n_bytes // self.bytes_per_sample * 1000 // self.rate)
-
-    def to_ga(self) -> dict[str, Any]:
-        if self is AudioFormat.PCM16:
-            return {"type": "audio/pcm", "rate": INTERNAL_RATE}
-        return {"type": "audio/pcmu" if self is AudioFormat.G711_ULAW else "audio/pcma"}
-
-    @classmethod
-    def from_wire(cls, value: object) -> AudioFormat:
-        """Parse a GA format object (or a flat beta/xAI name). Raises ``ValueError``.
-
-        PCM must be 24 kHz (an absent rate means 24 kHz), as on OpenAI's service.
-        """
-        if isinstance(value, str):
-            try:
-                return cls(value)
-            except ValueError:
-                raise ValueError(f"unsupported audio format {value!r}") from None
-        if not isinstance(value, dict):
-            raise ValueError("audio format must be an object with a 'type'")
-        name = _GA_TYPES.get(str(value.get("type")))
-        if name is None:
-            raise ValueError(
-                f"Invalid value: {value.get('type')!r}. Supported values are: "
-                "'audio/pcm', 'audio/pcmu', and 'audio/pcma'."
-            )
-        fmt = cls(name)
-        rate = value.get("rate")
-        if fmt is AudioFormat.PCM16 and rate is not None and rate != INTERNAL_RATE:
-            raise ValueError(f"Invalid 'rate': {rate!r}. Only 24000 is supported for audio/pcm.")
-        return fmt
 
 
 class InputDecoder:
@@ -106,7 +49,7 @@ class InputDecoder:
             cut = len(data) - (len(data) % 2)
             self._carry = data[cut:]
             return np.frombuffer(data[:cut], dtype="<i2").astype(np.int16)
-        if self.format is AudioFormat.G711_ULAW:
+        if self.format is AudioFormat.PCMU:
             pcm: Pcm = np.asarray(g711.ulaw_decode(data), dtype=np.int16)
         else:
             pcm = np.asarray(g711.alaw_decode(data), dtype=np.int16)
@@ -121,6 +64,6 @@ def encode_output(pcm: Pcm, fmt: AudioFormat) -> bytes:
         return pcm.astype("<i2").tobytes()
     resampler = Resampler(INTERNAL_RATE, fmt.rate)
     narrow = np.concatenate([resampler.process(pcm), resampler.flush()])  # exact length
-    if fmt is AudioFormat.G711_ULAW:
+    if fmt is AudioFormat.PCMU:
         return bytes(g711.ulaw_encode(narrow))
     return bytes(g711.alaw_encode(narrow))

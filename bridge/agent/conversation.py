@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bridge.agent.audio import AudioFormat, Pcm
+from bridge.agent.audio import Pcm
+from bridge.realtime.formats import AudioFormat
 
 __all__ = ["Conversation", "StoredItem"]
 

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bridge.agent.audio import AudioFormat, InputDecoder, Pcm, encode_output
+from bridge.agent.audio import InputDecoder, Pcm, encode_output
 from bridge.agent.buffer import SAMPLES_PER_MS, StreamBuffer
 from bridge.agent.conversation import Conversation, StoredItem
 from bridge.agent.edge import EdgeClose
@@ -59,6 +59,7 @@ from bridge.agent.vad import EnergyVad, VadConfig, VadEvent, VadEventKind
 from bridge.config import AgentSettings
 from bridge.errors import ProtocolError
 from bridge.realtime import wire
+from bridge.realtime.formats import AudioFormat
 
 __all__ = ["CLIENT_EVENT_TYPES", "AgentCore"]
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from bridge.agent.audio import AudioFormat, InputDecoder
+from bridge.agent.audio import InputDecoder
 from bridge.agent.conversation import StoredItem
 from bridge.agent.ids import IdFactory
 from bridge.errors import RemoteProtocolError
+from bridge.realtime.formats import AudioFormat
 
 __all__ = [
     "ClientError",

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from bridge.agent.audio import AudioFormat
 from bridge.agent.conversation import StoredItem
 from bridge.agent.events import server_event
 from bridge.agent.ids import IdFactory
+from bridge.realtime.formats import AudioFormat
 
 __all__ = ["CHUNK_MS", "OutputKind", "ResponsePlan", "ResponseRun"]
 

@@ -18,8 +18,8 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from bridge.agent.audio import AudioFormat
 from bridge.errors import RemoteProtocolError
+from bridge.realtime.formats import AudioFormat
 
 __all__ = [
     "SEMANTIC_VAD_DEFAULTS",

@@ -12,6 +12,8 @@ line per command read from stdin:
 
 * ``status``: live calls, RSS, open file descriptors, live asyncio tasks and threads;
 * ``collect``: a full garbage collection, then ``status``;
+* ``trace start`` / ``trace top N``: tracemalloc from now on / the N allocation sites that grew
+  most since (``rtbridge bench soak --trace``: where the memory goes);
 * ``mark``: start a window: the ticker's lateness record is cleared, the probe disarmed;
 * ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
 * ``snapshot NAME``: the window's figures (ticker lateness, probe summary, garbage collector
@@ -35,6 +37,7 @@ import signal
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +107,7 @@ class Worker:
         self.probe = probe
         self.gc = GcPauses()
         self.snapshots: dict[str, Any] = {}
+        self.traced: tracemalloc.Snapshot | None = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -140,6 +144,24 @@ class Worker:
         if cmd in ("mark", "arm"):
             self.mark(arm=cmd == "arm")
             return {"ok": cmd, **self.status(), "traffic": _traffic(self.manager)}
+        if cmd == "trace":  # tracemalloc: "trace start", then "trace top N" (growth since)
+            if arg == "start":
+                tracemalloc.start(8)
+                self.traced = tracemalloc.take_snapshot()
+                return {"ok": cmd}
+            if self.traced is None:
+                return {"error": "trace start first"}
+            gc.collect()
+            diff = tracemalloc.take_snapshot().compare_to(self.traced, "traceback")
+            top = [
+                {
+                    "size_kb": round(d.size_diff / 1024, 1),
+                    "count": d.count_diff,
+                    "where": [f"{f.filename}:{f.lineno}" for f in d.traceback][-4:],
+                }
+                for d in diff[: int(arg.split()[-1]) if arg.split()[-1].isdigit() else 15]
+            ]
+            return {"ok": cmd, "top": top}
         if cmd == "collect":
             gc.collect()
             return {"ok": cmd, **self.status()}

@@ -16,6 +16,9 @@ two minutes); what counts is what happens after it:
   and after (every call released, a full garbage collection): what a call holds must be
   given back, so ``after`` must equal ``idle``.
 
+``--trace`` runs tracemalloc in rtbridge's process after warm-up and adds ``growth_sites``: the
+allocation sites that grew most (it slows rtbridge down: use it to find a leak, not to measure).
+
 Figures are process-level and do not depend on how busy the machine is, except that a
 saturated run (``kept_up`` below 0.98) does less work per call than a real one.
 """
@@ -65,7 +68,7 @@ def _slope_mb_per_hour(samples: list[tuple[float, int]]) -> float | None:
     return round(slope_kb_per_s * 3600 / 1024, 2)
 
 
-async def _soak(calls: int, minutes: float, warmup_s: float) -> dict[str, Any]:
+async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dict[str, Any]:
     duration = minutes * 60.0
     result: dict[str, Any] = {
         "benchmark": "soak",
@@ -107,11 +110,16 @@ async def _soak(calls: int, minutes: float, warmup_s: float) -> dict[str, Any]:
             mark = await child.ask("mark")
             started = time.monotonic()
             samples: list[dict[str, Any]] = []
+            tracing = False
             while (elapsed := time.monotonic() - started) < duration:
+                if trace and not tracing and elapsed >= warmup_s:
+                    tracing = bool(await child.ask("trace start"))
                 status = await child.ask("status")
                 samples.append({"t": round(elapsed, 1), **status})
                 await asyncio.sleep(min(SAMPLE_S, max(0.0, duration - elapsed)))
             loaded = await child.ask("snapshot soak")
+            if tracing:
+                result["growth_sites"] = (await child.ask("trace top 15", timeout=120))["top"]
             samples.append({"t": round(time.monotonic() - started, 1), **loaded})
             await child.ask(f"hangup {max(30.0, calls / 5)}", timeout=max(90.0, calls / 2))
             await asyncio.sleep(1.0)  # sockets and tasks of the last calls wind down
@@ -184,4 +192,4 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     minutes = float(getattr(args, "minutes", None) or 10.0)
     warmup = getattr(args, "warmup", None)
     warmup_s = float(warmup) if warmup is not None else min(WARMUP_MAX_S, minutes * 60 / 5)
-    return asyncio.run(_soak(calls, minutes, warmup_s))
+    return asyncio.run(_soak(calls, minutes, warmup_s, bool(getattr(args, "trace", False))))

@@ -41,7 +41,7 @@ from bridge.calls.agent_events import (
 from bridge.calls.control import merge_telephony_tools
 from bridge.config import AgentProfile
 from bridge.errors import UpstreamClosedError, UpstreamError, UpstreamExpiredError
-from bridge.realtime.session import AudioFormat
+from bridge.realtime.formats import AudioFormat
 from bridge.upstream import UpstreamSession
 from media.clock import Clock, SystemClock
 
@@ -96,7 +96,7 @@ def enforce_formats(session: Mapping[str, Any], fmt: AudioFormat) -> dict[str, A
 def _format_of(session: Mapping[str, Any]) -> AudioFormat | None:
     try:
         return AudioFormat.from_ga(session["audio"]["output"]["format"])
-    except (KeyError, TypeError, Exception):
+    except (KeyError, TypeError, ValueError):
         return None
 
 
@@ -137,7 +137,7 @@ class AgentSession:
 
     async def open(self) -> None:
         """Connect and configure; raises :class:`UpstreamError` (never hangs)."""
-        self._up = UpstreamSession(self.profile.upstream, environ=self._environ)
+        self._up = self._new_upstream()
         await self._up.connect()
         try:
             await self._configure(self.session)
@@ -145,6 +145,9 @@ class AgentSession:
             await self._up.close()
             raise
         self._usable.set()
+
+    def _new_upstream(self) -> UpstreamSession:
+        return UpstreamSession(self.profile.upstream, environ=self._environ, clock=self._clock)
 
     async def _configure(self, session: dict[str, Any]) -> None:
         assert self._up is not None
@@ -287,7 +290,7 @@ class AgentSession:
         while now() < deadline:
             if self._up is not None:
                 await self._up.close()
-            self._up = UpstreamSession(self.profile.upstream, environ=self._environ)
+            self._up = self._new_upstream()
             try:
                 await self._up.connect()
                 await self._configure(enforce_formats(self.session, self.format))

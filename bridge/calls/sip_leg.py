@@ -36,7 +36,7 @@ from bridge.calls.sip_media import SipMedia, pass_through_format
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile, SessionFormat
 from bridge.errors import CallNotAllowed, PortsExhausted, UpstreamError
-from bridge.realtime.session import AudioFormat
+from bridge.realtime.formats import AudioFormat
 from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
 from media.rtp import RtpPacket

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from bridge.bench import _probe
 from bridge.calls.reorder import ReorderWindow
-from bridge.realtime.session import AudioFormat
+from bridge.realtime.formats import AudioFormat
 from media import g711
 from media.clock import WallClock
 from media.codecs.base import AudioCodec

@@ -9,7 +9,6 @@ it ends, so the ``*_total`` series never go backwards as calls come and go.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bridge.calls.live import LiveCall
+from bridge.calls.manager import CallManager
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -68,8 +68,9 @@ class _Totals:
 class Metrics:
     """The registry behind ``/metrics`` and what feeds it."""
 
-    def __init__(self, manager: Any, *, webhooks: Any = None) -> None:
+    def __init__(self, manager: CallManager, *, webhooks: Any = None) -> None:
         self.manager = manager
+        self._wall = manager.clock.wall
         self.webhooks = webhooks
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -114,7 +115,7 @@ class Metrics:
         kind, call_id = event.get("type"), str(event.get("call_id", ""))
         if kind == "call.offered":
             self._tracked[call_id] = _Tracked(
-                str(event.get("leg", "sip")), str(event.get("direction", "inbound")), time.time()
+                str(event.get("leg", "sip")), str(event.get("direction", "inbound")), self._wall()
             )
         elif kind == "call.answered":
             t = self._tracked.get(call_id)
@@ -122,11 +123,13 @@ class Metrics:
             if t is None:
                 leg = call.leg if call is not None else "webrtc"
                 t = self._tracked[call_id] = _Tracked(
-                    leg, "inbound", float(event.get("at", time.time()))
+                    leg, "inbound", float(event.get("at", self._wall()))
                 )
             t.call = call
             self.setups.labels(t.leg, t.direction).inc()
-            self.setup_latency.observe(max(0.0, float(event.get("at", time.time())) - t.offered_at))
+            self.setup_latency.observe(
+                max(0.0, float(event.get("at", self._wall())) - t.offered_at)
+            )
         elif kind == "call.ended":
             reason = str(event.get("reason") or "unknown")
             self.ended.labels(reason).inc()
@@ -164,7 +167,7 @@ class Metrics:
         for call_id, call in list(self.manager.calls.items()):
             t = self._tracked.get(call_id)
             if t is None:  # adopted calls (WebRTC) that never announced themselves
-                t = self._tracked[call_id] = _Tracked(call.leg, "inbound", time.time(), call)
+                t = self._tracked[call_id] = _Tracked(call.leg, "inbound", self._wall(), call)
             elif t.call is None:
                 t.call = call
             yield call, t

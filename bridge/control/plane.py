@@ -44,6 +44,7 @@ class ControlPlane:
             settings,
             environ=manager.environ,
             log_event=store.log_event,
+            clock=manager.clock,
         )
         self.metrics = Metrics(manager, webhooks=self.incoming)
         self.draining = False

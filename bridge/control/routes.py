@@ -8,7 +8,6 @@ Management API (``/v1/calls...``, ``/v1/events``), OpenAI's call API
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -78,7 +77,7 @@ def _live(plane: ControlPlane, call_id: str) -> LiveCall:
 # -- views ------------------------------------------------------------------------------
 
 
-def _live_view(call: LiveCall) -> dict[str, Any]:
+def _live_view(call: LiveCall, now: float) -> dict[str, Any]:
     info = call.info
     try:
         media = call.stats()
@@ -106,7 +105,7 @@ def _live_view(call: LiveCall) -> dict[str, Any]:
         "offered_at": info.offered_at,
         "answered_at": info.answered_at,
         "ended_at": None,
-        "duration_s": round(time.time() - (info.answered_at or info.offered_at), 3),
+        "duration_s": round(now - (info.answered_at or info.offered_at), 3),
         "end_reason": None,
         "sip_status": None,
         "media": media,
@@ -167,7 +166,7 @@ def _record_view(r: CallRecord) -> dict[str, Any]:
 def _view(plane: ControlPlane, call_id: str) -> dict[str, Any] | None:
     call = plane.manager.calls.get(call_id)
     if call is not None and not call.ended:
-        return _live_view(call)
+        return _live_view(call, plane.manager.clock.wall())
     pending = plane.incoming.pending.get(call_id)
     if pending is not None:
         return _pending_view(pending, plane.store.get_call(call_id))
@@ -221,7 +220,7 @@ async def list_calls(
     out: list[dict[str, Any]] = []
     for call in list(plane.manager.calls.values()):
         if not call.ended:
-            out.append(_live_view(call))
+            out.append(_live_view(call, plane.manager.clock.wall()))
     for p in list(plane.incoming.pending.values()):
         out.append(_pending_view(p, None))
     seen = {c["id"] for c in out}

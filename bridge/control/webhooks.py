@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from bridge.config import AgentProfile, Settings, UpstreamSettings
+from media.clock import Clock, SystemClock
 from sip.driver import Reject, SipCall
 
 __all__ = [
@@ -130,8 +131,10 @@ class IncomingCalls:
         environ: Mapping[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
         log_event: Callable[[str, str, dict[str, Any]], None] = lambda _id, _kind, _data: None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self._clock = clock or SystemClock()
         self.log_event = log_event  # into the call's event log
         self.environ = environ
         self.pending: dict[str, PendingCall] = {}
@@ -228,7 +231,7 @@ class IncomingCalls:
             "id": "evt_" + secrets.token_hex(12),
             "object": "event",
             "type": "realtime.call.incoming",
-            "created_at": int(time.time()),
+            "created_at": int(self._clock.wall()),
             "data": {"call_id": call_id, "sip_headers": headers},
         }
 
@@ -246,7 +249,7 @@ class IncomingCalls:
                 for attempt in range(RETRIES + 1):
                     if attempt:
                         await asyncio.sleep(RETRY_DELAY_S)
-                    headers = webhook_headers(secret, event["id"], int(time.time()), body)
+                    headers = webhook_headers(secret, event["id"], int(self._clock.wall()), body)
                     try:
                         resp = await self._client.post(wh.url, content=body, headers=headers)
                     except (httpx.TransportError, OSError) as exc:

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -229,7 +228,7 @@ async def _overview(
                 views.append({**live_view(call), "stats": call_stats(call)})
             return _sse(
                 "snapshot",
-                {"now": time.time(), "calls": views, "recent": await _recent(store)},
+                {"now": manager.clock.wall(), "calls": views, "recent": await _recent(store)},
             )
 
         yield await snapshot()
@@ -263,26 +262,26 @@ async def _overview(
                 # call's "call.ended" may still be queued behind this tick
                 del known[cid]
                 gone[cid] = now
-                yield _sse("ended", _ended(seen))
+                yield _sse("ended", _ended(seen, manager.clock.wall()))
             stats: dict[str, Any] = {}
             for cid, call in live.items():
                 if known.get(cid) is None:
                     known[cid] = call
                     yield _sse("answered", live_view(call))
                 stats[cid] = call_stats(call)
-            yield _sse("stats", {"now": time.time(), "calls": stats})
+            yield _sse("stats", {"now": manager.clock.wall(), "calls": stats})
             if closing.is_set():
                 return
     finally:
         sub.close()
 
 
-def _ended(call: LiveCall) -> dict[str, Any]:
+def _ended(call: LiveCall, now: float) -> dict[str, Any]:
     i = call.info
     return {
         **live_view(call),
         "state": "ended",
-        "ended_at": i.ended_at if i.ended_at is not None else time.time(),
+        "ended_at": i.ended_at if i.ended_at is not None else now,
         "end_reason": i.end_reason,
         "sip_status": i.sip_status,
     }
@@ -348,11 +347,15 @@ async def call_stream(call_id: str, request: Request) -> Response:
             error_body(f"No call with id {call_id!r}.", code="not_found", param="call_id"),
             status_code=404,
         )
-    return _stream(_detail(call_id, call, store, _closing(request)))
+    return _stream(_detail(call_id, call, store, _closing(request), manager.clock.wall))
 
 
 async def _detail(
-    call_id: str, call: LiveCall | None, store: CallStore, closing: asyncio.Event
+    call_id: str,
+    call: LiveCall | None,
+    store: CallStore,
+    closing: asyncio.Event,
+    wall: Callable[[], float],
 ) -> AsyncIterator[bytes]:
     events = getattr(call, "events", None)
     sub: Subscription | None = events.subscribe(maxsize=1024) if events is not None else None
@@ -387,7 +390,7 @@ async def _detail(
                             yield _sse("logged", fresh)
                     continue
                 assert isinstance(event, dict)
-                slim = slim_event(event, time.time())
+                slim = slim_event(event, wall())
                 if slim is not None:
                     yield _sse("event", slim)
             if sub.dropped:
@@ -402,7 +405,7 @@ async def _detail(
             fresh = [log_entry(e) for e in more if e.kind not in _LIVE_KINDS]
             if fresh:
                 yield _sse("logged", fresh)
-            yield _sse("ended", _ended(call))
+            yield _sse("ended", _ended(call, wall()))
             return
         record = await asyncio.to_thread(store.get_call, call_id)
         yield _sse("ended", ended_view(record) if record is not None else {"id": call_id})

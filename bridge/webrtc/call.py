@@ -190,13 +190,12 @@ class WebRtcCall(CallScope):
         if self.media.inline:
             return  # frames arrive through media.on_opus, decoded inline
         track = await self._remote_track
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            self.media.on_frame(frame, loop.time())
+            self.media.on_frame(frame, self.clock.now())
 
     async def _client_events(self) -> None:
         while True:

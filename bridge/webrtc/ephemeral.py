@@ -16,10 +16,11 @@ Keys live in memory only: a restart invalidates them, which is what a short-live
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from media.clock import Clock, SystemClock
 
 __all__ = [
     "DEFAULT_TTL_S",
@@ -50,10 +51,10 @@ class EphemeralKey:
 
 
 class EphemeralKeys:
-    """The live ``ek_`` keys of this process. ``time_fn`` is wall-clock seconds (injectable)."""
+    """The live ``ek_`` keys of this process; lifetimes run on the clock's wall time."""
 
-    def __init__(self, time_fn: Callable[[], float] = time.time) -> None:
-        self._now = time_fn
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._now = (clock or SystemClock()).wall
         self._keys: dict[str, EphemeralKey] = {}
 
     def __len__(self) -> int:

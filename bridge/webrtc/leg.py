@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiortc import (
@@ -30,7 +30,7 @@ from bridge.calls.info import CallInfo
 from bridge.calls.manager import CallManager
 from bridge.calls.watchdog import Watchdog
 from bridge.errors import CallSetupError, UpstreamError
-from bridge.realtime.session import AudioFormat
+from bridge.realtime.formats import AudioFormat
 from bridge.webrtc.call import WebRtcCall
 from bridge.webrtc.ice import gather_on_hosts
 from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia, forward_on_arrival
@@ -141,7 +141,7 @@ async def open_call(
         clock=clock,
     )
     try:
-        answer = await _answer(pc, media, offer_sdp, ice_hosts)
+        answer = await _answer(pc, media, offer_sdp, ice_hosts, clock.now)
     except BaseException as exc:
         await pc.close()
         await agent.close()
@@ -164,7 +164,11 @@ async def open_call(
 
 
 async def _answer(
-    pc: RTCPeerConnection, media: WebRtcMedia, offer_sdp: str, hosts: Sequence[str]
+    pc: RTCPeerConnection,
+    media: WebRtcMedia,
+    offer_sdp: str,
+    hosts: Sequence[str],
+    now: Callable[[], float],
 ) -> str:
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
     audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
@@ -176,7 +180,7 @@ async def _answer(
         if c.mimeType.lower() == "audio/opus"
     ]
     audio[0].setCodecPreferences(opus)
-    media.inline = forward_on_arrival(audio[0].receiver, media.on_rtp)
+    media.inline = forward_on_arrival(audio[0].receiver, media.on_rtp, now)
     pc.addTrack(media.track)
     await gather_on_hosts(pc, hosts)
     await pc.setLocalDescription(await pc.createAnswer())

@@ -288,19 +288,21 @@ class _OnArrival:
     """Stands in for an aiortc receiver's audio jitter buffer: every packet goes to ``sink``
     the moment it arrives, and nothing ever reaches aiortc's decoder thread."""
 
-    def __init__(self, sink: Callable[[Any, float], None]) -> None:
+    def __init__(self, sink: Callable[[Any, float], None], now: Callable[[], float]) -> None:
         self._sink = sink
-        self._loop = asyncio.get_running_loop()
+        self._now = now
 
     def add(self, packet: Any) -> tuple[bool, None]:
-        self._sink(packet, self._loop.time())
+        self._sink(packet, self._now())
         return False, None
 
 
 _JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 
 
-def forward_on_arrival(receiver: Any, sink: Callable[[Any, float], None]) -> bool:
+def forward_on_arrival(
+    receiver: Any, sink: Callable[[Any, float], None], now: Callable[[], float]
+) -> bool:
     """Hand ``receiver``'s RTP packets to ``sink`` (e.g. :meth:`WebRtcMedia.on_rtp`) on arrival.
 
     aiortc's audio jitter buffer holds four frames before releasing one (80 ms on the
@@ -313,5 +315,5 @@ def forward_on_arrival(receiver: Any, sink: Callable[[Any, float], None]) -> boo
     original = getattr(receiver, _JITTER_BUFFER, None)
     if original is None or not hasattr(original, "add"):
         return False
-    setattr(receiver, _JITTER_BUFFER, _OnArrival(sink))
+    setattr(receiver, _JITTER_BUFFER, _OnArrival(sink, now))
     return True

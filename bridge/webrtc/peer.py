@@ -118,7 +118,7 @@ class ClientPeer:
         else:  # a load generator: count what arrives, decode nothing
             self.mic.encoded_only = True
             receiver = self.pc.getTransceivers()[0].receiver
-            if not forward_on_arrival(receiver, self._count):
+            if not forward_on_arrival(receiver, self._count, time.monotonic):
                 self.pc.on("track", self._on_track)
 
     def _on_message(self, message: str | bytes) -> None:

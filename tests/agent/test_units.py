@@ -10,13 +10,14 @@ import orjson
 import pytest
 
 from bridge.agent import AgentCore
-from bridge.agent.audio import AudioFormat, InputDecoder, encode_output
+from bridge.agent.audio import InputDecoder, encode_output
 from bridge.agent.buffer import StreamBuffer
 from bridge.agent.ids import IdFactory
 from bridge.agent.session import SessionUpdateError, apply_update, default_session
 from bridge.agent.tones import tone_phrase
 from bridge.agent.vad import EnergyVad, VadConfig, VadEventKind
 from bridge.config import AgentSettings
+from bridge.realtime.formats import AudioFormat
 from media import g711
 from tests.support.audio import best_correlation, voiced_signal
 
@@ -128,11 +129,11 @@ def test_apply_update_refusals(update: dict[str, Any], param: str) -> None:
 # ---- audio -----------------------------------------------------------------------------
 def test_formats_from_wire() -> None:
     assert AudioFormat.from_wire({"type": "audio/pcm"}) is AudioFormat.PCM16
-    assert AudioFormat.from_wire({"type": "audio/pcmu"}) is AudioFormat.G711_ULAW
-    assert AudioFormat.from_wire("g711_alaw") is AudioFormat.G711_ALAW
+    assert AudioFormat.from_wire({"type": "audio/pcmu"}) is AudioFormat.PCMU
+    assert AudioFormat.from_wire("g711_alaw") is AudioFormat.PCMA
     with pytest.raises(ValueError):
         AudioFormat.from_wire({"type": "audio/pcm", "rate": 8000})
-    assert AudioFormat.G711_ULAW.duration_ms(800) == 100
+    assert AudioFormat.PCMU.duration_ms(800) == 100
     assert AudioFormat.PCM16.duration_ms(4800) == 100
 
 
@@ -146,9 +147,9 @@ def test_pcm_decoder_carries_odd_bytes() -> None:
 
 def test_g711_output_round_trip() -> None:
     pcm = voiced_signal(0.5)
-    wire = encode_output(pcm, AudioFormat.G711_ULAW)
+    wire = encode_output(pcm, AudioFormat.PCMU)
     assert len(wire) == 4000
-    back = InputDecoder(AudioFormat.G711_ULAW).decode(wire)
+    back = InputDecoder(AudioFormat.PCMU).decode(wire)
     assert best_correlation(pcm, back) > 0.9
     assert len(g711.ulaw_decode(wire)) == 4000
 

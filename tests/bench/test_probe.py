@@ -12,7 +12,7 @@ from bridge.agent import LocalAgent
 from bridge.bench import _probe
 from bridge.calls.sip_media import SipMedia
 from bridge.config import AgentSettings, UpstreamSettings
-from bridge.realtime.session import AudioFormat
+from bridge.realtime.formats import AudioFormat
 from bridge.upstream import UpstreamSession
 from media.codecs import codec_for
 from media.rtp import RtpPacket

@@ -11,7 +11,7 @@ from bridge.calls.agent_events import Reconnected, SessionUpdated, UpstreamError
 from bridge.calls.agent_session import AgentSession
 from bridge.config import AgentProfile, AgentSettings, UpstreamSettings
 from bridge.errors import UpstreamConnectError, UpstreamError
-from bridge.realtime.session import AudioFormat
+from bridge.realtime.formats import AudioFormat
 from tests.support.servers import free_port
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bridge.calls.sip_media import SILENCE_DBFS, SipMedia
-from bridge.realtime.session import AudioFormat
+from bridge.realtime.formats import AudioFormat
 from media import g711
 from media.codecs import codec_for
 from media.rtp import RtpPacket

@@ -12,17 +12,15 @@ from hypothesis import strategies as st
 
 from bridge.config import Dialect
 from bridge.realtime.dialects import XAI_VOICES, Translator, snake_to_dotted
-from bridge.realtime.events import (
+from bridge.realtime.names import (
     BETA_SERVER_EVENT_NAMES,
-    CLIENT_EVENTS,
-    SERVER_EVENTS,
-    event_to_dict,
-    parse_client_event,
-    parse_server_event,
+    CLIENT_EVENT_NAMES,
+    GA_SERVER_EVENT_NAMES,
 )
 
 from ._fixtures import load
-from .test_events import EXPECTED_CLIENT, EXPECTED_SERVER
+
+SERVER_EVENT_NAMES = GA_SERVER_EVENT_NAMES | BETA_SERVER_EVENT_NAMES
 
 Event = dict[str, Any]
 DIALECTS = [Dialect.BETA, Dialect.XAI]
@@ -190,10 +188,7 @@ def test_beta_server_event_to_ga_and_back(event: Event, request: pytest.FixtureR
     fixture_id = request.node.callspec.id
     ga = _run(Translator(Dialect.BETA).server_from_dialect, [event])
     assert len(ga) == 1
-    parsed = parse_server_event(ga[0])
-    assert type(parsed) is EXPECTED_SERVER[ga[0]["type"]]
-    assert ga[0]["type"] not in BETA_SERVER_EVENT_NAMES
-    assert event_to_dict(parsed) == ga[0]
+    assert ga[0]["type"] in GA_SERVER_EVENT_NAMES
     back = _run(Translator(Dialect.BETA).server_to_dialect, ga)
     expected = BETA_LOSSY.get(fixture_id, lambda e: e)(event)
     assert back == [expected]
@@ -204,8 +199,7 @@ def test_beta_client_event_to_ga_and_back(event: Event, request: pytest.FixtureR
     fixture_id = request.node.callspec.id
     ga = _run(Translator(Dialect.BETA).client_from_dialect, [event])
     assert len(ga) == 1
-    parsed = parse_client_event(ga[0])
-    assert type(parsed) is EXPECTED_CLIENT[ga[0]["type"]]
+    assert ga[0]["type"] in CLIENT_EVENT_NAMES
     back = _run(Translator(Dialect.BETA).client_to_dialect, ga)
     assert back == [BETA_LOSSY.get(fixture_id, lambda e: e)(event)]
 
@@ -304,13 +298,8 @@ def test_xai_server_event_becomes_ga(event: Event, request: pytest.FixtureReques
     if fixture_id in EXPECTED_XAI_TYPES:
         assert ga["type"] == EXPECTED_XAI_TYPES[fixture_id]
     assert snake_to_dotted(ga["type"]) is None
-    parsed = parse_server_event(ga)
-    expected = EXPECTED_SERVER.get(ga["type"])
-    if expected is None:  # no GA counterpart: passed through (ping, transcription .updated)
-        assert ga == event
-    else:
-        assert type(parsed) is expected
-    assert event_to_dict(parsed) == ga
+    if ga["type"] not in GA_SERVER_EVENT_NAMES:  # no GA counterpart: passed through
+        assert ga == event  # (ping, transcription .updated)
     # dialect -> GA is lossy (snake tags, flat formats...) but stable: GA -> xAI -> GA is exact
     again = Translator(Dialect.XAI)
     again.server_from_dialect({"type": "session.created", "session": {}})
@@ -325,9 +314,7 @@ def test_xai_client_event_becomes_ga(event: Event, request: pytest.FixtureReques
     [ga] = _run(Translator(Dialect.XAI).client_from_dialect, [event])
     if fixture_id in EXPECTED_XAI_TYPES:
         assert ga["type"] == EXPECTED_XAI_TYPES[fixture_id]
-    parsed = parse_client_event(ga)
-    assert type(parsed) is EXPECTED_CLIENT[ga["type"]]
-    assert event_to_dict(parsed) == ga
+    assert ga["type"] in CLIENT_EVENT_NAMES
     sent = _run(Translator(Dialect.XAI).client_to_dialect, [ga])
     assert _run(Translator(Dialect.XAI).client_from_dialect, sent) == [_voice_lowercased(ga)]
 
@@ -408,7 +395,6 @@ def test_xai_synthesises_session_created_from_what_the_client_sent() -> None:
         "instructions": "a",
         "audio": {"output": {"voice": "Ara"}, "input": {"format": {"type": "audio/pcmu"}}},
     }
-    assert isinstance(parse_server_event(out[0]), SERVER_EVENTS["session.created"])
     assert out[1] == {"type": "conversation.created", "event_id": "x1", "conversation": {"id": "c"}}
     # only once
     assert len(t.server_from_dialect({"type": "conversation.created", "conversation": {}})) == 1
@@ -459,7 +445,7 @@ def test_xai_dtmf_digit() -> None:
 
 def test_xai_sends_dotted_names() -> None:
     t = Translator(Dialect.XAI)
-    for name in CLIENT_EVENTS:
+    for name in CLIENT_EVENT_NAMES:
         [out] = t.client_to_dialect({"type": name})
         assert out["type"] == name
 
@@ -481,7 +467,7 @@ def test_snake_to_dotted() -> None:
 
 
 def test_snake_table_is_unambiguous_and_complete() -> None:
-    dotted = {n for n in (*CLIENT_EVENTS, *SERVER_EVENTS) if "." in n}
+    dotted = {n for n in (*CLIENT_EVENT_NAMES, *SERVER_EVENT_NAMES) if "." in n}
     snakes = {n.replace(".", "_") for n in dotted}
     assert len(snakes) == len(dotted)
     assert {snake_to_dotted(s) for s in snakes} == dotted
@@ -570,8 +556,8 @@ _json = st.recursive(
 )
 _names = sorted(
     {
-        *CLIENT_EVENTS,
-        *SERVER_EVENTS,
+        *CLIENT_EVENT_NAMES,
+        *SERVER_EVENT_NAMES,
         "transcription_session.update",
         "session_update",
         "conversation_created",

@@ -16,15 +16,8 @@ from websockets.typing import Subprotocol
 
 from bridge.webrtc.ephemeral import EphemeralKeys
 from bridge.webrtc.peer import ClientPeer
+from media.clock import VirtualClock
 from tests.webrtc.conftest import KEY, Bridge
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _sdk(bridge: Bridge, key: str) -> AsyncOpenAI:
@@ -66,8 +59,8 @@ async def test_default_lifetime_is_600_s(bridge: Bridge) -> None:
 
 
 async def test_unknown_and_expired_keys_get_401(bridge: Bridge) -> None:
-    clock = FakeClock()
-    bridge.app_state.webrtc.keys = EphemeralKeys(time_fn=clock)
+    clock = VirtualClock(epoch=1_800_000_000.0)
+    bridge.app_state.webrtc.keys = EphemeralKeys(clock)
     secret = await _sdk(bridge, KEY).realtime.client_secrets.create(
         expires_after={"anchor": "created_at", "seconds": 10}
     )
@@ -76,7 +69,7 @@ async def test_unknown_and_expired_keys_get_401(bridge: Bridge) -> None:
         offer = await peer.offer()
         with pytest.raises(openai.AuthenticationError):
             await _sdk(bridge, "ek_never_minted").realtime.calls.create(sdp=offer)
-        clock.now += 10
+        clock.advance(10)
         with pytest.raises(openai.AuthenticationError):
             await _sdk(bridge, secret.value).realtime.calls.create(sdp=offer)
         assert not bridge.manager.calls

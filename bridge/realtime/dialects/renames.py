@@ -87,7 +87,11 @@ from typing import Any
 from bridge.config import Dialect
 from bridge.realtime import wire
 from bridge.realtime.dialects.base import Routed, UpstreamTranslator
-from bridge.realtime.events import CLIENT_EVENTS, SERVER_EVENTS
+from bridge.realtime.names import (
+    BETA_SERVER_EVENT_NAMES,
+    CLIENT_EVENT_NAMES,
+    GA_SERVER_EVENT_NAMES,
+)
 
 __all__ = ["RENAMED_DIALECTS", "XAI_VOICES", "Translator", "snake_to_dotted"]
 
@@ -127,8 +131,9 @@ _ITEM_EVENTS = (
 # Names the snake table is built from: every registered event, the beta-only client event, and
 # the xAI-only names PROTOCOL.md lists.
 _KNOWN_NAMES = (
-    *CLIENT_EVENTS,
-    *SERVER_EVENTS,
+    *CLIENT_EVENT_NAMES,
+    *GA_SERVER_EVENT_NAMES,
+    *BETA_SERVER_EVENT_NAMES,
     "transcription_session.update",
     "conversation.item.input_audio_transcription.updated",
 )
