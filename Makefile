@@ -7,13 +7,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test install peers lint typecheck unit bench clean
+.PHONY: run test test-fast install peers lint typecheck unit bench clean
 
 run: install
 	$(BIN)/rtbridge serve $(ARGS)
 
 # The full test command: installs Python and Debian peers when missing, then lint, types, tests.
 test: install peers lint typecheck unit
+
+# The fast tier for the inner loop: lint, types, and every test that needs no real peer
+# (unit, fixture and paired tests: a couple of minutes). See tests/conftest.py.
+test-fast: install lint typecheck
+	$(BIN)/python -m pytest -m "not peer" -q $(PYTEST_ARGS)
 
 install: $(STAMP)
 

@@ -53,6 +53,7 @@ def sipp_capture(name: str) -> list[tuple[float, RtpPacket]]:
     return [(d.time, RtpPacket.parse(d.payload)) for d in read_udp(SIPP_DIR / name)]
 
 
+@pytest.mark.peer("sipp")
 def test_sipp_alaw_30ms_passes_through_recut_to_20ms() -> None:
     packets = sipp_capture("g711a.pcap")
     assert {len(p.payload) for _, p in packets} == {240}  # 30 ms packets
@@ -94,6 +95,7 @@ def test_a_lost_packet_is_concealed_not_silenced() -> None:
     assert np.abs(concealed.astype(np.int32)).max() > 500  # a fading repeat, not zeros
 
 
+@pytest.mark.peer("sipp")
 def test_dtmf_from_sipp_capture_on_its_own_ssrc() -> None:
     h = Harness("PCMA", 8, AudioFormat.PCMA)
     for t, p in sipp_capture("g711a.pcap")[:20]:

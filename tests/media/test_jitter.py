@@ -296,6 +296,7 @@ def test_timestamps_jumping_backwards_restart_the_timeline() -> None:
     assert max_step(out) <= 1.25 * max_step(sig)
 
 
+@pytest.mark.peer("sipp")
 def test_sipp_alaw_capture_reordered_and_lossy_plays_continuously() -> None:
     """SIPp's own A-law capture (30 ms packets): shuffled within 40 ms, 5 % lost, duplicated;
     decoded with the G.711 module, re-cut into 20 ms frames, concealed without clicks."""

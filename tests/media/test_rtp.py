@@ -137,6 +137,7 @@ def test_fuzz_build_parse_round_trip(p: RtpPacket) -> None:
     assert RtpPacket.parse(bytes(p)) == p
 
 
+@pytest.mark.peer("sipp")
 def test_sipp_g711a_capture_parses_and_round_trips() -> None:
     require_peer("sipp")
     dgrams = read_udp(Path("/usr/share/sip-tester/g711a.pcap"))

@@ -63,6 +63,7 @@ async def test_generated_key_is_stored_not_printed(tmp_path: Path) -> None:
     assert key not in output
 
 
+@pytest.mark.peer("openssl")
 async def test_tls_serves_wss(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
     env = {"RTBRIDGE_API_KEY": "k", "XDG_DATA_HOME": str(tmp_path)}

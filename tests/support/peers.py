@@ -13,6 +13,9 @@ import pytest
 
 __all__ = ["in_ci", "require_peer"]
 
+#: the test being set up or run (set by tests/conftest.py): a peer test must say so
+current_item: pytest.Item | None = None
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -20,6 +23,12 @@ def in_ci() -> bool:
 
 def require_peer(binary: str) -> str:
     """Return the peer's path; skip (developer machine) or fail (CI) when it is missing."""
+    item = current_item
+    if item is not None and item.get_closest_marker("peer") is None:
+        pytest.fail(
+            f"{item.nodeid} drives the peer {binary!r} but is not marked "
+            f"@pytest.mark.peer({binary!r}): the fast tier (make test-fast) must not need it"
+        )
     path = shutil.which(binary)
     if path:
         return path

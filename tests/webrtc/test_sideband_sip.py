@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import connect
 
 from bridge.apikeys import ServerKey
@@ -20,6 +21,7 @@ from tests.support.servers import run_app
 from tests.webrtc.conftest import KEY
 
 
+@pytest.mark.peer("sipp")
 async def test_sideband_on_a_sip_call(stack: Stack, tmp_path: Path) -> None:  # noqa: F811
     sipp = require_peer("sipp")
     (tmp_path / "pcap").symlink_to("/usr/share/sip-tester")
