@@ -173,6 +173,9 @@ class CallStore:
         db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        # the writer only appends and the readers are short-lived: a small page cache, so a
+        # long-running process does not grow by SQLite's default 2 MB per connection
+        db.execute("PRAGMA cache_size=-256")
         return db
 
     @staticmethod

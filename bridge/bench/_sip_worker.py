@@ -148,7 +148,8 @@ class Worker:
             if arg == "start":
                 tracemalloc.start(8)
                 self.traced = tracemalloc.take_snapshot()
-                return {"ok": cmd}
+                current, _peak = tracemalloc.get_traced_memory()
+                return {"ok": cmd, "traced_kb": round(current / 1024, 1)}
             if self.traced is None:
                 return {"error": "trace start first"}
             gc.collect()
@@ -161,7 +162,8 @@ class Worker:
                 }
                 for d in diff[: int(arg.split()[-1]) if arg.split()[-1].isdigit() else 15]
             ]
-            return {"ok": cmd, "top": top}
+            current, _peak = tracemalloc.get_traced_memory()
+            return {"ok": cmd, "traced_kb": round(current / 1024, 1), "top": top}
         if cmd == "collect":
             gc.collect()
             return {"ok": cmd, **self.status()}

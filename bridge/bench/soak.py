@@ -113,13 +113,18 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
             tracing = False
             while (elapsed := time.monotonic() - started) < duration:
                 if trace and not tracing and elapsed >= warmup_s:
-                    tracing = bool(await child.ask("trace start"))
+                    started_trace = await child.ask("trace start")
+                    tracing = True
                 status = await child.ask("status")
                 samples.append({"t": round(elapsed, 1), **status})
                 await asyncio.sleep(min(SAMPLE_S, max(0.0, duration - elapsed)))
             loaded = await child.ask("snapshot soak")
             if tracing:
-                result["growth_sites"] = (await child.ask("trace top 15", timeout=120))["top"]
+                top = await child.ask("trace top 15", timeout=120)
+                result["traced_growth_kb"] = round(
+                    top["traced_kb"] - started_trace["traced_kb"], 1
+                )
+                result["growth_sites"] = top["top"]
             samples.append({"t": round(time.monotonic() - started, 1), **loaded})
             await child.ask(f"hangup {max(30.0, calls / 5)}", timeout=max(90.0, calls / 2))
             await asyncio.sleep(1.0)  # sockets and tasks of the last calls wind down
