@@ -5,6 +5,8 @@
     │                        and reason phrase to answer with when a response is possible
     ├── SipStateError        a state machine was asked to make a move its table does not allow;
     │                        names the machine, the state and the event
+    ├── LocalProtocolError   we were about to send something that breaks SIP (a header value
+    │                        with CR/LF: header injection); nothing is sent
     └── SipTransportError    a socket operation failed (RFC 3261 §18.4 transport errors)
 
 ``SipParseError`` is the only exception the parser and the transaction layer let escape on bad
@@ -13,7 +15,13 @@ input from the network; everything else is a bug.
 
 from __future__ import annotations
 
-__all__ = ["SipError", "SipParseError", "SipStateError", "SipTransportError"]
+__all__ = [
+    "LocalProtocolError",
+    "SipError",
+    "SipParseError",
+    "SipStateError",
+    "SipTransportError",
+]
 
 
 class SipError(Exception):
@@ -43,6 +51,11 @@ class SipStateError(SipError):
         self.machine = machine
         self.state = state
         self.event = event
+
+
+class LocalProtocolError(SipError):
+    """A message we were handed to serialise would break the protocol (CR, LF or NUL in its
+    start line or a header field): refused, never sent."""
 
 
 class SipTransportError(SipError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sip.errors import SipParseError
+from sip.errors import LocalProtocolError, SipParseError
 from sip.headers import CSeq, Headers, NameAddr, Via
 from sip.uri import SipUri
 
@@ -35,6 +35,7 @@ _METHOD_RE = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 _STATUS_RE = re.compile(r"^SIP/2\.0 ([1-6]\d\d) ?(.*)$")
 _REQUEST_RE = re.compile(r"^(\S+) (\S+) SIP/2\.0$")
 _HNAME_RE = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
+_LINE_BREAKING = re.compile(r"[\r\n\x00]")
 
 _REASONS = {
     100: "Trying",
@@ -127,7 +128,21 @@ class _Base:
             if name != "Content-Length":
                 lines.append(f"{name}: {value}")
         lines.append(f"Content-Length: {len(self.body)}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
+        head = "\r\n".join(lines)
+        breaks = len(lines) - 1  # the separators we put in; any other CR/LF was handed to us
+        if head.count("\n") != breaks or head.count("\r") != breaks or "\x00" in head:
+            _refuse_line_break(lines)
+        return (head + "\r\n\r\n").encode("utf-8") + self.body
+
+
+def _refuse_line_break(lines: list[str]) -> None:
+    """Defence in depth against header injection (a target with CR/LF that slipped past the
+    caller's checks would add headers, or a second message): name the line, send nothing."""
+    for i, line in enumerate(lines):
+        if _LINE_BREAKING.search(line):
+            where = "the start line" if i == 0 else f"header {line.partition(':')[0]!r}"
+            raise LocalProtocolError(f"CR, LF or NUL in {where}: {line[:80]!r}")
+    raise LocalProtocolError("CR, LF or NUL between header fields")
 
 
 @dataclass(slots=True, eq=False)
@@ -177,6 +192,8 @@ def _split_head(data: bytes) -> tuple[list[str], bytes]:
     if end < 0:
         raise SipParseError("no blank line after the headers (truncated message?)")
     head = _decode(data[:end]).replace("\r\n", "\n")
+    if "\r" in head or "\x00" in head:  # §25.1: CR only in CRLF; a bare one would be echoed
+        raise SipParseError("bare CR or NUL in the header section")
     lines: list[str] = []
     for line in head.split("\n"):
         if line[:1] in (" ", "\t"):  # folded continuation line (§7.3.1)

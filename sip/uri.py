@@ -1,8 +1,10 @@
-"""SIP and SIPS URIs (RFC 3261 §19.1, grammar in §25.1).
+"""SIP and SIPS URIs (RFC 3261 §19.1, grammar in §25.1) and tel: URIs (RFC 3966 §3).
 
 A :class:`SipUri` is a frozen value: ``SipUri.parse(text)`` and ``str(uri)``. Escaped characters
 are kept as written (the transaction and dialog layers compare URIs as values, never decode
-them). IPv6 references (``[::1]``) are kept with their brackets in ``host``.
+them). IPv6 references (``[::1]``) are kept with their brackets in ``host``. A :class:`TelUri`
+is a telephone number (global ``+``-prefixed, or local with ``;phone-context=``) with its
+parameters; :func:`parse_uri` takes any of the three schemes.
 """
 
 from __future__ import annotations
@@ -12,13 +14,26 @@ from dataclasses import dataclass, field, replace
 
 from sip.errors import SipParseError
 
-__all__ = ["Params", "SipUri", "format_params", "parse_params"]
+__all__ = [
+    "Params",
+    "SipUri",
+    "TelUri",
+    "format_params",
+    "param_value",
+    "parse_params",
+    "parse_uri",
+]
 
 Params = tuple[tuple[str, str | None], ...]
 
 _HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]+$")
 _USER_BAD = re.compile(r"[\s<>\"@]")
+# RFC 3966 §3: global-number-digits = "+" *phonedigit DIGIT *phonedigit; local numbers may also
+# hold hex digits, "*" and "#"; visual separators are "-", ".", "(" and ")".
+_GLOBAL_NUMBER = re.compile(r"^\+[0-9().\-]*[0-9][0-9().\-]*$")
+_LOCAL_NUMBER = re.compile(r"^[0-9A-Fa-f*#().\-]*[0-9A-Fa-f*#][0-9A-Fa-f*#().\-]*$")
+_VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
 
 
 def parse_params(text: str, *, what: str) -> Params:
@@ -37,6 +52,15 @@ def parse_params(text: str, *, what: str) -> Params:
             raise SipParseError(f"bad parameter name {name!r} in {what}")
         out.append((name, value.strip() if eq else None))
     return tuple(out)
+
+
+def param_value(params: Params, name: str) -> str | None:
+    """The value of parameter ``name`` (case-insensitive; ``""`` for a flag), or None."""
+    lname = name.lower()
+    for k, v in params:
+        if k.lower() == lname:
+            return "" if v is None else v
+    return None
 
 
 def format_params(params: Params) -> str:
@@ -148,11 +172,7 @@ class SipUri:
 
     def param(self, name: str) -> str | None:
         """The value of a URI parameter (``""`` for a flag such as ``;lr``), or None."""
-        lname = name.lower()
-        for k, v in self.params:
-            if k.lower() == lname:
-                return "" if v is None else v
-        return None
+        return param_value(self.params, name)
 
     @property
     def transport(self) -> str:
@@ -168,3 +188,58 @@ class SipUri:
 
     def without_headers(self) -> SipUri:
         return replace(self, headers=())
+
+
+@dataclass(frozen=True, slots=True)
+class TelUri:
+    """``tel:+1-201-555-0123;ext=1234`` (RFC 3966 §3). ``number`` is kept as written;
+    :attr:`digits` drops the visual separators. A local number needs ``;phone-context=``."""
+
+    number: str
+    params: Params = field(default=())
+
+    @classmethod
+    def parse(cls, text: str) -> TelUri:
+        text = text.strip()
+        scheme, colon, rest = text.partition(":")
+        if not colon or scheme.lower() != "tel":
+            raise SipParseError(
+                f"not a tel: URI {text[:60]!r}", status=416, reason="Unsupported URI Scheme"
+            )
+        if "?" in rest or "@" in rest:
+            raise SipParseError(f"'?' and '@' are not part of a tel: URI {text[:60]!r}")
+        number, semi, ptext = rest.partition(";")
+        params = parse_params(ptext, what="tel: URI") if semi else ()
+        if _GLOBAL_NUMBER.match(number):
+            return cls(number=number, params=params)
+        if not _LOCAL_NUMBER.match(number):
+            raise SipParseError(f"bad telephone number in {text[:60]!r}")
+        if not any(k.lower() == "phone-context" and v for k, v in params):
+            raise SipParseError(f"a local number needs ;phone-context= in {text[:60]!r}")
+        return cls(number=number, params=params)
+
+    def __str__(self) -> str:
+        return f"tel:{self.number}{format_params(self.params)}"
+
+    @property
+    def digits(self) -> str:
+        """The number without visual separators (``+12015550123``)."""
+        return self.number.translate(_VISUAL_SEPARATORS)
+
+    @property
+    def scheme(self) -> str:
+        return "tel"
+
+    @property
+    def is_global(self) -> bool:
+        return self.number.startswith("+")
+
+    def param(self, name: str) -> str | None:
+        return param_value(self.params, name)
+
+
+def parse_uri(text: str) -> SipUri | TelUri:
+    """A ``sip:``, ``sips:`` or ``tel:`` URI; any other scheme is a 416 parse error."""
+    if text.strip()[:4].lower() == "tel:":
+        return TelUri.parse(text)
+    return SipUri.parse(text)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from sip.driver.registration_runner import RequestSender, register_once, run_registration
 from sip.driver.transport import Transports
-from sip.errors import SipError
+from sip.errors import LocalProtocolError, SipError
 from sip.events import CallAnswered, CallEnded, CallEvent, CallOffered, CallRefused
 from sip.headers import NameAddr
 from sip.message import Request, Response
@@ -465,7 +465,12 @@ class SipEndpoint:
                 for item in items:
                     if isinstance(item, Send):
                         on_error = functools.partial(self._failed, item.key)
-                        data = bytes(item.message)
+                        try:
+                            data = bytes(item.message)
+                        except LocalProtocolError as exc:  # injection refused: a send failure
+                            log.error("refused to send %r: %s", item.message, exc)
+                            asyncio.get_running_loop().call_soon(on_error)
+                            continue
                         if trace.isEnabledFor(logging.DEBUG):
                             text = data.decode("utf-8", "replace")
                             trace.debug("-> %s:%s:%d\n%s", *peer_fields(item.peer), text)
