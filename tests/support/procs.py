@@ -28,12 +28,15 @@ class Rtbridge:
 
 @contextlib.asynccontextmanager
 async def run_rtbridge(
-    *args: str, env: Mapping[str, str] | None = None, ready_timeout: float = 30.0
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 30.0,
+    executable: str = RTBRIDGE,
 ) -> AsyncIterator[str]:
     """Run ``rtbridge ARGS`` until it prints ``listening on URL``; yield that URL.
 
     stderr is collected and shown if the process fails to start. The process gets SIGTERM
-    on exit and must stop by itself.
+    on exit and must stop by itself. ``executable``: another installation's ``rtbridge``.
     """
     async with start_rtbridge(*args, env=env, ready_timeout=ready_timeout) as rt:
         yield rt.url
@@ -46,7 +49,7 @@ async def start_rtbridge(
     """Like :func:`run_rtbridge`, yielding the process too (a test may kill it)."""
     full_env = {**os.environ, **(env or {})}
     proc = await asyncio.create_subprocess_exec(
-        RTBRIDGE,
+        executable,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
