@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -96,7 +96,16 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
-    """The HTTP/WebSocket front (relay, later the control plane) and process-wide paths."""
+    """The HTTP/WebSocket front (relay, control plane, dashboard) and process-wide paths.
+
+    Web-facing defaults: request bodies are capped per kind (``max_*_bytes``: 413 before the
+    body is read whole); dashboard logins last ``session_ttl_s``; ``allowed_origins`` adds
+    origins (``https://ops.example``) that may drive cookie-authenticated routes besides the
+    server's own (behind a reverse proxy that rewrites Host); ``docs``: serve Swagger UI at
+    ``/docs`` (off: it loads scripts from a CDN onto the cookie-authenticated origin);
+    ``metrics_auth = "key"``: ``/metrics`` needs the server key or the key in
+    ``metrics_key_env`` (a scrape-only key for Prometheus).
+    """
 
     host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
@@ -106,6 +115,24 @@ class ServerSettings(_Section):
     tls_key: Path | None = None
     log_level: str = "info"
     log_json: bool = False
+    max_sdp_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_multipart_bytes: int = Field(default=1024 * 1024 + 64 * 1024, ge=1024)
+    max_form_bytes: int = Field(default=16 * 1024, ge=1024)
+    session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    allowed_origins: list[str] = Field(default_factory=list)
+    docs: bool = False
+    metrics_auth: Literal["none", "key"] = "none"
+    metrics_key_env: str | None = None
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return [o.lower() for o in v]
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerSettings:

@@ -29,6 +29,7 @@ from bridge.apikeys import ServerKey, key_from_request
 from bridge.errors import ProtocolError, UpstreamError
 from bridge.http_errors import error_body
 from bridge.realtime import wire
+from bridge.security import SecurityKind
 from bridge.upstream import UpstreamSession
 from bridge.webrtc.ephemeral import bound_session
 from bridge.webrtc.sideband import attach  # the sideband: observers of a live call
@@ -79,6 +80,14 @@ async def realtime(ws: WebSocket) -> None:
         keys = getattr(getattr(ws.app.state, "webrtc", None), "keys", None)
         bound = None if "call_id" in params else bound_session(keys, key)
         if bound is None:
+            security = getattr(ws.app.state, "security", None)
+            if security is not None:
+                client = ws.client.host if ws.client else "unknown"
+                security.record(
+                    SecurityKind.AUTH_FAILURE,
+                    source=f"http:{client}",
+                    detail="wrong or expired key on the WebSocket relay",
+                )
             await _deny(ws, 401, error_body("Incorrect API key provided.", code="invalid_api_key"))
             return
     if "call_id" in params:

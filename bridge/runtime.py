@@ -14,6 +14,7 @@ from bridge.calls.manager import CallManager
 from bridge.calls.sip_leg import SipLeg
 from bridge.config import Settings, UpstreamSettings
 from bridge.records import CallStore
+from bridge.security import SecurityLog
 
 __all__ = ["Runtime", "start_runtime"]
 
@@ -30,7 +31,11 @@ class Runtime:
 
 
 async def start_runtime(
-    settings: Settings, stack: contextlib.AsyncExitStack, *, sip_port: int | None
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    *,
+    sip_port: int | None,
+    security: SecurityLog | None = None,
 ) -> Runtime:
     upstream = settings.upstream
     upstream_label = f"{upstream.url} ({upstream.dialect.value})"
@@ -54,7 +59,7 @@ async def start_runtime(
 
     store = CallStore(settings.records_path)
     stack.callback(store.close)
-    manager = await stack.enter_async_context(CallManager(settings, store))
+    manager = await stack.enter_async_context(CallManager(settings, store, security=security))
     sip_leg = SipLeg(manager)
     sip_label = "off (use --sip-port)"
     if sip_port is not None:

@@ -121,9 +121,7 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
             loaded = await child.ask("snapshot soak")
             if tracing:
                 top = await child.ask("trace top 15", timeout=120)
-                result["traced_growth_kb"] = round(
-                    top["traced_kb"] - started_trace["traced_kb"], 1
-                )
+                result["traced_growth_kb"] = round(top["traced_kb"] - started_trace["traced_kb"], 1)
                 result["growth_sites"] = top["top"]
             samples.append({"t": round(time.monotonic() - started, 1), **loaded})
             await child.ask(f"hangup {max(30.0, calls / 5)}", timeout=max(90.0, calls / 2))

@@ -30,6 +30,7 @@ from bridge.calls.ticker import FrameTicker
 from bridge.config import Settings
 from bridge.errors import PortsExhausted
 from bridge.records import CallStore
+from bridge.security import SecurityLog
 from media.clock import Clock, SystemClock
 
 __all__ = ["CallManager", "SetupSlot"]
@@ -65,11 +66,13 @@ class CallManager:
         *,
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
+        security: SecurityLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.environ = environ
         self.clock = clock or SystemClock()
+        self.security = security or SecurityLog()
         c = settings.calls
         self.ports = PortAllocator(c.rtp_port_min, c.rtp_port_max)
         self.ticker = FrameTicker(clock=self.clock)

@@ -93,9 +93,11 @@ class _DrainGuard:
 def install(app: FastAPI) -> None:
     """Add the control plane's routes, error shapes and drain guard to ``app``."""
     from bridge.control.routes import api, probes
+    from bridge.control.security_routes import router as security_router
 
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(_DrainGuard)
     app.include_router(probes)
     app.include_router(api)
+    app.include_router(security_router)

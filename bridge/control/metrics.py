@@ -4,7 +4,8 @@ Two sources. Lifecycle events (``manager.lifecycle``) drive the counters of call
 setup failures by reason, ended calls by reason, setup latency and upstream errors. Live
 values (active calls by leg, media counters, jitter) are read from the calls at scrape time
 by a custom collector, and a call's final media counters are folded into running totals when
-it ends, so the ``*_total`` series never go backwards as calls come and go.
+it ends, so the ``*_total`` series never go backwards as calls come and go. The security
+event log's counts by kind (``rtbridge_security_events_total{kind}``) are read at scrape time.
 """
 
 from __future__ import annotations
@@ -68,10 +69,11 @@ class _Totals:
 class Metrics:
     """The registry behind ``/metrics`` and what feeds it."""
 
-    def __init__(self, manager: CallManager, *, webhooks: Any = None) -> None:
+    def __init__(self, manager: CallManager, *, webhooks: Any = None, security: Any = None) -> None:
         self.manager = manager
         self._wall = manager.clock.wall
         self.webhooks = webhooks
+        self.security = security  # bridge.security.SecurityLog: events counted by kind
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.setups = Counter(
@@ -251,4 +253,13 @@ class _LiveCollector(Collector):
             c.add_metric(["delivered"], wh.delivered)
             c.add_metric(["failed"], wh.failed)
             c.add_metric(["fallback"], wh.fallbacks)
+            yield c
+        if m.security is not None:
+            c = CounterMetricFamily(
+                "rtbridge_security_events",
+                "Security events (refusals and attacks caught), by kind.",
+                labels=["kind"],
+            )
+            for kind, n in sorted(m.security.counts.items()):
+                c.add_metric([kind], n)
             yield c

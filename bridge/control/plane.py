@@ -46,7 +46,7 @@ class ControlPlane:
             log_event=store.log_event,
             clock=manager.clock,
         )
-        self.metrics = Metrics(manager, webhooks=self.incoming)
+        self.metrics = Metrics(manager, webhooks=self.incoming, security=manager.security)
         self.draining = False
         self.closing = asyncio.Event()  # event streams end when set
         self._watch: asyncio.Task[None] | None = None

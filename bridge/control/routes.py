@@ -1,13 +1,16 @@
 """Control-plane routes: validate, then delegate to the call manager, the store, the plane.
 
 Management API (``/v1/calls...``, ``/v1/events``), OpenAI's call API
-(``/v1/realtime/calls/{id}/accept|reject|refer|hangup``), and the unauthenticated probes
-(``/healthz``, ``/readyz``, ``/metrics``). Unknown call ids are 404 everywhere.
+(``/v1/realtime/calls/{id}/accept|reject|refer|hangup``), and the probes (``/healthz``,
+``/readyz``, ``/metrics``; the last keyed when ``server.metrics_auth = "key"``). Unknown call
+ids are 404 everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -16,10 +19,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as FPath
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from bridge.apikeys import key_from_request
 from bridge.calls.end import EndReason
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
-from bridge.control.auth import require_key
+from bridge.control.auth import record, require_key
 from bridge.control.metrics import CONTENT_TYPE
 from bridge.control.models import (
     AcceptBody,
@@ -35,6 +39,7 @@ from bridge.control.plane import ControlPlane
 from bridge.control.webhooks import PendingCall, profile_from_session
 from bridge.errors import CallNotAllowed, NotTransferable
 from bridge.records import CallRecord, CallStore
+from bridge.security import SecurityKind
 from sip.driver import Reject
 
 __all__ = ["api", "probes"]
@@ -195,9 +200,39 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", **(plane.status() if plane else {})})
 
 
+def _metrics_key_ok(request: Request) -> bool:
+    """``server.metrics_auth = "key"``: the server key, or the scrape-only key held in the
+    environment variable ``server.metrics_key_env``."""
+    server = request.app.state.settings.server
+    if server.metrics_auth == "none":
+        return True
+    token = key_from_request(request.headers)
+    if token is None:
+        return False
+    if request.app.state.server_key.matches(token):
+        return True
+    scrape = os.environ.get(server.metrics_key_env) if server.metrics_key_env else None
+    if scrape and hmac.compare_digest(token.encode(), scrape.encode()):
+        return True
+    record(request, SecurityKind.AUTH_FAILURE, "wrong key on /metrics")
+    return False
+
+
 @probes.get("/metrics", tags=["probes"], response_class=Response)
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition; every series is ``rtbridge_*``."""
+    """Prometheus text exposition; every series is ``rtbridge_*``. Needs a key when
+    ``server.metrics_auth = "key"``."""
+    if not _metrics_key_ok(request):
+        raise HTTPException(
+            401,
+            detail={
+                "message": "Send 'Authorization: Bearer <key>' (the server key or the metrics "
+                "key) to read /metrics.",
+                "type": "invalid_request_error",
+                "code": "missing_api_key",
+            },
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     plane: ControlPlane | None = getattr(request.app.state, "control", None)
     body = plane.metrics.render() if plane is not None else b""
     return Response(body, media_type=CONTENT_TYPE)

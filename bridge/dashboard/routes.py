@@ -2,11 +2,13 @@
 
 * ``GET /dashboard``: the dashboard (``bridge/static/dashboard.html``), or the login form when
   the request carries neither the server key (Bearer) nor the login cookie.
-* ``POST /dashboard/login``: the key in a form body (never a URL); sets the login cookie
-  (:mod:`bridge.control.auth`) and redirects to the dashboard. ``POST /dashboard/logout``.
-* ``GET /dashboard/api/stream`` (SSE): a ``snapshot`` (live calls and recent ended calls), then
-  ``offered`` / ``answered`` / ``ended`` from the call manager's lifecycle fan-out and a
-  ``stats`` event every half second with the numbers that move. Every tick the set of live calls
+* ``POST /dashboard/login``: the key in a form body (never a URL); starts a login session (a
+  random token in the cookie, :mod:`bridge.control.auth`) and redirects to the dashboard.
+  ``POST /dashboard/logout`` revokes it. Both refuse a form posted from another origin.
+* ``GET /dashboard/api/stream`` (SSE): a ``snapshot`` (live calls, recent ended calls, recent
+  security events), then ``offered`` / ``answered`` / ``ended`` from the call manager's lifecycle
+  fan-out, a ``stats`` event every half second with the numbers that move, and ``security``
+  with the security events recorded since (:mod:`bridge.security`). Every tick the set of live calls
   is reconciled with what this client was told, so a dropped lifecycle event or a leg that does
   not publish one (browser calls) still appears and disappears. On reconnect the browser gets a
   fresh snapshot.
@@ -42,7 +44,14 @@ from bridge.apikeys import ServerKey
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
 from bridge.calls.observers import Subscription
-from bridge.control.auth import clear_login_cookie, is_authorized, set_login_cookie
+from bridge.control.auth import (
+    COOKIE_NAME,
+    is_authorized,
+    log_in,
+    log_out,
+    origin_allowed,
+    record,
+)
 from bridge.dashboard.views import (
     call_stats,
     ended_view,
@@ -52,6 +61,7 @@ from bridge.dashboard.views import (
 )
 from bridge.http_errors import error_body
 from bridge.records import CallStore
+from bridge.security import SecurityKind, SecurityLog
 
 __all__ = ["STATS_INTERVAL_S", "router"]
 
@@ -59,6 +69,7 @@ router = APIRouter(include_in_schema=False)
 
 STATS_INTERVAL_S = 0.5
 RECENT_LIMIT = 50
+SECURITY_LIMIT = 50  # security events in the panel
 #: log kinds the detail stream already sent as live server events
 _LIVE_KINDS = frozenset({"transcript.user", "transcript.agent", "tool_call"})
 _ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
@@ -70,7 +81,9 @@ _SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # not "no-referrer": under it browsers send "Origin: null" even on the page's own POSTs,
+    # and the Origin check (bridge.control.auth) would refuse the dashboard itself
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -125,10 +138,6 @@ def _login_page(error: str | None, status: int) -> HTMLResponse:
     return HTMLResponse(page, status_code=status, headers=_SECURITY_HEADERS)
 
 
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
-
-
 # -- pages ---------------------------------------------------------------------------------
 
 
@@ -147,22 +156,33 @@ async def asset(name: str) -> Response:
     return Response(_static(name), media_type=media_type, headers={"Cache-Control": "no-cache"})
 
 
+def _cross_origin(request: Request, what: str) -> HTMLResponse:
+    origin = request.headers.get("origin") or "none"
+    record(request, SecurityKind.ORIGIN_REFUSED, f"dashboard {what} from Origin {origin}")
+    return _login_page("Refused: this form was not sent from this server's own page.", 403)
+
+
 @router.post("/dashboard/login")
 async def login(request: Request) -> Response:
+    if "origin" in request.headers and not origin_allowed(request):  # login CSRF
+        return _cross_origin(request, "login")
     form = await request.form()
     key = form.get("key")
     if not isinstance(key, str) or not _key(request).matches(key.strip()):
+        record(request, SecurityKind.AUTH_FAILURE, "dashboard login with a wrong key")
         return _login_page("That is not the server key.", 401)
     response = RedirectResponse("/dashboard", status_code=303)
-    set_login_cookie(response, _key(request), secure=_secure(request))
+    log_in(request, response)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
 @router.post("/dashboard/logout")
 async def logout(request: Request) -> Response:
+    if COOKIE_NAME in request.cookies and not origin_allowed(request):
+        return _cross_origin(request, "logout")
     response = RedirectResponse("/dashboard", status_code=303)
-    clear_login_cookie(response)
+    log_out(request, response)
     return response
 
 
@@ -206,29 +226,39 @@ async def stream(request: Request) -> Response:
     rt = _runtime(request)
     if isinstance(rt, JSONResponse):
         return rt
-    return _stream(_overview(*rt, _closing(request)))
+    security: SecurityLog = request.app.state.security
+    return _stream(_overview(*rt, _closing(request), security))
 
 
 async def _overview(
-    manager: CallManager, store: CallStore, closing: asyncio.Event
+    manager: CallManager, store: CallStore, closing: asyncio.Event, security: SecurityLog
 ) -> AsyncIterator[bytes]:
     sub = manager.lifecycle.subscribe(maxsize=4096)
     loop = asyncio.get_running_loop()
     # what this client was told: call id -> the live call (None: offered, still ringing)
     known: dict[str, LiveCall | None] = {}
     gone: dict[str, float] = {}  # told "ended" by a tick; its lifecycle event may follow
+    told_seq = 0  # the newest security event this client has
     try:
         yield b"retry: 1000\n\n"
 
         async def snapshot() -> bytes:
+            nonlocal told_seq
             known.clear()
             views = []
             for call in _live(manager).values():
                 known[call.id] = call
                 views.append({**live_view(call), "stats": call_stats(call)})
+            told_seq = security.last_seq
+            alerts = [e.to_json() for e in security.recent(limit=SECURITY_LIMIT)]
             return _sse(
                 "snapshot",
-                {"now": manager.clock.wall(), "calls": views, "recent": await _recent(store)},
+                {
+                    "now": manager.clock.wall(),
+                    "calls": views,
+                    "recent": await _recent(store),
+                    "security": alerts,
+                },
             )
 
         yield await snapshot()
@@ -270,6 +300,10 @@ async def _overview(
                     yield _sse("answered", live_view(call))
                 stats[cid] = call_stats(call)
             yield _sse("stats", {"now": manager.clock.wall(), "calls": stats})
+            if security.last_seq > told_seq:
+                fresh = security.recent(limit=SECURITY_LIMIT, after_seq=told_seq)
+                told_seq = security.last_seq
+                yield _sse("security", [e.to_json() for e in reversed(fresh)])
             if closing.is_set():
                 return
     finally:

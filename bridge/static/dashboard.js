@@ -1,7 +1,8 @@
 // rtbridge ops dashboard. Plain JS, no build step.
 //
 // One EventSource (/dashboard/api/stream) keeps the live-calls table: a snapshot on every
-// (re)connect, then offered/answered/ended and a stats tick twice a second. Rows are created
+// (re)connect, then offered/answered/ended and a stats tick twice a second. The same stream
+// feeds the security events panel (what rtbridge refused: wrong keys, refused targets, ...). Rows are created
 // once and updated in place (text and a meter transform only when a value changed), so a
 // hundred calls cost a few hundred small DOM writes a second. Clicking a row opens a second
 // EventSource for that call's log and live events. Hang-up and transfer POST to the control
@@ -11,12 +12,14 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const RECENT_MAX = 50;
+  const ALERTS_MAX = 50;
   const EVENTS_MAX = 400;
   const METER_FLOOR_DB = -60;
 
   const state = {
     rows: new Map(), // call id -> {tr, cells, view, last}
     recent: new Map(), // call id -> tr
+    alerts: 0, // security events shown since the last snapshot
     skew: 0, // server clock - browser clock (s)
     es: null,
     retryMs: 1000,
@@ -230,6 +233,29 @@
     }
   }
 
+  // -- security events ---------------------------------------------------------------
+
+  function addAlert(ev, atTop) {
+    const tr = el("tr", "kind-" + ev.kind);
+    tr.dataset.seq = String(ev.seq);
+    const cells = [fmtTime(ev.at), ev.kind, ev.source || "", ev.detail || "", ev.call_id ? shortId(ev.call_id) : ""];
+    cells.forEach((text, i) => {
+      const td = tr.appendChild(el("td", i === 1 ? "kind" : i === 3 ? "detail" : "", text));
+      if (i === 3) td.title = ev.detail || "";
+      if (i === 4 && ev.call_id) td.title = ev.call_id;
+    });
+    const body = $("security-body");
+    if (atTop) body.insertBefore(tr, body.firstChild);
+    else body.appendChild(tr);
+    while (body.childNodes.length > ALERTS_MAX) body.lastChild.remove();
+    $("no-alerts").hidden = true;
+    $("security-count").textContent = body.childNodes.length + " shown";
+  }
+
+  function onSecurity(events) {
+    for (const ev of events) addAlert(ev, true); // oldest first: the newest ends on top
+  }
+
   // -- the overview stream -------------------------------------------------------------
 
   function onSnapshot(snap) {
@@ -242,6 +268,10 @@
     body.textContent = "";
     state.recent.clear();
     for (const rec of snap.recent) addRecent(rec, false);
+    $("security-body").textContent = "";
+    $("no-alerts").hidden = false;
+    $("security-count").textContent = "";
+    for (const ev of snap.security || []) addAlert(ev, false); // newest first
     counts();
   }
 
@@ -277,6 +307,7 @@
     on("answered", upsert);
     on("ended", onEnded);
     on("stats", onStats);
+    on("security", onSecurity);
     es.onopen = () => {
       state.retryMs = 1000;
       setConn("live");

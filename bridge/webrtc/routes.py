@@ -8,11 +8,16 @@
   a 5xx without an idempotency key, so retries are recognised by the offer's ICE ufrag and DTLS
   fingerprint (unique per peer connection) and get the same answer and Location: one call.
 * ``GET /``: the demo page (:mod:`bridge.static`). ``POST /demo/client_secret`` mints a key
-  for it without the server key **only** for a visitor on loopback; anyone else must type the
-  server key into the page, which then mints with it like any backend would.
+  for it without the server key **only** for the page itself on this machine: a loopback
+  visitor, a loopback ``Host`` (``127.0.0.1``, ``localhost``, ``[::1]``: a DNS-rebound name is
+  not one), and an ``Origin`` equal to that host (so another page the same browser has open,
+  even on another local port, gets nothing). Anyone else must type the server key into the
+  page, which then mints with it like any backend would.
 
-CORS is open (bearer-token API, no cookies) and exposes ``Location``, which the browser SDKs
-read for the call id. Routes validate and delegate to :func:`bridge.webrtc.leg.open_call`.
+CORS is open on ``POST /v1/realtime/calls`` and ``/v1/realtime/client_secrets`` only (bearer
+keys, no cookies), and exposes ``Location``, which the browser SDKs read for the call id; no
+other route answers cross-origin requests. Routes validate and delegate to
+:func:`bridge.webrtc.leg.open_call`.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.apikeys import ServerKey, key_from_request
 from bridge.calls.manager import CallManager
+from bridge.control.auth import origin_allowed, record
 from bridge.errors import CallSetupError
 from bridge.http_errors import error_body
+from bridge.security import SecurityKind
 from bridge.webrtc.ephemeral import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
@@ -59,16 +67,34 @@ class WebRtcService:
     created: dict[tuple[str, str], asyncio.Future[tuple[str, str]]] = field(default_factory=dict)
 
 
+#: the routes browsers on other origins call with a bearer key (the OpenAI-compatible API)
+CORS_PATHS = frozenset({"/v1/realtime/calls", "/v1/realtime/client_secrets"})
+
+
+class _ApiCors:
+    """CORS for :data:`CORS_PATHS` only; every other route stays same-origin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=["POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["Location"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in CORS_PATHS:
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
-    """Add the browser-call routes, the demo page and CORS to ``app``."""
+    """Add the browser-call routes, the demo page and CORS (on :data:`CORS_PATHS`) to ``app``."""
     app.state.webrtc = WebRtcService()
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"],
-        allow_methods=["GET", "POST", "OPTIONS"],
-        allow_headers=["*"],
-        expose_headers=["Location"],
-    )
+    app.add_middleware(_ApiCors)
     app.include_router(router)
 
 
@@ -87,11 +113,12 @@ def _error(status: int, message: str, code: str, *, param: str | None = None) ->
     )
 
 
-def _unauthorized(key: str | None) -> JSONResponse:
+def _unauthorized(request: Request, key: str | None) -> JSONResponse:
     if key is None:
         return _error(
             401, "Missing API key: send 'Authorization: Bearer <key>'.", "missing_api_key"
         )
+    record(request, SecurityKind.AUTH_FAILURE, f"wrong or expired key on {request.url.path}")
     return _error(401, "Incorrect API key provided.", "invalid_api_key")
 
 
@@ -143,7 +170,7 @@ async def client_secrets(request: Request) -> Response:
                 "An ephemeral client key cannot create client secrets; use the server key.",
                 "ephemeral_key_not_allowed",
             )
-        return _unauthorized(key)
+        return _unauthorized(request, key)
     data = await _parse_json(request)
     if isinstance(data, JSONResponse):
         return data
@@ -160,6 +187,9 @@ async def client_secrets(request: Request) -> Response:
     return JSONResponse(_mint(_service(request), body))
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
 def _is_loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     try:
@@ -168,14 +198,36 @@ def _is_loopback(request: Request) -> bool:
         return False
 
 
+def _loopback_host(request: Request) -> bool:
+    """The ``Host`` the browser sent names this machine (a rebound DNS name does not)."""
+    host = request.headers.get("host", "").strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name in _LOOPBACK_NAMES
+
+
 @router.post("/demo/client_secret", include_in_schema=False)
 async def demo_client_secret(request: Request) -> Response:
-    """The demo page's key, without the server key, only for a visitor on this machine."""
+    """The demo page's key, without the server key, only for the demo page itself on this
+    machine: a loopback visitor, a loopback Host, and an Origin equal to it."""
     if not request.app.state.settings.webrtc.demo:
         return _error(404, "The demo page is disabled.", "not_found")
     if not _is_loopback(request):
         return _error(
             401, "Only visitors on loopback get a key without the server key.", "missing_api_key"
+        )
+    if not _loopback_host(request) or not origin_allowed(request):
+        origin = request.headers.get("origin") or "none"
+        host = request.headers.get("host") or "none"
+        record(
+            request,
+            SecurityKind.ORIGIN_REFUSED,
+            f"demo key requested by Origin {origin} for Host {host}",
+        )
+        return _error(
+            403,
+            "Only the demo page itself, opened at http://127.0.0.1 or http://localhost, gets a "
+            "key without the server key.",
+            "origin_not_allowed",
         )
     return JSONResponse(_mint(_service(request), ClientSecretRequest()))
 
@@ -250,7 +302,7 @@ async def create_call(request: Request) -> Response:
     if not server_key.matches(key):
         ek = svc.keys.lookup(key) if key is not None and is_ephemeral(key) else None
         if ek is None:
-            return _unauthorized(key)
+            return _unauthorized(request, key)
         bound = ek.session
     offer = await _read_offer(request)
     if isinstance(offer, JSONResponse):

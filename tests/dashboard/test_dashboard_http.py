@@ -1,6 +1,6 @@
 """The dashboard's page, login and streams over HTTP: the login form until the key was typed,
-the key only in a POST body, a cookie that is an HMAC (HttpOnly, SameSite=Strict), 401 for the
-streams without it, and strict page headers (no inline script, no framing)."""
+the key only in a POST body, a session cookie (a random token, HttpOnly, SameSite=Strict), 401
+for the streams without it, and strict page headers (no inline script, no framing)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ async def test_login_form_until_the_key_is_typed(client: httpx.AsyncClient) -> N
     assert '<script src="/dashboard/static/dashboard.js" defer></script>' in page.text
     assert "<script>" not in page.text  # nothing inline: the CSP forbids it
 
-    out = await client.post("/dashboard/logout")
+    out = await client.post("/dashboard/logout", headers={"Origin": "http://127.0.0.1"})
     assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
     client.cookies.clear()
     assert (await client.get("/dashboard")).status_code == 401

@@ -93,7 +93,7 @@ async def test_hangup_through_the_control_plane(bridge: Bridge) -> None:
 
 def _asgi(app: Any, host: str) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(host, 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://rtbridge.test")
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080")
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,8 @@ async def test_demo_page_mints_without_the_key_only_on_loopback(host: str, statu
     async with _asgi(app, host) as http:
         page = await http.get("/")
         assert page.status_code == 200 and "oai-events" in page.text
-        r = await http.post("/demo/client_secret")
+        # the page's own fetch: same origin (the cross-origin cases: tests/security)
+        r = await http.post("/demo/client_secret", headers={"Origin": "http://127.0.0.1:8080"})
         assert r.status_code == status
         if status == 200:
             assert r.json()["value"].startswith("ek_")
