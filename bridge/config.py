@@ -24,6 +24,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bridge.destinations import (
+    DestinationPolicy,
+    DestinationRule,
+    DestinationSettings,
+    Purpose,
+    Verdict,
+)
 from bridge.errors import ConfigError
 from sip.settings import SipSettings
 
@@ -244,21 +251,30 @@ class AgentProfile(_Section):
     hangup_grace_ms: int = Field(default=500, ge=0, le=10000)
     downstream_delay_ms: int = Field(default=0, ge=0, le=1000)
     tool_timeout_s: float = Field(default=10.0, gt=0)
-    transfer_targets: list[str] = Field(default_factory=list)
-    dial_targets: list[str] = Field(default_factory=list)
+    #: where this profile may send callers (REFER) and place calls: rules on parsed targets
+    #: (:mod:`bridge.destinations.rules`); unambiguous old string patterns are read as rules
+    transfer_targets: list[DestinationRule] = Field(default_factory=list)
+    dial_targets: list[DestinationRule] = Field(default_factory=list)
+    destinations: DestinationSettings = Field(default_factory=DestinationSettings)
 
-    def may_transfer_to(self, target: str) -> bool:
-        return _matches_any(target, self.transfer_targets)
+    @field_validator("transfer_targets", "dial_targets", mode="before")
+    @classmethod
+    def _patterns(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        return [DestinationRule.from_pattern(p) if isinstance(p, str) else p for p in v]
 
-    def may_dial(self, target: str) -> bool:
-        return _matches_any(target, self.dial_targets)
+    def destination_policy(self, purpose: Purpose) -> DestinationPolicy:
+        rules = self.dial_targets if purpose is Purpose.DIAL else self.transfer_targets
+        return DestinationPolicy(purpose, tuple(rules), self.destinations)
 
+    def may_transfer_to(self, target: str) -> Verdict:
+        """The policy's verdict alone (no caps, no security event: see
+        :class:`bridge.destinations.guard.Destinations`)."""
+        return self.destination_policy(Purpose.TRANSFER).check(target)
 
-def _matches_any(value: str, patterns: list[str]) -> bool:
-    """Shell-style patterns (``sip:*@pbx.example.com``, ``tel:+1555*``); no pattern, no match."""
-    from fnmatch import fnmatchcase
-
-    return any(fnmatchcase(value, p) for p in patterns)
+    def may_dial(self, target: str) -> Verdict:
+        return self.destination_policy(Purpose.DIAL).check(target)
 
 
 class Route(_Section):

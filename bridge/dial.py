@@ -54,7 +54,7 @@ async def _dial(
         manager = rt.manager
         try:
             call_id = await rt.sip_leg.originate(
-                target, profile_name=profile, trunk=trunk, caller=caller
+                target, profile_name=profile, trunk=trunk, caller=caller, source="cli"
             )
         except CallNotAllowed as exc:
             print(f"rtbridge: {exc}", file=sys.stderr)

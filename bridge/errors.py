@@ -13,6 +13,7 @@ r"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own proto
     │       └── UpstreamExpiredError    ... because the upstream's session reached its end
     └── CallError                   a call cannot be placed, set up or acted on now (``code``)
         ├── CallNotAllowed            policy, limits or draining refuse a new call
+        │   └── DestinationRefused      the destination policy refused the target (``verdict``)
         ├── CallSetupError            setting a call up failed (``status``: the HTTP answer)
         ├── NotTransferable           the call cannot be transferred (not SIP, not confirmed)
         └── PortsExhausted            every RTP port pair is in use (503 + Retry-After)
@@ -26,11 +27,14 @@ of these, ``from exc``.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CallError",
     "CallNotAllowed",
     "CallSetupError",
     "ConfigError",
+    "DestinationRefused",
     "LocalProtocolError",
     "NotTransferable",
     "PortsExhausted",
@@ -137,6 +141,17 @@ class CallNotAllowed(CallError):
     """Policy, limits or draining refuse a new call (originate)."""
 
     code = "cannot_place_call"
+
+
+class DestinationRefused(CallNotAllowed):
+    """The profile's destination policy refused the target; ``verdict`` (a
+    :class:`bridge.destinations.Verdict`) says why."""
+
+    code = "destination_refused"
+
+    def __init__(self, verdict: Any) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
 
 
 class CallSetupError(CallError):

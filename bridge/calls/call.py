@@ -14,6 +14,7 @@ import logging
 from typing import Any, ClassVar
 
 from bridge.calls.agent_session import AgentSession
+from bridge.calls.control import TransferCheck
 from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.rtp_endpoint import RtpEndpoint
@@ -66,6 +67,7 @@ class Call(CallScope):
         ticker: FrameTicker,
         watchdog: Watchdog,
         clock: Clock,
+        transfers: TransferCheck | None = None,
     ) -> None:
         super().__init__(
             info,
@@ -76,6 +78,7 @@ class Call(CallScope):
             ticker=ticker,
             watchdog=watchdog,
             clock=clock,
+            transfers=transfers,
         )
         self.sip = sip
         self.endpoint = endpoint

@@ -55,6 +55,7 @@ from typing import Any, Protocol
 from bridge.calls.agent_events import FunctionCallDone, ResponseDone, UpstreamErrorEvent
 from bridge.calls.end import EndReason
 from bridge.config import AgentProfile
+from bridge.destinations import Verdict
 from bridge.errors import UpstreamError
 from media.clock import Clock, SystemClock
 from media.playout import ClearResult, PlaybackEvent, PlaybackFinished, PlaybackStarted
@@ -65,6 +66,7 @@ __all__ = [
     "CallControl",
     "LegActions",
     "MediaControl",
+    "TransferCheck",
     "merge_telephony_tools",
 ]
 
@@ -135,6 +137,13 @@ class MediaControl(Protocol):
     def set_muted(self, muted: bool) -> None: ...
 
 
+class TransferCheck(Protocol):
+    """The call's transfer policy (:meth:`bridge.destinations.guard.Destinations.for_call`:
+    the profile's rules, its caps, and a security event for every refusal)."""
+
+    def check(self, target: str) -> Verdict: ...
+
+
 class LegActions(Protocol):
     """What a leg's signalling offers call control."""
 
@@ -183,8 +192,10 @@ class CallControl:
         session: Callable[[], dict[str, Any]],
         clock: Clock | None = None,
         upstream_cancels_on_speech: bool = True,
+        transfers: TransferCheck | None = None,
     ) -> None:
         self.profile = profile
+        self._transfers = transfers
         self.media = media
         self.leg = leg
         self._send_fn = send  # to the agent session (waits through a reconnect)
@@ -474,13 +485,23 @@ class CallControl:
             self._log("dtmf.action", {"digit": digit, "action": "mute", "muted": self._muted})
         elif action.startswith("transfer:"):
             target = action.split(":", 1)[1]
-            allowed = self.profile.may_transfer_to(target)
+            verdict = self._may_transfer(target)
             self._log(
                 "dtmf.action",
-                {"digit": digit, "action": "transfer", "target": target, "allowed": allowed},
+                {
+                    "digit": digit,
+                    "action": "transfer",
+                    "target": target,
+                    "allowed": verdict.allowed,
+                },
             )
-            if allowed:
-                self.leg.refer(target)
+            if verdict and verdict.target is not None:
+                self.leg.refer(verdict.target)
+
+    def _may_transfer(self, target: str) -> Verdict:
+        if self._transfers is not None:
+            return self._transfers.check(target)
+        return self.profile.may_transfer_to(target)
 
     def _user_message(self, text: str, reason: str) -> None:
         item = {
@@ -524,13 +545,13 @@ class CallControl:
             )
             self._after_playback = ("hangup", "")
         elif name == "transfer_call":
-            target = str(args.get("target", ""))
-            if not self.profile.may_transfer_to(target):
-                self._log("transfer.refused", {"target": target})
-                self._tool_output(call_id, {"error": f"transfer to {target!r} is not allowed"})
+            verdict = self._may_transfer(str(args.get("target", "")))
+            if not verdict or verdict.target is None:
+                self._log("transfer.refused", {"target": args.get("target"), "why": verdict.reason})
+                self._tool_output(call_id, {"error": f"transfer refused: {verdict.reason}"})
                 return
             self._tool_output(call_id, {"ok": True, "status": "transferring"}, respond=False)
-            self._after_playback = ("transfer", target)
+            self._after_playback = ("transfer", verdict.target)
         elif name == "send_dtmf":
             digits = str(args.get("digits", ""))
             if not digits or any(d not in DTMF_DIGITS for d in digits):

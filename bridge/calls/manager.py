@@ -28,6 +28,7 @@ from bridge.calls.rtp_endpoint import PortAllocator, RtpEndpoint
 from bridge.calls.scope import CallScope
 from bridge.calls.ticker import FrameTicker
 from bridge.config import Settings
+from bridge.destinations.guard import Destinations
 from bridge.errors import PortsExhausted
 from bridge.records import CallStore
 from bridge.security import SecurityLog
@@ -73,6 +74,8 @@ class CallManager:
         self.environ = environ
         self.clock = clock or SystemClock()
         self.security = security or SecurityLog()
+        #: where calls may go: every dial and transfer is checked here (toll fraud)
+        self.destinations = Destinations(self.security)
         c = settings.calls
         self.ports = PortAllocator(c.rtp_port_min, c.rtp_port_max)
         self.ticker = FrameTicker(clock=self.clock)

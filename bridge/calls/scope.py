@@ -40,7 +40,7 @@ from bridge.calls.agent_events import (
     UpstreamErrorEvent,
 )
 from bridge.calls.agent_session import AgentSession
-from bridge.calls.control import CallControl, MediaControl
+from bridge.calls.control import CallControl, MediaControl, TransferCheck
 from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.observers import EventFanout
@@ -82,6 +82,7 @@ class CallScope:
         ticker: FrameTicker,
         watchdog: Watchdog,
         clock: Clock,
+        transfers: TransferCheck | None = None,
     ) -> None:
         self.info = info
         self.id = info.call_id
@@ -107,6 +108,7 @@ class CallScope:
             session=lambda: agent.session,
             clock=clock,
             upstream_cancels_on_speech=CAPABILITIES[profile.upstream.dialect].vad_cancels_response,
+            transfers=transfers,
         )
 
     # -- what a leg provides ----------------------------------------------------------------

@@ -9,10 +9,11 @@ unreachable or refusing upstream answers 503 with a generic reason: a caller nev
 forever.
 
 Outbound (:meth:`SipLeg.originate`, used by ``rtbridge call`` and the control plane): the
-target must match the profile's allowlist (toll fraud is the classic loss of an exposed SIP
-service), INVITE through a trunk (digest auth by the driver), 18x early media not sent to the
-agent, the agent session opened on 200; busy, no-answer, rejected and failed are recorded with
-their SIP status. A ringing outbound call can be hung up (CANCEL).
+target must pass the profile's destination policy and caps (``manager.destinations``; toll
+fraud is the classic loss of an exposed SIP service), INVITE through a trunk (digest auth by
+the driver), 18x early media not sent to the agent, the agent session opened on 200; busy,
+no-answer, rejected and failed are recorded with their SIP status. A ringing outbound call can
+be hung up (CANCEL).
 
 Every attempt, whatever happens to it, has a record and an event log (:mod:`bridge.records`)
 and ends with ``call.ended`` on the lifecycle stream.
@@ -35,7 +36,8 @@ from bridge.calls.rtp_endpoint import RtpEndpoint
 from bridge.calls.sip_media import SipMedia, pass_through_format
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile, SessionFormat
-from bridge.errors import CallNotAllowed, PortsExhausted, UpstreamError
+from bridge.destinations import Purpose
+from bridge.errors import CallNotAllowed, DestinationRefused, PortsExhausted, UpstreamError
 from bridge.realtime.formats import AudioFormat
 from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
@@ -371,6 +373,7 @@ class SipLeg:
             ticker=manager.ticker,
             watchdog=watchdog,
             clock=clock,
+            transfers=manager.destinations.for_call(call_id, profile_name, profile),
         )
         holder.append(call)
 
@@ -428,17 +431,22 @@ class SipLeg:
         profile_name: str = "default",
         trunk: str | None = None,
         caller: str | None = None,
+        source: str | None = None,
     ) -> str:
         """Place a call; returns its id at once. ``outcomes[id]`` resolves when it connects
-        or fails. Raises :class:`~bridge.errors.CallNotAllowed` (allowlist, draining, limits)."""
+        or fails. Raises :class:`~bridge.errors.DestinationRefused` (the profile's destination
+        policy or caps; recorded as a security event from ``source``) or
+        :class:`~bridge.errors.CallNotAllowed` (draining, limits)."""
         manager = self.manager
         profile = self.settings.profiles.get(profile_name)
         if profile is None:
             raise CallNotAllowed(f"unknown profile {profile_name!r}")
-        if not profile.may_dial(target):
-            raise CallNotAllowed(
-                f"target {target!r} is not in profile {profile_name!r}'s dial_targets allowlist"
-            )
+        verdict = manager.destinations.check(
+            Purpose.DIAL, profile_name, profile, target, source=source
+        )
+        if not verdict or verdict.target is None:
+            raise DestinationRefused(verdict)
+        target = verdict.target  # as parsed and re-serialised: nothing else is sent
         if self.endpoint is None:
             raise CallNotAllowed("SIP is not enabled (no --sip-port)")
         why = manager.admission()

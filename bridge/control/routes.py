@@ -3,7 +3,9 @@
 Management API (``/v1/calls...``, ``/v1/events``), OpenAI's call API
 (``/v1/realtime/calls/{id}/accept|reject|refer|hangup``), and the probes (``/healthz``,
 ``/readyz``, ``/metrics``; the last keyed when ``server.metrics_auth = "key"``). Unknown call
-ids are 404 everywhere.
+ids are 404 everywhere. Dial and transfer targets go through the call manager's destination
+guard (:mod:`bridge.destinations`): 422 for a malformed target, 403 for one outside the policy,
+429 when the profile's cap is reached, each a security event.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bridge.apikeys import key_from_request
 from bridge.calls.end import EndReason
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
-from bridge.control.auth import record, require_key
+from bridge.control.auth import record, require_key, source_of
 from bridge.control.metrics import CONTENT_TYPE
 from bridge.control.models import (
     AcceptBody,
@@ -37,7 +39,8 @@ from bridge.control.models import (
 )
 from bridge.control.plane import ControlPlane
 from bridge.control.webhooks import PendingCall, profile_from_session
-from bridge.errors import CallNotAllowed, NotTransferable
+from bridge.destinations import Purpose, Verdict, VerdictCode
+from bridge.errors import CallNotAllowed, DestinationRefused, NotTransferable
 from bridge.records import CallRecord, CallStore
 from bridge.security import SecurityKind
 from sip.driver import Reject
@@ -55,6 +58,19 @@ def _error(status: int, message: str, code: str, param: str | None = None) -> HT
     return HTTPException(
         status, detail={"message": message, "type": type_, "code": code, "param": param}
     )
+
+
+_REFUSAL_STATUS = {
+    VerdictCode.MALFORMED: 422,
+    VerdictCode.NOT_ALLOWED: 403,
+    VerdictCode.INTERNATIONAL: 403,
+    VerdictCode.CAP_REACHED: 429,
+}
+
+
+def _refused(verdict: Verdict, param: str) -> HTTPException:
+    """A destination refusal (already recorded as a security event by the guard)."""
+    return _error(_REFUSAL_STATUS.get(verdict.code, 403), verdict.reason, verdict.code, param)
 
 
 def _plane(request: Request) -> ControlPlane:
@@ -301,19 +317,18 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
         raise _error(422, f"Unknown trunk {body.trunk!r}.", "unknown_trunk", "trunk")
     if plane.draining:
         raise _error(503, "Draining: no new calls.", "draining")
-    if not settings.profiles[body.profile].may_dial(body.target):
-        raise _error(
-            403,
-            f"Target {body.target!r} is not in profile {body.profile!r}'s dial_targets.",
-            "target_not_allowed",
-            "target",
-        )
     if plane.sip_leg is None:
         raise _error(503, "SIP is not enabled in this process.", "cannot_place_call")
     try:
         call_id = await plane.sip_leg.originate(
-            body.target, profile_name=body.profile, trunk=body.trunk, caller=body.caller
+            body.target,
+            profile_name=body.profile,
+            trunk=body.trunk,
+            caller=body.caller,
+            source=source_of(request),
         )
+    except DestinationRefused as exc:
+        raise _refused(exc.verdict, "target") from exc
     except CallNotAllowed as exc:
         raise _error(503, str(exc), "cannot_place_call") from exc
     return {"id": call_id, "object": "realtime.call", "state": "setting_up"}
@@ -333,28 +348,32 @@ async def hangup(request: Request, call_id: CallId) -> dict[str, Any]:
     return {"id": call_id, "status": "ending"}
 
 
-async def _transfer(plane: ControlPlane, call_id: str, target: str, param: str) -> dict[str, Any]:
+async def _transfer(request: Request, call_id: str, target: str, param: str) -> dict[str, Any]:
+    plane = _plane(request)
     call = _live(plane, call_id)
     if call.leg != "sip":
         raise _error(409, "Only SIP calls can be transferred.", "not_sip")
-    if not call.profile.may_transfer_to(target):
-        raise _error(
-            403,
-            f"Target {target!r} is not in profile {call.info.profile_name!r}'s transfer_targets.",
-            "target_not_allowed",
-            param,
-        )
+    verdict = plane.manager.destinations.check(
+        Purpose.TRANSFER,
+        call.info.profile_name,
+        call.profile,
+        target,
+        source=source_of(request),
+        call_id=call_id,
+    )
+    if not verdict or verdict.target is None:
+        raise _refused(verdict, param)
     try:
-        await call.transfer(target)
+        await call.transfer(verdict.target)
     except NotTransferable as exc:
         raise _error(409, str(exc), exc.code) from exc
-    return {"id": call_id, "status": "transferring", "target": target}
+    return {"id": call_id, "status": "transferring", "target": verdict.target}
 
 
 @api.post("/v1/calls/{call_id}/transfer", tags=["calls"])
 async def transfer(request: Request, call_id: CallId, body: TransferBody) -> dict[str, Any]:
     """Blind transfer (SIP REFER) to an allowlisted target; the call ends when it succeeds."""
-    return await _transfer(_plane(request), call_id, body.target, "target")
+    return await _transfer(request, call_id, body.target, "target")
 
 
 @api.post("/v1/calls/{call_id}/dtmf", tags=["calls"])
@@ -494,7 +513,7 @@ async def reject(
 @api.post("/v1/realtime/calls/{call_id}/refer", tags=["realtime"])
 async def refer(request: Request, call_id: CallId, body: ReferBody) -> dict[str, Any]:
     """Transfer an answered call (SIP REFER to ``target_uri``, allowlisted)."""
-    await _transfer(_plane(request), call_id, body.target_uri, "target_uri")
+    await _transfer(request, call_id, body.target_uri, "target_uri")
     return {}
 
 

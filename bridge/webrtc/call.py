@@ -34,6 +34,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bridge.calls.agent_session import AgentSession
+from bridge.calls.control import TransferCheck
 from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.scope import CallScope, Task
@@ -76,6 +77,7 @@ class WebRtcCall(CallScope):
         ticker: FrameTicker,
         watchdog: Watchdog,
         clock: Clock,
+        transfers: TransferCheck | None = None,
     ) -> None:
         self.pc = pc
         self.media = media
@@ -90,6 +92,7 @@ class WebRtcCall(CallScope):
             ticker=ticker,
             watchdog=watchdog,
             clock=clock,
+            transfers=transfers,
         )
         self._pending: list[str] = []  # server events before the channel opened
         self.pending_dropped = 0

@@ -139,6 +139,7 @@ async def open_call(
             connect_timeout_s=settings.webrtc.connect_timeout_s,
         ),
         clock=clock,
+        transfers=manager.destinations.for_call(call_id, profile_name, profile),
     )
     try:
         answer = await _answer(pc, media, offer_sdp, ice_hosts, clock.now)

@@ -47,30 +47,46 @@ class Stack:
         extra: tuple[str, ...] = (),
         timeout: float = 60,
     ) -> SippResult:
-        """One SIPp call into this stack: a scenario's XML (written into ``cwd``) or one of
-        SIPp's built-in scenarios (``-sn``), from free ports of 127.0.0.1."""
-        sipp = require_peer("sipp")
-        if scenario is not None:
-            path = cwd / f"caller-{next(_CALLERS)}.xml"
-            path.write_text(scenario)
-            which = ("-sf", str(path))
-        else:
-            assert builtin is not None
-            which = ("-sn", builtin)
-        return await run_sipp(
-            sipp,
-            *which,
-            f"127.0.0.1:{self.sip_port}",
-            "-m",
-            "1",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_port()),
-            *extra,
-            cwd=cwd,
-            timeout=timeout,
+        """One SIPp call into this stack (see :func:`sipp_caller`)."""
+        return await sipp_caller(
+            self.sip_port, cwd, scenario, builtin=builtin, extra=extra, timeout=timeout
         )
+
+
+async def sipp_caller(
+    sip_port: int,
+    cwd: Path,
+    scenario: str | None = None,
+    *,
+    builtin: str | None = None,
+    extra: tuple[str, ...] = (),
+    timeout: float = 60,
+) -> SippResult:
+    """One SIPp call to ``127.0.0.1:sip_port`` (this stack, or an ``rtbridge serve``): a
+    scenario's XML (written into ``cwd``) or one of SIPp's built-in scenarios (``-sn``), from
+    free ports of 127.0.0.1."""
+    sipp = require_peer("sipp")
+    if scenario is not None:
+        path = cwd / f"caller-{next(_CALLERS)}.xml"
+        path.write_text(scenario)
+        which = ("-sf", str(path))
+    else:
+        assert builtin is not None
+        which = ("-sn", builtin)
+    return await run_sipp(
+        sipp,
+        *which,
+        f"127.0.0.1:{sip_port}",
+        "-m",
+        "1",
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(free_port()),
+        *extra,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def rtp_range() -> dict[str, int]:

@@ -127,7 +127,7 @@ async def test_mapped_digit_hangs_up(stack: Stack, tmp_path: Path) -> None:
     [
         {
             "profile": {
-                "transfer_targets": ["sip:desk@127.0.0.1*"],
+                "transfer_targets": ["sip:desk@127.0.0.1:*"],
                 "dtmf": {
                     "actions": {
                         "8": "transfer:sip:evil@192.0.2.1",

@@ -182,6 +182,10 @@ async function transfer(page, shot, errors) {
     timeout: 10000,
   });
   const refusedNotice = await page.locator("#notice").textContent();
+  // the refusal is a security event: the panel lists it, live
+  const alert = page.locator("#security-body tr.kind-destination-refused").first();
+  await alert.waitFor({ timeout: 10000 });
+  const securityRow = await alert.textContent();
   await shot("03-transfer-refused.png");
   errors.length = 0; // the browser logs the refusal's 403 as a console error
   await page.fill("#transfer-target", "sip:desk@127.0.0.1");
@@ -199,7 +203,7 @@ async function transfer(page, shot, errors) {
   });
   const events = await page.locator("#events").textContent();
   await shot("04-transferred.png");
-  step("transferred", { id, refusedNotice, shownReason, detailState, notice, events, errors });
+  step("transferred", { id, refusedNotice, securityRow, shownReason, detailState, notice, events, errors });
 }
 
 // rtbridge stopped (the test said so): the page must notice, then come back by itself.

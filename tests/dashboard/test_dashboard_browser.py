@@ -260,12 +260,12 @@ async def test_dashboard_shows_100_live_calls_and_hangs_one_up(tmp_path: Path) -
 
 async def test_dashboard_transfers_a_call_with_the_button(tmp_path: Path) -> None:
     """Transfer from the call's panel: a target outside the profile's allowlist is refused
-    with the reason shown; an allowed one is REFERred, SIPp accepts it, the call ends as
-    transferred."""
+    with the reason shown and listed in the security events panel; an allowed one is
+    REFERred, SIPp accepts it, the call ends as transferred."""
     sipp = require_peer("sipp")
     scenario = tmp_path / "refer.xml"
     scenario.write_text(sc.uac(sc.accept_refer(2), sc.wait_bye(30000)))
-    env = {"RTBRIDGE_PROFILES__DEFAULT__TRANSFER_TARGETS": json.dumps([TRANSFER_TO + "*"])}
+    env = {"RTBRIDGE_PROFILES__DEFAULT__TRANSFER_TARGETS": json.dumps([TRANSFER_TO + ":*"])}
     sipp_task: asyncio.Task[SippResult] | None = None
     async with dashboard_session(tmp_path, "transfer", env) as session:
         driver = session.driver
@@ -286,7 +286,10 @@ async def test_dashboard_transfers_a_call_with_the_button(tmp_path: Path) -> Non
             )
             await driver.go()
             done = await driver.step("transferred")
-            assert "not in profile" in done["refusedNotice"], done
+            assert "matches no rule of transfer_targets" in done["refusedNotice"], done
+            row = done["securityRow"]  # the refusal, in the security events panel
+            assert "destination-refused" in row and "sip:evil@192.0.2.1" in row, row
+            assert "http:127.0.0.1" in row, row
             assert done["shownReason"] == "transferred", done
             assert done["detailState"] == "ended: transferred", done
             # the call's log, in its events pane: our REFER, SIPp's NOTIFY of the target's 200
