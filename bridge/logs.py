@@ -1,10 +1,15 @@
-"""Logging set-up: plain or JSON lines, with secrets redacted from every record.
+"""Logging set-up: plain or JSON lines, with secrets redacted from every line.
 
-Whatever a library logs (uvicorn's access log, websockets' debug output, our own messages),
-a filter on the root handler rewrites API keys (also Azure's ``api-key`` and Google's
-``x-goog-api-key`` headers and ``?key=`` query parameters), ephemeral keys, Bearer tokens and SIP
-digest responses to ``[redacted]`` before formatting. Base64 audio is kept out at the source
-(:func:`bridge.realtime.wire.redact`).
+Whatever a library logs (uvicorn's access log, websockets' debug output, our own messages,
+the traceback of an exception), the formatter of the one root handler rewrites API keys (also
+Azure's ``api-key`` and Google's ``x-goog-api-key`` headers and ``?key=`` query parameters),
+ephemeral keys, Bearer tokens, webhook secrets and SIP digest responses to ``[redacted]`` in the
+finished line, exception text and stack included, in both formats. Base64 audio is kept out at
+the source (:func:`bridge.realtime.wire.redact`).
+
+:func:`log_incident` is how a failure whose details must not leave the process (upstream URLs,
+keys, upstream error bodies) is reported: the details go to the log under a short correlation
+id, and only the id goes to the HTTP client or SIP peer.
 """
 
 from __future__ import annotations
@@ -12,16 +17,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import sys
 import time
 
-__all__ = ["SecretFilter", "redact_secrets", "setup_logging"]
+__all__ = ["log_incident", "redact_secrets", "setup_logging"]
 
 _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
     re.compile(r"(openai-insecure-api-key\.)[^\s'\",]+"),
     re.compile(r"\b(sk-|ek_|rtb_|xai-|whsec_)[A-Za-z0-9_\-+/=]{6,}"),
-    re.compile(r"(?i)((?:password|api_key|secret)\s*[=:]\s*['\"]?)[^\s'\",]+"),
+    re.compile(r"(?i)((?:password|api[-_]?key|secret|token)\s*[=:]\s*['\"]?)[^\s'\",&]+"),
     re.compile(r"(?i)((?:x-goog-api-key|api-key)['\"]?\s*[=:]\s*['\"]?)[^\s'\",]+"),
     re.compile(r"(?i)([?&](?:key|access_token)=)[^&\s'\",]+"),
     re.compile(r"\b(AIza)[A-Za-z0-9_\-]{20,}"),
@@ -35,16 +41,20 @@ def redact_secrets(text: str) -> str:
     return text
 
 
-class SecretFilter(logging.Filter):
-    """Rewrites the formatted message of every record so no secret reaches a handler."""
+def log_incident(logger: logging.Logger, what: str, exc: BaseException | str) -> str:
+    """Log ``what`` with the failure's details under a new correlation id; return the id,
+    which is all a client or peer is told (``ref_3f9c0a1b2c4d``)."""
+    ref = "ref_" + secrets.token_hex(6)
+    logger.warning("%s [%s]: %s", what, ref, exc)
+    return ref
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        clean = redact_secrets(msg)
-        if clean != msg:
-            record.msg = clean
-            record.args = None
-        return True
+
+class _PlainFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_secrets(super().format(record))
 
 
 class _JsonFormatter(logging.Formatter):
@@ -54,23 +64,24 @@ class _JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact_secrets(record.getMessage()),
         }
         call_id = getattr(record, "call_id", None)
         if call_id:
             out["call_id"] = call_id
+        event = getattr(record, "security_event", None)
+        if isinstance(event, dict):  # bridge.security: its fields (redacted when recorded)
+            out["event"] = event
         if record.exc_info:
             out["exc"] = redact_secrets(self.formatException(record.exc_info))
+        if record.stack_info:
+            out["stack"] = redact_secrets(self.formatStack(record.stack_info))
         return json.dumps(out, ensure_ascii=False)
 
 
 def setup_logging(level: str = "info", json_lines: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(SecretFilter())
-    if json_lines:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_JsonFormatter() if json_lines else _PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -11,7 +11,9 @@ Schema (``calls``): ids, direction, leg, parties, trunk, codec and session forma
 timestamps for offered/answered/ended, end reason and SIP status, media statistics (JSON), and
 the ``owner``: the process that holds the call. ``call_events``: ``(call_id, seq, ts, kind, data
 JSON)`` with kinds such as ``transcript.user``, ``transcript.agent``, ``dtmf``, ``tool_call``,
-``error``, ``state``. The schema version is SQLite's ``user_version``; :data:`MIGRATIONS` bring
+``error``, ``state``. The database and its -wal/-shm files are owner-only (0600): they hold
+transcripts, phone numbers and DTMF digits (PINs). The schema version is SQLite's
+``user_version``; :data:`MIGRATIONS` bring
 any older file up to date when the store opens it.
 
 Crash safety: every process that opens the store takes an owner id and holds an exclusive
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from bridge.private_files import private_file
 from media.clock import Clock, SystemClock
 
 __all__ = ["MIGRATIONS", "CallEvent", "CallRecord", "CallStore"]
@@ -149,10 +152,17 @@ class CallStore:
     def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
         self.path = Path(path)
         self._clock = clock or SystemClock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # transcripts, numbers and DTMF digits (PINs): owner-only, whatever the umask; SQLite
+        # gives its -wal and -shm files the database file's mode
+        private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                private_file(side)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._owners = self.path.with_name(self.path.name + ".owners")
-        self._owners.mkdir(exist_ok=True)
+        self._owners.mkdir(exist_ok=True, mode=0o700)
         self._lock_fd = self._hold_lock(self.owner)
         db = self._connect()
         try:

@@ -9,7 +9,8 @@ upstream's dialect by :class:`~bridge.upstream.UpstreamSession`.
 
 Handshake failures are HTTP errors with OpenAI's error body, sent before the WebSocket opens:
 401 without or with a wrong key, 400 for a malformed request, 502/503 when the upstream cannot
-be reached (503 when a retry may help). After the handshake, a bad client frame gets an
+be reached (503 when a retry may help; the body names a correlation id that is in the log, never
+the upstream's URL or error text). After the handshake, a bad client frame gets an
 ``error`` event and the session goes on; an upstream that goes away closes the client with
 1011 and the reason.
 """
@@ -28,6 +29,7 @@ from starlette.websockets import WebSocketState
 from bridge.apikeys import ServerKey, key_from_request
 from bridge.errors import ProtocolError, UpstreamError
 from bridge.http_errors import error_body
+from bridge.logs import log_incident
 from bridge.realtime import wire
 from bridge.security import SecurityKind
 from bridge.upstream import UpstreamSession
@@ -113,13 +115,15 @@ async def realtime(ws: WebSocket) -> None:
     upstream = UpstreamSession(ws.app.state.upstream_settings, model=model)
     try:
         await upstream.connect()
-    except UpstreamError as exc:
-        log.warning("relay: upstream unavailable: %s", exc)
+    except UpstreamError as exc:  # the client gets a reference, never the upstream's words
+        ref = log_incident(log, "relay: upstream unavailable", exc)
         await _deny(
             ws,
             503 if exc.retryable else 502,
             error_body(
-                f"Upstream unavailable: {exc}", type_="server_error", code="upstream_unavailable"
+                f"Upstream unavailable ({ref}).",
+                type_="server_error",
+                code="upstream_unavailable",
             ),
         )
         return
@@ -162,8 +166,8 @@ async def _pump(ws: WebSocket, upstream: UpstreamSession) -> None:
             async for frame in upstream.frames():
                 await ws.send_text(frame)
         except UpstreamError as exc:
-            log.info("relay: upstream ended: %s", exc)
-            return 1011, str(exc)[:120]
+            ref = log_incident(log, "relay: upstream ended", exc)
+            return 1011, f"upstream lost ({ref})"
         return 1000, "upstream closed the session"
 
     up_task = asyncio.create_task(upstream_to_client())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from types import FrameType
 from typing import Any
 
@@ -20,6 +21,7 @@ import uvicorn
 from bridge.apikeys import resolve_server_key
 from bridge.app import create_app
 from bridge.config import Settings
+from bridge.errors import ConfigError
 from bridge.logs import setup_logging
 
 __all__ = ["serve"]
@@ -33,6 +35,9 @@ def serve(settings: Settings, *, ice_hosts: list[str] | None = None) -> int:
         return asyncio.run(_serve(settings, ice_hosts or []))
     except KeyboardInterrupt:
         return 0
+    except ConfigError as exc:  # the key file or the data directory cannot be trusted
+        print(f"rtbridge: {exc}", file=sys.stderr)
+        return 2
 
 
 async def _serve(settings: Settings, ice_hosts: list[str]) -> int:

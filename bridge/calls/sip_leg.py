@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +37,7 @@ from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile, SessionFormat
 from bridge.destinations import Purpose
 from bridge.errors import CallNotAllowed, DestinationRefused, PortsExhausted, UpstreamError
+from bridge.logs import log_incident
 from bridge.realtime.formats import AudioFormat
 from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
@@ -78,10 +78,6 @@ def _session_format(profile: AgentProfile, codec_name: str) -> AudioFormat:
     if profile.session_format is SessionFormat.AUTO:
         return pass_through_format(codec_name) or AudioFormat.PCM16
     return AudioFormat(profile.session_format.value)
-
-
-def _correlation_id() -> str:
-    return "err_" + secrets.token_hex(6)
 
 
 @dataclass(slots=True)
@@ -273,13 +269,12 @@ class SipLeg:
             agent = self._agent_for(profile, answer.media.codec.name)
             try:
                 await agent.open()
-            except UpstreamError as exc:
-                ref = _correlation_id()
-                log.warning("call %s: agent unavailable (%s): %s", call_id, ref, exc)
+            except UpstreamError as exc:  # the peer gets a reference, never the upstream's words
+                ref = log_incident(log, f"call {call_id}: agent unavailable", exc)
                 return fail(
                     503,
                     EndReason.UPSTREAM_UNAVAILABLE,
-                    f"agent unavailable ({ref}): {type(exc).__name__}",
+                    f"agent unavailable ({ref})",
                     f"Agent Unavailable ({ref})",
                 )
             if sip_call.ended is not None:  # the caller gave up while we were connecting
@@ -474,7 +469,8 @@ class SipLeg:
         except Exception as exc:
             manager.close_endpoint(endpoint)
             self.store.call_ended(call_id, reason=EndReason.FAILED.value)
-            raise CallNotAllowed(f"cannot place the call: {exc}") from exc
+            ref = log_incident(log, f"call {call_id}: cannot place the call", exc)
+            raise CallNotAllowed(f"cannot place the call ({ref})") from exc
         loop = asyncio.get_running_loop()
         dial = _Dial(
             call_id=call_id,
@@ -544,10 +540,8 @@ class SipLeg:
         try:
             await agent.open()
         except UpstreamError as exc:
-            log.warning("call %s: agent unavailable: %s", call_id, exc)
-            return failed(
-                EndReason.UPSTREAM_UNAVAILABLE, f"agent unavailable: {type(exc).__name__}"
-            )
+            ref = log_incident(log, f"call {call_id}: agent unavailable", exc)
+            return failed(EndReason.UPSTREAM_UNAVAILABLE, f"agent unavailable ({ref})")
         if d.hung_up is not None or sip_call.ended is not None:
             await agent.close()
             return failed(d.hung_up or EndReason.REMOTE_BYE, "the call ended during set-up")

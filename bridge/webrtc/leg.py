@@ -30,6 +30,7 @@ from bridge.calls.info import CallInfo
 from bridge.calls.manager import CallManager
 from bridge.calls.watchdog import Watchdog
 from bridge.errors import CallSetupError, UpstreamError
+from bridge.logs import log_incident
 from bridge.realtime.formats import AudioFormat
 from bridge.webrtc.call import WebRtcCall
 from bridge.webrtc.ice import gather_on_hosts
@@ -91,12 +92,12 @@ async def open_call(
     agent.session = enforce_formats(merge_session(agent.session, session), AudioFormat.PCM16)
     try:
         await agent.open()
-    except UpstreamError as exc:
-        log.warning("webrtc call %s: agent unavailable: %s", call_id, exc)
+    except UpstreamError as exc:  # the browser gets a reference, never the upstream's words
+        ref = log_incident(log, f"webrtc call {call_id}: agent unavailable", exc)
         raise fail(
             503 if exc.retryable else 502,
             EndReason.UPSTREAM_UNAVAILABLE,
-            f"agent unavailable: {exc}",
+            f"The agent is unavailable ({ref}).",
             "upstream_unavailable",
         ) from exc
     if agent.format is not AudioFormat.PCM16:

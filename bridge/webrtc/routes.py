@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,6 +42,7 @@ from bridge.calls.manager import CallManager
 from bridge.control.auth import origin_allowed, record
 from bridge.errors import CallSetupError
 from bridge.http_errors import error_body
+from bridge.logs import log_incident
 from bridge.security import SecurityKind
 from bridge.webrtc.ephemeral import (
     DEFAULT_TTL_S,
@@ -50,6 +52,8 @@ from bridge.webrtc.ephemeral import (
     is_ephemeral,
 )
 from bridge.webrtc.leg import merge_session, open_call
+
+log = logging.getLogger(__name__)
 
 __all__ = ["WebRtcService", "install", "router"]
 
@@ -347,7 +351,8 @@ async def create_call(request: Request) -> Response:
         future.set_exception(CallSetupError(500, "call setup failed", "server_error"))
         future.exception()
         if isinstance(exc, Exception):
-            return _error(500, f"call setup failed: {exc}", "server_error")
+            ref = log_incident(log, "browser call setup failed", exc)
+            return _error(500, f"Call setup failed ({ref}).", "server_error")
         raise
     future.set_result((call.id, answer))
     return _created(call.id, answer)

@@ -1,12 +1,15 @@
-"""Secrets never reach a log line."""
+"""Secrets never reach a log line: messages, arguments and exception text, in both formats."""
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 
-from bridge.logs import SecretFilter, redact_secrets
+from bridge.logs import log_incident, redact_secrets, setup_logging
 
 
 @pytest.mark.parametrize(
@@ -34,7 +37,63 @@ def test_redaction(secret_text: str) -> None:
         assert token not in out
 
 
-def test_filter_rewrites_formatted_record() -> None:
-    rec = logging.LogRecord("x", logging.INFO, __file__, 1, "key is %s", ("sk-abcdefghijk",), None)
-    SecretFilter().filter(rec)
-    assert "sk-abcdefghijk" not in rec.getMessage()
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    """setup_logging's handler, writing into a buffer instead of stderr."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    buf = io.StringIO()
+    yield buf
+    root.handlers[:], _ = saved
+    root.setLevel(saved[1])
+
+
+def _log_everything(buf: io.StringIO, json_lines: bool) -> str:
+    setup_logging("info", json_lines=json_lines)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buf)
+    log = logging.getLogger("rtbridge.test")
+    log.info("key is %s", "sk-abcdefghijk")
+    try:
+        raise RuntimeError("upstream said: Authorization: Bearer sk-live-0123456789abcdef")
+    except RuntimeError:
+        log.exception("call failed")
+    try:
+        raise ValueError({"api-key": "xai-ABCDEFGHIJKLMNOP"})
+    except ValueError:
+        log.error("with a traceback", exc_info=True, stack_info=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_every_line_and_traceback_is_redacted(captured: io.StringIO, json_lines: bool) -> None:
+    out = _log_everything(captured, json_lines)
+    assert "Traceback" in out and "RuntimeError" in out  # the exception text is there ...
+    for secret in ("sk-abcdefghijk", "sk-live-0123456789abcdef", "xai-ABCDEFGHIJKLMNOP"):
+        assert secret not in out  # ... without the secrets
+    assert out.count("[redacted]") >= 3
+    if json_lines:
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert [rec["msg"] for rec in lines] == [
+            "key is sk-[redacted]",
+            "call failed",
+            "with a traceback",
+        ]
+        assert "Bearer [redacted]" in lines[1]["exc"]
+
+
+def test_incident_logs_details_under_a_reference(captured: io.StringIO) -> None:
+    setup_logging("info")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(captured)
+    ref = log_incident(
+        logging.getLogger("rtbridge.test"),
+        "agent unavailable",
+        "upstream wss://api.example/v1/realtime refused the session: HTTP 401 bad key sk-abc123456",
+    )
+    assert ref.startswith("ref_") and len(ref) == 16
+    line = captured.getvalue()
+    assert ref in line and "wss://api.example/v1/realtime" in line
+    assert "sk-abc123456" not in line
