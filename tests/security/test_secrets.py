@@ -143,12 +143,15 @@ async def test_files_are_owner_only_with_the_key_in_the_environment(tmp_path: Pa
             r = await c.post("/dashboard/login", data={"key": KEY}, headers={"Origin": url})
             assert r.status_code == 303
         files = sorted(p.name for p in data.iterdir())
-        modes = {p.name: _mode(p) for p in data.iterdir()}
+        # files owner-only (0600); directories (the records' owner locks) owner-only (0700)
+        modes = {
+            p.name: (_mode(p), 0o700 if p.is_dir() else 0o600) for p in data.rglob("*")
+        }
         dir_mode = _mode(data)
     assert {"calls.db", "calls.db-wal", "calls.db-shm", "dashboard-sessions"} <= set(files)
     assert KEY_FILE not in files  # the key came from the environment
     assert dir_mode == 0o700
-    assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
+    assert {name: mode for name, (mode, want) in modes.items() if mode != want} == {}
 
 
 async def test_a_new_data_dir_and_key_file_are_owner_only(tmp_path: Path) -> None:

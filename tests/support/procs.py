@@ -38,13 +38,18 @@ async def run_rtbridge(
     stderr is collected and shown if the process fails to start. The process gets SIGTERM
     on exit and must stop by itself. ``executable``: another installation's ``rtbridge``.
     """
-    async with start_rtbridge(*args, env=env, ready_timeout=ready_timeout) as rt:
+    async with start_rtbridge(
+        *args, env=env, ready_timeout=ready_timeout, executable=executable
+    ) as rt:
         yield rt.url
 
 
 @contextlib.asynccontextmanager
 async def start_rtbridge(
-    *args: str, env: Mapping[str, str] | None = None, ready_timeout: float = 30.0
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    ready_timeout: float = 30.0,
+    executable: str = RTBRIDGE,
 ) -> AsyncIterator[Rtbridge]:
     """Like :func:`run_rtbridge`, yielding the process too (a test may kill it)."""
     full_env = {**os.environ, **(env or {})}
