@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from bridge.logs import redact_secrets
+from media.clock import Clock, SystemClock
 
 __all__ = ["LOGGER_NAME", "SecurityEvent", "SecurityKind", "SecurityLog"]
 
@@ -87,7 +87,7 @@ class SecurityLog:
         *,
         capacity: int = 1000,
         log_burst: int = 20,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
         if capacity < 1 or log_burst < 1:
@@ -95,7 +95,7 @@ class SecurityLog:
         self._ring: deque[SecurityEvent] = deque(maxlen=capacity)
         self._counts: dict[SecurityKind, int] = dict.fromkeys(SecurityKind, 0)
         self._seq = 0
-        self._clock = clock
+        self._wall = (clock or SystemClock()).wall
         self._log = logger or log
         self._burst = log_burst
         self._window: dict[SecurityKind, _Window] = {}
@@ -114,7 +114,7 @@ class SecurityLog:
         self._seq += 1
         event = SecurityEvent(
             seq=self._seq,
-            at=self._clock(),
+            at=self._wall(),
             kind=kind,
             source=_clean(source, 120) if source is not None else None,
             detail=_clean(detail, 300),

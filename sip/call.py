@@ -37,6 +37,7 @@ from sip.transaction import (
     ClientTx,
     Peer,
     ServerInviteTransaction,
+    ServerNonInviteTransaction,
     TimerValues,
 )
 
@@ -247,7 +248,10 @@ class Call:
         self.reinvite_ack: Request | None = None
         self.pending_offer: bytes | None = None
         self.sdp_session: LocalSession | None = None
-        self.refer_in = False
+        #: an inbound REFER waiting for the owner's answer (:meth:`SipCore.answer_refer`)
+        self.refer_in: (
+            tuple[ServerNonInviteTransaction | ServerInviteTransaction, Request] | None
+        ) = None
         self.auth_tries = 0
 
     def __repr__(self) -> str:

@@ -123,7 +123,8 @@ class DtmfReceived:
 
 @dataclass(frozen=True, slots=True)
 class ReferReceived:
-    """The peer asks us to transfer (RFC 3515); we answered 202 and report via NOTIFY."""
+    """The peer asks us to transfer (RFC 3515). The owner must answer it: accept
+    (``answer_refer(202)``, then report with NOTIFY) or refuse (``answer_refer(403)``)."""
 
     call_id: str
     refer_to: str

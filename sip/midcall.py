@@ -8,7 +8,8 @@ RFC 3515 REFER; RFC 6086 INFO; RFC 3264 §8 re-offers).
 * re-INVITE out: 491 -> retry after a random 2.1-4 s (we own the Call-ID) or 0-2 s (§14.1).
 * BYE -> 200 (§15.1.2); INFO with application/dtmf-relay or application/dtmf -> DtmfReceived;
   OPTIONS -> 200.
-* REFER in -> 202 and an implicit subscription (NOTIFY ``message/sipfrag``, RFC 3515 §2.4.4);
+* REFER in -> :class:`ReferReceived` for the owner, who answers it (:func:`answer_refer`): 202
+  and an implicit subscription (NOTIFY ``message/sipfrag``, RFC 3515 §2.4.4), or a refusal;
   REFER out -> NOTIFY bodies reported as ReferProgress.
 """
 
@@ -40,6 +41,7 @@ from sip.transaction import (
 )
 
 __all__ = [
+    "answer_refer",
     "hold_sdp",
     "invite_2xx",
     "on_request",
@@ -239,10 +241,27 @@ def _on_refer(
     if not refer_to or len(req.headers.get_all("Refer-To")) != 1:
         _reply(core, tx, req, 400, now, "Bad Request (exactly one Refer-To)")
         return
-    _reply(core, tx, req, 202, now)
-    call.refer_in = True
+    if call.refer_in is not None:  # one transfer at a time (RFC 3515 §2.4.4: 491-like)
+        _reply(core, tx, req, 491, now, "Request Pending")
+        return
+    call.refer_in = (tx, req)
     core.emit(ReferReceived(call.id, refer_to, req.headers.get("Referred-By")))
-    send_refer_notify(core, call, 100, now)
+
+
+def answer_refer(
+    core: CallCore, call: Call, status: int, now: float, reason: str | None = None
+) -> None:
+    """The owner's answer to an inbound REFER: 2xx accepts it (202, then NOTIFY 100 Trying;
+    the owner reports progress with :func:`send_refer_notify`); anything else refuses it."""
+    pending, call.refer_in = call.refer_in, None
+    if pending is None:
+        raise SipStateError("call", call.state.value, "answer_refer")
+    tx, req = pending
+    if 200 <= status < 300:
+        _reply(core, tx, req, 202, now)
+        send_refer_notify(core, call, 100, now)
+    else:
+        _reply(core, tx, req, status, now, reason)
 
 
 def _on_notify(

@@ -249,6 +249,13 @@ class SipCore:
         midcall.send_info_dtmf(self, self._call(call_id), digit, duration_ms, now)
         self._pump(now)
 
+    def answer_refer(
+        self, call_id: str, status: int, now: float, reason: str | None = None
+    ) -> None:
+        """Accept (2xx) or refuse an inbound REFER the owner was told of (ReferReceived)."""
+        midcall.answer_refer(self, self._call(call_id), status, now, reason)
+        self._pump(now)
+
     def notify_refer(
         self, call_id: str, status: int, now: float, reason: str | None = None
     ) -> None:

@@ -25,6 +25,7 @@ from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.errors import NotTransferable
 from bridge.records import CallStore
+from bridge.security import SecurityKind, SecurityLog
 from media.clock import Clock
 from media.dtmf import DtmfDigit
 from media.playout import PlaybackEvent
@@ -35,6 +36,7 @@ from sip.events import (
     DtmfReceived,
     HoldChanged,
     ReferProgress,
+    ReferReceived,
     RemoteSdpChanged,
 )
 from sip.offer_answer import is_hold, remote_endpoint
@@ -68,6 +70,7 @@ class Call(CallScope):
         watchdog: Watchdog,
         clock: Clock,
         transfers: TransferCheck | None = None,
+        security: SecurityLog | None = None,
     ) -> None:
         super().__init__(
             info,
@@ -79,6 +82,7 @@ class Call(CallScope):
             watchdog=watchdog,
             clock=clock,
             transfers=transfers,
+            security=security,
         )
         self.sip = sip
         self.endpoint = endpoint
@@ -171,6 +175,18 @@ class Call(CallScope):
                 )
                 if final and 200 <= status < 300:
                     self.end(EndReason.TRANSFERRED)
+            case ReferReceived(refer_to=refer_to):
+                # a peer asking the agent's leg to call someone else: not something a voice
+                # agent's caller should be able to make rtbridge do (toll fraud)
+                self.sip.answer_refer(403, "Forbidden (transfers by REFER are not accepted)")
+                self.store.log_event(self.id, "refer.refused", {"refer_to": refer_to})
+                source = self.sip.source
+                self.security.record(
+                    SecurityKind.REFUSED_REQUEST,
+                    source=f"sip:{source.host}:{source.port}" if source else None,
+                    detail=f"inbound REFER to {refer_to!r} refused",
+                    call_id=self.id,
+                )
             case HoldChanged(on_hold=on_hold):
                 self._set_hold(on_hold)
             case RemoteSdpChanged(sdp=sdp):

@@ -73,7 +73,7 @@ class CallManager:
         self.store = store
         self.environ = environ
         self.clock = clock or SystemClock()
-        self.security = security or SecurityLog()
+        self.security = security or SecurityLog(clock=self.clock)
         #: where calls may go: every dial and transfer is checked here (toll fraud)
         self.destinations = Destinations(self.security)
         c = settings.calls

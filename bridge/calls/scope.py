@@ -50,6 +50,7 @@ from bridge.config import AgentProfile
 from bridge.errors import NotTransferable, UpstreamError, UpstreamExpiredError
 from bridge.realtime.dialects import CAPABILITIES
 from bridge.records import CallStore
+from bridge.security import SecurityLog
 from media.clock import Clock
 
 __all__ = ["CallScope", "LegMedia"]
@@ -83,8 +84,10 @@ class CallScope:
         watchdog: Watchdog,
         clock: Clock,
         transfers: TransferCheck | None = None,
+        security: SecurityLog | None = None,
     ) -> None:
         self.info = info
+        self.security = security or SecurityLog(clock=clock)
         self.id = info.call_id
         self.agent = agent
         self._leg_media = media

@@ -22,6 +22,7 @@ and ends with ``call.ended`` on the lifecycle stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,28 @@ def _session_format(profile: AgentProfile, codec_name: str) -> AudioFormat:
     if profile.session_format is SessionFormat.AUTO:
         return pass_through_format(codec_name) or AudioFormat.PCM16
     return AudioFormat(profile.session_format.value)
+
+
+async def _open_unless_gone(agent: AgentSession, sip_call: SipCall) -> bool:
+    """Open the agent session unless the caller hangs up (CANCEL) first; False then, with the
+    session closed or never opened. Raises the :class:`UpstreamError` of a failed open."""
+    opening = asyncio.ensure_future(agent.open())
+    gone = asyncio.ensure_future(sip_call.wait_ended())
+    try:
+        await asyncio.wait({opening, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not opening.done():
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError, UpstreamError):
+            await opening
+        await agent.close()
+        return False
+    opening.result()
+    if sip_call.ended is not None:
+        await agent.close()
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -268,7 +291,7 @@ class SipLeg:
                 self.store.update_call(call_id, profile=profile_name)
             agent = self._agent_for(profile, answer.media.codec.name)
             try:
-                await agent.open()
+                opened = await _open_unless_gone(agent, sip_call)
             except UpstreamError as exc:  # the peer gets a reference, never the upstream's words
                 ref = log_incident(log, f"call {call_id}: agent unavailable", exc)
                 return fail(
@@ -277,9 +300,9 @@ class SipLeg:
                     f"agent unavailable ({ref})",
                     f"Agent Unavailable ({ref})",
                 )
-            if sip_call.ended is not None:  # the caller gave up while we were connecting
-                await agent.close()
-                self._ended(call_id, EndReason.CANCELLED, sip_call.ended.status)
+            if not opened:  # the caller gave up while we were connecting: nobody pays on
+                status = sip_call.ended.status if sip_call.ended is not None else None
+                self._ended(call_id, EndReason.CANCELLED, status)
                 return None
             self._start_call(
                 call_id,
@@ -369,6 +392,7 @@ class SipLeg:
             watchdog=watchdog,
             clock=clock,
             transfers=manager.destinations.for_call(call_id, profile_name, profile),
+            security=manager.security,
         )
         holder.append(call)
 

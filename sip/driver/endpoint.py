@@ -168,6 +168,10 @@ class SipCall:
     def refer(self, target: str) -> None:
         self._ep._do(lambda now: self._ep.core.refer(self.id, target, now))
 
+    def answer_refer(self, status: int, reason: str | None = None) -> None:
+        """Accept (2xx: 202 and NOTIFY 100) or refuse the peer's REFER (ReferReceived)."""
+        self._ep._do(lambda now: self._ep.core.answer_refer(self.id, status, now, reason))
+
     def notify_refer(self, status: int, reason: str | None = None) -> None:
         self._ep._do(lambda now: self._ep.core.notify_refer(self.id, status, now, reason))
 

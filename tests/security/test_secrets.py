@@ -144,9 +144,7 @@ async def test_files_are_owner_only_with_the_key_in_the_environment(tmp_path: Pa
             assert r.status_code == 303
         files = sorted(p.name for p in data.iterdir())
         # files owner-only (0600); directories (the records' owner locks) owner-only (0700)
-        modes = {
-            p.name: (_mode(p), 0o700 if p.is_dir() else 0o600) for p in data.rglob("*")
-        }
+        modes = {p.name: (_mode(p), 0o700 if p.is_dir() else 0o600) for p in data.rglob("*")}
         dir_mode = _mode(data)
     assert {"calls.db", "calls.db-wal", "calls.db-shm", "dashboard-sessions"} <= set(files)
     assert KEY_FILE not in files  # the key came from the environment

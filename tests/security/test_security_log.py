@@ -9,14 +9,7 @@ import logging
 import pytest
 
 from bridge.security import SecurityEvent, SecurityKind, SecurityLog
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from media.clock import VirtualClock
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
@@ -24,7 +17,7 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
 
 
 def test_an_event_is_a_json_line_a_count_and_a_ring_entry(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = VirtualClock(epoch=1_700_000_000.0)
     sec = SecurityLog(clock=clock)
     with caplog.at_level(logging.WARNING, "rtbridge.security"):
         event = sec.record(
@@ -36,7 +29,7 @@ def test_an_event_is_a_json_line_a_count_and_a_ring_entry(caplog: pytest.LogCapt
         sec.record("auth-failure", source="203.0.113.9:5060", detail="wrong digest")
     assert event == SecurityEvent(
         seq=1,
-        at=clock.t,
+        at=clock.wall(),
         kind=SecurityKind.DESTINATION_REFUSED,
         source="http:198.51.100.7",
         detail="transfer refused: 'sip:x@evil.example?h=1'",
@@ -45,7 +38,7 @@ def test_an_event_is_a_json_line_a_count_and_a_ring_entry(caplog: pytest.LogCapt
     assert lines(caplog) == [
         {
             "seq": 1,
-            "at": clock.t,
+            "at": clock.wall(),
             "kind": "destination-refused",
             "source": "http:198.51.100.7",
             "detail": "transfer refused: 'sip:x@evil.example?h=1'",
@@ -53,7 +46,7 @@ def test_an_event_is_a_json_line_a_count_and_a_ring_entry(caplog: pytest.LogCapt
         },
         {
             "seq": 2,
-            "at": clock.t,
+            "at": clock.wall(),
             "kind": "auth-failure",
             "source": "203.0.113.9:5060",
             "detail": "wrong digest",
@@ -95,13 +88,13 @@ def test_the_ring_is_bounded_and_the_counts_are_not() -> None:
 
 
 def test_a_flood_is_summarised_not_logged_line_by_line(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = VirtualClock(epoch=1_700_000_000.0)
     sec = SecurityLog(log_burst=5, clock=clock)
     with caplog.at_level(logging.WARNING, "rtbridge.security"):
         for _ in range(1000):  # one second of a flood
             sec.record(SecurityKind.RATE_LIMITED, source="192.0.2.7:5060")
         sec.record(SecurityKind.AUTH_FAILURE, source="192.0.2.8:5060")  # other kinds still log
-        clock.t += 1.0
+        clock.advance(1.0)
         sec.record(SecurityKind.RATE_LIMITED, source="192.0.2.7:5060")
     logged = lines(caplog)
     flood = [x for x in logged if x["kind"] == "rate-limited"]

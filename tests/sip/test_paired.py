@@ -225,9 +225,12 @@ def test_refer_out_and_in_with_notify_progress() -> None:
     cid, bcid = _established(p)
     p.a.refer(cid, "sip:carol@127.0.0.1:5070", p.now)
     p.pump()
-    assert p.sent("b", "202 REFER")
     refer = p.of("b", ReferReceived)
     assert refer == [ReferReceived(bcid, "<sip:carol@127.0.0.1:5070>", "sip:alice@127.0.0.1")]
+    assert not p.sent("b", "202 REFER")  # the owner decides
+    p.b.answer_refer(bcid, 202, p.now)
+    p.pump()
+    assert p.sent("b", "202 REFER")
     assert p.of("a", ReferProgress) == [ReferProgress(cid, 100, "Trying", False)]
     p.b.notify_refer(bcid, 200, p.now)
     p.pump()
@@ -351,3 +354,18 @@ def test_outbound_call_answers_a_reoffer_with_the_codec_in_use() -> None:
     answer = p.sent("a", "200 INVITE")[-1]
     assert b"m=audio 4000 RTP/AVP 8 101" in answer.body
     assert not p.of("a", CallEnded)
+
+
+def test_refer_in_refused_by_the_owner() -> None:
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.refer(cid, "sip:mallory@198.51.100.7", p.now)
+    p.pump()
+    assert len(p.of("b", ReferReceived)) == 1
+    p.b.answer_refer(bcid, 403, p.now, "Forbidden (transfers by REFER are not accepted)")
+    p.pump()
+    assert p.sent("b", "403 REFER") and not p.sent("b", "202 REFER")
+    assert not p.sent("b", "NOTIFY")
+    final = p.of("a", ReferProgress)[-1]
+    assert final.final and final.status == 0 and "403" in final.reason
+    assert not p.of("a", CallEnded) and not p.of("b", CallEnded)  # the call goes on

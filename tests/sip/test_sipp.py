@@ -274,6 +274,7 @@ class _Transferee(_Recorder):
         async for ev in call.events():
             self.events.append(ev)
             if isinstance(ev, ReferReceived):
+                call.answer_refer(202)
                 call.notify_refer(200)
         self.done.set()
 
