@@ -26,6 +26,7 @@ from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bridge.errors import RtbridgeError
 from bridge.security import SecurityKind
 
 __all__ = ["DISCARD_BYTES", "DISCARD_S", "BodyLimits", "BodyTooLarge"]
@@ -34,7 +35,7 @@ DISCARD_BYTES = 1024 * 1024
 DISCARD_S = 0.5
 
 
-class BodyTooLarge(HTTPException):
+class BodyTooLarge(HTTPException, RtbridgeError):
     """Raised from ``receive`` when a body passes its cap; FastAPI and Starlette pass HTTP
     exceptions through to the app's error handler, which answers 413 in OpenAI's shape."""
 

@@ -18,8 +18,11 @@ r"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own proto
         ├── NotTransferable           the call cannot be transferred (not SIP, not confirmed)
         └── PortsExhausted            every RTP port pair is in use (503 + Retry-After)
 
-The local agent's errors for its clients (:mod:`bridge.agent`) are
-:class:`RemoteProtocolError`\ s: the client sent something the agent refuses.
+``bridge.destinations.targets.TargetError`` (a dial or transfer target that can never be
+allowed) is an :class:`RtbridgeError` and a ``ValueError``. The dialect translators' refusals
+(``LocalError``) and the local agent's errors for its clients (``ClientError``,
+``SessionUpdateError``, ``EdgeClose``) are :class:`RemoteProtocolError`\ s: the client sent
+something they refuse.
 
 Foreign exceptions (websockets, OSError, ...) are re-raised at the boundary as the most specific
 of these, ``from exc``.

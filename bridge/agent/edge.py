@@ -67,11 +67,11 @@ class Native:
 Out = Event | Native | Close
 
 
-class EdgeClose(Exception):
+class EdgeClose(RemoteProtocolError):
     """The client broke a rule its dialect enforces by closing the connection."""
 
     def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__(reason, code="connection_closed")
         self.close = Close(code, reason[:120])
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bridge.errors import RtbridgeError
 from sip.errors import SipParseError
 from sip.uri import SipUri, TelUri, parse_uri
 
@@ -25,8 +26,9 @@ _PHONE_USER = re.compile(r"^\+?[0-9().\-]*[0-9][0-9().\-]*$")
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
 
 
-class TargetError(ValueError):
-    """The target can never be allowed; the message says why."""
+class TargetError(RtbridgeError, ValueError):
+    """The target can never be allowed; the message says why (a ``ValueError`` too, for the
+    settings' validators)."""
 
 
 @dataclass(frozen=True, slots=True)

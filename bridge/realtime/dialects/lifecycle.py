@@ -35,6 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.errors import RemoteProtocolError
 from bridge.realtime.dialects.base import Event
 
 __all__ = ["IdMinter", "Lifecycle", "LocalError"]
@@ -43,13 +44,11 @@ __all__ = ["IdMinter", "Lifecycle", "LocalError"]
 MAX_ITEMS = 256
 
 
-class LocalError(Exception):
+class LocalError(RemoteProtocolError):
     """A GA client request the translator refuses (becomes an ``error`` event)."""
 
     def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.param = param
+        super().__init__(message, code=code, param=param)
 
 
 class IdMinter:
