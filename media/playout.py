@@ -69,7 +69,9 @@ DEFAULT_MAX_CATCH_UP: Final = 3
 # A deadline within this of ``now`` is due: a driver on its own grid (anchor + n * period
 # computed elsewhere) may land a rounding error early, and must not lose a whole period.
 _EPSILON: Final = 1e-6
-_CLOSED_MEMORY: Final = 256  # finished/cleared response ids remembered to reject late audio
+#: finished/cleared response ids remembered per buffer to reject their late audio (late deltas
+#: come within a second or two; a call makes a response every few seconds)
+_CLOSED_MEMORY: Final = 16
 
 
 class PlayoutError(RuntimeError):

@@ -438,7 +438,6 @@ class RtcpReporter:
         self._next: float | None = None
         self.rtt: float | None = None  # seconds, from the latest block about us
         self.peer_bye: Bye | None = None
-        self.received: list[RtcpPacket] = []
 
     def next_deadline(self, now: float) -> float:
         """When the next report is due (first call schedules one)."""

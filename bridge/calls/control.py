@@ -47,7 +47,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -73,6 +73,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+#: How many recent barge-in latencies and truncated item ids a call keeps (bounded per call).
+RECENT = 64
 #: Events waiting for the agent session's writer. Call control decides a few per second; this
 #: many queued means the agent stopped reading (a reconnect waits at most its window).
 OUTBOX_MAX = 1024
@@ -176,7 +178,9 @@ class ControlStats:
     dtmf_digits: int = 0
     tool_timeouts: int = 0
     tool_calls_cancelled: int = 0
-    barge_in_latency_ms: list[float] = field(default_factory=list)
+    #: the most recent barge-in latencies (``barge_ins_timed`` counts them all)
+    barge_in_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT))
+    barge_ins_timed: int = 0
 
 
 class CallControl:
@@ -210,7 +214,8 @@ class CallControl:
         self.active_response: str | None = None
         self._create_pending = False
         self._deferred: deque[_Deferred] = deque()
-        self._truncated: set[str] = set()
+        #: items already truncated or deleted (never twice), the most recent :data:`RECENT`
+        self._truncated: OrderedDict[str, None] = OrderedDict()
         self._digits: list[str] = []
         self._digits_deadline: float | None = None
         self._muted = False
@@ -323,6 +328,11 @@ class CallControl:
         )
         self._calls.setdefault(event.response_id, []).append(event)
 
+    def _settled(self, item_id: str) -> None:
+        self._truncated[item_id] = None
+        while len(self._truncated) > RECENT:
+            self._truncated.popitem(last=False)
+
     def _interrupts(self) -> bool:
         session = self._session()
         td = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
@@ -365,7 +375,7 @@ class CallControl:
         for item in result.played:
             if item.item_id in self._truncated:
                 continue
-            self._truncated.add(item.item_id)
+            self._settled(item.item_id)
             end_ms = max(0, item.audio_end_ms - delay)
             if end_ms == 0:
                 self._send({"type": "conversation.item.delete", "item_id": item.item_id})
@@ -383,7 +393,7 @@ class CallControl:
             self.stats.truncations += 1
         for item in result.unplayed:
             if item.item_id and item.item_id not in self._truncated:
-                self._truncated.add(item.item_id)
+                self._settled(item.item_id)
                 self._send({"type": "conversation.item.delete", "item_id": item.item_id})
                 self.stats.deletions += 1
         if result.was_playing or result.played or result.unplayed:
@@ -399,6 +409,7 @@ class CallControl:
             self.stats.barge_ins += 1
             if started_at is not None:
                 self.stats.barge_in_latency_ms.append((self._now() - started_at) * 1000.0)
+                self.stats.barge_ins_timed += 1
             self._log(
                 "output_audio_buffer.cleared",
                 {

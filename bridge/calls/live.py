@@ -51,7 +51,9 @@ class LiveCall(Protocol):
         nothing flowed lately."""
         ...
 
-    def barge_in_latencies_ms(self) -> list[float]: ...
+    def barge_in_latencies_ms(self) -> tuple[int, list[float]]:
+        """How many barge-ins were timed so far, and the latest latencies (ms)."""
+        ...
 
     def say(self, item: dict[str, Any], *, respond: bool) -> None:
         """Add a conversation item (and a response after the active one, if ``respond``)."""

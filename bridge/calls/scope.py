@@ -158,8 +158,9 @@ class CallScope:
         """dBFS of the latest 20 ms each way, where the leg measures it."""
         return (None, None)
 
-    def barge_in_latencies_ms(self) -> list[float]:
-        return list(self.control.stats.barge_in_latency_ms)
+    def barge_in_latencies_ms(self) -> tuple[int, list[float]]:
+        stats = self.control.stats
+        return stats.barge_ins_timed, list(stats.barge_in_latency_ms)
 
     def say(self, item: dict[str, Any], *, respond: bool) -> None:
         self.control.request_response([item], None, reason="api-say", create=respond)

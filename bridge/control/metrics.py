@@ -160,10 +160,11 @@ class Metrics:
     def _barge_ins(self, t: _Tracked) -> None:
         if t.call is None:
             return
-        latencies = t.call.barge_in_latencies_ms()
-        for ms in latencies[t.barge_ins_seen :]:
+        total, latest = t.call.barge_in_latencies_ms()
+        fresh = min(total - t.barge_ins_seen, len(latest))
+        for ms in latest[len(latest) - fresh :] if fresh > 0 else ():
             self.barge_in.observe(ms / 1000.0)
-        t.barge_ins_seen = len(latencies)
+        t.barge_ins_seen = total
 
     def _live(self) -> Iterator[tuple[LiveCall, _Tracked]]:
         for call_id, call in list(self.manager.calls.items()):

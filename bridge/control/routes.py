@@ -104,7 +104,7 @@ def _live_view(call: LiveCall, now: float) -> dict[str, Any]:
         media = call.stats()
     except Exception:
         media = {}
-    barge = call.barge_in_latencies_ms()
+    _timed, barge = call.barge_in_latencies_ms()
     levels: dict[str, float | None] = {}
     try:  # dBFS of the latest frame each way, where the leg measures it
         level_in, level_out = call.levels()
