@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 #: How many recent barge-in latencies and truncated item ids a call keeps (bounded per call).
-RECENT = 64
+RECENT = 16
 #: Events waiting for the agent session's writer. Call control decides a few per second; this
 #: many queued means the agent stopped reading (a reconnect waits at most its window).
 OUTBOX_MAX = 1024

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -40,7 +41,7 @@ class TickerStats:
     ticks: int = 0
     reanchors: int = 0
     sink_errors: int = 0
-    lateness_ms: list[float] = field(default_factory=list)  # bounded ring of recent values
+    lateness_ms: deque[float] = field(default_factory=deque)  # the most recent values
 
 
 class TickSchedule:
@@ -78,14 +79,13 @@ class FrameTicker:
         *,
         max_late_ticks: int = 3,
         clock: Clock | None = None,
-        keep_lateness: int = 10_000,
+        keep_lateness: int = 3_000,
     ) -> None:
         self.period = period
         self.max_late_ticks = max_late_ticks
         self._clock = clock
         self._sinks: dict[int, tuple[TickSink, SinkError]] = {}
-        self._keep = keep_lateness
-        self.stats = TickerStats()
+        self.stats = TickerStats(lateness_ms=deque(maxlen=keep_lateness))
         self._task: asyncio.Task[None] | None = None
 
     def add(self, sink: TickSink, on_error: SinkError) -> None:
@@ -134,7 +134,4 @@ class FrameTicker:
 
     def _record(self, late: float) -> None:
         self.stats.ticks += 1
-        lat = self.stats.lateness_ms
-        lat.append(late * 1000.0)
-        if len(lat) > self._keep:
-            del lat[: len(lat) - self._keep]
+        self.stats.lateness_ms.append(late * 1000.0)
