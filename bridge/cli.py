@@ -84,9 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, help="duration (where it applies)")
     bench.add_argument("--minutes", type=float, help="duration in minutes (soak)")
     bench.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (soak)")
-    bench.add_argument(
-        "--trace", action="store_true", help="where memory grows, by tracemalloc (soak)"
-    )
+    bench.add_argument("--trace", action="store_true", help="which object types grow (soak)")
     return parser
 
 

@@ -12,8 +12,7 @@ line per command read from stdin:
 
 * ``status``: live calls, RSS, open file descriptors, live asyncio tasks and threads;
 * ``collect``: a full garbage collection, then ``status``;
-* ``trace start`` / ``trace top N``: tracemalloc from now on / the N allocation sites that grew
-  most since (``rtbridge bench soak --trace``: where the memory goes);
+* ``census``: live objects by type and the types that grew most since the previous census;
 * ``mark``: start a window: the ticker's lateness record is cleared, the probe disarmed;
 * ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
 * ``snapshot NAME``: the window's figures (ticker lateness, probe summary, garbage collector
@@ -29,6 +28,7 @@ On stdin close or SIGTERM it writes ``{"snapshots": {...}, "final": {...}}`` to
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import json
@@ -37,7 +37,6 @@ import signal
 import sys
 import threading
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,7 @@ class Worker:
         self.probe = probe
         self.gc = GcPauses()
         self.snapshots: dict[str, Any] = {}
-        self.traced: tracemalloc.Snapshot | None = None
+        self.census: collections.Counter[str] | None = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -144,26 +143,12 @@ class Worker:
         if cmd in ("mark", "arm"):
             self.mark(arm=cmd == "arm")
             return {"ok": cmd, **self.status(), "traffic": _traffic(self.manager)}
-        if cmd == "trace":  # tracemalloc: "trace start", then "trace top N" (growth since)
-            if arg == "start":
-                tracemalloc.start(8)
-                self.traced = tracemalloc.take_snapshot()
-                current, _peak = tracemalloc.get_traced_memory()
-                return {"ok": cmd, "traced_kb": round(current / 1024, 1)}
-            if self.traced is None:
-                return {"error": "trace start first"}
+        if cmd == "census":  # live objects by type: the growth since the previous census
             gc.collect()
-            diff = tracemalloc.take_snapshot().compare_to(self.traced, "traceback")
-            top = [
-                {
-                    "size_kb": round(d.size_diff / 1024, 1),
-                    "count": d.count_diff,
-                    "where": [f"{f.filename}:{f.lineno}" for f in d.traceback][-4:],
-                }
-                for d in diff[: int(arg.split()[-1]) if arg.split()[-1].isdigit() else 15]
-            ]
-            current, _peak = tracemalloc.get_traced_memory()
-            return {"ok": cmd, "traced_kb": round(current / 1024, 1), "top": top}
+            counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+            growth = counts - self.census if self.census else collections.Counter()
+            self.census = counts
+            return {"ok": cmd, "objects": sum(counts.values()), "grew": growth.most_common(12)}
         if cmd == "collect":
             gc.collect()
             return {"ok": cmd, **self.status()}

@@ -16,8 +16,8 @@ two minutes); what counts is what happens after it:
   and after (every call released, a full garbage collection): what a call holds must be
   given back, so ``after`` must equal ``idle``.
 
-``--trace`` runs tracemalloc in rtbridge's process after warm-up and adds ``growth_sites``: the
-allocation sites that grew most (it slows rtbridge down: use it to find a leak, not to measure).
+``--trace`` counts rtbridge's live Python objects by type at the end of warm-up and at the end
+and adds ``objects``: how many, and the types that grew most (where to look for a leak).
 
 Figures are process-level and do not depend on how busy the machine is, except that a
 saturated run (``kept_up`` below 0.98) does less work per call than a real one.
@@ -113,16 +113,19 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
             tracing = False
             while (elapsed := time.monotonic() - started) < duration:
                 if trace and not tracing and elapsed >= warmup_s:
-                    started_trace = await child.ask("trace start")
+                    started_trace = await child.ask("census", timeout=120)
                     tracing = True
                 status = await child.ask("status")
                 samples.append({"t": round(elapsed, 1), **status})
                 await asyncio.sleep(min(SAMPLE_S, max(0.0, duration - elapsed)))
             loaded = await child.ask("snapshot soak")
             if tracing:
-                top = await child.ask("trace top 15", timeout=120)
-                result["traced_growth_kb"] = round(top["traced_kb"] - started_trace["traced_kb"], 1)
-                result["growth_sites"] = top["top"]
+                census = await child.ask("census", timeout=120)
+                result["objects"] = {
+                    "end_of_warmup": started_trace["objects"],
+                    "end": census["objects"],
+                    "grew_most": census["grew"],
+                }
             samples.append({"t": round(time.monotonic() - started, 1), **loaded})
             await child.ask(f"hangup {max(30.0, calls / 5)}", timeout=max(90.0, calls / 2))
             await asyncio.sleep(1.0)  # sockets and tasks of the last calls wind down
