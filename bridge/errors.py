@@ -10,7 +10,6 @@ r"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own proto
     │   ├── UpstreamAuthError         the upstream refused our credentials: not retryable
     │   ├── UpstreamRejectedError     the handshake got another HTTP error status
     │   └── UpstreamClosedError       the socket closed after it was open
-    │       └── UpstreamExpiredError    ... because the upstream's session reached its end
     └── CallError                   a call cannot be placed, set up or acted on now (``code``)
         ├── CallNotAllowed            policy, limits or draining refuse a new call
         │   └── DestinationRefused      the destination policy refused the target (``verdict``)
@@ -48,7 +47,6 @@ __all__ = [
     "UpstreamClosedError",
     "UpstreamConnectError",
     "UpstreamError",
-    "UpstreamExpiredError",
     "UpstreamRejectedError",
 ]
 
@@ -119,13 +117,6 @@ class UpstreamClosedError(UpstreamError):
         super().__init__(message)
         self.code = code
         self.reason = reason
-
-
-class UpstreamExpiredError(UpstreamClosedError):
-    """The upstream ended its session because it reached its length limit (an ``error`` with
-    code ``session_expired``, then the close)."""
-
-    retryable = False
 
 
 class CallError(RtbridgeError):

@@ -431,6 +431,13 @@ class AgentCore:
                 code="invalid_value",
                 param="previous_item_id",
             ) from None
+        text = "".join(
+            str(part.get("text"))
+            for part in stored.item.get("content") or []
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+        if text:
+            self.record.texts.append((str(stored.item.get("role")), text))
         if stored.item.get("role") == "user":
             self._user_turns += 1
             self._pending_audio = stored if len(stored.pcm) else None

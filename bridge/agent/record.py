@@ -3,7 +3,8 @@
 ``LocalAgent.sessions`` holds one :class:`SessionRecord` per connection, updated live: the
 current session configuration (so "instructions are visible to the local agent"), every
 received event type, every appended audio chunk's size and the decoded 24 kHz PCM ("the agent
-receives the audio"), truncations, errors sent and finished responses.
+receives the audio"), the text messages clients added, truncations, errors sent and finished
+responses.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class SessionRecord:
     audio_chunk_sizes: list[int] = field(default_factory=list)
     decoded_samples: int = 0
     truncations: list[dict[str, Any]] = field(default_factory=list)
+    #: text messages a client added (``conversation.item.create``): (role, text)
+    texts: list[tuple[str, str]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     responses: list[ResponseRecord] = field(default_factory=list)
     closed: bool = False

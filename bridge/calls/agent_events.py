@@ -12,7 +12,11 @@ A known event whose fields are unusable (an audio delta that is not base64, a re
 an id) becomes :class:`Malformed` with the reason, instead of raising: one bad frame from an
 upstream is logged, never a crash of the call.
 
-:class:`Reconnected` is rtbridge's own: the agent session lost its socket and opened a new one.
+:class:`SessionRenewed` is rtbridge's own: the upstream session ended under the call (its time
+limit, a ``goAway``, a lost socket) and the agent session opened another one
+(:mod:`bridge.calls.agent_session`). The upstream's own announcements of that end
+(:class:`SessionEnding`, :class:`Resumption`, an ``error`` ``session_expired``) are read by the
+agent session and never reach the call.
 """
 
 from __future__ import annotations
@@ -29,15 +33,19 @@ __all__ = [
     "BufferEvent",
     "FunctionCall",
     "FunctionCallDone",
+    "ItemTruncated",
     "Malformed",
     "Other",
-    "Reconnected",
     "ResponseCreated",
     "ResponseDone",
+    "Resumption",
+    "SessionEnding",
+    "SessionRenewed",
     "SessionUpdated",
     "SpeechStarted",
     "SpeechStopped",
     "Transcript",
+    "TranscriptDelta",
     "UpstreamErrorEvent",
     "parse_agent_event",
 ]
@@ -100,6 +108,27 @@ class Transcript:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    """``response.output_audio_transcript.delta``: a piece of what the agent is saying."""
+
+    raw: Raw
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTruncated:
+    """``conversation.item.truncated``; ``transcript`` is what was heard, where the upstream (a
+    translator that truncates locally) or rtbridge says so, else None (OpenAI's event has
+    none)."""
+
+    raw: Raw
+    item_id: str
+    audio_end_ms: int
+    transcript: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SpeechStarted:
     """``input_audio_buffer.speech_started``: the upstream's VAD heard the caller start."""
 
@@ -146,14 +175,55 @@ class BufferEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class Reconnected:
-    """rtbridge's own: the agent session's socket was lost and a new one is configured."""
+class SessionEnding:
+    """The upstream announced the end of its session: ``going_away`` (Gemini ``goAway``, with
+    ``time_left_ms``) or ``closed`` (GPT-Live ``session.closed`` for another reason than its
+    time limit, with ``reason``)."""
 
+    raw: Raw
+    kind: str  # going_away | closed
+    time_left_ms: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """``rtbridge.upstream.resumption``: the latest handle that resumes this upstream session
+    on a new connection (Gemini). A credential: kept by the agent session, never forwarded."""
+
+    raw: Raw
+    handle: str | None
+    resumable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRenewed:
+    """rtbridge's own: the upstream session ended and the call goes on in a new one.
+
+    ``how``: ``resumed`` (the upstream's own resumption) or ``replayed`` (the conversation as
+    the caller heard it, as items); ``cause``: ``going_away``, ``session_expired``,
+    ``session_closed`` or ``connection_lost``; ``gap_ms``: how long no upstream session took
+    events (0 when the new one was ready before the old one went); ``audio_dropped_ms``: the
+    caller audio dropped meanwhile."""
+
+    how: str
+    cause: str
+    gap_ms: int
     attempts: int
+    items_replayed: int
+    audio_dropped_ms: int
 
     @property
     def raw(self) -> Raw:
-        return {"type": "rtbridge.upstream.reconnected", "attempts": self.attempts}
+        return {
+            "type": "rtbridge.session_renewed",
+            "how": self.how,
+            "cause": self.cause,
+            "gap_ms": self.gap_ms,
+            "attempts": self.attempts,
+            "items_replayed": self.items_replayed,
+            "audio_dropped_ms": self.audio_dropped_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +252,11 @@ AgentEvent = (
     | FunctionCallDone
     | UpstreamErrorEvent
     | BufferEvent
-    | Reconnected
+    | TranscriptDelta
+    | ItemTruncated
+    | SessionEnding
+    | Resumption
+    | SessionRenewed
     | Malformed
     | Other
 )
@@ -260,6 +334,34 @@ def _transcript(speaker: str) -> Callable[[Raw], AgentEvent]:
     return parse
 
 
+def _transcript_delta(raw: Raw) -> AgentEvent:
+    return TranscriptDelta(raw, _str(raw, "item_id", default=""), _str(raw, "delta", default=""))
+
+
+def _item_truncated(raw: Raw) -> AgentEvent:
+    end = _opt_int(raw, "audio_end_ms")
+    if end is None:
+        raise _Bad("'audio_end_ms' is not an integer")
+    heard = raw.get("transcript")
+    return ItemTruncated(raw, _str(raw, "item_id"), end, heard if isinstance(heard, str) else None)
+
+
+def _going_away(raw: Raw) -> AgentEvent:
+    return SessionEnding(raw, "going_away", _opt_int(raw, "time_left_ms"), None)
+
+
+def _session_closed(raw: Raw) -> AgentEvent:
+    reason = raw.get("reason")
+    return SessionEnding(raw, "closed", None, reason if isinstance(reason, str) else None)
+
+
+def _resumption(raw: Raw) -> AgentEvent:
+    handle = raw.get("handle")
+    return Resumption(
+        raw, handle if isinstance(handle, str) and handle else None, raw.get("resumable") is True
+    )
+
+
 def _speech_started(raw: Raw) -> AgentEvent:
     return SpeechStarted(raw, _str(raw, "item_id", default=""), _opt_int(raw, "audio_start_ms"))
 
@@ -293,6 +395,7 @@ _PARSERS: dict[str, Callable[[Raw], AgentEvent]] = {
     "response.created": _response_created,
     "response.done": _response_done,
     "response.output_audio.delta": _audio_delta,
+    "response.output_audio_transcript.delta": _transcript_delta,
     "response.output_audio_transcript.done": _transcript("agent"),
     "conversation.item.input_audio_transcription.completed": _transcript("user"),
     "input_audio_buffer.speech_started": _speech_started,
@@ -302,6 +405,10 @@ _PARSERS: dict[str, Callable[[Raw], AgentEvent]] = {
     "output_audio_buffer.started": BufferEvent,
     "output_audio_buffer.stopped": BufferEvent,
     "output_audio_buffer.cleared": BufferEvent,
+    "conversation.item.truncated": _item_truncated,
+    "rtbridge.upstream.going_away": _going_away,
+    "rtbridge.upstream.session_closed": _session_closed,
+    "rtbridge.upstream.resumption": _resumption,
 }
 
 

@@ -1,103 +1,111 @@
-"""A call's session with its agent: open, configure for the leg, stream events, reconnect.
+"""A call's session with its agent: open, configure for the leg, stream events, renew.
 
-The leg, not the client, decides the session's audio format: every ``session.update`` that
-reaches the upstream through a call (the profile's, a client's, the sideband's) has its
-``audio.input.format``/``audio.output.format`` set by :func:`enforce_formats`.
-
-Format negotiation is adaptive: the call asks for the trunk's G.711 codec (pass-through, no
-resampling at all). If the upstream refuses it with an ``error`` naming the format (OpenAI-style
-``invalid_value`` on ``session.audio.*.format``), the session falls back to PCM16 24 kHz and the
-leg transcodes. The format the upstream reports in ``session.updated`` is the one used.
+The session is configured for the leg (its audio format decided by the leg, G.711 falling back
+to PCM16 when refused) by :mod:`bridge.calls.negotiation`.
 
 Server events are parsed here, once, into the typed values of
 :mod:`bridge.calls.agent_events` (:meth:`AgentSession.events`).
 
-If the upstream socket is lost, whether the reader or a send notices first, :meth:`events`
-reconnects within the configured window, replays the session configuration, yields one
-:class:`~bridge.calls.agent_events.Reconnected` and goes on (the conversation context on the
-upstream is lost; the call is not). Meanwhile :meth:`AgentSession.send` waits for the new
-socket and then sends, so call control's writer resumes where it stopped; caller audio is
-dropped (and counted) until then. When the window passes, :meth:`events` raises the
-:class:`~bridge.errors.UpstreamError` and the call ends. An upstream that said its session
-expired (``error`` with code ``session_expired``) is not reconnected:
-:class:`~bridge.errors.UpstreamExpiredError` is raised when its socket closes.
+**Renewal.** An upstream session ends under a live call in one of four ways: it announces its end
+beforehand (Gemini ``goAway``), it reports its time limit (OpenAI's and GPT-Live's
+``session_expired``) or another end (GPT-Live ``session.closed``) and closes, or its socket is
+lost. The call goes on in a new upstream session either way:
+
+* *Make before break* when the end is announced: the next session is opened, configured and
+  restored while the old one still serves the call, as soon as no response is streaming; the
+  call moves over at the next idle moment, with no gap. If the old one goes first, the next
+  one takes over when ready.
+* *Break before make* otherwise: the next session is opened within
+  ``calls.upstream_reconnect_window_s`` (at most :data:`RENEW_ATTEMPTS` tries, backing off);
+  meanwhile caller audio is dropped, and its audio time counted, and control events wait
+  (:meth:`AgentSession.send` waits for the new socket). When the window passes, :meth:`events`
+  raises the last :class:`~bridge.errors.UpstreamError` and the call ends ``upstream-lost``.
+
+A new session is *restored* with the upstream's own resumption where it has one (Gemini: the
+latest ``rtbridge.upstream.resumption`` handle, which is kept here and never forwarded), else by
+*replaying* the conversation as the caller heard it (:mod:`bridge.calls.conversation`) as items;
+the upstream's answers to those items are not forwarded. A resumption the upstream refuses falls
+back to a replay. Each renewal is one :class:`~bridge.calls.agent_events.SessionRenewed` (how,
+why, the gap, the caller audio dropped); the upstream's own end-of-session events are not
+forwarded. A truncation or deletion of an item the new session does not hold (the old one's) is
+answered here as the upstream would have answered it, with the heard transcript.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
+import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.calls.agent_events import (
     AgentEvent,
-    Reconnected,
+    Other,
+    ResponseCreated,
+    ResponseDone,
+    Resumption,
+    SessionEnding,
+    SessionRenewed,
     SessionUpdated,
     UpstreamErrorEvent,
     parse_agent_event,
 )
-from bridge.calls.control import merge_telephony_tools
+from bridge.calls.conversation import CallConversation
+from bridge.calls.negotiation import READ_ONLY, build_session, configure, enforce_formats
 from bridge.config import AgentProfile
-from bridge.errors import UpstreamClosedError, UpstreamError, UpstreamExpiredError
+from bridge.errors import UpstreamClosedError, UpstreamError
+from bridge.realtime.dialects import CAPABILITIES, Handling
 from bridge.realtime.formats import AudioFormat
 from bridge.upstream import UpstreamSession
 from media.clock import Clock, SystemClock
 
-__all__ = ["AgentSession", "SessionRefused", "build_session", "enforce_formats"]
+__all__ = ["INBOX_MAX", "RENEW_ATTEMPTS", "AgentSession"]
 
 log = logging.getLogger(__name__)
 
-_READ_ONLY = ("id", "object", "expires_at", "client_secret")
-#: How long a ``session.updated`` with an unexpected format waits for the real answer.
-PROVISIONAL_WAIT_S = 1.0
-
-
-class SessionRefused(UpstreamError):
-    """The upstream answered our session configuration with an error."""
-
-    retryable = False
-
-
-def build_session(profile: AgentProfile, fmt: AudioFormat) -> dict[str, Any]:
-    """The GA session a call starts with, from its agent profile."""
-    session: dict[str, Any] = {
-        "type": "realtime",
-        "model": profile.upstream.model,
-        "audio": {
-            "input": {"format": fmt.to_ga(), "turn_detection": {"type": "server_vad"}},
-            "output": {"format": fmt.to_ga()},
-        },
+#: Tries at opening the next upstream session when one ends (within the reconnect window).
+RENEW_ATTEMPTS = 5
+#: Upstream events waiting for the call (the pump waits beyond: back-pressure on the socket).
+INBOX_MAX = 64
+_OPENING = frozenset({"session.created", "conversation.created"})
+_ITEM_EDITS = frozenset({"conversation.item.truncate", "conversation.item.delete"})
+#: The upstream's answers to ``conversation.item.create``/``delete``.
+_ITEM_ACKS = frozenset(
+    {
+        "conversation.item.added",
+        "conversation.item.created",
+        "conversation.item.done",
+        "conversation.item.deleted",
     }
-    if profile.instructions:
-        session["instructions"] = profile.instructions
-    if profile.voice:
-        session["audio"]["output"]["voice"] = profile.voice
-    if profile.tools:
-        session["tools"] = copy.deepcopy(profile.tools)
-    if profile.telephony_tools:
-        session = merge_telephony_tools(session)
-    return session
+)
 
 
-def enforce_formats(session: Mapping[str, Any], fmt: AudioFormat) -> dict[str, Any]:
-    """A copy of a GA session object with both audio formats set to the leg's format."""
-    out = dict(session)
-    audio = dict(out.get("audio") or {})
-    for direction in ("input", "output"):
-        part = dict(audio.get(direction) or {})
-        part["format"] = fmt.to_ga()
-        audio[direction] = part
-    out["audio"] = audio
-    return out
+class _Ended:
+    """A session's pump is over: how its upstream ended (None: a normal close)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException | None) -> None:
+        self.exc = exc
 
 
-def _format_of(session: Mapping[str, Any]) -> AudioFormat | None:
-    try:
-        return AudioFormat.from_ga(session["audio"]["output"]["format"])
-    except (KeyError, TypeError, ValueError):
-        return None
+#: The standby session is ready (put in the inbox to wake :meth:`AgentSession.events`).
+_READY = object()
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A new upstream session, configured and told the conversation, not yet in use."""
+
+    up: UpstreamSession
+    pending: list[dict[str, Any]]
+    how: str  # resumed | replayed
+    handle: str | None
+    replayed: set[str]
+    attempts: int
 
 
 class AgentSession:
@@ -116,15 +124,31 @@ class AgentSession:
         self.profile = profile
         self.format = preferred
         self.session: dict[str, Any] = build_session(profile, preferred)
+        self.capabilities = CAPABILITIES[profile.upstream.dialect]
+        #: the conversation as the caller heard it (what a replay tells a new session)
+        self.conversation = CallConversation()
         self._ready_timeout = ready_timeout_s
         self._window = reconnect_window_s
         self._environ = environ
         self._clock = clock or SystemClock()
         self._up: UpstreamSession | None = None
         self._usable = asyncio.Event()  # set while the socket is open and configured
-        self._pending: list[dict[str, Any]] = []  # events read while configuring
-        self._expired = False
-        self.reconnects = 0
+        self._pending: list[dict[str, Any]] = []  # the current session's, read while configuring
+        self._inbox: asyncio.Queue[tuple[UpstreamSession, object]] = asyncio.Queue(INBOX_MAX)
+        self._pump: asyncio.Task[None] | None = None
+        self._standby: asyncio.Task[_Prepared] | None = None
+        self._standby_wanted = False  # the upstream is going away: prepare when idle
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._cause: str | None = None  # how the upstream said its session ends
+        self._resume_handle: str | None = None
+        self._responding = False
+        self._session_items: set[str] = set()  # items the current upstream session holds
+        self._replayed: set[str] = set()  # ... of which told to it by a replay
+        self._replay_events: set[str] = set()
+        self._renewing = False
+        self._dropped_ms = 0.0  # caller audio dropped while renewing
+        self.renewals = 0
+        self.renewal_gaps_ms: list[int] = []
         self.refusals: list[str] = []  # upstream errors answered by negotiation (kept for logs)
         self.closed = False
 
@@ -137,89 +161,63 @@ class AgentSession:
 
     async def open(self) -> None:
         """Connect and configure; raises :class:`UpstreamError` (never hangs)."""
-        self._up = self._new_upstream()
-        await self._up.connect()
+        up = self._new_upstream(None)
+        await up.connect()
         try:
-            await self._configure(self.session)
+            self._pending = await self._configure(up, self.session, fallback=True)
         except BaseException:
-            await self._up.close()
+            await up.close()
             raise
+        self._install(up)
+
+    def _new_upstream(self, resume_handle: str | None) -> UpstreamSession:
+        return UpstreamSession(
+            self.profile.upstream,
+            environ=self._environ,
+            clock=self._clock,
+            resume_handle=resume_handle,
+        )
+
+    def _install(self, up: UpstreamSession) -> None:
+        self._up = up
+        self._pump = asyncio.create_task(self._pump_events(up), name=f"agent events {up.url}")
         self._usable.set()
 
-    def _new_upstream(self) -> UpstreamSession:
-        return UpstreamSession(self.profile.upstream, environ=self._environ, clock=self._clock)
-
-    async def _configure(self, session: dict[str, Any]) -> None:
-        assert self._up is not None
-        await self._up.send({"type": "session.update", "session": session})
+    async def _pump_events(self, up: UpstreamSession) -> None:
+        """One upstream session's events into the inbox, then how it ended."""
+        end: BaseException | None = None
         try:
-            async with asyncio.timeout(self._ready_timeout):
-                updated = await self._await_updated()
-        except TimeoutError:
-            raise UpstreamError(
-                f"upstream did not confirm the session within {self._ready_timeout:g} s",
-                retryable=True,
-            ) from None
-        if updated is None and self.format is not AudioFormat.PCM16:
-            log.info("upstream refused %s; falling back to pcm16 (transcoding)", self.format)
-            self.format = AudioFormat.PCM16
-            session = enforce_formats(session, AudioFormat.PCM16)
-            await self._up.send({"type": "session.update", "session": session})
-            async with asyncio.timeout(self._ready_timeout):
-                updated = await self._await_updated()
-        if updated is None:
-            raise SessionRefused("upstream refused the session configuration")
-        reported = _format_of(updated)
-        if reported is not None:
-            self.format = reported
-        self.session = {k: v for k, v in updated.items() if k not in _READ_ONLY}
+            async for raw in up.events():
+                await self._inbox.put((up, raw))
+        except Exception as exc:  # an UpstreamError ends the session; anything else is a bug
+            end = exc
+        await self._inbox.put((up, _Ended(end)))
 
-    async def _await_updated(self) -> dict[str, Any] | None:
-        """The ``session.updated`` that answers our update, or None if an ``error`` came first.
-
-        A ``session.updated`` reporting another format than we asked for is provisional: some
-        dialects deliver one that does not answer our update (xAI's late ``session.created``,
-        forwarded as ``session.updated`` by the translator). If the matching one (or an error)
-        follows within :data:`PROVISIONAL_WAIT_S`, it wins; otherwise the reported format is
-        what the upstream gave us, and we adopt it.
-        """
-        assert self._up is not None
-        provisional: dict[str, Any] | None = None
-        events = self._up.events().__aiter__()
-        while True:
-            try:
-                if provisional is None:
-                    event = await events.__anext__()
-                else:
-                    event = await asyncio.wait_for(events.__anext__(), PROVISIONAL_WAIT_S)
-            except TimeoutError:
-                return provisional
-            except StopAsyncIteration:
-                raise UpstreamClosedError(
-                    "upstream closed while the session was being configured"
-                ) from None
-            kind = event.get("type")
-            if kind == "session.updated":
-                raw = event.get("session")
-                session = dict(raw) if isinstance(raw, Mapping) else {}
-                if _format_of(session) in (None, self.format):
-                    return session
-                provisional = session
-                continue
-            if kind == "error":
-                err = event.get("error") or {}
-                log.warning("upstream refused session.update: %s", err.get("message"))
-                self.refusals.append(str(err.get("message", "")))
-                return None
-            self._pending.append(event)
+    async def _configure(
+        self, up: UpstreamSession, session: dict[str, Any], *, fallback: bool
+    ) -> list[dict[str, Any]]:
+        """Configure ``up`` (see :func:`~bridge.calls.negotiation.configure`); returns the
+        events read meanwhile."""
+        done = await configure(
+            up,
+            session,
+            self.format,
+            fallback=fallback,
+            ready_timeout=self._ready_timeout,
+            refusals=self.refusals,
+        )
+        self.format, self.session = done.format, done.session
+        return done.pending
 
     # -- traffic ------------------------------------------------------------------------
 
     def send_audio(self, audio: bytes) -> bool:
         """Caller audio in the session format; False when dropped (upstream stalled, or the
-        socket is being replaced)."""
+        session is being renewed: then the audio time is counted for the renewal's report)."""
         up = self._up
         if up is None or not self._usable.is_set():
+            if self._renewing:
+                self._dropped_ms += len(audio) / self.format.bytes_per_ms()
             return False
         try:
             return up.send_audio(audio)
@@ -229,82 +227,342 @@ class AgentSession:
     async def send(self, event: Mapping[str, Any]) -> None:
         """A control event; ``session.update`` gets the leg's audio formats.
 
-        If the socket is lost, this waits until :meth:`events` has a new one and sends there;
-        it raises :class:`UpstreamClosedError` only once the session is closed for good.
+        If the session is being renewed, this waits until :meth:`events` has a new one and
+        sends there; it raises :class:`UpstreamClosedError` only once the session is closed
+        for good. A truncation or deletion of an item the current upstream session does not
+        hold (an earlier session's) is answered here, as the upstream would have answered it.
         """
         if event.get("type") == "session.update" and isinstance(event.get("session"), Mapping):
             event = {**event, "session": enforce_formats(event["session"], self.format)}
+        self.conversation.sent(event)
+        heard = None
+        if event.get("type") == "conversation.item.truncate":
+            end = event.get("audio_end_ms")
+            heard = (
+                self.conversation.truncate(str(event.get("item_id")), end)
+                if isinstance(end, int)
+                else None
+            )
         while True:
             await self._usable.wait()
             up = self._up
             if self.closed or up is None:
                 raise UpstreamClosedError("agent session is closed")
             try:
-                await up.send(event)
+                if not await self._answered_here(up, event, heard):
+                    await up.send(event)
                 return
             except UpstreamError as exc:
                 self._lost(up, exc)
 
+    async def _answered_here(
+        self, up: UpstreamSession, event: Mapping[str, Any], heard: str | None
+    ) -> bool:
+        """Truncations and deletions of items from an earlier upstream session."""
+        kind = event.get("type")
+        item_id = str(event.get("item_id"))
+        if kind not in _ITEM_EDITS or (
+            item_id in self._session_items and item_id not in self._replayed
+        ):
+            return False
+        if kind == "conversation.item.delete":
+            if item_id in self._replayed:
+                return False  # the replayed copy goes
+            answer: dict[str, Any] = {"type": "conversation.item.deleted", "item_id": item_id}
+        else:
+            if item_id in self._replayed and self.capabilities.truncate is Handling.UPSTREAM:
+                # its replayed copy holds the whole text: replace it with what was heard
+                await up.send({"type": "conversation.item.delete", "item_id": item_id})
+                if heard:
+                    item = {
+                        "id": item_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": heard}],
+                    }
+                    await up.send({"type": "conversation.item.create", "item": item})
+            answer = {
+                "type": "conversation.item.truncated",
+                "item_id": item_id,
+                "content_index": event.get("content_index", 0),
+                "audio_end_ms": event.get("audio_end_ms"),
+                "transcript": heard,
+            }
+        await self._inbox.put((up, {"event_id": _event_id(), **answer}))
+        return True
+
     def _lost(self, up: UpstreamSession, exc: BaseException) -> None:
-        """A send found the socket broken: make the reader notice and reconnect."""
+        """A send found the socket broken: make the pump notice and the session renew."""
         if self._up is up and self._usable.is_set():
-            log.warning("upstream send failed (%s); waiting for the reconnect", exc)
+            log.warning("upstream send failed (%s); waiting for the renewal", exc)
             self._usable.clear()
             up.abort()
 
+    # -- events ---------------------------------------------------------------------------
+
     async def events(self) -> AsyncIterator[AgentEvent]:
-        """Server events until :meth:`close`; reconnects within the window on socket loss."""
+        """Server events until :meth:`close`; the session is renewed when the upstream's ends
+        (yielding one :class:`SessionRenewed` each time); raises :class:`UpstreamError` when
+        no new session could be opened within the window."""
         while not self.closed:
             while self._pending:
-                yield parse_agent_event(self._pending.pop(0))
-            up = self._up
-            assert up is not None
-            try:
-                async for raw in up.events():
-                    event = parse_agent_event(raw)
-                    if isinstance(event, SessionUpdated):
-                        self.session = {
-                            k: v for k, v in event.session.items() if k not in _READ_ONLY
-                        }
-                    elif isinstance(event, UpstreamErrorEvent) and event.code == "session_expired":
-                        self._expired = True
+                event = self._accept(self._pending.pop(0))
+                if event is not None:
                     yield event
+            up, item = await self._inbox.get()
+            if up is not self._up:
+                continue  # the rest of a retired session
+            renewed: SessionRenewed | None = None
+            if item is _READY:
+                renewed = await self._switch_when_idle()
+            elif isinstance(item, _Ended):
                 if self.closed:
                     return
-                raise UpstreamClosedError("upstream closed the session")
-            except UpstreamError as exc:
-                self._usable.clear()
-                if self.closed:
-                    return
-                if self._expired:
-                    raise UpstreamExpiredError(f"upstream session expired: {exc}") from exc
-                await self._reconnect(exc)
-                yield Reconnected(self.reconnects)
+                if item.exc is not None and not isinstance(item.exc, UpstreamError):
+                    raise item.exc
+                renewed = await self._renew(
+                    item.exc or UpstreamClosedError("upstream closed the session")
+                )
+            elif isinstance(item, Mapping):
+                event = self._accept(item)
+                if event is not None:
+                    yield event
+                if isinstance(event, ResponseDone):
+                    renewed = await self._switch_when_idle()
+            if renewed is not None:
+                yield renewed
 
-    async def _reconnect(self, cause: UpstreamError) -> None:
-        now = self._clock.now
-        deadline = now() + self._window
-        delay = 0.1
-        last: UpstreamError = cause
-        log.warning("upstream lost (%s); reconnecting for up to %.1f s", cause, self._window)
-        while now() < deadline:
-            if self._up is not None:
-                await self._up.close()
-            self._up = self._new_upstream()
+    def _accept(self, raw: Mapping[str, Any]) -> AgentEvent | None:
+        """Parse one event and keep what the session needs; None: not for the call."""
+        event = parse_agent_event(raw)
+        match event:
+            case Resumption(handle=handle, resumable=resumable):
+                if resumable and handle:
+                    self._resume_handle = handle
+                return None
+            case SessionEnding(kind="going_away", time_left_ms=left):
+                log.info("upstream session going away in %s ms; renewing", left)
+                self._cause = "going_away"
+                self._standby_wanted = True
+                self._prepare_if_idle()
+                return None
+            case SessionEnding(reason=reason):
+                log.info("upstream closed its session (%s); renewing", reason)
+                self._cause = "session_closed"
+                return None
+            case UpstreamErrorEvent(code="session_expired"):
+                log.info("upstream session expired; renewing")
+                self._cause = "session_expired"
+                return None
+            case UpstreamErrorEvent() if _client_event_id(raw) in self._replay_events:
+                log.warning("upstream refused a replayed item: %s", event.message)
+                return None
+            case Other() if raw.get("type") in _ITEM_ACKS and _item_id(raw) in self._replayed:
+                return None  # the upstream's answer to a replayed item
+            case SessionUpdated(session=session):
+                self.session = {k: v for k, v in session.items() if k not in READ_ONLY}
+            case ResponseCreated():
+                self._responding = True
+            case ResponseDone():
+                self._responding = False
+                self._prepare_if_idle()
+        item_id = _item_id(raw)
+        if item_id:
+            self._session_items.add(item_id)
+        self.conversation.observe(event, self.format)
+        return event
+
+    # -- renewal ------------------------------------------------------------------------
+
+    def _renewal_session(self) -> dict[str, Any]:
+        up = self._up
+        desired = up.translator.desired_session if up is not None else None
+        return enforce_formats(desired or self.session, self.format)
+
+    def _prepare_if_idle(self) -> None:
+        """The upstream is going away: open the next session now, unless a response is
+        streaming (its end is part of the conversation the next session must have)."""
+        if self._standby_wanted and not self._responding and self._standby is None:
+            self._standby_wanted = False
+            up = self._up
+            self._standby = asyncio.create_task(
+                self._prepare_standby(up), name="agent session standby"
+            )
+
+    async def _prepare_standby(self, up: UpstreamSession | None) -> _Prepared:
+        try:
+            return await self._prepare(self._clock.now() + self._window)
+        finally:
+            if up is not None:
+                await self._inbox.put((up, _READY))
+
+    async def _switch_when_idle(self) -> SessionRenewed | None:
+        """Make-before-break: move to the prepared session once it is ready and the old one
+        is not in the middle of a response."""
+        task = self._standby
+        if task is None or not task.done() or self._responding:
+            return None
+        self._standby = None
+        try:
+            prepared = task.result()
+        except UpstreamError as exc:
+            log.warning("could not prepare the next upstream session: %s", exc)
+            return None  # renewed when the old one goes
+        if prepared.how == "resumed" and prepared.handle != self._resume_handle:
+            # a turn ended after it was prepared: resume from the newer handle
+            await prepared.up.close()
+            self._standby_wanted = True
+            self._prepare_if_idle()
+            return None
+        await self._replay_rest(prepared)
+        return self._switch(prepared, self._cause or "going_away", lost_at=None)
+
+    async def _renew(self, cause_exc: UpstreamError) -> SessionRenewed:
+        """Break-before-make: the session is gone; open the next one within the window."""
+        lost_at = self._clock.now()
+        self._usable.clear()
+        self._renewing = True
+        self._dropped_ms = 0.0
+        cause = self._cause or "connection_lost"
+        log.warning("upstream session ended (%s: %s); renewing", cause, cause_exc)
+        if self._up is not None:
+            self._retire(self._up)
+        prepared: _Prepared | None = None
+        task, self._standby = self._standby, None
+        if task is not None:
             try:
-                await self._up.connect()
-                await self._configure(enforce_formats(self.session, self.format))
-                self.reconnects += 1
-                self._usable.set()
-                return
+                prepared = await asyncio.wait_for(asyncio.shield(task), self._window)
+                await self._replay_rest(prepared)
+            except (UpstreamError, TimeoutError):
+                task.cancel()
+                prepared = None
+        if prepared is None:
+            try:
+                prepared = await self._prepare(lost_at + self._window, cause_exc)
+            finally:
+                self._renewing = False
+        return self._switch(prepared, cause, lost_at=lost_at)
+
+    async def _prepare(self, deadline: float, cause_exc: UpstreamError | None = None) -> _Prepared:
+        """Open, configure and restore the next session: the upstream's own resumption when
+        it gave a handle, else the conversation replayed. Bounded: :data:`RENEW_ATTEMPTS`
+        tries within the window; the last error is raised."""
+        now = self._clock.now
+        session = self._renewal_session()
+        handle = self._resume_handle if self.capabilities.resumption else None
+        last = cause_exc or UpstreamClosedError("upstream session ended")
+        delay = 0.1
+        for attempt in range(1, RENEW_ATTEMPTS + 1):
+            up = self._new_upstream(handle)
+            try:
+                await up.connect()
+                pending = await self._configure(up, session, fallback=False)
+                prepared = _Prepared(
+                    up,
+                    [e for e in pending if e.get("type") not in _OPENING],
+                    "resumed" if handle else "replayed",
+                    handle,
+                    set(),
+                    attempt,
+                )
+                if handle is None:
+                    await self._replay_rest(prepared)
+                return prepared
             except UpstreamError as exc:
                 last = exc
+                await up.close()
+                if handle is not None:
+                    handle = None  # it would not resume: tell the conversation instead
+                elif not exc.retryable:
+                    break
+            except BaseException:
+                await up.close()
+                raise
+            if now() >= deadline:
+                break
             await asyncio.sleep(min(delay, max(0.0, deadline - now())))
             delay = min(delay * 2, 1.0)
         raise last
 
+    async def _replay_rest(self, prepared: _Prepared) -> None:
+        """Tell a replayed session the items of the conversation it has not been told yet."""
+        if prepared.how != "replayed":
+            return
+        for item in self.conversation.replay(self.capabilities.history_items):
+            if item["id"] in prepared.replayed:
+                continue
+            event_id = _event_id()
+            self._replay_events.add(event_id)
+            prepared.replayed.add(item["id"])
+            await prepared.up.send(
+                {"type": "conversation.item.create", "event_id": event_id, "item": item}
+            )
+
+    def _switch(self, prepared: _Prepared, cause: str, *, lost_at: float | None) -> SessionRenewed:
+        old = self._up
+        if old is not None and old is not prepared.up:
+            self._retire(old)
+        self._pending = prepared.pending
+        self._replayed = set(prepared.replayed)
+        self._session_items = set(prepared.replayed)
+        self._responding = False
+        self._cause = None
+        self._standby_wanted = False
+        self._renewing = False
+        gap_ms = 0 if lost_at is None else round((self._clock.now() - lost_at) * 1000)
+        dropped, self._dropped_ms = round(self._dropped_ms), 0.0
+        self.renewals += 1
+        self.renewal_gaps_ms.append(gap_ms)
+        self._install(prepared.up)
+        renewed = SessionRenewed(
+            how=prepared.how,
+            cause=cause,
+            gap_ms=gap_ms,
+            attempts=prepared.attempts,
+            items_replayed=len(prepared.replayed),
+            audio_dropped_ms=dropped,
+        )
+        log.info("agent session renewed: %s", renewed.raw)
+        return renewed
+
+    def _retire(self, up: UpstreamSession) -> None:
+        """Stop reading an old session and close it in the background."""
+        if self._pump is not None:
+            self._pump.cancel()
+            self._pump = None
+        task = asyncio.create_task(up.close(), name=f"agent session retire {up.url}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     async def close(self) -> None:
         self.closed = True
-        self._usable.set()  # senders waiting for a reconnect learn that it is over
+        self._usable.set()  # senders waiting for a renewal learn that it is over
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.cancel()
+            with contextlib.suppress(BaseException):
+                prepared = await standby
+                await prepared.up.close()
+        if self._pump is not None:
+            self._pump.cancel()
         if self._up is not None:
             await self._up.close()
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+
+def _item_id(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("item_id")
+    if value is None:
+        item = raw.get("item")
+        value = item.get("id") if isinstance(item, Mapping) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _client_event_id(raw: Mapping[str, Any]) -> Any:
+    err = raw.get("error")
+    return err.get("event_id") if isinstance(err, Mapping) else None
+
+
+def _event_id() -> str:
+    return "event_rtb" + secrets.token_hex(8)

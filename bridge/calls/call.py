@@ -149,7 +149,8 @@ class Call(CallScope):
             "session_format": self.agent.format.value,
             "pass_through": self.media.pass_through,
             "agent_bytes_in": m.agent_bytes_in,
-            "upstream_reconnects": self.agent.reconnects,
+            "upstream_reconnects": self.agent.renewals,
+            "upstream_renewal_gaps_ms": list(self.agent.renewal_gaps_ms),
         }
 
     # -- the dialog's events (synchronous, from the SIP driver) -----------------------------

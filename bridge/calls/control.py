@@ -16,7 +16,9 @@ turns that knowledge and the agent's events into call behaviour:
   ``output_audio_buffer.clear`` does the same without the cancel;
 * **no response collisions**: rtbridge never sends ``response.create`` while a response is
   active; DTMF messages, tool results and injected messages wait in a queue until
-  ``response.done`` (a VAD-created response that wins a race sends ours back to the queue);
+  ``response.done`` (a VAD-created response that wins a race sends ours back to the queue).
+  Where the model owns turn-taking (GPT-Live), a ``response.create`` may get no
+  ``response.created`` until the model decides to speak, so nothing waits for that one;
 * **DTMF** (RFC 4733 and SIP INFO on phone calls; on browser calls a client event
   ``input_audio_buffer.dtmf`` or ``input_audio_buffer.dtmf_event_received`` with ``event``
   or ``digit``): each digit becomes ``input_audio_buffer.dtmf_event_received`` for clients, and per
@@ -196,6 +198,7 @@ class CallControl:
         session: Callable[[], dict[str, Any]],
         clock: Clock | None = None,
         upstream_cancels_on_speech: bool = True,
+        model_owns_turns: bool = False,
         transfers: TransferCheck | None = None,
     ) -> None:
         self.profile = profile
@@ -210,6 +213,9 @@ class CallControl:
         #: the upstream's voice detection cancels its active response when the caller speaks
         #: (OpenAI's ``interrupt_response``): then a barge-in sends no ``response.cancel``
         self.upstream_cancels_on_speech = upstream_cancels_on_speech
+        #: the model decides when it speaks (GPT-Live): a ``response.create`` may bring no
+        #: ``response.created`` until it does, so the gate does not wait for one
+        self.model_owns_turns = model_owns_turns
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_MAX)
         self.active_response: str | None = None
         self._create_pending = False
@@ -283,7 +289,7 @@ class CallControl:
         create: dict[str, Any] = {"type": "response.create"}
         if deferred.response:
             create["response"] = deferred.response
-        self._create_pending = True
+        self._create_pending = not self.model_owns_turns
         self._send(create)
 
     def _next_deferred(self) -> None:
@@ -300,6 +306,14 @@ class CallControl:
         self.active_response = None
         self._create_pending = False
         self._settle_function_calls(event)
+        self._next_deferred()
+
+    def on_session_renewed(self) -> None:
+        """A new upstream session: no response of the old one is active any more (function
+        calls it left open are answered by nobody and dropped)."""
+        self.active_response = None
+        self._create_pending = False
+        self._calls.clear()
         self._next_deferred()
 
     def on_upstream_error(self, event: UpstreamErrorEvent) -> None:

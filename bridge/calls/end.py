@@ -34,7 +34,6 @@ class EndReason(enum.StrEnum):
     ICE_TIMEOUT = "ice-timeout"
     # -- the agent ---------------------------------------------------------------------------
     UPSTREAM_LOST = "upstream-lost"
-    UPSTREAM_EXPIRED = "upstream-expired"
     UPSTREAM_STALLED = "upstream-stalled"  # call control's outbox filled: the agent stopped reading
     # -- the legs' transports --------------------------------------------------------------
     ICE_FAILED = "ice-failed"

@@ -31,10 +31,11 @@ from bridge.calls.agent_events import (
     AudioDelta,
     BufferEvent,
     FunctionCallDone,
+    ItemTruncated,
     Malformed,
-    Reconnected,
     ResponseCreated,
     ResponseDone,
+    SessionRenewed,
     SpeechStarted,
     Transcript,
     UpstreamErrorEvent,
@@ -47,8 +48,7 @@ from bridge.calls.observers import EventFanout
 from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
-from bridge.errors import NotTransferable, UpstreamError, UpstreamExpiredError
-from bridge.realtime.dialects import CAPABILITIES
+from bridge.errors import NotTransferable, UpstreamError
 from bridge.records import CallStore
 from bridge.security import SecurityLog
 from media.clock import Clock
@@ -110,7 +110,8 @@ class CallScope:
             log_event=lambda kind, data: store.log_event(self.id, kind, data),
             session=lambda: agent.session,
             clock=clock,
-            upstream_cancels_on_speech=CAPABILITIES[profile.upstream.dialect].vad_cancels_response,
+            upstream_cancels_on_speech=agent.capabilities.vad_cancels_response,
+            model_owns_turns=agent.capabilities.model_owns_turns,
             transfers=transfers,
         )
 
@@ -203,9 +204,6 @@ class CallScope:
         try:
             async for event in self.agent.events():
                 self._on_agent_event(event)
-        except UpstreamExpiredError:
-            self.end(EndReason.UPSTREAM_EXPIRED)
-            return
         except UpstreamError as exc:
             self.store.log_event(self.id, "error", {"source": "upstream", "message": str(exc)})
             self.end(EndReason.UPSTREAM_LOST)
@@ -233,15 +231,25 @@ class CallScope:
                 self.store.log_event(
                     self.id, f"transcript.{speaker}", {"item_id": iid, "text": text}
                 )
-            case UpstreamErrorEvent(code=code):
+            case UpstreamErrorEvent():
                 control.on_upstream_error(event)
                 err = event.raw.get("error")
                 detail = dict(err) if isinstance(err, Mapping) else {"message": event.message}
                 self.store.log_event(self.id, "error", {"source": "upstream", **detail})
-                if code == "session_expired":
-                    self.end(EndReason.UPSTREAM_EXPIRED)
-            case Reconnected(attempts=attempts):
-                self.store.log_event(self.id, "upstream.reconnected", {"attempts": attempts})
+            case ItemTruncated(item_id=iid, audio_end_ms=end_ms, transcript=heard):
+                if heard is None:
+                    heard = self.agent.conversation.heard(iid)
+                self.store.log_event(
+                    self.id,
+                    "conversation.item.truncated",
+                    {"item_id": iid, "audio_end_ms": end_ms, "transcript": heard},
+                )
+            case SessionRenewed():
+                if control.active_response is not None:  # it died with the old session
+                    self._leg_media.mark_done(control.active_response)
+                control.on_session_renewed()
+                data = {k: v for k, v in event.raw.items() if k != "type"}
+                self.store.log_event(self.id, "session.renewed", data)
             case BufferEvent():
                 return  # rtbridge emits these from real playout; never twice
             case Malformed(reason=reason):

@@ -38,7 +38,7 @@ _MEDIA_COUNTERS = (
         "Caller frames dropped because the agent upstream stalled.",
     ),
 )
-_UPSTREAM_REASONS = frozenset({"upstream-lost", "upstream-expired", "upstream-unavailable"})
+_UPSTREAM_REASONS = frozenset({"upstream-lost", "upstream-unavailable"})
 
 
 def _num(stats: dict[str, Any], *keys: str) -> float:

@@ -16,7 +16,7 @@ played, does barge-in (flush, cancel, truncate each item at what the caller hear
 
 The call ends (reasons recorded): ``ice-failed``, ``ice-timeout`` (never connected),
 ``peer-closed``, ``datachannel-closed``, ``media-timeout`` (no caller audio for
-``calls.rtp_timeout_s``), ``max-duration``, ``upstream-lost``, ``upstream-expired``,
+``calls.rtp_timeout_s``), ``max-duration``, ``upstream-lost``,
 ``local-hangup``, ``shutdown``, ``internal-error``. The time limits are the call's
 :class:`~bridge.calls.watchdog.Watchdog`, checked on the shared tick.
 """
@@ -184,7 +184,8 @@ class WebRtcCall(CallScope):
             "channel_pending_dropped": self.pending_dropped,
             "observer_drops": self.events.dropped,
             "session_format": self.agent.format.value,
-            "upstream_reconnects": self.agent.reconnects,
+            "upstream_reconnects": self.agent.renewals,
+            "upstream_renewal_gaps_ms": list(self.agent.renewal_gaps_ms),
         }
 
     # -- the call's tasks ----------------------------------------------------------------

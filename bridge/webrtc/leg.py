@@ -24,10 +24,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from bridge.calls.agent_session import AgentSession, enforce_formats
+from bridge.calls.agent_session import AgentSession
 from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.manager import CallManager
+from bridge.calls.negotiation import enforce_formats
 from bridge.calls.watchdog import Watchdog
 from bridge.errors import CallSetupError, UpstreamError
 from bridge.logs import log_incident

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bridge.agent import LocalAgent
-from bridge.calls.agent_events import Reconnected, SessionUpdated, UpstreamErrorEvent
+from bridge.calls.agent_events import SessionRenewed, SessionUpdated, UpstreamErrorEvent
 from bridge.calls.agent_session import AgentSession
 from bridge.config import AgentProfile, AgentSettings, UpstreamSettings
 from bridge.errors import UpstreamConnectError, UpstreamError
@@ -66,9 +66,9 @@ async def test_reconnects_within_window_then_gives_up() -> None:
     await second.start()  # ... and comes back on the same address within the window
     async with asyncio.timeout(15):
         async for event in events:
-            if isinstance(event, Reconnected):
+            if isinstance(event, SessionRenewed):
                 break
-    assert session.reconnects == 1
+    assert session.renewals == 1
     assert second.sessions and second.sessions[0].instructions == "Be brief."
     session._window = 0.5  # shorten the window for the give-up half
     await second.stop()
@@ -109,7 +109,7 @@ async def test_a_send_during_an_outage_waits_for_the_reconnect_and_arrives() -> 
 
     async def read() -> None:
         async for event in session.events():
-            if isinstance(event, Reconnected):
+            if isinstance(event, SessionRenewed):
                 reconnected.set()
 
     reader = asyncio.create_task(read())

@@ -57,7 +57,9 @@ class FakeLeg:
 
 
 class Rig:
-    def __init__(self, *, upstream_cancels: bool = True, **profile: Any) -> None:
+    def __init__(
+        self, *, upstream_cancels: bool = True, model_owns_turns: bool = False, **profile: Any
+    ) -> None:
         self.clock = VirtualClock(100.0)
         self.media = FakeMedia()
         self.leg = FakeLeg()
@@ -75,6 +77,7 @@ class Rig:
             session=lambda: self.session,
             clock=self.clock,
             upstream_cancels_on_speech=upstream_cancels,
+            model_owns_turns=model_owns_turns,
         )
         self.media.playout.start(self.t)
         self.heard_ms: dict[str, int] = {}  # per item: audio frames actually emitted
@@ -224,6 +227,34 @@ def test_response_create_waits_for_the_active_response() -> None:
     rig.agent({"type": "response.created", "response": {"id": "r2"}})
     rig.agent({"type": "response.done", "response": {"id": "r2"}})
     assert types(rig.drain()) == ["response.create"]
+
+
+def test_where_the_model_owns_turns_a_create_without_an_answer_never_blocks_the_gate() -> None:
+    """GPT-Live: a response.create may bring no response.created until the model decides to
+    speak (or never); the next digit still goes upstream at once, and an active response
+    still holds it back."""
+    rig = Rig(model_owns_turns=True, dtmf=DtmfPolicy(mode="message"))
+    rig.control.on_dtmf("1", "info")
+    assert types(rig.drain()) == ["conversation.item.create", "response.create"]
+    rig.control.on_dtmf("2", "info")  # nothing answered the first create: no wait for it
+    assert types(rig.drain()) == ["conversation.item.create", "response.create"]
+    rig.agent({"type": "response.created", "response": {"id": "spoken"}})
+    rig.control.on_dtmf("3", "info")
+    assert rig.drain() == []  # the model is speaking: the digit waits for its end
+    rig.agent({"type": "response.done", "response": {"id": "spoken"}})
+    sent = rig.drain()
+    assert types(sent) == ["conversation.item.create", "response.create"]
+    assert "pressed 3" in sent[0]["item"]["content"][0]["text"]
+
+
+def test_a_renewal_ends_the_old_sessions_response_and_sends_what_waited() -> None:
+    rig = Rig(dtmf=DtmfPolicy(mode="message"))
+    rig.agent({"type": "response.created", "response": {"id": "r1"}})
+    rig.control.on_dtmf("4", "info")
+    assert rig.drain() == []
+    rig.control.on_session_renewed()  # r1 died with the old session: no response.done comes
+    assert types(rig.drain()) == ["conversation.item.create", "response.create"]
+    assert rig.control.active_response is None
 
 
 def test_vad_response_winning_the_race_requeues_ours() -> None:

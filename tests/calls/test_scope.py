@@ -1,7 +1,7 @@
-"""A call's scope with a scripted agent: events are logged once, a session_expired error ends
-the call with its reason, a crash in any of the call's tasks or tick sinks ends that call with
-``internal-error`` (record written, leg closed), and the record is written when the scope
-releases the call."""
+"""A call's scope with a scripted agent: events are logged once, a renewal of the agent's
+session is logged and forwarded once and frees the response gate (the call goes on), a crash in
+any of the call's tasks or tick sinks ends that call with ``internal-error`` (record written, leg
+closed), and the record is written when the scope releases the call."""
 
 from __future__ import annotations
 
@@ -12,21 +12,28 @@ from typing import Any
 
 import pytest
 
-from bridge.calls.agent_events import AgentEvent, parse_agent_event
+from bridge.calls.agent_events import AgentEvent, SessionRenewed, parse_agent_event
+from bridge.calls.conversation import CallConversation
 from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.scope import CallScope, Task
 from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.calls.watchdog import Watchdog
-from bridge.config import AgentProfile
+from bridge.config import AgentProfile, Dialect
+from bridge.realtime.dialects import CAPABILITIES
 from bridge.records import CallStore
 from media.clock import SystemClock
 from tests.calls.test_control import FakeMedia
 
 
 class ScriptedAgent:
-    def __init__(self, events: list[dict[str, Any]], *, send_fails: bool = False) -> None:
+    capabilities = CAPABILITIES[Dialect.GA]
+
+    def __init__(
+        self, events: list[dict[str, Any] | AgentEvent], *, send_fails: bool = False
+    ) -> None:
         self.session: dict[str, Any] = {}
+        self.conversation = CallConversation()
         self._events = events
         self.sent: list[dict[str, Any]] = []
         self.closed = False
@@ -34,7 +41,7 @@ class ScriptedAgent:
 
     async def events(self) -> AsyncIterator[AgentEvent]:
         for event in self._events:
-            yield parse_agent_event(event)
+            yield parse_agent_event(event) if isinstance(event, dict) else event
         await asyncio.Event().wait()  # the socket stays open
 
     async def send(self, event: dict[str, Any]) -> None:
@@ -101,9 +108,17 @@ def make_call(
     return call, store
 
 
-async def test_session_expired_error_ends_the_call_and_events_are_logged_once(
+async def test_a_renewal_is_logged_and_forwarded_once_and_the_call_goes_on(
     tmp_path: Path,
 ) -> None:
+    renewed = SessionRenewed(
+        how="replayed",
+        cause="session_expired",
+        gap_ms=12,
+        attempts=1,
+        items_replayed=2,
+        audio_dropped_ms=20,
+    )
     agent = ScriptedAgent(
         [
             {"type": "response.created", "response": {"id": "r1"}},
@@ -115,35 +130,40 @@ async def test_session_expired_error_ends_the_call_and_events_are_logged_once(
                 "call_id": "t1",
                 "arguments": "{}",
             },
-            {"type": "response.done", "response": {"id": "r1"}},
-            {
-                "type": "error",
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "session_expired",
-                    "message": "Your session hit the maximum duration.",
-                },
-            },
+            renewed,  # the old session died with r1 active
         ]
     )
     call, store = make_call(tmp_path, "c1", agent, FrameTicker())
     seen = call.events.subscribe()
-    await asyncio.wait_for(call.run(), 10)
-    assert agent.closed and call.leg_closed
+    run = asyncio.create_task(call.run())
+    async with asyncio.timeout(10):
+        while "session.renewed" not in [e.kind for e in store.events("c1")]:
+            await asyncio.sleep(0.01)
+            store.flush()
+    assert not call.ended  # the call goes on
+    assert call.control.active_response is None  # r1 died with the old session
+    call.say({"type": "message", "role": "user", "content": []}, respond=True)
+    async with asyncio.timeout(10):  # the gate is open: the response is asked for at once
+        while not any(e["type"] == "response.create" for e in agent.sent):
+            await asyncio.sleep(0.01)
+    call.end(EndReason.LOCAL_HANGUP)
+    await asyncio.wait_for(run, 10)
     store.flush()
     record = store.get_call("c1")
-    assert record is not None and record.end_reason == "upstream-expired"
-    kinds = [e.kind for e in store.events("c1")]
+    assert record is not None and record.end_reason == "local-hangup"
+    logged = store.events("c1")
+    kinds = [e.kind for e in logged]
     assert kinds.count("transcript.agent") == 1
     assert kinds.count("tool_call") == 1  # logged by call control only
-    assert kinds.count("error") == 1
+    assert kinds.count("session.renewed") == 1
+    (entry,) = [e.data for e in logged if e.kind == "session.renewed"]
+    assert entry == {k: v for k, v in renewed.raw.items() if k != "type"}
     forwarded = [e["type"] async for e in seen]
     assert forwarded == [
         "response.created",
         "response.output_audio_transcript.done",
         "response.function_call_arguments.done",
-        "response.done",
-        "error",
+        "rtbridge.session_renewed",
     ]
     store.close()
 

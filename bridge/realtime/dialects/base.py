@@ -61,6 +61,8 @@ class Capabilities:
     ``mutable_session`` names the GA session fields a mid-session ``session.update`` may change
     (``None``: any); others are refused with an ``error`` naming them.
     ``session_limit_s`` is how long one upstream connection lasts at most (``None``: unknown).
+    ``history_items`` names the GA item types a ``conversation.item.create`` can add to the
+    upstream's history (what a renewed session can be told by replay).
     """
 
     response_lifecycle: bool
@@ -75,6 +77,7 @@ class Capabilities:
     output_rate: int
     formats: frozenset[str]
     session_limit_s: float | None
+    history_items: frozenset[str]
 
 
 _ALL_FORMATS = frozenset({"pcm16", "g711_ulaw", "g711_alaw"})
@@ -91,6 +94,7 @@ _OPENAI = Capabilities(
     output_rate=24000,
     formats=_ALL_FORMATS,
     session_limit_s=3600.0,
+    history_items=frozenset({"message", "function_call", "function_call_output"}),
 )
 
 #: One entry per dialect; checked against the translators by the tests.
@@ -112,6 +116,7 @@ CAPABILITIES: Mapping[Dialect, Capabilities] = {
         output_rate=24000,
         formats=frozenset({"pcm16"}),
         session_limit_s=600.0,
+        history_items=frozenset({"message"}),
     ),
     Dialect.GPT_LIVE: Capabilities(
         response_lifecycle=False,
@@ -126,6 +131,7 @@ CAPABILITIES: Mapping[Dialect, Capabilities] = {
         output_rate=24000,
         formats=_ALL_FORMATS,
         session_limit_s=None,
+        history_items=frozenset({"message"}),
     ),
 }
 
@@ -169,6 +175,9 @@ class UpstreamTranslator(ABC):
 
     dialect: Dialect
     passthrough: bool = False
+    #: the GA session the next connection should start with, where it differs from the one
+    #: confirmed (translators that keep refused mid-session updates for the next session)
+    desired_session: dict[str, Any] | None = None
     #: whether the model goes in the URL as ``?model=`` (else the first frame names it)
     model_in_url: bool = True
 

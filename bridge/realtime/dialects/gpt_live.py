@@ -30,7 +30,9 @@ Gap filling (GA side):
   over it: an input transcript whose ``start_ms`` is at or after the response's start on the
   session timeline (the timeline is the caller audio sent so far).
 * User turns: input transcript deltas become a user item with transcription deltas; it is
-  completed when the model answers.
+  completed when the model answers. Each new turn is announced with
+  ``input_audio_buffer.speech_started``, as GA does: the model's output may have ended upstream
+  while rtbridge still plays it to the caller, who is then barging in.
 * Text messages (a client's or the call path's DTMF messages) become
   ``session.instructions.append``; ``response.create`` with no tool call open has no
   counterpart (the model decides when to speak): the model's next output is the response.
@@ -364,6 +366,11 @@ class GptLiveTranslator(SyntheticTranslator):
             out += self.life.speech_started(int(start))
             out += self.life.finish("cancelled", "turn_detected")
             self.discarding = True
+        elif self.life.user is None and ev.get("delta"):
+            # a new caller turn after the model's output ended: GA announces every turn, and
+            # rtbridge may still be playing that output to the caller (a barge-in)
+            at = int(start) if isinstance(start, int | float) else round(self._input_ms)
+            out += self.life.speech_started(at)
         out += self.life.user_transcript(str(ev.get("delta") or ""), **_extra(ev))
         return out
 

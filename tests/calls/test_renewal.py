@@ -1,0 +1,137 @@
+"""A call's agent session outlives its upstream sessions, in every dialect, against the local
+agent ending each session on a timer the way its dialect does (Gemini ``goAway`` then the close;
+OpenAI, Azure, beta, xAI: ``error`` ``session_expired`` then the close; GPT-Live
+``session.closed``): the next session is resumed (Gemini's handle) or told the conversation
+again (a replay), the caller's words reach it, and only ``rtbridge.session_renewed`` says so."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bridge.agent import LocalAgent
+from bridge.calls.agent_events import (
+    AgentEvent,
+    ResponseDone,
+    Resumption,
+    SessionEnding,
+    SessionRenewed,
+    UpstreamErrorEvent,
+)
+from bridge.calls.agent_session import AgentSession
+from bridge.config import AgentProfile, AgentSettings, Dialect, UpstreamSettings
+from bridge.realtime.dialects import CAPABILITIES
+from bridge.realtime.formats import AudioFormat
+
+
+def _text(text: str) -> dict[str, Any]:
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    return {"type": "conversation.item.create", "item": item}
+
+
+class Reader:
+    """Reads a session's events in the background."""
+
+    def __init__(self, session: AgentSession) -> None:
+        self.session = session
+        self.seen: list[AgentEvent] = []
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for event in self.session.events():
+            self.seen.append(event)
+
+    def renewals(self) -> list[SessionRenewed]:
+        return [e for e in self.seen if isinstance(e, SessionRenewed)]
+
+    async def until(self, what: type, count: int = 1, after: int = 0) -> None:
+        async with asyncio.timeout(20):
+            while sum(isinstance(e, what) for e in self.seen[after:]) < count:
+                if self.task.done():
+                    self.task.result()
+                    raise AssertionError("the session's events ended")
+                await asyncio.sleep(0.02)
+
+
+async def _turn(session: AgentSession, reader: Reader, text: str) -> None:
+    """A text turn; waits for its answer where the client asks for answers."""
+    mark = len(reader.seen)
+    await session.send(_text(text))
+    await session.send({"type": "response.create"})
+    if not session.capabilities.model_owns_turns:  # GPT-Live: the model decides
+        await reader.until(ResponseDone, after=mark)
+
+
+@pytest.mark.parametrize("dialect", [d.value for d in Dialect])
+async def test_a_call_session_outlives_two_upstream_session_ends(dialect: str) -> None:
+    settings = AgentSettings(
+        port=0, dialect=Dialect(dialect), session_max_s=2.0, go_away_notice_s=0.8
+    )
+    async with LocalAgent(settings) as agent:
+        profile = AgentProfile(
+            upstream=UpstreamSettings(url=agent.url, dialect=dialect), instructions="Be brief."
+        )
+        session = AgentSession(profile, preferred=AudioFormat.PCM16, reconnect_window_s=5)
+        await session.open()
+        reader = Reader(session)
+        try:
+            await _turn(session, reader, "My order number is 427.")
+            await reader.until(SessionRenewed)
+            await _turn(session, reader, "My name is Ada.")
+            await reader.until(SessionRenewed, 2)
+            await _turn(session, reader, "Where is it?")  # the third session answers too
+        finally:
+            await session.close()
+            reader.task.cancel()
+        _first, second, third = agent.sessions[:3]
+    renewed = reader.renewals()
+    assert len(renewed) == 2
+    resumable = CAPABILITIES[Dialect(dialect)].resumption
+    expected_cause = "going_away" if resumable else "session_expired"
+    assert [r.cause for r in renewed] == [expected_cause] * 2
+    if resumable:  # Gemini: resumed from its own handle, before the old session closed
+        assert [r.how for r in renewed] == ["resumed", "resumed"]
+        assert [r.gap_ms for r in renewed] == [0, 0]
+        assert second.resumed_from and third.resumed_from
+        assert second.texts == [("user", "My name is Ada.")]
+    else:  # told the conversation again: what the caller said first, then the rest
+        assert [r.how for r in renewed] == ["replayed", "replayed"]
+        said = [text for _, text in second.texts]
+        assert said[0] == "My order number is 427."
+        assert "My name is Ada." in said
+        told = [text for _, text in third.texts]
+        assert told[:1] == ["My order number is 427."] and "My name is Ada." in told
+        assert told.index("My name is Ada.") < told.index("Where is it?")
+        if not CAPABILITIES[Dialect(dialect)].model_owns_turns:
+            # the agent's own answers were replayed as what it said
+            assert any(role == "assistant" for role, _ in third.texts)
+    # the upstream's own end-of-session events never reach the call
+    assert not [
+        e
+        for e in reader.seen
+        if isinstance(e, Resumption | SessionEnding)
+        or (isinstance(e, UpstreamErrorEvent) and e.code == "session_expired")
+    ]
+    assert not [e for e in reader.seen if isinstance(e, UpstreamErrorEvent)], reader.seen
+
+
+async def test_a_resumption_the_upstream_refuses_falls_back_to_a_replay() -> None:
+    settings = AgentSettings(port=0, dialect=Dialect.GEMINI, session_max_s=1.5)
+    async with LocalAgent(settings) as agent:
+        profile = AgentProfile(upstream=UpstreamSettings(url=agent.url, dialect="gemini"))
+        session = AgentSession(profile, preferred=AudioFormat.PCM16, reconnect_window_s=5)
+        await session.open()
+        reader = Reader(session)
+        try:
+            await session.send(_text("Remember 427."))
+            session._resume_handle = "a-handle-it-never-issued"  # (as an expired one)
+            await reader.until(SessionRenewed)
+        finally:
+            await session.close()
+            reader.task.cancel()
+        (renewed,) = reader.renewals()
+        assert renewed.how == "replayed" and renewed.attempts == 2
+        assert agent.sessions[1].close_code == 1007  # the refused resumption
+        assert ("user", "Remember 427.") in agent.sessions[2].texts
