@@ -204,7 +204,8 @@ class SessionRenewed:
     the caller heard it, as items); ``cause``: ``going_away``, ``session_expired``,
     ``session_closed`` or ``connection_lost``; ``gap_ms``: how long no upstream session took
     events (0 when the new one was ready before the old one went); ``audio_dropped_ms``: the
-    caller audio dropped meanwhile."""
+    caller audio dropped meanwhile; ``audio_resent_ms``: the caller's unanswered turn, told
+    again to the new session."""
 
     how: str
     cause: str
@@ -212,6 +213,7 @@ class SessionRenewed:
     attempts: int
     items_replayed: int
     audio_dropped_ms: int
+    audio_resent_ms: int = 0
 
     @property
     def raw(self) -> Raw:
@@ -223,6 +225,7 @@ class SessionRenewed:
             "attempts": self.attempts,
             "items_replayed": self.items_replayed,
             "audio_dropped_ms": self.audio_dropped_ms,
+            "audio_resent_ms": self.audio_resent_ms,
         }
 
 

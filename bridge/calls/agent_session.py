@@ -20,6 +20,8 @@ lost. The call goes on in a new upstream session either way:
   meanwhile caller audio is dropped, and its audio time counted, and control events wait
   (:meth:`AgentSession.send` waits for the new socket). When the window passes, :meth:`events`
   raises the last :class:`~bridge.errors.UpstreamError` and the call ends ``upstream-lost``.
+* A caller's turn that the old session heard start but never answered is sent again, from its
+  start, to the next session (the old one's input buffer went with it).
 
 A new session is *restored* with the upstream's own resumption where it has one (Gemini: the
 latest ``rtbridge.upstream.resumption`` handle, which is kept here and never forwarded), else by
@@ -37,6 +39,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from base64 import b64encode
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +54,7 @@ from bridge.calls.agent_events import (
     SessionEnding,
     SessionRenewed,
     SessionUpdated,
+    SpeechStarted,
     UpstreamErrorEvent,
     parse_agent_event,
 )
@@ -70,6 +75,11 @@ log = logging.getLogger(__name__)
 RENEW_ATTEMPTS = 5
 #: Upstream events waiting for the call (the pump waits beyond: back-pressure on the socket).
 INBOX_MAX = 64
+#: Caller audio kept from before the upstream heard the caller start (its speech pre-roll) ...
+PREROLL_CHUNKS = 25
+#: ... and at most this many chunks of a caller's turn not yet answered (about 10 s): sent
+#: again to the next session when the old one ends in the middle of it.
+TURN_CHUNKS = 500
 _OPENING = frozenset({"session.created", "conversation.created"})
 _ITEM_EDITS = frozenset({"conversation.item.truncate", "conversation.item.delete"})
 #: The upstream's answers to ``conversation.item.create``/``delete``.
@@ -106,6 +116,7 @@ class _Prepared:
     handle: str | None
     replayed: set[str]
     attempts: int
+    resent_ms: float = 0.0
 
 
 class AgentSession:
@@ -147,6 +158,9 @@ class AgentSession:
         self._replay_events: set[str] = set()
         self._renewing = False
         self._dropped_ms = 0.0  # caller audio dropped while renewing
+        #: caller audio of the turn the upstream has not answered yet (None: no turn open)
+        self._preroll: deque[bytes] = deque(maxlen=PREROLL_CHUNKS)
+        self._turn: deque[bytes] | None = None
         self.renewals = 0
         self.renewal_gaps_ms: list[int] = []
         self.refusals: list[str] = []  # upstream errors answered by negotiation (kept for logs)
@@ -219,6 +233,7 @@ class AgentSession:
             if self._renewing:
                 self._dropped_ms += len(audio) / self.format.bytes_per_ms()
             return False
+        (self._preroll if self._turn is None else self._turn).append(audio)
         try:
             return up.send_audio(audio)
         except UpstreamError:
@@ -361,8 +376,13 @@ class AgentSession:
                 return None  # the upstream's answer to a replayed item
             case SessionUpdated(session=session):
                 self.session = {k: v for k, v in session.items() if k not in READ_ONLY}
+            case SpeechStarted():
+                if self._turn is None:
+                    self._turn = deque(self._preroll, maxlen=TURN_CHUNKS)
+                    self._preroll.clear()
             case ResponseCreated():
                 self._responding = True
+                self._turn = None
             case ResponseDone():
                 self._responding = False
                 self._prepare_if_idle()
@@ -415,6 +435,7 @@ class AgentSession:
             self._prepare_if_idle()
             return None
         await self._replay_rest(prepared)
+        await self._resend_turn(prepared)
         return self._switch(prepared, self._cause or "going_away", lost_at=None)
 
     async def _renew(self, cause_exc: UpstreamError) -> SessionRenewed:
@@ -441,6 +462,7 @@ class AgentSession:
                 prepared = await self._prepare(lost_at + self._window, cause_exc)
             finally:
                 self._renewing = False
+        await self._resend_turn(prepared)
         return self._switch(prepared, cause, lost_at=lost_at)
 
     async def _prepare(self, deadline: float, cause_exc: UpstreamError | None = None) -> _Prepared:
@@ -498,6 +520,17 @@ class AgentSession:
                 {"type": "conversation.item.create", "event_id": event_id, "item": item}
             )
 
+    async def _resend_turn(self, prepared: _Prepared) -> None:
+        """The caller was in the middle of a turn the old session never answered: the next
+        one hears it from its start (the old session's input buffer went with it)."""
+        turn, self._turn = self._turn, None
+        self._preroll.clear()
+        for chunk in turn or ():
+            await prepared.up.send(
+                {"type": "input_audio_buffer.append", "audio": b64encode(chunk).decode("ascii")}
+            )
+            prepared.resent_ms += len(chunk) / self.format.bytes_per_ms()
+
     def _switch(self, prepared: _Prepared, cause: str, *, lost_at: float | None) -> SessionRenewed:
         old = self._up
         if old is not None and old is not prepared.up:
@@ -521,6 +554,7 @@ class AgentSession:
             attempts=prepared.attempts,
             items_replayed=len(prepared.replayed),
             audio_dropped_ms=dropped,
+            audio_resent_ms=round(prepared.resent_ms),
         )
         log.info("agent session renewed: %s", renewed.raw)
         return renewed
