@@ -2,7 +2,7 @@
 
 baresip speaks espeak-ng speech (aufile) and records what it hears (sndfile); the local
 agent parrots each turn. Pass-through G.711, forced transcoding (agent accepts only PCM16)
-and an upstream in xAI dialect.
+and upstreams in the xAI, Azure, Gemini Live and GPT-Live dialects.
 """
 
 from __future__ import annotations
@@ -24,8 +24,20 @@ pytestmark = pytest.mark.peer("baresip")
         ({}, "g711_ulaw"),
         ({"agent": {"formats": ["pcm16"]}}, "pcm16"),
         ({"agent": {"dialect": "xai"}, "profile": {"upstream": {"dialect": "xai"}}}, "g711_ulaw"),
+        (
+            {"agent": {"dialect": "azure"}, "profile": {"upstream": {"dialect": "azure"}}},
+            "g711_ulaw",
+        ),
+        (  # Gemini takes PCM only: the call transcodes, and its input is resampled to 16 kHz
+            {"agent": {"dialect": "gemini"}, "profile": {"upstream": {"dialect": "gemini"}}},
+            "pcm16",
+        ),
+        (
+            {"agent": {"dialect": "gpt-live"}, "profile": {"upstream": {"dialect": "gpt-live"}}},
+            "g711_ulaw",
+        ),
     ],
-    ids=["pass-through", "transcoding", "xai-dialect"],
+    ids=["pass-through", "transcoding", "xai-dialect", "azure", "gemini", "gpt-live"],
 )
 async def test_baresip_hears_the_parrot(
     stack: Stack, tmp_path: Path, stack_options: dict[str, object], expected_format: str

@@ -144,10 +144,32 @@ async def test_manage_a_live_call_and_watch_metrics_move(control: Control, tmp_p
     assert mine == ["call.offered", "call.answered", "call.ended"]
 
 
+LOOKUP = {
+    "type": "function",
+    "name": "lookup_order",
+    "description": "Where an order is.",
+    "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+}
+
+
+def _tool_stack(dialect: str) -> dict[str, Any]:
+    return {
+        "agent": {"tool_after_turns": 1, "tool_name": "lookup_order", "dialect": dialect},
+        "profile": {"upstream": {"dialect": dialect}, "tools": [LOOKUP]},
+    }
+
+
 @pytest.mark.parametrize(
-    "stack_options", [{"agent": {"tool_after_turns": 1, "tool_name": "lookup_order"}}]
+    "stack_options",
+    [_tool_stack(d) for d in ("ga", "azure", "gemini", "gpt-live")],
+    ids=["ga", "azure", "gemini", "gpt-live"],
 )
-async def test_sideband_sdk_answers_the_agents_tool_call(control: Control, tmp_path: Path) -> None:
+async def test_sideband_sdk_answers_the_agents_tool_call(
+    control: Control, tmp_path: Path, stack_options: dict[str, Any]
+) -> None:
+    """The agent calls a tool; an application answers it over the sideband with the openai SDK
+    and the agent goes on with the answer, on every upstream dialect. The caller's keypad digit
+    reaches the agent as text (no upstream has a DTMF event the call path could use)."""
     audio = ulaw_file(tmp_path / "v.ulaw", ("voice", 1.2), ("silence", 20.0))
     steps = sc.uac(sc.stream(audio), sc.pause(2500), sc.info("7", 2), sc.wait_bye(40000))
     sipp = asyncio.create_task(sipp_call(control.stack, tmp_path, steps))
@@ -191,6 +213,13 @@ async def test_sideband_sdk_answers_the_agents_tool_call(control: Control, tmp_p
     agent = control.stack.agent.sessions[0]
     (tool_answer,) = [r for r in agent.responses if r.source == "tool_answer"]
     assert "shipped" in tool_answer.transcript
+    # the digit as text: a user message, or GPT-Live's appended instructions
+    async with asyncio.timeout(10):
+        while not [t for _, t in agent.texts if "pressed 7" in t]:
+            await asyncio.sleep(0.05)
+    ((role, text),) = [(r, t) for r, t in agent.texts if "pressed 7" in t]
+    assert text == "The caller pressed 7 on the keypad."
+    assert role == ("system" if stack_options["agent"]["dialect"] == "gpt-live" else "user")
     r = await control.client.post(f"/v1/realtime/calls/{call_id}/hangup")
     assert r.status_code == 200
     rc, out = await sipp

@@ -44,10 +44,16 @@ def agent_dialect() -> str:
 
 
 @pytest.fixture
+def agent_kwargs() -> dict[str, Any]:
+    """Override in a test module to pace the local agent otherwise (``chunk_interval_s``)."""
+    return {}
+
+
+@pytest.fixture
 async def bridge(
-    tmp_path: Path, webrtc_options: dict[str, Any], agent_dialect: str
+    tmp_path: Path, webrtc_options: dict[str, Any], agent_dialect: str, agent_kwargs: dict[str, Any]
 ) -> AsyncIterator[Bridge]:
-    agent = LocalAgent(AgentSettings(port=0, dialect=Dialect(agent_dialect)))
+    agent = LocalAgent(AgentSettings(port=0, dialect=Dialect(agent_dialect)), **agent_kwargs)
     await agent.start()
     upstream = {"url": agent.url, "dialect": agent_dialect}
     settings = Settings.model_validate(

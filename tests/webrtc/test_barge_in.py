@@ -8,6 +8,7 @@ import asyncio
 
 import httpx
 import numpy as np
+import pytest
 
 from bridge.webrtc.peer import ClientPeer
 from media.resample import Resampler
@@ -53,5 +54,64 @@ async def test_talking_over_the_agent_clears_and_truncates(bridge: Bridge) -> No
         assert (
             "output_audio_buffer.stopped" not in kinds[: kinds.index("output_audio_buffer.cleared")]
         )
+    finally:
+        await peer.close()
+
+
+@pytest.mark.parametrize(
+    ("agent_dialect", "agent_kwargs"),
+    [
+        ("ga", {}),
+        ("azure", {}),
+        # Gemini says ``interrupted`` only while it is still generating: the agent speaks in
+        # real time here, as Gemini does, rather than five times faster
+        ("gemini", {"chunk_interval_s": 0.1}),
+        # GPT-Live has no truncate: its translator cuts the transcript at what was played
+        ("gpt-live", {}),
+    ],
+)
+async def test_a_barge_in_leaves_the_heard_transcript_in_the_event_log(
+    bridge: Bridge, agent_dialect: str
+) -> None:
+    peer = ClientPeer()
+    try:
+        offer = await peer.offer()
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(
+                f"{bridge.url}/v1/realtime/calls",
+                content=offer,
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
+            )
+        call_id = r.headers["location"].rsplit("/", 1)[-1]
+        await peer.accept(r.text)
+        async with asyncio.timeout(20):
+            await peer.wait_event("session.created")
+        peer.mic.play(_at_48k(voiced_signal(3.0, seed=3)))
+        async with asyncio.timeout(30):
+            await peer.wait_event("output_audio_buffer.started")
+        await asyncio.sleep(0.8)
+        mark = len(peer.events)
+        peer.mic.play(_at_48k(voiced_signal(1.0, seed=4)))
+        async with asyncio.timeout(20):
+            await peer.wait_event("output_audio_buffer.cleared", after=mark)
+        async with asyncio.timeout(10):
+            while True:
+                bridge.store.flush()
+                cut = [
+                    e.data
+                    for e in bridge.store.events(call_id)
+                    if e.kind == "conversation.item.truncated"
+                ]
+                if cut:
+                    break
+                await asyncio.sleep(0.05)
+        (entry,) = cut
+        said = bridge.agent.sessions[-1].responses[0].transcript  # "parrot: 3xxx ms"
+        assert 300 <= entry["audio_end_ms"] < 3000
+        # what the caller heard: what the agent said up to the cut (the local agent sends a
+        # word of transcript with each of its first 100 ms chunks, so by 300 ms all of it)
+        assert entry["transcript"] and said.startswith(entry["transcript"])
+        kinds = [e.kind for e in bridge.store.events(call_id)]
+        assert kinds.count("conversation.item.truncated") == 1
     finally:
         await peer.close()

@@ -1,5 +1,7 @@
-"""A browser call to an upstream that speaks another dialect (OpenAI beta, xAI): the data
-channel still carries GA events both ways, and the parrot still comes back on the track."""
+"""A browser call to an upstream that speaks another dialect (OpenAI beta, xAI, Azure, Gemini
+Live, GPT-Live): the data channel still carries GA events both ways, and the parrot still comes
+back on the track. A mid-session ``session.update`` the upstream cannot take (Gemini and
+GPT-Live fix the instructions at the start) is refused with an error that says so."""
 
 from __future__ import annotations
 
@@ -9,13 +11,15 @@ import httpx
 import numpy as np
 import pytest
 
+from bridge.config import Dialect
+from bridge.realtime.dialects import CAPABILITIES
 from bridge.webrtc.peer import ClientPeer
 from media.resample import Resampler
 from tests.support.audio import best_correlation, voiced_signal
 from tests.webrtc.conftest import KEY, Bridge
 
 
-@pytest.fixture(params=["beta", "xai"])
+@pytest.fixture(params=["beta", "xai", "azure", "gemini", "gpt-live"])
 def agent_dialect(request: pytest.FixtureRequest) -> str:
     dialect: str = request.param
     return dialect
@@ -39,14 +43,22 @@ async def test_browser_call_to_a_translated_upstream(bridge: Bridge, agent_diale
         peer.send(
             {"type": "session.update", "session": {"type": "realtime", "instructions": "Echo."}}
         )
-        async with asyncio.timeout(20):  # (xAI also reports its late session.created as one)
-            index = 0
-            while True:
-                updated = await peer.wait_event("session.updated", after=index)
-                if updated["session"].get("instructions") == "Echo.":
-                    break
-                index = peer.events.index(updated) + 1
-        assert bridge.agent.sessions[-1].instructions == "Echo."
+        mutable = CAPABILITIES[Dialect(agent_dialect)].mutable_session
+        if mutable is None or "instructions" in mutable:
+            async with asyncio.timeout(20):  # (xAI also reports its late session.created as one)
+                index = 0
+                while True:
+                    updated = await peer.wait_event("session.updated", after=index)
+                    if updated["session"].get("instructions") == "Echo.":
+                        break
+                    index = peer.events.index(updated) + 1
+            assert bridge.agent.sessions[-1].instructions == "Echo."
+        else:  # fixed at the start: refused, with the field named, never silently dropped
+            async with asyncio.timeout(20):
+                error = await peer.wait_event("error")
+            assert error["error"]["code"] == "session_update_not_applied"
+            assert "instructions" in error["error"]["message"]
+            assert bridge.agent.sessions[-1].instructions != "Echo."
         assert bridge.agent.sessions[-1].dialect == agent_dialect
 
         utterance = voiced_signal(1.2)
