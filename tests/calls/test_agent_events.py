@@ -21,6 +21,9 @@ from bridge.calls.agent_events import (
     Other,
     ResponseCreated,
     ResponseDone,
+    Resumption,
+    SessionEnding,
+    SessionRenewed,
     SessionUpdated,
     SpeechStarted,
     SpeechStopped,
@@ -96,6 +99,32 @@ def test_fields_the_call_reads() -> None:
         "session_expired",
         "m",
     )
+
+
+def test_the_upstreams_end_of_session_events_and_truncations_are_typed() -> None:
+    going = parse_agent_event({"type": "rtbridge.upstream.going_away", "time_left_ms": 9500})
+    assert going == SessionEnding(going.raw, "going_away", 9500, None)
+    closed = parse_agent_event({"type": "rtbridge.upstream.session_closed", "reason": "x"})
+    assert closed == SessionEnding(closed.raw, "closed", None, "x")
+    handle = parse_agent_event(
+        {"type": "rtbridge.upstream.resumption", "handle": "h1", "resumable": True}
+    )
+    assert handle == Resumption(handle.raw, "h1", True)
+    gone = parse_agent_event({"type": "rtbridge.upstream.resumption", "handle": None})
+    assert isinstance(gone, Resumption) and (gone.handle, gone.resumable) == (None, False)
+    cut = parse_agent_event(
+        {
+            "type": "conversation.item.truncated",
+            "item_id": "i",
+            "audio_end_ms": 800,
+            "transcript": "It shipped",
+        }
+    )
+    assert cut == ItemTruncated(cut.raw, "i", 800, "It shipped")
+    bad = parse_agent_event({"type": "conversation.item.truncated", "item_id": "i"})
+    assert isinstance(bad, Malformed)
+    renewed = SessionRenewed("resumed", "going_away", 0, 1, 0, 0)
+    assert renewed.raw["type"] == "rtbridge.session_renewed"
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,13 @@ import pytest
 from bridge.agent import LocalAgent
 from bridge.calls.agent_events import (
     AgentEvent,
+    ItemTruncated,
+    Other,
     ResponseDone,
     Resumption,
     SessionEnding,
     SessionRenewed,
+    TranscriptDelta,
     UpstreamErrorEvent,
 )
 from bridge.calls.agent_session import AgentSession
@@ -135,3 +138,43 @@ async def test_a_resumption_the_upstream_refuses_falls_back_to_a_replay() -> Non
         assert renewed.how == "replayed" and renewed.attempts == 2
         assert agent.sessions[1].close_code == 1007  # the refused resumption
         assert ("user", "Remember 427.") in agent.sessions[2].texts
+
+
+@pytest.mark.parametrize("dialect", ["ga", "gemini"])
+async def test_a_barge_in_on_the_old_sessions_item_after_a_renewal(dialect: str) -> None:
+    """The caller still hears the old session's answer (rtbridge's playout) when the new
+    session takes over, then talks over it: the truncation is answered with what was heard,
+    and a replayed copy of the item (OpenAI) is cut to it too."""
+    settings = AgentSettings(port=0, dialect=Dialect(dialect), session_max_s=1.5)
+    async with LocalAgent(settings) as agent:
+        profile = AgentProfile(upstream=UpstreamSettings(url=agent.url, dialect=dialect))
+        session = AgentSession(profile, preferred=AudioFormat.PCM16, reconnect_window_s=5)
+        await session.open()
+        reader = Reader(session)
+        try:
+            await _turn(session, reader, "Hello?")
+            (answer,) = [
+                e.item_id for e in reader.seen if isinstance(e, TranscriptDelta) and e.item_id
+            ][:1]
+            await reader.until(SessionRenewed)
+            mark = len(reader.seen)
+            cut = {
+                "type": "conversation.item.truncate",
+                "item_id": answer,
+                "content_index": 0,
+                "audio_end_ms": 250,
+            }
+            await session.send(cut)
+            await reader.until(ItemTruncated, after=mark)
+            await asyncio.sleep(0.3)  # what the upstream answers to the copy's edit
+        finally:
+            await session.close()
+            reader.task.cancel()
+    (truncated,) = [e for e in reader.seen[mark:] if isinstance(e, ItemTruncated)]
+    assert truncated.item_id == answer and truncated.audio_end_ms == 250
+    assert truncated.transcript == "tones: 3 x "  # one word per 100 ms chunk: 0, 100, 200 ms
+    assert not [e for e in reader.seen[mark:] if isinstance(e, UpstreamErrorEvent)]
+    assert not [e for e in reader.seen[mark:] if isinstance(e, Other)]  # acks not forwarded
+    if dialect == "ga":
+        told = [t for role, t in agent.sessions[1].texts if role == "assistant"]
+        assert told == ["tones: 3 x 200 ms", "tones: 3 x "]
