@@ -36,7 +36,6 @@ answered here as the upstream would have answered it, with the heard transcript.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from base64 import b64encode
@@ -250,6 +249,9 @@ class AgentSession:
         if event.get("type") == "session.update" and isinstance(event.get("session"), Mapping):
             event = {**event, "session": enforce_formats(event["session"], self.format)}
         self.conversation.sent(event)
+        created = event.get("item") if event.get("type") == "conversation.item.create" else None
+        if isinstance(created, Mapping) and isinstance(created.get("id"), str):
+            self._session_items.add(created["id"])
         heard = None
         if event.get("type") == "conversation.item.truncate":
             end = event.get("audio_end_ms")
@@ -411,7 +413,7 @@ class AgentSession:
 
     async def _prepare_standby(self, up: UpstreamSession | None) -> _Prepared:
         try:
-            return await self._prepare(self._clock.now() + self._window)
+            return await self._prepare(self._clock.now() + self._window, self._renewal_session())
         finally:
             if up is not None:
                 await self._inbox.put((up, _READY))
@@ -446,8 +448,10 @@ class AgentSession:
         self._dropped_ms = 0.0
         cause = self._cause or "connection_lost"
         log.warning("upstream session ended (%s: %s); renewing", cause, cause_exc)
+        session = self._renewal_session()
         if self._up is not None:
             self._retire(self._up)
+            self._up = None
         prepared: _Prepared | None = None
         task, self._standby = self._standby, None
         if task is not None:
@@ -459,18 +463,19 @@ class AgentSession:
                 prepared = None
         if prepared is None:
             try:
-                prepared = await self._prepare(lost_at + self._window, cause_exc)
+                prepared = await self._prepare(lost_at + self._window, session, cause_exc)
             finally:
                 self._renewing = False
         await self._resend_turn(prepared)
         return self._switch(prepared, cause, lost_at=lost_at)
 
-    async def _prepare(self, deadline: float, cause_exc: UpstreamError | None = None) -> _Prepared:
+    async def _prepare(
+        self, deadline: float, session: dict[str, Any], cause_exc: UpstreamError | None = None
+    ) -> _Prepared:
         """Open, configure and restore the next session: the upstream's own resumption when
         it gave a handle, else the conversation replayed. Bounded: :data:`RENEW_ATTEMPTS`
         tries within the window; the last error is raised."""
         now = self._clock.now
-        session = self._renewal_session()
         handle = self._resume_handle if self.capabilities.resumption else None
         last = cause_exc or UpstreamClosedError("upstream session ended")
         delay = 0.1
@@ -574,8 +579,11 @@ class AgentSession:
         standby, self._standby = self._standby, None
         if standby is not None:
             standby.cancel()
-            with contextlib.suppress(BaseException):
-                prepared = await standby
+            try:
+                prepared: _Prepared | None = await standby
+            except (asyncio.CancelledError, Exception):
+                prepared = None  # it closed what it had opened
+            if prepared is not None:
                 await prepared.up.close()
         if self._pump is not None:
             self._pump.cancel()
