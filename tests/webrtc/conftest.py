@@ -44,6 +44,12 @@ def agent_dialect() -> str:
 
 
 @pytest.fixture
+def agent_settings() -> dict[str, Any]:
+    """Override in a test module to configure the local agent (``session_max_s``, ...)."""
+    return {}
+
+
+@pytest.fixture
 def agent_kwargs() -> dict[str, Any]:
     """Override in a test module to pace the local agent otherwise (``chunk_interval_s``)."""
     return {}
@@ -51,9 +57,15 @@ def agent_kwargs() -> dict[str, Any]:
 
 @pytest.fixture
 async def bridge(
-    tmp_path: Path, webrtc_options: dict[str, Any], agent_dialect: str, agent_kwargs: dict[str, Any]
+    tmp_path: Path,
+    webrtc_options: dict[str, Any],
+    agent_dialect: str,
+    agent_settings: dict[str, Any],
+    agent_kwargs: dict[str, Any],
 ) -> AsyncIterator[Bridge]:
-    agent = LocalAgent(AgentSettings(port=0, dialect=Dialect(agent_dialect)), **agent_kwargs)
+    agent = LocalAgent(
+        AgentSettings(port=0, dialect=Dialect(agent_dialect), **agent_settings), **agent_kwargs
+    )
     await agent.start()
     upstream = {"url": agent.url, "dialect": agent_dialect}
     settings = Settings.model_validate(

@@ -34,7 +34,9 @@ Gap filling (GA side):
   ``input_audio_buffer.speech_started``, as GA does: the model's output may have ended upstream
   while rtbridge still plays it to the caller, who is then barging in.
 * Text messages (a client's or the call path's DTMF messages) become
-  ``session.instructions.append``; ``response.create`` with no tool call open has no
+  ``session.instructions.append`` (the item is answered at once, ``conversation.item.added``
+  and ``.done``; GPT-Live's ``session.instructions.appended`` that confirms it is not
+  forwarded again); ``response.create`` with no tool call open has no
   counterpart (the model decides when to speak): the model's next output is the response.
 * ``response.cancel`` drops the model's output until its next pause.
 """
@@ -328,6 +330,8 @@ class GptLiveTranslator(SyntheticTranslator):
             )
         if kind == "response.event":
             return self._response_event(ev)
+        if kind == "session.instructions.appended":
+            return NOTHING  # the text item it confirms was answered when it was created
         if kind == "session.closed":
             return Routed(client=(self._closed(ev),))
         if kind == "error":
