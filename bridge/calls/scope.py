@@ -14,6 +14,10 @@ browser :class:`~bridge.webrtc.call.WebRtcCall`:
 * ``end(reason)`` is idempotent: the first :class:`~bridge.calls.end.EndReason` wins.
 * The agent's events arrive typed (:mod:`bridge.calls.agent_events`) and are dispatched here,
   by one ``match``, to call control, the leg's media, the event log and the call's observers.
+  An upstream session that ends does not end the call: the agent session renews it and says
+  so once (``rtbridge.session_renewed``, logged as ``session.renewed``); a response the old
+  session left unfinished is over. Truncations are logged with the transcript of what the
+  caller heard.
 
 A leg supplies :meth:`_tasks`, :meth:`_tick_sinks`, :meth:`_close_leg` and :meth:`stats`. The
 scope satisfies :class:`~bridge.calls.live.LiveCall`, all the control plane sees of a call.
