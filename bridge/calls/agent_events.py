@@ -201,8 +201,9 @@ class SessionRenewed:
     """rtbridge's own: the upstream session ended and the call goes on in a new one.
 
     ``how``: ``resumed`` (the upstream's own resumption) or ``replayed`` (the conversation as
-    the caller heard it, as items); ``cause``: ``going_away``, ``session_expired``,
-    ``session_closed`` or ``connection_lost``; ``gap_ms``: how long no upstream session took
+    the caller heard it, as items); ``cause``: ``going_away``, ``session_limit`` (its known
+    length, before it was reached), ``session_expired``, ``session_closed`` or
+    ``connection_lost``; ``gap_ms``: how long no upstream session took
     events (0 when the new one was ready before the old one went); ``audio_dropped_ms``: the
     caller audio dropped meanwhile; ``audio_resent_ms``: the caller's unanswered turn, told
     again to the new session."""

@@ -11,10 +11,11 @@ beforehand (Gemini ``goAway``), it reports its time limit (OpenAI's and GPT-Live
 ``session_expired``) or another end (GPT-Live ``session.closed``) and closes, or its socket is
 lost. The call goes on in a new upstream session either way:
 
-* *Make before break* when the end is announced: the next session is opened, configured and
-  restored while the old one still serves the call, as soon as no response is streaming; the
-  call moves over at the next idle moment, with no gap. If the old one goes first, the next
-  one takes over when ready.
+* *Make before break* when the end is announced, or known (``Capabilities.session_limit_s``,
+  e.g. OpenAI's 60 minutes: :data:`RENEW_BEFORE_LIMIT_S` before it): the next session is
+  opened, configured and restored while the old one still serves the call, as soon as no
+  response is streaming; the call moves over at the next idle moment, with no gap. If the old
+  one goes first, the next one takes over when ready.
 * *Break before make* otherwise: the next session is opened within
   ``calls.upstream_reconnect_window_s`` (at most :data:`RENEW_ATTEMPTS` tries, backing off);
   meanwhile caller audio is dropped, and its audio time counted, and control events wait
@@ -36,6 +37,7 @@ answered here as the upstream would have answered it, with the heard transcript.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from base64 import b64encode
@@ -66,12 +68,15 @@ from bridge.realtime.formats import AudioFormat
 from bridge.upstream import UpstreamSession
 from media.clock import Clock, SystemClock
 
-__all__ = ["INBOX_MAX", "RENEW_ATTEMPTS", "AgentSession"]
+__all__ = ["INBOX_MAX", "RENEW_ATTEMPTS", "RENEW_BEFORE_LIMIT_S", "AgentSession"]
 
 log = logging.getLogger(__name__)
 
 #: Tries at opening the next upstream session when one ends (within the reconnect window).
 RENEW_ATTEMPTS = 5
+#: Where the upstream's session length is known, the next session is prepared this long (at
+#: most a third of the length) before the end.
+RENEW_BEFORE_LIMIT_S = 60.0
 #: Upstream events waiting for the call (the pump waits beyond: back-pressure on the socket).
 INBOX_MAX = 64
 #: Caller audio kept from before the upstream heard the caller start (its speech pre-roll) ...
@@ -103,6 +108,8 @@ class _Ended:
 
 #: The standby session is ready (put in the inbox to wake :meth:`AgentSession.events`).
 _READY = object()
+#: The current session nears the upstream's known length limit (put in the inbox by a timer).
+_LIMIT = object()
 
 
 @dataclass(slots=True)
@@ -128,13 +135,20 @@ class AgentSession:
         preferred: AudioFormat,
         ready_timeout_s: float = 10.0,
         reconnect_window_s: float = 5.0,
+        session_limit_s: float | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
     ) -> None:
+        """``session_limit_s``: how long one upstream session lasts (default: what the
+        dialect's :class:`~bridge.realtime.dialects.Capabilities` say); the next one is made
+        ready, and taken over at an idle moment, before it ends."""
         self.profile = profile
         self.format = preferred
         self.session: dict[str, Any] = build_session(profile, preferred)
         self.capabilities = CAPABILITIES[profile.upstream.dialect]
+        self._limit = session_limit_s or self.capabilities.session_limit_s
+        self._limit_at: float | None = None
+        self._limit_timer: asyncio.TimerHandle | None = None
         #: the conversation as the caller heard it (what a replay tells a new session)
         self.conversation = CallConversation()
         self._ready_timeout = ready_timeout_s
@@ -194,7 +208,23 @@ class AgentSession:
     def _install(self, up: UpstreamSession) -> None:
         self._up = up
         self._pump = asyncio.create_task(self._pump_events(up), name=f"agent events {up.url}")
+        if self._limit:
+            early = self._limit - min(RENEW_BEFORE_LIMIT_S, self._limit / 3)
+            self._limit_at = self._clock.now() + early
+            self._limit_timer = asyncio.get_running_loop().call_later(early, self._limit_due, up)
         self._usable.set()
+
+    def _limit_due(self, up: UpstreamSession) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # (a busy inbox: _accept sees it)
+            self._inbox.put_nowait((up, _LIMIT))
+
+    def _near_limit(self) -> None:
+        """The session nears its length limit: prepare the next one, as for a ``goAway``."""
+        if self._limit_at is not None and self._clock.now() >= self._limit_at:
+            self._limit_at = None
+            self._cause = self._cause or "session_limit"
+            self._standby_wanted = True
+            self._prepare_if_idle()
 
     async def _pump_events(self, up: UpstreamSession) -> None:
         """One upstream session's events into the inbox, then how it ended."""
@@ -330,7 +360,9 @@ class AgentSession:
             if up is not self._up:
                 continue  # the rest of a retired session
             renewed: SessionRenewed | None = None
-            if item is _READY:
+            if item is _LIMIT:
+                self._near_limit()
+            elif item is _READY:
                 renewed = await self._switch_when_idle()
             elif isinstance(item, _Ended):
                 if self.closed:
@@ -351,6 +383,8 @@ class AgentSession:
 
     def _accept(self, raw: Mapping[str, Any]) -> AgentEvent | None:
         """Parse one event and keep what the session needs; None: not for the call."""
+        if self._limit_at is not None:
+            self._near_limit()
         event = parse_agent_event(raw)
         match event:
             case Resumption(handle=handle, resumable=resumable):
@@ -569,6 +603,9 @@ class AgentSession:
         if self._pump is not None:
             self._pump.cancel()
             self._pump = None
+        if self._limit_timer is not None:
+            self._limit_timer.cancel()
+            self._limit_timer = None
         task = asyncio.create_task(up.close(), name=f"agent session retire {up.url}")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
@@ -576,6 +613,8 @@ class AgentSession:
     async def close(self) -> None:
         self.closed = True
         self._usable.set()  # senders waiting for a renewal learn that it is over
+        if self._limit_timer is not None:
+            self._limit_timer.cancel()
         standby, self._standby = self._standby, None
         if standby is not None:
             standby.cancel()

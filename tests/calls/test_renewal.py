@@ -178,3 +178,27 @@ async def test_a_barge_in_on_the_old_sessions_item_after_a_renewal(dialect: str)
     if dialect == "ga":
         told = [t for role, t in agent.sessions[1].texts if role == "assistant"]
         assert told == ["tones: 3 x 200 ms", "tones: 3 x "]
+
+
+async def test_a_known_session_length_is_renewed_before_it_is_reached() -> None:
+    """OpenAI's sessions last 60 minutes: the next session is made ready, and taken over at an
+    idle moment, before the first one expires (here 3 s, so at 2 s): no gap, no expiry."""
+    settings = AgentSettings(port=0, session_max_s=3.0)
+    async with LocalAgent(settings) as agent:
+        profile = AgentProfile(upstream=UpstreamSettings(url=agent.url))
+        session = AgentSession(
+            profile, preferred=AudioFormat.PCM16, reconnect_window_s=5, session_limit_s=3.0
+        )
+        await session.open()
+        reader = Reader(session)
+        try:
+            await _turn(session, reader, "My order number is 427.")
+            await reader.until(SessionRenewed)
+        finally:
+            await session.close()
+            reader.task.cancel()
+        first, second = agent.sessions[:2]
+    (renewed,) = reader.renewals()
+    assert (renewed.how, renewed.cause, renewed.gap_ms) == ("replayed", "session_limit", 0)
+    assert "error" not in first.sent_types  # it never reached its limit: we left it first
+    assert ("user", "My order number is 427.") in second.texts
