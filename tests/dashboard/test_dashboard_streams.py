@@ -23,7 +23,14 @@ from tests.sip.sipp_support import free_port, run_sipp
 from tests.support.peers import require_peer
 from tests.support.servers import run_app
 from tests.webrtc.conftest import KEY as WEBRTC_KEY
-from tests.webrtc.conftest import Bridge, agent_dialect, bridge, webrtc_options  # noqa: F401
+from tests.webrtc.conftest import (  # noqa: F401 (fixtures)
+    Bridge,
+    agent_dialect,
+    agent_kwargs,
+    agent_settings,
+    bridge,
+    webrtc_options,
+)
 
 KEY = "rtb_dashboard_stream_key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
