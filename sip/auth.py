@@ -14,7 +14,9 @@ here, with no I/O:
 - :class:`DigestVerifier`: the server side. Nonces carry a timestamp and an HMAC over it, so a
   restart or an expired nonce is recognised without server state and answered with
   ``stale=true`` (RFC 7616 section 3.3) when the digest itself was right; a replayed
-  ``nc`` is stale too (section 5.12). Responses are compared in constant time.
+  ``nc`` is stale too (section 5.12), for as long as the nonce lives: its last count is kept
+  until the nonce expires, never forgotten earlier to make room. Responses are compared in
+  constant time.
 
 Passwords appear in no repr, log line or exception message.
 """
@@ -34,6 +36,7 @@ from enum import Enum
 from sip.errors import SipError, SipParseError
 
 __all__ = [
+    "MAX_VERIFIED_NONCES",
     "AuthError",
     "DigestAlgorithm",
     "DigestChallenge",
@@ -51,7 +54,10 @@ __all__ = [
 MAX_HEADER_CHARS = 8192
 _NONCE_MAC_BYTES = 16
 _MAX_TRACKED_NONCES = 64
-_MAX_VERIFIED_NONCES = 4096
+#: Nonces whose last ``nc`` the verifier keeps until they expire. Past this many live ones (a
+#: successful login each within one nonce lifetime) new logins are answered stale until some
+#: expire: forgetting a live nonce's count would let its digests be replayed.
+MAX_VERIFIED_NONCES = 65_536
 
 
 class AuthError(SipError):
@@ -502,7 +508,11 @@ class DigestVerifier:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.MD5, DigestAlgorithm.SHA256)
     nonce_lifetime: float = 300.0
-    _counts: OrderedDict[str, int] = field(default_factory=OrderedDict, init=False, repr=False)
+    max_verified_nonces: int = MAX_VERIFIED_NONCES
+    #: nonce -> (its last nc, when it was issued), oldest first verified first
+    _counts: OrderedDict[str, tuple[int, float]] = field(
+        default_factory=OrderedDict, init=False, repr=False
+    )
 
     def make_nonce(self, now: float) -> str:
         stamp = struct.pack(">d", now)
@@ -586,12 +596,28 @@ class DigestVerifier:
             return Verification(VerifyOutcome.STALE, user, "nonce was not issued here")
         if not -1.0 <= age <= self.nonce_lifetime:
             return Verification(VerifyOutcome.STALE, user, "nonce expired")
-        # Replay protection (RFC 7616 section 5.12): each nonce's nc must increase.
+        # Replay protection (RFC 7616 section 5.12): each nonce's nc must increase, for the
+        # nonce's whole life.
         count = int(creds.nc or "0", 16)
-        if count <= self._counts.get(creds.nonce, 0):
+        seen = self._counts.get(creds.nonce)
+        if seen is not None and count <= seen[0]:
             return Verification(VerifyOutcome.STALE, user, "nonce count replayed")
-        self._counts[creds.nonce] = count
-        self._counts.move_to_end(creds.nonce)
-        while len(self._counts) > _MAX_VERIFIED_NONCES:
-            self._counts.popitem(last=False)
+        if seen is None:
+            self._forget_expired(now)
+            if len(self._counts) >= self.max_verified_nonces:
+                return Verification(VerifyOutcome.STALE, user, "too many live nonces")
+        self._counts[creds.nonce] = (count, now - age)
         return Verification(VerifyOutcome.OK, user)
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop the counts of nonces past their lifetime (they are stale whatever their nc)."""
+        counts = self._counts
+        while counts:
+            issued = next(iter(counts.values()))[1]
+            if now - issued <= self.nonce_lifetime:
+                return
+            counts.popitem(last=False)
+
+    @property
+    def tracked_nonces(self) -> int:
+        return len(self._counts)

@@ -6,8 +6,10 @@ events in it. Local commands the table lacks raise :class:`SipStateError` naming
 event; remote events reach every state (absorbed where irrelevant). What the table covers:
 
 * UAS (§13.3): 1xx, then a 2xx the core retransmits (T1 doubling to T2) until the ACK, giving up
-  after 64*T1 with a BYE (§13.3.1.4); CANCEL before the answer -> 487. A hang-up between the
-  2xx and its ACK waits for the ACK before the BYE (§15).
+  after 64*T1 with a BYE (§13.3.1.4); the call ends right then (``ack-timeout``), not when the
+  BYE is answered: a peer that never ACKed has proven nothing and holds nothing longer (issue
+  12). CANCEL before the answer -> 487. A hang-up between the 2xx and its ACK waits for the ACK
+  before the BYE (§15).
 * UAC (§13.2): ACK for a 2xx as its own request (sent again for every retransmitted 2xx);
   CANCEL only after a provisional (§9.1); the 200/CANCEL race -> ACK then BYE (§15).
 * BYE from either side (§15.1).
@@ -177,12 +179,12 @@ class Call:
             (S.EARLY_IN, E.CANCEL): (S.TERMINATED, "_cancelled"),
             (S.EARLY_IN, E.BYE): (S.TERMINATED, "_early_bye"),
             (S.ANSWERING, E.ACK): (S.CONFIRMED, "_acked"),
-            (S.ANSWERING, E.ACK_TIMEOUT): (S.TERMINATING, "_ack_timeout"),
+            (S.ANSWERING, E.ACK_TIMEOUT): (S.TERMINATED, "_ack_timeout"),
             (S.ANSWERING, E.HANGUP): (S.BYE_PENDING, None),
             (S.ANSWERING, E.BYE): (S.TERMINATED, "_remote_bye"),
             (S.BYE_PENDING, E.HANGUP): (S.BYE_PENDING, None),
             (S.BYE_PENDING, E.ACK): (S.TERMINATING, "_send_bye"),
-            (S.BYE_PENDING, E.ACK_TIMEOUT): (S.TERMINATING, "_ack_timeout"),
+            (S.BYE_PENDING, E.ACK_TIMEOUT): (S.TERMINATED, "_ack_timeout"),
             (S.BYE_PENDING, E.BYE): (S.TERMINATED, "_remote_bye"),
             (S.CALLING, E.PROVISIONAL): (S.EARLY_OUT, "_ringing"),
             (S.CALLING, E.SUCCESS): (S.CONFIRMED, "_answered"),
@@ -203,7 +205,7 @@ class Call:
             (S.CONFIRMED, E.HANGUP): (S.TERMINATING, "_send_bye"),
             (S.CONFIRMED, E.BYE): (S.TERMINATED, "_remote_bye"),
             (S.CONFIRMED, E.ACK): (S.CONFIRMED, "_reinvite_acked"),
-            (S.CONFIRMED, E.ACK_TIMEOUT): (S.TERMINATING, "_ack_timeout"),
+            (S.CONFIRMED, E.ACK_TIMEOUT): (S.TERMINATED, "_ack_timeout"),
             (S.TERMINATING, E.SUCCESS): (S.TERMINATING, "_resend_ack"),
             (S.TERMINATING, E.HANGUP): (S.TERMINATING, None),
             (S.TERMINATING, E.BYE): (S.TERMINATED, "_remote_bye"),
@@ -364,8 +366,9 @@ class Call:
         self.final = self.final_tx = None
 
     def _ack_timeout(self, now: float) -> None:
-        self.end_reason, self.end_status = EndReason.ACK_TIMEOUT, None
+        """§13.3.1.4: BYE, and the call is over (the BYE's answer changes nothing)."""
         self._bye(now)
+        self._end(EndReason.ACK_TIMEOUT, None)
 
     # --- UAC actions ---------------------------------------------------------------------
     def _ringing(self, now: float) -> None:

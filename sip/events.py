@@ -3,6 +3,11 @@ RFC 3515 REFER; RFC 6086 INFO DTMF).
 
 These frozen values are the seam between the SIP leg and the call logic: the sans-IO core
 returns them, the asyncio driver queues them on the call they belong to.
+
+:class:`SecurityNotice` is not a call's event: the core and the transports report with it what
+they refused or caught (a wrong digest, a blocked source, a stranger's request, an oversized
+message, a connection over the cap), for the owner's security log. This package imports nothing
+from ``bridge``, so :class:`NoticeKind`'s values are the security log's kind names.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ __all__ = [
     "DtmfReceived",
     "EndReason",
     "HoldChanged",
+    "NoticeKind",
     "ReferProgress",
     "ReferReceived",
     "RemoteSdpChanged",
+    "SecurityNotice",
 ]
 
 
@@ -65,9 +72,9 @@ class CallOffered:
 
 @dataclass(frozen=True, slots=True)
 class CallRefused:
-    """An inbound INVITE the core refused before offering it: trunk policy (403) or draining
-    (503). Digest challenges (401/407) are part of authentication, not refusals: not reported.
-    The owner records it (an operator wants to see who knocked)."""
+    """An inbound INVITE the core refused before offering it because it is draining (503).
+    Refusals by policy are no calls: they are :class:`SecurityNotice` values, counted and
+    logged, never recorded as calls."""
 
     call_id: str
     caller: NameAddr
@@ -161,3 +168,25 @@ CallEvent = (
     | ReferProgress
     | CallEnded
 )
+
+
+class NoticeKind(enum.StrEnum):
+    """What a :class:`SecurityNotice` reports (the security log's kind names)."""
+
+    AUTH_FAILURE = "auth-failure"  # a wrong digest
+    RATE_LIMITED = "rate-limited"  # a source over a rate or a call cap
+    BLOCKED_SOURCE = "blocked-source"  # a source blocked for a while (rates, digest failures)
+    REFUSED_REQUEST = "refused-request"  # a request refused by policy (a stranger, a slow sender)
+    OVERSIZED_MESSAGE = "oversized-message"  # over a size, header or Via bound: dropped unparsed
+    CONNECTION_CAP = "connection-cap"  # a TCP/TLS connection refused at a cap, or cut off
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityNotice:
+    """Something the SIP stack refused or caught, from ``source``. ``detail`` quotes no secret
+    (never a password or a digest response) and stays short."""
+
+    kind: NoticeKind
+    source: Peer
+    detail: str
+    call_id: str | None = None

@@ -297,40 +297,50 @@ class StreamFramer:
     ``feed(data)`` returns the complete messages (as bytes) now available; leftover bytes wait
     for the next call. A header section over the size limit or a missing/bad Content-Length
     raises :class:`SipParseError`, after which the connection should be closed.
+
+    Linear in its input: the search for the blank line resumes where the last one stopped,
+    and once a header section is read the message's length is known, so a message sent one
+    byte at a time costs no more than one sent at once.
     """
 
     def __init__(self, *, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_size
+        self._scanned = 0  # leading bytes of _buf known to hold no blank line
+        self._need: int | None = None  # the current message's length, once its head is read
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
         out: list[bytes] = []
         while True:
-            while self._buf[:2] == b"\r\n":  # RFC 5626 §3.5.1 keep-alive CRLFs
-                del self._buf[:2]
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > self._max:
+            if self._need is None:
+                while self._buf[:2] == b"\r\n":  # RFC 5626 §3.5.1 keep-alive CRLFs
+                    del self._buf[:2]
+                    self._scanned = max(0, self._scanned - 2)
+                end = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+                if end < 0:
+                    self._scanned = len(self._buf)
+                    if len(self._buf) > self._max:
+                        raise SipParseError(
+                            "header section exceeds the size limit",
+                            status=513,
+                            reason="Message Too Large",
+                        )
+                    return out
+                total = end + 4 + _content_length(bytes(self._buf[:end]))
+                if total > self._max:
                     raise SipParseError(
-                        "header section exceeds the size limit",
+                        f"message of {total} bytes exceeds {self._max}",
                         status=513,
                         reason="Message Too Large",
                     )
+                self._need = total
+            if len(self._buf) < self._need:
                 return out
-            head = bytes(self._buf[:end])
-            length = _content_length(head)
-            total = end + 4 + length
-            if total > self._max:
-                raise SipParseError(
-                    f"message of {total} bytes exceeds {self._max}",
-                    status=513,
-                    reason="Message Too Large",
-                )
-            if len(self._buf) < total:
-                return out
-            out.append(bytes(self._buf[:total]))
-            del self._buf[:total]
+            out.append(bytes(self._buf[: self._need]))
+            del self._buf[: self._need]
+            self._need = None
+            self._scanned = 0
 
     @property
     def buffered(self) -> int:

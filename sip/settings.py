@@ -2,8 +2,13 @@
 
 Bind address and advertised address are separate (behind NAT the Contact/Via/SDP address is
 the public one). Trunks carry their policy: an inbound IP allowlist (CIDRs) and/or a digest
-challenge, and outbound credentials whose password is read from the environment variable the
-config names (``password_env``), never from the file.
+challenge, a cap on their concurrent calls, and outbound credentials whose password is read
+from the environment variable the config names (``password_env``), never from the file.
+
+``[sip.limits]`` (:class:`SipLimits`) holds the defences a SIP port on the open Internet needs
+(issue 12), all on by default: bounds checked before a message is parsed, stateless answers
+to strangers, per-source rates with a temporary block, per-source call caps, and the TCP/TLS
+connection limits.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["SipSettings", "SipTimers", "TrunkSettings"]
+__all__ = ["SipLimits", "SipSettings", "SipTimers", "TrunkSettings"]
 
 
 class _Section(BaseModel):
@@ -44,6 +50,8 @@ class TrunkSettings(_Section):
     inbound_digest: bool = False
     register_enabled: bool = False
     register_expires: int = Field(default=600, ge=60, le=86400)
+    #: concurrent inbound calls this trunk may hold (None: only ``calls.max_calls`` applies)
+    max_calls: int | None = Field(default=None, ge=1)
 
     @field_validator("transport")
     @classmethod
@@ -84,6 +92,55 @@ class TrunkSettings(_Section):
         return any(ip in ipaddress.ip_network(c, strict=False) for c in self.inbound_allow)
 
 
+class SipLimits(_Section):
+    """What a SIP port on the open Internet needs (issue 12), on by default.
+
+    *Before parsing* (RFC 3261 §18.3 lets a server drop what it cannot take): a datagram or
+    framed message over ``max_message_bytes``, a header section over ``max_header_bytes``,
+    more than ``max_headers`` header lines or ``max_vias`` Via values is dropped unparsed.
+
+    *Strangers*: a request from a source that no trunk's policy can admit gets one stateless
+    403 (``stranger_reply = "drop"``: nothing at all), with no transaction and no retransmission.
+
+    *Per source* (a sliding token bucket each, ``*_per_s`` refill, ``*_burst`` capacity):
+    INVITE, REGISTER, OPTIONS and every other message, and ``auth_failures`` wrong digests per
+    ``auth_window_s``. A source over any of them is blocked for ``block_s``: everything it sends
+    is dropped unanswered. ``max_calls_per_source`` caps the concurrent calls of one address.
+    Sources a trunk's allowlist names (its ``inbound_allow`` or its ``host``) are exempt: a
+    carrier sends all its calls from a few addresses. With no trunk configured, loopback is.
+
+    *TCP/TLS*: at most ``max_connections`` accepted connections, ``max_connections_per_source``
+    from one address; a message must be complete ``message_deadline_s`` after its first byte
+    (a new connection must send its first message, a TLS handshake finish, within it too); a
+    connection that no call uses is closed after ``idle_timeout_s`` without traffic; a peer
+    that leaves more than ``write_high_water`` bytes unread is disconnected.
+    """
+
+    max_message_bytes: int = Field(default=65_535, ge=1024, le=65_535)
+    max_header_bytes: int = Field(default=16_384, ge=512, le=65_535)
+    max_headers: int = Field(default=128, ge=8, le=128)
+    max_vias: int = Field(default=16, ge=1, le=70)
+    stranger_reply: Literal["reply", "drop"] = "reply"
+    invite_per_s: float = Field(default=10.0, gt=0)
+    invite_burst: int = Field(default=30, ge=1)
+    register_per_s: float = Field(default=5.0, gt=0)
+    register_burst: int = Field(default=10, ge=1)
+    options_per_s: float = Field(default=5.0, gt=0)
+    options_burst: int = Field(default=10, ge=1)
+    messages_per_s: float = Field(default=100.0, gt=0)
+    messages_burst: int = Field(default=200, ge=1)
+    auth_failures: int = Field(default=10, ge=1)
+    auth_window_s: float = Field(default=60.0, gt=0)
+    block_s: float = Field(default=60.0, gt=0)
+    max_tracked_sources: int = Field(default=16_384, ge=64)
+    max_calls_per_source: int = Field(default=20, ge=1)
+    max_connections: int = Field(default=512, ge=1)
+    max_connections_per_source: int = Field(default=8, ge=1)
+    message_deadline_s: float = Field(default=10.0, gt=0)
+    idle_timeout_s: float = Field(default=120.0, gt=0)
+    write_high_water: int = Field(default=256 * 1024, ge=4096)
+
+
 class SipSettings(_Section):
     """The SIP listener, its transports, timers, trunks and codec preferences."""
 
@@ -100,6 +157,7 @@ class SipSettings(_Section):
     timers: SipTimers = Field(default_factory=SipTimers)
     trunks: list[TrunkSettings] = Field(default_factory=list)
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"])
+    limits: SipLimits = Field(default_factory=SipLimits)
 
     @model_validator(mode="after")
     def _tls(self) -> SipSettings:

@@ -562,6 +562,10 @@ class TransactionLayer:
         new.start(now)
         return new
 
+    def has_server(self, request: Request) -> bool:
+        """Whether ``request`` belongs to a server transaction already (a retransmission)."""
+        return self.server_key(request) in self.servers
+
     def matches_server_invite(self, ack: Request) -> bool:
         """True when ``ack`` belongs to an INVITE server transaction (non-2xx ACK)."""
         tx = self.servers.get(self.server_key(ack))

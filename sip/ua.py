@@ -13,6 +13,16 @@ OPTIONS (200 while serving, 503 while draining, §11.2); CANCEL matching (§9.2)
 requests outside any dialog (§12.2.2); 400 with a reason for malformed requests (§8.2 / §21.4).
 In-dialog requests go to the address the dialog's messages come from (connection reuse and
 NAT-friendly), with the route set in Route headers.
+
+Defences, cheapest first, so that a flood costs little and never a call's audio (issue 12;
+``CoreConfig.limits``): a blocked source is dropped before anything else; every message must
+pass :func:`sip.sanity.check` (size, header and Via bounds) before it is parsed; a source over
+its rate (:mod:`sip.ratelimit`) is blocked for a while; a request from a source no trunk can
+admit (a *stranger*) gets one stateless 403 built from its raw header lines, or nothing, and is
+never parsed; a new INVITE is screened (draining, policy with its digest check, per-source and
+per-trunk call caps) *before* a transaction exists, so a refusal is one stateless response
+(§8.2.7): no 100 Trying, no retransmission, no call. Wrong digests count against their source.
+What is refused or caught is reported as :class:`~sip.events.SecurityNotice` outputs.
 """
 
 from __future__ import annotations
@@ -20,15 +30,17 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field, replace
 
-from sip import midcall
+from sip import midcall, sanity
 from sip.auth import AuthError, DigestClient, choose_challenge
 from sip.call import Call, CallEv, Direction, Pending
 from sip.dialog import make_response, new_branch, new_tag
 from sip.errors import SipError, SipParseError, SipStateError
-from sip.events import CallEvent, CallOffered, CallRefused
+from sip.events import CallEvent, CallOffered, CallRefused, NoticeKind, SecurityNotice
 from sip.headers import Headers, NameAddr, Via
 from sip.message import Request, Response, parse_message
 from sip.policy import Allow, Deny, Policy, loopback_only
+from sip.ratelimit import RateKind, SourceGuard
+from sip.settings import SipLimits
 from sip.timers import TimerHeap
 from sip.transaction import (
     ClientInviteTransaction,
@@ -71,7 +83,7 @@ class RequestDone:
     response: Response | None
 
 
-Output = Send | CallEvent | RequestDone
+Output = Send | CallEvent | RequestDone | SecurityNotice
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,7 @@ class CoreConfig:
     user: str = "rtbridge"
     user_agent: str = "rtbridge"
     timers: TimerValues = field(default_factory=TimerValues)
+    limits: SipLimits = field(default_factory=SipLimits)
 
 
 class SipCore:
@@ -110,7 +123,16 @@ class SipCore:
             "malformed": 0,
             "malformed_answered": 0,
             "stray": 0,
+            "oversized": 0,  # dropped unparsed (sip.sanity)
+            "blocked": 0,  # from a blocked source, dropped first thing
+            "strangers": 0,  # requests from sources no trunk admits, refused unparsed
+            "refused": 0,  # new INVITEs refused statelessly (policy, caps, draining)
         }
+        limits = config.limits
+        self.guard = SourceGuard(limits)
+        self.bounds = sanity.Bounds(
+            limits.max_message_bytes, limits.max_header_bytes, limits.max_headers, limits.max_vias
+        )
         self._out: list[Output] = []
         self._purpose: dict[str, tuple[Call, str]] = {}
         self.credentials: dict[str, Credentials] = {}
@@ -123,6 +145,25 @@ class SipCore:
     def receive(self, data: bytes, peer: Peer, now: float) -> None:
         """Feed one message from ``peer``. Never raises: bad input is answered or counted."""
         self.stats["received"] += 1
+        host = peer.host
+        exempt = self.policy.exempt(host)
+        if not exempt and self.guard.blocked(host, now):
+            self.stats["blocked"] += 1
+            return
+        problem = sanity.check(data, self.bounds)
+        if problem is not None:
+            self.stats["oversized"] += 1
+            if exempt or self._within_rate(peer, RateKind.MESSAGE, now):
+                self._notice(NoticeKind.OVERSIZED_MESSAGE, peer, f"dropped unparsed: {problem}")
+            return
+        if not exempt:
+            if not self._within_rate(peer, RateKind.MESSAGE, now):
+                return
+            kind = RateKind.for_method(sanity.method(data))
+            if kind is not None and not self._within_rate(peer, kind, now):
+                return
+            if not self.policy.admits(host) and self._stranger(data, peer):
+                return
         try:
             msg = parse_message(data, stream=peer.reliable)
         except SipParseError as exc:
@@ -136,6 +177,40 @@ class SipCore:
         except SipError as exc:  # a header that is valid SIP but unusable for us
             self._malformed(data, peer, SipParseError(str(exc)))
         self._pump(now)
+
+    def _within_rate(self, peer: Peer, kind: RateKind, now: float) -> bool:
+        """Take one from ``peer``'s ``kind`` bucket; over it, the source is blocked (reported
+        once, here: what it sends while blocked is dropped unanswered and uncounted)."""
+        if self.guard.take(peer.host, kind, now):
+            return True
+        self._notice(NoticeKind.RATE_LIMITED, peer, self.guard.describe(kind))
+        return False
+
+    def _stranger(self, data: bytes, peer: Peer) -> bool:
+        """A message from a source no trunk admits. Responses and requests of our own calls'
+        dialogs (an outbound callee's BYE) go on; any other request is refused unparsed: one
+        stateless 403 (or nothing, per ``stranger_reply``). True when it was handled here."""
+        head = sanity.peek(data)
+        if head is None:  # a response, or garbage the parser will drop
+            return False
+        if head.call_id in self.calls:
+            return False
+        self.stats["strangers"] += 1
+        if head.method == "ACK":  # for a 403 of ours: nothing to answer
+            return True
+        self._notice(
+            NoticeKind.REFUSED_REQUEST, peer, f"{head.method[:20]} from a source no trunk admits"
+        )
+        if self.config.limits.stranger_reply == "reply":
+            resp = sanity.reply(head, 403, "Forbidden")
+            if resp is not None:
+                self._out.append(Send(resp, peer))
+        return True
+
+    def _notice(
+        self, kind: NoticeKind, peer: Peer, detail: str, call_id: str | None = None
+    ) -> None:
+        self._out.append(SecurityNotice(kind, peer, detail, call_id))
 
     def tick(self, now: float) -> None:
         self.layer.tick(now)
@@ -361,17 +436,22 @@ class SipCore:
             else:
                 self.stats["stray"] += 1
             return
+        in_dialog = req.to.tag is not None
+        verdict: Allow | None = None
+        if req.method == "INVITE" and not in_dialog and not self.layer.has_server(req):
+            verdict = self._screen_invite(req, peer, now)
+            if verdict is None:
+                return  # refused statelessly: no transaction, no call
         tx = self.layer.receive_request(req, reply_to, now)
         if tx is None:
             return  # a retransmission, absorbed
-        in_dialog = req.to.tag is not None
         if self._refuse_early(req, tx, now):
             return
         if req.method == "CANCEL":
             self._on_cancel(req, tx, now)
         elif req.method == "INVITE" and not in_dialog:
-            assert isinstance(tx, ServerInviteTransaction)
-            self._on_new_invite(req, peer, tx, now)
+            assert isinstance(tx, ServerInviteTransaction) and verdict is not None
+            self._on_new_invite(req, peer, tx, now, verdict)
         elif req.method == "OPTIONS" and not in_dialog:
             status = 503 if self.draining else 200
             extra = self.common_headers()
@@ -412,23 +492,82 @@ class SipCore:
             return True
         return False
 
+    def _screen_invite(self, req: Request, peer: Peer, now: float) -> Allow | None:
+        """A new INVITE before any transaction: draining, policy (digest included) and the
+        call caps. A refusal is one stateless response (§8.2.7: a lost one makes the caller
+        retransmit, and the retransmission is answered again); None then."""
+        if self.draining:
+            retry = () if self.retry_after is None else (("Retry-After", str(self.retry_after)),)
+            self._stateless(req, peer, 503, None, retry)
+            self._refused(req, peer, 503, "draining")
+            return None
+        verdict = self.policy(req, peer, now)
+        exempt = self.policy.exempt(peer.host)
+        if isinstance(verdict, Deny):
+            self._stateless(req, peer, verdict.status, verdict.reason, verdict.headers)
+            if verdict.failure is not None:
+                self._auth_failed(req, peer, verdict.failure, exempt, now)
+            elif verdict.status not in (401, 407):  # a first challenge is no refusal
+                self._notice(NoticeKind.REFUSED_REQUEST, peer, verdict.reason or "policy")
+            return None
+        why = None
+        if verdict.max_calls is not None and self._live_inbound(trunk=verdict.trunk) >= (
+            verdict.max_calls
+        ):
+            why = f"trunk {verdict.trunk!r} has {verdict.max_calls} calls (its max_calls)"
+        elif not exempt and self._live_inbound(host=peer.host) >= (
+            self.config.limits.max_calls_per_source
+        ):
+            limit = self.config.limits.max_calls_per_source
+            why = f"this source has {limit} calls (max_calls_per_source)"
+        if why is not None:
+            self._stateless(req, peer, 503, "Service Unavailable (too many calls)")
+            self._notice(NoticeKind.RATE_LIMITED, peer, f"INVITE refused: {why}")
+            return None
+        return verdict
+
+    def _auth_failed(
+        self, req: Request, peer: Peer, failure: str, exempt: bool, now: float
+    ) -> None:
+        """Wrong credentials: reported, and counted against the source (a lockout past
+        ``auth_failures`` per ``auth_window_s``), trunk addresses excepted."""
+        self._notice(NoticeKind.AUTH_FAILURE, peer, f"{req.method} digest refused: {failure}")
+        if not exempt and not self.guard.take(peer.host, RateKind.AUTH_FAILURE, now):
+            self._notice(
+                NoticeKind.BLOCKED_SOURCE, peer, self.guard.describe(RateKind.AUTH_FAILURE)
+            )
+
+    def _live_inbound(self, *, host: str | None = None, trunk: str | None = None) -> int:
+        """Inbound calls not yet ended, from ``host`` or on ``trunk``."""
+        return sum(
+            1
+            for c in self.calls.values()
+            if c.direction is Direction.INBOUND
+            and not c.ended
+            and (host is None or c.peer.host == host)
+            and (trunk is None or c.trunk == trunk)
+        )
+
+    def _stateless(
+        self,
+        req: Request,
+        peer: Peer,
+        status: int,
+        reason: str | None,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Answer ``req`` outside any transaction, back to where it came from (never to an
+        address its Via names: that would reflect it onto a third party)."""
+        self.stats["refused"] += 1
+        resp = make_response(req, status, reason, to_tag=new_tag(), extra=Headers(extra))
+        self._out.append(Send(resp, peer))
+
     def _on_new_invite(
-        self, req: Request, peer: Peer, tx: ServerInviteTransaction, now: float
+        self, req: Request, peer: Peer, tx: ServerInviteTransaction, now: float, verdict: Allow
     ) -> None:
         self._reply(tx, req, 100, now)  # at once: a slow answer must not make a proxy retry
         if req.call_id in self.calls:
             self._reply(tx, req, 482, now)  # a merged request (§8.2.2.2)
-            return
-        if self.draining:
-            retry = [] if self.retry_after is None else [("Retry-After", str(self.retry_after))]
-            self._reply(tx, req, 503, now, extra=Headers(retry))
-            self._refused(req, peer, 503, "draining")
-            return
-        verdict = self.policy(req, peer, now)
-        if isinstance(verdict, Deny):
-            self._reply(tx, req, verdict.status, now, verdict.reason, Headers(verdict.headers))
-            if verdict.status not in (401, 407):  # a challenge is not a refusal
-                self._refused(req, peer, verdict.status, verdict.reason or "policy")
             return
         call = Call(self, req.call_id, Direction.INBOUND, req, tx.peer, verdict.trunk)
         call.server_tx = tx
@@ -551,30 +690,16 @@ class SipCore:
         return replace(peer, port=via.port or 5060)
 
     def _malformed(self, data: bytes, peer: Peer, exc: SipParseError) -> None:
-        """Answer a malformed request with 4xx when its Via/From/To/Call-ID/CSeq survive."""
+        """Answer a malformed request with 4xx when its Via/From/To/Call-ID/CSeq survive (read
+        from its raw lines: the parse failed), back to where it came from."""
         self.stats["malformed"] += 1
-        head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace").split("\r\n")
-        if not head or head[0].startswith("SIP/") or " SIP/2.0" not in head[0]:
+        head = sanity.peek(data)
+        if head is None or head.method == "ACK":
             return
-        wanted = {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq"}
-        found = Headers()
-        for line in head[1:]:
-            name, colon, value = line.partition(":")
-            if colon and name.strip().lower() in wanted:
-                found.add(name.strip(), value.strip())
-        if not all(n in found for n in ("Via", "From", "To", "Call-ID", "CSeq")):
-            return
-        try:
-            via = Via.parse(found.get_all("Via")[0])
-            to = NameAddr.parse(found.get("To") or "")
-        except SipParseError:
-            return
-        h = Headers()
-        for k, v in found:
-            h.add(k, str(to.with_tag(new_tag())) if k == "To" and to.tag is None else v)
-        resp = Response(status=exc.status, reason=exc.reason, headers=h)
-        self.stats["malformed_answered"] += 1
-        self._out.append(Send(resp, self._response_peer(via, peer)))
+        resp = sanity.reply(head, exc.status, exc.reason)
+        if resp is not None:
+            self.stats["malformed_answered"] += 1
+            self._out.append(Send(resp, peer))
 
     def _reap(self) -> None:
         """Forget ended calls and the bindings of finished client transactions."""

@@ -11,6 +11,11 @@ is ever dropped. Outbound calls:
 armed for the core's next deadline, re-armed whenever input or a command moves it. Trunks with
 ``register_enabled`` are kept registered (:mod:`sip.driver.registration_runner`). RTP is not
 here: SDP bodies are passed in and out as data.
+
+What the core and the transports refuse or catch (``settings.limits``: bounds, strangers,
+rates, digest failures, connection caps) reaches the handler's ``on_security`` as
+:class:`~sip.events.SecurityNotice` values, in order, synchronously; with no such method they
+are logged.
 """
 
 from __future__ import annotations
@@ -28,7 +33,15 @@ from typing import Any, Protocol
 from sip.driver.registration_runner import RequestSender, register_once, run_registration
 from sip.driver.transport import Transports
 from sip.errors import LocalProtocolError, SipError
-from sip.events import CallAnswered, CallEnded, CallEvent, CallOffered, CallRefused
+from sip.events import (
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallOffered,
+    CallRefused,
+    NoticeKind,
+    SecurityNotice,
+)
 from sip.headers import NameAddr
 from sip.message import Request, Response
 from sip.policy import make_policy
@@ -94,7 +107,9 @@ Decision = Answer | Reject | None
 class CallHandler(Protocol):
     """The owner of inbound calls. ``on_offer`` may ring first (``call.ring()``). A handler
     may also define ``on_refused(event: CallRefused) -> None`` to learn of INVITEs the core
-    refused before offering them (policy 403, draining 503); it is called when present."""
+    refused before offering them while draining (503), and ``on_security(notice:
+    SecurityNotice) -> None`` for what the stack refused or caught; each is called when
+    present."""
 
     async def on_offer(self, call: SipCall) -> Decision: ...
 
@@ -265,7 +280,14 @@ class SipEndpoint:
         if not settings.tls_verify:
             client.check_hostname = False
             client.verify_mode = ssl.CERT_NONE
-        self.transports = Transports(self._on_message, ssl_context=ctx, client_context=client)
+        self.transports = Transports(
+            self._on_message,
+            ssl_context=ctx,
+            client_context=client,
+            limits=settings.limits,
+            on_notice=self._transport_notice,
+            in_use=self._peers_in_use,
+        )
         t = settings.timers
         self.core = SipCore(
             CoreConfig(
@@ -273,6 +295,7 @@ class SipEndpoint:
                 ports={},
                 user_agent=settings.user_agent,
                 timers=TimerValues(t.t1, t.t2, t.t4),
+                limits=settings.limits,
             ),
             policy or make_policy(settings),
         )
@@ -483,6 +506,8 @@ class SipEndpoint:
                         future = self._pending.pop(item.key, None)
                         if future is not None and not future.done():
                             future.set_result(item.response)
+                    elif isinstance(item, SecurityNotice):
+                        self._security(item)
                     else:
                         events.append(item)
                 for event in events:
@@ -506,6 +531,20 @@ class SipEndpoint:
                 call_or_none._deliver(item)
                 if isinstance(item, CallEnded):
                     del self.calls[item.call_id]
+
+    def _security(self, notice: SecurityNotice) -> None:
+        on_security = getattr(self.handler, "on_security", None)
+        if on_security is not None:
+            on_security(notice)
+        else:
+            log.info("%s from %s: %s", notice.kind.value, notice.source, notice.detail)
+
+    def _transport_notice(self, kind: NoticeKind, peer: Peer, detail: str) -> None:
+        self._security(SecurityNotice(kind, peer, detail))
+
+    def _peers_in_use(self) -> set[Peer]:
+        """Where live calls' messages go: their connections stay open however idle."""
+        return {call.peer for call in self.core.calls.values() if not call.ended}
 
     def _failed(self, key: str) -> None:
         if key:

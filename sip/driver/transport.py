@@ -1,4 +1,5 @@
-"""Sockets for the SIP core: UDP, TCP and TLS over asyncio (RFC 3261 §18).
+"""Sockets for the SIP core: UDP, TCP and TLS over asyncio (RFC 3261 §18), with the limits an
+Internet-facing listener needs (issue 12).
 
 :class:`Transports` owns the listening sockets and the stream connections and knows nothing of
 SIP beyond framing: datagrams and framed stream messages go to one ``on_message(data, peer)``
@@ -6,6 +7,22 @@ callback; ``send(data, peer)`` writes to the UDP socket or to the connection for
 (opening one for an outbound request when none exists, §18.1.1). A stream that breaks framing
 (no Content-Length, oversized) is closed (§18.3). Connections are keyed by the remote address,
 so responses and in-dialog requests reuse the connection a peer opened.
+
+Stream limits (``SipLimits``; Kamailio's TCP settings are the model), each reported through
+``on_notice`` when it bites:
+
+* accepted connections are capped in total and per source address; one over a cap is reset
+  at once, before a byte is read from it: a TLS handshake starts only after the check, and
+  must finish within the deadline;
+* a message must be complete ``message_deadline_s`` after its first byte, and a new inbound
+  connection must bring its first message within that time too (slow senders hold memory);
+* a connection without traffic for ``idle_timeout_s`` is closed unless a call uses it
+  (``in_use``): the peers of live calls keep theirs;
+* a peer that does not read what we write is disconnected once more than ``write_high_water``
+  bytes wait for it;
+* framing is linear in the input (:class:`~sip.message.StreamFramer` never rescans).
+
+Deadlines are checked by one sweep a second over the connections, not a timer per read.
 """
 
 from __future__ import annotations
@@ -14,10 +31,14 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Collection
+from typing import cast
 
 from sip.errors import SipParseError, SipTransportError
+from sip.events import NoticeKind
 from sip.message import StreamFramer
+from sip.settings import SipLimits
 from sip.transaction import Peer
 
 __all__ = ["Transports"]
@@ -25,6 +46,10 @@ __all__ = ["Transports"]
 log = logging.getLogger("rtbridge.sip.transport")
 
 OnMessage = Callable[[bytes, Peer], None]
+OnNotice = Callable[[NoticeKind, Peer, str], None]
+
+#: How often deadlines and idle connections are looked at.
+SWEEP_S = 1.0
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -38,8 +63,25 @@ class _Udp(asyncio.DatagramProtocol):
         self.owner.stats["udp_errors"] += 1
 
 
+class _Accept(asyncio.Protocol):
+    """A connection just accepted: reading paused until :meth:`Transports.accept` lets it in
+    (and TLS wraps it), so a connection over a cap costs no read and no handshake."""
+
+    def __init__(self, owner: Transports, transport: str, tls: ssl.SSLContext | None) -> None:
+        self.owner = owner
+        self.transport_name = transport
+        self.tls = tls
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        raw = cast(asyncio.Transport, transport)
+        raw.pause_reading()
+        addr = raw.get_extra_info("peername")
+        peer = Peer(self.transport_name, str(addr[0]), int(addr[1]))
+        self.owner.accept(peer, raw, self.tls)
+
+
 class _Stream:
-    """One TCP/TLS connection: a reader task framing messages, a writer."""
+    """One TCP/TLS connection: a reader task framing messages, a writer, its timestamps."""
 
     def __init__(
         self,
@@ -47,27 +89,62 @@ class _Stream:
         peer: Peer,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
+        inbound: bool,
     ) -> None:
         self.owner = owner
         self.peer = peer
         self.reader = reader
         self.writer = writer
+        self.inbound = inbound
+        self.opened_at = self.last_active = time.monotonic()
+        self.partial_since: float | None = None  # when the unfinished message began
+        self.messages = 0
         self.task = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
-        framer = StreamFramer()
+        owner = self.owner
+        framer = StreamFramer(max_size=owner.limits.max_message_bytes)
         try:
             while data := await self.reader.read(65536):
+                self.last_active = time.monotonic()
                 for message in framer.feed(data):
-                    self.owner.on_message(message, self.peer)
+                    self.messages += 1
+                    owner.on_message(message, self.peer)
+                if framer.buffered:
+                    if self.partial_since is None:
+                        self.partial_since = self.last_active
+                else:
+                    self.partial_since = None
         except SipParseError as exc:
-            self.owner.stats["framing_errors"] += 1
+            owner.stats["framing_errors"] += 1
             log.info("closing %s: %s", self.peer, exc)
-        except (ConnectionError, OSError):
+            if exc.status == 513:
+                owner.notice(NoticeKind.OVERSIZED_MESSAGE, self.peer, f"stream closed: {exc}")
+        except (ConnectionError, OSError, ssl.SSLError):
             pass
         finally:
-            self.owner.forget(self)
+            owner.forget(self)
             self.writer.close()
+
+    def write(self, data: bytes) -> None:
+        """Write, or cut off a peer that lets more than ``write_high_water`` bytes pile up."""
+        self.writer.write(data)
+        self.last_active = time.monotonic()
+        waiting = self.writer.transport.get_write_buffer_size()
+        if waiting > self.owner.limits.write_high_water:
+            self.owner.notice(
+                NoticeKind.CONNECTION_CAP,
+                self.peer,
+                f"{waiting} bytes unread by the peer (limit {self.owner.limits.write_high_water})"
+                ": closed",
+            )
+            self.abort()
+
+    def abort(self) -> None:
+        self.owner.forget(self)
+        self.task.cancel()
+        self.writer.transport.abort()
 
     def close(self) -> None:
         self.task.cancel()
@@ -83,16 +160,37 @@ class Transports:
         *,
         ssl_context: ssl.SSLContext | None = None,
         client_context: ssl.SSLContext | None = None,
+        limits: SipLimits | None = None,
+        on_notice: OnNotice | None = None,
+        in_use: Callable[[], Collection[Peer]] = frozenset,
     ) -> None:
         self.on_message = on_message
         self.ssl_context = ssl_context  # for our TLS listener
         self.client_context = client_context or ssl.create_default_context()
+        self.limits = limits or SipLimits()
+        self._on_notice = on_notice
+        self._in_use = in_use
         self.udp: asyncio.DatagramTransport | None = None
         self.servers: list[asyncio.Server] = []
-        self.streams: dict[Peer, _Stream] = {}
+        self.streams: dict[Peer, _Stream] = {}  # ready to send on, by remote address
+        self.connections: set[_Stream] = set()  # every open one, handshaking included
+        self._per_source: dict[str, int] = {}  # accepted connections by remote host
+        self._accepted = 0  # accepted connections open
         self.ports: dict[str, int] = {}
-        self.stats: dict[str, int] = {"udp_errors": 0, "framing_errors": 0, "send_errors": 0}
+        self.stats: dict[str, int] = {
+            "udp_errors": 0,
+            "framing_errors": 0,
+            "send_errors": 0,
+            "refused_connections": 0,
+            "timed_out": 0,
+        }
         self._connecting: dict[Peer, asyncio.Task[_Stream]] = {}
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def notice(self, kind: NoticeKind, peer: Peer, detail: str) -> None:
+        if self._on_notice is not None:
+            self._on_notice(kind, peer, detail)
 
     async def listen(self, transport: str, host: str, port: int) -> int:
         """Bind ``transport`` on ``host:port`` (0 picks a free port); returns the port."""
@@ -108,16 +206,76 @@ class Transports:
             if transport == "tls" and tls is None:
                 raise SipTransportError("TLS needs a certificate and key")
 
-            async def accepted(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-                addr = w.get_extra_info("peername")
-                peer = Peer(transport, str(addr[0]), int(addr[1]))
-                self.streams[peer] = _Stream(self, peer, r, w)
-
-            server = await asyncio.start_server(accepted, host, port, ssl=tls)
+            server = await loop.create_server(lambda: _Accept(self, transport, tls), host, port)
             self.servers.append(server)
             bound = int(server.sockets[0].getsockname()[1])
+            self._sweep_soon()
         self.ports[transport] = bound
         return bound
+
+    def accept(self, peer: Peer, raw: asyncio.Transport, tls: ssl.SSLContext | None) -> None:
+        """A new connection, nothing read from it yet: reset over a cap; else a stream, after
+        a TLS handshake that must finish within the deadline."""
+        limits = self.limits
+        from_host = self._per_source.get(peer.host, 0)
+        why = None
+        if self._accepted >= limits.max_connections:
+            why = f"{self._accepted} connections open (max_connections)"
+        elif from_host >= limits.max_connections_per_source:
+            why = f"{from_host} connections from this source (max_connections_per_source)"
+        if why is not None:
+            self.stats["refused_connections"] += 1
+            self.notice(NoticeKind.CONNECTION_CAP, peer, f"connection refused: {why}")
+            raw.abort()
+            return
+        self._per_source[peer.host] = from_host + 1
+        self._accepted += 1
+        if tls is None:
+            self._open(peer, raw)
+        else:
+            task = asyncio.get_running_loop().create_task(self._handshake(peer, raw, tls))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, peer: Peer, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
+        reader = asyncio.StreamReader(limit=2**16)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        deadline = self.limits.message_deadline_s
+        try:
+            wrapped = await asyncio.get_running_loop().start_tls(
+                raw, protocol, tls, server_side=True, ssl_handshake_timeout=deadline
+            )
+        except (ConnectionError, OSError, ssl.SSLError, TimeoutError) as exc:
+            self._release(peer.host)
+            raw.abort()
+            if isinstance(exc, ConnectionAbortedError | TimeoutError):
+                self.stats["timed_out"] += 1
+                self.notice(
+                    NoticeKind.REFUSED_REQUEST, peer, f"no TLS handshake within {deadline:g} s"
+                )
+            return
+        if wrapped is None:
+            self._release(peer.host)
+            return
+        self._open(peer, wrapped, reader, protocol)
+
+    def _open(
+        self,
+        peer: Peer,
+        transport: asyncio.Transport,
+        reader: asyncio.StreamReader | None = None,
+        protocol: asyncio.StreamReaderProtocol | None = None,
+    ) -> None:
+        if reader is None or protocol is None:
+            reader = asyncio.StreamReader(limit=2**16)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        transport.resume_reading()
+        writer = asyncio.StreamWriter(transport, protocol, reader, asyncio.get_running_loop())
+        stream = _Stream(self, peer, reader, writer, inbound=True)
+        self.connections.add(stream)
+        self.streams[peer] = stream
 
     def send(self, data: bytes, peer: Peer, on_error: Callable[[], None]) -> None:
         """Send now (UDP, open stream) or once a connection to ``peer`` is made."""
@@ -133,7 +291,7 @@ class Transports:
             return
         stream = self.streams.get(peer)
         if stream is not None and not stream.writer.is_closing():
-            stream.writer.write(data)
+            stream.write(data)
             return
         asyncio.get_running_loop().create_task(self._connect_and_send(data, peer, on_error))
 
@@ -146,7 +304,7 @@ class Transports:
                 task = asyncio.get_running_loop().create_task(self._connect(peer))
                 self._connecting[peer] = task
             stream = await task
-            stream.writer.write(data)
+            stream.write(data)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             self.stats["send_errors"] += 1
             log.info("cannot connect to %s: %s", peer, exc)
@@ -159,18 +317,72 @@ class Transports:
         r, w = await asyncio.wait_for(
             asyncio.open_connection(peer.host, peer.port, ssl=tls), timeout=10
         )
-        stream = _Stream(self, peer, r, w)
+        stream = _Stream(self, peer, r, w, inbound=False)
+        self.connections.add(stream)
         self.streams[peer] = stream
+        self._sweep_soon()
         return stream
 
     def forget(self, stream: _Stream) -> None:
+        if stream in self.connections:
+            self.connections.discard(stream)
+            if stream.inbound:
+                self._release(stream.peer.host)
         if self.streams.get(stream.peer) is stream:
             del self.streams[stream.peer]
 
+    def _release(self, host: str) -> None:
+        """An accepted connection from ``host`` is gone."""
+        self._accepted -= 1
+        left = self._per_source.get(host, 1) - 1
+        if left > 0:
+            self._per_source[host] = left
+        else:
+            self._per_source.pop(host, None)
+
+    # -- deadlines --------------------------------------------------------------------------
+
+    def _sweep_soon(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections past a deadline (see the module docstring); re-armed while
+        any stream listener or connection exists."""
+        self._sweeper = None
+        now = time.monotonic()
+        limits = self.limits
+        in_use: Collection[Peer] | None = None
+        for stream in list(self.connections):
+            why = None
+            if stream.partial_since is not None:
+                if now - stream.partial_since > limits.message_deadline_s:
+                    why = f"message unfinished after {limits.message_deadline_s:g} s"
+            elif stream.inbound and stream.messages == 0:
+                if now - stream.opened_at > limits.message_deadline_s:
+                    why = f"no message within {limits.message_deadline_s:g} s"
+            elif stream.inbound and now - stream.last_active > limits.idle_timeout_s:
+                if in_use is None:
+                    in_use = self._in_use()
+                if stream.peer not in in_use:
+                    log.info("closing %s: idle for %g s", stream.peer, limits.idle_timeout_s)
+                    stream.close()
+                    self.forget(stream)
+                    continue
+            if why is not None:
+                self.stats["timed_out"] += 1
+                self.notice(NoticeKind.REFUSED_REQUEST, stream.peer, f"{why}: closed")
+                stream.abort()
+        if self.servers or self.connections:
+            self._sweep_soon()
+
     async def close(self) -> None:
-        for task in list(self._connecting.values()):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for task in [*self._connecting.values(), *self._handshakes]:
             task.cancel()
-        for stream in list(self.streams.values()):
+        for stream in list(self.connections):
             stream.close()
         for server in self.servers:
             server.close()
@@ -180,3 +392,6 @@ class Transports:
         if self.udp is not None:
             self.udp.close()
         self.streams.clear()
+        self.connections.clear()
+        self._per_source.clear()
+        self._accepted = 0

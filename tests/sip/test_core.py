@@ -61,7 +61,8 @@ def test_no_trunk_loopback_only() -> None:
     core = SipCore(CoreConfig())
     core.receive(_request("INVITE"), STRANGER, 0.0)
     statuses = [r.status for r, _ in _responses(core)]
-    assert statuses == [100, 403]
+    assert statuses == [403]  # one stateless answer: no 100 Trying, no transaction
+    assert core.layer.servers == {} and core.next_deadline() is None
     core.receive(
         _request("INVITE").replace(b"invite1", b"invite2").replace(b"invite-1", b"i-2"), LOOP, 0.0
     )
@@ -92,7 +93,7 @@ def test_trunk_allowlist() -> None:
     core.receive(
         _request("INVITE").replace(b"invite1", b"invite2").replace(b"invite-1", b"i-2"), LOOP, 0.0
     )
-    assert [r.status for r, _ in _responses(core)] == [100, 403]
+    assert [r.status for r, _ in _responses(core)] == [403]
 
 
 def test_malformed_request_gets_400_with_reason() -> None:
@@ -216,12 +217,16 @@ def test_ipv6_advertised_host_is_bracketed() -> None:
 
 
 def test_refusals_are_reported_challenges_are_not() -> None:
-    from sip.events import CallRefused
+    """A stranger's INVITE is a security notice (counted, never a call); draining 503s are
+    reported as refused calls."""
+    from sip.events import CallRefused, NoticeKind, SecurityNotice
 
     core = SipCore(CoreConfig())
     core.receive(_request("INVITE"), STRANGER, 0.0)
-    refused = [e for e in core.drain() if isinstance(e, CallRefused)]
-    assert [(e.status, e.source) for e in refused] == [(403, STRANGER)]
+    out = core.drain()
+    assert not [e for e in out if isinstance(e, CallRefused)]
+    notices = [e for e in out if isinstance(e, SecurityNotice)]
+    assert [(n.kind, n.source) for n in notices] == [(NoticeKind.REFUSED_REQUEST, STRANGER)]
     core.draining = True
     core.receive(
         _request("INVITE").replace(b"invite1", b"invite2").replace(b"invite-1", b"i-2"), LOOP, 0.0
