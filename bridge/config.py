@@ -228,12 +228,16 @@ class DtmfPolicy(_Section):
     ``message``: each digit goes to the agent as a user message; ``collect``: digits are
     gathered until ``terminator`` or ``timeout_ms`` and sent as one message; ``off``: only
     logged. ``actions`` maps a digit to ``hangup``, ``mute`` or ``transfer:<target>``.
+    A caller gets ``max_per_s`` digits a second (``burst`` at once; a person presses a few a
+    second): digits beyond are dropped and counted, so a flood costs nothing downstream.
     """
 
     mode: str = Field(default="message", pattern="^(message|collect|off)$")
     terminator: str = "#"
     timeout_ms: int = Field(default=3000, ge=100)
     actions: dict[str, str] = Field(default_factory=dict)
+    max_per_s: float = Field(default=10.0, gt=0)
+    burst: int = Field(default=20, ge=1)
 
 
 class AgentProfile(_Section):
@@ -306,7 +310,15 @@ class Route(_Section):
 
 
 class CallSettings(_Section):
-    """Limits and media sockets for calls (SIP and WebRTC)."""
+    """Limits and media sockets for calls (SIP and WebRTC).
+
+    Media on the open Internet (issue 12): RTP from an address the SDP did not name is
+    accepted after ``rtp_probation_packets`` consecutive in-sequence packets, and never once a
+    source is learned; a call on hold ends after ``max_hold_s``; a hostname in an SDP ``c=``
+    line is resolved once at negotiation (``sdp_hostnames = "resolve"``, within
+    ``sdp_resolve_timeout_s``, else 488) or refused with 488 (``"refuse"``). Call records
+    are kept ``records_retention_days`` and pruned in the background.
+    """
 
     max_calls: int = Field(default=500, ge=1)
     rtp_host: str = "127.0.0.1"
@@ -320,6 +332,11 @@ class CallSettings(_Section):
     retry_after_s: int = Field(default=30, ge=1)
     drain_timeout_s: float = Field(default=300.0, ge=0)  # SIGTERM: live calls may finish
     records_db: Path | None = None  # default: <server.data_dir>/calls.db
+    records_retention_days: float = Field(default=30.0, gt=0)
+    rtp_probation_packets: int = Field(default=4, ge=1, le=50)
+    max_hold_s: float = Field(default=600.0, gt=0)
+    sdp_hostnames: Literal["resolve", "refuse"] = "resolve"
+    sdp_resolve_timeout_s: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
     def _range(self) -> CallSettings:

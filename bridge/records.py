@@ -16,6 +16,11 @@ transcripts, phone numbers and DTMF digits (PINs). The schema version is SQLite'
 ``user_version``; :data:`MIGRATIONS` bring
 any older file up to date when the store opens it.
 
+Retention (issue 12): with ``retention_s`` set (``calls.records_retention_days``, 30 by default
+under ``serve``), the writer thread deletes ended calls older than that, with their events, when
+it starts and every :data:`PRUNE_PERIOD_S`, in small transactions so that writes never wait
+long. INVITEs refused by policy are never stored: they are security events, counted.
+
 Crash safety: every process that opens the store takes an owner id and holds an exclusive
 ``flock`` on ``<db>.owners/<owner>.lock`` for as long as it runs; the kernel lets go of it when
 the process dies, however it dies. When a store opens, calls still open (not ``ended``) whose
@@ -87,6 +92,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE calls ADD COLUMN owner TEXT;
     CREATE INDEX IF NOT EXISTS calls_open ON calls(state) WHERE state != 'ended';
     """,
+    # INVITEs refused by policy are security events now, never calls: the rows older
+    # versions wrote for them (a scanner's thousands) go
+    """
+    DELETE FROM call_events WHERE call_id IN
+        (SELECT call_id FROM calls WHERE end_reason = 'refused-by-policy');
+    DELETE FROM calls WHERE end_reason = 'refused-by-policy';
+    """,
 )
 
 #: The end reason of calls whose process died (``kill -9``, a crash, the machine went down).
@@ -110,8 +122,13 @@ _UPDATABLE = frozenset(
     }
 )
 _STOP = object()
+_PRUNE = object()
 #: How long the writer gathers statements after waking, before one commit.
 COALESCE_S = 0.02
+#: How often the writer deletes the records past their retention, and how many calls per
+#: transaction.
+PRUNE_PERIOD_S = 3600.0
+PRUNE_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +166,13 @@ class CallStore:
     """SQLite call records. ``path=":memory:"`` is not supported (the writer has its own
     connection); tests use a temporary file."""
 
-    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: Path, *, clock: Clock | None = None, retention_s: float | None = None
+    ) -> None:
         self.path = Path(path)
         self._clock = clock or SystemClock()
+        self.retention_s = retention_s
+        self.pruned = 0  # calls deleted past their retention so far
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # transcripts, numbers and DTMF digits (PINs): owner-only, whatever the umask; SQLite
         # gives its -wal and -shm files the database file's mode
@@ -347,10 +368,24 @@ class CallStore:
 
     def _write_loop(self) -> None:
         db = self._connect()
+        next_prune = time.monotonic()  # at start, in this thread: opening is not delayed
         try:
             while True:
-                item = self._queue.get()
-                if item is not _STOP and not isinstance(item, threading.Event):
+                timeout = None
+                if self.retention_s is not None:
+                    if time.monotonic() >= next_prune:
+                        self._prune(db)
+                        next_prune = time.monotonic() + PRUNE_PERIOD_S
+                    timeout = max(0.0, next_prune - time.monotonic())
+                try:
+                    item = self._queue.get(timeout=timeout)
+                except queue.Empty:
+                    continue
+                if (
+                    item is not _STOP
+                    and item is not _PRUNE
+                    and not isinstance(item, threading.Event)
+                ):
                     time.sleep(COALESCE_S)
                 batch = [item]
                 while True:  # drain what is already queued into one transaction
@@ -358,17 +393,21 @@ class CallStore:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                stop = False
+                stop = prune = False
                 with db:
                     for stmt in batch:
                         if stmt is _STOP:
                             stop = True
+                        elif stmt is _PRUNE:
+                            prune = True
                         elif isinstance(stmt, threading.Event):
                             continue
                         else:
                             sql, params = cast(tuple[str, tuple[Any, ...]], stmt)
                             db.execute(sql, params)
                             self._written += 1
+                if prune:
+                    self._prune(db)
                 for stmt in batch:
                     if isinstance(stmt, threading.Event):
                         stmt.set()
@@ -378,6 +417,35 @@ class CallStore:
             self._error = exc
         finally:
             db.close()
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        """Delete ended calls offered before the retention window, with their events, a
+        batch per transaction."""
+        if self.retention_s is None:
+            return
+        cutoff = self._clock.wall() - self.retention_s
+        while True:
+            with db:
+                ids = [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT call_id FROM calls WHERE offered_at < ? AND state = 'ended'"
+                        " LIMIT ?",
+                        (cutoff, PRUNE_BATCH),
+                    )
+                ]
+                if ids:
+                    marks = ",".join("?" * len(ids))
+                    db.execute(f"DELETE FROM call_events WHERE call_id IN ({marks})", ids)
+                    db.execute(f"DELETE FROM calls WHERE call_id IN ({marks})", ids)
+            self.pruned += len(ids)
+            if len(ids) < PRUNE_BATCH:
+                return
+
+    def prune(self, timeout: float = 30.0) -> None:
+        """Delete the records past their retention now (the writer does it hourly anyway)."""
+        self._queue.put(_PRUNE)
+        self.flush(timeout)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything queued so far is committed."""

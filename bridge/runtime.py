@@ -57,7 +57,9 @@ async def start_runtime(
         }
         settings = settings.model_copy(update={"profiles": profiles})
 
-    store = CallStore(settings.records_path)
+    store = CallStore(
+        settings.records_path, retention_s=settings.calls.records_retention_days * 86400.0
+    )
     stack.callback(store.close)
     manager = await stack.enter_async_context(CallManager(settings, store, security=security))
     sip_leg = SipLeg(manager)

@@ -5,12 +5,15 @@ answered; outbound: the callee answered) and owned by the
 :class:`~bridge.calls.manager.CallManager`. Its lifetime is :class:`CallScope`'s; the SIP leg
 adds the dialog's events (handed over synchronously by the driver, so none is ever dropped),
 the media path as a tick sink, and its goodbye: BYE if the far end is still there, the RTP
-socket closed.
+socket closed. The caller's ACK proves it is there (media may flow to it); a re-INVITE that
+moves the media to a hostname has it resolved once, in a task of the call, never per packet.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from bridge.calls.agent_session import AgentSession
@@ -31,6 +34,7 @@ from media.dtmf import DtmfDigit
 from media.playout import PlaybackEvent
 from sip.driver import SipCall
 from sip.events import (
+    CallAnswered,
     CallEnded,
     CallEvent,
     DtmfReceived,
@@ -70,6 +74,7 @@ class Call(CallScope):
         watchdog: Watchdog,
         clock: Clock,
         transfers: TransferCheck | None = None,
+        media_address: Callable[[str], Awaitable[str | None]] | None = None,
         security: SecurityLog | None = None,
     ) -> None:
         super().__init__(
@@ -88,6 +93,8 @@ class Call(CallScope):
         self.endpoint = endpoint
         self.media = media
         self._remote_gone = False
+        #: a hostname from a re-INVITE's SDP -> the IP to send to (None: refused/unresolvable)
+        self._media_address = media_address
         sip.listen(self._on_sip_event)
 
     # -- wiring for the media path (called from SipMedia, synchronously) -------------------
@@ -97,6 +104,10 @@ class Call(CallScope):
 
     def on_playback(self, event: PlaybackEvent) -> None:
         self.control.on_playback(event)
+
+    def peer(self) -> str | None:
+        source = self.sip.source
+        return None if source is None else f"sip:{source.transport}:{source.host}:{source.port}"
 
     # -- transfers ---------------------------------------------------------------------------
 
@@ -166,6 +177,8 @@ class Call(CallScope):
             case CallEnded(reason=reason, status=status):
                 self._remote_gone = True
                 self.end(EndReason.from_sip(reason), status)
+            case CallAnswered():
+                self.media.prove()  # inbound: the caller's ACK
             case DtmfReceived(digit=digit):
                 self.control.on_dtmf(digit, "info")
             case ReferProgress(status=status, reason=reason, final=final):
@@ -181,10 +194,9 @@ class Call(CallScope):
                 # agent's caller should be able to make rtbridge do (toll fraud)
                 self.sip.answer_refer(403, "Forbidden (transfers by REFER are not accepted)")
                 self.store.log_event(self.id, "refer.refused", {"refer_to": refer_to})
-                source = self.sip.source
                 self.security.record(
                     SecurityKind.REFUSED_REQUEST,
-                    source=f"sip:{source.host}:{source.port}" if source else None,
+                    source=self.peer(),
                     detail=f"inbound REFER to {refer_to!r} refused",
                     call_id=self.id,
                 )
@@ -207,6 +219,25 @@ class Call(CallScope):
             return  # the core answered it already; an unusable body changes nothing here
         target = remote_endpoint(desc, 0)
         if target is not None:
-            self.endpoint.set_remote((target.address, target.port))
-            self.endpoint.relatch()
+            if _is_ip(target.address):
+                self.endpoint.set_remote((target.address, target.port))
+            else:
+                self.spawn("media address", self._move_media(target.address, target.port))
         self._set_hold(is_hold(desc))
+
+    async def _move_media(self, host: str, port: int) -> None:
+        """A re-INVITE named a hostname: resolved once, off the media path; if it cannot be
+        (refused by setting, no answer in time), the media stays where it was."""
+        address = await self._media_address(host) if self._media_address is not None else None
+        if address is None:
+            self.store.log_event(self.id, "media.unresolved", {"host": host})
+            return
+        self.endpoint.set_remote((address, port))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -23,7 +23,12 @@ turns that knowledge and the agent's events into call behaviour:
   ``input_audio_buffer.dtmf`` or ``input_audio_buffer.dtmf_event_received`` with ``event``
   or ``digit``): each digit becomes ``input_audio_buffer.dtmf_event_received`` for clients, and per
   the profile's policy a user message (single digits, or collected until the terminator or a
-  timeout) followed by ``response.create``, or an action (hang up, mute, transfer);
+  timeout) followed by ``response.create``, or an action (hang up, mute, transfer). A caller
+  gets ``dtmf.max_per_s`` digits a second (``dtmf.burst`` at once): the rest are dropped and
+  counted (``dtmf_dropped``; the first drop is a ``rate-limited`` security event), so a flood
+  of digits writes no rows and buys no agent responses;
+* **bounded caller work**: at most one agent response waits per kind of trigger (DTMF, tool
+  output, ...): what a trigger adds while its response waits joins that one response;
 * **telephony tools**: ``end_call``, ``transfer_call(target)`` and ``send_dtmf(digits)`` are
   merged into every ``session.update`` when the profile enables them and executed here: hang-up
   and transfer wait until the goodbye has been played (``output_audio_buffer.stopped``) plus
@@ -61,6 +66,7 @@ from bridge.destinations import Verdict
 from bridge.errors import UpstreamError
 from media.clock import Clock, SystemClock
 from media.playout import ClearResult, PlaybackEvent, PlaybackFinished, PlaybackStarted
+from sip.ratelimit import TokenBucket
 
 __all__ = [
     "OUTBOX_MAX",
@@ -178,6 +184,7 @@ class ControlStats:
     deletions: int = 0
     responses_queued: int = 0
     dtmf_digits: int = 0
+    dtmf_dropped: int = 0  # over the profile's digit rate
     tool_timeouts: int = 0
     tool_calls_cancelled: int = 0
     #: the most recent barge-in latencies (``barge_ins_timed`` counts them all)
@@ -200,8 +207,11 @@ class CallControl:
         upstream_cancels_on_speech: bool = True,
         model_owns_turns: bool = False,
         transfers: TransferCheck | None = None,
+        on_flood: Callable[[str], None] | None = None,
     ) -> None:
         self.profile = profile
+        #: told once per call when the caller goes over a limit (a security event)
+        self._on_flood = on_flood
         self._transfers = transfers
         self.media = media
         self.leg = leg
@@ -224,6 +234,7 @@ class CallControl:
         self._truncated: OrderedDict[str, None] = OrderedDict()
         self._digits: list[str] = []
         self._digits_deadline: float | None = None
+        self._dtmf_rate = TokenBucket(profile.dtmf.max_per_s, profile.dtmf.burst, self._clock.now())
         self._muted = False
         self._after_playback: tuple[str, str] | None = None  # ("hangup"|"transfer", target)
         self._after_playback_at: float | None = None
@@ -279,9 +290,13 @@ class CallControl:
             return
         if self.active_response is None and not self._create_pending:
             self._flush(deferred)
-        else:
-            self.stats.responses_queued += 1
-            self._deferred.append(deferred)
+            return
+        for waiting in self._deferred:  # one waiting response per kind of trigger
+            if waiting.reason == reason and waiting.response == deferred.response:
+                waiting.items.extend(deferred.items)
+                return
+        self.stats.responses_queued += 1
+        self._deferred.append(deferred)
 
     def _flush(self, deferred: _Deferred) -> None:
         for item in deferred.items:
@@ -471,6 +486,15 @@ class CallControl:
 
     def on_dtmf(self, digit: str, source: str) -> None:
         if digit not in DTMF_DIGITS:
+            return
+        if not self._dtmf_rate.take(self._now()):
+            self.stats.dtmf_dropped += 1
+            if self.stats.dtmf_dropped == 1:
+                policy = self.profile.dtmf
+                why = f"DTMF over {policy.max_per_s:g}/s (burst {policy.burst}): dropping"
+                self._log("dtmf.dropped", {"source": source, "why": why})
+                if self._on_flood is not None:
+                    self._on_flood(why)
             return
         self.stats.dtmf_digits += 1
         self._emit(

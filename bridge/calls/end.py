@@ -29,6 +29,7 @@ class EndReason(enum.StrEnum):
     DRAIN_TIMEOUT = "drain-timeout"
     # -- limits and watchdogs --------------------------------------------------------------
     MAX_DURATION = "max-duration"
+    HOLD_TIMEOUT = "hold-timeout"  # on hold longer than calls.max_hold_s
     RTP_TIMEOUT = "rtp-timeout"
     MEDIA_TIMEOUT = "media-timeout"  # browser calls: no caller audio
     ICE_TIMEOUT = "ice-timeout"
@@ -45,7 +46,6 @@ class EndReason(enum.StrEnum):
     # -- set-up that did not become a call --------------------------------------------------
     DRAINING = "draining"
     MAX_CALLS = "max-calls"
-    REFUSED_BY_POLICY = "refused-by-policy"
     BAD_SDP = "bad-sdp"
     BAD_OFFER = "bad-offer"
     BAD_ANSWER = "bad-answer"

@@ -1,7 +1,9 @@
 """The call manager: one owner for every call of the process, whatever its leg.
 
 The manager keeps what both legs share, as public methods: admission (draining, ``max_calls``),
-call ids, RTP ports, the shared frame ticker, the records store, the lifecycle stream
+call ids, RTP ports, media addresses (an SDP hostname resolved once, asynchronously, with a
+timeout: never on the media path), the shared frame ticker, the records store, the lifecycle
+stream
 (``call.offered`` / ``call.answered`` / ``call.ended`` for dashboards and ``GET /v1/events``)
 and ownership. It is an ``async with`` scope over one :class:`asyncio.TaskGroup`: every call
 (:meth:`own`) and every set-up task (:meth:`spawn`) runs in it, supervised, so one call's
@@ -16,9 +18,11 @@ The legs set calls up and hand them over with :meth:`CallManager.own`:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
-from collections.abc import Callable, Coroutine, Mapping
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from bridge.calls.end import EndReason
@@ -40,6 +44,17 @@ log = logging.getLogger(__name__)
 
 #: How many attempts :meth:`CallManager.open_endpoint` makes past ports held elsewhere.
 BIND_ATTEMPTS = 8
+
+#: Looks a hostname up: its addresses of one family (``socket.AF_INET`` or ``AF_INET6``).
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, family: int) -> list[str]:
+    """The system's resolver, in the loop's executor (never on the loop itself)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, None, family=family, type=socket.SOCK_DGRAM
+    )
+    return [str(info[4][0]) for info in infos]
 
 
 class SetupSlot:
@@ -68,8 +83,10 @@ class CallManager:
         environ: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         security: SecurityLog | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.settings = settings
+        self.resolver = resolver
         self.store = store
         self.environ = environ
         self.clock = clock or SystemClock()
@@ -176,7 +193,10 @@ class CallManager:
         last: OSError | None = None
         for _ in range(max(1, min(BIND_ATTEMPTS, self.ports.capacity))):
             port = self.ports.acquire()
-            endpoint = RtpEndpoint(self.settings.calls.rtp_host, port, on_rtp=lambda _p: None)
+            c = self.settings.calls
+            endpoint = RtpEndpoint(
+                c.rtp_host, port, on_rtp=lambda _p: None, probation=c.rtp_probation_packets
+            )
             try:
                 await endpoint.open()
             except OSError as exc:
@@ -186,6 +206,32 @@ class CallManager:
                 continue
             return endpoint
         raise PortsExhausted(f"no RTP port pair could be bound: {last}")
+
+    async def media_address(self, host: str) -> str | None:
+        """The IP address to send a call's media to, for the address an SDP names: an IP
+        literal as it is; a hostname looked up once (``calls.sdp_hostnames = "resolve"``,
+        within ``sdp_resolve_timeout_s``). None: refused by setting, or it did not resolve."""
+        try:
+            ipaddress.ip_address(host)
+            return host
+        except ValueError:
+            pass
+        c = self.settings.calls
+        if c.sdp_hostnames == "refuse":
+            return None
+        try:
+            family = ipaddress.ip_address(c.rtp_host).version
+        except ValueError:
+            family = 4
+        try:
+            async with asyncio.timeout(c.sdp_resolve_timeout_s):
+                found = await self.resolver(
+                    host, socket.AF_INET6 if family == 6 else socket.AF_INET
+                )
+        except (TimeoutError, OSError) as exc:
+            log.info("SDP host %r does not resolve: %s", host[:100], exc or "timeout")
+            return None
+        return found[0] if found else None
 
     def close_endpoint(self, endpoint: RtpEndpoint) -> None:
         endpoint.close()

@@ -1,12 +1,24 @@
-"""Per-call RTP/RTCP sockets: even/odd port pairs from a configured range, symmetric RTP.
+"""Per-call RTP/RTCP sockets: random even/odd port pairs, strict RTP source learning.
 
 Each call owns one :class:`RtpEndpoint`: an asyncio datagram socket on an even port for RTP and
-one on the next odd port for RTCP (RFC 3550 §11). Media is sent to the address the SDP names
-until packets arrive; then the endpoint *latches* to the source of the first valid RTP packet
-(symmetric RTP, RFC 4961 in spirit, which is what gets audio through NAT) and from then on
-ignores every other source: it never re-latches mid-call to a new address, which is what the
-"RTP Bleed" attack relies on. A re-INVITE may legitimately move media: the call calls
-:meth:`RtpEndpoint.relatch` and the next packets latch again.
+one on the next odd port for RTCP (RFC 3550 §11). Ports are picked at random among the free
+pairs (:class:`PortAllocator`): a scanner cannot guess the next call's port.
+
+Where media comes from is learned strictly (Asterisk's ``strictrtp`` is the model; issue 12):
+
+* the address the SDP names is *expected*: its first valid packet latches the call to it;
+* another address (a caller behind NAT) is accepted only after a probation of
+  ``probation`` consecutive in-sequence packets of one SSRC from it, and only while nothing
+  is latched: a stranger is never accepted mid-stream;
+* once latched, every other source is dropped and counted (``foreign_source``); the first
+  packet of each foreign address is reported (``on_foreign``: a security event);
+* a re-INVITE that keeps the address keeps the latch; one that names a new address makes it
+  the expected one and learning starts again (:meth:`RtpEndpoint.set_remote`).
+
+Media is sent to the expected address until a source is learned, then to that source
+(symmetric RTP, RFC 4961, which is what gets audio through NAT). Addresses are IP literals
+only: a hostname here would be resolved by the kernel call on every packet sent, so
+:meth:`RtpEndpoint.set_remote` refuses one (SDP hostnames are resolved once, at negotiation).
 
 Malformed datagrams are counted and dropped; they never reach the call.
 """
@@ -15,7 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -30,18 +45,28 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 
 
-class PortAllocator:
-    """Even RTP ports (RTCP = port + 1) from ``[start, end]``, handed out round-robin so a
-    port just released is not reused at once (late packets of the old call go nowhere)."""
+#: Packets the probation of a source the SDP did not name lasts, by default (Asterisk's).
+PROBATION = 4
+#: Foreign addresses reported per call (each one once); the rest are only counted.
+REPORTED_FOREIGN = 16
 
-    def __init__(self, start: int, end: int) -> None:
+
+class PortAllocator:
+    """Even RTP ports (RTCP = port + 1) from ``[start, end]``, picked at random among the free
+    ones. A port just released rests behind the others (up to half the range) before it can be
+    picked again: late packets of the old call go nowhere."""
+
+    def __init__(self, start: int, end: int, *, rng: random.Random | None = None) -> None:
         if start % 2:
             start += 1
         if end <= start:
             raise ValueError(f"RTP port range {start}-{end} holds no even/odd pair")
         self._ports = list(range(start, end, 2))
         self._free = list(self._ports)
+        self._resting: deque[int] = deque()
+        self._rest = len(self._ports) // 2
         self._used: set[int] = set()
+        self._rng = rng or random.SystemRandom()
 
     @property
     def capacity(self) -> int:
@@ -52,16 +77,24 @@ class PortAllocator:
         return len(self._used)
 
     def acquire(self) -> int:
-        if not self._free:
+        free = self._free
+        if not free and self._resting:
+            free.append(self._resting.popleft())
+        if not free:
             raise PortsExhausted(f"all {self.capacity} RTP port pairs are in use")
-        port = self._free.pop(0)
+        i = self._rng.randrange(len(free))
+        port = free[i]
+        free[i] = free[-1]
+        free.pop()
         self._used.add(port)
         return port
 
     def release(self, port: int) -> None:
         if port in self._used:
             self._used.remove(port)
-            self._free.append(port)
+            self._resting.append(port)
+            while len(self._resting) > self._rest:
+                self._free.append(self._resting.popleft())
 
 
 @dataclass(slots=True)
@@ -71,9 +104,29 @@ class EndpointStats:
     bytes_in: int = 0
     bytes_out: int = 0
     malformed: int = 0
-    foreign_source: int = 0
+    foreign_source: int = 0  # from another address once latched: dropped
+    probation: int = 0  # from an unexpected address while learning: dropped
     rtcp_in: int = 0
     rtcp_out: int = 0
+    unsent: int = 0  # media with nowhere to go yet
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A source on probation: its address, SSRC, last sequence number, packets in a row."""
+
+    addr: Address
+    ssrc: int
+    seq: int
+    count: int = 1
+
+
+def _ip_literal(addr: Address) -> Address:
+    try:
+        ipaddress.ip_address(addr[0])
+    except ValueError:
+        raise ValueError(f"{addr[0]!r} is not an IP address (resolve it first)") from None
+    return addr
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -92,10 +145,11 @@ class _Proto(asyncio.DatagramProtocol):
 
 
 class RtpEndpoint:
-    """One call's RTP and RTCP sockets.
+    """One call's RTP and RTCP sockets (see the module docstring).
 
-    ``on_rtp(packet)`` is called for each valid RTP packet from the latched source,
-    ``on_rtcp(data)`` for each RTCP datagram from the latched host.
+    ``on_rtp(packet)`` is called for each valid RTP packet from the learned source,
+    ``on_rtcp(data)`` for each RTCP datagram from its host, ``on_foreign(address)`` once for
+    each other address that sends RTP once a source is learned.
     """
 
     def __init__(
@@ -105,16 +159,23 @@ class RtpEndpoint:
         *,
         on_rtp: Callable[[RtpPacket], None],
         on_rtcp: Callable[[bytes], None] | None = None,
+        probation: int = PROBATION,
+        on_foreign: Callable[[Address], None] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.on_rtp = on_rtp  # replaceable: outbound calls attach media on answer
         self.on_rtcp = on_rtcp
+        self.on_foreign = on_foreign
+        self.probation = max(1, probation)
         self._rtp: _Proto | None = None
         self._rtcp: _Proto | None = None
-        self.remote: Address | None = None  # where we send (SDP, then the latched source)
+        self.expected: Address | None = None  # what the SDP names
+        self.remote: Address | None = None  # where we send (expected, then the learned source)
         self.remote_rtcp: Address | None = None
         self.latched: Address | None = None
+        self._candidate: _Candidate | None = None
+        self._reported: set[Address] = set()
         self.stats = EndpointStats()
 
     async def open(self) -> None:
@@ -146,36 +207,78 @@ class RtpEndpoint:
     # -- addressing ---------------------------------------------------------------------
 
     def set_remote(self, addr: Address, rtcp: Address | None = None) -> None:
-        """The address from SDP (used until media arrives and latches)."""
-        self.remote = addr
+        """The address the SDP names (an IP literal: raises ValueError otherwise). The same
+        address again (a re-INVITE that does not move the media) changes nothing; a new one
+        is expected from now on and the source is learned again."""
+        addr = _ip_literal(addr)
+        if rtcp is not None:
+            rtcp = _ip_literal(rtcp)
+        if addr == self.expected:
+            return
+        self.expected = self.remote = addr
         self.remote_rtcp = rtcp or (addr[0], addr[1] + 1)
-
-    def relatch(self) -> None:
-        """Allow the next packets to latch again (after a re-INVITE moved the media)."""
         self.latched = None
+        self._candidate = None
 
     # -- receiving ----------------------------------------------------------------------
 
     def _rtp_datagram(self, data: bytes, addr: Address) -> None:
-        if self.latched is not None and addr != self.latched:
-            self.stats.foreign_source += 1
+        latched = self.latched
+        if latched is not None and addr != latched:
+            self._foreign(addr)
             return
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
             self.stats.malformed += 1
             return
-        if self.latched is None:
-            self.latched = addr
-            self.remote = addr
-            if self.remote_rtcp is None or self.remote_rtcp[0] != addr[0]:
-                self.remote_rtcp = (addr[0], addr[1] + 1)
+        if latched is None and not self._learn(addr, packet):
+            self.stats.probation += 1
+            return
         self.stats.packets_in += 1
         self.stats.bytes_in += len(data)
         self.on_rtp(packet)
 
+    def _learn(self, addr: Address, packet: RtpPacket) -> bool:
+        """Whether ``addr`` becomes the call's source with ``packet``: at once when the SDP
+        named it; after ``probation`` in-sequence packets of one SSRC otherwise."""
+        if addr != self.expected:
+            c = self._candidate
+            if (
+                c is not None
+                and c.addr == addr
+                and c.ssrc == packet.ssrc
+                and packet.sequence_number == (c.seq + 1) & 0xFFFF
+            ):
+                c.count += 1
+                c.seq = packet.sequence_number
+            else:
+                c = self._candidate = _Candidate(addr, packet.ssrc, packet.sequence_number)
+            if c.count < self.probation:
+                return False
+            log.info(
+                "rtp %d: learned source %s:%d (the SDP named %s)", self.port, *addr, self.expected
+            )
+        self._candidate = None
+        self.latched = self.remote = addr
+        if self.remote_rtcp is None or self.remote_rtcp[0] != addr[0]:
+            self.remote_rtcp = (addr[0], addr[1] + 1)
+        return True
+
+    def _foreign(self, addr: Address) -> None:
+        self.stats.foreign_source += 1
+        reported = self._reported
+        if (
+            self.on_foreign is not None
+            and addr not in reported
+            and len(reported) < REPORTED_FOREIGN
+        ):
+            reported.add(addr)
+            self.on_foreign(addr)
+
     def _rtcp_datagram(self, data: bytes, addr: Address) -> None:
-        if self.latched is not None and addr[0] != self.latched[0]:
+        source = self.latched or self.expected
+        if source is None or addr[0] != source[0]:
             self.stats.foreign_source += 1
             return
         self.stats.rtcp_in += 1
@@ -188,6 +291,7 @@ class RtpEndpoint:
     def send(self, packet: bytes) -> bool:
         """Send one RTP datagram to the remote; False if there is nowhere to send yet."""
         if self._rtp is None or self._rtp.transport is None or self.remote is None:
+            self.stats.unsent += 1
             return False
         self._rtp.transport.sendto(packet, self.remote)
         self.stats.packets_out += 1

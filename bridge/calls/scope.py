@@ -54,7 +54,7 @@ from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.errors import NotTransferable, UpstreamError
 from bridge.records import CallStore
-from bridge.security import SecurityLog
+from bridge.security import SecurityKind, SecurityLog
 from media.clock import Clock
 
 __all__ = ["CallScope", "LegMedia"]
@@ -104,6 +104,8 @@ class CallScope:
         self._end_reason = EndReason.INTERNAL_ERROR  # replaced by the first end()
         self._end_status: int | None = None
         self._sinks: list[TickSink] = []
+        self._group: asyncio.TaskGroup | None = None
+        self._spawned: set[asyncio.Task[None]] = set()
         self.events = EventFanout()  # every server event of the call, for observers
         self.control = CallControl(
             profile=profile,
@@ -117,9 +119,14 @@ class CallScope:
             upstream_cancels_on_speech=agent.capabilities.vad_cancels_response,
             model_owns_turns=agent.capabilities.model_owns_turns,
             transfers=transfers,
+            on_flood=self._flood,
         )
 
     # -- what a leg provides ----------------------------------------------------------------
+
+    def peer(self) -> str | None:
+        """Where the caller is, for the security log (``sip:udp:203.0.113.9:5060``)."""
+        return None
 
     def _tasks(self) -> list[Task]:
         """The leg's own tasks (besides the agent's events and call control's writer)."""
@@ -144,6 +151,12 @@ class CallScope:
         """Call control's transfer (a tool or a DTMF action); False: this leg cannot."""
         self.store.log_event(self.id, "transfer.unsupported", {"target": target})
         return False
+
+    def _flood(self, why: str) -> None:
+        """The caller went over a per-call limit (DTMF): one security event per call."""
+        self.security.record(
+            SecurityKind.RATE_LIMITED, source=self.peer(), detail=why, call_id=self.id
+        )
 
     def _publish(self, event: Mapping[str, Any]) -> None:
         """A server event for the call's clients and observers."""
@@ -273,6 +286,16 @@ class CallScope:
         if reason is not None:
             self.end(reason)
 
+    def spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the call's scope (cancelled when the call ends; a crash ends the
+        call). Before the call runs or after it ended, it is dropped."""
+        if self._group is None or self.ended:
+            coro.close()
+            return
+        task = self._group.create_task(self._guarded(name, coro), name=f"{self.id} {name}")
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
     async def _guarded(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         try:
             await coro
@@ -292,6 +315,7 @@ class CallScope:
         ]
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 tasks = [
                     group.create_task(self._guarded(name, coro), name=f"{self.id} {name}")
                     for name, coro in specs
@@ -299,7 +323,8 @@ class CallScope:
                 for sink in (self, *self._tick_sinks()):
                     self.add_tick_sink(sink)
                 await self._ended.wait()
-                for task in tasks:
+                self._group = None
+                for task in (*tasks, *self._spawned):
                     task.cancel()
         except asyncio.CancelledError:
             self.end(EndReason.SHUTDOWN)

@@ -2,7 +2,8 @@
 
 Inbound (:class:`SipLeg` is the SIP driver's :class:`~sip.driver.CallHandler`): admission by the
 call manager (draining, ``max_calls``, free RTP ports: 503 otherwise), routing to an agent
-profile, SDP negotiation (one codec plus telephone-event: 488 when none fits), 180 Ringing while
+profile, SDP negotiation (one codec plus telephone-event: 488 when none fits; a hostname in
+``c=`` is resolved once, here, or refused with 488 by setting), 180 Ringing while
 the application decides (``realtime.call.incoming`` webhooks, through :attr:`SipLeg.incoming`)
 and the agent session opens and is configured (``session.updated``), then 200 with our SDP. An
 unreachable or refusing upstream answers 503 with a generic reason: a caller never rings
@@ -15,8 +16,12 @@ the driver), 18x early media not sent to the agent, the agent session opened on 
 no-answer, rejected and failed are recorded with their SIP status. A ringing outbound call can
 be hung up (CANCEL).
 
-Every attempt, whatever happens to it, has a record and an event log (:mod:`bridge.records`)
-and ends with ``call.ended`` on the lifecycle stream.
+Every attempt that reaches the leg, whatever happens to it, has a record and an event log
+(:mod:`bridge.records`) and ends with ``call.ended`` on the lifecycle stream. What the SIP stack
+refuses before that (strangers, rates, wrong digests, oversized messages, connection caps) is
+no call: it arrives as :class:`~sip.events.SecurityNotice` and goes to the security event log
+(:meth:`SipLeg.on_security`), counted, never stored as a call. So does RTP from an address that
+is not the call's peer.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bridge.calls.agent_session import AgentSession
 from bridge.calls.call import Call
@@ -40,11 +46,19 @@ from bridge.destinations import Purpose
 from bridge.errors import CallNotAllowed, DestinationRefused, PortsExhausted, UpstreamError
 from bridge.logs import log_incident
 from bridge.realtime.formats import AudioFormat
+from bridge.security import SecurityKind
 from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
 from media.rtp import RtpPacket
 from sip.driver import Answer, Decision, Reject, SipCall, SipEndpoint
-from sip.events import CallAnswered, CallEnded, CallEvent, CallRefused, CallRinging
+from sip.events import (
+    CallAnswered,
+    CallEnded,
+    CallEvent,
+    CallRefused,
+    CallRinging,
+    SecurityNotice,
+)
 from sip.offer_answer import Negotiated, NegotiationError, make_offer, negotiate, parse_answer
 from sip.sdp import SdpError, SessionDescription
 
@@ -175,8 +189,8 @@ class SipLeg:
     # -- inbound -------------------------------------------------------------------------
 
     def on_refused(self, event: CallRefused) -> None:
-        """An INVITE the SIP core refused before offering it (trunk policy, draining): no
-        agent session was opened, but the attempt is recorded (who knocked, and the answer)."""
+        """An INVITE the SIP core refused before offering it because rtbridge is draining: no
+        agent session was opened, but the attempt is recorded (who called, and the answer)."""
         call_id = self.manager.new_id()
         self.store.call_offered(
             call_id,
@@ -192,8 +206,18 @@ class SipLeg:
                 "source": f"{event.source.host}:{event.source.port}",
             },
         )
-        reason = EndReason.REFUSED_BY_POLICY if event.status == 403 else EndReason.DRAINING
-        self._ended(call_id, reason, event.status)
+        self._ended(call_id, EndReason.DRAINING, event.status)
+
+    def on_security(self, notice: SecurityNotice) -> None:
+        """What the SIP stack refused or caught: a security event (logged, counted by kind,
+        listed by the API and the dashboard), never a call record."""
+        peer = notice.source
+        self.manager.security.record(
+            notice.kind.value,
+            source=f"sip:{peer.transport}:{peer.host}:{peer.port}",
+            detail=notice.detail,
+            call_id=notice.call_id,
+        )
 
     async def on_offer(self, sip_call: SipCall) -> Decision:
         offer = sip_call.offer
@@ -278,6 +302,14 @@ class SipLeg:
                 )
             except (NegotiationError, UnsupportedCodecError) as exc:
                 return fail(488, EndReason.NO_COMMON_CODEC, f"Not Acceptable Here: {exc}")
+            remote = await self._remote(answer.media)
+            if remote is False:
+                return fail(
+                    488,
+                    EndReason.BAD_OFFER,
+                    "the SDP's media address is refused or does not resolve",
+                    "Not Acceptable Here (media address)",
+                )
 
             sip_call.ring(180)
             if self.incoming is not None:
@@ -317,6 +349,7 @@ class SipLeg:
                 to_uri=to_uri,
                 trunk=offer.trunk,
                 endpoint=endpoint,
+                remote=remote,
             )
             started = True
             return Answer(str(answer.sdp).encode())
@@ -326,6 +359,16 @@ class SipLeg:
         finally:
             if not started:  # every refusal after the bind gives the port pair back
                 manager.close_endpoint(endpoint)
+
+    async def _remote(self, neg: Negotiated) -> tuple[str, int] | Literal[False] | None:
+        """Where the call's media goes: the SDP's address, a hostname resolved once here (never
+        per packet); None with no address yet (a held offer); False when refused."""
+        if neg.remote is None:
+            return None
+        address = await self.manager.media_address(neg.remote.address)
+        if address is None:
+            return False
+        return (address, neg.remote.port)
 
     def _start_call(
         self,
@@ -342,6 +385,7 @@ class SipLeg:
         to_uri: str,
         trunk: str | None,
         endpoint: RtpEndpoint,
+        remote: tuple[str, int] | None,
         early: list[CallEvent] | None = None,
     ) -> Call:
         manager = self.manager
@@ -371,15 +415,29 @@ class SipLeg:
             on_dtmf=lambda d: holder[0].on_dtmf(d) if holder else None,
             on_playback=lambda e: holder[0].on_playback(e) if holder else None,
             dtmf_payload_type=neg.telephone_event.payload_type if neg.telephone_event else None,
+            proven=direction == "outbound",  # an inbound caller proves itself by its ACK or RTP
         )
         watchdog = Watchdog(
             started_at=now(),
             max_duration_s=profile.max_duration_s,
             media_timeout_s=self.settings.calls.rtp_timeout_s,
             last_media=lambda: media.stats.last_rtp_at,
+            max_hold_s=self.settings.calls.max_hold_s,
         )
-        if neg.remote is not None:
-            endpoint.set_remote((neg.remote.address, neg.remote.port))
+        if remote is not None:
+            endpoint.set_remote(remote)
+        security = manager.security
+
+        def on_foreign(addr: tuple[str, int]) -> None:
+            security.record(
+                SecurityKind.FOREIGN_RTP,
+                source=f"rtp:{addr[0]}:{addr[1]}",
+                detail=f"RTP to port {endpoint.port} from an address that is not the call's "
+                "peer: dropped",
+                call_id=call_id,
+            )
+
+        endpoint.on_foreign = on_foreign
         call = Call(
             info,
             sip=sip_call,
@@ -392,6 +450,7 @@ class SipLeg:
             watchdog=watchdog,
             clock=clock,
             transfers=manager.destinations.for_call(call_id, profile_name, profile),
+            media_address=manager.media_address,
             security=manager.security,
         )
         holder.append(call)
@@ -560,6 +619,9 @@ class SipLeg:
             codec = codec_for(neg.codec.name, neg.codec.clock_rate, neg.codec.channels)
         except (SdpError, UnsupportedCodecError) as exc:
             return failed(EndReason.BAD_ANSWER, f"unusable SDP answer: {exc}")
+        remote = await self._remote(neg)
+        if remote is False:
+            return failed(EndReason.BAD_ANSWER, "the answer's media address does not resolve")
         agent = self._agent_for(d.profile, neg.codec.name)
         try:
             await agent.open()
@@ -582,6 +644,7 @@ class SipLeg:
             to_uri=d.target,
             trunk=d.trunk,
             endpoint=d.endpoint,
+            remote=remote,
             early=d.later,
         )
         future.set_result(OutboundResult(call_id, "answered", 200))

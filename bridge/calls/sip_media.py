@@ -15,7 +15,11 @@ are concealed by a fading repeat of the last frame); packets of any ptime are re
 Agent -> caller goes through the :class:`~media.playout.PlayoutBuffer`, driven by the shared
 frame ticker (:meth:`SipMedia.on_tick`): one RTP packet per 20 ms, silence between responses,
 timestamps from the frame deadlines. Its playback events and ``clear()`` results are what
-``output_audio_buffer.*`` and barge-in truncation are computed from.
+``output_audio_buffer.*`` and barge-in truncation are computed from. Nothing is sent (no
+audio, RTCP or tone) to a peer that has not proven it is there: an inbound call's media starts
+with the caller's ACK (:meth:`SipMedia.prove`) or its first RTP packet, whichever comes first;
+until then the agent's audio waits in the playout buffer (issue 12: an INVITE that is never
+ACKed must not turn rtbridge into a stream cannon aimed at whatever address its SDP names).
 
 Synchronous and clock-free: the call feeds it packets and ticks; nothing here awaits.
 """
@@ -100,8 +104,11 @@ class SipMedia:
         on_playback: Callable[[PlaybackEvent], None] | None = None,
         dtmf_payload_type: int | None = None,
         rng: random.Random | None = None,
+        proven: bool = True,
     ) -> None:
         self.codec = codec
+        #: the peer is there (ACK or RTP): until then nothing is sent to it
+        self.proven = proven
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.session_format = session_format
@@ -159,8 +166,13 @@ class SipMedia:
 
     # -- caller -> agent ----------------------------------------------------------------
 
+    def prove(self) -> None:
+        """The peer acknowledged the call (its ACK): media may flow to it."""
+        self.proven = True
+
     def on_rtp(self, packet: RtpPacket, now: float) -> None:
         self.stats.last_rtp_at = now
+        self.proven = True
         pt = packet.payload_type
         if pt == self.dtmf_payload_type:
             for digit in self.dtmf.receive(packet, now):
@@ -327,6 +339,8 @@ class SipMedia:
         for digit in self.dtmf.poll(now):
             if self._on_dtmf is not None:
                 self._on_dtmf(digit)
+        if not self.proven:
+            return  # the agent's audio waits; playout starts on the first tick after proof
         if self._resume_pending:
             self._resume_pending = False
             self.playout.resume(deadline)

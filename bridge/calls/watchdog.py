@@ -2,10 +2,11 @@
 
 :class:`Watchdog` answers one question, ``check(now)``: should the call end now, and why? It
 knows the call's start, its profile's ``max_duration_s``, how long the caller's media may be
-silent on the wire (``rtp_timeout_s``; time on hold does not count), and, for legs that must
-connect first (WebRTC's ICE), how long connecting may take. The call feeds it what happens
-(:meth:`hold`, :meth:`connected`) and a way to read when media last arrived; the call's tick
-asks every :data:`CHECK_PERIOD_S`.
+silent on the wire (``rtp_timeout_s``; time on hold does not count), how long one hold may last
+(``max_hold_s``: a held call would otherwise keep its slot and ports until ``max_duration_s``),
+and, for legs that must connect first (WebRTC's ICE), how long connecting may take. The call
+feeds it what happens (:meth:`hold`, :meth:`connected`) and a way to read when media last
+arrived; the call's tick asks every :data:`CHECK_PERIOD_S`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ class Watchdog:
     media_timeout_reason: EndReason = EndReason.RTP_TIMEOUT
     #: None: the leg is connected from the start; else it must connect within this many seconds
     connect_timeout_s: float | None = None
+    #: how long one hold may last (None: as long as the call)
+    max_hold_s: float | None = None
     on_hold: bool = False
+    _held_at: float | None = None
     _connected_at: float | None = None
     _resumed_at: float | None = None
     _next_check: float = 0.0
@@ -47,9 +51,12 @@ class Watchdog:
             self._connected_at = self._resumed_at = now
 
     def hold(self, on_hold: bool, now: float) -> None:
-        """Time on hold never counts against the media timeout."""
+        """Time on hold never counts against the media timeout; it has its own limit."""
         if self.on_hold and not on_hold:
             self._resumed_at = now
+            self._held_at = None
+        elif on_hold and not self.on_hold:
+            self._held_at = now
         self.on_hold = on_hold
 
     def check(self, now: float) -> EndReason | None:
@@ -65,6 +72,9 @@ class Watchdog:
                 return EndReason.ICE_TIMEOUT
             return None
         if self.on_hold:
+            held = now - (self._held_at if self._held_at is not None else now)
+            if self.max_hold_s is not None and held >= self.max_hold_s:
+                return EndReason.HOLD_TIMEOUT
             return None
         last = self.last_media()
         since = max(last if last is not None else self._connected_at, self._resumed_at or 0.0)

@@ -42,6 +42,7 @@ from bridge.calls.ticker import FrameTicker
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.records import CallStore
+from bridge.security import SecurityLog
 from bridge.webrtc.media import WebRtcMedia
 from media.clock import Clock
 from media.playout import PlaybackEvent
@@ -78,6 +79,7 @@ class WebRtcCall(CallScope):
         watchdog: Watchdog,
         clock: Clock,
         transfers: TransferCheck | None = None,
+        security: SecurityLog | None = None,
     ) -> None:
         self.pc = pc
         self.media = media
@@ -93,6 +95,7 @@ class WebRtcCall(CallScope):
             watchdog=watchdog,
             clock=clock,
             transfers=transfers,
+            security=security,
         )
         self._pending: list[str] = []  # server events before the channel opened
         self.pending_dropped = 0

@@ -96,7 +96,8 @@ def rtp_range() -> dict[str, int]:
 
 @pytest.fixture
 def stack_options() -> dict[str, Any]:
-    """Override in a test module to change agent formats, profiles, call settings."""
+    """Override in a test module to change agent formats, profiles, call settings, the SIP
+    endpoint's settings (``sip``: trunks, limits, ports) and the manager's (``manager``)."""
     return {}
 
 
@@ -118,12 +119,17 @@ async def stack(tmp_path: Path, stack_options: dict[str, Any]) -> AsyncIterator[
         }
     )
     store = CallStore(tmp_path / "calls.db")
-    manager = CallManager(settings, store)
+    manager = CallManager(settings, store, **stack_options.get("manager", {}))
     await manager.__aenter__()
     sip_leg = SipLeg(manager)
     sip = await start_sip(
-        SipSettings(
-            bind_host="127.0.0.1", udp_port=0, tcp_port=None, **stack_options.get("sip", {})
+        SipSettings.model_validate(
+            {
+                "bind_host": "127.0.0.1",
+                "udp_port": 0,
+                "tcp_port": None,
+                **stack_options.get("sip", {}),
+            }
         ),
         sip_leg,
     )

@@ -422,3 +422,38 @@ def test_outbox_overflow_ends_the_call_instead_of_dropping_a_decision() -> None:
     assert rig.leg.ended == []
     rig.control.queue({"type": "conversation.item.delete", "item_id": "one-too-many"})
     assert rig.leg.ended == [EndReason.UPSTREAM_STALLED]
+
+
+def test_a_digit_flood_is_rate_limited_and_buys_one_agent_response() -> None:
+    """1,000 digits in an instant while the agent speaks: the profile's burst goes through,
+    the rest is dropped and counted (one log row, one security report), and one response
+    waits for all the digits that went through."""
+    rig = Rig(dtmf=DtmfPolicy(mode="message", max_per_s=10, burst=20))
+    floods: list[str] = []
+    rig.control._on_flood = floods.append
+    rig.agent({"type": "response.created", "response": {"id": "r1"}})
+    for n in range(1000):
+        rig.control.on_dtmf("0123456789"[n % 10], "rfc4733")
+    assert rig.control.stats.dtmf_digits == 20 and rig.control.stats.dtmf_dropped == 980
+    assert [k for k, _ in rig.log].count("dtmf") == 20
+    assert [k for k, _ in rig.log].count("dtmf.dropped") == 1 and len(floods) == 1
+    assert rig.drain() == []  # the agent is speaking: nothing is sent yet
+    rig.agent({"type": "response.done", "response": {"id": "r1"}})
+    sent = rig.drain()
+    assert types(sent).count("response.create") == 1  # one response for all twenty
+    assert types(sent).count("conversation.item.create") == 20
+    rig.clock.advance(1.0)  # ten more a second
+    for _ in range(15):
+        rig.control.on_dtmf("5", "rfc4733")
+    assert rig.control.stats.dtmf_digits == 30
+
+
+def test_one_waiting_response_per_kind_of_trigger() -> None:
+    rig = Rig()
+    rig.agent({"type": "response.created", "response": {"id": "r1"}})
+    for n in range(5):
+        rig.control.request_response([{"type": "message", "n": n}], reason="dtmf")
+        rig.control.request_response([{"type": "function_call_output", "n": n}], reason="tool")
+    assert rig.control.stats.responses_queued == 2
+    rig.agent({"type": "response.done", "response": {"id": "r1"}})
+    assert types(rig.drain()) == ["conversation.item.create"] * 5 + ["response.create"]

@@ -1,9 +1,12 @@
-"""Per-call RTP sockets: port pairs, symmetric RTP latching, no re-latch (RTP Bleed)."""
+"""Per-call RTP sockets: random port pairs, strict source learning (no RTP hijack, no RTP
+Bleed), IP-literal addresses only."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -13,17 +16,35 @@ from media.rtp import RtpPacket
 from tests.support.servers import free_port
 
 
-def test_allocator_even_ports_round_robin_and_exhaustion() -> None:
-    alloc = PortAllocator(20001, 20008)  # even pairs: 20002, 20004, 20006
+def test_allocator_random_even_ports_and_exhaustion() -> None:
+    alloc = PortAllocator(20001, 20008, rng=random.Random(1))  # even pairs: 20002, 20004, 20006
     got = [alloc.acquire() for _ in range(alloc.capacity)]
-    assert got == [20002, 20004, 20006]
+    assert sorted(got) == [20002, 20004, 20006]
     with pytest.raises(PortsExhausted):
         alloc.acquire()
-    alloc.release(20002)
-    assert alloc.acquire() == 20002
-    alloc.release(20004)
-    alloc.release(20006)
-    assert alloc.acquire() == 20004  # the oldest free port first, not the one just freed
+    alloc.release(got[0])
+    assert alloc.acquire() == got[0]  # the only one free
+
+
+def test_allocator_order_is_not_guessable_and_a_released_port_rests() -> None:
+    """A scanner that saw one call's port cannot predict the next one; a port just released
+    is not handed out again while others are free (late packets of the old call go nowhere)."""
+    orders = set()
+    for seed in range(5):
+        alloc = PortAllocator(30000, 30200, rng=random.Random(seed))
+        orders.add(tuple(alloc.acquire() for _ in range(10)))
+    assert len(orders) == 5
+    assert all(list(order) != sorted(order) for order in orders)
+    alloc = PortAllocator(30000, 30200, rng=random.Random(7))
+    ports = [alloc.acquire() for _ in range(alloc.capacity)]
+    for port in ports[:10]:
+        alloc.release(port)
+    again = {alloc.acquire() for _ in range(10)}
+    assert again == set(ports[:10])  # only those are free: they are reused ...
+    alloc = PortAllocator(30000, 30200, rng=random.Random(7))
+    first = alloc.acquire()
+    alloc.release(first)
+    assert first not in {alloc.acquire() for _ in range(alloc.capacity // 2)}  # ... else rest
 
 
 def _pair_port() -> int:
@@ -39,44 +60,110 @@ def _pair_port() -> int:
     raise RuntimeError("no free even/odd UDP pair")
 
 
-async def test_latches_to_first_source_and_ignores_others() -> None:
+def _udp() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.setblocking(False)
+    return s
+
+
+def _rtp(seq: int, ssrc: int = 7) -> bytes:
+    return bytes(
+        RtpPacket(
+            payload_type=0,
+            sequence_number=seq,
+            timestamp=160 * seq,
+            ssrc=ssrc,
+            payload=b"\xff" * 160,
+        )
+    )
+
+
+async def _until(predicate: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_the_sdp_address_is_learned_at_once_and_strangers_never_mid_stream() -> None:
+    got: list[RtpPacket] = []
+    foreign: list[tuple[str, int]] = []
+    ep = RtpEndpoint("127.0.0.1", _pair_port(), on_rtp=got.append, on_foreign=foreign.append)
+    caller, attacker = _udp(), _udp()
+    async with ep:
+        ep.set_remote(caller.getsockname())
+        caller.sendto(_rtp(1), ("127.0.0.1", ep.port))
+        await _until(lambda: len(got) == 1)
+        for seq in range(100, 120):  # a forged stream, in sequence: refused all the same
+            attacker.sendto(_rtp(seq, ssrc=99), ("127.0.0.1", ep.port))
+        attacker.sendto(b"\x80\x00garbage", ("127.0.0.1", ep.port))
+        caller.sendto(_rtp(2), ("127.0.0.1", ep.port))
+        await _until(lambda: len(got) == 2 and ep.stats.foreign_source == 21)
+        assert [p.sequence_number for p in got] == [1, 2]
+        assert ep.latched == caller.getsockname()
+        assert foreign == [attacker.getsockname()]  # reported once
+        assert ep.send(_rtp(3))  # the agent's audio goes to the caller, never the attacker
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(caller, 2048), 5)
+        assert RtpPacket.parse(data).sequence_number == 3
+        with pytest.raises(BlockingIOError):
+            attacker.recv(2048)
+    caller.close()
+    attacker.close()
+
+
+async def test_another_source_only_after_probation_of_in_sequence_packets() -> None:
+    """A caller behind NAT sends from an address its SDP did not name: it is learned after
+    four consecutive in-sequence packets of one SSRC; nothing is sent to it before."""
+    got: list[RtpPacket] = []
+    ep = RtpEndpoint("127.0.0.1", _pair_port(), on_rtp=got.append, probation=4)
+    nat, attacker = _udp(), _udp()
+    async with ep:
+        ep.set_remote(("127.0.0.1", 9))  # the SDP's (private) address
+        for seq in (1, 2, 4, 5, 6):  # a gap restarts the probation
+            nat.sendto(_rtp(seq), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.stats.probation == 5)
+        assert got == [] and ep.latched is None and ep.remote == ("127.0.0.1", 9)
+        nat.sendto(_rtp(7), ("127.0.0.1", ep.port))  # 4, 5, 6, 7: in sequence
+        await _until(lambda: len(got) == 1)
+        assert ep.latched == ep.remote == nat.getsockname()
+        attacker.sendto(_rtp(8), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.stats.foreign_source == 1)
+        assert len(got) == 1
+    nat.close()
+    attacker.close()
+
+
+async def test_reinvite_keeps_the_source_unless_it_moves_the_media() -> None:
     got: list[RtpPacket] = []
     ep = RtpEndpoint("127.0.0.1", _pair_port(), on_rtp=got.append)
+    caller, moved, attacker = _udp(), _udp(), _udp()
     async with ep:
-        ep.set_remote(("127.0.0.1", 9))  # SDP said port 9; media comes from elsewhere (NAT)
-        caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        caller.bind(("127.0.0.1", 0))
-        attacker.bind(("127.0.0.1", 0))
-        caller.setblocking(False)
-        pkt = RtpPacket(
-            payload_type=0, sequence_number=1, timestamp=160, ssrc=7, payload=b"\xff" * 160
-        )
-        caller.sendto(bytes(pkt), ("127.0.0.1", ep.port))
-        attacker.sendto(b"\x80\x00garbage", ("127.0.0.1", ep.port))
-        attacker.sendto(bytes(pkt), ("127.0.0.1", ep.port))
-        for _ in range(100):
-            if ep.stats.packets_in + ep.stats.foreign_source >= 3:
-                break
-            await asyncio.sleep(0.01)
-        assert [p.sequence_number for p in got] == [1]
-        assert ep.latched == caller.getsockname()
-        assert ep.stats.foreign_source == 2  # never re-latched to the attacker
-        # we now send to where the caller's media really comes from
-        assert ep.send(bytes(pkt))
-        loop = asyncio.get_running_loop()
-        data = await asyncio.wait_for(loop.sock_recv(caller, 2048), 5)
-        assert RtpPacket.parse(data).payload == pkt.payload
-        # after a re-INVITE the endpoint may latch to a new source
-        ep.relatch()
-        attacker.sendto(bytes(pkt), ("127.0.0.1", ep.port))
-        for _ in range(100):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert ep.latched == attacker.getsockname()
-        caller.close()
-        attacker.close()
+        ep.set_remote(caller.getsockname())
+        caller.sendto(_rtp(1), ("127.0.0.1", ep.port))
+        await _until(lambda: len(got) == 1)
+        ep.set_remote(caller.getsockname())  # a re-INVITE (hold, refresh) to the same place
+        attacker.sendto(_rtp(50, ssrc=5), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.stats.foreign_source == 1)
+        assert ep.latched == caller.getsockname()  # latching was not reopened
+        ep.set_remote(moved.getsockname())  # the media really moves
+        attacker.sendto(_rtp(51, ssrc=5), ("127.0.0.1", ep.port))
+        moved.sendto(_rtp(2), ("127.0.0.1", ep.port))
+        await _until(lambda: len(got) == 2)
+        assert ep.latched == moved.getsockname()
+        assert ep.stats.probation == 1  # the attacker's packet was on probation, not taken
+    for s in (caller, moved, attacker):
+        s.close()
+
+
+def test_a_hostname_is_never_a_media_address() -> None:
+    """Sending to a hostname would resolve it on every packet: resolved at negotiation only."""
+    ep = RtpEndpoint("127.0.0.1", 40000, on_rtp=lambda _p: None)
+    with pytest.raises(ValueError, match="not an IP address"):
+        ep.set_remote(("media.example.com", 4000))
+    ep.set_remote(("::1", 4000))
+    assert ep.remote == ("::1", 4000)
 
 
 async def test_malformed_packets_are_counted_not_delivered() -> None:

@@ -219,3 +219,23 @@ def test_dtmf_out_is_paced_on_the_audio_clock_and_holds_audio_back() -> None:
     assert all(p.payload_type == 101 for p in sent[: first_end + 1])
     h.tick(10)
     assert h.rtp[-1].payload_type == 0
+
+
+def test_nothing_is_sent_before_the_peer_proves_itself() -> None:
+    """An INVITE that is never ACKed must not make rtbridge stream to the address its SDP
+    names: playout starts with the ACK (or the caller's first RTP), from the first frame."""
+    h = Harness("PCMU", 0, AudioFormat.PCMU)
+    h.media.proven = False
+    h.media.push_agent_audio("r1", "i1", b"\x10" * 8000)  # a second of the agent's greeting
+    h.tick(100)
+    assert h.rtp == [] and not h.playback
+    h.media.prove()  # the ACK
+    h.tick(3)
+    assert len(h.rtp) == 3 and h.rtp[0].marker
+    assert h.rtp[0].payload == b"\x10" * 160  # the greeting from its start, nothing lost
+    caller = Harness("PCMU", 0, AudioFormat.PCMU)
+    caller.media.proven = False
+    pkt = RtpPacket(payload_type=0, sequence_number=1, timestamp=0, ssrc=1, payload=b"\xff" * 160)
+    caller.media.on_rtp(pkt, caller.t)  # the caller's first RTP proves it too
+    caller.tick(2)
+    assert len(caller.rtp) == 2

@@ -213,9 +213,11 @@ async def test_invite_from_outside_the_trunk_allowlist_gets_403(
     assert stack.agent.sessions == []  # nobody pays for an agent session for a stranger
     assert stack.manager.calls == {}
     stack.store.flush()
-    (record,) = stack.store.list_calls()  # the attempt is on record: who knocked, the answer
-    assert (record.end_reason, record.sip_status) == ("refused-by-policy", 403)
-    assert record.extra["source"].startswith("127.0.0.1:")
+    assert stack.store.list_calls() == []  # a refusal is no call: it is counted, not stored
+    (event,) = stack.manager.security.recent()
+    assert event.kind == "refused-request" and event.source is not None
+    assert event.source.startswith("sip:udp:127.0.0.1:")
+    assert stack.sip.core.layer.servers == {}  # answered statelessly: nothing retransmits
 
 
 @pytest.mark.parametrize("stack_options", [{"calls": {"max_calls": 1, "retry_after_s": 17}}])
@@ -253,11 +255,19 @@ async def test_unreachable_agent_is_503_and_frees_the_rtp_ports(
 
 
 async def test_rtp_pair_held_by_another_process_is_skipped(stack: Stack, tmp_path: Path) -> None:
+    import random
     import socket
 
-    first = stack.manager.ports._free[0]  # the pair the next call would get
+    from bridge.calls.rtp_endpoint import PortAllocator
+
+    class FirstFree(random.Random):
+        def randrange(self, *args: object, **kwargs: object) -> int:
+            return 0  # the allocator picks the first free pair: the squatted one
+
+    base = stack.settings.calls.rtp_port_min
+    stack.manager.ports = PortAllocator(base, base + 4, rng=FirstFree())  # two pairs
     squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    squatter.bind(("127.0.0.1", first))
+    squatter.bind(("127.0.0.1", base))
     try:
         res = await stack.sipp_caller(tmp_path, builtin="uac", extra=("-d", "300"), timeout=30)
         assert res.returncode == 0, res.summary()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridge.records import CallStore
+from media.clock import VirtualClock
 
 
 def test_call_lifecycle_and_event_log(tmp_path: Path) -> None:
@@ -116,3 +117,48 @@ def test_calls_of_a_killed_process_are_closed_as_interrupted_and_live_ones_are_n
     assert records["dead2"].end_reason == "interrupted" and records["dead2"].ended_at == 2000.0
     after.close()
     assert CallStore(db).interrupted == 0  # closed once
+
+
+def test_records_past_their_retention_are_pruned_with_their_events(tmp_path: Path) -> None:
+    day = 86400.0
+    clock = VirtualClock(100 * day)
+    store = CallStore(tmp_path / "calls.db", clock=clock, retention_s=30 * day)
+    for call_id, age_days, ended in (("old", 31, True), ("recent", 29, True), ("open", 40, False)):
+        store.call_offered(
+            call_id, direction="inbound", leg="sip", offered_at=(100 - age_days) * day
+        )
+        store.log_event(call_id, "dtmf", {"digit": "1"})
+        if ended:
+            store.call_ended(call_id, reason="remote-bye")
+    store.prune()
+    assert sorted(r.call_id for r in store.list_calls()) == ["open", "recent"]
+    assert store.events("old") == [] and len(store.events("recent")) == 1
+    assert store.pruned == 1
+    clock.advance(2 * day)  # "recent" is 31 days old now
+    store.prune()
+    assert [r.call_id for r in store.list_calls()] == ["open"]  # a live call is never pruned
+    store.close()
+
+
+def test_refused_by_policy_rows_of_older_versions_go_on_upgrade(tmp_path: Path) -> None:
+    """Refusals are security events now, never calls; a file from version 2 loses them."""
+    import sqlite3
+
+    from bridge.records import MIGRATIONS
+
+    path = tmp_path / "calls.db"
+    db = sqlite3.connect(path)
+    for n in range(2):
+        db.executescript(f"BEGIN; {MIGRATIONS[n]}; PRAGMA user_version = {n + 1}; COMMIT;")
+    db.execute(
+        "INSERT INTO calls (call_id, direction, leg, state, offered_at, end_reason)"
+        " VALUES ('knock', 'inbound', 'sip', 'ended', 1.0, 'refused-by-policy'),"
+        " ('call', 'inbound', 'sip', 'ended', 1.0, 'remote-bye')"
+    )
+    db.execute("INSERT INTO call_events VALUES ('knock', 1, 1.0, 'error', '{}')")
+    db.commit()
+    db.close()
+    store = CallStore(path)
+    assert [r.call_id for r in store.list_calls()] == ["call"]
+    assert store.events("knock") == []
+    store.close()
