@@ -108,14 +108,14 @@ class _Stream:
         try:
             while data := await self.reader.read(65536):
                 self.last_active = time.monotonic()
-                for message in framer.feed(data):
+                messages = framer.feed(data)
+                for message in messages:
                     self.messages += 1
                     owner.on_message(message, self.peer)
-                if framer.buffered:
-                    if self.partial_since is None:
-                        self.partial_since = self.last_active
-                else:
+                if not framer.buffered:
                     self.partial_since = None
+                elif messages or self.partial_since is None:  # a new message began here
+                    self.partial_since = self.last_active
         except SipParseError as exc:
             owner.stats["framing_errors"] += 1
             log.info("closing %s: %s", self.peer, exc)

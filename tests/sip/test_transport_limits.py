@@ -118,6 +118,30 @@ async def test_slow_and_silent_connections_are_closed_at_the_message_deadline() 
         await ep.close()
 
 
+async def test_a_busy_stream_is_not_taken_for_a_slow_one() -> None:
+    """The deadline is per message: a peer that keeps sending messages for longer than the
+    deadline, every read ending mid-message, is never cut off."""
+    handler = Handler()
+    ep = await _endpoint(handler, message_deadline_s=1.0)
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", ep.ports["tcp"])
+        for n in range(60):  # 3 s of messages, each sent in two halves
+            data = _options(n)
+            w.write(data[:100])
+            await asyncio.sleep(0.025)
+            w.write(data[100:])
+            await asyncio.sleep(0.025)
+        answers = 0
+        async with asyncio.timeout(5):
+            while answers < 60:
+                if b"200 OK" in await r.readuntil(b"\r\n\r\n"):
+                    answers += 1
+        assert not handler.notices
+        w.close()
+    finally:
+        await ep.close()
+
+
 async def test_idle_connections_close_unless_a_call_uses_them() -> None:
     handler = Handler()
     ep = await _endpoint(handler, idle_timeout_s=1.0, message_deadline_s=5.0)
