@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--calls", type=int, help="concurrent calls (where it applies)")
     bench.add_argument("--seconds", type=float, help="duration (where it applies)")
+    bench.add_argument("--rate", type=float, help="flood: attack INVITEs a second (1000)")
     bench.add_argument("--minutes", type=float, help="duration in minutes (soak)")
     bench.add_argument("--warmup", type=float, metavar="S", help="warm-up seconds (soak)")
     bench.add_argument("--trace", action="store_true", help="which object types grow (soak)")

@@ -30,9 +30,12 @@ __all__ = [
     "SETUP_GRACE_S",
     "Child",
     "Load",
+    "busy_pct",
     "free_port",
     "free_range",
+    "machine_ticks",
     "start_agent",
+    "start_worker",
     "terminate",
     "tone_file",
     "wait_all_up",
@@ -41,6 +44,21 @@ __all__ = [
 CALL_RATE = 25.0  # calls per second SIPp places
 SETTLE_S = 1.0  # after the last call is up, before the first window
 SETUP_GRACE_S = 60.0  # how long past the ramp we wait for all calls to be up
+
+
+def machine_ticks() -> list[int]:
+    """The aggregate ``cpu`` line of ``/proc/stat`` (user nice system idle iowait irq softirq
+    steal ...), in clock ticks."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def busy_pct(before: list[int], after: list[int]) -> float:
+    """How busy every process on the machine (other tenants included) kept all its cores
+    between two :func:`machine_ticks` readings, in percent."""
+    d = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(d[:8]) or 1
+    return round(100.0 * (total - d[3] - d[4]) / total, 1)
 
 
 def port_free(port: int) -> bool:
@@ -153,6 +171,26 @@ class Child:
             return ""
 
 
+async def start_worker(agent_url: str, calls: int, tmp: Path, **more: object) -> Child:
+    """rtbridge under test (:mod:`bridge.bench._sip_worker`) for ``calls`` calls in front of
+    ``agent_url``: its config, data and ``worker-stats.json`` in ``tmp``; ``more`` adds config
+    keys (``sip``: more ``[sip]`` settings)."""
+    rtp_base = free_range(4 * calls + 8)
+    config = {
+        "agent_url": agent_url,
+        "rtp_port_min": rtp_base,
+        "rtp_port_max": rtp_base + 4 * calls + 6,
+        "max_calls": calls + 4,
+        "data_dir": str(tmp / "data"),
+        "stats_path": str(tmp / "worker-stats.json"),
+        **more,
+    }
+    (tmp / "worker.json").write_text(json.dumps(config))
+    return await Child.start(
+        "worker", [sys.executable, "-m", "bridge.bench._sip_worker", str(tmp / "worker.json")], tmp
+    )
+
+
 def child_env() -> dict[str, str]:
     # the benchmark is self-contained: no config file or RTBRIDGE_* setting of the caller's
     env = {k: v for k, v in os.environ.items() if not k.startswith("RTBRIDGE_")}
@@ -208,6 +246,7 @@ class Load:
     hold_s: float
     tone: Path
     tmp: Path
+    extra: tuple[str, ...] = ()  # more SIPp options
     proc: asyncio.subprocess.Process | None = None
     result: dict[str, Any] = field(default_factory=dict)
     _output: asyncio.Task[tuple[bytes, bytes]] | None = None
@@ -245,6 +284,7 @@ class Load:
             "-timeout_error",
             "-i",
             "127.0.0.1",
+            *self.extra,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

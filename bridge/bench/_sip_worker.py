@@ -5,10 +5,11 @@ call manager, SIP on an ephemeral UDP port of 127.0.0.1) in front of an agent ru
 another process, with the timing probe of :mod:`bridge.bench._probe` installed (not armed).
 
 Config keys: ``agent_url``, ``rtp_port_min``, ``rtp_port_max``, ``max_calls``, ``data_dir``,
-``stats_path``.
+``stats_path``, and optionally ``sip`` (more ``[sip]`` settings: trunks, limits; ``rtbridge
+bench flood``).
 
-It prints one JSON line when ready (``{"sip_port": P, "pid": PID}``), then answers one JSON
-line per command read from stdin:
+It prints one JSON line when ready (``{"sip_port": P, "ports": {...}, "pid": PID}``), then
+answers one JSON line per command read from stdin:
 
 * ``status``: live calls, RSS, open file descriptors, live asyncio tasks and threads;
 * ``collect``: a full garbage collection, then ``status``;
@@ -17,7 +18,9 @@ line per command read from stdin:
 * ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
 * ``snapshot NAME``: the window's figures (ticker lateness, probe summary, garbage collector
   pauses, live calls, RSS, traffic counters summed over live calls) kept under NAME;
-* ``hangup [TIMEOUT]``: BYE on every live call, then wait until all are released.
+* ``hangup [TIMEOUT]``: BYE on every live call, then wait until all are released;
+* ``defences``: what the SIP stack refused or dropped (its counters, the open TCP/TLS
+  connections) and the security events by kind.
 
 ``mark``, ``arm`` and ``snapshot`` answer with the traffic counters, so windows can be diffed.
 
@@ -47,6 +50,7 @@ from bridge.calls.manager import CallManager
 from bridge.config import Settings
 from bridge.logs import setup_logging
 from bridge.runtime import start_runtime
+from sip.driver import SipEndpoint
 
 __all__ = ["main"]
 
@@ -101,8 +105,11 @@ class GcPauses:
 
 
 class Worker:
-    def __init__(self, manager: CallManager, probe: _probe.LatencyProbe) -> None:
+    def __init__(
+        self, manager: CallManager, probe: _probe.LatencyProbe, sip: SipEndpoint | None = None
+    ) -> None:
         self.manager = manager
+        self.sip = sip
         self.probe = probe
         self.gc = GcPauses()
         self.snapshots: dict[str, Any] = {}
@@ -149,6 +156,15 @@ class Worker:
             growth = counts - self.census if self.census else collections.Counter()
             self.census = counts
             return {"ok": cmd, "objects": sum(counts.values()), "grew": growth.most_common(12)}
+        if cmd == "defences":
+            sip = self.sip
+            return {
+                "core": dict(sip.core.stats) if sip else {},
+                "transports": dict(sip.transports.stats) if sip else {},
+                "connections": len(sip.transports.connections) if sip else 0,
+                "sources_tracked": sip.core.guard.tracked if sip else 0,
+                "security_events": self.manager.security.counts,
+            }
         if cmd == "collect":
             gc.collect()
             return {"ok": cmd, **self.status()}
@@ -193,7 +209,7 @@ async def _run(config: dict[str, Any]) -> int:
                 "max_calls": config["max_calls"],
                 "rtp_host": "127.0.0.1",
             },
-            "sip": {"bind_host": "127.0.0.1", "codecs": ["PCMU", "PCMA"]},
+            "sip": {"bind_host": "127.0.0.1", "codecs": ["PCMU", "PCMA"], **config.get("sip", {})},
         }
     )
     stop = asyncio.Event()
@@ -202,9 +218,10 @@ async def _run(config: dict[str, Any]) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         rt = await start_runtime(settings, stack, sip_port=0)
-        assert rt.sip_leg.endpoint is not None
-        worker = Worker(rt.manager, probe)
-        _say({"sip_port": rt.sip_leg.endpoint.ports["udp"], "pid": os.getpid()})
+        endpoint = rt.sip_leg.endpoint
+        assert endpoint is not None
+        worker = Worker(rt.manager, probe, endpoint)
+        _say({"sip_port": endpoint.ports["udp"], "ports": endpoint.ports, "pid": os.getpid()})
         reader = await _stdin_lines()
 
         async def commands() -> None:

@@ -3,7 +3,8 @@
 ``uac(steps)`` returns the XML of a caller that INVITEs (PCMU + telephone-event on SIPp's RTP
 stream port), ACKs, then runs the steps: stream a u-law file, pause, send SIP INFO digits,
 accept a REFER (202 + a final sipfrag NOTIFY), then hang up, wait for our BYE, or either
-(whichever comes first). ``uac_rejected(status)`` is a caller that must be refused.
+(whichever comes first), put rtbridge on hold. ``uac_rejected(status)`` is a caller that must
+be refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 __all__ = [
     "accept_refer",
     "bye_or_hang_up",
+    "hold",
     "info",
     "pause",
     "send_bye",
@@ -29,22 +31,24 @@ _HEAD = """      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch
       Contact: <sip:sipp@[local_ip]:[local_port]>
       Max-Forwards: 70"""
 
-_INVITE = (
-    """  <send retrans="500">
+
+def _invite(cseq: int, direction: str, to: str) -> str:
+    """An INVITE (PCMU + telephone-event on SIPp's RTP stream port) with CSeq ``cseq``."""
+    return f"""  <send retrans="500">
     <![CDATA[
       INVITE sip:bot@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:bot@[remote_ip]:[remote_port]>
+      To: {to}
       Call-ID: [call_id]
-      CSeq: 1 INVITE
+      CSeq: {cseq} INVITE
       Contact: <sip:sipp@[local_ip]:[local_port]>
       Max-Forwards: 70
       Content-Type: application/sdp
       Content-Length: [len]
 
       v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      o=user1 53655765 {2353687636 + cseq} IN IP[local_ip_type] [local_ip]
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
@@ -52,23 +56,36 @@ _INVITE = (
       a=rtpmap:0 PCMU/8000
       a=rtpmap:101 telephone-event/8000
       a=fmtp:101 0-15
+      a={direction}
     ]]>
   </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send>
+"""
+
+
+def _ack(cseq: int) -> str:
+    return (
+        """  <send>
     <![CDATA[
       ACK sip:bot@[remote_ip]:[remote_port] SIP/2.0
 """
-    + _HEAD
-    + """
-      CSeq: 1 ACK
+        + _HEAD
+        + f"""
+      CSeq: {cseq} ACK
       Content-Length: 0
 
     ]]>
   </send>
 """
+    )
+
+
+_INVITE = (
+    _invite(1, "sendrecv", "<sip:bot@[remote_ip]:[remote_port]>")
+    + """  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+"""
+    + _ack(1)
 )
 
 _OK = """  <send>
@@ -91,6 +108,12 @@ def stream(ulaw_file: Path, loops: int = 1) -> str:
     """Start streaming a raw u-law file ``loops`` times (-1: until the call ends), paced at
     20 ms; it runs beside the later steps."""
     return f'  <nop><action><exec rtp_stream="{ulaw_file},{loops},0"/></action></nop>\n'
+
+
+def hold(cseq: int) -> str:
+    """Put rtbridge on hold: a re-INVITE with ``a=sendonly`` (RFC 3264 §8.4), its 200, ACK."""
+    to = "<sip:bot@[remote_ip]:[remote_port]>[peer_tag_param]"
+    return _invite(cseq, "sendonly", to) + '  <recv response="200"/>\n' + _ack(cseq)
 
 
 def pause(ms: int) -> str:

@@ -57,8 +57,10 @@ from bridge.bench._harness import (
     SETUP_GRACE_S,
     Child,
     Load,
-    free_range,
+    busy_pct,
+    machine_ticks,
     start_agent,
+    start_worker,
     terminate,
     tone_file,
     wait_all_up,
@@ -86,13 +88,6 @@ def _cpu_figures(cpu_s: float, wall_s: float, calls: int) -> dict[str, float]:
     }
 
 
-def _machine_ticks() -> list[int]:
-    """The aggregate ``cpu`` line of ``/proc/stat`` (user nice system idle iowait irq softirq
-    steal ...), in clock ticks."""
-    with open("/proc/stat") as f:
-        return [int(x) for x in f.readline().split()[1:]]
-
-
 def _cpu_pressure_us() -> int | None:
     """Total time some runnable task waited for a CPU (PSI ``/proc/pressure/cpu``), in us."""
     try:
@@ -109,18 +104,19 @@ class _Window:
         self.pids = pids
         self.t0 = time.monotonic()
         self.cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-        self.machine0 = _machine_ticks()
+        self.machine0 = machine_ticks()
         self.pressure0 = _cpu_pressure_us()
         self.machine: dict[str, float | None] = {}
 
     def close(self) -> tuple[float, dict[str, float]]:
         wall = time.monotonic() - self.t0
         cpu = {k: cpu_seconds(p) - self.cpu0[k] for k, p in self.pids.items()}
-        d = [b - a for a, b in zip(self.machine0, _machine_ticks(), strict=False)]
+        after = machine_ticks()
+        d = [b - a for a, b in zip(self.machine0, after, strict=False)]
         total = sum(d[:8]) or 1
         self.machine = {
             # every process on the machine (other tenants included), % of all cores
-            "busy_pct": round(100.0 * (total - d[3] - d[4]) / total, 1),
+            "busy_pct": busy_pct(self.machine0, after),
             "steal_pct": round(100.0 * d[7] / total, 1) if len(d) > 7 else 0.0,
             # share of the window in which some runnable task waited for a CPU
             "cpu_pressure_some_pct": None,
@@ -204,21 +200,7 @@ async def _case(
     load = Load(calls, hold, tone, tmp)
     floor: _Floor | None = None
     try:
-        rtp_base = free_range(4 * calls + 8)
-        config = {
-            "agent_url": agent_url,
-            "rtp_port_min": rtp_base,
-            "rtp_port_max": rtp_base + 4 * calls + 6,
-            "max_calls": calls + 4,
-            "data_dir": str(tmp / "data"),
-            "stats_path": str(stats_path),
-        }
-        (tmp / "worker.json").write_text(json.dumps(config))
-        child = await Child.start(
-            "worker",
-            [sys.executable, "-m", "bridge.bench._sip_worker", str(tmp / "worker.json")],
-            tmp,
-        )
+        child = await start_worker(agent_url, calls, tmp)
         await asyncio.sleep(0.5)
         rss_idle = rss_kb(child.pid)
         floor = await _Floor.start(calls, hold, tone, tmp / "floor")

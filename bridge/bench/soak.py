@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,8 +42,8 @@ from bridge.bench._harness import (
     SETUP_GRACE_S,
     Child,
     Load,
-    free_range,
     start_agent,
+    start_worker,
     terminate,
     tone_file,
     wait_all_up,
@@ -87,21 +85,7 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
         hold = calls / CALL_RATE + SETUP_GRACE_S + SETTLE_S + duration + 30
         load = Load(calls, hold, tone, tmp)
         try:
-            rtp_base = free_range(4 * calls + 8)
-            config = {
-                "agent_url": agent_url,
-                "rtp_port_min": rtp_base,
-                "rtp_port_max": rtp_base + 4 * calls + 6,
-                "max_calls": calls + 4,
-                "data_dir": str(tmp / "data"),
-                "stats_path": str(tmp / "worker-stats.json"),
-            }
-            (tmp / "worker.json").write_text(json.dumps(config))
-            child = await Child.start(
-                "worker",
-                [sys.executable, "-m", "bridge.bench._sip_worker", str(tmp / "worker.json")],
-                tmp,
-            )
+            child = await start_worker(agent_url, calls, tmp)
             await asyncio.sleep(0.5)
             idle = await child.ask("collect")
             await load.start(int(child.ready["sip_port"]))

@@ -3,6 +3,7 @@
 from bridge.bench._sipp import (
     accept_refer,
     bye_or_hang_up,
+    hold,
     info,
     pause,
     send_bye,
@@ -15,6 +16,7 @@ from bridge.bench._sipp import (
 __all__ = [
     "accept_refer",
     "bye_or_hang_up",
+    "hold",
     "info",
     "pause",
     "send_bye",
