@@ -61,10 +61,11 @@ async def sipp_caller(
     builtin: str | None = None,
     extra: tuple[str, ...] = (),
     timeout: float = 60,
+    local_ip: str = "127.0.0.1",
 ) -> SippResult:
     """One SIPp call to ``127.0.0.1:sip_port`` (this stack, or an ``rtbridge serve``): a
     scenario's XML (written into ``cwd``) or one of SIPp's built-in scenarios (``-sn``), from
-    free ports of 127.0.0.1."""
+    free ports of ``local_ip``."""
     sipp = require_peer("sipp")
     if scenario is not None:
         path = cwd / f"caller-{next(_CALLERS)}.xml"
@@ -86,6 +87,7 @@ async def sipp_caller(
         *extra,
         cwd=cwd,
         timeout=timeout,
+        local_ip=local_ip,
     )
 
 

@@ -61,9 +61,15 @@ class SippResult:
 
 
 async def run_sipp(
-    sipp: str, *args: str, cwd: Path | None = None, timeout: float = 60.0, sipp_timeout: int = 30
+    sipp: str,
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 60.0,
+    sipp_timeout: int = 30,
+    local_ip: str = "127.0.0.1",
 ) -> SippResult:
-    """Run SIPp with a private control port, no stdin and a hard timeout (logs go to ``cwd``)."""
+    """Run SIPp with a private control port, no stdin and a hard timeout (logs go to ``cwd``),
+    from ``local_ip`` (another 127.0.0.x is another source to rtbridge)."""
     cmd = [
         sipp,
         *args,
@@ -74,7 +80,7 @@ async def run_sipp(
         f"{sipp_timeout}s",
         "-timeout_error",
         "-i",
-        "127.0.0.1",
+        local_ip,
     ]
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd
