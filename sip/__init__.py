@@ -11,6 +11,9 @@ Layers, bottom up (each module's docstring names the RFC sections it implements)
 - :mod:`sip.sdp`, :mod:`sip.offer_answer`: SDP values (RFC 8866) and the offer/answer rules
   we use (RFC 3264).
 - :mod:`sip.auth`, :mod:`sip.registration`: digest authentication, REGISTER.
+- :mod:`sip.policy`, :mod:`sip.sanity`, :mod:`sip.ratelimit`: who may call, the bounds a
+  message must pass before it is parsed (and stateless answers), per-source rates and blocks:
+  what keeps a port on the open Internet cheap to attack (issue 12).
 - :mod:`sip.driver`: the asyncio driver (sockets, the timer, calls for their owners,
   registration runs). It is the only subpackage that imports asyncio, and this package does
   not import it: ``from sip.driver import SipEndpoint, start_sip``.
