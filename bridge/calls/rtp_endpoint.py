@@ -37,6 +37,7 @@ from typing import cast
 
 from bridge.errors import PortsExhausted
 from media.rtp import RtpError, RtpPacket
+from sip.driver.transport import bound_datagrams
 
 __all__ = ["EndpointStats", "PortAllocator", "RtpEndpoint"]
 
@@ -49,6 +50,9 @@ Address = tuple[str, int]
 PROBATION = 4
 #: Foreign addresses reported per call (each one once); the rest are only counted.
 REPORTED_FOREIGN = 16
+#: The largest RTP/RTCP datagram read whole (audio packets are a few hundred bytes; asyncio would
+#: allocate 256 KiB for each one read).
+MAX_RTP_DATAGRAM = 4096
 
 
 class PortAllocator:
@@ -135,6 +139,7 @@ class _Proto(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        bound_datagrams(transport, MAX_RTP_DATAGRAM)
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:

@@ -23,6 +23,9 @@ Stream limits (``SipLimits``; Kamailio's TCP settings are the model), each repor
 * framing is linear in the input (:class:`~sip.message.StreamFramer` never rescans).
 
 Deadlines are checked by one sweep a second over the connections, not a timer per read.
+
+Datagrams are read into buffers of their largest possible size (:func:`bound_datagrams`), not
+asyncio's 256 KiB: allocating that per datagram was most of the cost of receiving one.
 """
 
 from __future__ import annotations
@@ -41,15 +44,29 @@ from sip.message import StreamFramer
 from sip.settings import SipLimits
 from sip.transaction import Peer
 
-__all__ = ["Transports"]
+__all__ = ["Transports", "bound_datagrams"]
 
 log = logging.getLogger("rtbridge.sip.transport")
 
 OnMessage = Callable[[bytes, Peer], None]
 OnNotice = Callable[[NoticeKind, Peer, str], None]
 
-#: How often deadlines and idle connections are looked at.
+#: How often deadlines and idle connections are looked at, and how many are closed per turn of
+#: the event loop.
 SWEEP_S = 1.0
+SWEEP_BATCH = 32
+
+
+#: The largest UDP payload (65535 minus the IP and UDP headers, rounded up): a SIP datagram.
+MAX_DATAGRAM = 65_536
+
+
+def bound_datagrams(transport: asyncio.BaseTransport, size: int) -> None:
+    """Read each datagram of ``transport`` into a buffer of ``size`` bytes (longer ones are cut
+    short). CPython's selector transport allocates ``max_size`` (256 KiB) for every datagram it
+    reads, 20 us of a 22 us read; other transports are left alone."""
+    if hasattr(transport, "max_size"):
+        transport.max_size = size
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -186,7 +203,7 @@ class Transports:
         }
         self._connecting: dict[Peer, asyncio.Task[_Stream]] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweeper: asyncio.Handle | None = None
 
     def notice(self, kind: NoticeKind, peer: Peer, detail: str) -> None:
         if self._on_notice is not None:
@@ -199,6 +216,7 @@ class Transports:
             udp, _ = await loop.create_datagram_endpoint(
                 lambda: _Udp(self), local_addr=(host, port)
             )
+            bound_datagrams(udp, MAX_DATAGRAM)
             self.udp = udp
             bound = int(udp.get_extra_info("sockname")[1])
         else:
@@ -347,13 +365,19 @@ class Transports:
             self._sweeper = asyncio.get_running_loop().call_later(SWEEP_S, self._sweep)
 
     def _sweep(self) -> None:
-        """Close the connections past a deadline (see the module docstring); re-armed while
-        any stream listener or connection exists."""
+        """Close the connections past a deadline (see the module docstring), at most
+        :data:`SWEEP_BATCH` per pass: a mass expiry (a connection flood meeting its deadline)
+        is spread over several turns of the loop, so no call's audio waits for all of it.
+        Re-armed while any stream listener or connection exists."""
         self._sweeper = None
         now = time.monotonic()
         limits = self.limits
         in_use: Collection[Peer] | None = None
+        done = 0
         for stream in list(self.connections):
+            if done >= SWEEP_BATCH:
+                self._sweeper = asyncio.get_running_loop().call_soon(self._sweep)
+                return
             why = None
             if stream.partial_since is not None:
                 if now - stream.partial_since > limits.message_deadline_s:
@@ -368,11 +392,13 @@ class Transports:
                     log.info("closing %s: idle for %g s", stream.peer, limits.idle_timeout_s)
                     stream.close()
                     self.forget(stream)
+                    done += 1
                     continue
             if why is not None:
                 self.stats["timed_out"] += 1
                 self.notice(NoticeKind.REFUSED_REQUEST, stream.peer, f"{why}: closed")
                 stream.abort()
+                done += 1
         if self.servers or self.connections:
             self._sweep_soon()
 

@@ -178,3 +178,19 @@ async def test_malformed_packets_are_counted_not_delivered() -> None:
                     break
                 await asyncio.sleep(0.01)
         assert ep.stats.malformed == 3 and not got and ep.latched is None
+
+
+async def test_datagrams_are_read_into_small_buffers() -> None:
+    """asyncio reads every datagram into a fresh 256 KiB buffer unless told otherwise: most of
+    the cost of receiving an RTP packet. Ours are read into 4 KiB ones; longer datagrams (no
+    audio packet is) are cut short and dropped as malformed."""
+    got: list[RtpPacket] = []
+    ep = RtpEndpoint("127.0.0.1", _pair_port(), on_rtp=got.append)
+    sender = _udp()
+    async with ep:
+        assert ep._rtp is not None and ep._rtp.transport is not None
+        assert getattr(ep._rtp.transport, "max_size", None) == 4096
+        ep.set_remote(sender.getsockname())
+        sender.sendto(_rtp(1), ("127.0.0.1", ep.port))
+        await _until(lambda: len(got) == 1)
+    sender.close()
