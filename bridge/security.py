@@ -13,9 +13,12 @@ one :class:`SecurityLog` per process, which
 * keeps the most recent ones in a bounded ring for ``GET /v1/security/events`` and the
   dashboard's panel.
 
-A flood must not turn the log into a second flood: beyond ``log_burst`` lines per second of one
-kind, lines are suppressed (still counted and kept in the ring) and one summary line says how
-many were left out. The clock is injected.
+A flood must not turn the log into a second flood, nor its cost into one: beyond ``log_burst``
+lines per second of one kind, lines are suppressed (still counted and kept in the ring) and one
+summary line says how many were left out; beyond ``keep_burst`` events per second of one kind
+(a spoofed-source flood makes every packet an event), events are only counted: nothing is
+built, cleaned or kept for them, so each costs a few microseconds (:meth:`SecurityLog.record`
+returns None). The clock is injected.
 
 Code that must not import ``bridge`` (the ``sip`` package) reports through a callback that ends
 in :meth:`SecurityLog.record`; its signature is deliberately plain for that.
@@ -87,17 +90,19 @@ class SecurityLog:
         *,
         capacity: int = 1000,
         log_burst: int = 20,
+        keep_burst: int = 200,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
-        if capacity < 1 or log_burst < 1:
-            raise ValueError("capacity and log_burst must be at least 1")
+        if capacity < 1 or log_burst < 1 or keep_burst < log_burst:
+            raise ValueError("capacity and log_burst must be at least 1, keep_burst >= log_burst")
         self._ring: deque[SecurityEvent] = deque(maxlen=capacity)
         self._counts: dict[SecurityKind, int] = dict.fromkeys(SecurityKind, 0)
         self._seq = 0
         self._wall = (clock or SystemClock()).wall
         self._log = logger or log
         self._burst = log_burst
+        self._keep = keep_burst
         self._window: dict[SecurityKind, _Window] = {}
 
     def record(
@@ -107,41 +112,49 @@ class SecurityLog:
         source: str | None = None,
         detail: str = "",
         call_id: str | None = None,
-    ) -> SecurityEvent:
-        """Record one event; returns it. ``kind`` may be the enum's value (``"auth-failure"``)
-        for callers that do not import this module."""
+    ) -> SecurityEvent | None:
+        """Record one event; returns it, or None when it was only counted (``keep_burst``).
+        ``kind`` may be the enum's value (``"auth-failure"``) for callers that do not import
+        this module."""
         kind = SecurityKind(kind)
         self._seq += 1
+        self._counts[kind] += 1
+        at = self._wall()
+        window = self._window_for(kind, at)
+        if window.kept >= self._keep:
+            window.suppressed += 1
+            return None
+        window.kept += 1
         event = SecurityEvent(
             seq=self._seq,
-            at=self._wall(),
+            at=at,
             kind=kind,
             source=_clean(source, 120) if source is not None else None,
             detail=_clean(detail, 300),
             call_id=call_id,
         )
         self._ring.append(event)
-        self._counts[kind] += 1
-        self._write(event)
-        return event
-
-    def _write(self, event: SecurityEvent) -> None:
-        second = int(event.at)
-        window = self._window.get(event.kind)
-        if window is None or window.second != second:
-            if window is not None and window.suppressed:
-                summary = {"kind": event.kind.value, "suppressed": window.suppressed}
-                self._log.warning(json.dumps(summary), extra={"security_event": summary})
-            window = self._window[event.kind] = _Window(second)
         if window.written >= self._burst:
             window.suppressed += 1
-            return
+            return event
         window.written += 1
         data = event.to_json()
         self._log.warning(
             json.dumps(data, ensure_ascii=False),
             extra={"security_event": data, "call_id": event.call_id},
         )
+        return event
+
+    def _window_for(self, kind: SecurityKind, at: float) -> _Window:
+        """This second's window of ``kind``; a new second logs what the last one left out."""
+        second = int(at)
+        window = self._window.get(kind)
+        if window is None or window.second != second:
+            if window is not None and window.suppressed:
+                summary = {"kind": kind.value, "suppressed": window.suppressed}
+                self._log.warning(json.dumps(summary), extra={"security_event": summary})
+            window = self._window[kind] = _Window(second)
+        return window
 
     @property
     def counts(self) -> dict[str, int]:
@@ -173,15 +186,18 @@ class SecurityLog:
 
 @dataclass(slots=True)
 class _Window:
-    """Log lines of one kind in one second: written, and left out beyond the burst."""
+    """Events of one kind in one second: kept, logged, and left out of the log."""
 
     second: int
+    kept: int = 0
     written: int = 0
     suppressed: int = 0
 
 
 def _clean(text: str, limit: int) -> str:
     """One line of printable text, secrets redacted, bounded (details quote attacker input)."""
-    flat = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text[: limit * 2])
+    flat = text[: limit * 2]
+    if not flat.isprintable():
+        flat = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in flat)
     flat = redact_secrets(flat)
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
