@@ -124,6 +124,7 @@ async def _case(
         up = await wait_all_up(child, load)
         setup_window_s = time.monotonic() - started
         await asyncio.sleep(SETTLE_S)
+        before = await child.ask("snapshot before")
         await child.ask("arm")
         cpu0, t0 = cpu_seconds(child.pid), time.monotonic()
         await asyncio.sleep(seconds)
@@ -149,7 +150,10 @@ async def _case(
         "setup_window_s": round(setup_window_s, 2),
         "rtp_send_interval_jitter_ms": probe["rtp_send_interval_jitter_ms"],
         "tick_lateness_ms": snap["tick_lateness_ms"],
-        "ticker_reanchors": snap["ticker_reanchors"],
+        "ticker_reanchors": {  # the grid restarted after a stall of more than 3 ticks
+            "in_window": snap["ticker_reanchors"] - before["ticker_reanchors"],
+            "since_start": snap["ticker_reanchors"],
+        },
         "rtbridge_cpu_pct_of_core": round(cpu_pct, 1),
         "gc": snap["gc"],
         "sipp": sipp,
