@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bridge.agent import LocalAgent
@@ -16,6 +17,7 @@ from bridge.app import create_app
 from bridge.calls.manager import CallManager
 from bridge.config import AgentSettings, Dialect, Settings
 from bridge.records import CallStore
+from bridge.webrtc.peer import ClientPeer
 from tests.support.servers import run_app
 
 KEY = "rtb_webrtc_test_key"
@@ -88,3 +90,18 @@ async def bridge(
         await manager.close()
         store.close()
         await agent.stop()
+
+
+async def place_call(bridge: Bridge, peer: ClientPeer) -> str:
+    """Place a browser call from ``peer`` (``POST /v1/realtime/calls`` with the server key) and
+    answer it; returns the call id from ``Location``."""
+    offer = await peer.offer()
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(
+            f"{bridge.url}/v1/realtime/calls",
+            content=offer,
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
+        )
+    assert r.status_code == 201, r.text
+    await peer.accept(r.text)
+    return r.headers["location"].rsplit("/", 1)[-1]

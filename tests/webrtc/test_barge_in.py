@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import numpy as np
 import pytest
 
 from bridge.webrtc.peer import ClientPeer
 from media.resample import Resampler
 from tests.support.audio import voiced_signal
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import Bridge, place_call
 
 
 def _at_48k(pcm: np.ndarray) -> np.ndarray:
@@ -24,14 +23,7 @@ def _at_48k(pcm: np.ndarray) -> np.ndarray:
 async def test_talking_over_the_agent_clears_and_truncates(bridge: Bridge) -> None:
     peer = ClientPeer()
     try:
-        offer = await peer.offer()
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.post(
-                f"{bridge.url}/v1/realtime/calls",
-                content=offer,
-                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-            )
-        await peer.accept(r.text)
+        await place_call(bridge, peer)
         async with asyncio.timeout(20):
             await peer.wait_event("session.created")
         peer.mic.play(_at_48k(voiced_signal(3.0, seed=3)))  # a long turn: a long parrot
@@ -75,15 +67,7 @@ async def test_a_barge_in_leaves_the_heard_transcript_in_the_event_log(
 ) -> None:
     peer = ClientPeer()
     try:
-        offer = await peer.offer()
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.post(
-                f"{bridge.url}/v1/realtime/calls",
-                content=offer,
-                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-            )
-        call_id = r.headers["location"].rsplit("/", 1)[-1]
-        await peer.accept(r.text)
+        call_id = await place_call(bridge, peer)
         async with asyncio.timeout(20):
             await peer.wait_event("session.created")
         peer.mic.play(_at_48k(voiced_signal(3.0, seed=3)))

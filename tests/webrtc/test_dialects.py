@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import numpy as np
 import pytest
 
@@ -16,7 +15,7 @@ from bridge.realtime.dialects import CAPABILITIES
 from bridge.webrtc.peer import ClientPeer
 from media.resample import Resampler
 from tests.support.audio import best_correlation, voiced_signal
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import Bridge, place_call
 
 
 @pytest.fixture(params=["beta", "xai", "azure", "gemini", "gpt-live"])
@@ -28,15 +27,7 @@ def agent_dialect(request: pytest.FixtureRequest) -> str:
 async def test_browser_call_to_a_translated_upstream(bridge: Bridge, agent_dialect: str) -> None:
     peer = ClientPeer()
     try:
-        offer = await peer.offer()
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.post(
-                f"{bridge.url}/v1/realtime/calls",
-                content=offer,
-                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-            )
-        assert r.status_code == 201
-        await peer.accept(r.text)
+        await place_call(bridge, peer)
         async with asyncio.timeout(20):
             await peer.wait_event("session.created")
         # a GA session.update from the browser reaches the upstream in its dialect

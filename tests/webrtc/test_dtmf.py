@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
-
 from bridge.webrtc.peer import ClientPeer
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import Bridge, place_call
 
 
 async def test_datachannel_digit_reaches_the_agent_as_a_message(bridge: Bridge) -> None:
     peer = ClientPeer()
     try:
-        offer = await peer.offer()
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.post(
-                f"{bridge.url}/v1/realtime/calls",
-                content=offer,
-                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-            )
-        await peer.accept(r.text)
+        await place_call(bridge, peer)
         async with asyncio.timeout(20):
             await peer.wait_event("session.created")
         mark = len(peer.events)

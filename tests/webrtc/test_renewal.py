@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 from bridge.webrtc.peer import ClientPeer
 from media.resample import Resampler
 from tests.support.audio import best_correlation, voiced_signal
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import Bridge, place_call
 
 
 @pytest.fixture
@@ -32,16 +31,7 @@ def agent_dialect(request: pytest.FixtureRequest) -> str:
 async def test_a_browser_call_through_two_renewals(bridge: Bridge, agent_dialect: str) -> None:
     peer = ClientPeer()
     try:
-        offer = await peer.offer()
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.post(
-                f"{bridge.url}/v1/realtime/calls",
-                content=offer,
-                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-            )
-        assert r.status_code == 201
-        call_id = r.headers["location"].rsplit("/", 1)[-1]
-        await peer.accept(r.text)
+        call_id = await place_call(bridge, peer)
         async with asyncio.timeout(20):
             await peer.wait_event("session.created")
             while sum(e["type"] == "rtbridge.session_renewed" for e in peer.events) < 2:

@@ -8,7 +8,6 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from openai import AsyncOpenAI
@@ -19,23 +18,15 @@ from bridge.webrtc.peer import ClientPeer
 from bridge.webrtc.sideband import DROPPED_EVENT, QUEUE
 from media.resample import Resampler
 from tests.support.audio import voiced_signal
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import KEY, Bridge, place_call
 
 
 async def _place_call(bridge: Bridge) -> tuple[ClientPeer, str]:
     peer = ClientPeer()
-    offer = await peer.offer()
-    async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.post(
-            f"{bridge.url}/v1/realtime/calls",
-            content=offer,
-            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-        )
-    assert r.status_code == 201
-    await peer.accept(r.text)
+    call_id = await place_call(bridge, peer)
     async with asyncio.timeout(20):
         await peer.wait_event("session.created")
-    return peer, r.headers["location"].rsplit("/", 1)[-1]
+    return peer, call_id
 
 
 def _ws_url(bridge: Bridge, query: str) -> str:
