@@ -158,13 +158,18 @@ async def test_floods_from_strangers_get_at_most_one_answer_each_and_no_records(
     _report("stranger floods", rtp, invites=inv, registers=reg, options=opt)
     assert sipp.returncode == 0, sipp.summary()
     rtp.assert_on_time()
-    assert inv["statuses"] == {"403": 30}  # the burst, once each (no 100, no retransmission)
+    # The burst, once each (no 100, no retransmission). The bucket also refills while the
+    # burst is being spent (10/s for INVITE, 5/s for the others), so a sender the busy
+    # machine delayed by a few hundred ms earns an answer or two more before its block.
+    assert set(inv["statuses"]) == {"403"}
+    assert 30 <= inv["responses"] <= 33
+    assert 10 <= reg["responses"] <= 12 and 10 <= opt["responses"] <= 12
     assert inv["bytes_in"] < inv["bytes_out"] / 50  # no reflection: far fewer bytes back
-    assert reg["responses"] == 10 and opt["responses"] == 10
     stack.store.flush()
     assert len(stack.store.list_calls()) == 1  # SIPp's call; the refusals are counted only
     counts = stack.manager.security.counts
-    assert counts["refused-request"] == 50 and counts["rate-limited"] == 3
+    answered = inv["responses"] + reg["responses"] + opt["responses"]
+    assert counts["refused-request"] == answered and counts["rate-limited"] == 3
     assert not [k for k in stack.sip.core.layer.servers if "z9hG4bKatk" in k]
 
 
