@@ -34,7 +34,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bridge.bench import _probe
-from bridge.calls.reorder import ReorderWindow
 from bridge.realtime.formats import AudioFormat
 from media import g711
 from media.clock import WallClock
@@ -49,6 +48,7 @@ from media.playout import (
     PlayoutEncoding,
     PlayoutFormat,
 )
+from media.reorder import ReorderWindow
 from media.resample import Resampler
 from media.rtcp import RtcpError, RtcpReporter
 from media.rtp import ReceiverStats, RtpClock, RtpPacket, RtpSendState

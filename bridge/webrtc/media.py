@@ -4,7 +4,7 @@ Caller -> agent: the browser's Opus is decoded as **48 kHz interleaved stereo** 
 ``opus/48000/2`` whatever was sent; a mono stream decodes with L == R), then downmixed and
 resampled explicitly to the session format (PCM16 24 kHz mono, :class:`~media.resample.Resampler`
 with ``channels_in=2``), re-cut into 20 ms frames and forwarded on arrival, like the SIP leg:
-packets go through the same one-frame :class:`~bridge.calls.reorder.ReorderWindow`, a lost
+packets go through the same one-frame :class:`~media.reorder.ReorderWindow`, a lost
 frame is concealed by a fading repeat. This replaces aiortc's audio jitter buffer (80 ms of
 prefetch, stalls behind a loss) and its decoder thread (:func:`forward_on_arrival`,
 :meth:`WebRtcMedia.on_rtp`); :meth:`WebRtcMedia.on_frame` takes aiortc's decoded frames when
@@ -35,11 +35,11 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from numpy.typing import NDArray
 
-from bridge.calls.reorder import ReorderWindow
 from media.codecs._pyav import PyAVDecoder, PyAVEncoder
 from media.codecs.base import CodecError
 from media.framing import Reframer
 from media.playout import ClearResult, PlaybackEvent, PlayoutBuffer, PlayoutEncoding, PlayoutFormat
+from media.reorder import ReorderWindow
 from media.resample import Resampler
 from media.rtp import RtpError, RtpPacket
 

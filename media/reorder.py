@@ -4,11 +4,14 @@ The caller's audio is not played out here: it goes to the agent, whose own buffe
 jitter. So packets are forwarded the moment they arrive in order (adding microseconds, not a
 playout depth). When exactly one packet is missing, the next one is held for at most one frame
 period in case the missing one was only reordered; if it does not come, the gap is reported as
-one lost frame (the caller conceals it) and the held packet goes on. Larger gaps are reported as
-up to ``max_conceal`` lost frames, then forwarding resumes; late and duplicate packets are
-dropped and counted. A new SSRC restarts the sequence (RFC 3550 §8.2: a new source).
+one lost frame (the caller path conceals it) and the held packet goes on. Larger gaps are
+reported as up to ``max_conceal`` lost frames, then forwarding resumes; late and duplicate
+packets are dropped and counted. A new SSRC restarts the sequence (RFC 3550 §8.2: a new
+source); sequence numbers compare modulo 2^16 (RFC 3550 §A.1).
 
-Pure and clock-injected: :meth:`push` on arrival, :meth:`expire` from the call's frame tick.
+Pure and clock-injected: :meth:`ReorderWindow.push` on arrival, :meth:`ReorderWindow.expire`
+from the call's frame tick. :attr:`ReorderWindow.release_at` says when a held packet is due, so
+a tick with nothing held costs an attribute read.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ class ReorderWindow:
         self._ssrc: int | None = None
         self._expected: int | None = None
         self._held: RtpPacket | None = None
-        self._held_since = 0.0
+        #: When the held packet is given up on (its predecessor is lost); None: nothing held.
+        self.release_at: float | None = None
         self.stats = ReorderStats()
 
     @property
@@ -49,53 +53,56 @@ class ReorderWindow:
 
     def push(self, packet: RtpPacket, now: float) -> list[RtpPacket | None]:
         """Packets to forward now, in order; ``LOST`` (None) stands for a frame to conceal."""
+        seq = packet.sequence_number
+        if seq == self._expected and packet.ssrc == self._ssrc:  # in order: the common case
+            self._expected = (seq + 1) & 0xFFFF
+            self.stats.forwarded += 1
+            held = self._held
+            if held is None or held.sequence_number != self._expected:
+                return [packet]
+            self.stats.reordered += 1
+            self._held = self.release_at = None
+            return [packet, *self._forward(held)]
         if self._ssrc != packet.ssrc or self._expected is None:
             out = self._flush_held()
             if self._ssrc is not None:
                 self.stats.restarts += 1
             self._ssrc = packet.ssrc
-            self._expected = packet.sequence_number
+            self._expected = seq
             return out + self._forward(packet)
-        gap = seq_diff(packet.sequence_number, self._expected)
+        gap = seq_diff(seq, self._expected)
         if gap < 0:
             self.stats.late += 1
             return []
-        if gap == 0:
-            out = self._forward(packet)
-            if self._held is not None and self._held.sequence_number == self._expected:
-                self.stats.reordered += 1
-                held, self._held = self._held, None
-                out += self._forward(held)
-            return out
         if gap == 1 and self._held is None:
-            self._held, self._held_since = packet, now
+            self._held, self.release_at = packet, now + self.period
             return []
-        if self._held is not None and packet.sequence_number == self._held.sequence_number:
+        if self._held is not None and seq == self._held.sequence_number:
             self.stats.late += 1  # duplicate of the held packet
             return []
         # A second packet beyond the gap, or a bigger gap: give up on the missing frames.
         out = self._flush_held()
         assert self._expected is not None
-        gap = seq_diff(packet.sequence_number, self._expected)
+        gap = seq_diff(seq, self._expected)
         if gap < 0:
             self.stats.late += 1
             return out
         if gap > 1000:  # a jump no network reorders: treat as a restart, conceal nothing
             self.stats.restarts += 1
-            self._expected = packet.sequence_number
+            self._expected = seq
             return out + self._forward(packet)
         return out + self._lose(gap) + self._forward(packet)
 
     def expire(self, now: float) -> list[RtpPacket | None]:
         """Release a packet held for a whole frame period (its predecessor is lost)."""
-        if self._held is not None and now - self._held_since >= self.period:
+        if self.release_at is not None and now >= self.release_at:
             return self._flush_held()
         return []
 
     def _flush_held(self) -> list[RtpPacket | None]:
         if self._held is None:
             return []
-        held, self._held = self._held, None
+        held, self._held, self.release_at = self._held, None, None
         assert self._expected is not None
         gap = seq_diff(held.sequence_number, self._expected)
         return self._lose(gap) + self._forward(held)

@@ -3,7 +3,7 @@ reported for concealment; late and duplicate packets never reach the agent."""
 
 from __future__ import annotations
 
-from bridge.calls.reorder import LOST, ReorderWindow
+from media.reorder import LOST, ReorderWindow
 from media.rtp import RtpPacket
 
 
@@ -30,14 +30,18 @@ def test_one_frame_reorder_is_repaired() -> None:
     assert seqs(w.push(pkt(3), 0.02)) == []  # 2 is missing: hold 3
     assert seqs(w.push(pkt(2), 0.025)) == [2, 3]
     assert w.stats.reordered == 1 and w.stats.lost == 0
+    assert w.release_at is None and w.expire(1.0) == []
 
 
 def test_missing_frame_is_concealed_after_one_period() -> None:
     w = ReorderWindow()
     w.push(pkt(1), 0.0)
+    assert w.release_at is None  # nothing held: a tick has nothing to do
     assert w.push(pkt(3), 0.02) == []
+    assert w.release_at == 0.04
     assert w.expire(0.03) == []  # not yet a whole period
     assert seqs(w.expire(0.04)) == [None, 3]
+    assert w.release_at is None
     assert seqs(w.push(pkt(2), 0.05)) == []  # too late now
     assert (w.stats.lost, w.stats.late) == (1, 1)
 
