@@ -50,6 +50,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from media import g711
+
 __all__ = [
     "ClearResult",
     "Frame",
@@ -92,6 +94,22 @@ class PlayoutEncoding(enum.Enum):
     @property
     def silence_byte(self) -> int:
         return self.value[1]
+
+    def to_pcm16(self, data: bytes) -> npt.NDArray[np.int16]:
+        """Samples stored in this encoding as int16 PCM (a dangling PCM16 byte is ignored)."""
+        if self is PlayoutEncoding.PCMU:
+            return g711.ulaw_decode(data)
+        if self is PlayoutEncoding.PCMA:
+            return g711.alaw_decode(data)
+        return np.frombuffer(data[: len(data) & ~1], dtype=np.int16)
+
+    def from_pcm16(self, pcm: npt.NDArray[np.int16]) -> bytes:
+        """int16 PCM stored in this encoding (little-endian for PCM16)."""
+        if self is PlayoutEncoding.PCMU:
+            return g711.ulaw_encode(pcm)
+        if self is PlayoutEncoding.PCMA:
+            return g711.alaw_encode(pcm)
+        return pcm.astype("<i2", copy=False).tobytes()
 
 
 @dataclass(frozen=True, slots=True)

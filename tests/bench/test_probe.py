@@ -35,13 +35,13 @@ def _collect(into: list[bytes]) -> Callable[[bytes], bool]:
     return add
 
 
-def _media(sent: list[bytes], to_agent: list[bytes]) -> SipMedia:
+def _media(sent: list[bytes], to_agent: Callable[[bytes], bool]) -> SipMedia:
     return SipMedia(
         codec_for("PCMU", 8000),
         payload_type=0,
         session_format=AudioFormat.PCMU,
         send_rtp=_collect(sent),
-        to_agent=_collect(to_agent),
+        to_agent=to_agent,
     )
 
 
@@ -51,7 +51,7 @@ def _packet(seq: int) -> RtpPacket:
 
 def test_without_a_probe_nothing_is_wrapped() -> None:
     assert _probe.ACTIVE is None
-    media = _media([], [])
+    media = _media([], _collect([]))
     assert media.on_rtp.__func__ is SipMedia.on_rtp  # type: ignore[attr-defined]
     up = UpstreamSession(UpstreamSettings(url="ws://127.0.0.1:9/v1/realtime"))
     assert up.send_audio.__func__ is UpstreamSession.send_audio  # type: ignore[attr-defined]
@@ -70,13 +70,12 @@ def test_reservoir_is_bounded_and_counts_everything() -> None:
 def test_media_hooks_mark_the_packet_and_time_rtp_sends(probe: _probe.LatencyProbe) -> None:
     seen: list[tuple[float, float] | None] = []
     sent: list[bytes] = []
-    media = _media(sent, [])
 
     def to_agent(frame: bytes) -> bool:
         seen.append(probe.arrival)
         return True
 
-    media._to_agent = to_agent
+    media = _media(sent, to_agent)
     media.on_rtp(_packet(1), 0.0)  # disarmed: forwarded, marked, nothing recorded
     probe.armed = True
     media.on_rtp(_packet(2), 0.0)

@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from bridge.calls.sip_media import SILENCE_DBFS, SipMedia
+from bridge.calls.sip_media import SipMedia
 from bridge.realtime.formats import AudioFormat
 from media import g711
 from media.codecs import codec_for
+from media.level import SILENCE_DBFS
 from media.rtp import RtpPacket
 
 

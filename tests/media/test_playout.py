@@ -248,6 +248,22 @@ def test_format_validation() -> None:
     assert PCM_24K.frame_bytes == 960
 
 
+def test_encodings_convert_their_samples_to_and_from_pcm16() -> None:
+    from media import g711
+
+    pcm = (np.arange(-16000, 16000, 97)).astype(np.int16)
+    raw = PlayoutEncoding.PCM16.from_pcm16(pcm)
+    assert raw == pcm.astype("<i2").tobytes()
+    assert np.array_equal(PlayoutEncoding.PCM16.to_pcm16(raw + b"\x01"), pcm)  # odd byte ignored
+    for enc, encode, decode in (
+        (PlayoutEncoding.PCMU, g711.ulaw_encode, g711.ulaw_decode),
+        (PlayoutEncoding.PCMA, g711.alaw_encode, g711.alaw_decode),
+    ):
+        assert enc.from_pcm16(pcm) == encode(pcm)
+        assert np.array_equal(enc.to_pcm16(encode(pcm)), decode(encode(pcm)))
+        assert enc.from_pcm16(np.zeros(4, dtype=np.int16)) == bytes([enc.silence_byte]) * 4
+
+
 def test_illegal_response_transition_names_state_and_event() -> None:
     from media.playout import _Ev, _Response
 

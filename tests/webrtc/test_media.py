@@ -52,13 +52,13 @@ async def test_stereo_48k_is_downmixed_and_resampled_to_24k_mono() -> None:
     x = _at_48k(voice)
     both = _stereo(x, x)
     for i in range(0, len(both), 1920):  # 20 ms of interleaved stereo per push
-        media.push_pcm(both[i : i + 1920], 48000, 2)
+        media.caller.push_pcm(both[i : i + 1920])
     assert all(len(f) == 960 for f in sent)  # 20 ms of 24 kHz mono PCM16
     assert best_correlation(voice[480:-480], _pcm(sent)) > 0.99
 
     opposite, sent2 = _media()
     cancel = _stereo(x, (-x.astype(np.int32)).clip(-32768, 32767).astype(np.int16))
-    opposite.push_pcm(cancel, 48000, 2)
+    opposite.caller.push_pcm(cancel)
     assert np.max(np.abs(_pcm(sent2).astype(np.int32))) <= 2  # (L + R) / 2, not one channel
 
 
@@ -93,8 +93,8 @@ async def test_a_swap_is_reordered_and_a_loss_concealed() -> None:
     for n, i in enumerate(order):
         media.on_rtp(packets[i], now=n * 0.02)
     media.on_tick(1.0, 1.0)  # a held packet is released after one frame period
-    assert media.reorder.stats.reordered == 1
-    assert media.reorder.stats.lost == 1
+    assert media.caller.reorder.stats.reordered == 1
+    assert media.caller.reorder.stats.lost == 1
     assert media.stats.frames_concealed == 1
     assert len(sent) >= len(order)  # the lost frame's slot was filled, not skipped
 
