@@ -436,11 +436,14 @@ class PlayoutBuffer:
         self._paused = True
 
     def resume(self, now: float) -> None:
-        """Continue after :meth:`pause`; the schedule re-anchors so the next frame is due now."""
+        """Continue after :meth:`pause`; the schedule re-anchors so the next frame is due now,
+        or one period after the last frame emitted if that is later (deadlines, and the RTP
+        timestamps stamped from them, never repeat)."""
         if self._paused:
             self._paused = False
             if self._anchor is not None:
-                self._anchor = now
+                last = self._anchor + (self._index - self._anchor_index - 1) * self._period
+                self._anchor = now if now > last + _EPSILON else last + self._period
                 self._anchor_index = self._index
 
     @property

@@ -221,6 +221,16 @@ def test_pause_and_resume_for_hold() -> None:
     assert pb.stats.reanchors == 0
 
 
+def test_resume_at_the_instant_of_the_last_frame_does_not_repeat_its_deadline() -> None:
+    pb = PlayoutBuffer(ULAW_8K)
+    pb.start(0.0)
+    assert [f.deadline for f in pb.tick(0.0)] == [0.0]
+    pb.pause()
+    pb.resume(0.0)  # hold and unhold within one tick
+    assert pb.tick(0.0) == []
+    assert [f.deadline for f in pb.tick(0.02)] == [0.02]
+
+
 def test_accepts_empty_and_odd_input() -> None:
     pb = PlayoutBuffer(PCM_24K)
     assert pb.push("r", "a", b"") is True
