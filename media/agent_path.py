@@ -93,8 +93,8 @@ class AgentPath:
         self.encode: Callable[[Frame], bytes] = (
             _PAYLOAD if encode is None else functools.partial(_encoded, encode, silence)
         )
-        #: Playback events since the last call, in order (the buffer's own method).
-        self.take_events: Callable[[], list[PlaybackEvent]] = self.playout.take_events
+        #: Where playback events go (call control), as :meth:`tick` emits the frames.
+        self.on_playback: Callable[[PlaybackEvent], None] | None = None
         #: The latest frame :meth:`tick` returned (meters measure it).
         self.last_frame: Frame | None = None
         #: The first tick's deadline: frame 0 of the schedule (legs stamp timestamps from it).
@@ -179,7 +179,9 @@ class AgentPath:
     def tick(self, deadline: float, now: float) -> list[Frame]:
         """The frame clock's tick (``deadline`` on its grid, ``now`` the time): the frames
         due, normally one (silence while the agent is quiet; none while on hold). Make each
-        a payload with :attr:`encode`."""
+        a payload with :attr:`encode`. Their playback events (started, finished) have gone to
+        :attr:`on_playback` by the time this returns; the leg sends the frames right after,
+        in the same synchronous step."""
         playout = self.playout
         if self._resume_pending:
             self._resume_pending = False
@@ -190,6 +192,11 @@ class AgentPath:
         frames = playout.tick(now)
         if frames:
             self.last_frame = frames[-1]
+        if playout.events:  # taken even with no listener, so they never pile up
+            events = playout.take_events()
+            if self.on_playback is not None:
+                for event in events:
+                    self.on_playback(event)
         return frames
 
     def level(self) -> float | None:

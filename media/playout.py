@@ -338,11 +338,14 @@ class PlayoutBuffer:
         self._period = fmt.period
         self._frame_bytes = fmt.frame_bytes
         self._width = fmt.encoding.sample_width
+        self._rate = fmt.sample_rate
         self._silence = bytes([fmt.encoding.silence_byte]) * fmt.frame_bytes
         self._segments: deque[_Segment] = deque()
         self._responses: dict[str, _Response] = {}
         self._closed: OrderedDict[str, ResponseState] = OrderedDict()
-        self._events: list[PlaybackEvent] = []
+        #: Playback events not yet taken, in order: test it to see whether :meth:`take_events`
+        #: has anything (a tick's driver then pays no call when there is nothing).
+        self.events: list[PlaybackEvent] = []
         self._anchor: float | None = None
         self._anchor_index = 0
         self._index = 0  # next frame index
@@ -489,7 +492,7 @@ class PlayoutBuffer:
 
     def take_events(self) -> list[PlaybackEvent]:
         """Playback events since the last call, in order."""
-        events, self._events = self._events, []
+        events, self.events = self.events, []
         return events
 
     # ------------------------------------------------------------------ queries
@@ -528,7 +531,7 @@ class PlayoutBuffer:
                 and resp.last_frame_deadline < deadline
             ):
                 resp.apply(_Ev.DRAINED)
-                self._events.append(
+                self.events.append(
                     PlaybackFinished(
                         resp.response_id, deadline, self.format.samples_to_ms(resp.sent_samples)
                     )
@@ -565,14 +568,14 @@ class PlayoutBuffer:
                     segs.popleft()
                 item = seg.item
                 samples = take // self._width
-                offset = self.format.samples_to_ms(item.sent_samples)
+                offset = item.sent_samples * 1000.0 / self._rate  # samples_to_ms, inline
                 item.sent_samples += samples
                 resp.sent_samples += samples
                 resp.pending_bytes -= take
                 resp.last_frame_deadline = deadline
                 if resp.state is _S.QUEUED or resp.state is _S.QUEUED_DONE:
                     resp.apply(_Ev.FIRST_FRAME)
-                    self._events.append(PlaybackStarted(resp.response_id, item.item_id, deadline))
+                    self.events.append(PlaybackStarted(resp.response_id, item.item_id, deadline))
                 stats.audio_frames += 1
                 return Frame(
                     payload,

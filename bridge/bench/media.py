@@ -15,7 +15,14 @@ do not count) per 20 ms frame: the best of several repeats of many frames each. 
 * ``sip_in_path``: RTP parse + G.711 u-law decode + resample 8k -> 24k + the
   ``input_audio_buffer.append`` frame (``bridge.realtime.wire.append_frame``);
 * ``sip_out_path``: resample 24k -> 8k + G.711 u-law encode + RTP build (``media.rtp``);
-* ``webrtc_in_path``: Opus decode + resample 48k stereo -> 24k mono + append frame.
+* ``webrtc_in_path``: Opus decode + resample 48k stereo -> 24k mono + append frame;
+* ``sip_leg_in_<case>`` / ``webrtc_leg_in``: one caller RTP packet object through the leg's
+  media (``SipMedia.on_rtp``, ``WebRtcMedia.on_rtp``: reorder window, then pass-through or
+  decode + resample + re-cut) to its agent frame;
+* ``sip_leg_out_<case>`` / ``webrtc_leg_out``: one tick of the leg's media
+  (``SipMedia.on_tick``: playout, encode, RTP build; ``WebRtcMedia.on_tick``: playout, Opus
+  encode, track hand-over) with the agent's 100 ms deltas pushed as they come. ``<case>`` is
+  ``passthrough`` (the agent takes the trunk's u-law) or ``transcoding`` (PCM16 24 kHz).
 
 ``quality`` comes from ``media.quality.measure_resampler`` (worst SINAD over passband tones,
 worst alias/image rejection, latency), keyed like ``8000_24000`` and ``48000x2_24000``.
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,8 +41,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from bridge.calls.sip_media import SipMedia
 from bridge.config import Settings
+from bridge.realtime.formats import AudioFormat
 from bridge.realtime.wire import append_frame
+from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia
 from media.codecs import G722Codec, OpusCodec, PcmaCodec, PcmuCodec
 from media.framing import Reframer
 from media.g711 import ulaw_decode, ulaw_encode
@@ -176,6 +187,68 @@ def _path_ops(frames: int) -> dict[str, float]:
     return ops
 
 
+class _AiortcPacket:
+    """The fields of an aiortc ``RtpPacket`` that ``WebRtcMedia.on_rtp`` reads."""
+
+    def __init__(self, seq: int, payload: bytes) -> None:
+        self.payload_type = 111
+        self.sequence_number = seq & 0xFFFF
+        self.timestamp = seq * 960 & 0xFFFFFFFF
+        self.ssrc = 0x5EB
+        self.payload = payload
+
+
+def _leg_ops(frames: int) -> dict[str, float]:
+    ops: dict[str, float] = {}
+    counter = itertools.count()  # sequence numbers and ticks run on across repeats
+    ulaw = [ulaw_encode(f) for f in _frames(_speechlike(8000, 1.0), 160)]
+    pcm_delta = _speechlike(24000, 0.1).tobytes()  # an agent delta of 100 ms
+    deltas = {"passthrough": ulaw_encode(_speechlike(8000, 0.1)), "transcoding": pcm_delta}
+    for case, fmt in (("passthrough", AudioFormat.PCMU), ("transcoding", AudioFormat.PCM16)):
+        media = SipMedia(
+            PcmuCodec(),
+            payload_type=0,
+            session_format=fmt,
+            send_rtp=lambda _b: True,
+            to_agent=lambda _b: True,
+            dtmf_payload_type=101,
+        )
+
+        def sip_in(i: int, media: SipMedia = media) -> None:
+            k = next(counter)
+            packet = RtpPacket(0, k & 0xFFFF, k * 160 & 0xFFFFFFFF, 0x1234, ulaw[k % len(ulaw)])
+            media.on_rtp(packet, k * 0.02)
+
+        ops[f"sip_leg_in_{case}"] = _time_per_frame(sip_in, frames)
+
+        def sip_out(i: int, media: SipMedia = media, delta: bytes = deltas[case]) -> None:
+            k = next(counter)
+            if k % 5 == 0:
+                media.push_agent_audio("resp", "item", delta)
+            media.on_tick(k * 0.02, k * 0.02)
+
+        ops[f"sip_leg_out_{case}"] = _time_per_frame(sip_out, frames)
+
+    enc = OpusCodec(stereo=True)
+    opus = [enc.encode(f) for f in _frames(_speechlike(48000, 1.0, channels=2), 1920)]
+    browser = WebRtcMedia(to_agent=lambda _b: True, track=TickedAudioTrack())
+
+    def webrtc_in(i: int) -> None:
+        k = next(counter)
+        browser.on_rtp(_AiortcPacket(k, opus[k % len(opus)]), k * 0.02)
+
+    ops["webrtc_leg_in"] = _time_per_frame(webrtc_in, frames)
+
+    def webrtc_out(i: int) -> None:
+        k = next(counter)
+        if k % 5 == 0:
+            browser.push_agent_audio("resp", "item", pcm_delta)
+        browser.on_tick(k * 0.02, k * 0.02)
+
+    ops["webrtc_leg_out"] = _time_per_frame(webrtc_out, frames)
+    return ops
+
+
 def _quality() -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for in_rate, out_rate, channels in _directions():
@@ -193,4 +266,5 @@ def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     ops.update(_codec_ops(frames))
     ops.update(_resample_ops(frames))
     ops.update(_path_ops(frames))
+    ops.update(_leg_ops(frames))
     return {"ops": ops, "quality": _quality()}

@@ -94,7 +94,6 @@ class SipMedia:
         self.pass_through = pass_through_format(codec.name) is session_format
         self._send_rtp = send_rtp
         self._on_dtmf = on_dtmf
-        self._on_playback = on_playback
         self.stats = MediaStats()
 
         g711 = _G711.get(codec.name.upper())
@@ -111,6 +110,7 @@ class SipMedia:
                 if g711 is not None
                 else AgentPath.encoding(codec.encode, codec.sample_rate)
             )
+        self.agent.on_playback = on_playback
         # the call's stats() reads these two
         self.reorder = self.caller.reorder
         self.playout = self.agent.playout
@@ -258,6 +258,3 @@ class SipMedia:
             self._first_packet = False
             if self._send_rtp(bytes(pkt)):
                 self.stats.rtp_out += 1
-        if self._on_playback is not None:
-            for event in self.agent.take_events():
-                self._on_playback(event)

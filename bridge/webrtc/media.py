@@ -115,7 +115,6 @@ class WebRtcMedia:
         on_playback: Callable[[PlaybackEvent], None] | None = None,
     ) -> None:
         self.track = track
-        self.on_playback = on_playback
         self.stats = MediaStats()
         # browser -> agent: Opus decoded as 48 kHz stereo (RFC 7587), then to PCM16 24 kHz
         decoder = PyAVDecoder("libopus", OPUS_CLOCK, 2)
@@ -134,8 +133,18 @@ class WebRtcMedia:
             {"application": "audio", "compression_level": "6"},
         )
         self.agent = AgentPath.encoding(encoder.encode, AGENT_RATE, silence=OPUS_SILENCE)
+        self.agent.on_playback = on_playback
         self.playout = self.agent.playout  # the call's stats() reads it
         self.inline = False  # True: on_rtp() gets the packets; the track carries nothing
+
+    @property
+    def on_playback(self) -> Callable[[PlaybackEvent], None] | None:
+        """Where the agent path's playback events go (the call sets it once it exists)."""
+        return self.agent.on_playback
+
+    @on_playback.setter
+    def on_playback(self, callback: Callable[[PlaybackEvent], None] | None) -> None:
+        self.agent.on_playback = callback
 
     # -- browser -> agent ----------------------------------------------------------------
 
@@ -217,9 +226,6 @@ class WebRtcMedia:
                 stats.packets_out += 1
             else:
                 stats.packets_dropped_out += 1
-        if self.on_playback is not None:
-            for event in agent.take_events():
-                self.on_playback(event)
 
 
 class _OnArrival:

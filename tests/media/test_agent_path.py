@@ -13,7 +13,14 @@ from media.agent_path import AgentPath
 from media.codecs import G722Codec, OpusCodec
 from media.codecs._pyav import PyAVEncoder
 from media.level import SILENCE_DBFS
-from media.playout import Frame, PlaybackFinished, PlaybackStarted, PlayoutEncoding, PlayoutFormat
+from media.playout import (
+    Frame,
+    PlaybackEvent,
+    PlaybackFinished,
+    PlaybackStarted,
+    PlayoutEncoding,
+    PlayoutFormat,
+)
 from media.resample import Resampler
 from tests.support.audio import best_correlation, voiced_signal
 
@@ -45,6 +52,8 @@ def deltas(audio: bytes, size: int) -> list[bytes]:
 
 def test_pass_through_plays_the_agents_bytes_untouched_one_frame_per_tick() -> None:
     path = AgentPath.pass_through(PlayoutEncoding.PCMU)
+    events: list[PlaybackEvent] = []
+    path.on_playback = events.append
     wire = Wire(path)
     audio = g711.ulaw_encode(voiced_signal(0.5, rate=8000))  # 25 frames
     wire.tick(2)
@@ -57,7 +66,6 @@ def test_pass_through_plays_the_agents_bytes_untouched_one_frame_per_tick() -> N
     assert payloads[:2] == [b"\xff" * 160] * 2  # u-law silence before the response
     assert b"".join(payloads[2:27]) == audio  # bit-exact, in order
     assert payloads[27:] == [b"\xff" * 160] * 5
-    events = path.take_events()
     assert [type(e) for e in events] == [PlaybackStarted, PlaybackFinished]
     assert isinstance(events[1], PlaybackFinished) and events[1].sent_ms == 500.0
 
