@@ -195,7 +195,7 @@ class WebRtcCall(CallScope):
 
     async def _caller_audio(self) -> None:
         if self.media.inline:
-            return  # frames arrive through media.on_opus, decoded inline
+            return  # packets arrive through media.on_rtp, decoded inline
         track = await self._remote_track
         while True:
             try:
