@@ -13,7 +13,9 @@ answers one JSON line per command read from stdin:
 
 * ``status``: live calls, RSS, open file descriptors, live asyncio tasks and threads;
 * ``collect``: a full garbage collection, then ``status``;
-* ``census``: live objects by type and the types that grew most since the previous census;
+* ``census``: live objects by type and the types that grew most since the previous census,
+  and (tracemalloc, started by the first census) the source lines whose allocations since
+  then are still held;
 * ``mark``: start a window: the ticker's lateness record is cleared, the probe disarmed;
 * ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
 * ``snapshot NAME``: the window's figures (ticker lateness, probe summary, garbage collector
@@ -40,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +127,23 @@ class Worker:
             "threads": threading.active_count(),
         }
 
+    def allocations(self) -> list[tuple[str, int, int]]:
+        """Memory still held that was allocated since the previous census, by source line
+        (size KiB, blocks), most first; the first census starts the tracing. Object counts
+        miss growth inside containers (a list's strings, a buffer's bytes); this does not."""
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(1)
+            return []
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        tracemalloc.stop()
+        tracemalloc.start(1)
+        return [
+            (str(stat.traceback), stat.size // 1024, stat.count)
+            for stat in snapshot.statistics("lineno")[:15]
+        ]
+
     def mark(self, *, arm: bool) -> None:
         self.manager.ticker.stats.lateness_ms.clear()
         self.gc.reset()
@@ -155,7 +175,12 @@ class Worker:
             counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
             growth = counts - self.census if self.census else collections.Counter()
             self.census = counts
-            return {"ok": cmd, "objects": sum(counts.values()), "grew": growth.most_common(12)}
+            return {
+                "ok": cmd,
+                "objects": sum(counts.values()),
+                "grew": growth.most_common(12),
+                "allocated_since": self.allocations(),
+            }
         if cmd == "defences":
             sip = self.sip
             return {

@@ -109,6 +109,7 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
                     "end_of_warmup": started_trace["objects"],
                     "end": census["objects"],
                     "grew_most": census["grew"],
+                    "held_since_warmup_kib": census["allocated_since"],
                 }
             samples.append({"t": round(time.monotonic() - started, 1), **loaded})
             await child.ask(f"hangup {max(30.0, calls / 5)}", timeout=max(90.0, calls / 2))

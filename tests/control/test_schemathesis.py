@@ -5,6 +5,9 @@ callee (the only allowlisted target); one real originate to it is placed first."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,19 @@ from tests.support.audio import ulaw_file
 from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")
+
+
+def _import_all(package: Any) -> None:
+    """schemathesis imports submodules lazily, and here it runs in a thread while the event
+    loop runs in the main one. CPython 3.11's AST builder keeps a shared recursion depth, so
+    a module compiled in one thread while another compiles can fail with "SystemError: AST
+    constructor recursion depth mismatch" (CPython gh-106905). Import them all up front."""
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        with contextlib.suppress(Exception):
+            importlib.import_module(info.name)
+
+
+_import_all(schemathesis)
 
 UAS_PORT = free_port()
 TARGET = f"sip:service@127.0.0.1:{UAS_PORT}"
