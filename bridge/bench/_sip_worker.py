@@ -5,8 +5,8 @@ call manager, SIP on an ephemeral UDP port of 127.0.0.1) in front of an agent ru
 another process, with the timing probe of :mod:`bridge.bench._probe` installed (not armed).
 
 Config keys: ``agent_url``, ``rtp_port_min``, ``rtp_port_max``, ``max_calls``, ``data_dir``,
-``stats_path``, and optionally ``sip`` (more ``[sip]`` settings: trunks, limits; ``rtbridge
-bench flood``).
+``stats_path``, and optionally ``tracemalloc`` (bool: trace allocations from start-up) and
+``sip`` (more ``[sip]`` settings: trunks, limits; ``rtbridge bench flood``).
 
 It prints one JSON line when ready (``{"sip_port": P, "ports": {...}, "pid": PID}``), then
 answers one JSON line per command read from stdin:
@@ -14,8 +14,8 @@ answers one JSON line per command read from stdin:
 * ``status``: live calls, RSS, open file descriptors, live asyncio tasks and threads;
 * ``collect``: a full garbage collection, then ``status``;
 * ``census``: live objects by type and the types that grew most since the previous census,
-  and (tracemalloc, started by the first census) the source lines whose allocations since
-  then are still held;
+  and (with ``tracemalloc`` set: traced from start-up, slower) the source lines whose held
+  memory grew most;
 * ``mark``: start a window: the ticker's lateness record is cleared, the probe disarmed;
 * ``arm``: start a window with the probe armed (latency reservoirs cleared, then recording);
 * ``snapshot NAME``: the window's figures (ticker lateness, probe summary, garbage collector
@@ -117,6 +117,7 @@ class Worker:
         self.gc = GcPauses()
         self.snapshots: dict[str, Any] = {}
         self.census: collections.Counter[str] | None = None
+        self._snapshot: tracemalloc.Snapshot | None = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -128,20 +129,20 @@ class Worker:
         }
 
     def allocations(self) -> list[tuple[str, int, int]]:
-        """Memory still held that was allocated since the previous census, by source line
-        (size KiB, blocks), most first; the first census starts the tracing. Object counts
-        miss growth inside containers (a list's strings, a buffer's bytes); this does not."""
+        """With ``tracemalloc`` in the config (traced from start-up): the source lines whose
+        held memory grew most since the previous census (KiB, blocks). Object counts miss
+        growth inside containers (a list's strings, a buffer's bytes); this does not."""
         if not tracemalloc.is_tracing():
-            tracemalloc.start(1)
             return []
         snapshot = tracemalloc.take_snapshot().filter_traces(
             [tracemalloc.Filter(False, tracemalloc.__file__)]
         )
-        tracemalloc.stop()
-        tracemalloc.start(1)
+        before, self._snapshot = self._snapshot, snapshot
+        if before is None:
+            return []
         return [
-            (str(stat.traceback), stat.size // 1024, stat.count)
-            for stat in snapshot.statistics("lineno")[:15]
+            (str(stat.traceback), stat.size_diff // 1024, stat.count_diff)
+            for stat in snapshot.compare_to(before, "lineno")[:15]
         ]
 
     def mark(self, *, arm: bool) -> None:
@@ -222,6 +223,8 @@ def _say(obj: dict[str, Any]) -> None:
 
 async def _run(config: dict[str, Any]) -> int:
     probe = _probe.install()
+    if config.get("tracemalloc"):
+        tracemalloc.start(1)
     agent_url = config["agent_url"]
     settings = Settings.model_validate(
         {

@@ -17,7 +17,9 @@ two minutes); what counts is what happens after it:
   given back, so ``after`` must equal ``idle``.
 
 ``--trace`` counts rtbridge's live Python objects by type at the end of warm-up and at the end
-and adds ``objects``: how many, and the types that grew most (where to look for a leak).
+and adds ``objects``: how many, the types that grew most, and (rtbridge traced by
+``tracemalloc`` from start-up: slower, and RSS then includes the tracer's own memory) the
+source lines whose held memory grew most after warm-up (where to look for a leak).
 
 Figures are process-level and do not depend on how busy the machine is, except that a
 saturated run (``kept_up`` below 0.98) does less work per call than a real one.
@@ -85,7 +87,7 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
         hold = calls / CALL_RATE + SETUP_GRACE_S + SETTLE_S + duration + 30
         load = Load(calls, hold, tone, tmp)
         try:
-            child = await start_worker(agent_url, calls, tmp)
+            child = await start_worker(agent_url, calls, tmp, tracemalloc=trace)
             await asyncio.sleep(0.5)
             idle = await child.ask("collect")
             await load.start(int(child.ready["sip_port"]))
@@ -109,7 +111,7 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
                     "end_of_warmup": started_trace["objects"],
                     "end": census["objects"],
                     "grew_most": census["grew"],
-                    "held_since_warmup_kib": census["allocated_since"],
+                    "held_growth_kib": census["allocated_since"],
                 }
             samples.append({"t": round(time.monotonic() - started, 1), **loaded})
             await child.ask(f"hangup {max(30.0, calls / 5)}", timeout=max(90.0, calls / 2))

@@ -41,7 +41,7 @@ import contextlib
 import logging
 import secrets
 from base64 import b64encode
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +84,9 @@ PREROLL_CHUNKS = 25
 #: ... and at most this many chunks of a caller's turn not yet answered (about 10 s): sent
 #: again to the next session when the old one ends in the middle of it.
 TURN_CHUNKS = 500
+#: Item ids of the current upstream session remembered (the newest; a truncation or deletion
+#: names a recent item): a long call's session holds thousands, which must not all be kept.
+SESSION_ITEMS_KEPT = 256
 _OPENING = frozenset({"session.created", "conversation.created"})
 _ITEM_EDITS = frozenset({"conversation.item.truncate", "conversation.item.delete"})
 #: The upstream's answers to ``conversation.item.create``/``delete``.
@@ -166,7 +169,8 @@ class AgentSession:
         self._cause: str | None = None  # how the upstream said its session ends
         self._resume_handle: str | None = None
         self._responding = False
-        self._session_items: set[str] = set()  # items the current upstream session holds
+        #: items the current upstream session holds (the newest SESSION_ITEMS_KEPT)
+        self._session_items: OrderedDict[str, None] = OrderedDict()
         self._replayed: set[str] = set()  # ... of which told to it by a replay
         self._replay_events: set[str] = set()
         self._renewing = False
@@ -281,7 +285,7 @@ class AgentSession:
         self.conversation.sent(event)
         created = event.get("item") if event.get("type") == "conversation.item.create" else None
         if isinstance(created, Mapping) and isinstance(created.get("id"), str):
-            self._session_items.add(created["id"])
+            self._hold(created["id"])
         heard = None
         if event.get("type") == "conversation.item.truncate":
             end = event.get("audio_end_ms")
@@ -301,6 +305,14 @@ class AgentSession:
                 return
             except UpstreamError as exc:
                 self._lost(up, exc)
+
+    def _hold(self, item_id: str) -> None:
+        """The current upstream session holds ``item_id`` (the oldest remembered forgotten)."""
+        items = self._session_items
+        items[item_id] = None
+        items.move_to_end(item_id)
+        if len(items) > SESSION_ITEMS_KEPT:
+            items.popitem(last=False)
 
     async def _answered_here(
         self, up: UpstreamSession, event: Mapping[str, Any], heard: str | None
@@ -424,7 +436,7 @@ class AgentSession:
                 self._prepare_if_idle()
         item_id = _item_id(raw)
         if item_id:
-            self._session_items.add(item_id)
+            self._hold(item_id)
         self.conversation.observe(event, self.format)
         return event
 
@@ -576,7 +588,7 @@ class AgentSession:
             self._retire(old)
         self._pending = prepared.pending
         self._replayed = set(prepared.replayed)
-        self._session_items = set(prepared.replayed)
+        self._session_items = OrderedDict.fromkeys(prepared.replayed)
         self._responding = False
         self._cause = None
         self._standby_wanted = False

@@ -202,3 +202,34 @@ async def test_a_known_session_length_is_renewed_before_it_is_reached() -> None:
     assert (renewed.how, renewed.cause, renewed.gap_ms) == ("replayed", "session_limit", 0)
     assert "error" not in first.sent_types  # it never reached its limit: we left it first
     assert ("user", "My order number is 427.") in second.texts
+
+
+async def test_a_long_session_remembers_only_its_newest_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long call's upstream session holds thousands of items; the call remembers which ones
+    only for the newest (what a truncation or deletion names), so its memory stays flat, and a
+    truncation of the latest agent message still goes to the upstream."""
+    from bridge.calls import agent_session
+
+    monkeypatch.setattr(agent_session, "SESSION_ITEMS_KEPT", 6)
+    async with LocalAgent(AgentSettings(port=0)) as agent:
+        profile = AgentProfile(upstream=UpstreamSettings(url=agent.url), instructions="Be brief.")
+        session = AgentSession(profile, preferred=AudioFormat.PCM16, reconnect_window_s=5)
+        await session.open()
+        reader = Reader(session)
+        try:
+            for n in range(10):
+                await _turn(session, reader, f"Turn {n}.")
+            remembered = list(session._session_items)
+            assert len(remembered) == 6
+            latest = [e.item_id for e in reader.seen if isinstance(e, TranscriptDelta)][-1]
+            assert latest in remembered
+            mark = len(reader.seen)
+            truncate = {"type": "conversation.item.truncate", "item_id": latest}
+            await session.send({**truncate, "content_index": 0, "audio_end_ms": 0})
+            await reader.until(ItemTruncated, after=mark)
+        finally:
+            await session.close()
+            reader.task.cancel()
+    assert [t.get("item_id") for t in agent.sessions[0].truncations] == [latest]
