@@ -59,7 +59,7 @@ from bridge.calls.agent_events import (
     UpstreamErrorEvent,
     parse_agent_event,
 )
-from bridge.calls.conversation import CallConversation
+from bridge.calls.conversation import MAX_ITEMS, CallConversation
 from bridge.calls.negotiation import READ_ONLY, build_session, configure, enforce_formats
 from bridge.config import AgentProfile
 from bridge.errors import UpstreamClosedError, UpstreamError
@@ -86,7 +86,8 @@ PREROLL_CHUNKS = 25
 TURN_CHUNKS = 500
 #: Item ids of the current upstream session remembered (the newest; a truncation or deletion
 #: names a recent item): a long call's session holds thousands, which must not all be kept.
-SESSION_ITEMS_KEPT = 256
+#: As many as the conversation keeps for a replay: an item it forgot is gone for good anyway.
+SESSION_ITEMS_KEPT = MAX_ITEMS
 _OPENING = frozenset({"session.created", "conversation.created"})
 _ITEM_EDITS = frozenset({"conversation.item.truncate", "conversation.item.delete"})
 #: The upstream's answers to ``conversation.item.create``/``delete``.
@@ -169,7 +170,7 @@ class AgentSession:
         self._cause: str | None = None  # how the upstream said its session ends
         self._resume_handle: str | None = None
         self._responding = False
-        #: items the current upstream session holds (the newest SESSION_ITEMS_KEPT)
+        #: items the current upstream session holds (the newest :data:`SESSION_ITEMS_KEPT`)
         self._session_items: OrderedDict[str, None] = OrderedDict()
         self._replayed: set[str] = set()  # ... of which told to it by a replay
         self._replay_events: set[str] = set()
