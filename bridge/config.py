@@ -38,6 +38,7 @@ __all__ = [
     "AgentProfile",
     "AgentSettings",
     "CallSettings",
+    "ClusterSettings",
     "Dialect",
     "DtmfPolicy",
     "Route",
@@ -332,11 +333,21 @@ class CallSettings(_Section):
     retry_after_s: int = Field(default=30, ge=1)
     drain_timeout_s: float = Field(default=300.0, ge=0)  # SIGTERM: live calls may finish
     records_db: Path | None = None  # default: <server.data_dir>/calls.db
+    #: shared records: ``postgresql://user@host:5432/db`` (the password from ``PGPASSWORD``
+    #: or ``~/.pgpass``, never the file); empty: SQLite at ``records_db``
+    records_url: str = ""
     records_retention_days: float = Field(default=30.0, gt=0)
     rtp_probation_packets: int = Field(default=4, ge=1, le=50)
     max_hold_s: float = Field(default=600.0, gt=0)
     sdp_hostnames: Literal["resolve", "refuse"] = "resolve"
     sdp_resolve_timeout_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("records_url")
+    @classmethod
+    def _pg_url(cls, v: str) -> str:
+        if v and not v.startswith(("postgresql://", "postgres://")):
+            raise ValueError("records_url must be a postgresql:// URL (or empty for SQLite)")
+        return v
 
     @model_validator(mode="after")
     def _range(self) -> CallSettings:
@@ -381,6 +392,55 @@ class WebhookSettings(_Section):
         return (environ if environ is not None else os.environ).get(self.secret_env) or None
 
 
+class ClusterSettings(_Section):
+    """Every core and every machine (issue 17).
+
+    ``workers``: how many worker processes ``rtbridge serve`` runs under one supervisor (0:
+    one per core; unset: one process, as without a cluster; ``--workers``). Worker ``i``
+    listens for SIP on ``worker_sip_port_min + i``, serves its internal control port
+    ``worker_http_port_min + i`` on ``worker_host`` and takes its share of
+    ``calls.rtp_port_min..rtp_port_max``; all of them also serve the public HTTP port.
+    ``kamailio``: put Kamailio (its ``dispatcher``) in front on ``server.sip_port`` when it is
+    installed (``rtbridge kamailio-config`` prints its configuration).
+
+    ``redis_url``: the cluster registry (live calls with a TTL heartbeat, a command channel
+    per node): any node's control plane, sideband and dashboard reach every call. A node is
+    ``node_name`` (default: host name and worker number) and is reached by the others at
+    ``advertise_host`` (default: ``worker_host``, or ``server.host``).
+    """
+
+    workers: int | None = Field(default=None, ge=0, le=256)
+    worker_host: str = "127.0.0.1"
+    worker_sip_port_min: int = Field(default=5070, ge=1, le=65535)
+    worker_http_port_min: int = Field(default=8090, ge=1, le=65535)
+    kamailio: bool = False
+    kamailio_binary: str = "kamailio"
+    #: Kamailio's dispatcher: OPTIONS probe period, and how long an INVITE waits for a first
+    #: answer from a worker before the next one is tried
+    probe_interval_s: int = Field(default=2, ge=1)
+    failover_timeout_ms: int = Field(default=1500, ge=100)
+    redis_url: str = ""
+    node_name: str = ""
+    advertise_host: str = ""
+    heartbeat_s: float = Field(default=1.0, gt=0)
+    #: a node (and its calls) not heard of for this long is gone
+    ttl_s: float = Field(default=3.0, gt=0)
+    command_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str) -> str:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return v
+
+    @model_validator(mode="after")
+    def _ttl(self) -> ClusterSettings:
+        if self.ttl_s < 2 * self.heartbeat_s:
+            raise ValueError("ttl_s must be at least twice heartbeat_s")
+        return self
+
+
 def _default_profiles() -> dict[str, AgentProfile]:
     return {"default": AgentProfile()}
 
@@ -397,6 +457,7 @@ class Settings(_Section):
     sip: SipSettings = Field(default_factory=SipSettings)
     webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @model_validator(mode="after")
     def _routes_name_profiles(self) -> Settings:
@@ -427,6 +488,11 @@ class Settings(_Section):
     @property
     def records_path(self) -> Path:
         return self.calls.records_db or self.server.data_dir / "calls.db"
+
+    @property
+    def records_target(self) -> Path | str:
+        """Where the call records are: the PostgreSQL URL, else the SQLite file."""
+        return self.calls.records_url or self.records_path
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

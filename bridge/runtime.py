@@ -36,6 +36,7 @@ async def start_runtime(
     *,
     sip_port: int | None,
     security: SecurityLog | None = None,
+    owner: str | None = None,
 ) -> Runtime:
     upstream = settings.upstream
     upstream_label = f"{upstream.url} ({upstream.dialect.value})"
@@ -58,7 +59,9 @@ async def start_runtime(
         settings = settings.model_copy(update={"profiles": profiles})
 
     store = CallStore(
-        settings.records_path, retention_s=settings.calls.records_retention_days * 86400.0
+        settings.records_target,
+        retention_s=settings.calls.records_retention_days * 86400.0,
+        owner=owner,
     )
     stack.callback(store.close)
     manager = await stack.enter_async_context(CallManager(settings, store, security=security))

@@ -108,7 +108,7 @@ async def _announce(
         await asyncio.sleep(0.05)
     rt = app.state.runtime
     upstream_label = rt.upstream_label
-    extra = [f"  SIP: {rt.sip_label}", f"  call records: {rt.settings.records_path}"]
+    extra = [f"  SIP: {rt.sip_label}", f"  call records: {rt.store.label}"]
     ice = list(getattr(app.state, "ice_hosts", None) or rt.settings.webrtc.ice_hosts)
     extra.append(
         "  browser calls: POST /v1/realtime/calls, ICE hosts "

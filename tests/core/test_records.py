@@ -1,17 +1,40 @@
-"""Call records: every call has a row and an ordered event log, readable while written."""
+"""Call records: every call has a row and an ordered event log, readable while written.
+
+Each behaviour runs on both backends: SQLite (the embedded default) and PostgreSQL (a server
+of the test session's own, a fresh database per test)."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bridge.records import CallStore
 from media.clock import VirtualClock
+from tests.support.infra import new_database, postgres_server
+
+_DBS = itertools.count()
 
 
-def test_call_lifecycle_and_event_log(tmp_path: Path) -> None:
-    store = CallStore(tmp_path / "calls.db")
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.peer("postgresql"))])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test's records live: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "calls.db"
+    server: str = request.getfixturevalue("pg_server")
+    return new_database(server, f"records_{next(_DBS)}")
+
+
+def test_call_lifecycle_and_event_log(target: str | Path) -> None:
+    store = CallStore(target)
     store.call_offered(
         "c1",
         direction="inbound",
@@ -44,22 +67,22 @@ def test_call_lifecycle_and_event_log(tmp_path: Path) -> None:
     assert [e.kind for e in store.events("c1", after_seq=1)] == ["transcript.agent"]
     store.close()
 
-    reopened = CallStore(tmp_path / "calls.db")  # nothing written is lost on restart
+    reopened = CallStore(target)  # nothing written is lost on restart
     assert reopened.get_call("c1") is not None
     assert len(reopened.events("c1")) == 2
     assert [r.call_id for r in reopened.list_calls(state="ended")] == ["c1"]
     reopened.close()
 
 
-def test_unknown_field_is_refused(tmp_path: Path) -> None:
-    store = CallStore(tmp_path / "calls.db")
+def test_unknown_field_is_refused(target: str | Path) -> None:
+    store = CallStore(target)
     with pytest.raises(ValueError, match="bogus"):
         store.update_call("c1", bogus=1)
     store.close()
 
 
-def test_reads_see_every_write_made_before_them(tmp_path: Path) -> None:
-    store = CallStore(tmp_path / "calls.db")
+def test_reads_see_every_write_made_before_them(target: str | Path) -> None:
+    store = CallStore(target)
     for i in range(50):
         store.call_offered(f"c{i}", direction="inbound", leg="sip")
         store.call_ended(f"c{i}", reason="remote-bye")
@@ -69,7 +92,7 @@ def test_reads_see_every_write_made_before_them(tmp_path: Path) -> None:
 
 
 def test_calls_of_a_killed_process_are_closed_as_interrupted_and_live_ones_are_not(
-    tmp_path: Path,
+    target: str | Path,
 ) -> None:
     """A process holds calls, and is killed (-9) with them open; another process that opens the
     same records while it runs must leave its calls alone; after its death the next store
@@ -79,7 +102,7 @@ def test_calls_of_a_killed_process_are_closed_as_interrupted_and_live_ones_are_n
     import sys
     import textwrap
 
-    db = tmp_path / "calls.db"
+    db = target
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -119,10 +142,10 @@ def test_calls_of_a_killed_process_are_closed_as_interrupted_and_live_ones_are_n
     assert CallStore(db).interrupted == 0  # closed once
 
 
-def test_records_past_their_retention_are_pruned_with_their_events(tmp_path: Path) -> None:
+def test_records_past_their_retention_are_pruned_with_their_events(target: str | Path) -> None:
     day = 86400.0
     clock = VirtualClock(100 * day)
-    store = CallStore(tmp_path / "calls.db", clock=clock, retention_s=30 * day)
+    store = CallStore(target, clock=clock, retention_s=30 * day)
     for call_id, age_days, ended in (("old", 31, True), ("recent", 29, True), ("open", 40, False)):
         store.call_offered(
             call_id, direction="inbound", leg="sip", offered_at=(100 - age_days) * day
@@ -162,3 +185,45 @@ def test_refused_by_policy_rows_of_older_versions_go_on_upgrade(tmp_path: Path) 
     assert [r.call_id for r in store.list_calls()] == ["call"]
     assert store.events("knock") == []
     store.close()
+
+
+def test_a_dead_owner_named_by_the_registry_is_closed_at_once(target: str | Path) -> None:
+    """The cluster registry knows a node died before any store reopens: ``close_owner``
+    closes that owner's open calls as interrupted, and no one else's."""
+    first = CallStore(target, owner="node-a")
+    first.call_offered("a1", direction="inbound", leg="sip", offered_at=10.0)
+    first.log_event("a1", "dtmf", {"digit": "5"}, ts=12.5)
+    first.flush()
+    other = CallStore(target, owner="node-b")
+    other.call_offered("b1", direction="inbound", leg="sip", offered_at=11.0)
+    other.flush()
+    assert other.close_owner("node-a") == 1
+    rec = other.get_call("a1")
+    assert rec is not None and (rec.state, rec.end_reason, rec.ended_at) == (
+        "ended",
+        "interrupted",
+        12.5,
+    )
+    b1 = other.get_call("b1")
+    assert b1 is not None and b1.state == "offered"
+    with pytest.raises(ValueError):
+        other.close_owner("node-b")
+    first.close()
+    other.close()
+
+
+@pytest.mark.peer("postgresql")
+def test_postgres_stores_timestamps_to_the_microsecond_and_hides_its_password(
+    pg_server: str,
+) -> None:
+    from bridge.records.postgres import redact_url
+
+    url = new_database(pg_server, "records_precision")
+    store = CallStore(url)
+    store.call_offered("p", direction="inbound", leg="sip", offered_at=1733500000.123456)
+    rec = store.get_call("p")
+    assert rec is not None and rec.offered_at == 1733500000.123456  # DOUBLE PRECISION
+    store.close()
+    assert redact_url("postgresql://app:s3cret@db.example:5432/rtb") == (
+        "postgresql://app:***@db.example:5432/rtb"
+    )

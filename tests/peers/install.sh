@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite drives (SIPp, baresip, linphonec, tshark, sox,
-# espeak-ng, Chromium, openssl, Node.js and npm) from Debian when any is missing, and
-# playwright-core from npm.
+# espeak-ng, Chromium, openssl, Node.js and npm) and the infrastructure a cluster runs on
+# (Kamailio, Redis, PostgreSQL) from Debian when any is missing, and playwright-core from npm.
 # Called by `make test`; safe to run again (it installs nothing when all are present).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +18,11 @@ command -v openssl    >/dev/null || need+=(openssl)
 command -v ip         >/dev/null || need+=(iproute2)
 command -v node       >/dev/null || need+=(nodejs)  # runs playwright-core (browser tests)
 command -v npm        >/dev/null || need+=(npm)
+command -v kamailio   >/dev/null || need+=(kamailio)      # the SIP front of a cluster
+command -v redis-server >/dev/null || need+=(redis-server)  # the cluster registry
+# shared call records; Debian keeps the server programs off PATH
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null \
+  || need+=(postgresql)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing peers from Debian: ${need[*]}"

@@ -6,6 +6,7 @@ On a developer machine that lacks a peer, a test skips and says which peer is mi
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 
@@ -21,8 +22,11 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def require_peer(binary: str) -> str:
-    """Return the peer's path; skip (developer machine) or fail (CI) when it is missing."""
+def require_peer(binary: str, *, also: tuple[str, ...] = ()) -> str:
+    """Return the peer's path; skip (developer machine) or fail (CI) when it is missing.
+
+    ``also``: glob patterns of directories to look in besides ``PATH`` (Debian keeps
+    PostgreSQL's server programs in ``/usr/lib/postgresql/<version>/bin``)."""
     item = current_item
     if item is not None and item.get_closest_marker("peer") is None:
         pytest.fail(
@@ -32,6 +36,11 @@ def require_peer(binary: str) -> str:
     path = shutil.which(binary)
     if path:
         return path
+    for pattern in also:
+        for directory in sorted(glob.glob(pattern), reverse=True):  # the newest version first
+            found = shutil.which(binary, path=directory)
+            if found:
+                return found
     msg = f"peer {binary!r} is not installed (run `bash tests/peers/install.sh`)"
     if in_ci():
         pytest.fail(msg + " and CI=true forbids skipping peer tests")
