@@ -15,7 +15,11 @@ r"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own proto
         │   └── DestinationRefused      the destination policy refused the target (``verdict``)
         ├── CallSetupError            setting a call up failed (``status``: the HTTP answer)
         ├── NotTransferable           the call cannot be transferred (not SIP, not confirmed)
-        └── PortsExhausted            every RTP port pair is in use (503 + Retry-After)
+        ├── PortsExhausted            every RTP port pair is in use (503 + Retry-After)
+        └── ClusterError              acting on a call another node of the cluster owns failed
+            ├── OwnerUnavailable        that node does not answer (stopped or died): 503
+            ├── RemoteCallError         that node refused the action (``status``, ``param``)
+            └── CommandMalformed        a message on a node's command channel is not one
 
 ``bridge.destinations.targets.TargetError`` (a dial or transfer target that can never be
 allowed) is an :class:`RtbridgeError` and a ``ValueError``. The dialect translators' refusals
@@ -35,12 +39,16 @@ __all__ = [
     "CallError",
     "CallNotAllowed",
     "CallSetupError",
+    "ClusterError",
+    "CommandMalformed",
     "ConfigError",
     "DestinationRefused",
     "LocalProtocolError",
     "NotTransferable",
+    "OwnerUnavailable",
     "PortsExhausted",
     "ProtocolError",
+    "RemoteCallError",
     "RemoteProtocolError",
     "RtbridgeError",
     "UpstreamAuthError",
@@ -164,3 +172,36 @@ class PortsExhausted(CallError):
     """Every RTP port pair in the configured range is in use (answer 503 + Retry-After)."""
 
     code = "no_rtp_ports"
+
+
+class ClusterError(CallError):
+    """Acting on a call that another node of the cluster owns failed."""
+
+    code = "cluster_error"
+
+
+class OwnerUnavailable(ClusterError):
+    """The node that owns the call does not answer its command channel: it stopped or died
+    (its live calls are lost), or it did not reply in time (``code`` says which)."""
+
+    code = "owner_unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int = 503) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+class RemoteCallError(ClusterError):
+    """The owner refused the action the way it would have refused it locally: the HTTP
+    ``status``, ``code`` and ``param`` it answered with."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+        self.param = param
+
+
+class CommandMalformed(ClusterError):
+    """A message on a node's command channel is not a command or reply rtbridge sends."""
+
+    code = "command_malformed"

@@ -5,6 +5,10 @@ the lifecycle stream, and runs the graceful drain: on SIGTERM ``/readyz`` turns 
 OPTIONS and new INVITEs get 503 with ``Retry-After``, new browser calls and originates 503;
 live calls may finish for ``calls.drain_timeout_s``, then end (``reason=drain-timeout``) with
 their records written; then the process may exit.
+
+With ``cluster.redis_url`` the plane is also this process's membership of the cluster
+(:class:`bridge.cluster.registry.Registry`, ``plane.cluster``): its live calls are published
+there, and commands from other nodes for them run here (:func:`bridge.control.actions.run_command`).
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from typing import Any
 
 from bridge.calls.end import EndReason
 from bridge.calls.manager import CallManager
 from bridge.calls.sip_leg import SipLeg
+from bridge.cluster.commands import Command
+from bridge.cluster.registry import Registry
 from bridge.config import Settings
+from bridge.control.actions import run_command
 from bridge.control.metrics import Metrics
 from bridge.control.webhooks import IncomingCalls
 from bridge.records import CallStore
@@ -49,6 +57,9 @@ class ControlPlane:
         self.metrics = Metrics(manager, webhooks=self.incoming, security=manager.security)
         self.draining = False
         self.closing = asyncio.Event()  # event streams end when set
+        #: this node's name in the cluster (and in the views of its calls)
+        self.node_name = settings.cluster.node_name or socket.gethostname()
+        self.cluster: Registry | None = None
         self._watch: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
 
@@ -56,11 +67,22 @@ class ControlPlane:
         if self.sip_leg is not None and self.sip_leg.incoming is None:
             self.sip_leg.incoming = self.incoming
         sub = self.manager.lifecycle.subscribe(maxsize=100_000)
+        if self.settings.cluster.redis_url:
+            registry = Registry(
+                self.settings.cluster,
+                node=self.node_name,
+                calls=self._summaries,
+                store=self.store,
+                handler=self._command,
+            )
+            self.cluster = await registry.__aenter__()
 
         async def watch() -> None:
             try:
                 async for event in sub:
                     self.metrics.on_lifecycle(event)
+                    if self.cluster is not None:
+                        self.cluster.changed()
             finally:
                 sub.close()
 
@@ -77,6 +99,23 @@ class ControlPlane:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        if self.cluster is not None:
+            await self.cluster.__aexit__(None, None, None)
+            self.cluster = None
+
+    # -- the cluster ------------------------------------------------------------------------
+
+    def has_call(self, call_id: str) -> bool:
+        """Whether this process has the call (live or ringing)."""
+        return call_id in self.manager.calls or call_id in self.incoming.pending
+
+    def _summaries(self) -> dict[str, dict[str, Any]]:
+        from bridge.dashboard.views import live_view  # the dashboard imports the plane
+
+        return {cid: live_view(c) for cid, c in self.manager.calls.items() if not c.ended}
+
+    async def _command(self, cmd: Command) -> dict[str, Any]:
+        return await run_command(self, cmd)
 
     # -- drain ----------------------------------------------------------------------------
 

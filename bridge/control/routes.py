@@ -6,6 +6,11 @@ Management API (``/v1/calls...``, ``/v1/events``), OpenAI's call API
 ids are 404 everywhere. Dial and transfer targets go through the call manager's destination
 guard (:mod:`bridge.destinations`): 422 for a malformed target, 403 for one outside the policy,
 429 when the profile's cap is reached, each a security event.
+
+In a cluster (``[cluster] redis_url``) the list holds every node's live calls (with their
+``node``), and a per-call route for a call another node owns is run by that node
+(:mod:`bridge.control.actions` on both sides); when that node does not answer, 503
+``owner_unavailable`` at once.
 """
 
 from __future__ import annotations
@@ -22,9 +27,19 @@ from fastapi import Path as FPath
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from bridge.apikeys import key_from_request
-from bridge.calls.end import EndReason
-from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
+from bridge.cluster.commands import Op
+from bridge.cluster.registry import remote_view
+from bridge.control.actions import (
+    act,
+    error,
+    events,
+    live_view,
+    not_found,
+    pending_view,
+    record_view,
+    refused,
+)
 from bridge.control.auth import record, require_key, source_of
 from bridge.control.metrics import CONTENT_TYPE
 from bridge.control.models import (
@@ -39,9 +54,7 @@ from bridge.control.models import (
 )
 from bridge.control.plane import ControlPlane
 from bridge.control.webhooks import PendingCall, profile_from_session
-from bridge.destinations import Purpose, Verdict, VerdictCode
-from bridge.errors import CallNotAllowed, DestinationRefused, NotTransferable
-from bridge.records import CallRecord, CallStore
+from bridge.errors import CallNotAllowed, DestinationRefused, OwnerUnavailable, RemoteCallError
 from bridge.security import SecurityKind
 from sip.driver import Reject
 
@@ -53,149 +66,29 @@ api = APIRouter(dependencies=[Depends(require_key)])
 CallId = Annotated[str, FPath(description="a call id (``call_...``)")]
 
 
-def _error(status: int, message: str, code: str, param: str | None = None) -> HTTPException:
-    type_ = "invalid_request_error" if status < 500 else "server_error"
-    return HTTPException(
-        status, detail={"message": message, "type": type_, "code": code, "param": param}
-    )
-
-
-_REFUSAL_STATUS = {
-    VerdictCode.MALFORMED: 422,
-    VerdictCode.NOT_ALLOWED: 403,
-    VerdictCode.INTERNATIONAL: 403,
-    VerdictCode.CAP_REACHED: 429,
-}
-
-
-def _refused(verdict: Verdict, param: str) -> HTTPException:
-    """A destination refusal (already recorded as a security event by the guard)."""
-    return _error(_REFUSAL_STATUS.get(verdict.code, 403), verdict.reason, verdict.code, param)
-
-
 def _plane(request: Request) -> ControlPlane:
     plane: ControlPlane | None = getattr(request.app.state, "control", None)
     if plane is None:
-        raise _error(503, "Calls are not enabled in this process.", "unavailable")
+        raise error(503, "Calls are not enabled in this process.", "unavailable")
     return plane
 
 
-def _not_found(call_id: str) -> HTTPException:
-    return _error(404, f"No call with id {call_id!r}.", "call_not_found", "call_id")
-
-
-def _live(plane: ControlPlane, call_id: str) -> LiveCall:
-    call = plane.manager.calls.get(call_id)
-    if call is not None and not call.ended:
-        return call
-    if call_id in plane.incoming.pending:
-        raise _error(409, f"Call {call_id!r} is still ringing: accept it first.", "call_ringing")
-    if plane.store.get_call(call_id) is not None:
-        raise _error(409, f"Call {call_id!r} has ended.", "call_ended")
-    raise _not_found(call_id)
-
-
-# -- views ------------------------------------------------------------------------------
-
-
-def _live_view(call: LiveCall, now: float) -> dict[str, Any]:
-    info = call.info
-    try:
-        media = call.stats()
-    except Exception:
-        media = {}
-    _timed, barge = call.barge_in_latencies_ms()
-    levels: dict[str, float | None] = {}
-    try:  # dBFS of the latest frame each way, where the leg measures it
-        level_in, level_out = call.levels()
-        levels = {"in_dbfs": level_in, "out_dbfs": level_out}
-    except Exception:
-        levels = {}
-    return {
-        "id": call.id,
-        "object": "realtime.call",
-        "state": "on_hold" if info.on_hold else "active",
-        "leg": call.leg,
-        "direction": info.direction,
-        "from": info.from_uri,
-        "to": info.to_uri,
-        "profile": info.profile_name,
-        "trunk": info.trunk,
-        "codec": info.codec,
-        "session_format": info.session_format,
-        "offered_at": info.offered_at,
-        "answered_at": info.answered_at,
-        "ended_at": None,
-        "duration_s": round(now - (info.answered_at or info.offered_at), 3),
-        "end_reason": None,
-        "sip_status": None,
-        "media": media,
-        "levels": levels,
-        "added_latency_ms": call.profile.downstream_delay_ms,
-        "barge_in_latency_ms": barge[-10:],
-    }
-
-
-def _pending_view(p: PendingCall, record: CallRecord | None) -> dict[str, Any]:
-    offer = p.sip_call.offer
-    return {
-        "id": p.call_id,
-        "object": "realtime.call",
-        "state": "ringing",
-        "leg": "sip",
-        "direction": "inbound",
-        "from": str(offer.caller.uri) if offer else None,
-        "to": offer.request_uri if offer else None,
-        "profile": p.profile_name,
-        "trunk": offer.trunk if offer else None,
-        "codec": None,
-        "session_format": None,
-        "offered_at": record.offered_at if record else p.offered_at,
-        "answered_at": None,
-        "ended_at": None,
-        "duration_s": None,
-        "end_reason": None,
-        "sip_status": None,
-        "media": {},
-    }
-
-
-def _record_view(r: CallRecord) -> dict[str, Any]:
-    end = r.ended_at
-    return {
-        "id": r.call_id,
-        "object": "realtime.call",
-        "state": "ended" if r.state == "ended" else r.state,
-        "leg": r.leg,
-        "direction": r.direction,
-        "from": r.from_uri,
-        "to": r.to_uri,
-        "profile": r.profile,
-        "trunk": r.trunk,
-        "codec": r.codec,
-        "session_format": r.session_format,
-        "offered_at": r.offered_at,
-        "answered_at": r.answered_at,
-        "ended_at": end,
-        "duration_s": round(end - r.answered_at, 3) if end and r.answered_at else None,
-        "end_reason": r.end_reason,
-        "sip_status": r.sip_status,
-        "media": r.stats,
-    }
-
-
-def _view(plane: ControlPlane, call_id: str) -> dict[str, Any] | None:
-    call = plane.manager.calls.get(call_id)
-    if call is not None and not call.ended:
-        return _live_view(call, plane.manager.clock.wall())
-    pending = plane.incoming.pending.get(call_id)
-    if pending is not None:
-        return _pending_view(pending, plane.store.get_call(call_id))
-    record = plane.store.get_call(call_id)
-    if record is not None and record.state != "ended" and call_id not in plane.manager.calls:
-        # offered or dialing right now (outbound ringing), not yet answered
-        return {**_record_view(record), "state": "setting_up"}
-    return _record_view(record) if record is not None else None
+async def _act(
+    request: Request, plane: ControlPlane, op: Op, call_id: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    """Run ``op`` here if this process has the call, else on the node that owns it."""
+    source = source_of(request)
+    cluster = plane.cluster
+    if cluster is not None and not plane.has_call(call_id):
+        owner = await cluster.owner_of(call_id)
+        if owner is not None:
+            try:
+                return await cluster.command(owner, op, call_id, {**args, "source": source})
+            except OwnerUnavailable as exc:
+                raise error(exc.status, str(exc), exc.code, "call_id") from exc
+            except RemoteCallError as exc:
+                raise error(exc.status, str(exc), exc.code, exc.param) from exc
+    return await act(plane, op, call_id, args, source=source)
 
 
 # -- probes -----------------------------------------------------------------------------
@@ -271,9 +164,12 @@ async def list_calls(
     out: list[dict[str, Any]] = []
     for call in list(plane.manager.calls.values()):
         if not call.ended:
-            out.append(_live_view(call, plane.manager.clock.wall()))
+            out.append(live_view(call, plane.manager.clock.wall(), plane.node_name))
     for p in list(plane.incoming.pending.values()):
-        out.append(_pending_view(p, None))
+        out.append(pending_view(p, None))
+    if plane.cluster is not None:  # the other nodes' live calls, from the registry
+        now = plane.manager.clock.wall()
+        out.extend(remote_view(c, now) for c in await plane.cluster.remote_calls())
     seen = {c["id"] for c in out}
     if state in (None, "ended", "setting_up"):
         only = "ended" if state == "ended" else None
@@ -281,7 +177,7 @@ async def list_calls(
         for r in records:
             if r.call_id in seen or r.call_id in plane.manager.calls:
                 continue
-            view = _record_view(r)
+            view = record_view(r)
             if r.state != "ended":
                 view["state"] = "setting_up"
             out.append(view)
@@ -298,10 +194,7 @@ async def list_calls(
 @api.get("/v1/calls/{call_id}", tags=["calls"])
 async def get_call(request: Request, call_id: CallId) -> dict[str, Any]:
     """One call: parties, state, timings, codec, session format, live media statistics."""
-    view = _view(_plane(request), call_id)
-    if view is None:
-        raise _not_found(call_id)
-    return view
+    return await _act(request, _plane(request), Op.VIEW, call_id, {})
 
 
 @api.post("/v1/calls", tags=["calls"], status_code=201)
@@ -310,15 +203,15 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
     plane = _plane(request)
     settings = plane.manager.settings
     if body.profile not in settings.profiles:
-        raise _error(422, f"Unknown profile {body.profile!r}.", "unknown_profile", "profile")
+        raise error(422, f"Unknown profile {body.profile!r}.", "unknown_profile", "profile")
     sip = plane.sip_leg.endpoint if plane.sip_leg is not None else None
     trunks = (sip.settings if sip is not None else settings.sip).trunks
     if body.trunk is not None and all(t.name != body.trunk for t in trunks):
-        raise _error(422, f"Unknown trunk {body.trunk!r}.", "unknown_trunk", "trunk")
+        raise error(422, f"Unknown trunk {body.trunk!r}.", "unknown_trunk", "trunk")
     if plane.draining:
-        raise _error(503, "Draining: no new calls.", "draining")
+        raise error(503, "Draining: no new calls.", "draining")
     if plane.sip_leg is None:
-        raise _error(503, "SIP is not enabled in this process.", "cannot_place_call")
+        raise error(503, "SIP is not enabled in this process.", "cannot_place_call")
     try:
         call_id = await plane.sip_leg.originate(
             body.target,
@@ -328,9 +221,9 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
             source=source_of(request),
         )
     except DestinationRefused as exc:
-        raise _refused(exc.verdict, "target") from exc
+        raise refused(exc.verdict, "target") from exc
     except CallNotAllowed as exc:
-        raise _error(503, str(exc), "cannot_place_call") from exc
+        raise error(503, str(exc), "cannot_place_call") from exc
     return {"id": call_id, "object": "realtime.call", "state": "setting_up"}
 
 
@@ -338,36 +231,12 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
 async def hangup(request: Request, call_id: CallId) -> dict[str, Any]:
     """End a live call (BYE); a ringing inbound call is declined (603); a ringing outbound
     call is cancelled (CANCEL)."""
-    plane = _plane(request)
-    pending = plane.incoming.pending.get(call_id)
-    if pending is not None:
-        pending.decide(Reject(603, "Declined"))
-        return {"id": call_id, "status": "rejected"}
-    if not plane.manager.hangup(call_id, EndReason.API_HANGUP):
-        _live(plane, call_id).end(EndReason.API_HANGUP)  # raises 409 (ended) or 404
-    return {"id": call_id, "status": "ending"}
+    return await _act(request, _plane(request), Op.HANGUP, call_id, {})
 
 
 async def _transfer(request: Request, call_id: str, target: str, param: str) -> dict[str, Any]:
-    plane = _plane(request)
-    call = _live(plane, call_id)
-    if call.leg != "sip":
-        raise _error(409, "Only SIP calls can be transferred.", "not_sip")
-    verdict = plane.manager.destinations.check(
-        Purpose.TRANSFER,
-        call.info.profile_name,
-        call.profile,
-        target,
-        source=source_of(request),
-        call_id=call_id,
-    )
-    if not verdict or verdict.target is None:
-        raise _refused(verdict, param)
-    try:
-        await call.transfer(verdict.target)
-    except NotTransferable as exc:
-        raise _error(409, str(exc), exc.code) from exc
-    return {"id": call_id, "status": "transferring", "target": verdict.target}
+    args = {"target": target, "param": param}
+    return await _act(request, _plane(request), Op.TRANSFER, call_id, args)
 
 
 @api.post("/v1/calls/{call_id}/transfer", tags=["calls"])
@@ -379,30 +248,22 @@ async def transfer(request: Request, call_id: CallId, body: TransferBody) -> dic
 @api.post("/v1/calls/{call_id}/dtmf", tags=["calls"])
 async def dtmf(request: Request, call_id: CallId, body: DtmfBody) -> dict[str, Any]:
     """Send keypad digits to the caller (RFC 4733)."""
-    call = _live(_plane(request), call_id)
-    if not call.send_dtmf(body.digits):
-        raise _error(409, "This call cannot send DTMF now.", "dtmf_unavailable")
-    return {"id": call_id, "status": "sent", "digits": body.digits}
+    return await _act(request, _plane(request), Op.DTMF, call_id, {"digits": body.digits})
 
 
 @api.post("/v1/calls/{call_id}/say", tags=["calls"])
 async def say(request: Request, call_id: CallId, body: SayBody) -> dict[str, Any]:
     """Inject a user or system message; a ``response.create`` follows (queued behind the
     active response, never colliding with it)."""
-    call = _live(_plane(request), call_id)
-    kind = "input_text"
-    item = {"type": "message", "role": body.role, "content": [{"type": kind, "text": body.text}]}
-    call.say(item, respond=body.respond)
-    return {"id": call_id, "status": "queued"}
+    args = {"text": body.text, "role": body.role, "respond": body.respond}
+    return await _act(request, _plane(request), Op.SAY, call_id, args)
 
 
 @api.post("/v1/calls/{call_id}/session", tags=["calls"])
 async def update_session(request: Request, call_id: CallId, body: SessionBody) -> dict[str, Any]:
     """``session.update`` into the call (audio formats and telephony tools are kept)."""
-    call = _live(_plane(request), call_id)
     session = body.model_dump(exclude_none=True)
-    await call.client_event({"type": "session.update", "session": session})
-    return {"id": call_id, "status": "sent"}
+    return await _act(request, _plane(request), Op.SESSION, call_id, {"session": session})
 
 
 @api.get("/v1/calls/{call_id}/events", tags=["calls"])
@@ -411,23 +272,12 @@ async def call_events(
     call_id: CallId,
     after_seq: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    """A call's event log and transcript, live or ended."""
+    """A call's event log and transcript, live or ended (from the records; with records that
+    are not shared, from the node that has the call)."""
     plane = _plane(request)
-    store: CallStore = plane.store
-    if store.get_call(call_id) is None and call_id not in plane.manager.calls:
-        raise _not_found(call_id)
-    events = await asyncio.to_thread(store.events, call_id, after_seq=after_seq)
-    transcript = [
-        {"role": "user" if e.kind == "transcript.user" else "assistant", "ts": e.ts, **e.data}
-        for e in events
-        if e.kind in ("transcript.user", "transcript.agent")
-    ]
-    return {
-        "object": "list",
-        "call_id": call_id,
-        "data": [{"seq": e.seq, "ts": e.ts, "kind": e.kind, "data": e.data} for e in events],
-        "transcript": transcript,
-    }
+    if plane.store.get_call(call_id) is not None:
+        return await events(plane, call_id, after_seq)
+    return await _act(request, plane, Op.EVENTS, call_id, {"after_seq": after_seq})
 
 
 @api.get(
@@ -487,8 +337,8 @@ def _pending(plane: ControlPlane, call_id: str) -> PendingCall:
     if p is not None:
         return p
     if call_id in plane.manager.calls or plane.store.get_call(call_id) is not None:
-        raise _error(409, f"Call {call_id!r} is not waiting for a decision.", "call_not_ringing")
-    raise _not_found(call_id)
+        raise error(409, f"Call {call_id!r} is not waiting for a decision.", "call_not_ringing")
+    raise not_found(call_id)
 
 
 @api.post("/v1/realtime/calls/{call_id}/accept", tags=["realtime"])

@@ -1,0 +1,339 @@
+"""The cluster registry in Redis: which node is alive, which node has which live call, and a
+command channel per node, so any node's control plane lists and acts on any call.
+
+Keys (all under ``rtbridge:``), each refreshed by the owning node's heartbeat every
+``cluster.heartbeat_s`` and expiring after ``cluster.ttl_s`` without it:
+
+* ``alive:<node>``: the node is up (its records owner, pid);
+* ``calls:<node>``: a hash, call id -> the call's summary (who, how, since when);
+* ``call:<call id>``: the node that has the call;
+* ``nodes``: a hash, node -> its records owner, kept until the node is reaped.
+
+A node that stops cleanly removes its keys. One that dies (``kill -9``, a lost machine) stops
+refreshing them; the first survivor that sees ``alive:<node>`` gone claims the reaping
+(``reap:<node>``, ``SET NX``) and closes the dead node's open call records as ``interrupted``
+(:meth:`bridge.records.CallStore.close_owner`), so the records tell the truth within
+``ttl_s`` + ``heartbeat_s`` without waiting for the node to come back.
+
+Commands (:mod:`bridge.cluster.commands`) go to ``rtbridge:cmd:<node>``; Redis answers
+``PUBLISH`` with the number of subscribers, and 0 means the owner is gone: the asking client
+gets :class:`~bridge.errors.OwnerUnavailable` at once, not after a timeout. Without
+``cluster.redis_url`` there is no registry and every node sees only its own calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from bridge.cluster.commands import Command, Op, Reply, parse_message
+from bridge.config import ClusterSettings
+from bridge.errors import CommandMalformed, OwnerUnavailable, RemoteCallError
+from bridge.records import CallStore
+
+__all__ = ["Handler", "Registry", "remote_view"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "rtbridge:"
+#: how many commands from other nodes may run at once on this node
+MAX_INFLIGHT = 64
+
+#: runs a command on this node's calls: the result, or raises ``RemoteCallError``
+Handler = Callable[[Command], Awaitable[dict[str, Any]]]
+
+
+def remote_view(call: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The management API's view of a call another node has, from its registry summary."""
+    since = call.get("answered_at") or call.get("offered_at") or now
+    return {
+        "id": call.get("id"),
+        "object": "realtime.call",
+        "state": "on_hold" if call.get("on_hold") else "active",
+        "leg": call.get("leg"),
+        "direction": call.get("direction"),
+        "from": call.get("from"),
+        "to": call.get("to"),
+        "profile": call.get("profile"),
+        "trunk": call.get("trunk"),
+        "codec": call.get("codec"),
+        "session_format": call.get("session_format"),
+        "offered_at": call.get("offered_at"),
+        "answered_at": call.get("answered_at"),
+        "ended_at": None,
+        "duration_s": round(now - float(since), 3),
+        "end_reason": None,
+        "sip_status": None,
+        "media": {},
+        "node": call.get("node"),
+    }
+
+
+class Registry:
+    """This node's membership of the cluster (an async context manager). ``calls`` gives the
+    summaries of this node's live calls, by id (the dashboard's row of each)."""
+
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        *,
+        node: str,
+        calls: Callable[[], Mapping[str, Mapping[str, Any]]],
+        store: CallStore,
+        handler: Handler,
+    ) -> None:
+        self.settings = settings
+        self.node = node
+        self._calls = calls
+        self._store = store
+        self._handler = handler
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._waiting: dict[str, asyncio.Future[Reply]] = {}
+        self._inflight = asyncio.Semaphore(MAX_INFLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self._published: set[str] = set()  # call ids in calls:<node> after the last beat
+        self.reaped: list[tuple[str, int]] = []  # (node, records closed), for tests and logs
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Registry:
+        await self._pubsub.subscribe(self._channel(self.node))
+        await self._inherit()
+        await self._beat()
+        self._spawn(self._listen(), "registry commands")
+        self._spawn(self._heartbeat(), "registry heartbeat")
+        log.info("cluster: node %s registered", self.node)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self._leave()
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        await self._redis.aclose()
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def changed(self) -> None:
+        """A call started or ended here: publish the list now, not at the next beat."""
+        self._changed.set()
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _channel(node: str) -> str:
+        return f"{PREFIX}cmd:{node}"
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.settings.ttl_s * 1000)
+
+    async def _inherit(self) -> None:
+        """A node that starts under the name of one that died (a restarted worker) closes its
+        predecessor's records before taking the name over."""
+        before = await self._redis.hget(f"{PREFIX}nodes", self.node)
+        if before is None:
+            return
+        owner = orjson.loads(before).get("owner")
+        if isinstance(owner, str) and owner != self._store.owner:
+            n = await asyncio.to_thread(self._store.close_owner, owner)
+            self.reaped.append((self.node, n))
+            if n:
+                log.warning("cluster: closed %d call(s) of this node's previous process", n)
+
+    async def _beat(self) -> None:
+        """Refresh this node's keys and its list of live calls."""
+        calls = self._calls()
+        info = orjson.dumps({"owner": self._store.owner, "pid": os.getpid()})
+        mine = f"{PREFIX}calls:{self.node}"
+        async with self._redis.pipeline(transaction=True) as p:
+            p.set(f"{PREFIX}alive:{self.node}", info, px=self._ttl_ms)
+            p.hset(f"{PREFIX}nodes", self.node, info)
+            gone = self._published - calls.keys()
+            if gone:
+                p.hdel(mine, *gone)
+                p.delete(*(f"{PREFIX}call:{cid}" for cid in gone))
+            if calls:
+                p.hset(
+                    mine,
+                    mapping={
+                        cid: orjson.dumps({**c, "node": self.node}) for cid, c in calls.items()
+                    },
+                )
+                p.pexpire(mine, self._ttl_ms)
+                for cid in calls:
+                    p.set(f"{PREFIX}call:{cid}", self.node, px=self._ttl_ms)
+            await p.execute()
+        self._published = set(calls)
+
+    async def _leave(self) -> None:
+        async with self._redis.pipeline(transaction=True) as p:
+            p.delete(f"{PREFIX}alive:{self.node}", f"{PREFIX}calls:{self.node}")
+            p.hdel(f"{PREFIX}nodes", self.node)
+            if self._published:
+                p.delete(*(f"{PREFIX}call:{cid}" for cid in self._published))
+            await p.execute()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.heartbeat_s):
+                    await self._changed.wait()
+            self._changed.clear()
+            try:
+                await self._beat()
+                await self._reap()
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("cluster: registry unreachable (%s): retrying", type(exc).__name__)
+
+    async def _reap(self) -> None:
+        """Close the records of nodes whose heartbeat stopped (one survivor does it)."""
+        nodes = await self._redis.hgetall(f"{PREFIX}nodes")
+        for raw_name, raw_info in nodes.items():
+            name = _text(raw_name)
+            if name == self.node or await self._redis.exists(f"{PREFIX}alive:{name}"):
+                continue
+            claimed = await self._redis.set(f"{PREFIX}reap:{name}", self.node, nx=True, px=60_000)
+            if not claimed:
+                continue
+            owner = orjson.loads(raw_info).get("owner")
+            n = 0
+            if isinstance(owner, str) and owner != self._store.owner:
+                n = await asyncio.to_thread(self._store.close_owner, owner)
+            # only forget the node if it did not come back meanwhile under the same name
+            async with self._redis.pipeline(transaction=True) as p:
+                p.hget(f"{PREFIX}nodes", name)
+                p.delete(f"{PREFIX}calls:{name}", f"{PREFIX}reap:{name}")
+                current, _ = await p.execute()
+            if current == raw_info:
+                await self._redis.hdel(f"{PREFIX}nodes", name)
+            self.reaped.append((name, n))
+            log.warning(
+                "cluster: node %s stopped answering: %d live call(s) lost, records closed "
+                "as interrupted",
+                name,
+                n,
+            )
+
+    # -- looking calls up ---------------------------------------------------------------------
+
+    async def owner_of(self, call_id: str) -> str | None:
+        """The node that has ``call_id`` live, if another node has it."""
+        node = await self._redis.get(f"{PREFIX}call:{call_id}")
+        if node is None:
+            return None
+        name = _text(node)
+        return None if name == self.node else name
+
+    async def remote_calls(self) -> list[dict[str, Any]]:
+        """The live calls of the other nodes that are alive (each with its ``node``)."""
+        nodes = await self._redis.hkeys(f"{PREFIX}nodes")
+        out: list[dict[str, Any]] = []
+        for raw in nodes:
+            name = _text(raw)
+            if name == self.node or not await self._redis.exists(f"{PREFIX}alive:{name}"):
+                continue
+            for value in (await self._redis.hgetall(f"{PREFIX}calls:{name}")).values():
+                out.append(orjson.loads(value))
+        return out
+
+    # -- commands -----------------------------------------------------------------------------
+
+    async def command(
+        self, owner: str, op: Op, call_id: str, args: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run ``op`` on the node ``owner``; raises :class:`OwnerUnavailable` when it is gone
+        or silent, :class:`RemoteCallError` when it refused."""
+        cmd = Command(op, call_id, self.node, args)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiting[cmd.id] = fut
+        try:
+            receivers = await self._redis.publish(self._channel(owner), cmd.dumps())
+            if receivers == 0:
+                raise OwnerUnavailable(
+                    f"Call {call_id!r} is on node {owner!r}, which is gone (stopped or died): "
+                    "its live calls are lost."
+                )
+            try:
+                async with asyncio.timeout(self.settings.command_timeout_s):
+                    reply = await fut
+            except TimeoutError:
+                raise OwnerUnavailable(
+                    f"Node {owner!r}, which has call {call_id!r}, did not answer in time.",
+                    code="owner_timeout",
+                    status=504,
+                ) from None
+        finally:
+            self._waiting.pop(cmd.id, None)
+        if reply.error is not None:
+            e = reply.error
+            raise RemoteCallError(
+                int(e.get("status", 502)),
+                str(e.get("message", "")),
+                str(e.get("code", "remote_error")),
+                e.get("param") if isinstance(e.get("param"), str) else None,
+            )
+        return reply.result or {}
+
+    async def _listen(self) -> None:
+        async for msg in self._pubsub.listen():
+            if msg.get("type") != "message":
+                continue
+            try:
+                parsed = parse_message(msg["data"])
+            except CommandMalformed as exc:
+                log.warning("cluster: dropped a message on the command channel: %s", exc)
+                continue
+            if isinstance(parsed, Reply):
+                fut = self._waiting.get(parsed.id)
+                if fut is not None and not fut.done():
+                    fut.set_result(parsed)
+                continue
+            if self._inflight.locked():
+                await self._answer(parsed, Reply(parsed.id, error=_BUSY))
+                continue
+            self._spawn(self._run(parsed), f"command {parsed.op.value}")
+
+    async def _run(self, cmd: Command) -> None:
+        async with self._inflight:
+            try:
+                reply = Reply(cmd.id, result=await self._handler(cmd))
+            except RemoteCallError as exc:
+                err = {"status": exc.status, "message": str(exc), "code": exc.code}
+                reply = Reply(cmd.id, error={**err, "param": exc.param})
+            except Exception:
+                log.exception("cluster: command %s on %s failed", cmd.op.value, cmd.call_id)
+                reply = Reply(cmd.id, error=_FAILED)
+            await self._answer(cmd, reply)
+
+    async def _answer(self, cmd: Command, reply: Reply) -> None:
+        with contextlib.suppress(aioredis.RedisError, OSError):
+            await self._redis.publish(self._channel(cmd.reply_to), reply.dumps())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+_BUSY = {"status": 503, "message": "The call's node is busy.", "code": "owner_busy"}
+_FAILED = {"status": 500, "message": "The call's node failed to act.", "code": "owner_failed"}

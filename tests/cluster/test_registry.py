@@ -1,0 +1,177 @@
+"""The Redis registry between two nodes of one process (a Redis server of the test's own):
+each sees the other's live calls, a command for a call runs on its owner and comes back with
+the owner's answer or refusal, a dead owner is reported at once, and the survivor closes the
+dead node's call records as ``interrupted``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.cluster.commands import Command, Op
+from bridge.cluster.registry import Registry, remote_view
+from bridge.config import ClusterSettings
+from bridge.errors import OwnerUnavailable, RemoteCallError
+from bridge.records import INTERRUPTED, CallStore
+from tests.support.infra import redis_server
+
+pytestmark = pytest.mark.peer("redis-server")
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server() as url:
+        yield url
+
+
+def fake_call(call_id: str) -> dict[str, Any]:
+    """A live call's summary, as the control plane hands it to the registry."""
+    return {
+        "id": call_id,
+        "state": "answered",
+        "leg": "sip",
+        "direction": "inbound",
+        "from": "sip:alice@127.0.0.1",
+        "to": "sip:bot@127.0.0.1",
+        "profile": "default",
+        "codec": "PCMU",
+        "offered_at": 100.0,
+        "answered_at": 101.0,
+        "on_hold": False,
+    }
+
+
+def offer(store: CallStore, call_id: str) -> None:
+    store.call_offered(call_id, direction="inbound", leg="sip", profile="default")
+
+
+class Node:
+    def __init__(self, name: str, store: CallStore) -> None:
+        self.name = name
+        self.store = store
+        self.calls: dict[str, Any] = {}
+        self.commands: list[Command] = []
+
+    async def handle(self, cmd: Command) -> dict[str, Any]:
+        self.commands.append(cmd)
+        if cmd.call_id not in self.calls:
+            raise RemoteCallError(409, f"Call {cmd.call_id!r} has ended.", "call_ended")
+        return {"id": cmd.call_id, "status": "ending", "node": self.name}
+
+
+@contextlib.asynccontextmanager
+async def joined(url: str, node: Node) -> AsyncIterator[Registry]:
+    settings = ClusterSettings(redis_url=url, heartbeat_s=0.1, ttl_s=0.5, command_timeout_s=5)
+    async with Registry(
+        settings, node=node.name, calls=lambda: node.calls, store=node.store, handler=node.handle
+    ) as reg:
+        yield reg
+
+
+async def die(reg: Registry) -> None:
+    """What ``kill -9`` leaves: no more heartbeats, no subscriber, keys left to expire."""
+    for task in list(reg._tasks):
+        task.cancel()
+    await asyncio.gather(*reg._tasks, return_exceptions=True)
+    await reg._pubsub.aclose()
+    await reg._redis.aclose()
+
+
+async def until(predicate: Any, what: str) -> None:
+    for _ in range(300):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_any_node_lists_and_acts_on_the_other_nodes_calls(
+    redis_url: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "calls.db"
+    a, b = Node("na", CallStore(db)), Node("nb", CallStore(db))
+    b.calls["call_b1"] = fake_call("call_b1")
+    async with joined(redis_url, a) as ra, joined(redis_url, b) as rb:
+        assert await ra.owner_of("call_b1") == "nb"
+        assert await rb.owner_of("call_b1") is None  # its own call: acted on locally
+        listed = await ra.remote_calls()
+        assert [(c["id"], c["node"]) for c in listed] == [("call_b1", "nb")]
+        view = remote_view(listed[0], now=111.0)
+        assert (view["state"], view["node"], view["duration_s"]) == ("active", "nb", 10.0)
+
+        result = await ra.command("nb", Op.HANGUP, "call_b1", {"source": "test"})
+        assert result == {"id": "call_b1", "status": "ending", "node": "nb"}
+        assert [(c.op, c.call_id, c.reply_to) for c in b.commands] == [(Op.HANGUP, "call_b1", "na")]
+
+        # the owner's refusal comes back as it would have answered it
+        with pytest.raises(RemoteCallError) as refused:
+            await ra.command("nb", Op.DTMF, "call_gone", {"digits": "1"})
+        assert (refused.value.status, refused.value.code) == (409, "call_ended")
+
+        # the call ends on B: the list and the owner follow at the next beat
+        del b.calls["call_b1"]
+        rb.changed()
+        await until(lambda: not rb._published, "B published its call ended")
+        assert await ra.remote_calls() == []
+        assert await ra.owner_of("call_b1") is None
+
+
+async def test_a_dead_owner_is_reported_at_once_and_its_records_closed(
+    redis_url: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "calls.db"
+    a, b = Node("da", CallStore(db)), Node("db", CallStore(db))
+    offer(b.store, "call_lost")
+    b.store.update_call("call_lost", state="answered", answered_at=1.0)
+    b.store.flush()
+    b.calls["call_lost"] = fake_call("call_lost")
+    async with joined(redis_url, a) as ra:
+        rb = await Registry(
+            ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, ttl_s=0.5),
+            node="db",
+            calls=lambda: b.calls,
+            store=b.store,
+            handler=b.handle,
+        ).__aenter__()
+        assert await ra.owner_of("call_lost") == "db"
+        await die(rb)
+
+        # before the keys expire: the owner is known, and known to be gone
+        with pytest.raises(OwnerUnavailable) as gone:
+            await ra.command("db", Op.HANGUP, "call_lost", {})
+        assert (gone.value.status, gone.value.code) == (503, "owner_unavailable")
+        assert b.commands == []
+
+        # after: the survivor reaped the node and closed its records
+        await until(lambda: ra.reaped, "A reaped the dead node")
+        assert ra.reaped == [("db", 1)]
+        record = a.store.get_call("call_lost")
+        assert record is not None
+        assert (record.state, record.end_reason) == ("ended", INTERRUPTED)
+        assert await ra.remote_calls() == []
+        assert await ra.owner_of("call_lost") is None
+
+
+async def test_a_restarted_node_closes_its_predecessors_records(
+    redis_url: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "calls.db"
+    first = Node("rw", CallStore(db))
+    offer(first.store, "call_old")
+    first.store.flush()
+    settings = ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, ttl_s=0.5)
+    reg = await Registry(
+        settings, node="rw", calls=dict, store=first.store, handler=first.handle
+    ).__aenter__()
+    await die(reg)
+    # the same worker slot, started again at once (before its keys expire)
+    second = Node("rw", CallStore(db))
+    async with joined(redis_url, second) as again:
+        assert again.reaped == [("rw", 1)]
+        record = second.store.get_call("call_old")
+        assert record is not None and record.end_reason == INTERRUPTED
