@@ -1,4 +1,4 @@
-"""The ``rtbridge`` command line: ``serve``, ``agent``, ``bench``.
+"""The ``rtbridge`` command line: ``serve``, ``agent``, ``call``, ``kamailio-config``, ``bench``.
 
 Each subcommand builds :class:`bridge.config.Settings` (defaults < TOML < environment < flags)
 and hands it to the module that owns that job; this file only parses arguments.
@@ -46,6 +46,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ADDR",
         help="host address offered in WebRTC ICE candidates (repeatable)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="N",
+        help="run N worker processes under one supervisor (no N: one per core); see [cluster]",
+    )
+
+    kam = sub.add_parser(
+        "kamailio-config", help="print the Kamailio configuration that fronts the workers"
+    )
+    _common(kam)
+    kam.add_argument("--workers", type=int, metavar="N", help="workers (default: [cluster])")
+    kam.add_argument(
+        "--list-file",
+        metavar="FILE",
+        help="where the dispatcher list will be (default <data_dir>/cluster/dispatcher.list)",
+    )
+    kam.add_argument(
+        "--dispatcher-list", action="store_true", help="print the dispatcher list instead"
     )
 
     agent = sub.add_parser("agent", help="run the local reference Realtime agent alone")
@@ -123,9 +145,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     if args.command == "serve":
+        if args.workers is not None or settings.cluster.workers is not None:
+            from bridge.cluster.plan import worker_count
+            from bridge.cluster.supervisor import supervise
+
+            n = worker_count(settings, args.workers)
+            return supervise(settings, n, ice_hosts=args.ice_host or [])
         from bridge.serve import serve
 
         return serve(settings, ice_hosts=args.ice_host or [])
+    if args.command == "kamailio-config":
+        return _kamailio_config(settings, args)
     if args.command == "agent":
         from bridge.agent import run_agent_forever
 
@@ -152,6 +182,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(result, indent=2, sort_keys=True))
         return 0
     raise AssertionError(args.command)
+
+
+def _kamailio_config(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge.cluster.kamailio import dispatcher_list, kamailio_config
+    from bridge.cluster.plan import plan_workers, worker_count
+
+    try:
+        plans = plan_workers(settings, worker_count(settings, args.workers))
+    except ConfigError as exc:
+        print(f"rtbridge: {exc}", file=sys.stderr)
+        return 2
+    if args.dispatcher_list:
+        print(dispatcher_list(plans), end="")
+        return 0
+    listing = Path(args.list_file or settings.server.data_dir / "cluster" / "dispatcher.list")
+    print(kamailio_config(settings, list_file=listing), end="")
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ HTTP/WebSocket app (relay, and later the control plane) under uvicorn, with TLS 
 certificate, and SIP when a SIP port is set. It prints where it listens and where the server
 key is, never the key itself. SIGTERM drains (:mod:`bridge.control.plane`) then exits; SIGINT
 stops at once.
+
+A worker of ``rtbridge serve --workers N`` (:mod:`bridge.cluster.worker`) runs the same
+process on its own internal control port and on the public HTTP socket the supervisor
+(:mod:`bridge.cluster.supervisor`) handed it.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -24,15 +29,26 @@ from bridge.config import Settings
 from bridge.errors import ConfigError
 from bridge.logs import setup_logging
 
+if TYPE_CHECKING:
+    from bridge.cluster.plan import WorkerPlan
+
 __all__ = ["serve"]
 
 log = logging.getLogger("rtbridge")
 
 
-def serve(settings: Settings, *, ice_hosts: list[str] | None = None) -> int:
+def serve(
+    settings: Settings,
+    *,
+    ice_hosts: list[str] | None = None,
+    worker: WorkerPlan | None = None,
+    public_fd: int | None = None,
+) -> int:
+    """Run the service until it is stopped. ``worker``/``public_fd``: as a worker of a
+    supervisor (its plan, and the public HTTP socket it inherited)."""
     setup_logging(settings.server.log_level, settings.server.log_json)
     try:
-        return asyncio.run(_serve(settings, ice_hosts or []))
+        return asyncio.run(_serve(settings, ice_hosts or [], worker, public_fd))
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:  # the key file or the data directory cannot be trusted
@@ -40,9 +56,19 @@ def serve(settings: Settings, *, ice_hosts: list[str] | None = None) -> int:
         return 2
 
 
-async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
+async def _serve(
+    settings: Settings, ice_hosts: list[str], worker: WorkerPlan | None, public_fd: int | None
+) -> int:
     srv = settings.server
     server_key = resolve_server_key(srv.data_dir)
+    sockets: list[socket.socket] | None = None
+    host, port = srv.host, srv.http_port
+    if worker is not None:
+        host, port = worker.host, worker.http_port
+        internal = socket.create_server((host, port))
+        sockets = [internal]
+        if public_fd is not None:
+            sockets.append(socket.socket(fileno=public_fd))
 
     app = create_app(settings, server_key, runtime=True, sip_port=srv.sip_port)
     app.state.ice_hosts = ice_hosts
@@ -52,8 +78,8 @@ async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
         config_kwargs.update(ssl_certfile=str(srv.tls_cert), ssl_keyfile=str(srv.tls_key))
     config = uvicorn.Config(
         app,
-        host=srv.host,
-        port=srv.http_port,
+        host=host,
+        port=port,
         log_level=srv.log_level,
         log_config=None,  # keep our handlers (and their secret filter)
         ws_max_size=16 * 1024 * 1024,
@@ -64,10 +90,17 @@ async def _serve(settings: Settings, ice_hosts: list[str]) -> int:
     )
     server = _DrainingServer(config, app)
     banner = asyncio.create_task(
-        _announce(server, settings, server_key.path, tls=bool(config_kwargs), app=app)
+        _announce(
+            server,
+            settings,
+            server_key.path,
+            tls=bool(config_kwargs),
+            app=app,
+            worker=worker.name if worker is not None else None,
+        )
     )
     try:
-        await server.serve()
+        await server.serve(sockets)
     finally:
         banner.cancel()
     return 0
@@ -102,7 +135,13 @@ class _DrainingServer(uvicorn.Server):
 
 
 async def _announce(
-    server: uvicorn.Server, settings: Settings, key_path: object, *, tls: bool, app: Any
+    server: uvicorn.Server,
+    settings: Settings,
+    key_path: object,
+    *,
+    tls: bool,
+    app: Any,
+    worker: str | None,
 ) -> None:
     while not server.started:
         await asyncio.sleep(0.05)
@@ -121,7 +160,8 @@ async def _announce(
             break
     http, ws = ("https", "wss") if tls else ("http", "ws")
     lines = [
-        f"rtbridge listening on {http}://{host}:{port}",
+        (f"rtbridge worker {worker} " if worker else "rtbridge ")
+        + f"listening on {http}://{host}:{port}",
         f"  Realtime relay: {ws}://{host}:{port}/v1/realtime",
         *([f"  demo page: {http}://{host}:{port}/"] if settings.webrtc.demo else []),
         f"  ops dashboard: {http}://{host}:{port}/dashboard",
