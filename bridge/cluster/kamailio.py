@@ -102,6 +102,8 @@ modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", 1)
 
 modparam("dispatcher", "list_file", "{list_file}")
+# 2: failover (keep every destination in the XAVP, so ds_next_dst/ds_mark_dst work)
+modparam("dispatcher", "flags", 2)
 modparam("dispatcher", "xavp_dst", "_dsdst_")
 modparam("dispatcher", "xavp_ctx", "_dsctx_")
 modparam("dispatcher", "ds_hash_size", 9)

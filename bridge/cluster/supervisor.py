@@ -15,7 +15,8 @@ One Python process uses one core; a worker per core uses them all. The superviso
 * on SIGTERM, drains every worker (each answers OPTIONS and new INVITEs 503 + Retry-After,
   so Kamailio sends nothing new; live calls finish) and exits once all have, stopping Kamailio
   last so in-dialog requests keep their route to the end. A second SIGTERM, or SIGINT, stops
-  the workers at once.
+  the workers at once. Should the supervisor itself die, its children get SIGTERM from the
+  kernel (``PR_SET_PDEATHSIG``): no orphaned worker or Kamailio keeps the ports.
 
 The banner names each worker's pid, and ``<data_dir>/cluster/state.json`` always holds the
 current ones (``{"supervisor": pid, "workers": {"w0": {"pid", "sip_port", "control_url",
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -206,6 +208,7 @@ class Supervisor:
                 *self._worker_cmd(plan, settings_file),
                 stdout=asyncio.subprocess.PIPE,
                 pass_fds=(self._public.fileno(),),
+                preexec_fn=_term_with_parent,
             )
             reader = asyncio.create_task(self._read_banner(child))
             code = await child.proc.wait()
@@ -254,7 +257,9 @@ class Supervisor:
         while not self.stopping:
             child.started = time.monotonic()
             child.proc = await asyncio.create_subprocess_exec(
-                *self._kamailio_cmd(cfg), stdout=asyncio.subprocess.DEVNULL
+                *self._kamailio_cmd(cfg),
+                stdout=asyncio.subprocess.DEVNULL,
+                preexec_fn=_term_with_parent,
             )
             waiter = asyncio.create_task(
                 _wait_tcp("127.0.0.1" if host == "0.0.0.0" else host, port)
@@ -314,6 +319,15 @@ class Supervisor:
         else:
             lines.append("  registry: none (each worker's control plane sees its own calls)")
         print("\n".join(lines), flush=True)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _term_with_parent() -> None:
+    """In a child, before it runs: SIGTERM when the supervisor dies (Linux)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def _exited(child: _Child) -> None:

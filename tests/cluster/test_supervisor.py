@@ -54,3 +54,14 @@ async def test_workers_are_restarted_and_drained(tmp_path: Path) -> None:
         assert await sup.proc.wait() == 0
         for w in again.values():
             assert not alive(w["pid"])
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    args = ("serve", "--workers", "2", "--http-port", str(free_port(socket.SOCK_STREAM)))
+    async with start_rtbridge(*args, env=cluster_env(data, 2), ready_timeout=120) as sup:
+        pids = [w["pid"] for w in state(data)["workers"].values()]
+        sup.proc.kill()
+        await sup.proc.wait()
+        for pid in pids:
+            await until(lambda pid=pid: not alive(pid), f"worker {pid} exited")
