@@ -238,23 +238,36 @@ class Registry:
     # -- looking calls up ---------------------------------------------------------------------
 
     async def owner_of(self, call_id: str) -> str | None:
-        """The node that has ``call_id`` live, if another node has it."""
-        node = await self._redis.get(f"{PREFIX}call:{call_id}")
+        """The node that has ``call_id`` live, if another node has it; raises
+        :class:`OwnerUnavailable` (``registry_unavailable``) when Redis does not answer."""
+        try:
+            node = await self._redis.get(f"{PREFIX}call:{call_id}")
+        except (aioredis.RedisError, OSError) as exc:
+            raise OwnerUnavailable(
+                "The cluster registry does not answer: calls of other nodes cannot be reached.",
+                code="registry_unavailable",
+            ) from exc
         if node is None:
             return None
         name = _text(node)
         return None if name == self.node else name
 
     async def remote_calls(self) -> list[dict[str, Any]]:
-        """The live calls of the other nodes that are alive (each with its ``node``)."""
-        nodes = await self._redis.hkeys(f"{PREFIX}nodes")
+        """The live calls of the other nodes that are alive (each with its ``node``); none
+        while Redis does not answer (logged)."""
         out: list[dict[str, Any]] = []
-        for raw in nodes:
-            name = _text(raw)
-            if name == self.node or not await self._redis.exists(f"{PREFIX}alive:{name}"):
-                continue
-            for value in (await self._redis.hgetall(f"{PREFIX}calls:{name}")).values():
-                out.append(orjson.loads(value))
+        try:
+            for raw in await self._redis.hkeys(f"{PREFIX}nodes"):
+                name = _text(raw)
+                if name == self.node or not await self._redis.exists(f"{PREFIX}alive:{name}"):
+                    continue
+                for value in (await self._redis.hgetall(f"{PREFIX}calls:{name}")).values():
+                    out.append(orjson.loads(value))
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning(
+                "cluster: registry unreachable (%s): listing this node only", type(exc).__name__
+            )
+            return []
         return out
 
     # -- commands -----------------------------------------------------------------------------
@@ -268,21 +281,16 @@ class Registry:
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[cmd.id] = fut
         try:
-            receivers = await self._redis.publish(self._channel(owner), cmd.dumps())
-            if receivers == 0:
-                raise OwnerUnavailable(
-                    f"Call {call_id!r} is on node {owner!r}, which is gone (stopped or died): "
-                    "its live calls are lost."
-                )
             try:
-                async with asyncio.timeout(self.settings.command_timeout_s):
-                    reply = await fut
-            except TimeoutError:
+                receivers = await self._redis.publish(self._channel(owner), cmd.dumps())
+            except (aioredis.RedisError, OSError) as exc:
                 raise OwnerUnavailable(
-                    f"Node {owner!r}, which has call {call_id!r}, did not answer in time.",
-                    code="owner_timeout",
-                    status=504,
-                ) from None
+                    "The cluster registry does not answer: the call's node cannot be reached.",
+                    code="registry_unavailable",
+                ) from exc
+            if receivers == 0:
+                raise self._gone(owner, call_id)
+            reply = await self._reply(fut, owner, call_id)
         finally:
             self._waiting.pop(cmd.id, None)
         if reply.error is not None:
@@ -294,6 +302,35 @@ class Registry:
                 e.get("param") if isinstance(e.get("param"), str) else None,
             )
         return reply.result or {}
+
+    @staticmethod
+    def _gone(owner: str, call_id: str) -> OwnerUnavailable:
+        return OwnerUnavailable(
+            f"Call {call_id!r} is on node {owner!r}, which is gone (stopped or died): its live "
+            "calls are lost."
+        )
+
+    async def _reply(self, fut: asyncio.Future[Reply], owner: str, call_id: str) -> Reply:
+        """The owner's reply. Redis may count a subscriber that has just died (its closed
+        connection not yet noticed): while waiting, the owner's channel is checked every
+        heartbeat, and a channel nobody listens to any more means gone, not a timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.command_timeout_s
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise OwnerUnavailable(
+                    f"Node {owner!r}, which has call {call_id!r}, did not answer in time.",
+                    code="owner_timeout",
+                    status=504,
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, self.settings.heartbeat_s)):
+                    return await asyncio.shield(fut)
+            with contextlib.suppress(aioredis.RedisError, OSError):
+                listeners = dict(await self._redis.pubsub_numsub(self._channel(owner)))
+                if not any(listeners.values()):
+                    raise self._gone(owner, call_id)
 
     async def _listen(self) -> None:
         async for msg in self._pubsub.listen():

@@ -175,3 +175,25 @@ async def test_a_restarted_node_closes_its_predecessors_records(
         assert again.reaped == [("rw", 1)]
         record = second.store.get_call("call_old")
         assert record is not None and record.end_reason == INTERRUPTED
+
+
+async def test_an_owner_dying_while_asked_is_reported_gone_not_timed_out(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Redis may still count a subscriber whose process has just died: the asker notices the
+    channel emptied and answers "gone" long before its command timeout."""
+    import redis.asyncio as aioredis
+
+    a = Node("ga", CallStore(tmp_path / "calls.db"))
+    ghost = aioredis.Redis.from_url(redis_url)
+    listener = ghost.pubsub()
+    await listener.subscribe("rtbridge:cmd:ghost")  # hears commands, never answers
+    settings = ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, command_timeout_s=60)
+    async with Registry(settings, node="ga", calls=dict, store=a.store, handler=a.handle) as ra:
+        asking = asyncio.create_task(ra.command("ghost", Op.HANGUP, "call_g", {}))
+        await until(lambda: ra._waiting, "the command was sent")
+        await listener.aclose()
+        await ghost.aclose()
+        with pytest.raises(OwnerUnavailable) as gone:
+            await asking
+        assert gone.value.code == "owner_unavailable"
