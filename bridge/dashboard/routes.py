@@ -11,7 +11,9 @@
   with the security events recorded since (:mod:`bridge.security`). Every tick the set of live calls
   is reconciled with what this client was told, so a dropped lifecycle event or a leg that does
   not publish one (browser calls) still appears and disappears. On reconnect the browser gets a
-  fresh snapshot.
+  fresh snapshot. In a cluster (``cluster.redis_url``) the snapshot and every tick also hold
+  the other nodes' live calls from the registry (each row names its ``node``): they appear
+  as ``answered`` and leave as ``ended`` (their statistics stay on their node).
 * ``GET /dashboard/api/calls/{id}/stream`` (SSE): one call's stored event log (transcripts,
   DTMF, tool calls, REFER, errors), then until it ends: its live server events (``event``),
   what it logs meanwhile (``logged``: DTMF, REFER progress, hold) and its full statistics
@@ -44,6 +46,7 @@ from bridge.apikeys import ServerKey
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
 from bridge.calls.observers import Subscription
+from bridge.cluster.registry import Registry
 from bridge.control.auth import (
     COOKIE_NAME,
     is_authorized,
@@ -227,16 +230,33 @@ async def stream(request: Request) -> Response:
     if isinstance(rt, JSONResponse):
         return rt
     security: SecurityLog = request.app.state.security
-    return _stream(_overview(*rt, _closing(request), security))
+    plane = getattr(request.app.state, "control", None)
+    cluster = getattr(plane, "cluster", None)
+    node = getattr(plane, "node_name", None) if cluster is not None else None
+    return _stream(_overview(*rt, _closing(request), security, cluster, node))
+
+
+async def _remote(cluster: Registry | None) -> dict[str, dict[str, Any]]:
+    """The other nodes' live calls (none without a cluster, or while Redis is away)."""
+    if cluster is None:
+        return {}
+    return {str(c.get("id")): c for c in await cluster.remote_calls()}
 
 
 async def _overview(
-    manager: CallManager, store: CallStore, closing: asyncio.Event, security: SecurityLog
+    manager: CallManager,
+    store: CallStore,
+    closing: asyncio.Event,
+    security: SecurityLog,
+    cluster: Registry | None = None,
+    node: str | None = None,
 ) -> AsyncIterator[bytes]:
     sub = manager.lifecycle.subscribe(maxsize=4096)
     loop = asyncio.get_running_loop()
+    mine = {"node": node} if node is not None else {}
     # what this client was told: call id -> the live call (None: offered, still ringing)
     known: dict[str, LiveCall | None] = {}
+    remote: dict[str, dict[str, Any]] = {}  # the other nodes' calls this client was told of
     gone: dict[str, float] = {}  # told "ended" by a tick; its lifecycle event may follow
     told_seq = 0  # the newest security event this client has
     try:
@@ -248,7 +268,10 @@ async def _overview(
             views = []
             for call in _live(manager).values():
                 known[call.id] = call
-                views.append({**live_view(call), "stats": call_stats(call)})
+                views.append({**live_view(call), **mine, "stats": call_stats(call)})
+            remote.clear()
+            remote.update(await _remote(cluster))
+            views.extend(remote.values())
             told_seq = security.last_seq
             alerts = [e.to_json() for e in security.recent(limit=SECURITY_LIMIT)]
             return _sse(
@@ -297,8 +320,15 @@ async def _overview(
             for cid, call in live.items():
                 if known.get(cid) is None:
                     known[cid] = call
-                    yield _sse("answered", live_view(call))
+                    yield _sse("answered", {**live_view(call), **mine})
                 stats[cid] = call_stats(call)
+            if cluster is not None:
+                others = await _remote(cluster)
+                for cid in remote.keys() - others.keys():
+                    yield _sse("ended", {**remote.pop(cid), "state": "ended"})
+                for cid in others.keys() - remote.keys():
+                    remote[cid] = others[cid]
+                    yield _sse("answered", others[cid])
             yield _sse("stats", {"now": manager.clock.wall(), "calls": stats})
             if security.last_seq > told_seq:
                 fresh = security.recent(limit=SECURITY_LIMIT, after_seq=told_seq)

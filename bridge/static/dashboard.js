@@ -130,11 +130,11 @@
     c.from.title = v.from || "";
     setText(c.to, party(v.to));
     c.to.title = v.to || "";
-    setText(c.profile, v.profile || "");
+    setText(c.profile, (v.profile || "") + (v.node ? " @ " + v.node : ""));
     setText(c.codec, v.codec || "");
     row.tr.classList.toggle("offered", v.state !== "answered");
     row.tr.classList.toggle("hold", !!v.on_hold);
-    row.haystack = [v.id, v.from, v.to, v.profile, v.codec, v.direction, v.leg].join(" ").toLowerCase();
+    row.haystack = [v.id, v.from, v.to, v.profile, v.node, v.codec, v.direction, v.leg].join(" ").toLowerCase();
     applyFilter(row);
     tickDuration(row);
   }
