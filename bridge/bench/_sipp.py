@@ -4,11 +4,14 @@
 stream port), ACKs, then runs the steps: stream a u-law file, pause, send SIP INFO digits,
 accept a REFER (202 + a final sipfrag NOTIFY), then hang up, wait for our BYE, or either
 (whichever comes first), put rtbridge on hold. ``uac_rejected(status)`` is a caller that must
-be refused.
+be refused. ``uac(..., routed=True)``: a caller behind a proxy that record-routes (Kamailio in
+front of workers): it keeps the 200's Record-Route and Contact and sends its in-dialog
+requests to that Contact through that route (RFC 3261 §12.2.1.1).
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 __all__ = [
@@ -201,14 +204,26 @@ def send_bye(cseq: int) -> str:
 """
 
 
-def uac(*steps: str) -> str:
-    return (
+def uac(*steps: str, routed: bool = False) -> str:
+    xml = (
         '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
         '<!DOCTYPE scenario SYSTEM "sipp.dtd">\n<scenario name="rtbridge test caller">\n'
         + _INVITE
         + "".join(steps)
         + "</scenario>\n"
     )
+    if routed:
+        xml = xml.replace(
+            '<recv response="200" rtd="true"/>', '<recv response="200" rtd="true" rrs="true"/>'
+        )
+        xml = _IN_DIALOG.sub(r"\1[next_url]\2      [routes]\n", xml)
+    return xml
+
+
+#: the request line of an in-dialog request the caller sends
+_IN_DIALOG = re.compile(
+    r"(      (?:ACK|BYE|INFO|NOTIFY) )sip:bot@\[remote_ip\]:\[remote_port\]( SIP/2\.0\n)"
+)
 
 
 def uac_rejected(status: int, header: str | None = None) -> str:
