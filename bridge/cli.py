@@ -1,4 +1,5 @@
-"""The ``rtbridge`` command line: ``serve``, ``agent``, ``call``, ``kamailio-config``, ``bench``.
+"""The ``rtbridge`` command line: ``serve``, ``worker``, ``kamailio-config``, ``agent``, ``call``,
+``bench``.
 
 Each subcommand builds :class:`bridge.config.Settings` (defaults < TOML < environment < flags)
 and hands it to the module that owns that job; this file only parses arguments.
@@ -55,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run N worker processes under one supervisor (no N: one per core); see [cluster]",
     )
+
+    worker = sub.add_parser(
+        "worker",
+        help="run worker INDEX of a host's workers alone (for systemd's rtbridge-worker@.service)",
+    )
+    _common(worker)
+    worker.add_argument("index", type=int, help="which worker (0-based): its ports and RTP slice")
+    worker.add_argument("--workers", type=int, metavar="N", help="workers (default: [cluster])")
+    worker.add_argument("--ice-host", action="append", metavar="ADDR", help="as for serve")
 
     kam = sub.add_parser(
         "kamailio-config", help="print the Kamailio configuration that fronts the workers"
@@ -154,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bridge.serve import serve
 
         return serve(settings, ice_hosts=args.ice_host or [])
+    if args.command == "worker":
+        from bridge.cluster.plan import worker_count
+        from bridge.cluster.worker import run_worker
+
+        n = worker_count(settings, args.workers)
+        return run_worker(settings, args.index, n, ice_hosts=args.ice_host or [])
     if args.command == "kamailio-config":
         return _kamailio_config(settings, args)
     if args.command == "agent":

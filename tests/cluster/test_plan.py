@@ -39,8 +39,14 @@ def test_workers_get_their_own_ports_and_disjoint_even_rtp_slices() -> None:
     assert all(p.rtp_port_min % 2 == 0 and p.rtp_port_max % 2 == 1 for p in plans)
     assert not (ports[0] & ports[1]) and not (ports[1] & ports[2]) and not (ports[0] & ports[2])
     assert all(min(s) >= 20002 and max(s) <= 20100 for s in ports)
-    w1 = worker_settings(settings(node_name="edge"), plans[1])
+    public = settings(node_name="edge")
+    public = public.model_copy(
+        update={"sip": public.sip.model_copy(update={"advertised_host": "203.0.113.5"})}
+    )
+    w1 = worker_settings(public, plans[1])
     assert (w1.server.sip_port, w1.calls.rtp_port_min) == (5071, plans[1].rtp_port_min)
+    # behind the front: SIP on the worker's own address, named in its Contact
+    assert (w1.sip.bind_host, w1.sip.advertised) == ("127.0.0.1", "127.0.0.1")
     assert w1.cluster.node_name == "edge-w1"
 
 
@@ -89,3 +95,10 @@ def test_kamailio_config_command_prints_the_front(capsys: pytest.CaptureFixture[
     assert 'ds_select_dst("1", "$var(alg)")' in out
     assert main(["kamailio-config", "--workers", "2", "--dispatcher-list"]) == 0
     assert "duid=w1" in capsys.readouterr().out
+
+
+def test_worker_command_refuses_a_worker_that_does_not_exist(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["worker", "5", "--workers", "2"]) == 2
+    assert "worker 5 of 2 does not exist" in capsys.readouterr().err
