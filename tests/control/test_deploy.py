@@ -38,3 +38,23 @@ def test_container_and_unit_run_rtbridge_serve_the_readme_way() -> None:
     unit = (DEPLOY / "rtbridge.service").read_text()
     assert "ExecStart=/opt/rtbridge/.venv/bin/rtbridge serve" in unit
     assert "KillSignal=SIGTERM" in unit and "TimeoutStopSec=" in unit
+
+
+def test_cluster_compose_and_worker_unit_run_the_workers_behind_kamailio() -> None:
+    import yaml
+
+    compose = yaml.safe_load((DEPLOY / "cluster.compose.yaml").read_text())
+    services = compose["services"]
+    assert {"kamailio", "redis", "postgres", "front-config"} <= set(services)
+    workers = sorted(name for name in services if name.startswith("worker"))
+    env = services[workers[0]]["environment"]
+    assert int(env["RTBRIDGE_CLUSTER__WORKERS"]) == len(workers) >= 2
+    for i, name in enumerate(workers):
+        assert services[name]["command"] == ["rtbridge", "worker", str(i)]
+    assert env["RTBRIDGE_CLUSTER__REDIS_URL"].startswith("redis://")
+    assert env["RTBRIDGE_CALLS__RECORDS_URL"].startswith("postgresql://")
+    assert ":" not in env["RTBRIDGE_CALLS__RECORDS_URL"].split("@")[0].split("//")[1]  # no password
+    assert "kamailio-config" in " ".join(services["front-config"]["command"])
+    unit = (DEPLOY / "rtbridge-worker@.service").read_text()
+    assert "ExecStart=/opt/rtbridge/.venv/bin/rtbridge worker %i" in unit
+    assert "KillSignal=SIGTERM" in unit and "TimeoutStopSec=" in unit
