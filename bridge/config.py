@@ -406,7 +406,10 @@ class ClusterSettings(_Section):
     ``redis_url``: the cluster registry (live calls with a TTL heartbeat, a command channel
     per node): any node's control plane, sideband and dashboard reach every call. A node is
     ``node_name`` (default: host name and worker number) and is reached by the others at
-    ``advertise_host`` (default: ``worker_host``, or ``server.host``).
+    ``advertise_host`` (default: ``worker_host``, or ``server.host``): ``control_url`` (default
+    ``http(s)://<advertise_host>:<server.http_port>``; a worker's internal control port) is
+    where another node carries a sideband to (``GET /v1/realtime?call_id=``). Every node
+    shares the server key.
     """
 
     workers: int | None = Field(default=None, ge=0, le=256)
@@ -422,10 +425,18 @@ class ClusterSettings(_Section):
     redis_url: str = ""
     node_name: str = ""
     advertise_host: str = ""
+    control_url: str = ""
     heartbeat_s: float = Field(default=1.0, gt=0)
     #: a node (and its calls) not heard of for this long is gone
     ttl_s: float = Field(default=3.0, gt=0)
     command_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("control_url")
+    @classmethod
+    def _control_url(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("control_url must start with http:// or https://")
+        return v.rstrip("/")
 
     @field_validator("redis_url")
     @classmethod

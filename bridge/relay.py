@@ -10,9 +10,10 @@ upstream's dialect by :class:`~bridge.upstream.UpstreamSession`.
 Handshake failures are HTTP errors with OpenAI's error body, sent before the WebSocket opens:
 401 without or with a wrong key, 400 for a malformed request, 502/503 when the upstream cannot
 be reached (503 when a retry may help; the body names a correlation id that is in the log, never
-the upstream's URL or error text). After the handshake, a bad client frame gets an
-``error`` event and the session goes on; an upstream that goes away closes the client with
-1011 and the reason.
+the upstream's URL or error text). In a cluster, the sideband of a call another node has is
+carried to that node (:mod:`bridge.cluster.proxy`); 503 ``owner_unavailable`` when it is gone.
+After the handshake, a bad client frame gets an ``error`` event and the session goes on; an
+upstream that goes away closes the client with 1011 and the reason.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketState
 
 from bridge.apikeys import ServerKey, key_from_request
-from bridge.errors import ProtocolError, UpstreamError
+from bridge.cluster.proxy import proxy_sideband
+from bridge.errors import OwnerUnavailable, ProtocolError, UpstreamError
 from bridge.http_errors import error_body
 from bridge.logs import log_incident
 from bridge.realtime import wire
@@ -95,6 +97,12 @@ async def realtime(ws: WebSocket) -> None:
     if "call_id" in params:
         manager = getattr(ws.app.state, "manager", None)
         call = manager.calls.get(params["call_id"]) if manager is not None else None
+        audio = params.get("include_audio", "").lower() in ("1", "true", "yes")
+        proto = "realtime" if "realtime" in subprotocols else None
+        if (call is None or call.ended) and await _elsewhere(
+            ws, params["call_id"], key, audio, proto
+        ):
+            return
         if call is None or call.ended:
             await _deny(
                 ws,
@@ -106,8 +114,6 @@ async def realtime(ws: WebSocket) -> None:
                 ),
             )
             return
-        audio = params.get("include_audio", "").lower() in ("1", "true", "yes")
-        proto = "realtime" if "realtime" in subprotocols else None
         await attach(ws, call, audio=audio, subprotocol=proto)
         return
     model = params.get("model") or None
@@ -135,6 +141,35 @@ async def realtime(ws: WebSocket) -> None:
         await _pump(ws, upstream)
     finally:
         await upstream.close()
+
+
+async def _elsewhere(
+    ws: WebSocket, call_id: str, key: str, audio: bool, subprotocol: str | None
+) -> bool:
+    """Serve the sideband of a call another node of the cluster has (proxied to it); False
+    when no node has it."""
+    cluster = getattr(getattr(ws.app.state, "control", None), "cluster", None)
+    if cluster is None:
+        return False
+    try:
+        owner = await cluster.owner_of(call_id)
+    except OwnerUnavailable as exc:
+        await _deny(ws, 503, error_body(str(exc), type_="server_error", code=exc.code))
+        return True
+    if owner is None:
+        return False
+    url = await cluster.node_url(owner)
+    if url is None:
+        body = error_body(
+            f"Call {call_id!r} is on node {owner!r}, which is gone (stopped or died).",
+            type_="server_error",
+            code="owner_unavailable",
+            param="call_id",
+        )
+        await _deny(ws, 503, body)
+        return True
+    await proxy_sideband(ws, url, call_id=call_id, audio=audio, key=key, subprotocol=subprotocol)
+    return True
 
 
 async def _pump(ws: WebSocket, upstream: UpstreamSession) -> None:

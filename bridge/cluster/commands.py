@@ -31,6 +31,8 @@ class Op(StrEnum):
     SAY = "say"  # {text, role, respond}
     SESSION = "session"  # {session}
     EVENTS = "events"  # {after_seq}: the event log, where records are not shared
+    ACCEPT = "accept"  # {session}: answer a ringing call (OpenAI's call API)
+    REJECT = "reject"  # {status_code}: refuse a ringing call
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ command channel per node, so any node's control plane lists and acts on any call
 Keys (all under ``rtbridge:``), each refreshed by the owning node's heartbeat every
 ``cluster.heartbeat_s`` and expiring after ``cluster.ttl_s`` without it:
 
-* ``alive:<node>``: the node is up (its records owner, pid);
+* ``alive:<node>``: the node is up (its records owner, pid, HTTP address);
 * ``calls:<node>``: a hash, call id -> the call's summary (who, how, since when);
 * ``call:<call id>``: the node that has the call;
 * ``nodes``: a hash, node -> its records owner, kept until the node is reaped.
@@ -56,7 +56,11 @@ def remote_view(call: Mapping[str, Any], now: float) -> dict[str, Any]:
     return {
         "id": call.get("id"),
         "object": "realtime.call",
-        "state": "on_hold" if call.get("on_hold") else "active",
+        "state": "ringing"
+        if call.get("ringing")
+        else "on_hold"
+        if call.get("on_hold")
+        else "active",
         "leg": call.get("leg"),
         "direction": call.get("direction"),
         "from": call.get("from"),
@@ -85,12 +89,14 @@ class Registry:
         settings: ClusterSettings,
         *,
         node: str,
+        url: str = "",
         calls: Callable[[], Mapping[str, Mapping[str, Any]]],
         store: CallStore,
         handler: Handler,
     ) -> None:
         self.settings = settings
         self.node = node
+        self.url = url  # where the other nodes reach this one's HTTP (sidebands)
         self._calls = calls
         self._store = store
         self._handler = handler
@@ -103,6 +109,7 @@ class Registry:
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self._published: set[str] = set()  # call ids in calls:<node> after the last beat
+        self._beating = asyncio.Lock()
         self.reaped: list[tuple[str, int]] = []  # (node, records closed), for tests and logs
 
     # -- life -------------------------------------------------------------------------------
@@ -134,6 +141,13 @@ class Registry:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def publish(self) -> None:
+        """Publish this node's calls now (a ringing call before its webhook goes out)."""
+        try:
+            await self._beat()
+        except (aioredis.RedisError, OSError) as exc:
+            log.warning("cluster: registry unreachable (%s)", type(exc).__name__)
+
     def changed(self) -> None:
         """A call started or ended here: publish the list now, not at the next beat."""
         self._changed.set()
@@ -163,8 +177,12 @@ class Registry:
 
     async def _beat(self) -> None:
         """Refresh this node's keys and its list of live calls."""
+        async with self._beating:
+            await self._beat_once()
+
+    async def _beat_once(self) -> None:
         calls = self._calls()
-        info = orjson.dumps({"owner": self._store.owner, "pid": os.getpid()})
+        info = orjson.dumps({"owner": self._store.owner, "pid": os.getpid(), "url": self.url})
         mine = f"{PREFIX}calls:{self.node}"
         async with self._redis.pipeline(transaction=True) as p:
             p.set(f"{PREFIX}alive:{self.node}", info, px=self._ttl_ms)
@@ -251,6 +269,15 @@ class Registry:
             return None
         name = _text(node)
         return None if name == self.node else name
+
+    async def node_url(self, node: str) -> str | None:
+        """The HTTP address of ``node`` while it is alive."""
+        try:
+            info = await self._redis.get(f"{PREFIX}alive:{node}")
+        except (aioredis.RedisError, OSError):
+            return None
+        url = orjson.loads(info).get("url") if info is not None else None
+        return url if isinstance(url, str) and url else None
 
     async def remote_calls(self) -> list[dict[str, Any]]:
         """The live calls of the other nodes that are alive (each with its ``node``); none

@@ -29,6 +29,7 @@ def worker_settings(settings: Settings, plan: WorkerPlan) -> Settings:
     front (Kamailio, on ``sip.bind_host``/``advertised_host``) routes in-dialog requests to
     it there."""
     c = settings.cluster
+    scheme = "https" if settings.server.tls_cert is not None else "http"
     return settings.model_copy(
         update={
             "server": settings.server.model_copy(update={"sip_port": plan.sip_port}),
@@ -42,6 +43,7 @@ def worker_settings(settings: Settings, plan: WorkerPlan) -> Settings:
                 update={
                     "node_name": f"{c.node_name or socket.gethostname()}-{plan.name}",
                     "advertise_host": c.advertise_host or plan.host,
+                    "control_url": f"{scheme}://{c.advertise_host or plan.host}:{plan.http_port}",
                 }
             ),
         }

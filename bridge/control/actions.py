@@ -17,7 +17,7 @@ from fastapi import HTTPException
 from bridge.calls.end import EndReason
 from bridge.calls.live import LiveCall
 from bridge.cluster.commands import Command, Op
-from bridge.control.webhooks import PendingCall
+from bridge.control.webhooks import PendingCall, profile_from_session
 from bridge.destinations import Purpose, Verdict, VerdictCode
 from bridge.errors import NotTransferable, RemoteCallError
 from bridge.records import CallRecord
@@ -32,6 +32,7 @@ __all__ = [
     "live",
     "live_view",
     "not_found",
+    "pending",
     "pending_view",
     "record_view",
     "refused",
@@ -73,6 +74,16 @@ def live(plane: ControlPlane, call_id: str) -> LiveCall:
         raise error(409, f"Call {call_id!r} is still ringing: accept it first.", "call_ringing")
     if plane.store.get_call(call_id) is not None:
         raise error(409, f"Call {call_id!r} has ended.", "call_ended")
+    raise not_found(call_id)
+
+
+def pending(plane: ControlPlane, call_id: str) -> PendingCall:
+    """The ringing call waiting for a decision, or 409 (not ringing) or 404."""
+    p = plane.incoming.pending.get(call_id)
+    if p is not None:
+        return p
+    if call_id in plane.manager.calls or plane.store.get_call(call_id) is not None:
+        raise error(409, f"Call {call_id!r} is not waiting for a decision.", "call_not_ringing")
     raise not_found(call_id)
 
 
@@ -219,6 +230,14 @@ async def act(
         return {"id": call_id, "status": "sent"}
     if op is Op.EVENTS:
         return await events(plane, call_id, int(args.get("after_seq", 0)))
+    if op is Op.ACCEPT:
+        p = pending(plane, call_id)
+        session = args.get("session")
+        p.decide((p.profile_name, profile_from_session(p.profile, dict(session or {}))))
+        return {}
+    if op is Op.REJECT:
+        pending(plane, call_id).decide(Reject(int(args.get("status_code", 603)), None))
+        return {}
     raise AssertionError(op)
 
 

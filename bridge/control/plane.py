@@ -25,7 +25,7 @@ from bridge.calls.sip_leg import SipLeg
 from bridge.cluster.commands import Command
 from bridge.cluster.registry import Registry
 from bridge.config import Settings
-from bridge.control.actions import run_command
+from bridge.control.actions import pending_view, run_command
 from bridge.control.metrics import Metrics
 from bridge.control.webhooks import IncomingCalls
 from bridge.records import CallStore
@@ -71,11 +71,13 @@ class ControlPlane:
             registry = Registry(
                 self.settings.cluster,
                 node=self.node_name,
+                url=self._control_url(),
                 calls=self._summaries,
                 store=self.store,
                 handler=self._command,
             )
             self.cluster = await registry.__aenter__()
+            self.incoming.on_pending = self.cluster.publish
 
         async def watch() -> None:
             try:
@@ -105,14 +107,26 @@ class ControlPlane:
 
     # -- the cluster ------------------------------------------------------------------------
 
+    def _control_url(self) -> str:
+        c, srv = self.settings.cluster, self.settings.server
+        if c.control_url:
+            return c.control_url
+        scheme = "https" if srv.tls_cert is not None else "http"
+        return f"{scheme}://{c.advertise_host or srv.host}:{srv.http_port}"
+
     def has_call(self, call_id: str) -> bool:
         """Whether this process has the call (live or ringing)."""
         return call_id in self.manager.calls or call_id in self.incoming.pending
 
     def _summaries(self) -> dict[str, dict[str, Any]]:
+        """What the registry publishes of this node's calls: the dashboard's row of each live
+        call, and the ringing ones waiting for a decision (``ringing``)."""
         from bridge.dashboard.views import live_view  # the dashboard imports the plane
 
-        return {cid: live_view(c) for cid, c in self.manager.calls.items() if not c.ended}
+        out = {cid: live_view(c) for cid, c in self.manager.calls.items() if not c.ended}
+        for cid, p in self.incoming.pending.items():
+            out[cid] = {**pending_view(p, None), "state": "offered", "ringing": True}
+        return out
 
     async def _command(self, cmd: Command) -> dict[str, Any]:
         return await run_command(self, cmd)

@@ -35,7 +35,6 @@ from bridge.control.actions import (
     error,
     events,
     live_view,
-    not_found,
     pending_view,
     record_view,
     refused,
@@ -53,10 +52,8 @@ from bridge.control.models import (
     TransferBody,
 )
 from bridge.control.plane import ControlPlane
-from bridge.control.webhooks import PendingCall, profile_from_session
 from bridge.errors import CallNotAllowed, DestinationRefused, OwnerUnavailable, RemoteCallError
 from bridge.security import SecurityKind
-from sip.driver import Reject
 
 __all__ = ["api", "probes"]
 
@@ -332,21 +329,11 @@ async def lifecycle_events(request: Request) -> StreamingResponse:
 # -- OpenAI's call API ---------------------------------------------------------------------
 
 
-def _pending(plane: ControlPlane, call_id: str) -> PendingCall:
-    p = plane.incoming.pending.get(call_id)
-    if p is not None:
-        return p
-    if call_id in plane.manager.calls or plane.store.get_call(call_id) is not None:
-        raise error(409, f"Call {call_id!r} is not waiting for a decision.", "call_not_ringing")
-    raise not_found(call_id)
-
-
 @api.post("/v1/realtime/calls/{call_id}/accept", tags=["realtime"])
 async def accept(request: Request, call_id: CallId, body: AcceptBody) -> dict[str, Any]:
     """Answer a ringing SIP call with this GA session (model, instructions, voice, tools)."""
-    p = _pending(_plane(request), call_id)
     session = body.model_dump(exclude_none=True)
-    p.decide((p.profile_name, profile_from_session(p.profile, session)))
+    await _act(request, _plane(request), Op.ACCEPT, call_id, {"session": session})
     return {}
 
 
@@ -355,8 +342,8 @@ async def reject(
     request: Request, call_id: CallId, body: RejectBody | None = None
 ) -> dict[str, Any]:
     """Refuse a ringing SIP call with ``status_code`` (default 603 Decline)."""
-    p = _pending(_plane(request), call_id)
-    p.decide(Reject((body or RejectBody()).status_code, None))
+    args = {"status_code": (body or RejectBody()).status_code}
+    await _act(request, _plane(request), Op.REJECT, call_id, args)
     return {}
 
 

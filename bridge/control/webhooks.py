@@ -24,7 +24,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,6 +138,9 @@ class IncomingCalls:
         self.log_event = log_event  # into the call's event log
         self.environ = environ
         self.pending: dict[str, PendingCall] = {}
+        #: awaited once a call is pending, before its webhook goes out (a cluster publishes
+        #: it, so the application's accept or reject may reach any node)
+        self.on_pending: Callable[[], Awaitable[None]] | None = None
         self.stats = WebhookStats()
         self._client = client
 
@@ -178,6 +181,8 @@ class IncomingCalls:
         pending = PendingCall(call_id, sip_call, profile_name, profile)
         self.pending[call_id] = pending
         try:
+            if self.on_pending is not None:
+                await self.on_pending()
             decision, how = await self._decide(pending)
         finally:
             self.pending.pop(call_id, None)

@@ -2,7 +2,7 @@
 ``rtbridge serve --workers 2`` behind Kamailio, SIPp callers through Kamailio.
 
 * calls split across the two workers, and either worker's API lists all of them with their
-  node, and so does its dashboard;
+  node, and so does its dashboard; worker A serves the sideband of a call on worker B;
 * the API of worker A hangs up a call on worker B (the BYE reaches the caller);
 * SIGTERM to one worker: it drains (its calls finish), new calls go to the other, no call
   fails;
@@ -119,6 +119,20 @@ async def dashboard_snapshot(http: httpx.AsyncClient, url: str) -> dict[str, Any
     raise AssertionError("no snapshot")
 
 
+async def sideband_session(url: str, call_id: str) -> str:
+    """Open the call's sideband at ``url``; the session id its first event names."""
+    import json
+
+    from websockets.asyncio.client import connect
+
+    ws_url = url.replace("http://", "ws://") + f"/v1/realtime?call_id={call_id}"
+    async with connect(ws_url, additional_headers=AUTH, open_timeout=10) as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert first["type"] == "session.created", first
+    session_id: str = first["session"]["id"]
+    return session_id
+
+
 @contextlib.asynccontextmanager
 async def finished(task: asyncio.Task[SippResult]) -> AsyncIterator[None]:
     try:
@@ -185,8 +199,11 @@ async def test_two_workers_behind_kamailio(tmp_path: Path, infra: tuple[str, str
             assert {c.get("node") for c in snap["calls"]} == {"acc-w0", "acc-w1"}
             assert len(snap["calls"]) == 6
 
-            # -- the API on worker A hangs up a call on worker B ---------------------------
+            # -- worker A carries the sideband of a call on worker B -----------------------
             victim = nodes["acc-w1"][0]
+            assert await sideband_session(a, victim) == victim
+
+            # -- the API on worker A hangs up a call on worker B ---------------------------
             r = await http.post(f"{a}/v1/calls/{victim}/hangup")
             assert r.status_code == 200 and r.json()["status"] == "ending", r.text
             await until(

@@ -68,7 +68,12 @@ class Node:
 async def joined(url: str, node: Node) -> AsyncIterator[Registry]:
     settings = ClusterSettings(redis_url=url, heartbeat_s=0.1, ttl_s=0.5, command_timeout_s=5)
     async with Registry(
-        settings, node=node.name, calls=lambda: node.calls, store=node.store, handler=node.handle
+        settings,
+        node=node.name,
+        url=f"http://{node.name}.example:8090",
+        calls=lambda: node.calls,
+        store=node.store,
+        handler=node.handle,
     ) as reg:
         yield reg
 
@@ -98,6 +103,7 @@ async def test_any_node_lists_and_acts_on_the_other_nodes_calls(
     b.calls["call_b1"] = fake_call("call_b1")
     async with joined(redis_url, a) as ra, joined(redis_url, b) as rb:
         assert await ra.owner_of("call_b1") == "nb"
+        assert await ra.node_url("nb") == "http://nb.example:8090"  # where its sideband is
         assert await rb.owner_of("call_b1") is None  # its own call: acted on locally
         listed = await ra.remote_calls()
         assert [(c["id"], c["node"]) for c in listed] == [("call_b1", "nb")]
@@ -150,6 +156,7 @@ async def test_a_dead_owner_is_reported_at_once_and_its_records_closed(
         # after: the survivor reaped the node and closed its records
         await until(lambda: ra.reaped, "A reaped the dead node")
         assert ra.reaped == [("db", 1)]
+        assert await ra.node_url("db") is None
         record = a.store.get_call("call_lost")
         assert record is not None
         assert (record.state, record.end_reason) == ("ended", INTERRUPTED)
