@@ -6,5 +6,5 @@
 * :mod:`~bridge.cluster.kamailio`: the Kamailio dispatcher configuration in front of them;
 * :mod:`~bridge.cluster.registry`: live calls and nodes in Redis, and the per-node command
   channel (:mod:`~bridge.cluster.commands`) through which any node's control plane acts on
-  any call.
+  any call; :mod:`~bridge.cluster.proxy` carries a sideband to the call's node.
 """
