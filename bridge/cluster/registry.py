@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -110,7 +111,8 @@ class Registry:
         self._changed = asyncio.Event()
         self._published: set[str] = set()  # call ids in calls:<node> after the last beat
         self._beating = asyncio.Lock()
-        self.reaped: list[tuple[str, int]] = []  # (node, records closed), for tests and logs
+        #: the latest nodes reaped here: (node, records closed), for tests and logs
+        self.reaped: deque[tuple[str, int]] = deque(maxlen=64)
 
     # -- life -------------------------------------------------------------------------------
 
@@ -360,23 +362,34 @@ class Registry:
                     raise self._gone(owner, call_id)
 
     async def _listen(self) -> None:
-        async for msg in self._pubsub.listen():
-            if msg.get("type") != "message":
-                continue
+        """Serve this node's command channel; across a lost Redis connection too (the client
+        subscribes again when it reconnects)."""
+        while True:
             try:
-                parsed = parse_message(msg["data"])
-            except CommandMalformed as exc:
-                log.warning("cluster: dropped a message on the command channel: %s", exc)
-                continue
-            if isinstance(parsed, Reply):
-                fut = self._waiting.get(parsed.id)
-                if fut is not None and not fut.done():
-                    fut.set_result(parsed)
-                continue
-            if self._inflight.locked():
-                await self._answer(parsed, Reply(parsed.id, error=_BUSY))
-                continue
-            self._spawn(self._run(parsed), f"command {parsed.op.value}")
+                async for msg in self._pubsub.listen():
+                    if msg.get("type") == "message":
+                        await self._receive(msg["data"])
+            except (aioredis.RedisError, OSError) as exc:
+                log.warning("cluster: command channel lost (%s): again", type(exc).__name__)
+                await asyncio.sleep(self.settings.heartbeat_s)
+                with contextlib.suppress(aioredis.RedisError, OSError):
+                    await self._pubsub.subscribe(self._channel(self.node))
+
+    async def _receive(self, data: bytes | str) -> None:
+        try:
+            parsed = parse_message(data)
+        except CommandMalformed as exc:
+            log.warning("cluster: dropped a message on the command channel: %s", exc)
+            return
+        if isinstance(parsed, Reply):
+            fut = self._waiting.get(parsed.id)
+            if fut is not None and not fut.done():
+                fut.set_result(parsed)
+            return
+        if self._inflight.locked():
+            await self._answer(parsed, Reply(parsed.id, error=_BUSY))
+            return
+        self._spawn(self._run(parsed), f"command {parsed.op.value}")
 
     async def _run(self, cmd: Command) -> None:
         async with self._inflight:

@@ -265,18 +265,17 @@ class Supervisor:
                 _wait_tcp("127.0.0.1" if host == "0.0.0.0" else host, port)
             )
             wait_exit = asyncio.create_task(child.proc.wait())
+            stop = asyncio.create_task(self._stopped.wait())
             done, _ = await asyncio.wait(
-                {waiter, wait_exit, asyncio.create_task(self._stopped.wait())},
-                return_when=asyncio.FIRST_COMPLETED,
+                {waiter, wait_exit, stop}, return_when=asyncio.FIRST_COMPLETED
             )
             if waiter in done and waiter.result():
                 child.ready.set()
                 self._write_state()
             waiter.cancel()
             if wait_exit not in done:
-                stop = asyncio.create_task(self._stopped.wait())
                 await asyncio.wait({wait_exit, stop}, return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
+            stop.cancel()
             if self.stopping:
                 break
             log.warning("kamailio exited with %s: starting it again", child.proc.returncode)

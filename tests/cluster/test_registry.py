@@ -18,7 +18,9 @@ from bridge.cluster.registry import Registry, remote_view
 from bridge.config import ClusterSettings
 from bridge.errors import OwnerUnavailable, RemoteCallError
 from bridge.records import INTERRUPTED, CallStore
+from tests.cluster.support import until
 from tests.support.infra import redis_server
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.peer("redis-server")
 
@@ -87,14 +89,6 @@ async def die(reg: Registry) -> None:
     await reg._redis.aclose()
 
 
-async def until(predicate: Any, what: str) -> None:
-    for _ in range(300):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never: {what}")
-
-
 async def test_any_node_lists_and_acts_on_the_other_nodes_calls(
     redis_url: str, tmp_path: Path
 ) -> None:
@@ -155,7 +149,7 @@ async def test_a_dead_owner_is_reported_at_once_and_its_records_closed(
 
         # after: the survivor reaped the node and closed its records
         await until(lambda: ra.reaped, "A reaped the dead node")
-        assert ra.reaped == [("db", 1)]
+        assert list(ra.reaped) == [("db", 1)]
         assert await ra.node_url("db") is None
         record = a.store.get_call("call_lost")
         assert record is not None
@@ -179,7 +173,7 @@ async def test_a_restarted_node_closes_its_predecessors_records(
     # the same worker slot, started again at once (before its keys expire)
     second = Node("rw", CallStore(db))
     async with joined(redis_url, second) as again:
-        assert again.reaped == [("rw", 1)]
+        assert list(again.reaped) == [("rw", 1)]
         record = second.store.get_call("call_old")
         assert record is not None and record.end_reason == INTERRUPTED
 
@@ -204,3 +198,43 @@ async def test_an_owner_dying_while_asked_is_reported_gone_not_timed_out(
         with pytest.raises(OwnerUnavailable) as gone:
             await asking
         assert gone.value.code == "owner_unavailable"
+
+
+async def test_the_registry_comes_back_after_redis_restarts(tmp_path: Path) -> None:
+    port = free_port()
+    first = redis_server(port)
+    url = first.__enter__()
+    db = tmp_path / "calls.db"
+    a, b = Node("ra", CallStore(db)), Node("rb", CallStore(db))
+    b.calls["call_r"] = fake_call("call_r")
+    try:
+        async with joined(url, a) as ra, joined(url, b):
+            assert await ra.owner_of("call_r") == "rb"
+            first.__exit__(None, None, None)  # Redis goes away: everything it held is lost
+            with pytest.raises(OwnerUnavailable) as away:
+                await ra.owner_of("call_r")
+            assert away.value.code == "registry_unavailable"
+            assert await ra.remote_calls() == []  # this node's calls only
+            first = redis_server(port)
+            first.__enter__()
+            # the heartbeats write everything again, the command channels come back
+            await until(_owner_is(ra, "call_r", "rb"), "B's call registered again")
+
+            async def answered() -> bool:
+                with contextlib.suppress(OwnerUnavailable):
+                    await ra.command("rb", Op.HANGUP, "call_r", {})
+                    return True
+                return False
+
+            await until(answered, "B answers commands again")
+    finally:
+        first.__exit__(None, None, None)
+
+
+def _owner_is(reg: Registry, call_id: str, node: str) -> Any:
+    async def check() -> bool:
+        with contextlib.suppress(OwnerUnavailable):
+            return await reg.owner_of(call_id) == node
+        return False
+
+    return check

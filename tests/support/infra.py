@@ -44,11 +44,12 @@ def require_postgres() -> Path:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A Redis server of its own; yields ``redis://127.0.0.1:PORT/0``."""
+def redis_server(port: int | None = None) -> Iterator[str]:
+    """A Redis server of its own (on ``port``, default a free one); yields
+    ``redis://127.0.0.1:PORT/0``."""
     binary = require_redis()
     tmp = Path(tempfile.mkdtemp(prefix="rtb-redis-"))
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             binary,
