@@ -173,8 +173,8 @@ class CallScope:
         return self.agent.session
 
     def levels(self) -> tuple[float | None, float | None]:
-        """dBFS of the latest 20 ms each way, where the leg measures it."""
-        return (None, None)
+        """dBFS of the latest 20 ms each way (the leg's media measures it)."""
+        raise NotImplementedError
 
     def barge_in_latencies_ms(self) -> tuple[int, list[float]]:
         stats = self.control.stats

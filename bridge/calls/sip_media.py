@@ -39,6 +39,7 @@ from media.caller_path import FRAME_MS, CallerPath, CallerStats
 from media.clock import WallClock
 from media.codecs.base import AudioCodec
 from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
+from media.level import leg_levels
 from media.playout import ClearResult, PlaybackEvent, PlayoutEncoding
 from media.rtcp import RtcpError, RtcpReporter
 from media.rtp import ReceiverStats, RtpClock, RtpPacket, RtpSendState
@@ -47,8 +48,6 @@ __all__ = ["MediaStats", "SipMedia", "pass_through_format"]
 
 _PASS_THROUGH = {"PCMU": AudioFormat.PCMU, "PCMA": AudioFormat.PCMA}
 _G711 = {"PCMU": PlayoutEncoding.PCMU, "PCMA": PlayoutEncoding.PCMA}
-#: A level reading counts while its direction carried audio in the last 100 ms.
-_LEVEL_FRESH_S = 0.1
 
 
 def pass_through_format(codec_name: str) -> AudioFormat | None:
@@ -210,14 +209,7 @@ class SipMedia:
         """dBFS of the latest 20 ms each way: caller -> agent, agent -> caller (None: nothing
         flowed in the last 100 ms). Measured on demand from frames already at hand (the
         dashboard asks twice a second), so the media path pays nothing per frame."""
-        level_in = level_out = None
-        last_rtp = self.stats.last_rtp_at
-        if last_rtp is not None and self._tick_at - last_rtp <= _LEVEL_FRESH_S:
-            level_in = self.caller.level()
-        out = self.agent.last_frame
-        if out is not None and self._tick_at - out.deadline <= _LEVEL_FRESH_S:
-            level_out = self.agent.level()
-        return level_in, level_out
+        return leg_levels(self.caller, self.agent, self.stats.last_rtp_at, self._tick_at)
 
     def on_tick(self, deadline: float, now: float) -> None:
         """The shared 20 ms tick: release a held caller packet, emit due agent frames."""

@@ -167,6 +167,9 @@ class WebRtcCall(CallScope):
     def _tasks(self) -> list[Task]:
         return [("client events", self._client_events()), ("caller audio", self._caller_audio())]
 
+    def levels(self) -> tuple[float | None, float | None]:
+        return self.media.levels()
+
     async def _close_leg(self) -> None:
         self.media.track.stop()
         with contextlib.suppress(Exception):

@@ -39,6 +39,7 @@ from numpy.typing import NDArray
 from media.agent_path import AgentPath
 from media.caller_path import AGENT_RATE, FRAME_MS, CallerPath, CallerStats
 from media.codecs._pyav import PyAVDecoder, PyAVEncoder
+from media.level import leg_levels
 from media.playout import ClearResult, PlaybackEvent
 from media.rtp import RtpError, RtpPacket
 
@@ -136,6 +137,7 @@ class WebRtcMedia:
         self.agent.on_playback = on_playback
         self.playout = self.agent.playout  # the call's stats() reads it
         self.inline = False  # True: on_rtp() gets the packets; the track carries nothing
+        self._tick_at = 0.0  # the latest tick's time: the clock the meters read freshness on
 
     @property
     def on_playback(self) -> Callable[[PlaybackEvent], None] | None:
@@ -209,8 +211,16 @@ class WebRtcMedia:
         del digits
         return False
 
+    def levels(self) -> tuple[float | None, float | None]:
+        """dBFS of the latest 20 ms each way: browser -> agent (the decoded PCM16 sent to the
+        agent), agent -> browser (the PCM16 frame before Opus); None where nothing flowed in
+        the last 100 ms. Measured on demand from frames already at hand, as the SIP leg's
+        meters are: the media path pays nothing per frame."""
+        return leg_levels(self.caller, self.agent, self.stats.last_frame_at, self._tick_at)
+
     def on_tick(self, deadline: float, now: float) -> None:
         """The shared 20 ms tick: one Opus packet per due frame, stamped from its deadline."""
+        self._tick_at = now
         self.caller.expire(now)
         agent = self.agent
         frames = agent.tick(deadline, now)
