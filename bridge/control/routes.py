@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import os
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
@@ -53,6 +54,7 @@ from bridge.control.models import (
 )
 from bridge.control.plane import ControlPlane
 from bridge.errors import CallNotAllowed, DestinationRefused, OwnerUnavailable, RemoteCallError
+from bridge.records import CallQuery, Cursor
 from bridge.security import SecurityKind
 
 __all__ = ["api", "probes"]
@@ -186,6 +188,48 @@ async def list_calls(
         and (profile is None or c["profile"] == profile)
     ]
     return {"object": "list", "data": data[:limit]}
+
+
+def _cursor(text: str | None) -> Cursor | None:
+    """``<offered_at>~<call_id>``, as a page's ``next_cursor`` gave it."""
+    if text is None:
+        return None
+    at, sep, call_id = text.partition("~")
+    try:
+        offered_at = float(at)
+    except ValueError:
+        offered_at = math.nan
+    if not sep or not call_id or not math.isfinite(offered_at):
+        raise error(
+            422, "Malformed cursor: pass next_cursor as it was returned.", "bad_cursor", "cursor"
+        )
+    return offered_at, call_id
+
+
+@api.get("/v1/calls/search", tags=["calls"])
+async def search_calls(
+    request: Request,
+    number: Annotated[str | None, Query(max_length=64)] = None,
+    profile: Annotated[str | None, Query(max_length=64)] = None,
+    end_reason: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[float | None, Query(description="offered at or after (epoch s)")] = None,
+    until: Annotated[float | None, Query(description="offered before (epoch s)")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Ended calls, newest first: ``number`` anywhere in the caller's or called URI, an exact
+    ``profile`` and ``end_reason``, offered in ``[since, until)``; a page of ``limit``, and
+    ``next_cursor`` for the next page (null on the last)."""
+    plane = _plane(request)
+    query = CallQuery(number, profile, end_reason, since, until)
+    records, after = await asyncio.to_thread(
+        plane.store.search_calls, query, limit=limit, after=_cursor(cursor)
+    )
+    return {
+        "object": "list",
+        "data": [record_view(r) for r in records],
+        "next_cursor": f"{after[0]!r}~{after[1]}" if after is not None else None,
+    }
 
 
 @api.get("/v1/calls/{call_id}", tags=["calls"])

@@ -7,7 +7,22 @@ Event kinds: ``transcript.user``, ``transcript.agent``, ``dtmf``, ``tool_call``,
 ``state``, ...
 """
 
-from bridge.records.schema import INTERRUPTED, MIGRATIONS, CallEvent, CallRecord
+from bridge.records.schema import (
+    INTERRUPTED,
+    MIGRATIONS,
+    CallEvent,
+    CallQuery,
+    CallRecord,
+    Cursor,
+)
 from bridge.records.store import CallStore
 
-__all__ = ["INTERRUPTED", "MIGRATIONS", "CallEvent", "CallRecord", "CallStore"]
+__all__ = [
+    "INTERRUPTED",
+    "MIGRATIONS",
+    "CallEvent",
+    "CallQuery",
+    "CallRecord",
+    "CallStore",
+    "Cursor",
+]

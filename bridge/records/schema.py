@@ -20,7 +20,9 @@ __all__ = [
     "MIGRATIONS",
     "UPDATABLE",
     "CallEvent",
+    "CallQuery",
     "CallRecord",
+    "Cursor",
     "statements",
 ]
 
@@ -69,6 +71,15 @@ MIGRATIONS: tuple[str, ...] = (
         (SELECT call_id FROM calls WHERE end_reason = 'refused-by-policy');
     DELETE FROM calls WHERE end_reason = 'refused-by-policy';
     """,
+    # ended-call search (the dashboard's, GET /v1/calls/search): newest first by
+    # (offered_at, call_id), narrowed by profile or end reason through its own index
+    """
+    CREATE INDEX IF NOT EXISTS calls_ended ON calls(offered_at, call_id) WHERE state = 'ended';
+    CREATE INDEX IF NOT EXISTS calls_ended_profile ON calls(profile, offered_at, call_id)
+        WHERE state = 'ended';
+    CREATE INDEX IF NOT EXISTS calls_ended_reason ON calls(end_reason, offered_at, call_id)
+        WHERE state = 'ended';
+    """,
 )
 
 #: The end reason of calls whose process died (``kill -9``, a crash, the machine went down).
@@ -92,6 +103,24 @@ UPDATABLE = frozenset(
         "extra",
     }
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    """Which ended calls to find. ``number`` matches anywhere in the caller's or the called
+    URI (spaces, dashes, dots and brackets typed with it are ignored); ``since`` and ``until``
+    bound the time the call was offered (epoch seconds, ``since <= t < until``)."""
+
+    number: str | None = None
+    profile: str | None = None
+    end_reason: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+#: Where a page of search results ends: the last call's ``(offered_at, call_id)``; the next
+#: page starts strictly after it (keyset pagination: stable while calls keep ending).
+Cursor = tuple[float, str]
 
 
 def statements(script: str) -> list[str]:

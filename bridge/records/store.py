@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import Any, cast
 
 from bridge.records.backend import Backend, open_backend
-from bridge.records.schema import INTERRUPTED, UPDATABLE, CallEvent, CallRecord
+from bridge.records.schema import (
+    INTERRUPTED,
+    UPDATABLE,
+    CallEvent,
+    CallQuery,
+    CallRecord,
+    Cursor,
+)
 from media.clock import Clock, SystemClock
 
 __all__ = ["CallStore"]
@@ -54,6 +61,8 @@ COALESCE_S = 0.02
 #: transaction.
 PRUNE_PERIOD_S = 3600.0
 PRUNE_BATCH = 500
+#: What people type inside a phone number, ignored by the search.
+_NUMBER_NOISE = str.maketrans("", "", " -.()\t")
 
 _CLOSE_OWNER = (
     "UPDATE calls SET state = 'ended', end_reason = ?, ended_at = COALESCE("
@@ -359,6 +368,43 @@ class CallStore:
         with self._reader() as db:
             rows = self._backend.fetch(db, sql, (*params, limit))
         return [self._record(r) for r in rows]
+
+    def search_calls(
+        self, query: CallQuery, *, limit: int = 50, after: Cursor | None = None
+    ) -> tuple[list[CallRecord], Cursor | None]:
+        """Ended calls matching ``query``, newest first, a page of at most ``limit``; and the
+        cursor of the next page (None on the last). Profile and end reason are looked up
+        through their indexes, the rest is filtered while walking the newest first."""
+        where = ["state = 'ended'"]  # a literal: the partial indexes apply
+        params: list[Any] = []
+        for clause, value in (
+            ("profile = ?", query.profile),
+            ("end_reason = ?", query.end_reason),
+            ("offered_at >= ?", query.since),
+            ("offered_at < ?", query.until),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        number = (query.number or "").translate(_NUMBER_NOISE)
+        if number:
+            pattern = (
+                "%" + number.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+            where.append("(from_uri LIKE ? ESCAPE '\\' OR to_uri LIKE ? ESCAPE '\\')")
+            params += [pattern, pattern]
+        if after is not None:
+            where.append("(offered_at < ? OR (offered_at = ? AND call_id < ?))")
+            params += [after[0], after[0], after[1]]
+        sql = (
+            f"SELECT * FROM calls WHERE {' AND '.join(where)}"
+            " ORDER BY offered_at DESC, call_id DESC LIMIT ?"
+        )
+        with self._reader() as db:
+            rows = self._backend.fetch(db, sql, (*params, limit + 1))
+        records = [self._record(r) for r in rows[:limit]]
+        more = len(rows) > limit and records
+        return records, (records[-1].offered_at, records[-1].call_id) if more else None
 
     def events(self, call_id: str, *, after_seq: int = 0) -> list[CallEvent]:
         with self._reader() as db:

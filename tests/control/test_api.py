@@ -153,6 +153,44 @@ async def test_list_filters(control: Control) -> None:
     assert r.status_code == 200 and r.json() == {"object": "list", "data": []}
 
 
+async def test_ended_calls_are_searched_a_page_at_a_time(control: Control) -> None:
+    """``GET /v1/calls/search``: filters, newest first, pages joined by ``next_cursor``; a
+    cursor not made by the server is a precise 422."""
+    store = control.plane.store
+    for n in range(5):
+        store.call_offered(
+            f"call_s{n}",
+            direction="inbound",
+            leg="sip",
+            from_uri=f"sip:+1555010{n % 2}@198.51.100.7",
+            to_uri="sip:bot@127.0.0.1",
+            profile="default",
+            offered_at=1000.0 + n,
+        )
+        store.call_ended(f"call_s{n}", reason="remote-bye" if n % 2 else "rtp-timeout")
+    got: list[str] = []
+    params: dict[str, Any] = {"number": "+1 555 0100", "limit": 2, "since": 1000, "until": 2000}
+    while True:
+        r = await control.client.get("/v1/calls/search", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert page["object"] == "list" and len(page["data"]) <= 2
+        for view in page["data"]:
+            assert view["state"] == "ended" and view["end_reason"] == "rtp-timeout", view
+            got.append(view["id"])
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert got == ["call_s4", "call_s2", "call_s0"]
+    r = await control.client.get("/v1/calls/search", params={"end_reason": "remote-bye"})
+    assert [c["id"] for c in r.json()["data"]] == ["call_s3", "call_s1"]
+    r = await control.client.get("/v1/calls/search", params={"profile": "other"})
+    assert r.json() == {"object": "list", "data": [], "next_cursor": None}
+    for bad in ("nonsense", "1.5~", "nan~call_s1", "~call_s1"):
+        r = await control.client.get("/v1/calls/search", params={"cursor": bad})
+        assert r.status_code == 422 and r.json()["error"]["param"] == "cursor", (bad, r.text)
+
+
 async def test_a_slow_event_stream_client_is_told_what_it_missed(control: Control) -> None:
     got: list[dict[str, Any]] = []
     async with control.client.stream("GET", "/v1/events") as r:

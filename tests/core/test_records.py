@@ -227,3 +227,99 @@ def test_postgres_stores_timestamps_to_the_microsecond_and_hides_its_password(
     assert redact_url("postgresql://app:s3cret@db.example:5432/rtb") == (
         "postgresql://app:***@db.example:5432/rtb"
     )
+
+
+def _ended_calls(store: CallStore) -> None:
+    """Twelve ended calls a minute apart (call_00 the oldest), two profiles, three reasons;
+    one still live, which a search never returns."""
+    for n in range(12):
+        call_id = f"call_{n:02d}"
+        store.call_offered(
+            call_id,
+            direction="inbound",
+            leg="sip",
+            from_uri=f"sip:+1555010{n % 4}@198.51.100.7",
+            to_uri="sip:support@203.0.113.10",
+            profile="sales" if n % 3 == 0 else "support",
+            offered_at=1000.0 + 60 * n,
+        )
+        store.call_ended(call_id, reason=("remote-bye", "rtp-timeout", "api-hangup")[n % 3])
+    store.call_offered(
+        "call_live", direction="inbound", leg="sip", from_uri="sip:+15550100@x", offered_at=2000.0
+    )
+
+
+def test_ended_calls_are_searched_newest_first_a_page_at_a_time(target: str | Path) -> None:
+    from bridge.records import CallQuery
+
+    store = CallStore(target)
+    _ended_calls(store)
+
+    def ids(query: CallQuery, limit: int = 50) -> list[str]:
+        out: list[str] = []
+        after = None
+        while True:  # every page, following the cursors
+            page, after = store.search_calls(query, limit=limit, after=after)
+            assert len(page) <= limit
+            out += [r.call_id for r in page]
+            if after is None:
+                return out
+
+    everything = [f"call_{n:02d}" for n in reversed(range(12))]
+    assert ids(CallQuery()) == everything  # ended only, newest first
+    assert ids(CallQuery(), limit=5) == everything  # three pages, nothing twice or lost
+    first, after = store.search_calls(CallQuery(), limit=12)
+    assert len(first) == 12 and after is None  # an exact last page says so
+    # a number as typed (spaces, dashes), anywhere in the caller's or the called URI
+    assert ids(CallQuery(number="555 010-1"), limit=2) == ["call_09", "call_05", "call_01"]
+    assert ids(CallQuery(number="support")) == everything
+    assert ids(CallQuery(number="50%")) == []  # LIKE's wildcards are literal here
+    assert ids(CallQuery(profile="sales")) == ["call_09", "call_06", "call_03", "call_00"]
+    assert ids(CallQuery(end_reason="rtp-timeout", profile="support")) == [
+        "call_10",
+        "call_07",
+        "call_04",
+        "call_01",
+    ]
+    # offered in [since, until)
+    assert ids(CallQuery(since=1000.0 + 60 * 3, until=1000.0 + 60 * 6)) == [
+        "call_05",
+        "call_04",
+        "call_03",
+    ]
+    assert ids(CallQuery(end_reason="remote-bye", number="0102")) == ["call_06"]
+    store.close()
+
+
+def test_ended_call_search_walks_an_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search reads an index in the order it returns (no full scan, no sort of the whole
+    table), the profile's or the end reason's when one is given."""
+    import sqlite3
+    from typing import Any
+
+    from bridge.records import CallQuery
+
+    store = CallStore(tmp_path / "calls.db")
+    _ended_calls(store)
+    captured: list[tuple[str, Any]] = []
+    fetch = store._backend.fetch
+
+    def spy(db: Any, sql: str, params: Any = ()) -> Any:
+        captured.append((sql, params))
+        return fetch(db, sql, params)
+
+    monkeypatch.setattr(store._backend, "fetch", spy)
+    for query, index in (
+        (CallQuery(), "calls_ended"),
+        (CallQuery(number="5550101"), "calls_ended"),
+        (CallQuery(profile="sales"), "calls_ended_profile"),
+        (CallQuery(end_reason="rtp-timeout", since=1.0), "calls_ended_reason"),
+    ):
+        captured.clear()
+        store.search_calls(query, limit=5, after=(5000.0, "call_99"))
+        ((sql, params),) = [c for c in captured if c[0].startswith("SELECT * FROM calls")]
+        db = sqlite3.connect(tmp_path / "calls.db")
+        plan = " / ".join(str(row[3]) for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
+        db.close()
+        assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, (query, plan)
+    store.close()
