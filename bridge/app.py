@@ -1,7 +1,8 @@
 """The HTTP/WebSocket application: ``create_app(settings, server_key)``.
 
 Routes validate and delegate; protocol code never calls back into this layer. The lifespan
-owns the runtime (``runtime=True``) and the control plane (:mod:`bridge.control`). The app's state
+owns the runtime (``runtime=True``), the control plane (:mod:`bridge.control`) and the
+dashboard's fleet history (:mod:`bridge.dashboard.fleet`). The app's state
 holds the settings, the server key, the upstream settings sessions use (the local agent's
 address when ``serve`` started one in-process), the process's security event log
 (:mod:`bridge.security`) and the dashboard's login sessions.
@@ -27,6 +28,7 @@ from bridge.control import ControlPlane
 from bridge.control import install as install_control
 from bridge.control.sessions import SESSIONS_FILE, LoginSessions
 from bridge.dashboard import router as dashboard_router
+from bridge.dashboard.fleet import watch_fleet
 from bridge.relay import router as relay_router
 from bridge.runtime import start_runtime
 from bridge.security import SecurityLog
@@ -67,6 +69,7 @@ def create_app(
                 sip_leg = getattr(app.state, "sip_leg", None)
                 plane = ControlPlane(app.state.settings, manager, manager.store, sip_leg=sip_leg)
                 app.state.control = await stack.enter_async_context(plane)
+                app.state.fleet = await stack.enter_async_context(watch_fleet(manager))
             yield
 
     srv = settings.server
@@ -85,6 +88,7 @@ def create_app(
     )
     app.state.upstream_settings = upstream or settings.upstream
     app.state.control = None
+    app.state.fleet = None  # the fleet view's last hour (bridge.dashboard.fleet), with calls
 
     install_control(app)  # /v1/calls, /v1/realtime/calls/{id}/*, /v1/events, probes, metrics
     app.include_router(relay_router)

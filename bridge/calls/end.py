@@ -12,7 +12,7 @@ import enum
 
 from sip.events import EndReason as SipEndReason
 
-__all__ = ["EndReason"]
+__all__ = ["UPSTREAM_FAILURES", "EndReason"]
 
 
 class EndReason(enum.StrEnum):
@@ -68,6 +68,9 @@ class EndReason(enum.StrEnum):
         """The SIP core's view of a dialog that ended, as a call's end reason."""
         return _FROM_SIP[reason]
 
+
+#: The ends that count as upstream errors (``rtbridge_upstream_errors``, the fleet view).
+UPSTREAM_FAILURES = frozenset({EndReason.UPSTREAM_LOST, EndReason.UPSTREAM_UNAVAILABLE})
 
 _FROM_SIP: dict[SipEndReason, EndReason] = {
     SipEndReason.LOCAL_BYE: EndReason.LOCAL_HANGUP,

@@ -4,12 +4,16 @@ Each observer gets its own bounded queue. A slow observer never stalls the call:
 queue is full, the event is dropped *for that observer* and counted; the observer learns how
 many it missed (``Subscription.dropped``) so it can report it. Audio deltas go only to
 observers that ask for them (they are most of the bytes).
+
+A *tap* is the cheap kind of observer for process-wide views (the dashboard's fleet history):
+a plain function called synchronously with the few event types it names, no queue, no task.
+It must be quick and must not raise; a call holds at most a few.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 __all__ = ["EventFanout", "Subscription"]
@@ -56,10 +60,21 @@ class Subscription:
         self._fanout.unsubscribe(self)
 
 
+Tap = Callable[[Mapping[str, Any]], None]
+
+
 class EventFanout:
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
+        self._taps: dict[str, list[Tap]] = {}
         self.closed = False
+
+    def tap(self, types: frozenset[str], fn: Tap) -> None:
+        """Call ``fn`` with every event of one of ``types`` from now until the call ends."""
+        if self.closed:
+            return
+        for kind in types:
+            self._taps.setdefault(kind, []).append(fn)
 
     def subscribe(self, *, maxsize: int = 512, audio: bool = False) -> Subscription:
         sub = Subscription(self, maxsize, audio)
@@ -74,6 +89,9 @@ class EventFanout:
             self._subs.remove(sub)
 
     def publish(self, event: Mapping[str, Any]) -> None:
+        if self._taps:
+            for fn in self._taps.get(str(event.get("type")), ()):
+                fn(event)
         if not self._subs:
             return
         audio = event.get("type") in AUDIO_EVENTS
@@ -84,6 +102,7 @@ class EventFanout:
 
     def close(self) -> None:
         self.closed = True
+        self._taps.clear()
         for sub in self._subs:
             sub._close()
         self._subs.clear()

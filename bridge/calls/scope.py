@@ -41,6 +41,7 @@ from bridge.calls.agent_events import (
     ResponseDone,
     SessionRenewed,
     SpeechStarted,
+    SpeechStopped,
     Transcript,
     UpstreamErrorEvent,
 )
@@ -240,8 +241,19 @@ class CallScope:
             case ResponseDone(response_id=rid):
                 control.on_response_done(event)
                 self._leg_media.mark_done(rid)
-            case SpeechStarted():
-                control.on_speech_started()
+            case SpeechStarted(item_id=iid, audio_start_ms=start_ms):
+                control.on_speech_started()  # the barge-in first; the log after
+                self.store.log_event(
+                    self.id,
+                    "input_audio_buffer.speech_started",
+                    {"item_id": iid, "audio_start_ms": start_ms},
+                )
+            case SpeechStopped(item_id=iid, audio_end_ms=end_ms):
+                self.store.log_event(
+                    self.id,
+                    "input_audio_buffer.speech_stopped",
+                    {"item_id": iid, "audio_end_ms": end_ms},
+                )
             case FunctionCallDone():
                 control.on_function_call(event)
             case Transcript(speaker=speaker, item_id=iid, text=text):

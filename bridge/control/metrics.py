@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bridge.calls.end import UPSTREAM_FAILURES
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
 
@@ -38,7 +39,6 @@ _MEDIA_COUNTERS = (
         "Caller frames dropped because the agent upstream stalled.",
     ),
 )
-_UPSTREAM_REASONS = frozenset({"upstream-lost", "upstream-unavailable"})
 
 
 def _num(stats: dict[str, Any], *keys: str) -> float:
@@ -135,7 +135,7 @@ class Metrics:
         elif kind == "call.ended":
             reason = str(event.get("reason") or "unknown")
             self.ended.labels(reason).inc()
-            if reason in _UPSTREAM_REASONS:
+            if reason in UPSTREAM_FAILURES:
                 self.upstream_errors.labels(reason).inc()
             t = self._tracked.pop(call_id, None)
             if t is None or t.call is None:

@@ -6,16 +6,19 @@
   random token in the cookie, :mod:`bridge.control.auth`) and redirects to the dashboard.
   ``POST /dashboard/logout`` revokes it. Both refuse a form posted from another origin.
 * ``GET /dashboard/api/stream`` (SSE): a ``snapshot`` (live calls, recent ended calls, recent
-  security events), then ``offered`` / ``answered`` / ``ended`` from the call manager's lifecycle
-  fan-out, a ``stats`` event every half second with the numbers that move, and ``security``
-  with the security events recorded since (:mod:`bridge.security`). Every tick the set of live calls
-  is reconciled with what this client was told, so a dropped lifecycle event or a leg that does
-  not publish one (browser calls) still appears and disappears. On reconnect the browser gets a
-  fresh snapshot. In a cluster (``cluster.redis_url``) the snapshot and every tick also hold
-  the other nodes' live calls from the registry (each row names its ``node``): they appear
-  as ``answered`` and leave as ``ended`` (their statistics stay on their node).
+  security events, the fleet's last hour), then ``offered`` / ``answered`` / ``ended`` from the
+  call manager's lifecycle fan-out, a ``stats`` event every half second with the numbers that
+  move (and the fleet buckets that changed: the one closed since, the open one), and
+  ``security`` with the security events recorded since (:mod:`bridge.security`). Every tick
+  the set of live calls is reconciled with what this client was told, so a dropped lifecycle
+  event or a leg that does not publish one (browser calls) still appears and disappears. On
+  reconnect the browser gets a fresh snapshot. In a cluster (``cluster.redis_url``) the
+  snapshot and every tick also hold the other nodes' live calls from the registry (each row
+  names its ``node``): they appear as ``answered`` and leave as ``ended`` (their statistics
+  stay on their node). The fleet charts are this node's.
 * ``GET /dashboard/api/calls/{id}/stream`` (SSE): one call's stored event log (transcripts,
-  DTMF, tool calls, REFER, errors), then until it ends: its live server events (``event``),
+  DTMF, tool calls, REFER, both parties' speech and playback, barge-ins, turn latencies:
+  what the call view's timeline draws), then until it ends: its live server events (``event``),
   what it logs meanwhile (``logged``: DTMF, REFER progress, hold) and its full statistics
   (``stats``); then ``ended`` with the reason. For an ended call: the log and ``ended``.
 
@@ -55,6 +58,7 @@ from bridge.control.auth import (
     origin_allowed,
     record,
 )
+from bridge.dashboard.fleet import LATENCY_EDGES_S, FleetHistory
 from bridge.dashboard.views import (
     call_stats,
     ended_view,
@@ -233,7 +237,9 @@ async def stream(request: Request) -> Response:
     plane = getattr(request.app.state, "control", None)
     cluster = getattr(plane, "cluster", None)
     node = getattr(plane, "node_name", None) if cluster is not None else None
-    return _stream(_overview(*rt, _closing(request), security, cluster, node))
+    fleet = getattr(request.app.state, "fleet", None)
+    fleet = fleet if isinstance(fleet, FleetHistory) else None
+    return _stream(_overview(*rt, _closing(request), security, fleet, cluster, node))
 
 
 async def _remote(cluster: Registry | None) -> dict[str, dict[str, Any]]:
@@ -243,11 +249,18 @@ async def _remote(cluster: Registry | None) -> dict[str, dict[str, Any]]:
     return {str(c.get("id")): c for c in await cluster.remote_calls()}
 
 
+def _fleet_view(fleet: FleetHistory | None) -> dict[str, Any] | None:
+    if fleet is None:
+        return None
+    return {"bucket_s": fleet.bucket_s, "edges": LATENCY_EDGES_S, "buckets": fleet.history()}
+
+
 async def _overview(
     manager: CallManager,
     store: CallStore,
     closing: asyncio.Event,
     security: SecurityLog,
+    fleet: FleetHistory | None,
     cluster: Registry | None = None,
     node: str | None = None,
 ) -> AsyncIterator[bytes]:
@@ -259,11 +272,12 @@ async def _overview(
     remote: dict[str, dict[str, Any]] = {}  # the other nodes' calls this client was told of
     gone: dict[str, float] = {}  # told "ended" by a tick; its lifecycle event may follow
     told_seq = 0  # the newest security event this client has
+    fleet_from = 0.0  # the open fleet bucket this client was sent last (it may close)
     try:
         yield b"retry: 1000\n\n"
 
         async def snapshot() -> bytes:
-            nonlocal told_seq
+            nonlocal told_seq, fleet_from
             known.clear()
             views = []
             for call in _live(manager).values():
@@ -274,6 +288,9 @@ async def _overview(
             views.extend(remote.values())
             told_seq = security.last_seq
             alerts = [e.to_json() for e in security.recent(limit=SECURITY_LIMIT)]
+            history = _fleet_view(fleet)
+            if history is not None:
+                fleet_from = history["buckets"][-1]["t"]
             return _sse(
                 "snapshot",
                 {
@@ -281,6 +298,7 @@ async def _overview(
                     "calls": views,
                     "recent": await _recent(store),
                     "security": alerts,
+                    "fleet": history,
                 },
             )
 
@@ -329,7 +347,11 @@ async def _overview(
                 for cid in others.keys() - remote.keys():
                     remote[cid] = others[cid]
                     yield _sse("answered", others[cid])
-            yield _sse("stats", {"now": manager.clock.wall(), "calls": stats})
+            tick: dict[str, Any] = {"now": manager.clock.wall(), "calls": stats}
+            if fleet is not None:
+                tick["fleet"] = fleet.since(fleet_from)
+                fleet_from = tick["fleet"][-1]["t"]
+            yield _sse("stats", tick)
             if security.last_seq > told_seq:
                 fresh = security.recent(limit=SECURITY_LIMIT, after_seq=told_seq)
                 told_seq = security.last_seq

@@ -1,7 +1,8 @@
 """The dashboard's streams over a live SIPp call, without a browser: the overview stream tells
-``offered`` -> ``answered`` -> ``stats`` (with the call's jitter, loss and levels) -> ``ended``
-with the end reason; a call's stream replays its log (the agent's greeting transcript) and
-ends with the record; unknown calls are 404."""
+``offered`` -> ``answered`` -> ``stats`` (with the call's jitter, loss and levels, and the fleet
+view's buckets) -> ``ended`` with the end reason; a call's stream replays its log (the agent's
+greeting transcript) and ends with the record; unknown calls are 404. A browser call shows up,
+with level meters, and goes."""
 
 from __future__ import annotations
 
@@ -74,6 +75,9 @@ async def test_overview_and_call_streams_follow_a_sipp_call(
             events = sse(r)
             kind, snap = await anext(events)
             assert kind == "snapshot" and snap["calls"] == [] and snap["recent"] == []
+            fleet = snap["fleet"]  # the fleet view's hour: only the open bucket so far
+            assert fleet["bucket_s"] == 10.0 and len(fleet["buckets"]) == 1
+            assert fleet["buckets"][0]["answered"] == 0
             sipp_task = asyncio.create_task(
                 run_sipp(
                     sipp,
@@ -109,6 +113,14 @@ async def test_overview_and_call_streams_follow_a_sipp_call(
         for tick in ticks:
             assert tick["jitter_ms"] is not None and tick["loss_pct"] == 0.0
             assert tick["level_out"] is not None  # we send the agent's audio (or silence)
+        # the fleet buckets each tick carries: the call set up, live, no failure
+        buckets: dict[float, dict[str, Any]] = {}
+        for k, d in seen:
+            if k == "stats":
+                buckets.update({b["t"]: b for b in d["fleet"]})
+        assert sum(b["answered"] for b in buckets.values()) == 1, buckets
+        assert max(b["active"] for b in buckets.values()) == 1, buckets
+        assert sum(b["failed"] for b in buckets.values()) == 0, buckets
 
         async with client.stream(
             "GET", f"/dashboard/api/calls/{call_id}/stream", headers=AUTH
@@ -150,6 +162,12 @@ async def test_a_browser_call_appears_and_disappears_too(bridge: Bridge) -> None
                 async for kind, data in events:
                     if kind == "answered" and data["id"] == call_id:
                         assert data["leg"] == "webrtc"
+                        break
+            # its meters: the browser leg measures levels too (the agent's silence, at least)
+            async with asyncio.timeout(20):
+                async for kind, data in events:
+                    tick = data["calls"].get(call_id) if kind == "stats" else None
+                    if tick is not None and tick["level_out"] is not None:
                         break
             hangup = await client.post(f"/v1/calls/{call_id}/hangup", headers=WEBRTC_AUTH)
             assert hangup.status_code == 200

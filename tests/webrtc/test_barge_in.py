@@ -97,5 +97,9 @@ async def test_a_barge_in_leaves_the_heard_transcript_in_the_event_log(
         assert entry["transcript"] and said.startswith(entry["transcript"])
         kinds = [e.kind for e in bridge.store.events(call_id)]
         assert kinds.count("conversation.item.truncated") == 1
+        # the call's log holds when the caller spoke (the dashboard's timeline draws it) beside
+        # the cut it caused (whether a dialect says when speech stopped is its own affair)
+        assert "input_audio_buffer.speech_started" in kinds, kinds
+        assert "output_audio_buffer.cleared" in kinds, kinds
     finally:
         await peer.close()
