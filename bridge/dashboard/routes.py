@@ -5,6 +5,10 @@
 * ``POST /dashboard/login``: the key in a form body (never a URL); starts a login session (a
   random token in the cookie, :mod:`bridge.control.auth`) and redirects to the dashboard.
   ``POST /dashboard/logout`` revokes it. Both refuse a form posted from another origin.
+  The page's views: the fleet's last hour as SVG charts (``dashboard-charts.js``, our own:
+  ``dashboard-fleet.js``), live calls, one call's timeline with its recording player
+  (``dashboard-timeline.js``), the security events, the search of ended calls
+  (``dashboard-search.js`` over ``GET /v1/calls/search``) and the recent ended calls.
 * ``GET /dashboard/api/stream`` (SSE): a ``snapshot`` (live calls, recent ended calls, recent
   security events, the fleet's last hour), then ``offered`` / ``answered`` / ``ended`` from the
   call manager's lifecycle fan-out, a ``stats`` event every half second with the numbers that
@@ -46,6 +50,7 @@ from fastapi.responses import (
 )
 
 from bridge.apikeys import ServerKey
+from bridge.calls.end import EndReason
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
 from bridge.calls.observers import Subscription
@@ -77,9 +82,19 @@ router = APIRouter(include_in_schema=False)
 STATS_INTERVAL_S = 0.5
 RECENT_LIMIT = 50
 SECURITY_LIMIT = 50  # security events in the panel
-#: log kinds the detail stream already sent as live server events
-_LIVE_KINDS = frozenset({"transcript.user", "transcript.agent", "tool_call"})
-_ASSETS = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+#: log kinds the detail stream already sent as live server events (the transcripts; the rest
+#: of the log goes on as "logged": the timeline draws from it)
+_LIVE_KINDS = frozenset({"transcript.user", "transcript.agent"})
+_ASSETS = {
+    "dashboard.js": "text/javascript",
+    "dashboard-charts.js": "text/javascript",
+    "dashboard-fleet.js": "text/javascript",
+    "dashboard-timeline.js": "text/javascript",
+    "dashboard-search.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
+#: the search form's end reasons: the closed set, in the page as <option>s
+_END_REASONS = "".join(f'<option value="{r.value}">' for r in EndReason)
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
@@ -152,7 +167,8 @@ def _login_page(error: str | None, status: int) -> HTMLResponse:
 async def dashboard(request: Request) -> Response:
     if not _authorized(request):
         return _login_page(None, 401)
-    return HTMLResponse(_static("dashboard.html"), headers=_SECURITY_HEADERS)
+    page = _static("dashboard.html").replace("<!--end-reasons-->", _END_REASONS)
+    return HTMLResponse(page, headers=_SECURITY_HEADERS)
 
 
 @router.get("/dashboard/static/{name}")

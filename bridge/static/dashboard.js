@@ -5,8 +5,11 @@
 // feeds the security events panel (what rtbridge refused: wrong keys, refused targets, ...). Rows are created
 // once and updated in place (text and a meter transform only when a value changed), so a
 // hundred calls cost a few hundred small DOM writes a second. Clicking a row opens a second
-// EventSource for that call's log and live events. Hang-up and transfer POST to the control
-// plane's /v1/calls/{id}/... routes; the login cookie authorises them (same origin).
+// EventSource for that call's log and live events, drawn as a timeline (dashboard-timeline.js,
+// with the recording player when GET /v1/calls/{id} names a recording). The stream's snapshot
+// and ticks also carry the fleet's last hour (dashboard-fleet.js); ended calls are searched
+// with dashboard-search.js. Hang-up and transfer POST to the control plane's
+// /v1/calls/{id}/... routes; the login cookie authorises them (same origin).
 "use strict";
 
 (() => {
@@ -15,6 +18,16 @@
   const ALERTS_MAX = 50;
   const EVENTS_MAX = 400;
   const METER_FLOOR_DB = -60;
+  // logged kinds whose live server event the events pane already showed
+  const SHOWN_LIVE = new Set([
+    "tool_call",
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "output_audio_buffer.started",
+    "output_audio_buffer.stopped",
+  ]);
+  const fleet = window.rtbFleet;
+  const timeline = window.rtbTimeline;
 
   const state = {
     rows: new Map(), // call id -> {tr, cells, view, last}
@@ -272,6 +285,7 @@
     $("no-alerts").hidden = false;
     $("security-count").textContent = "";
     for (const ev of snap.security || []) addAlert(ev, false); // newest first
+    fleet.reset(snap.fleet, snap.now);
     counts();
   }
 
@@ -291,6 +305,8 @@
       const row = state.rows.get(id);
       if (row) applyStats(row, s);
     }
+    fleet.update(msg.fleet, msg.now);
+    timeline.tick(msg.now);
     const ms = performance.now() - t0;
     state.statsTicks += 1;
     state.statsMsTotal += ms;
@@ -462,6 +478,16 @@
     }
   }
 
+  async function loadDetail(id) {
+    // the API's view of the call: its recording and turn latencies (when rtbridge has them)
+    try {
+      const r = await fetch("/v1/calls/" + encodeURIComponent(id), { credentials: "same-origin", cache: "no-store" });
+      if (r.ok && state.detail && state.detail.id === id) timeline.setDetail(await r.json());
+    } catch (e) {
+      // the timeline still draws from the log
+    }
+  }
+
   function select(id) {
     const d = state.detail;
     if (d) {
@@ -473,7 +499,10 @@
     }
     state.detail = null;
     $("detail").hidden = !id;
-    if (!id) return;
+    if (!id) {
+      timeline.close();
+      return;
+    }
     const row = state.rows.get(id);
     if (row) row.tr.classList.add("selected");
     const rec = state.recent.get(id);
@@ -486,8 +515,10 @@
     setText($("detail-state"), row ? "live" : "");
     $("detail-state").className = "";
     showInfo(row ? row.view : { id });
+    timeline.open(id, row ? row.view : null);
     const es = new EventSource("/dashboard/api/calls/" + encodeURIComponent(id) + "/stream");
     state.detail = { id, es, items: new Set() };
+    loadDetail(id);
     const on = (name, fn) => es.addEventListener(name, (e) => fn(JSON.parse(e.data)));
     on("info", (v) => {
       showInfo(v);
@@ -500,9 +531,11 @@
         else if (e.kind === "transcript.agent") say("agent", e.data.item_id, e.data.text);
         logLine(e);
       }
+      timeline.add(entries);
     });
     on("logged", (entries) => {
-      for (const e of entries) logLine(e);
+      for (const e of entries) if (!SHOWN_LIVE.has(e.kind)) logLine(e);
+      timeline.add(entries);
     });
     on("event", (ev) => {
       if (ev.who) say(ev.who, ev.item_id, ev.text);
@@ -513,6 +546,8 @@
     on("ended", (rec) => {
       es.close();
       if (rec.from !== undefined) showInfo(rec);
+      timeline.ended(rec);
+      loadDetail(id); // the recording is complete now
       const st = $("detail-state");
       setText(st, "ended" + (rec.end_reason ? ": " + rec.end_reason : ""));
       st.className = "ended";
@@ -525,6 +560,7 @@
     };
   }
 
+  state.select = select; // the search results open calls too
   counts();
   connect();
 })();

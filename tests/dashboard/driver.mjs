@@ -7,6 +7,7 @@
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
 import path from "node:path";
+import { readFileSync } from "node:fs";
 
 const cfg = JSON.parse(process.argv[2]);
 const require = createRequire(path.join(cfg.peers, "package.json"));
@@ -81,12 +82,9 @@ async function main() {
     });
 
     await nextLine(); // the test started SIPp (or stopped rtbridge)
-    if (cfg.mode === "transfer") {
-      await transfer(page, shot, errors);
-      return;
-    }
-    if (cfg.mode === "reconnect") {
-      await reconnect(page, shot, errors);
+    const modes = { transfer, reconnect, fleet: fleetView, timeline };
+    if (modes[cfg.mode]) {
+      await modes[cfg.mode](page, shot, errors);
       return;
     }
 
@@ -226,6 +224,193 @@ async function reconnect(page, shot, errors) {
     snapshots: window.rtbridgeDashboard.snapshots,
   }));
   step("reconnected", { ...end, state: await connState(), errors });
+}
+
+// What the fleet view shows (its headline numbers and whether each chart drew something).
+function fleetState(page) {
+  return page.evaluate(() => {
+    const text = (id) => document.getElementById(id).textContent;
+    const drawn = (sel) => {
+      const p = document.querySelector(sel);
+      return p ? (p.getAttribute("d") || "").length : 0;
+    };
+    return {
+      shown: !document.getElementById("fleet").hidden,
+      active: text("fleet-active"),
+      success: text("fleet-success"),
+      latency: text("fleet-latency"),
+      upstream: text("fleet-upstream"),
+      security: text("fleet-security"),
+      activeLine: drawn("#chart-active path.line"),
+      successLine: drawn("#chart-success path.line"),
+      securityBars: [...document.querySelectorAll("#chart-security path.bars")].reduce(
+        (n, p) => n + (p.getAttribute("d") || "").length,
+        0,
+      ),
+      latencyNoData: getComputedStyle(document.querySelector("#chart-latency .no-data")).visibility,
+      legend: [...document.querySelectorAll("#security-legend .legend-item:not([hidden])")].map((e) => e.dataset.kind),
+    };
+  });
+}
+
+// The fleet view with 50 live calls, then the page's stats ticks timed with 500.
+async function fleetView(page, shot, errors) {
+  const waitRows = async (n, timeout) => {
+    await page.waitForFunction((n) => document.querySelectorAll("#calls-body tr:not(.offered)").length >= n, n, {
+      timeout,
+      polling: 200,
+    });
+  };
+  await waitRows(cfg.expect, 40000);
+  // the server samples the live calls once a second; the chart follows on the next tick
+  await page.waitForFunction((n) => document.getElementById("fleet-active").textContent === "peak " + n, cfg.expect, {
+    timeout: 10000,
+  });
+  await page.waitForTimeout(700);
+  await shot("03-fleet-50.png");
+  await page.screenshot({ path: path.join(cfg.artifacts, "03-fleet-50-view.png") });
+  step("fleet50", { fleet: await fleetState(page), rows: await liveRows(page) });
+
+  await nextLine(); // the test started the others
+  await waitRows(cfg.many, 120000);
+  await page.evaluate(() => {
+    const s = window.rtbridgeDashboard;
+    s.statsTicks = 0;
+    s.statsMsTotal = 0;
+    s.statsMsMax = 0;
+  });
+  await page.waitForFunction(() => window.rtbridgeDashboard.statsTicks >= 20, null, { timeout: 30000 });
+  const rows = await liveRows(page);
+  const fleet = await fleetState(page);
+  await page.screenshot({ path: path.join(cfg.artifacts, "04-fleet-500-view.png") });
+  await shot("04-fleet-500.png");
+  const timing = await page.evaluate(() => {
+    const s = window.rtbridgeDashboard;
+    return { statsTicks: s.statsTicks, statsMsMean: s.statsMsTotal / Math.max(1, s.statsTicks), statsMsMax: s.statsMsMax };
+  });
+  // a click still answers at once: the live table filters
+  const t0 = Date.now();
+  await page.fill("#filter", "no-such-call");
+  await page.waitForFunction(() => document.getElementById("filter-count").textContent === "0 shown", null, { timeout: 10000 });
+  const filterMs = Date.now() - t0;
+  await page.fill("#filter", "");
+  step("fleet500", { ...timing, filterMs, rows, fleet, errors });
+}
+
+// One call's timeline: the caller's speech, the agent's playback cut by a barge-in, a tool
+// call, a digit; then the recording player (the test serves the call's detail and its WAV).
+async function timeline(page, shot, errors) {
+  const row = page.locator("#calls-body tr:not(.offered)").first();
+  await row.waitFor({ timeout: 20000 });
+  const id = await row.getAttribute("data-id");
+  await row.locator("td.from").click();
+  await page.locator("#detail:not([hidden])").waitFor();
+  const svg = page.locator("#timeline-svg");
+  // a live call: the marks appear as the call logs them
+  await svg.locator(".mark-ev.barge-in").first().waitFor({ timeout: 30000 });
+  await svg.locator(".mark-ev.tool").first().waitFor({ timeout: 30000 });
+  await svg.locator(".mark-ev.dtmf").first().waitFor({ timeout: 30000 });
+  await page.locator("#detail-state.ended").waitFor({ timeout: 30000 });
+  await page.waitForTimeout(300);
+  const drawn = await page.evaluate(() => {
+    const svg = document.getElementById("timeline-svg");
+    const all = (sel) => [...svg.querySelectorAll(sel)];
+    const box = (el) => ({ x: Number(el.getAttribute("x")), w: Number(el.getAttribute("width")) });
+    const markX = (el) => Number(el.querySelector("path").getAttribute("d").slice(1).split(",")[0]);
+    return {
+      caller: all("rect.seg.caller").map(box),
+      agent: all("rect.seg.agent").map(box),
+      cut: all("rect.seg.agent.cut").map(box),
+      bargeIns: all(".mark-ev.barge-in").map(markX),
+      tools: all(".mark-ev.tool").map((g) => g.querySelector("text").textContent),
+      toolX: all(".mark-ev.tool").map(markX),
+      dtmf: all(".mark-ev.dtmf").map((g) => g.querySelector("text").textContent),
+      turnsNoData: !!svg.querySelector("text.no-data"),
+      summary: document.getElementById("turn-summary").textContent,
+      recordingHidden: document.getElementById("recording").hidden,
+      recordingInfo: document.getElementById("recording-info").textContent,
+    };
+  });
+  await shot("03-timeline.png");
+  await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, "04-timeline-only.png") });
+  step("timeline", { id, drawn, errors });
+
+  // the recording player: reopen the call. Until rtbridge records calls itself (issue 16,
+  // point 1), the call's detail gets a `recording` and its URL serves the test's WAV (with
+  // HTTP ranges, as the real route does); once rtbridge has one, its own is used.
+  await nextLine();
+  await page.route(`**/v1/calls/${id}`, async (route) => {
+    const real = await route.fetch();
+    const json = await real.json();
+    if (!json.recording) {
+      json.recording = { mode: "stereo", format: "wav", sample_rate: 8000, url: `/v1/calls/${id}/recording`, paused: false };
+    }
+    await route.fulfill({ response: real, json });
+  });
+  await page.route(`**/v1/calls/${id}/recording`, async (route) => {
+    const real = await route.fetch();
+    if (real.ok()) return route.fulfill({ response: real });
+    const wav = readFileSync(cfg.recordingWav);
+    const m = /bytes=(\d+)-(\d*)/.exec(route.request().headers()["range"] || "");
+    if (!m) return route.fulfill({ status: 200, contentType: "audio/wav", headers: { "Accept-Ranges": "bytes" }, body: wav });
+    const start = Number(m[1]);
+    const end = m[2] ? Math.min(Number(m[2]), wav.length - 1) : wav.length - 1;
+    return route.fulfill({
+      status: 206,
+      contentType: "audio/wav",
+      headers: { "Accept-Ranges": "bytes", "Content-Range": `bytes ${start}-${end}/${wav.length}` },
+      body: wav.subarray(start, end + 1),
+    });
+  });
+  await page.click("#detail-close");
+  await page.locator(`#recent-body tr[data-id="${id}"]`).click();
+  const audio = page.locator("#recording:not([hidden])");
+  await audio.waitFor({ timeout: 10000 });
+  await page.waitForFunction(() => document.getElementById("recording").readyState >= 1, null, { timeout: 10000 });
+  const duration = await page.evaluate(() => document.getElementById("recording").duration);
+  // a click on the timeline seeks the recording there and moves the playhead with it
+  const box = await page.locator("#timeline-svg").boundingBox();
+  await page.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.5);
+  await page.waitForTimeout(200);
+  const seek = await page.evaluate(() => {
+    const head = document.getElementById("playhead");
+    return {
+      currentTime: document.getElementById("recording").currentTime,
+      headX: Number(head.getAttribute("x1")),
+      visible: head.getAttribute("visibility"),
+    };
+  });
+  await page.evaluate(() => document.getElementById("recording").play());
+  await page.waitForFunction((t) => document.getElementById("recording").currentTime > t + 0.3, seek.currentTime, {
+    timeout: 10000,
+  });
+  const played = await page.evaluate(() => ({
+    currentTime: document.getElementById("recording").currentTime,
+    headX: Number(document.getElementById("playhead").getAttribute("x1")),
+  }));
+  await page.evaluate(() => document.getElementById("recording").pause());
+  await shot("05-recording-player.png");
+  await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, "06-recording-player-only.png") });
+  const info = await page.locator("#recording-info").textContent();
+  step("recording", { duration, seek, played, info, errors });
+
+  // the ended call, found by the search form (by its end reason and the caller's name), and
+  // a search that matches nothing says so
+  await page.fill("#search-number", "sipp");
+  await page.fill("#search-reason", "remote-bye");
+  await page.click("#search-button");
+  await page.locator(`#search-body tr[data-id="${id}"]`).waitFor({ timeout: 10000 });
+  const found = await page.locator("#search-body tr").count();
+  const status = await page.locator("#search-status").textContent();
+  await page.locator(`#search-body tr[data-id="${id}"] td.from`).click();
+  await page.locator("#timeline-svg .mark-ev.barge-in").first().waitFor({ timeout: 10000 });
+  await shot("07-search.png");
+  await page.fill("#search-number", "+1 555 0199");
+  await page.click("#search-button");
+  await page.waitForFunction(() => document.getElementById("search-status").textContent === "no ended call matches", null, {
+    timeout: 10000,
+  });
+  step("search", { found, status, errors });
 }
 
 main();

@@ -122,9 +122,11 @@ def _session_env(tmp_path: Path, extra: dict[str, str] | None) -> dict[str, str]
 
 
 @contextlib.asynccontextmanager
-async def browser(url: str, mode: str) -> AsyncIterator[tuple[Driver, Path]]:
-    """The browser driver in ``mode`` against ``url``; screenshots in
-    ``test-artifacts/dashboard/<mode>/``. It must finish by itself (exit 0)."""
+async def browser(
+    url: str, mode: str, extra: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[Driver, Path]]:
+    """The browser driver in ``mode`` against ``url`` (``extra``: more of its config);
+    screenshots in ``test-artifacts/dashboard/<mode>/``. It must finish by itself (exit 0)."""
     require_peer("chromium")
     node = require_peer("node")
     _require_playwright()
@@ -140,6 +142,7 @@ async def browser(url: str, mode: str) -> AsyncIterator[tuple[Driver, Path]]:
         "artifacts": str(artifacts),
         "expect": CALLS,
         "timeoutMs": 40000,
+        **(extra or {}),
     }
     proc = await asyncio.create_subprocess_exec(
         node,
@@ -161,14 +164,20 @@ async def browser(url: str, mode: str) -> AsyncIterator[tuple[Driver, Path]]:
 
 @contextlib.asynccontextmanager
 async def dashboard_session(
-    tmp_path: Path, mode: str, env: dict[str, str] | None = None
+    tmp_path: Path,
+    mode: str,
+    env: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[Session]:
     """``rtbridge serve`` (SIP on a free port, the local agent) and the browser driver."""
     require_peer("sipp")
     sip_port = free_port(socket.SOCK_DGRAM)
     full_env = _session_env(tmp_path, env)
     args = ("serve", "--http-port", str(free_port(socket.SOCK_STREAM)), "--sip-port", str(sip_port))
-    async with run_rtbridge(*args, env=full_env) as url, browser(url, mode) as (driver, shots):
+    async with (
+        run_rtbridge(*args, env=full_env) as url,
+        browser(url, mode, extra) as (driver, shots),
+    ):
         yield Session(driver, sip_port, tmp_path / "calls.db", shots, full_env)
 
 

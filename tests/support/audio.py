@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from numpy.typing import NDArray
 
 from media import g711
 
-__all__ = ["best_correlation", "ulaw_file", "voiced_signal"]
+__all__ = ["best_correlation", "ulaw_file", "voiced_signal", "write_wav"]
 
 
 def voiced_signal(
@@ -55,4 +56,14 @@ def ulaw_file(path: Path, *segments: tuple[str, float]) -> Path:
         else:
             parts.append(np.zeros(int(seconds * 8000), dtype=np.int16))
     path.write_bytes(g711.ulaw_encode(np.concatenate(parts)))
+    return path
+
+
+def write_wav(path: Path, pcm: NDArray[np.int16], rate: int) -> Path:
+    """A 16-bit WAV file of ``pcm``: one channel, or one column per channel."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.ascontiguousarray(pcm, dtype=np.int16).tobytes())
     return path

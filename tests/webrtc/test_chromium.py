@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from tests.support.audio import best_correlation
+from tests.support.audio import best_correlation, write_wav
 from tests.support.peers import in_ci, require_peer
 from tests.webrtc.conftest import KEY, Bridge
 
@@ -65,13 +65,7 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     speech = resample_poly(pcm.astype(np.float64), 320, 147)  # 22050 -> 48000
     speech = speech / np.max(np.abs(speech)) * 20000
     full = np.concatenate([np.zeros(24000), speech, np.zeros(48000 * 8)]).astype(np.int16)
-    path = out / "speech48k.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(48000)
-        w.writeframes(full.tobytes())
-    return path
+    return write_wav(out / "speech48k.wav", full, 48000)
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
