@@ -64,8 +64,9 @@ window.rtbCharts = (() => {
     }
   }
 
-  // Clock-time ticks every `step` seconds between x0 and x1.
-  function timeTicks(x0, x1, step) {
+  // Clock-time ticks between x0 and x1, at most six, on round minutes.
+  function timeTicks(x0, x1) {
+    const step = [60, 120, 300, 600, 900, 1800].find((s) => (x1 - x0) / s <= 6) || 3600;
     const out = [];
     for (let t = Math.ceil(x0 / step) * step; t <= x1; t += step) out.push([t, clock(t)]);
     return out;
@@ -85,7 +86,7 @@ window.rtbCharts = (() => {
         const have = points.filter((p) => p.v !== null && p.v !== undefined);
         f.empty.setAttribute("visibility", have.length ? "hidden" : "visible");
         const ymax = yMax || niceMax(Math.max(1, ...have.map((p) => p.v)));
-        axes(f, x0, x1, ymax, { xTicks: timeTicks(x0, x1, 900), yFmt: yFmt || num });
+        axes(f, x0, x1, ymax, { xTicks: timeTicks(x0, x1), yFmt: yFmt || num });
         const base = py(0, ymax).toFixed(1);
         let d = "";
         let a = "";
@@ -129,7 +130,7 @@ window.rtbCharts = (() => {
         for (const p of points) top = Math.max(top, p.values.reduce((s, v) => s + v, 0));
         f.empty.setAttribute("visibility", top > 0 ? "hidden" : "visible");
         const ymax = niceMax(Math.max(1, top));
-        axes(f, x0, x1, ymax, { xTicks: timeTicks(x0, x1, 900), yFmt: num });
+        axes(f, x0, x1, ymax, { xTicks: timeTicks(x0, x1), yFmt: num });
         const bw = Math.max(0.6, px(x0 + width, x0, x1) - px(x0, x0, x1) - 0.3);
         const ds = colors.map(() => []);
         for (const p of points) {

@@ -7,6 +7,7 @@ window.rtbFleet = (() => {
   const C = window.rtbCharts;
   const $ = (id) => document.getElementById(id);
   const HOUR = 3600;
+  const MIN_SPAN = 300;
   const KIND_COLORS = {
     "auth-failure": "#b3261e",
     "rate-limited": "#c77c02",
@@ -100,8 +101,10 @@ window.rtbFleet = (() => {
     if (sig === state.sig) return;
     state.sig = sig;
     const ch = charts();
+    // the hour, or since the process started when that is shorter (at least 5 minutes), so a
+    // young process's few buckets are wide enough to see
     const x1 = last ? last.t + state.bucketS : now;
-    const x0 = x1 - HOUR;
+    const x0 = Math.max(x1 - HOUR, Math.min(list.length ? list[0].t : x1, x1 - MIN_SPAN));
 
     ch.active.update(list.map((b) => ({ t: b.t, v: b.active })), x0, x1);
     setText("fleet-active", "peak " + Math.max(0, ...list.map((b) => b.active)));

@@ -230,7 +230,7 @@ window.rtbTimeline = (() => {
     if (d && d.count) text = `turn latency p50 ${Math.round(d.p50 * 1000)} ms · p95 ${Math.round(d.p95 * 1000)} ms · ${d.count} turns`;
     else if (turns.length) {
       const s = turns.map((t) => t.total).sort((a, b) => a - b);
-      const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+      const q = (p) => s[Math.max(0, Math.ceil(p * s.length) - 1)]; // nearest rank
       text = `turn latency p50 ${Math.round(q(0.5) * 1000)} ms · p95 ${Math.round(q(0.95) * 1000)} ms · ${s.length} turns`;
     }
     setText("turn-summary", text);

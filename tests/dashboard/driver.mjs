@@ -411,6 +411,28 @@ async function timeline(page, shot, errors) {
     timeout: 10000,
   });
   step("search", { found, status, errors });
+
+  // the turn lane, until rtbridge measures turns itself (issue 16, point 2): two entries of
+  // the contract's shape (`turn.latency` {response_id, speech_end_s, upstream_s, bridge_s,
+  // total_s}) handed to the timeline as the call stream hands it logged entries
+  await page.evaluate(async (id) => {
+    const call = await (await fetch("/v1/calls/" + id)).json();
+    const at = call.answered_at;
+    const turn = (seq, end, up, bridge) => ({
+      seq,
+      ts: at + end + up + bridge,
+      kind: "turn.latency",
+      data: { response_id: "resp_" + seq, speech_end_s: end, upstream_s: up, bridge_s: bridge, total_s: up + bridge },
+    });
+    window.rtbTimeline.add([turn(9001, 1.9, 0.38, 0.05), turn(9002, 4.6, 0.52, 0.07)]);
+  }, id);
+  await page.waitForFunction(() => document.querySelectorAll("#timeline-svg g.turn").length === 2, null, { timeout: 5000 });
+  const turns = await page.evaluate(() => ({
+    labels: [...document.querySelectorAll("#timeline-svg g.turn text")].map((t) => t.textContent),
+    summary: document.getElementById("turn-summary").textContent,
+  }));
+  await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, "08-timeline-turns-injected.png") });
+  step("turns", { ...turns, errors });
 }
 
 main();

@@ -145,6 +145,7 @@ async def test_call_timeline_shows_a_barge_in_and_a_tool_call_and_plays_the_reco
             await driver.go()
             player = await driver.step("recording", timeout=60)
             search = await driver.step("search", timeout=30)
+            turns = await driver.step("turns", timeout=30)
         finally:
             if caller is not None and not caller.done():
                 caller.cancel()
@@ -170,6 +171,10 @@ async def test_call_timeline_shows_a_barge_in_and_a_tool_call_and_plays_the_reco
     # the search form found it (and opened its timeline from the result)
     assert search["found"] == 1 and search["status"] == "calls 1–1 (last page)", search
     assert search["errors"] == [], search["errors"]
+    # turn latencies of the contract's shape, drawn on the turn lane and summed up above it
+    assert turns["labels"] == ["430 ms", "590 ms"], turns
+    assert turns["summary"] == "turn latency p50 430 ms · p95 590 ms · 2 turns", turns
+    assert turns["errors"] == [], turns["errors"]
     # what the timeline drew is what the call's log holds
     store = CallStore(session.db)
     try:
