@@ -268,7 +268,12 @@ async def _remote(cluster: Registry | None) -> dict[str, dict[str, Any]]:
 def _fleet_view(fleet: FleetHistory | None) -> dict[str, Any] | None:
     if fleet is None:
         return None
-    return {"bucket_s": fleet.bucket_s, "edges": LATENCY_EDGES_S, "buckets": fleet.history()}
+    return {
+        "bucket_s": fleet.bucket_s,
+        "edges": LATENCY_EDGES_S,
+        "security_kinds": [k.value for k in SecurityKind],
+        "buckets": fleet.history(),
+    }
 
 
 async def _overview(

@@ -8,20 +8,10 @@ window.rtbFleet = (() => {
   const $ = (id) => document.getElementById(id);
   const HOUR = 3600;
   const MIN_SPAN = 300;
-  const KIND_COLORS = {
-    "auth-failure": "#b3261e",
-    "rate-limited": "#c77c02",
-    "blocked-source": "#7d1a15",
-    "refused-request": "#8e44ad",
-    "foreign-rtp": "#2a6fdb",
-    "oversized-message": "#e08e0b",
-    "connection-cap": "#566",
-    "destination-refused": "#d81b60",
-    "origin-refused": "#00897b",
-  };
-  const KINDS = Object.keys(KIND_COLORS);
+  // one colour per security event kind, in the order the server lists the kinds
+  const PALETTE = ["#b3261e", "#c77c02", "#7d1a15", "#8e44ad", "#2a6fdb", "#e08e0b", "#556", "#d81b60", "#00897b", "#6d4c41"];
 
-  const state = { buckets: new Map(), bucketS: 10, edges: [], sig: "", charts: null, now: 0 };
+  const state = { buckets: new Map(), bucketS: 10, edges: [], kinds: [], sig: "", charts: null };
 
   function charts() {
     if (state.charts) return state.charts;
@@ -50,22 +40,22 @@ window.rtbFleet = (() => {
       }),
       security: C.barChart($("chart-security"), {
         title: "Security events per 10 s by kind, last hour",
-        colors: KINDS.map((k) => KIND_COLORS[k]),
+        colors: state.kinds.map((_, i) => PALETTE[i % PALETTE.length]),
         width: state.bucketS,
       }),
     };
     const legend = $("security-legend");
     legend.textContent = "";
-    for (const k of KINDS) {
+    state.kinds.forEach((k, i) => {
       const item = document.createElement("span");
       item.className = "legend-item";
       item.dataset.kind = k;
       const sw = C.svgEl("svg", { width: 10, height: 10, class: "swatch" }, item);
-      C.svgEl("rect", { width: 10, height: 10, fill: KIND_COLORS[k] }, sw);
+      C.svgEl("rect", { width: 10, height: 10, fill: PALETTE[i % PALETTE.length] }, sw);
       item.appendChild(document.createTextNode(" " + k));
       item.hidden = true;
       legend.appendChild(item);
-    }
+    });
     return state.charts;
   }
 
@@ -79,8 +69,16 @@ window.rtbFleet = (() => {
     state.buckets.clear();
     state.sig = "";
     if (!fleet) return;
+    if (state.charts && String(state.kinds) !== String(fleet.security_kinds)) {
+      // another rtbridge answered the reconnect: draw its charts afresh
+      for (const id of ["chart-active", "chart-success", "chart-latency", "chart-upstream", "chart-security"]) {
+        $(id).textContent = "";
+      }
+      state.charts = null;
+    }
     state.bucketS = fleet.bucket_s;
     state.edges = fleet.edges;
+    state.kinds = fleet.security_kinds;
     for (const b of fleet.buckets) state.buckets.set(b.t, b);
     draw(now);
   }
@@ -155,7 +153,7 @@ window.rtbFleet = (() => {
     ch.security.update(
       list.map((b) => ({
         t: b.t,
-        values: KINDS.map((k) => {
+        values: state.kinds.map((k) => {
           const n = b.security[k] || 0;
           if (n) seen.add(k);
           security += n;

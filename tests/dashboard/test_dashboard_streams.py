@@ -78,6 +78,7 @@ async def test_overview_and_call_streams_follow_a_sipp_call(
             fleet = snap["fleet"]  # the fleet view's hour: only the open bucket so far
             assert fleet["bucket_s"] == 10.0 and len(fleet["buckets"]) == 1
             assert fleet["buckets"][0]["answered"] == 0
+            assert "auth-failure" in fleet["security_kinds"]  # the chart's series: every kind
             sipp_task = asyncio.create_task(
                 run_sipp(
                     sipp,
