@@ -8,7 +8,10 @@
 //   Turns    turn.latency: end of the caller's speech -> first agent audio on the wire, split
 //            into the upstream's share and rtbridge's
 // A recording (GET /v1/calls/{id} -> recording.url) plays in an <audio> element whose
-// playhead moves on the timeline; a click on the timeline seeks there.
+// playhead moves on the timeline; a click on the timeline seeks there. The recording's time 0
+// is the call's origin on its frame clock: where the turns say it is (a turn.latency entry
+// logged at ts names its speech end on that clock, speech_end_s, and lasted total_s before ts),
+// else the answer.
 "use strict";
 
 window.rtbTimeline = (() => {
@@ -119,6 +122,7 @@ window.rtbTimeline = (() => {
     const agent = [];
     const marks = [];
     const turns = [];
+    const origins = []; // where each turn puts the recording's time 0 (s since t0)
     let speaking = null;
     const playing = new Map(); // response id -> start
     for (const e of entries) {
@@ -153,7 +157,10 @@ window.rtbTimeline = (() => {
           marks.push({ t, kind: "tool", label: d.name || "tool", text: "tool call " + (d.name || "") + " " + JSON.stringify(d.arguments || {}) });
           break;
         case "turn.latency":
-          if (typeof d.total_s === "number") turns.push({ t, total: d.total_s, up: d.upstream_s, bridge: d.bridge_s });
+          if (typeof d.total_s === "number") {
+            turns.push({ t, total: d.total_s, up: d.upstream_s, bridge: d.bridge_s });
+            if (typeof d.speech_end_s === "number") origins.push(t - d.total_s - d.speech_end_s);
+          }
           break;
         case "error":
           marks.push({ t, kind: "error", label: "error", text: d.message || JSON.stringify(d) });
@@ -166,7 +173,9 @@ window.rtbTimeline = (() => {
     }
     if (speaking !== null) caller.push({ a: speaking, b: end - t0, label: "", open: true });
     for (const [rid, a] of playing) agent.push({ a, b: end - t0, label: rid, cut: false, open: true });
-    return { span: Math.max(1, end - t0), caller, agent, marks, turns };
+    origins.sort((a, b) => a - b);
+    const origin = origins.length ? origins[Math.floor(origins.length / 2)] : 0;
+    return { span: Math.max(1, end - t0), caller, agent, marks, turns, origin };
   }
 
   function draw() {
@@ -220,6 +229,7 @@ window.rtbTimeline = (() => {
     head.setAttribute("visibility", "hidden");
     model.x = x;
     model.span = m.span;
+    model.origin = m.origin;
     playhead();
     turnSummary(m.turns);
   }
@@ -240,7 +250,7 @@ window.rtbTimeline = (() => {
     const head = $("playhead");
     const audio = $("recording");
     if (!head || !model || !model.x || audio.hidden) return;
-    const X = model.x(audio.currentTime || 0);
+    const X = model.x(model.origin + (audio.currentTime || 0));
     head.setAttribute("x1", X);
     head.setAttribute("x2", X);
     head.setAttribute("visibility", "visible");
@@ -260,7 +270,7 @@ window.rtbTimeline = (() => {
     const svg = e.currentTarget;
     const box = svg.getBoundingClientRect();
     const X = ((e.clientX - box.left) / box.width) * W;
-    const t = ((X - LEFT) / (W - LEFT - RIGHT)) * model.span;
+    const t = ((X - LEFT) / (W - LEFT - RIGHT)) * model.span - model.origin;
     if (t >= 0) {
       audio.currentTime = t;
       playhead();
