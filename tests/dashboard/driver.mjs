@@ -412,10 +412,11 @@ async function timeline(page, shot, errors) {
   });
   step("search", { found, status, errors });
 
-  // the turn lane, until rtbridge measures turns itself (issue 16, point 2): two entries of
-  // the contract's shape (`turn.latency` {response_id, speech_end_s, upstream_s, bridge_s,
-  // total_s}) handed to the timeline as the call stream hands it logged entries
-  await page.evaluate(async (id) => {
+  // the turn lane. Where rtbridge does not measure turns (issue 16, point 2), the test asks
+  // for two entries of the contract's shape (`turn.latency` {response_id, speech_end_s,
+  // upstream_s, bridge_s, total_s}) handed to the timeline as the call stream hands it logged
+  // entries; else the call's own turns are there already
+  if (cfg.injectTurns) await page.evaluate(async (id) => {
     const call = await (await fetch("/v1/calls/" + id)).json();
     const at = call.answered_at;
     const turn = (seq, end, up, bridge) => ({
@@ -426,12 +427,13 @@ async function timeline(page, shot, errors) {
     });
     window.rtbTimeline.add([turn(9001, 1.9, 0.38, 0.05), turn(9002, 4.6, 0.52, 0.07)]);
   }, id);
-  await page.waitForFunction(() => document.querySelectorAll("#timeline-svg g.turn").length === 2, null, { timeout: 5000 });
+  await page.waitForFunction(() => document.querySelectorAll("#timeline-svg g.turn").length >= 1, null, { timeout: 5000 });
   const turns = await page.evaluate(() => ({
     labels: [...document.querySelectorAll("#timeline-svg g.turn text")].map((t) => t.textContent),
     summary: document.getElementById("turn-summary").textContent,
   }));
-  await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, "08-timeline-turns-injected.png") });
+  const turnShot = cfg.injectTurns ? "08-timeline-turns-injected.png" : "08-timeline-turns.png";
+  await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, turnShot) });
   step("turns", { ...turns, errors });
 }
 

@@ -130,7 +130,7 @@ async def test_call_timeline_shows_a_barge_in_and_a_tool_call_and_plays_the_reco
     )
     caller: asyncio.Task[SippResult] | None = None
     async with dashboard_session(
-        tmp_path, "timeline", env, {"recordingWav": str(recording)}
+        tmp_path, "timeline", env, {"recordingWav": str(recording), "injectTurns": True}
     ) as session:
         driver = session.driver
         try:
