@@ -86,7 +86,12 @@ window.rtbTimeline = (() => {
     const rec = detail && detail.recording;
     if (model) model.detail = detail;
     if (rec && rec.url) {
+      // a live call's file is still being written (it may not exist yet): nothing is fetched
+      // until the player is started; an ended call's is complete and loads its length
+      const ended = detail.state === "ended";
+      audio.preload = ended ? "metadata" : "none";
       if (audio.getAttribute("src") !== rec.url) audio.src = rec.url;
+      else if (ended && audio.readyState === 0 && audio.paused) audio.load(); // the call just ended
       audio.hidden = false;
       setText("recording-info", `recording: ${rec.mode || ""} ${rec.format || ""} ${rec.sample_rate ? rec.sample_rate + " Hz" : ""}${rec.paused ? " (paused)" : ""}`);
     } else {
