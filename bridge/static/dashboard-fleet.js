@@ -135,7 +135,7 @@ window.rtbFleet = (() => {
       { at: p95 ? p95.pos : null, label: "p95", cls: "p95" },
     ]);
     const turns = counts.reduce((s, v) => s + v, 0);
-    setText("fleet-latency", turns ? `p50 ${ms(p50)} · p95 ${ms(p95)} · ${turns} turns` : "no data");
+    setText("fleet-latency", turns ? `p50 ${ms(p50)} · p95 ${ms(p95)} · ${turns} turn${turns === 1 ? "" : "s"}` : "no data");
 
     let upstream = 0;
     ch.upstream.update(

@@ -242,11 +242,11 @@ window.rtbTimeline = (() => {
   function turnSummary(turns) {
     const d = model.detail && model.detail.turn_latency;
     let text = "turn latency: no data";
-    if (d && d.count) text = `turn latency p50 ${Math.round(d.p50 * 1000)} ms · p95 ${Math.round(d.p95 * 1000)} ms · ${d.count} turns`;
+    if (d && d.count) text = `turn latency p50 ${Math.round(d.p50 * 1000)} ms · p95 ${Math.round(d.p95 * 1000)} ms · ${d.count} turn${d.count === 1 ? "" : "s"}`;
     else if (turns.length) {
       const s = turns.map((t) => t.total).sort((a, b) => a - b);
       const q = (p) => s[Math.max(0, Math.ceil(p * s.length) - 1)]; // nearest rank
-      text = `turn latency p50 ${Math.round(q(0.5) * 1000)} ms · p95 ${Math.round(q(0.95) * 1000)} ms · ${s.length} turns`;
+      text = `turn latency p50 ${Math.round(q(0.5) * 1000)} ms · p95 ${Math.round(q(0.95) * 1000)} ms · ${s.length} turn${s.length === 1 ? "" : "s"}`;
     }
     setText("turn-summary", text);
   }
