@@ -12,7 +12,17 @@ event; remote events reach every state (absorbed where irrelevant). What the tab
   before the BYE (§15).
 * UAC (§13.2): ACK for a 2xx as its own request (sent again for every retransmitted 2xx);
   CANCEL only after a provisional (§9.1); the 200/CANCEL race -> ACK then BYE (§15).
-* BYE from either side (§15.1).
+* BYE from either side (§15.1), with a ``Reason`` (RFC 3326) when the owner gives one.
+* Delayed offer (§13.2.1, §13.3.1): an INVITE without SDP is answered with our offer in the
+  2xx and the caller's answer is read from its ACK (:class:`CallAnswered` ``ack_sdp``); our
+  own INVITE without SDP gets the callee's offer in the 2xx, which the core answers in the ACK
+  from the call's :class:`~sip.offer_answer.MediaPrefs`.
+* Session timers (RFC 4028, :mod:`sip.session_timer`): the refresher refreshes at half the
+  interval (:meth:`CallCore.refresh_session`); a session not refreshed in time ends with BYE
+  (``session-expired``).
+* A ring timeout on our INVITE (CANCEL after the first provisional, ``no-answer``).
+* Failover (RFC 3263 §4.3): an INVITE that times out or gets 503 before any answer is sent
+  again, as a new transaction, to the next of ``alternates`` (:meth:`CallCore.retry_elsewhere`).
 
 Mid-dialog requests that do not change the call state (re-INVITE, INFO, REFER, NOTIFY) are
 handled by :mod:`sip.ua` and :mod:`sip.midcall`.
@@ -25,6 +35,7 @@ it. So this module and :mod:`sip.midcall` never import :mod:`sip.ua`, which impo
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -33,7 +44,9 @@ from sip.errors import SipStateError
 from sip.events import CallAnswered, CallEnded, CallEvent, CallRinging, EndReason
 from sip.headers import Headers, NameAddr
 from sip.message import Request, Response
-from sip.offer_answer import LocalSession
+from sip.offer_answer import LocalSession, MediaPrefs
+from sip.sdp import SdpError
+from sip.session_timer import Timer, TimerPolicy, uac_settle
 from sip.transaction import (
     ClientInviteTransaction,
     ClientTx,
@@ -42,6 +55,7 @@ from sip.transaction import (
     ServerNonInviteTransaction,
     TimerValues,
 )
+from sip.uri import SipUri
 
 __all__ = ["Call", "CallCore", "CallEv", "CallState", "Direction", "Pending"]
 
@@ -78,6 +92,8 @@ class CallEv(enum.Enum):
     CANCEL = "cancel"
     BYE = "bye"
     BYE_DONE = "bye-done"
+    SESSION_EXPIRED = "session-expired"  # RFC 4028 §10
+    RING_TIMEOUT = "ring-timeout"  # our INVITE rang too long
 
 
 S = CallState
@@ -92,6 +108,8 @@ _REMOTE = (
     E.CANCEL,
     E.BYE,
     E.BYE_DONE,
+    E.SESSION_EXPIRED,
+    E.RING_TIMEOUT,
 )
 Table = dict[tuple[CallState, CallEv], tuple[CallState, str | None]]
 
@@ -115,6 +133,11 @@ class CallCore(Protocol):
     @property
     def timer_values(self) -> TimerValues: ...
 
+    @property
+    def timer_policy(self) -> TimerPolicy:
+        """Our session-timer wishes (RFC 4028)."""
+        ...
+
     def via(self, transport: str) -> str:
         """A fresh top Via (new branch) for a request we send over ``transport``."""
         ...
@@ -127,7 +150,9 @@ class CallCore(Protocol):
 
     def emit(self, event: CallEvent) -> None: ...
 
-    def send_direct(self, message: Request | Response, peer: Peer) -> None:
+    def send_direct(
+        self, message: Request | Response, peer: Peer, fallback: Peer | None = None
+    ) -> None:
         """Send outside any transaction (the ACK for a 2xx, a retransmitted 2xx)."""
         ...
 
@@ -147,6 +172,32 @@ class CallCore(Protocol):
 
     def retry_reinvite(self, call: Call, now: float) -> None:
         """Send the re-INVITE a 491 (glare, §14.1) postponed."""
+        ...
+
+    def resend_invite(
+        self,
+        call: Call,
+        now: float,
+        headers: Mapping[str, str] | None = None,
+        *,
+        drop: tuple[str, ...] = (),
+    ) -> None:
+        """Send the call's INVITE again as a new transaction with ``headers`` set."""
+        ...
+
+    def retry_elsewhere(self, call: Call, now: float) -> bool:
+        """Send the call's INVITE to the next of its ``alternates`` (RFC 3263 §4.3); False
+        when there is none left."""
+        ...
+
+    def answer_offer(self, call: Call, offer: bytes) -> bytes:
+        """Our answer to an offer the core must answer by itself (a re-INVITE or UPDATE, the
+        2xx of our delayed-offer INVITE), from the call's media preferences; raises
+        :class:`~sip.sdp.SdpError` (488) when there is none."""
+        ...
+
+    def refresh_session(self, call: Call, now: float) -> None:
+        """Send a session refresh (UPDATE, or re-INVITE when the peer lacks UPDATE)."""
         ...
 
 
@@ -206,6 +257,9 @@ class Call:
             (S.CONFIRMED, E.BYE): (S.TERMINATED, "_remote_bye"),
             (S.CONFIRMED, E.ACK): (S.CONFIRMED, "_reinvite_acked"),
             (S.CONFIRMED, E.ACK_TIMEOUT): (S.TERMINATED, "_ack_timeout"),
+            (S.CONFIRMED, E.SESSION_EXPIRED): (S.TERMINATED, "_session_expired"),
+            (S.CALLING, E.RING_TIMEOUT): (S.CANCELLING, "_no_answer"),
+            (S.EARLY_OUT, E.RING_TIMEOUT): (S.CANCELLING, "_no_answer_cancel"),
             (S.TERMINATING, E.SUCCESS): (S.TERMINATING, "_resend_ack"),
             (S.TERMINATING, E.HANGUP): (S.TERMINATING, None),
             (S.TERMINATING, E.BYE): (S.TERMINATED, "_remote_bye"),
@@ -255,6 +309,15 @@ class Call:
             tuple[ServerNonInviteTransaction | ServerInviteTransaction, Request] | None
         ) = None
         self.auth_tries = 0
+        #: how the core answers offers by itself (None: with the codec in use only)
+        self.media: MediaPrefs | None = None
+        self.session_timer: Timer | None = None
+        inbound = direction is Direction.INBOUND
+        self.peer_allows_update = inbound and "UPDATE" in _allowed(invite)
+        self.alternates: list[Peer] = []  # RFC 3263: where the INVITE goes if this peer fails
+        self.cancel_reason = EndReason.LOCAL_CANCEL
+        self.refresh_tx: ClientTx | None = None  # our UPDATE refresh in flight
+        self.timer_tries = 0  # 422 retries (RFC 4028 §7.3)
 
     def __repr__(self) -> str:
         return f"<Call {self.id} {self.direction.value} {self.state.value}>"
@@ -299,6 +362,36 @@ class Call:
         if when is not None and when <= now:
             del self.timers["glare-retry"]
             self.core.retry_reinvite(self, now)
+        when = self.timers.get("ring-timeout")
+        if when is not None and when <= now:
+            del self.timers["ring-timeout"]
+            self.handle(E.RING_TIMEOUT, now)
+        when = self.timers.get("session-refresh")
+        if when is not None and when <= now:
+            del self.timers["session-refresh"]
+            self.core.refresh_session(self, now)
+        when = self.timers.get("session-expire")
+        if when is not None and when <= now:
+            del self.timers["session-expire"]
+            self.handle(E.SESSION_EXPIRED, now)
+
+    def start_session_timer(self, timer: Timer | None, now: float) -> None:
+        """A session refresh succeeded (or the dialog began): run ``timer`` from ``now``."""
+        self.session_timer = timer
+        self.timers.pop("session-refresh", None)
+        self.timers.pop("session-expire", None)
+        if timer is None or self.ended:
+            return
+        if timer.we_refresh:
+            self.set_timer("session-refresh", timer.refresh_at(now))
+        self.set_timer("session-expire", timer.expires_at(now))
+
+    def flow_fallback(self) -> Peer | None:
+        """Over TCP/TLS, where a new connection for this dialog goes when its flow is gone:
+        the route set or the remote target (§12.2.1.1, RFC 5923's reuse otherwise)."""
+        if not self.peer.reliable or self.dialog is None:
+            return None
+        return uri_peer(self.dialog.next_hop(), self.peer.transport)
 
     # --- UAS actions ---------------------------------------------------------------------
     def _uas_dialog(self) -> Dialog:
@@ -306,7 +399,9 @@ class Call:
             self.dialog = Dialog.as_uas(self.invite, self.local_tag)
         return self.dialog
 
-    def _respond(self, status: int, now: float, body: bytes = b"") -> Response:
+    def _respond(
+        self, status: int, now: float, body: bytes = b"", extra: tuple[tuple[str, str], ...] = ()
+    ) -> Response:
         assert self.server_tx is not None
         contact = self.core.contact(self.peer.transport) if status < 300 else None
         resp = make_response(
@@ -316,7 +411,7 @@ class Call:
             to_tag=self.local_tag,
             contact=contact,
             body=body,
-            extra=Headers([*self.core.common_headers(), *self._p.extra]),
+            extra=Headers([*self.core.common_headers(), *self._p.extra, *extra]),
         )
         if not self.server_tx.terminated:
             self.server_tx.respond(resp, now)
@@ -329,7 +424,9 @@ class Call:
     def _send_2xx(self, now: float) -> None:
         self._uas_dialog()
         self.local_sdp = self._p.body
-        self.start_2xx(self._respond(200, now, self._p.body), self.server_tx, now)
+        resp = self._respond(200, now, self._p.body, timer_headers(self.session_timer))
+        self.start_2xx(resp, self.server_tx, now)
+        self.start_session_timer(self.session_timer, now)
 
     def start_2xx(self, final: Response, tx: ServerInviteTransaction | None, now: float) -> None:
         """Retransmit ``final`` (a 2xx to an INVITE or re-INVITE) until the ACK (§13.3.1.4)."""
@@ -358,7 +455,12 @@ class Call:
 
     def _acked(self, now: float) -> None:
         self._reinvite_acked(now)
-        self.core.emit(CallAnswered(self.id, self.local_sdp))
+        ack = self._p.message
+        delayed = not self.invite.body
+        ack_sdp = ack.body if delayed and isinstance(ack, Request) else b""
+        if ack_sdp:
+            self.remote_sdp = ack_sdp
+        self.core.emit(CallAnswered(self.id, self.local_sdp, ack_sdp, delayed))
 
     def _reinvite_acked(self, now: float) -> None:
         self.timers.pop("2xx-retransmit", None)
@@ -369,6 +471,13 @@ class Call:
         """§13.3.1.4: BYE, and the call is over (the BYE's answer changes nothing)."""
         self._bye(now)
         self._end(EndReason.ACK_TIMEOUT, None)
+
+    def _session_expired(self, now: float) -> None:
+        """RFC 4028 §10: no refresh in time. BYE, and the call is over at once (a peer that
+        stopped refreshing is unlikely to answer the BYE)."""
+        interval = self.session_timer.interval if self.session_timer else 0
+        self._bye(now, (("Reason", f'SIP ;cause=408 ;text="session expired after {interval} s"'),))
+        self._end(EndReason.SESSION_EXPIRED, None)
 
     # --- UAC actions ---------------------------------------------------------------------
     def _ringing(self, now: float) -> None:
@@ -382,12 +491,29 @@ class Call:
     def _answered(self, now: float) -> None:
         resp = self._p.message
         assert isinstance(resp, Response)
+        self.timers.pop("ring-timeout", None)
         self.dialog = Dialog.as_uac(self.invite, resp)
         self.remote_sdp = resp.body
-        self._send_ack(now)
-        self.core.emit(CallAnswered(self.id, resp.body))
+        self.peer_allows_update = "UPDATE" in _allowed(resp)
+        if self.invite.body:
+            self._send_ack(now)
+            self.core.emit(CallAnswered(self.id, resp.body))
+        else:  # our delayed offer: the 2xx offers, our ACK answers (§13.2.1)
+            try:
+                self.local_sdp = self.core.answer_offer(self, resp.body)
+            except SdpError as exc:
+                self._send_ack(now)
+                why = "no offer in the 2xx" if not resp.body else str(exc)[:80]
+                reason = ("Reason", f'SIP ;cause=488 ;text="{quote_text(why)}"')
+                self.end_reason, self.end_status = EndReason.FAILED, 488
+                self.state = S.TERMINATING
+                self._bye(now, (reason,))
+                return
+            self._send_ack(now, self.local_sdp)
+            self.core.emit(CallAnswered(self.id, resp.body, self.local_sdp, True))
+        self.start_session_timer(uac_settle(resp.headers, self.core.timer_policy), now)
 
-    def _send_ack(self, now: float) -> None:
+    def _send_ack(self, now: float, body: bytes = b"") -> None:
         """§13.2.2.4: the ACK for a 2xx is a new request (new branch) along the route set."""
         assert self.dialog is not None
         self.ack = self.dialog.request(
@@ -395,12 +521,13 @@ class Call:
             self.core.via(self.peer.transport),
             None,
             cseq=self.invite.cseq.seq,
+            body=body,
         )
-        self.core.send_direct(self.ack, self.peer)
+        self.core.send_direct(self.ack, self.peer, self.flow_fallback())
 
     def _resend_ack(self, now: float) -> None:
         if self.ack is not None:
-            self.core.send_direct(self.ack, self.peer)
+            self.core.send_direct(self.ack, self.peer, self.flow_fallback())
 
     def _failed(self, now: float) -> None:
         resp = self._p.message
@@ -428,15 +555,23 @@ class Call:
         cancel = Request(method="CANCEL", uri=inv.uri, headers=h)
         self.core.send_request(self, cancel, "cancel", now)
 
+    def _no_answer(self, now: float) -> None:
+        """The ring timeout before any provisional: CANCEL waits for one (§9.1)."""
+        self.cancel_reason = EndReason.NO_ANSWER
+
+    def _no_answer_cancel(self, now: float) -> None:
+        self.cancel_reason = EndReason.NO_ANSWER
+        self._send_cancel(now)
+
     def _cancel_done(self, now: float) -> None:
         status = self._p.message.status if isinstance(self._p.message, Response) else 408
-        self._end(EndReason.LOCAL_CANCEL, status)
+        self._end(self.cancel_reason, status)
 
     def _ack_then_bye(self, now: float) -> None:
         """§15: a 2xx that crossed our CANCEL is ACKed, then the call is ended with BYE."""
         self._answered_quiet()
         self._send_ack(now)
-        self.end_reason, self.end_status = EndReason.LOCAL_CANCEL, None
+        self.end_reason, self.end_status = self.cancel_reason, None
         self._bye(now)
 
     def _answered_quiet(self) -> None:
@@ -447,14 +582,16 @@ class Call:
     # --- both sides ----------------------------------------------------------------------
     def _send_bye(self, now: float) -> None:
         self.end_reason, self.end_status = EndReason.LOCAL_BYE, None
-        self._bye(now)
+        self._bye(now, self._p.extra)
 
-    def _bye(self, now: float) -> None:
-        self.timers.pop("2xx-retransmit", None)
-        self.timers.pop("2xx-give-up", None)
+    def _bye(self, now: float, extra: tuple[tuple[str, str], ...] = ()) -> None:
+        for name in ("2xx-retransmit", "2xx-give-up", "session-refresh", "session-expire"):
+            self.timers.pop(name, None)
         self.final = None
         assert self.dialog is not None
-        bye = self.dialog.request("BYE", self.core.via(self.peer.transport), None)
+        bye = self.dialog.request(
+            "BYE", self.core.via(self.peer.transport), None, extra=Headers(extra)
+        )
         self.core.send_request(self, bye, "bye", now)
 
     def _remote_bye(self, now: float) -> None:
@@ -469,3 +606,34 @@ class Call:
         self.core.call_ended(self)
         self.end_reason, self.end_status = reason, status
         self.core.emit(CallEnded(self.id, reason, status))
+
+
+def _allowed(message: Request | Response) -> set[str]:
+    """The methods a peer's ``Allow`` lists (upper case)."""
+    return {
+        m.strip().upper() for value in message.headers.get_all("Allow") for m in value.split(",")
+    }
+
+
+def timer_headers(timer: Timer | None) -> tuple[tuple[str, str], ...]:
+    """``Session-Expires`` (and ``Require: timer`` where needed) for our 2xx (RFC 4028 §9)."""
+    if timer is None:
+        return ()
+    out = [("Session-Expires", str(timer.header))]
+    if timer.require:
+        out.append(("Require", "timer"))
+    return tuple(out)
+
+
+def quote_text(text: str) -> str:
+    """``text`` as the inside of a quoted string (no quotes, backslashes or control chars)."""
+    return "".join(ch for ch in text if 32 <= ord(ch) < 127 and ch not in '"\\')
+
+
+def uri_peer(uri: SipUri, transport: str) -> Peer:
+    """Where a request to ``uri`` goes (§8.1.2): its host and port, its ``transport``
+    parameter (``sips`` -> TLS), else ``transport``."""
+    named = uri.scheme == "sips" or any(k == "transport" for k, _ in uri.params)
+    chosen = uri.transport if named else transport
+    default = 5061 if chosen == "tls" else 5060
+    return Peer(chosen, uri.host.strip("[]"), uri.port or default)

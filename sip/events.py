@@ -48,6 +48,8 @@ class EndReason(enum.StrEnum):
     TIMEOUT = "timeout"  # no final response (timer B) or no answer to BYE
     ACK_TIMEOUT = "ack-timeout"  # our 2xx was never ACKed (§13.3.1.4): we sent BYE
     TRANSPORT_ERROR = "transport-error"
+    SESSION_EXPIRED = "session-expired"  # RFC 4028 §10: no refresh in time; we sent BYE
+    NO_ANSWER = "no-answer"  # our INVITE rang past its ring timeout: we CANCELled it
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +99,28 @@ class CallRinging:
 @dataclass(frozen=True, slots=True)
 class CallAnswered:
     """The call is established: for outbound calls ``sdp`` is the callee's answer; for
-    inbound calls it is the event that the caller ACKed our 200 (``sdp`` is our answer)."""
+    inbound calls it is the event that the caller ACKed our 200 (``sdp`` is our answer).
+
+    A delayed offer (RFC 3261 §13.2.1: an INVITE without SDP) settles in the 2xx and the ACK:
+    then ``sdp`` is the offer (ours inbound, the callee's outbound) and ``ack_sdp`` the answer
+    the ACK carried (the caller's inbound, may be empty; ours outbound)."""
 
     call_id: str
     sdp: bytes
+    ack_sdp: bytes = b""
+    delayed_offer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteSdpChanged:
-    """A re-INVITE or UPDATE brought a new offer; the core answered it (RFC 3264 §8)."""
+    """A mid-call offer/answer settled (RFC 3264 §8): the peer's re-INVITE or UPDATE offer
+    that the core answered (``remote_offered``), or the answer to our re-INVITE. ``sdp`` is
+    the peer's description, ``local_sdp`` ours."""
 
     call_id: str
     sdp: bytes
+    local_sdp: bytes = b""
+    remote_offered: bool = True
 
 
 @dataclass(frozen=True, slots=True)

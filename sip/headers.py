@@ -106,6 +106,9 @@ _CANON = {
         "P-Asserted-Identity",
     )
 }
+# List headers whose grammar allows no element at all (§25.1: ``Supported:`` with nothing after
+# it is what baresip sends); every other list header needs at least one.
+MAY_BE_EMPTY = frozenset({"Allow", "Supported", "Accept", "Accept-Encoding", "Accept-Language"})
 # Headers whose grammar allows "a, b" to mean two values (§7.3.1); the auth headers do not.
 LIST_HEADERS = frozenset(
     {
@@ -221,8 +224,11 @@ class Headers:
         cname = canonical_name(name)
         out: list[str] = []
         for k, v in self._items:
-            if k == cname:
-                out.extend(split_commas(v) if cname in LIST_HEADERS else [v.strip()])
+            if k != cname:
+                continue
+            if cname in MAY_BE_EMPTY and not v.strip():
+                continue
+            out.extend(split_commas(v) if cname in LIST_HEADERS else [v.strip()])
         return out
 
     def add(self, name: str, value: str) -> None:

@@ -6,6 +6,17 @@ RFC 3515 REFER; RFC 6086 INFO; RFC 3264 §8 re-offers).
   is pending (glare, §14.2); 500 with Retry-After while the first INVITE is unacknowledged.
   The 2xx is retransmitted until the ACK like the first one.
 * re-INVITE out: 491 -> retry after a random 2.1-4 s (we own the Call-ID) or 0-2 s (§14.1).
+* UPDATE in (RFC 3311): a body-less one is a session refresh (200); one with an offer is
+  answered like a re-offer, in its 200. Outside a confirmed dialog an offer gets 500 with
+  Retry-After (our answer to the INVITE is not settled, RFC 3311 §5.2), and 491 while our own
+  offer is pending.
+* Session timers (RFC 4028): every re-INVITE or UPDATE we answer renegotiates the timer (422
+  under our Min-SE) and restarts it; as the refresher we send UPDATE when the peer allows it,
+  else a re-INVITE with our SDP unchanged; a 2xx to any of our re-INVITEs or UPDATEs restarts
+  the timer, a 408/481 or a timeout of a refresh ends the call.
+* Our INVITE: 422 (Session Interval Too Small) -> sent again with the interval asked for;
+  401/407 -> digest (the core); a timeout, transport error or 503 before an answer -> the next
+  target (RFC 3263 §4.3, the core).
 * BYE -> 200 (§15.1.2); INFO with application/dtmf-relay or application/dtmf -> DtmfReceived;
   OPTIONS -> 200.
 * REFER in -> :class:`ReferReceived` for the owner, who answers it (:func:`answer_refer`): 202
@@ -19,9 +30,9 @@ import random
 import re
 from dataclasses import replace
 
-from sip.call import Call, CallCore, CallEv, CallState, Pending
+from sip.call import Call, CallCore, CallEv, CallState, Pending, timer_headers
 from sip.dialog import Dialog, make_response
-from sip.errors import SipStateError
+from sip.errors import SipParseError, SipStateError
 from sip.events import (
     DtmfReceived,
     HoldChanged,
@@ -31,8 +42,17 @@ from sip.events import (
 )
 from sip.headers import Headers
 from sip.message import Request, Response, reason_phrase
-from sip.offer_answer import LocalSession, is_hold, negotiate
+from sip.offer_answer import LocalSession, is_hold
 from sip.sdp import Attribute, Direction, SdpError, SessionDescription
+from sip.session_timer import (
+    Refresher,
+    Timer,
+    TooSmall,
+    uac_request,
+    uac_retry_interval,
+    uac_settle,
+    uas_settle,
+)
 from sip.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -53,6 +73,7 @@ __all__ = [
     "send_info_dtmf",
     "send_refer",
     "send_refer_notify",
+    "send_refresh",
     "send_reinvite",
 ]
 
@@ -118,6 +139,8 @@ def on_request(
     elif m == "INVITE":
         assert isinstance(tx, ServerInviteTransaction)
         _on_reinvite(core, call, req, tx, now)
+    elif m == "UPDATE":
+        _on_update(core, call, req, tx, now)
     elif m == "INFO":
         _on_info(core, call, req, tx, now)
     elif m == "REFER":
@@ -141,10 +164,56 @@ def _reply(
     body: bytes = b"",
     extra: Headers | None = None,
 ) -> Response:
-    contact = core.contact(tx.peer.transport) if req.method == "INVITE" and status < 300 else None
+    refresh = req.method in ("INVITE", "UPDATE") and status < 300  # target refresh (§12.2)
+    contact = core.contact(tx.peer.transport) if refresh else None
     resp = make_response(req, status, reason, contact=contact, body=body, extra=extra)
     tx.respond(resp, now)
     return resp
+
+
+def _settle_timer(
+    core: CallCore,
+    req: Request,
+    tx: ServerInviteTransaction | ServerNonInviteTransaction,
+    now: float,
+) -> tuple[bool, Timer | None]:
+    """RFC 4028 §9 for a re-INVITE or UPDATE we answer: (go on, the timer to run after our
+    2xx); go on is False when the request was answered here (422, 400)."""
+    try:
+        settled = uas_settle(req.headers, core.timer_policy)
+    except SipParseError as exc:
+        _reply(core, tx, req, 400, now, exc.reason)
+        return False, None
+    if isinstance(settled, TooSmall):
+        _reply(core, tx, req, 422, now, extra=Headers([("Min-SE", str(settled.min_se))]))
+        return False, None
+    return True, settled
+
+
+def _take_offer(
+    core: CallCore,
+    call: Call,
+    req: Request,
+    tx: ServerInviteTransaction | ServerNonInviteTransaction,
+    now: float,
+) -> bytes | None:
+    """Answer the offer ``req`` carries (RFC 3264 §8); None when it was refused here (488)."""
+    try:
+        offer = SessionDescription.parse(req.body)
+        body = core.answer_offer(call, req.body)
+        hold = is_hold(offer)
+    except SdpError as exc:
+        _reply(core, tx, req, 488, now, f"Not Acceptable Here ({str(exc)[:60]})")
+        return None
+    call.remote_sdp = req.body
+    call.local_sdp = body
+    if req.contact is not None and call.dialog is not None:
+        call.dialog.remote_target = req.contact.uri  # §12.2.2 target refresh
+    core.emit(RemoteSdpChanged(call.id, req.body, body, True))
+    if hold != call.remote_hold:
+        call.remote_hold = hold
+        core.emit(HoldChanged(call.id, hold))
+    return body
 
 
 def _on_reinvite(
@@ -159,51 +228,51 @@ def _on_reinvite(
     if call.reinvite_tx is not None:
         _reply(core, tx, req, 491, now)  # glare (§14.2)
         return
+    go_on, timer = _settle_timer(core, req, tx, now)
+    if not go_on:
+        return
     body = call.local_sdp
     if req.body:
-        try:
-            offer = SessionDescription.parse(req.body)
-            body = _answer_reoffer(call, offer)
-            hold = is_hold(offer)
-        except SdpError as exc:
-            _reply(core, tx, req, 488, now, f"Not Acceptable Here ({str(exc)[:60]})")
+        answered = _take_offer(core, call, req, tx, now)
+        if answered is None:
             return
-        call.remote_sdp = req.body
-        if req.contact is not None and call.dialog is not None:
-            call.dialog.remote_target = req.contact.uri  # §12.2.2 target refresh
-        core.emit(RemoteSdpChanged(call.id, req.body))
-        if hold != call.remote_hold:
-            call.remote_hold = hold
-            core.emit(HoldChanged(call.id, hold))
-    resp = _reply(core, tx, req, 200, now, body=body, extra=core.common_headers())
+        body = answered
+    extra = Headers([*core.common_headers(), *timer_headers(timer)])
+    resp = _reply(core, tx, req, 200, now, body=body, extra=extra)
     call.local_sdp = body
     call.start_2xx(resp, tx, now)
+    call.start_session_timer(timer, now)
 
 
-def _answer_reoffer(call: Call, offer: SessionDescription) -> bytes:
-    """Answer a re-offer with our current address, port and codec (RFC 3264 §8)."""
-    if not call.local_sdp:
-        raise SdpError("no local session to answer a re-offer from")
-    ours = SessionDescription.parse(call.local_sdp)
-    audio = next((m for m in ours.media if m.media == "audio" and m.port), None)
-    if audio is None or not audio.payload_types:
-        raise SdpError("our session has no active audio stream")
-    conn = audio.connection or ours.connection
-    codec = audio.codec(audio.payload_types[0])
-    if call.direction.value == "outbound" and call.remote_sdp:
-        # our offer listed several codecs; the one in use is the first of the answer's
-        theirs = SessionDescription.parse(call.remote_sdp)
-        answered = next((m for m in theirs.media if m.media == "audio" and m.port), None)
-        if answered is not None and answered.payload_types:
-            codec = answered.codec(answered.payload_types[0]) or codec
-    if conn is None or codec is None:
-        raise SdpError("our session lacks a connection address or codec")
-    if call.sdp_session is None:
-        o = ours.origin
-        call.sdp_session = LocalSession(o.address, o.session_id, o.session_version, o.username)
-        call.sdp_session.stamp(ours)
-    answer = negotiate(offer, [codec.encoding], conn.address, audio.port, session=call.sdp_session)
-    return bytes(answer.sdp)
+def _on_update(
+    core: CallCore,
+    call: Call,
+    req: Request,
+    tx: ServerNonInviteTransaction | ServerInviteTransaction,
+    now: float,
+) -> None:
+    """RFC 3311 §5.2: a refresh (no body) or a new offer answered in the 200."""
+    if req.body:
+        if call.state is not CallState.CONFIRMED or call.final is not None:
+            retry = Headers([("Retry-After", str(random.randint(1, 10)))])
+            _reply(core, tx, req, 500, now, "Server Internal Error (offer pending)", extra=retry)
+            return
+        if call.reinvite_tx is not None:
+            _reply(core, tx, req, 491, now)
+            return
+    go_on, timer = _settle_timer(core, req, tx, now)
+    if not go_on:
+        return
+    body = b""
+    if req.body:
+        answered = _take_offer(core, call, req, tx, now)
+        if answered is None:
+            return
+        body = answered
+    extra = Headers([*core.common_headers(), *timer_headers(timer)])
+    _reply(core, tx, req, 200, now, body=body, extra=extra)
+    if call.state is CallState.CONFIRMED:
+        call.start_session_timer(timer, now)
 
 
 def _on_info(
@@ -286,6 +355,18 @@ def _on_notify(
 # --- our requests --------------------------------------------------------------------------
 
 
+def _refresh_headers(core: CallCore, call: Call) -> Headers:
+    """Our Session-Expires for a re-INVITE or UPDATE while a timer runs: we ask to refresh
+    when we already do (``refresher=uac`` for this transaction), else leave it to the peer."""
+    h = core.common_headers()
+    timer = call.session_timer
+    if timer is not None:
+        who = Refresher.UAC if timer.we_refresh else Refresher.UAS
+        for k, v in uac_request(core.timer_policy, timer.interval, who):
+            h.add(k, v)
+    return h
+
+
 def send_reinvite(core: CallCore, call: Call, sdp: bytes, now: float) -> None:
     if call.state is not CallState.CONFIRMED or call.dialog is None:
         raise SipStateError("call", call.state.value, "reinvite")
@@ -297,11 +378,30 @@ def send_reinvite(core: CallCore, call: Call, sdp: bytes, now: float) -> None:
         core.via(call.peer.transport),
         core.contact(call.peer.transport),
         body=sdp,
-        extra=core.common_headers(),
+        extra=_refresh_headers(core, call),
     )
     tx = core.send_request(call, req, "reinvite", now)
     assert isinstance(tx, ClientInviteTransaction)
     call.reinvite_tx = tx
+
+
+def send_refresh(core: CallCore, call: Call, now: float) -> None:
+    """RFC 4028 §7.4: refresh the session. A re-INVITE or UPDATE already in flight is one;
+    else UPDATE without a body where the peer allows it, a re-INVITE with our SDP otherwise."""
+    if call.state is not CallState.CONFIRMED or call.dialog is None or call.final is not None:
+        return
+    if call.reinvite_tx is not None or call.refresh_tx is not None:
+        return
+    if not call.peer_allows_update:
+        send_reinvite(core, call, call.local_sdp, now)
+        return
+    req = call.dialog.request(
+        "UPDATE",
+        core.via(call.peer.transport),
+        core.contact(call.peer.transport),
+        extra=_refresh_headers(core, call),
+    )
+    call.refresh_tx = core.send_request(call, req, "refresh", now)
 
 
 def hold_sdp(call: Call, on: bool) -> bytes:
@@ -408,12 +508,18 @@ def on_response(
         else:
             if status in (401, 407) and core.retry_with_auth(call, resp, now):
                 return
+            if status == 422 and _retry_with_interval(core, call, resp, now):
+                return
+            if status == 503 and core.retry_elsewhere(call, now):
+                return
             ev = CallEv.FAILURE
         call.handle(ev, now, Pending(status=status, message=resp))
     elif purpose == "bye" and status >= 200:
         call.handle(CallEv.BYE_DONE, now)
     elif purpose == "reinvite" and status >= 200:
         _reinvite_done(core, call, tx, resp, now)
+    elif purpose == "refresh" and status >= 200:
+        _refresh_done(core, call, resp, now)
     elif purpose == "refer" and status >= 300:
         core.emit(ReferProgress(call.id, 0, f"REFER refused: {status} {resp.reason}", True))
 
@@ -448,12 +554,13 @@ def _reinvite_done(
     if 200 <= status < 300 and call.dialog is not None:
         ack = call.dialog.request("ACK", core.via(call.peer.transport), None, cseq=resp.cseq.seq)
         call.reinvite_ack = ack
-        core.send_direct(ack, call.peer)
+        core.send_direct(ack, call.peer, call.flow_fallback())
         call.local_sdp = call.pending_offer or call.local_sdp
         call.pending_offer = None
         if resp.body:
             call.remote_sdp = resp.body
-            core.emit(RemoteSdpChanged(call.id, resp.body))
+            core.emit(RemoteSdpChanged(call.id, resp.body, call.local_sdp, False))
+        _restart_timer(core, call, resp, now)
     elif status == 491:
         owner = call.direction.value == "outbound"
         delay = random.uniform(2.1, 4.0) if owner else random.uniform(0.0, 2.0)
@@ -465,8 +572,56 @@ def _reinvite_done(
         call.pending_offer = None
 
 
+def _restart_timer(core: CallCore, call: Call, resp: Response, now: float) -> None:
+    """A 2xx to our re-INVITE or UPDATE refreshed the session: the timer it settles (ours
+    again when it names none while one runs: the refresh still counts, RFC 4028 §7.4)."""
+    try:
+        settled = uac_settle(resp.headers, core.timer_policy)
+    except SipParseError:
+        settled = None
+    call.start_session_timer(settled or call.session_timer, now)
+
+
+def _refresh_done(core: CallCore, call: Call, resp: Response, now: float) -> None:
+    call.refresh_tx = None
+    status = resp.status
+    if 200 <= status < 300:
+        _restart_timer(core, call, resp, now)
+    elif status == 422 and call.session_timer is not None:
+        wanted = uac_retry_interval(resp.headers, call.session_timer.interval)
+        if wanted is not None and call.timer_tries < 2:
+            call.timer_tries += 1
+            t = call.session_timer
+            call.session_timer = Timer(wanted, t.we_refresh, replace(t.header, interval=wanted))
+            send_refresh(core, call, now)
+    elif status in (408, 481):
+        call.handle(CallEv.SESSION_EXPIRED, now)  # the dialog is gone (RFC 4028 §10)
+    elif status in (405, 501):  # UPDATE refused after all: refresh by re-INVITE from now on
+        call.peer_allows_update = False
+        send_refresh(core, call, now)
+
+
+def _retry_with_interval(core: CallCore, call: Call, resp: Response, now: float) -> bool:
+    """RFC 4028 §7.3: a 422 to our INVITE names the Min-SE to ask with; once or twice."""
+    asked = _asked_interval(call.invite)
+    wanted = uac_retry_interval(resp.headers, asked or 0)
+    if wanted is None or call.timer_tries >= 2 or call.client_tx is None:
+        return False
+    call.timer_tries += 1
+    core.resend_invite(call, now, {"Session-Expires": str(wanted), "Min-SE": str(wanted)})
+    return True
+
+
+def _asked_interval(invite: Request) -> int | None:
+    value = invite.headers.get("Session-Expires")
+    head = (value or "").split(";", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
 def on_timeout(core: CallCore, call: Call, purpose: str, now: float) -> None:
     if purpose == "invite":
+        if call.state is CallState.CALLING and core.retry_elsewhere(call, now):
+            return
         call.handle(CallEv.INVITE_TIMEOUT, now)
     elif purpose == "bye":
         call.handle(CallEv.BYE_DONE, now)
@@ -474,3 +629,6 @@ def on_timeout(core: CallCore, call: Call, purpose: str, now: float) -> None:
         call.reinvite_tx = None
         call.pending_offer = None
         call.handle(CallEv.HANGUP, now)
+    elif purpose == "refresh":
+        call.refresh_tx = None
+        call.handle(CallEv.SESSION_EXPIRED, now)  # RFC 4028 §10: the refresh went unanswered

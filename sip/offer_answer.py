@@ -10,6 +10,13 @@ themselves are :mod:`sip.sdp`; this module decides with them:
   configured preference list, telephone-event per RFC 4733 section 7.1.1, ptime mirrored, the
   direction table of section 6.1, rejected streams with port 0).
 - :func:`make_offer` / :func:`parse_answer`: the offerer side (RFC 3264 sections 5 and 7).
+- :func:`read_answer`: what an answer *we* sent settled (a delayed offer's answer in our ACK,
+  our answer to a re-offer), so the owner reads every settled stream the same way.
+- SRTP keys by SDES (RFC 4568): ``RTP/SAVP`` offers and answers with ``a=crypto``, best-effort
+  SRTP (``RTP/AVP`` with ``a=crypto``, as baresip's ``mediaenc=srtp`` and Asterisk send it), and a
+  trunk's :class:`~sip.sdes.Encryption` policy; the keys settled are in ``Negotiated.srtp``.
+- :class:`MediaPrefs`: what the SIP core answers offers with by itself (re-INVITE, UPDATE, the
+  2xx of a delayed-offer INVITE): the codec preferences and the encryption policy.
 - :class:`LocalSession`: our ``o=`` line across a dialog; the version increases only when the
   description changes (RFC 3264 section 8, RFC 8866 section 5.2).
 - :func:`is_hold`, :func:`remote_endpoint` and :func:`rtcp_endpoint`: hold detection (RFC 3264
@@ -28,6 +35,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from sip.sdes import SUITES, CryptoAttribute, Encryption, new_key
 from sip.sdp import (
     Attribute,
     Connection,
@@ -44,19 +52,24 @@ __all__ = [
     "Answer",
     "Codec",
     "LocalSession",
+    "MediaPrefs",
     "Negotiated",
     "NegotiationError",
     "RtpEndpoint",
+    "SrtpKeys",
     "TelephoneEvent",
     "is_hold",
     "make_offer",
     "negotiate",
     "parse_answer",
+    "read_answer",
     "remote_endpoint",
     "rtcp_endpoint",
 ]
 
-SUPPORTED_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})
+PLAIN_PROTOS = frozenset({"RTP/AVP", "RTP/AVPF"})
+SECURE_PROTOS = frozenset({"RTP/SAVP", "RTP/SAVPF"})
+SUPPORTED_PROTOS = PLAIN_PROTOS | SECURE_PROTOS
 TELEPHONE_EVENT = "telephone-event"
 TELEPHONE_EVENT_FMTP = "0-16"
 DEFAULT_PTIME = 20
@@ -135,6 +148,31 @@ class RtpEndpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class SrtpKeys:
+    """The SRTP master keys a negotiation settled (RFC 4568): ``local`` protects what we send,
+    ``remote`` unprotects what the peer sends. Never shown by ``repr``."""
+
+    suite: str
+    local: bytes = field(repr=False)
+    remote: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"SrtpKeys(suite={self.suite!r}, keys=[redacted])"
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPrefs:
+    """How the SIP core answers an offer by itself (a re-INVITE or UPDATE offer, the offer in
+    the 2xx of our delayed-offer INVITE): the codecs we accept in order, the encryption
+    policy, and where our media is (``address``/``port``: only needed before we sent any SDP)."""
+
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    encryption: Encryption = Encryption.OPTIONAL
+    address: str = ""
+    port: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Negotiated:
     """What one side must do after offer/answer for the audio stream.
 
@@ -149,6 +187,7 @@ class Negotiated:
     remote: RtpEndpoint | None
     media_index: int
     maxptime: int | None = None
+    srtp: SrtpKeys | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +332,8 @@ def negotiate(
     telephone_event: bool = True,
     codec_fmtp: Mapping[str, str] | None = None,
     session_name: str = "rtbridge",
+    encryption: Encryption = Encryption.OPTIONAL,
+    keep_key: CryptoAttribute | None = None,
 ) -> Answer:
     """Answer an offer with one audio codec plus telephone-event (RFC 3264 sections 6, 6.1).
 
@@ -311,17 +352,29 @@ def negotiate(
       ``Answer.media.codec.fmtp`` for our encoder. ``codec_fmtp`` gives the parameters we want
       to receive, by codec name (``{"opus": "useinbandfec=1"}``); by default none, which for
       Opus means mono without in-band FEC.
+    - SRTP (RFC 4568): an ``RTP/SAVP(F)`` stream, or an ``RTP/AVP(F)`` one with ``a=crypto``
+      (best effort), is answered with the offer's first usable crypto line: its tag and suite,
+      our own fresh key (``keep_key``'s, our current line, when its suite is the same: a
+      re-answer keeps the keys, RFC 4568 section 7.1.4). ``encryption`` decides what is
+      acceptable: ``off`` refuses ``RTP/SAVP`` and answers best-effort offers in plain RTP;
+      ``required`` refuses a stream without a usable crypto line.
 
     Raises :class:`NegotiationError` (488) when no stream can be accepted.
     """
     keys = _prefs(prefs)
     chosen: tuple[int, Codec] | None = None
+    crypto: CryptoAttribute | None = None
     reasons: list[str] = []
     for index, media in enumerate(offer.media):
         if media.media != "audio" or media.port == 0:
             continue
         if media.proto not in SUPPORTED_PROTOS:
             reasons.append(f"m-line {index} uses unsupported transport {media.proto}")
+            continue
+        try:
+            crypto = _pick_crypto(media, encryption)
+        except NegotiationError as exc:
+            reasons.append(f"m-line {index}: {exc}")
             continue
         offered = _offered_codecs(media)
         codec = next((offered[k] for k in keys if k in offered), None)
@@ -357,6 +410,18 @@ def negotiate(
             codec, _our_fmtp(codec_fmtp, codec.key), te, answered_ptime, ours, maxptime
         ),
     )
+    srtp = None
+    if crypto is not None:
+        local = (
+            keep_key.key
+            if keep_key is not None and keep_key.suite == crypto.suite
+            else new_key(crypto.suite)
+        )
+        srtp = SrtpKeys(crypto.suite, local, crypto.key)
+        ours_line = CryptoAttribute(crypto.tag, crypto.suite, local)
+        accepted = replace(
+            accepted, attributes=(Attribute("crypto", str(ours_line)), *accepted.attributes)
+        )
     streams = tuple(accepted if i == index else _reject(m) for i, m in enumerate(offer.media))
     conn = Connection.for_address(local_addr)
     sdp = SessionDescription(
@@ -374,8 +439,36 @@ def negotiate(
         remote=remote_endpoint(offer, index),
         media_index=index,
         maxptime=offered_media.maxptime,
+        srtp=srtp,
     )
     return Answer(sdp, negotiated)
+
+
+def _cryptos(media: MediaDescription) -> list[CryptoAttribute]:
+    """The stream's ``a=crypto`` lines that parse (a malformed one is skipped, RFC 4568
+    section 7.1.2: the answerer uses one it understands)."""
+    found = []
+    for attr in media.attributes:
+        if attr.name == "crypto":
+            try:
+                found.append(CryptoAttribute.parse(attr.value or ""))
+            except SdpError:
+                continue
+    return found
+
+
+def _pick_crypto(media: MediaDescription, encryption: Encryption) -> CryptoAttribute | None:
+    """The crypto line to answer ``media`` with (None: plain RTP), or NegotiationError."""
+    secure = media.proto in SECURE_PROTOS
+    if encryption is Encryption.OFF:
+        if secure:
+            raise NegotiationError(f"{media.proto} (SRTP) offered, media_encryption is off")
+        return None
+    usable = next((c for c in _cryptos(media) if c.usable), None)
+    if usable is None and (secure or encryption is Encryption.REQUIRED):
+        what = "no usable SDES crypto line" if secure else "plain RTP"
+        raise NegotiationError(f"{what} offered ({', '.join(SUITES)} accepted, no MKI)")
+    return usable
 
 
 def make_offer(
@@ -389,17 +482,25 @@ def make_offer(
     telephone_event: bool = True,
     codec_fmtp: Mapping[str, str] | None = None,
     session_name: str = "rtbridge",
+    encryption: Encryption = Encryption.OFF,
 ) -> SessionDescription:
     """An offer for an outbound call (RFC 3264 section 5): one audio m-line, codecs in order.
 
     Static codecs use their RFC 3551 PTs (PCMU 0, PCMA 8, G722 9), Opus uses 111; telephone-event
     is offered at 8000 Hz on PT 101 and, with Opus, also at 48000 Hz on PT 110. ``codec_fmtp``
     adds format parameters we want to receive, by codec name.
+
+    With ``encryption`` ``required`` the stream is ``RTP/SAVP``; with ``optional`` it is
+    ``RTP/AVP`` (best-effort SRTP: a peer without SRTP answers in plain RTP); either way one
+    ``a=crypto`` line per suite of :data:`~sip.sdes.SUITES`, each with its own fresh key.
     """
     keys = _prefs(codecs)
     if not keys:
         raise ValueError("make_offer needs at least one codec")
     attrs: list[Attribute] = []
+    if encryption is not Encryption.OFF:
+        for tag, suite in enumerate(SUITES, start=1):
+            attrs.append(Attribute("crypto", str(CryptoAttribute(tag, suite, new_key(suite)))))
     formats: list[str] = []
     for key in dict.fromkeys(keys):
         static_pt, rate, channels = KNOWN_CODECS[key]
@@ -425,7 +526,13 @@ def make_offer(
         session_name=session_name,
         connection=conn,
         media=(
-            MediaDescription("audio", port, "RTP/AVP", tuple(formats), attributes=tuple(attrs)),
+            MediaDescription(
+                "audio",
+                port,
+                "RTP/SAVP" if encryption is Encryption.REQUIRED else "RTP/AVP",
+                tuple(formats),
+                attributes=tuple(attrs),
+            ),
         ),
     )
     return session.stamp(sdp) if session is not None else sdp
@@ -473,9 +580,65 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
                 remote=remote_endpoint(answer, index),
                 media_index=index,
                 maxptime=media.maxptime,
+                srtp=_answered_keys(offer.media[index], media, local_offered=True),
             )
         raise NegotiationError(f"answer m-line {index} has no codec that we offered")
     raise NegotiationError("the answer rejected every audio stream", warning=304)
+
+
+def _answered_keys(
+    offered: MediaDescription, answered: MediaDescription, *, local_offered: bool
+) -> SrtpKeys | None:
+    """The keys of an answered stream: the answer's crypto line and the offer's line with the
+    same tag and suite. Raises NegotiationError when an SRTP stream settles without them."""
+    answer_lines = [c for c in _cryptos(answered) if c.usable]
+    if not answer_lines:
+        if answered.proto in SECURE_PROTOS:
+            raise NegotiationError(f"the {answered.proto} answer has no usable crypto line")
+        return None
+    chosen = answer_lines[0]
+    match = next(
+        (c for c in _cryptos(offered) if c.tag == chosen.tag and c.suite == chosen.suite), None
+    )
+    if match is None or not match.usable:
+        raise NegotiationError(f"the answer's crypto tag {chosen.tag} was not offered")
+    if local_offered:
+        return SrtpKeys(chosen.suite, match.key, chosen.key)
+    return SrtpKeys(chosen.suite, chosen.key, match.key)
+
+
+def read_answer(offer: SessionDescription, answer: SessionDescription) -> Negotiated:
+    """What an answer *we* gave to the peer's ``offer`` settled (RFC 3264 section 6): the codec
+    and payload type of our answer, the offer's address (where we send), the keys of both
+    sides. The counterpart of :func:`parse_answer` for the answerer; raises
+    :class:`NegotiationError` when the answer accepted no audio stream."""
+    for index, media in enumerate(answer.media):
+        if media.media != "audio" or media.port == 0 or index >= len(offer.media):
+            continue
+        pt = media.payload_types[0] if media.payload_types else None
+        rtpmap = media.codec(pt) if pt is not None else None
+        if rtpmap is None or pt is None:
+            continue
+        codec = Codec(
+            rtpmap.encoding,
+            pt,
+            rtpmap.clock_rate,
+            rtpmap.channels or 1,
+            offer.media[index].fmtp(pt),
+        )
+        offered = offer.media[index]
+        te = _offered_telephone_event(media, codec.clock_rate)
+        return Negotiated(
+            codec=codec,
+            telephone_event=te,
+            ptime=media.ptime or DEFAULT_PTIME,
+            direction=answer.media_direction(index),
+            remote=remote_endpoint(offer, index),
+            media_index=index,
+            maxptime=offered.maxptime,
+            srtp=_answered_keys(offered, media, local_offered=False),
+        )
+    raise NegotiationError("the answer accepted no audio stream", warning=304)
 
 
 def is_hold(sdp: SessionDescription, index: int | None = None) -> bool:

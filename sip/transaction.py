@@ -78,11 +78,16 @@ class TimerValues:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Put ``message`` on the wire to ``peer``; ``key`` names the transaction (for errors)."""
+    """Put ``message`` on the wire to ``peer``; ``key`` names the transaction (for errors).
+
+    Over TCP/TLS ``peer`` names a flow (the connection a dialog or request came on); when that
+    connection is gone, ``fallback`` says where to open a new one (the route set or Contact for
+    a request, §12.2.1.1; the Via's ``received``/``rport`` for a response, §18.2.2)."""
 
     message: Request | Response
     peer: Peer
     key: str = ""
+    fallback: Peer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +180,7 @@ class Transaction:
         self._layer = layer
         self._outbox = layer.outbox
         self.last_response: Response | None = None
+        self.fallback: Peer | None = None  # a new connection's target when the flow is gone
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key} {self.state.value}>"
@@ -214,7 +220,7 @@ class Transaction:
 
     # actions shared by several machines
     def _send(self, message: Request | Response) -> None:
-        self._outbox.append(Send(message, self.peer, self.key))
+        self._outbox.append(Send(message, self.peer, self.key, self.fallback))
 
     def _report_timeout(self, _m: Request | Response | None, _now: float) -> None:
         self._outbox.append(TxTimeout(self))
@@ -516,7 +522,9 @@ class TransactionLayer:
         return f"s2543|{request.call_id}|{request.from_.tag}|{cseq}|{via}|{m}"
 
     # --- client side ---------------------------------------------------------------------
-    def send_request(self, request: Request, peer: Peer, now: float) -> ClientTx:
+    def send_request(
+        self, request: Request, peer: Peer, now: float, fallback: Peer | None = None
+    ) -> ClientTx:
         """Start a client transaction for ``request`` (whose top Via carries a fresh branch)."""
         branch = request.top_via.branch or ""
         key = self.client_key(branch, request.method)
@@ -525,6 +533,7 @@ class TransactionLayer:
             tx = ClientInviteTransaction(request, peer, key, self)
         else:
             tx = ClientNonInviteTransaction(request, peer, key, self)
+        tx.fallback = fallback
         self.clients[key] = tx
         tx.start(now)
         return tx
@@ -539,7 +548,9 @@ class TransactionLayer:
         return True
 
     # --- server side ---------------------------------------------------------------------
-    def receive_request(self, request: Request, peer: Peer, now: float) -> ServerTx | None:
+    def receive_request(
+        self, request: Request, peer: Peer, now: float, fallback: Peer | None = None
+    ) -> ServerTx | None:
         """Match ``request``. Returns a NEW server transaction for the TU, or None when the
         request was a retransmission or an ACK that a transaction absorbed. An ACK that matches
         nothing (the ACK for a 2xx, §17.2.3) also returns None: callers check ``is_stray_ack``.
@@ -558,6 +569,7 @@ class TransactionLayer:
             new = ServerInviteTransaction(request, peer, key, self)
         else:
             new = ServerNonInviteTransaction(request, peer, key, self)
+        new.fallback = fallback
         self.servers[key] = new
         new.start(now)
         return new

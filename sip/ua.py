@@ -12,7 +12,13 @@ routing (§18.2.2); 100 Trying at once for INVITE; inbound policy before a call 
 OPTIONS (200 while serving, 503 while draining, §11.2); CANCEL matching (§9.2); 481 for
 requests outside any dialog (§12.2.2); 400 with a reason for malformed requests (§8.2 / §21.4).
 In-dialog requests go to the address the dialog's messages come from (connection reuse and
-NAT-friendly), with the route set in Route headers.
+NAT-friendly), with the route set in Route headers; over TCP/TLS every in-dialog request and
+response goes on the connection the dialog came on, and only when it is gone on a new one to the
+route set or Contact (requests) or the Via's ``received``/``rport`` (responses, §18.2.2)
+(:attr:`~sip.transaction.Send.fallback`). ``Allow`` lists exactly the methods handled here;
+``Supported: timer`` (RFC 4028, :mod:`sip.session_timer`): a new INVITE asking for a session
+interval under our ``Min-SE`` gets 422. An outbound INVITE may name ``alternates`` (RFC 3263
+targets): a timeout, transport error or 503 before any answer sends it to the next one.
 
 Defences, cheapest first, so that a flood costs little and never a call's audio (issue 12;
 ``CoreConfig.limits``): a blocked source is dropped before anything else; every message must
@@ -28,18 +34,23 @@ What is refused or caught is reported as :class:`~sip.events.SecurityNotice` out
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from sip import midcall, sanity
 from sip.auth import AuthError, DigestClient, choose_challenge
-from sip.call import Call, CallEv, Direction, Pending
+from sip.call import Call, CallEv, Direction, Pending, quote_text
 from sip.dialog import make_response, new_branch, new_tag
 from sip.errors import SipError, SipParseError, SipStateError
 from sip.events import CallEvent, CallOffered, CallRefused, NoticeKind, SecurityNotice
 from sip.headers import Headers, NameAddr, Via
 from sip.message import Request, Response, parse_message
+from sip.offer_answer import LocalSession, MediaPrefs, negotiate
 from sip.policy import Allow, Deny, Policy, loopback_only
 from sip.ratelimit import RateKind, SourceGuard
+from sip.sdes import CryptoAttribute, Encryption
+from sip.sdp import SdpError, SessionDescription
+from sip.session_timer import TimerPolicy, TooSmall, uac_request, uas_settle
 from sip.settings import SipLimits
 from sip.timers import TimerHeap
 from sip.transaction import (
@@ -60,6 +71,7 @@ from sip.uri import SipUri
 
 __all__ = [
     "ALLOW",
+    "SUPPORTED",
     "Allow",
     "CoreConfig",
     "Credentials",
@@ -71,8 +83,10 @@ __all__ = [
     "loopback_only",
 ]
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY"
-_KNOWN = frozenset({"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "PRACK", "UPDATE"})
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE"
+SUPPORTED = "timer"  # option tags we support (RFC 4028); 100rel is not (PRACK: 420)
+_SUPPORTED_TAGS = frozenset(t.strip() for t in SUPPORTED.split(","))
+_KNOWN = frozenset({"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH", "PRACK"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,7 @@ class CoreConfig:
     user_agent: str = "rtbridge"
     timers: TimerValues = field(default_factory=TimerValues)
     limits: SipLimits = field(default_factory=SipLimits)
+    session_timer: TimerPolicy = field(default_factory=TimerPolicy)
 
 
 class SipCore:
@@ -238,7 +253,14 @@ class SipCore:
     def ring(self, call_id: str, now: float, *, status: int = 180, sdp: bytes = b"") -> None:
         self._command(call_id, CallEv.RING, now, Pending(status=status, body=sdp))
 
-    def answer(self, call_id: str, sdp: bytes, now: float) -> None:
+    def answer(
+        self, call_id: str, sdp: bytes, now: float, *, media: MediaPrefs | None = None
+    ) -> None:
+        """Answer with ``sdp`` (an answer, or our offer when the INVITE had none); ``media``:
+        how the core answers the peer's later offers (re-INVITE, UPDATE) by itself."""
+        call = self._call(call_id)
+        if media is not None:
+            call.media = media
         self._command(call_id, CallEv.ANSWER, now, Pending(status=200, body=sdp))
 
     def reject(
@@ -256,9 +278,13 @@ class SipCore:
         pending = Pending(status=status, reason=reason, extra=headers)
         self._command(call_id, CallEv.REJECT, now, pending)
 
-    def hangup(self, call_id: str, now: float) -> None:
-        """End the call whatever its state: 480, CANCEL or BYE as fits (§15)."""
-        self._command(call_id, CallEv.HANGUP, now, Pending(status=480))
+    def hangup(self, call_id: str, now: float, *, cause: tuple[int, str] | None = None) -> None:
+        """End the call whatever its state: 480, CANCEL or BYE as fits (§15). ``cause`` (a
+        status and a text) goes in the BYE's ``Reason`` header (RFC 3326)."""
+        extra: tuple[tuple[str, str], ...] = ()
+        if cause is not None:
+            extra = (("Reason", f'SIP ;cause={cause[0]} ;text="{quote_text(cause[1])[:120]}"'),)
+        self._command(call_id, CallEv.HANGUP, now, Pending(status=480, extra=extra))
 
     def invite(
         self,
@@ -270,9 +296,17 @@ class SipCore:
         caller: NameAddr | None = None,
         credentials: Credentials | None = None,
         trunk: str | None = None,
+        media: MediaPrefs | None = None,
+        alternates: tuple[Peer, ...] = (),
+        ring_timeout: float | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> str:
         """Place a call (§13.2.1). ``peer`` is the next hop (a trunk or proxy); by default the
-        target URI's host/port/transport. Returns the call's id (its Call-ID)."""
+        target URI's host/port/transport; ``alternates`` are the next ones to try (RFC 3263).
+        An empty ``sdp`` is a delayed offer: the callee offers in its 2xx and the core answers
+        in the ACK from ``media``. ``ring_timeout`` seconds after the INVITE an unanswered call
+        is cancelled (``no-answer``). ``headers`` are added as they are (identity headers:
+        P-Asserted-Identity, Diversion). Returns the call's id (its Call-ID)."""
         transport = peer.transport if peer else target.transport
         if peer is None:
             default = 5061 if transport == "tls" else 5060
@@ -287,13 +321,17 @@ class SipCore:
         h.add("Call-ID", call_id)
         h.add("CSeq", "1 INVITE")
         h.add("Contact", str(self.contact(transport)))
-        for k, v in self.common_headers():
+        for k, v in (*self.common_headers(), *uac_request(self.timer_policy), *headers):
             h.add(k, v)
         if sdp:
             h.add("Content-Type", "application/sdp")
         req = Request(method="INVITE", uri=target.without_headers(), headers=h, body=sdp)
         call = Call(self, call_id, Direction.OUTBOUND, req, peer, trunk)
         call.local_sdp = sdp
+        call.media = media
+        call.alternates = list(alternates)
+        if ring_timeout is not None:
+            call.set_timer("ring-timeout", now + ring_timeout)
         self.calls[call_id] = call
         if credentials is not None:
             self.credentials[call_id] = credentials
@@ -366,21 +404,78 @@ class SipCore:
         return NameAddr(SipUri(host=self.host, user=self.config.user, port=port, params=params))
 
     def common_headers(self) -> Headers:
-        return Headers([("Allow", ALLOW), ("User-Agent", self.config.user_agent)])
+        return Headers(
+            [("Allow", ALLOW), ("Supported", SUPPORTED), ("User-Agent", self.config.user_agent)]
+        )
+
+    @property
+    def timer_policy(self) -> TimerPolicy:
+        return self.config.session_timer
 
     def emit(self, event: CallEvent) -> None:
         self._out.append(event)
 
-    def send_direct(self, message: Request | Response, peer: Peer) -> None:
+    def send_direct(
+        self, message: Request | Response, peer: Peer, fallback: Peer | None = None
+    ) -> None:
         """Outside any transaction: the ACK for a 2xx, a 2xx retransmitted after timer L."""
-        self._out.append(Send(message, peer))
+        self._out.append(Send(message, peer, fallback=fallback))
 
     def send_request(self, call: Call, request: Request, purpose: str, now: float) -> ClientTx:
         """Send ``request`` to the call's peer in a client transaction; its responses and
-        timeout go to :mod:`sip.midcall` for ``call`` as ``purpose``."""
-        tx = self.layer.send_request(request, call.peer, now)
+        timeout go to :mod:`sip.midcall` for ``call`` as ``purpose``. In a dialog over TCP/TLS
+        the call's flow is used while it lasts (:meth:`Call.flow_fallback` otherwise)."""
+        fallback = call.flow_fallback() if request.method != "INVITE" or call.dialog else None
+        tx = self.layer.send_request(request, call.peer, now, fallback)
         self._purpose[tx.key] = (call, purpose)
         return tx
+
+    def retry_elsewhere(self, call: Call, now: float) -> bool:
+        """RFC 3263 §4.3: the INVITE again, as a new transaction, to the next target."""
+        if not call.alternates or call.client_tx is None:
+            return False
+        call.peer = call.alternates.pop(0)
+        self.resend_invite(call, now, {"Contact": str(self.contact(call.peer.transport))})
+        return True
+
+    def answer_offer(self, call: Call, offer: bytes) -> bytes:
+        """See :meth:`sip.call.CallCore.answer_offer`: the codec in use is kept when the offer
+        still has it (else the next of the call's preferences: a codec change), our address and
+        port stay, and so do our SRTP keys when the suite does (RFC 4568 §7.1.4)."""
+        desc = SessionDescription.parse(offer)
+        prefs = call.media or MediaPrefs(codecs=())
+        address, port, current, key = _our_media(call)
+        codecs = tuple(dict.fromkeys(c for c in (current, *prefs.codecs) if c))
+        if not codecs:
+            raise SdpError("no codec to answer a re-offer with")
+        address = address or prefs.address
+        port = port or prefs.port
+        if not address or not port:
+            raise SdpError("our media address is unknown")
+        if call.sdp_session is None:
+            if call.local_sdp:  # our o= line goes on: same id, the version up on a change
+                ours = SessionDescription.parse(call.local_sdp)
+                o = ours.origin
+                call.sdp_session = LocalSession(
+                    o.address, o.session_id, o.session_version, o.username
+                )
+                call.sdp_session.stamp(ours)
+            else:
+                call.sdp_session = LocalSession.create(address)
+        encryption = prefs.encryption if call.media is not None else Encryption.OPTIONAL
+        answer = negotiate(
+            desc,
+            codecs,
+            address,
+            port,
+            session=call.sdp_session,
+            encryption=encryption,
+            keep_key=key,
+        )
+        return bytes(answer.sdp)
+
+    def refresh_session(self, call: Call, now: float) -> None:
+        midcall.send_refresh(self, call, now)
 
     def schedule(self, call: Call, when: float) -> None:
         self._call_timers.push(when, call)
@@ -405,19 +500,35 @@ class SipCore:
         call.auth_tries += 1
         client = self._digest.setdefault(call.id, DigestClient(creds.username, creds.password))
         old = call.invite
+        value = client.authorize(chosen, "INVITE", str(old.uri), old.body)
+        name = "Proxy-Authorization" if proxy else "Authorization"
+        self.resend_invite(call, now, {name: value}, drop=("Authorization", "Proxy-Authorization"))
+        return True
+
+    def resend_invite(
+        self,
+        call: Call,
+        now: float,
+        headers: Mapping[str, str] | None = None,
+        *,
+        drop: tuple[str, ...] = (),
+    ) -> None:
+        """Our INVITE again as a new transaction (a new branch, the CSeq up): with digest
+        credentials (§22.2), a larger ``Session-Expires`` (RFC 4028 §7.3) or to another target
+        (RFC 3263 §4.3). ``headers`` are set (replacing theirs), ``drop`` removed first."""
+        old = call.invite
         h = old.headers.copy()
-        h.remove("Authorization")
-        h.remove("Proxy-Authorization")
+        for name in drop:
+            h.remove(name)
         vias = h.get_all("Via")
         h.replace_all("Via", [self.via(call.peer.transport), *vias[1:]])
         h.set("CSeq", f"{old.cseq.seq + 1} INVITE")
-        value = client.authorize(chosen, "INVITE", str(old.uri), old.body)
-        h.add("Proxy-Authorization" if proxy else "Authorization", value)
+        for name, value in (headers or {}).items():
+            h.set(name, value)
         call.invite = Request(method="INVITE", uri=old.uri, headers=h, body=old.body)
         tx = self.send_request(call, call.invite, "invite", now)
         assert isinstance(tx, ClientInviteTransaction)
         call.client_tx = tx
-        return True
 
     def retry_reinvite(self, call: Call, now: float) -> None:
         midcall.retry_reinvite(self, call, now)
@@ -432,7 +543,7 @@ class SipCore:
                 return
             call = self._dialog_call(req)
             if call is not None:
-                call.handle(CallEv.ACK, now)
+                call.handle(CallEv.ACK, now, Pending(message=req))
             else:
                 self.stats["stray"] += 1
             return
@@ -442,7 +553,7 @@ class SipCore:
             verdict = self._screen_invite(req, peer, now)
             if verdict is None:
                 return  # refused statelessly: no transaction, no call
-        tx = self.layer.receive_request(req, reply_to, now)
+        tx = self.layer.receive_request(req, reply_to, now, self._via_fallback(req.top_via, peer))
         if tx is None:
             return  # a retransmission, absorbed
         if self._refuse_early(req, tx, now):
@@ -482,7 +593,12 @@ class SipCore:
         if req.headers.get("Max-Forwards") == "0" and req.method != "OPTIONS":
             self._reply(tx, req, 483, now)
             return True
-        required = [r for r in req.headers.get_all("Require") if r.strip()]
+        required = [
+            tag.strip()
+            for value in req.headers.get_all("Require")
+            for tag in value.split(",")
+            if tag.strip() and tag.strip().lower() not in _SUPPORTED_TAGS
+        ]
         if required:
             self._reply(tx, req, 420, now, extra=Headers([("Unsupported", ", ".join(required))]))
             return True
@@ -569,9 +685,14 @@ class SipCore:
         if req.call_id in self.calls:
             self._reply(tx, req, 482, now)  # a merged request (§8.2.2.2)
             return
+        settled = uas_settle(req.headers, self.timer_policy)
+        if isinstance(settled, TooSmall):  # RFC 4028 §9
+            self._reply(tx, req, 422, now, extra=Headers([("Min-SE", str(settled.min_se))]))
+            return
         call = Call(self, req.call_id, Direction.INBOUND, req, tx.peer, verdict.trunk)
         call.server_tx = tx
         call.local_tag = new_tag()
+        call.session_timer = settled
         self.calls[call.id] = call
         self.emit(
             CallOffered(
@@ -683,6 +804,17 @@ class SipCore:
         req.headers.replace_all("Via", vias)
 
     @staticmethod
+    def _via_fallback(via: Via, peer: Peer) -> Peer | None:
+        """§18.2.2: over TCP/TLS, where a response goes when the request's connection is
+        gone: the ``received`` address and the ``rport`` or sent-by port."""
+        if not peer.reliable:
+            return None
+        host = via.param("received") or via.host.strip("[]")
+        rport = via.param("rport")
+        port = int(rport) if rport and rport.isdigit() else via.port
+        return Peer(peer.transport, host, port or (5061 if peer.transport == "tls" else 5060))
+
+    @staticmethod
     def _response_peer(via: Via, peer: Peer) -> Peer:
         """§18.2.2, RFC 3581: reliable -> same connection; rport -> source; else sent-by port."""
         if peer.reliable or via.param("rport") is not None:
@@ -713,6 +845,42 @@ class SipCore:
             self._purpose.pop(key, None)
             self._standalone.discard(key)
         self.layer.reaped.clear()
+
+
+def _our_media(call: Call) -> tuple[str, int, str, CryptoAttribute | None]:
+    """From our current SDP: address, RTP port, the codec in use and our SRTP key."""
+    if not call.local_sdp:
+        return "", 0, "", None
+    ours = SessionDescription.parse(call.local_sdp)
+    index = next((i for i, m in enumerate(ours.media) if m.media == "audio" and m.port), None)
+    if index is None:
+        return "", 0, "", None
+    audio = ours.media[index]
+    conn = ours.media_connection(index)
+    codec = ""
+    source = audio
+    if call.direction is Direction.OUTBOUND and call.remote_sdp and call.invite.body:
+        # our offer listed several codecs; the one in use is the answer's first
+        theirs = SessionDescription.parse(call.remote_sdp)
+        answered = next((m for m in theirs.media if m.media == "audio" and m.port), None)
+        if answered is not None:
+            source = answered
+    for pt in source.payload_types:
+        rtpmap = source.codec(pt)
+        if rtpmap is not None and rtpmap.encoding.lower() != "telephone-event":
+            codec = rtpmap.encoding
+            break
+    key = None
+    for attr in audio.attributes:
+        if attr.name == "crypto":
+            try:
+                parsed = CryptoAttribute.parse(attr.value or "")
+            except SdpError:
+                continue
+            if parsed.usable:
+                key = parsed
+                break
+    return (conn.address if conn else ""), audio.port, codec, key
 
 
 def _call_holds(call: Call, when: float) -> bool:

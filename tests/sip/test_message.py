@@ -98,6 +98,14 @@ def test_split_commas_respects_quotes_and_brackets() -> None:
     assert h.get_all("www-authenticate") == ['Digest realm="r", nonce="n"']
 
 
+def test_an_empty_supported_or_allow_lists_nothing_but_an_empty_via_is_refused() -> None:
+    # §25.1 allows "Supported:" with no option tag (baresip sends it on every INVITE)
+    h = Headers([("Supported", ""), ("Allow", " "), ("Via", "")])
+    assert h.get_all("Supported") == [] and h.get_all("Allow") == []
+    with pytest.raises(SipParseError):
+        h.get_all("Via")
+
+
 def test_canonical_names() -> None:
     assert canonical_name("i") == "Call-ID"
     assert canonical_name("CALL-id") == "Call-ID"
