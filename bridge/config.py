@@ -250,6 +250,10 @@ class AgentProfile(_Section):
     tools: list[dict[str, Any]] = Field(default_factory=list)
     session_format: SessionFormat = SessionFormat.AUTO
     greeting: str | None = None
+    #: SIP early media (RFC 3960): answer with 183 Session Progress and our SDP, start the
+    #: agent (and its greeting) then, and send 200 ``early_media_s`` seconds later
+    early_media: bool = False
+    early_media_s: float = Field(default=3.0, ge=0, le=60)
     dtmf: DtmfPolicy = Field(default_factory=DtmfPolicy)
     max_duration_s: float = Field(default=3600.0, gt=0)
     telephony_tools: bool = False

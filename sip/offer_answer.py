@@ -167,7 +167,7 @@ class MediaPrefs:
     policy, and where our media is (``address``/``port``: only needed before we sent any SDP)."""
 
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
-    encryption: Encryption = Encryption.OPTIONAL
+    encryption: Encryption = Encryption.OFF
     address: str = ""
     port: int = 0
 
@@ -332,7 +332,7 @@ def negotiate(
     telephone_event: bool = True,
     codec_fmtp: Mapping[str, str] | None = None,
     session_name: str = "rtbridge",
-    encryption: Encryption = Encryption.OPTIONAL,
+    encryption: Encryption = Encryption.OFF,
     keep_key: CryptoAttribute | None = None,
 ) -> Answer:
     """Answer an offer with one audio codec plus telephone-event (RFC 3264 sections 6, 6.1).
@@ -356,7 +356,8 @@ def negotiate(
       (best effort), is answered with the offer's first usable crypto line: its tag and suite,
       our own fresh key (``keep_key``'s, our current line, when its suite is the same: a
       re-answer keeps the keys, RFC 4568 section 7.1.4). ``encryption`` decides what is
-      acceptable: ``off`` refuses ``RTP/SAVP`` and answers best-effort offers in plain RTP;
+      acceptable: ``off`` (the default: the caller's media path must do SRTP before it asks
+      for keys) refuses ``RTP/SAVP`` and answers best-effort offers in plain RTP;
       ``required`` refuses a stream without a usable crypto line.
 
     Raises :class:`NegotiationError` (488) when no stream can be accepted.

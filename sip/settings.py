@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["SipLimits", "SipSettings", "SipTimers", "TrunkSettings"]
+__all__ = ["SessionTimerSettings", "SipLimits", "SipSettings", "SipTimers", "TrunkSettings"]
 
 
 class _Section(BaseModel):
@@ -36,8 +36,32 @@ class SipTimers(_Section):
     t4: float = Field(default=5.0, gt=0, le=60)
 
 
+class SessionTimerSettings(_Section):
+    """Session timers (RFC 4028): the interval we ask for and accept, the smallest we take
+    (a smaller one gets 422), and who refreshes when we choose."""
+
+    enabled: bool = True
+    session_expires: int = Field(default=1800, ge=90, le=86400)
+    min_se: int = Field(default=90, ge=90, le=86400)
+    refresher: Literal["uac", "uas"] = "uac"
+
+    @model_validator(mode="after")
+    def _order(self) -> SessionTimerSettings:
+        if self.min_se > self.session_expires:
+            raise ValueError("min_se must not exceed session_expires")
+        return self
+
+
 class TrunkSettings(_Section):
-    """A SIP provider or PBX rtbridge exchanges calls with."""
+    """A SIP provider or PBX rtbridge exchanges calls with.
+
+    ``options_interval_s``: send OPTIONS this often and mark the trunk down
+    when it stops answering (None: no keepalive). ``ring_timeout_s``: an outbound call not
+    answered by then is cancelled (``no-answer``). ``delayed_offer``: our INVITEs carry no
+    SDP (the callee offers in its 2xx). ``caller_id`` (E.164, ``+14155550100``),
+    ``asserted_identity`` (P-Asserted-Identity) and ``diversion`` (a URI: the number the call
+    is forwarded for) go on outbound INVITEs.
+    """
 
     name: str
     host: str
@@ -52,6 +76,21 @@ class TrunkSettings(_Section):
     register_expires: int = Field(default=600, ge=60, le=86400)
     #: concurrent inbound calls this trunk may hold (None: only ``calls.max_calls`` applies)
     max_calls: int | None = Field(default=None, ge=1)
+    options_interval_s: float | None = Field(default=None, ge=1, le=3600)
+    ring_timeout_s: float = Field(default=60.0, gt=0, le=600)
+    delayed_offer: bool = False
+    caller_id: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{1,14}$")
+    asserted_identity: str | None = None
+    diversion: str | None = None
+
+    @field_validator("asserted_identity", "diversion")
+    @classmethod
+    def _sip_uri(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sip:", "sips:", "tel:")):
+            raise ValueError("must be a sip:, sips: or tel: URI")
+        if v is not None and any(ch in v for ch in "\r\n<>\"'"):
+            raise ValueError("must be a bare URI (no angle brackets, quotes or line breaks)")
+        return v
 
     @field_validator("transport")
     @classmethod
@@ -155,6 +194,7 @@ class SipSettings(_Section):
     tls_verify: bool = True  # verify the peer's certificate on outbound TLS
     user_agent: str = "rtbridge"
     timers: SipTimers = Field(default_factory=SipTimers)
+    session_timers: SessionTimerSettings = Field(default_factory=SessionTimerSettings)
     trunks: list[TrunkSettings] = Field(default_factory=list)
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"])
     limits: SipLimits = Field(default_factory=SipLimits)

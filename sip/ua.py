@@ -462,7 +462,10 @@ class SipCore:
                 call.sdp_session.stamp(ours)
             else:
                 call.sdp_session = LocalSession.create(address)
-        encryption = prefs.encryption if call.media is not None else Encryption.OPTIONAL
+        if call.media is not None:
+            encryption = prefs.encryption
+        else:  # no preferences given: SRTP goes on only where it already runs
+            encryption = Encryption.OPTIONAL if key is not None else Encryption.OFF
         answer = negotiate(
             desc,
             codecs,

@@ -41,6 +41,7 @@ class EndReason(enum.StrEnum):
     PEER_CLOSED = "peer-closed"
     DATACHANNEL_CLOSED = "datachannel-closed"
     ACK_TIMEOUT = "ack-timeout"
+    SESSION_EXPIRED = "session-expired"  # RFC 4028: no session refresh in time; we sent BYE
     TRANSPORT_ERROR = "transport-error"
     TIMEOUT = "timeout"
     # -- set-up that did not become a call --------------------------------------------------
@@ -82,4 +83,6 @@ _FROM_SIP: dict[SipEndReason, EndReason] = {
     SipEndReason.TIMEOUT: EndReason.TIMEOUT,
     SipEndReason.ACK_TIMEOUT: EndReason.ACK_TIMEOUT,
     SipEndReason.TRANSPORT_ERROR: EndReason.TRANSPORT_ERROR,
+    SipEndReason.SESSION_EXPIRED: EndReason.SESSION_EXPIRED,
+    SipEndReason.NO_ANSWER: EndReason.NO_ANSWER,
 }

@@ -59,7 +59,15 @@ from sip.events import (
     CallRinging,
     SecurityNotice,
 )
-from sip.offer_answer import Negotiated, NegotiationError, make_offer, negotiate, parse_answer
+from sip.offer_answer import (
+    MediaPrefs,
+    Negotiated,
+    NegotiationError,
+    make_offer,
+    negotiate,
+    parse_answer,
+    read_answer,
+)
 from sip.sdp import SdpError, SessionDescription
 
 __all__ = ["IncomingHook", "OutboundResult", "SipLeg", "outbound_outcome"]
@@ -115,6 +123,18 @@ async def _open_unless_gone(agent: AgentSession, sip_call: SipCall) -> bool:
         await agent.close()
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """Who an inbound call is, between its INVITE and its start."""
+
+    call_id: str
+    profile: AgentProfile
+    profile_name: str
+    from_uri: str
+    to_uri: str
+    trunk: str | None
 
 
 @dataclass(slots=True)
@@ -283,33 +303,44 @@ class SipLeg:
             retry = self.settings.calls.retry_after_s if status == 503 else None
             return Reject(status, phrase or message, retry_after=retry)
 
-        try:
-            desc = SessionDescription.parse(offer.sdp.decode("utf-8", "replace"))
-        except SdpError as exc:
-            return fail(400, EndReason.BAD_SDP, f"Bad SDP: {exc}")
+        delayed = not offer.sdp.strip()  # RFC 3261 §13.2.1: we offer in the 2xx
+        desc = None
+        if not delayed:
+            try:
+                desc = SessionDescription.parse(offer.sdp.decode("utf-8", "replace"))
+            except SdpError as exc:
+                return fail(400, EndReason.BAD_SDP, f"Bad SDP: {exc}")
         try:
             endpoint = await manager.open_endpoint()
         except PortsExhausted:
             return fail(503, EndReason.NO_RTP_PORTS, "No RTP ports available")
         started = False
+        codecs = self.settings.sip.codecs
+        prefs = MediaPrefs(tuple(codecs), address=manager.advertise, port=endpoint.port)
         try:
-            try:
-                answer = negotiate(desc, self.settings.sip.codecs, manager.advertise, endpoint.port)
-                codec = codec_for(
-                    answer.media.codec.name,
-                    answer.media.codec.clock_rate,
-                    answer.media.codec.channels,
-                )
-            except (NegotiationError, UnsupportedCodecError) as exc:
-                return fail(488, EndReason.NO_COMMON_CODEC, f"Not Acceptable Here: {exc}")
-            remote = await self._remote(answer.media)
-            if remote is False:
-                return fail(
-                    488,
-                    EndReason.BAD_OFFER,
-                    "the SDP's media address is refused or does not resolve",
-                    "Not Acceptable Here (media address)",
-                )
+            if desc is None:
+                our_offer = make_offer(manager.advertise, endpoint.port, codecs)
+                first = our_offer.media[0].codec(our_offer.media[0].payload_types[0])
+                codec_name = first.encoding if first is not None else codecs[0]
+            else:
+                try:
+                    answer = negotiate(desc, codecs, manager.advertise, endpoint.port)
+                    codec = codec_for(
+                        answer.media.codec.name,
+                        answer.media.codec.clock_rate,
+                        answer.media.codec.channels,
+                    )
+                except (NegotiationError, UnsupportedCodecError) as exc:
+                    return fail(488, EndReason.NO_COMMON_CODEC, f"Not Acceptable Here: {exc}")
+                codec_name = answer.media.codec.name
+                remote = await self._remote(answer.media)
+                if remote is False:
+                    return fail(
+                        488,
+                        EndReason.BAD_OFFER,
+                        "the SDP's media address is refused or does not resolve",
+                        "Not Acceptable Here (media address)",
+                    )
 
             sip_call.ring(180)
             if self.incoming is not None:
@@ -321,7 +352,7 @@ class SipLeg:
                     return fail(verdict.status, reason, verdict.reason or "Rejected")
                 profile_name, profile = verdict
                 self.store.update_call(call_id, profile=profile_name)
-            agent = self._agent_for(profile, answer.media.codec.name)
+            agent = self._agent_for(profile, codec_name)
             try:
                 opened = await _open_unless_gone(agent, sip_call)
             except UpstreamError as exc:  # the peer gets a reference, never the upstream's words
@@ -336,7 +367,14 @@ class SipLeg:
                 status = sip_call.ended.status if sip_call.ended is not None else None
                 self._ended(call_id, EndReason.CANCELLED, status)
                 return None
-            self._start_call(
+            setup = _Setup(call_id, profile, profile_name, from_uri, to_uri, offer.trunk)
+            if desc is None:
+                started = await self._delayed_offer(
+                    sip_call, agent, setup, our_offer, prefs, endpoint
+                )
+                return None
+            assert remote is not False  # refused above
+            call = self._start_call(
                 call_id,
                 sip_call,
                 agent,
@@ -352,13 +390,84 @@ class SipLeg:
                 remote=remote,
             )
             started = True
-            return Answer(str(answer.sdp).encode())
+            if profile.early_media:  # RFC 3960: 183 + SDP, the agent speaks, then 200
+                call.media.prove()
+                sip_call.ring(183, sdp=str(answer.sdp).encode())
+                self.store.log_event(call_id, "early-media", {"seconds": profile.early_media_s})
+                await asyncio.sleep(profile.early_media_s)
+                if sip_call.ended is not None:
+                    return None
+            return Answer(str(answer.sdp).encode(), prefs)
         except Exception:
             log.exception("call %s: set-up failed", call_id)
             return fail(500, EndReason.INTERNAL_ERROR, "set-up failed", "Server Internal Error")
         finally:
             if not started:  # every refusal after the bind gives the port pair back
                 manager.close_endpoint(endpoint)
+
+    async def _delayed_offer(
+        self,
+        sip_call: SipCall,
+        agent: AgentSession,
+        setup: _Setup,
+        our_offer: SessionDescription,
+        prefs: MediaPrefs,
+        endpoint: RtpEndpoint,
+    ) -> bool:
+        """An INVITE without SDP (RFC 3261 §13.2.1): our offer goes in the 200, the caller's
+        answer comes in its ACK. The call starts then; a missing or unusable answer ends it
+        with BYE and a Reason (488). True when the call started."""
+        loop = asyncio.get_running_loop()
+        settled: asyncio.Future[CallEvent] = loop.create_future()
+        later: list[CallEvent] = []
+
+        def on_event(event: CallEvent) -> None:
+            if settled.done():
+                later.append(event)
+            elif isinstance(event, CallAnswered | CallEnded):
+                settled.set_result(event)
+
+        sip_call.listen(on_event)
+        sip_call.answer(str(our_offer).encode(), prefs)
+        event = await settled
+        call_id = setup.call_id
+        if isinstance(event, CallEnded):
+            await agent.close()
+            self._ended(call_id, EndReason.from_sip(event.reason), event.status)
+            return False
+        assert isinstance(event, CallAnswered)
+        try:
+            if not event.ack_sdp:
+                raise SdpError("the ACK carried no SDP answer")
+            neg = parse_answer(
+                our_offer, SessionDescription.parse(event.ack_sdp.decode("utf-8", "replace"))
+            )
+            codec = codec_for(neg.codec.name, neg.codec.clock_rate, neg.codec.channels)
+            remote = await self._remote(neg)
+            if remote is False:
+                raise SdpError("the answer's media address is refused or does not resolve")
+        except (SdpError, NegotiationError, UnsupportedCodecError) as exc:
+            sip_call.hangup(cause=(488, f"bad answer in ACK: {exc}"))
+            await agent.close()
+            self._ended(call_id, EndReason.BAD_ANSWER, 488, f"delayed offer: {exc}")
+            return False
+        self._start_call(
+            call_id,
+            sip_call,
+            agent,
+            setup.profile,
+            setup.profile_name,
+            neg,
+            codec,
+            direction="inbound",
+            from_uri=setup.from_uri,
+            to_uri=setup.to_uri,
+            trunk=setup.trunk,
+            endpoint=endpoint,
+            remote=remote,
+            early=[event, *later],
+        )
+        return True
 
     async def _remote(self, neg: Negotiated) -> tuple[str, int] | Literal[False] | None:
         """Where the call's media goes: the SDP's address, a hostname resolved once here (never
@@ -530,12 +639,18 @@ class SipLeg:
         why = manager.admission()
         if why is not None:
             raise CallNotAllowed(f"cannot place calls now: {why}")
+        health = self.endpoint.trunk_health.get(trunk) if trunk is not None else None
+        if health is not None and not health.up:  # fail fast: OPTIONS says it is unreachable
+            raise CallNotAllowed(f"trunk {trunk!r} is down ({health.detail})")
         try:
             endpoint = await manager.open_endpoint()
         except PortsExhausted as exc:
             raise CallNotAllowed(str(exc)) from exc
         call_id = manager.new_id()
-        offer = make_offer(manager.advertise, endpoint.port, self.settings.sip.codecs)
+        codecs = self.settings.sip.codecs
+        offer = make_offer(manager.advertise, endpoint.port, codecs)
+        prefs = MediaPrefs(tuple(codecs), address=manager.advertise, port=endpoint.port)
+        delayed = trunk is not None and self.endpoint.settings.trunk(trunk).delayed_offer
         self.store.call_offered(
             call_id,
             direction="outbound",
@@ -547,7 +662,11 @@ class SipLeg:
         )
         try:
             sip_call = await self.endpoint.invite(
-                target, str(offer).encode(), trunk=trunk, caller=caller
+                target,
+                b"" if delayed else str(offer).encode(),
+                trunk=trunk,
+                caller=caller,
+                media=prefs,
             )
         except Exception as exc:
             manager.close_endpoint(endpoint)
@@ -613,9 +732,12 @@ class SipLeg:
             return False
 
         try:
-            neg = parse_answer(
-                d.offer, SessionDescription.parse(event.sdp.decode("utf-8", "replace"))
-            )
+            theirs = SessionDescription.parse(event.sdp.decode("utf-8", "replace"))
+            if event.delayed_offer:  # the callee offered in its 2xx, the core answered in ACK
+                ours = SessionDescription.parse(event.ack_sdp.decode("utf-8", "replace"))
+                neg = read_answer(theirs, ours)
+            else:
+                neg = parse_answer(d.offer, theirs)
             codec = codec_for(neg.codec.name, neg.codec.clock_rate, neg.codec.channels)
         except (SdpError, UnsupportedCodecError) as exc:
             return failed(EndReason.BAD_ANSWER, f"unusable SDP answer: {exc}")

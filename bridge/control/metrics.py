@@ -10,7 +10,7 @@ event log's counts by kind (``rtbridge_security_events_total{kind}``) are read a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from bridge.calls.end import UPSTREAM_FAILURES
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
+from sip.keepalive import TrunkHealth
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -69,8 +70,17 @@ class _Totals:
 class Metrics:
     """The registry behind ``/metrics`` and what feeds it."""
 
-    def __init__(self, manager: CallManager, *, webhooks: Any = None, security: Any = None) -> None:
+    def __init__(
+        self,
+        manager: CallManager,
+        *,
+        webhooks: Any = None,
+        security: Any = None,
+        trunks: Callable[[], Mapping[str, TrunkHealth]] | None = None,
+    ) -> None:
         self.manager = manager
+        #: the SIP trunks' keepalive states (sip.keepalive), read at each scrape
+        self.trunks = trunks
         self._wall = manager.clock.wall
         self.webhooks = webhooks
         self.security = security  # bridge.security.SecurityLog: events counted by kind
@@ -255,6 +265,15 @@ class _LiveCollector(Collector):
             c.add_metric(["failed"], wh.failed)
             c.add_metric(["fallback"], wh.fallbacks)
             yield c
+        if m.trunks is not None:
+            up = GaugeMetricFamily(
+                "rtbridge_sip_trunk_up",
+                "1 while a trunk answers its OPTIONS keepalive (or is unchecked), 0 when down.",
+                labels=["trunk"],
+            )
+            for name, health in sorted(m.trunks().items()):
+                up.add_metric([name], 1.0 if health.up else 0.0)
+            yield up
         if m.security is not None:
             c = CounterMetricFamily(
                 "rtbridge_security_events",

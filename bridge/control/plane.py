@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from bridge.calls.end import EndReason
@@ -29,6 +30,7 @@ from bridge.control.actions import pending_view, run_command
 from bridge.control.metrics import Metrics
 from bridge.control.webhooks import IncomingCalls
 from bridge.records import CallStore
+from sip.keepalive import TrunkHealth
 
 __all__ = ["ControlPlane"]
 
@@ -54,7 +56,9 @@ class ControlPlane:
             log_event=store.log_event,
             clock=manager.clock,
         )
-        self.metrics = Metrics(manager, webhooks=self.incoming, security=manager.security)
+        self.metrics = Metrics(
+            manager, webhooks=self.incoming, security=manager.security, trunks=self._trunks
+        )
         self.draining = False
         self.closing = asyncio.Event()  # event streams end when set
         #: this node's name in the cluster (and in the views of its calls)
@@ -62,6 +66,10 @@ class ControlPlane:
         self.cluster: Registry | None = None
         self._watch: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
+
+    def _trunks(self) -> Mapping[str, TrunkHealth]:
+        endpoint = self.sip_leg.endpoint if self.sip_leg is not None else None
+        return endpoint.trunk_health if endpoint is not None else {}
 
     async def __aenter__(self) -> ControlPlane:
         if self.sip_leg is not None and self.sip_leg.incoming is None:

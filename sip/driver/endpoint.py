@@ -43,7 +43,9 @@ from sip.events import (
     SecurityNotice,
 )
 from sip.headers import NameAddr
+from sip.keepalive import TrunkHealth, options_request
 from sip.message import Request, Response
+from sip.offer_answer import MediaPrefs
 from sip.policy import make_policy
 from sip.registration import (
     Registered,
@@ -53,6 +55,7 @@ from sip.registration import (
     RegistrationEvent,
 )
 from sip.registration import State as RegState
+from sip.session_timer import Refresher, TimerPolicy
 from sip.settings import SipSettings
 from sip.transaction import Peer, Send, TimerValues
 from sip.ua import CoreConfig, Credentials, Policy, RequestDone, SipCore
@@ -87,9 +90,11 @@ CallListener = Callable[[CallEvent], None]
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """Answer the offered call with this SDP (the calls issue builds it from its RTP socket)."""
+    """Answer the offered call with this SDP (an answer; our offer when the INVITE had none).
+    ``media`` says how the core answers the peer's later offers (re-INVITE, UPDATE)."""
 
     sdp: bytes
+    media: MediaPrefs | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +159,8 @@ class SipCall:
     def ring(self, status: int = 180, sdp: bytes = b"") -> None:
         self._ep._do(lambda now: self._ep.core.ring(self.id, now, status=status, sdp=sdp))
 
-    def answer(self, sdp: bytes) -> None:
-        self._ep._do(lambda now: self._ep.core.answer(self.id, sdp, now))
+    def answer(self, sdp: bytes, media: MediaPrefs | None = None) -> None:
+        self._ep._do(lambda now: self._ep.core.answer(self.id, sdp, now, media=media))
 
     def reject(
         self, status: int = 480, reason: str | None = None, *, retry_after: int | None = None
@@ -165,9 +170,10 @@ class SipCall:
             lambda now: self._ep.core.reject(self.id, now, status, reason, headers=headers)
         )
 
-    def hangup(self) -> None:
+    def hangup(self, cause: tuple[int, str] | None = None) -> None:
+        """End the call (480, CANCEL or BYE); ``cause`` goes in the BYE's Reason header."""
         if self.ended is None:
-            self._ep._do(lambda now: self._ep.core.hangup(self.id, now))
+            self._ep._do(lambda now: self._ep.core.hangup(self.id, now, cause=cause))
 
     def reinvite(self, sdp: bytes) -> None:
         self._ep._do(lambda now: self._ep.core.reinvite(self.id, sdp, now))
@@ -296,6 +302,7 @@ class SipEndpoint:
                 user_agent=settings.user_agent,
                 timers=TimerValues(t.t1, t.t2, t.t4),
                 limits=settings.limits,
+                session_timer=timer_policy(settings),
             ),
             policy or make_policy(settings),
         )
@@ -309,6 +316,10 @@ class SipEndpoint:
         self._stop_registration = asyncio.Event()
         self.registrations: dict[str, Registration] = {}
         self.registration_events: list[tuple[str, RegistrationEvent]] = []
+        #: trunks with an OPTIONS keepalive: their up/down state (sip.keepalive)
+        self.trunk_health: dict[str, TrunkHealth] = {
+            t.name: TrunkHealth(t.name) for t in settings.trunks if t.options_interval_s
+        }
 
     async def start(self) -> None:
         s = self.settings
@@ -320,6 +331,8 @@ class SipEndpoint:
         for trunk in s.trunks:
             if trunk.register_enabled:
                 self._spawn(self._keep_registered(trunk.name))
+            if trunk.options_interval_s:
+                self._spawn(self._keepalive(trunk.name, trunk.options_interval_s))
 
     @property
     def ports(self) -> dict[str, int]:
@@ -360,18 +373,33 @@ class SipEndpoint:
         *,
         trunk: str | None = None,
         caller: str | None = None,
+        media: MediaPrefs | None = None,
+        ring_timeout: float | None = None,
     ) -> SipCall:
-        """Place a call to ``target`` (directly, or through trunk ``trunk`` with its creds)."""
+        """Place a call to ``target`` (directly, or through trunk ``trunk`` with its creds,
+        its caller id and identity headers, its ring timeout). An empty ``sdp`` is a delayed
+        offer: the callee offers in its 2xx and the core answers it from ``media``."""
         uri = target if isinstance(target, SipUri) else SipUri.parse(target)
         peer: Peer | None = None
         creds: Credentials | None = None
+        headers: list[tuple[str, str]] = []
         if trunk is not None:
             t = self.settings.trunk(trunk)
+            down = self.trunk_health.get(trunk)
+            if down is not None and not down.up:
+                raise SipError(f"trunk {trunk!r} is down: {down.detail}")
             host = await self._resolve(t.host)
             peer = Peer(t.transport, host, t.port)
             password = t.password()
             if t.username and password is not None:
                 creds = Credentials(t.username, password)
+            caller = caller or t.caller_id
+            if t.asserted_identity:
+                headers.append(("P-Asserted-Identity", f"<{t.asserted_identity}>"))
+            if t.diversion:
+                headers.append(("Diversion", f"<{t.diversion}>;reason=unconditional"))
+            if ring_timeout is None:
+                ring_timeout = t.ring_timeout_s
         else:
             host = await self._resolve(uri.host.strip("[]"))
             default = 5061 if uri.transport == "tls" else 5060
@@ -381,7 +409,16 @@ class SipEndpoint:
             local = NameAddr(SipUri(host=self.core.host, user=caller))
         now = self.clock()
         call_id = self.core.invite(
-            uri, sdp, now, peer=peer, caller=local, credentials=creds, trunk=trunk
+            uri,
+            sdp,
+            now,
+            peer=peer,
+            caller=local,
+            credentials=creds,
+            trunk=trunk,
+            media=media,
+            ring_timeout=ring_timeout,
+            headers=tuple(headers),
         )
         call = SipCall(self, call_id, None)
         self.calls[call_id] = call
@@ -446,6 +483,31 @@ class SipEndpoint:
         except RegistrationError as exc:
             log.error("trunk %s: registration failed: %s", trunk_name, exc)
 
+    async def _keepalive(self, trunk_name: str, interval: float) -> None:
+        """OPTIONS to the trunk every ``interval`` seconds; its state in ``trunk_health``."""
+        t = self.settings.trunk(trunk_name)
+        health = self.trunk_health[trunk_name]
+        params = () if t.transport == "udp" else (("transport", t.transport),)
+        target = SipUri(host=t.host, port=t.port, params=params)
+        while not self._closed:
+            try:
+                peer = Peer(t.transport, await self._resolve(t.host), t.port)
+                request = options_request(
+                    target,
+                    self.core.via(t.transport),
+                    str(self.core.contact(t.transport)),
+                    self.settings.user_agent,
+                    self.core.host,
+                )
+                response = await self.send_request(request, peer)
+            except OSError as exc:  # the name does not resolve
+                log.info("trunk %s: keepalive not sent: %s", trunk_name, exc)
+                response = None
+            if health.observe(response, self.clock()):
+                level = logging.INFO if health.up else logging.WARNING
+                log.log(level, "trunk %s is %s (%s)", trunk_name, health.state, health.detail)
+            await asyncio.sleep(interval)
+
     async def _registrations_done(self) -> None:
         """Until every registration is settled: unbound (IDLE) or refused for good (FAILED:
         nothing will change, so closing must not wait for it)."""
@@ -501,7 +563,7 @@ class SipEndpoint:
                         if trace.isEnabledFor(logging.DEBUG):
                             text = data.decode("utf-8", "replace")
                             trace.debug("-> %s:%s:%d\n%s", *peer_fields(item.peer), text)
-                        self.transports.send(data, item.peer, on_error)
+                        self.transports.send(data, item.peer, on_error, item.fallback)
                     elif isinstance(item, RequestDone):
                         future = self._pending.pop(item.key, None)
                         if future is not None and not future.done():
@@ -566,7 +628,7 @@ class SipEndpoint:
             return
         try:
             if isinstance(decision, Answer):
-                call.answer(decision.sdp)
+                call.answer(decision.sdp, decision.media)
             else:
                 call.reject(decision.status, decision.reason, retry_after=decision.retry_after)
         except Exception:
@@ -592,6 +654,12 @@ class SipEndpoint:
         self._armed = None
         self.core.tick(self.clock())
         self._flush()
+
+
+def timer_policy(settings: SipSettings) -> TimerPolicy:
+    """The core's session-timer policy from ``[sip.session_timers]``."""
+    st = settings.session_timers
+    return TimerPolicy(st.enabled, st.session_expires, st.min_se, Refresher(st.refresher))
 
 
 async def start_sip(

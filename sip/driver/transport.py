@@ -200,6 +200,7 @@ class Transports:
             "send_errors": 0,
             "refused_connections": 0,
             "timed_out": 0,
+            "flow_fallbacks": 0,
         }
         self._connecting: dict[Peer, asyncio.Task[_Stream]] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
@@ -295,8 +296,16 @@ class Transports:
         self.connections.add(stream)
         self.streams[peer] = stream
 
-    def send(self, data: bytes, peer: Peer, on_error: Callable[[], None]) -> None:
-        """Send now (UDP, open stream) or once a connection to ``peer`` is made."""
+    def send(
+        self,
+        data: bytes,
+        peer: Peer,
+        on_error: Callable[[], None],
+        fallback: Peer | None = None,
+    ) -> None:
+        """Send now (UDP, open stream) or once a connection to ``peer`` is made. Over TCP/TLS
+        ``peer`` may name a flow (a connection the other side opened): when it is gone and
+        ``fallback`` is given, the message goes on a connection to ``fallback`` instead."""
         if peer.transport == "udp":
             if self.udp is None:
                 on_error()
@@ -310,6 +319,10 @@ class Transports:
         stream = self.streams.get(peer)
         if stream is not None and not stream.writer.is_closing():
             stream.write(data)
+            return
+        if fallback is not None and fallback != peer:
+            self.stats["flow_fallbacks"] += 1
+            self.send(data, fallback, on_error)
             return
         asyncio.get_running_loop().create_task(self._connect_and_send(data, peer, on_error))
 

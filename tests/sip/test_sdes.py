@@ -15,6 +15,7 @@ from sip.sdes import SUITES, CryptoAttribute, Encryption, new_key, redact
 from sip.sdp import SessionDescription
 
 KEY = bytes(range(30))
+OPTIONAL = Encryption.OPTIONAL
 LINE = f"1 AES_CM_128_HMAC_SHA1_80 inline:{base64.b64encode(KEY).decode()}"
 
 
@@ -52,7 +53,7 @@ def test_a_crypto_line_round_trips_and_never_shows_its_key() -> None:
 def test_an_sdes_offer_is_answered_with_our_own_key_and_the_audio_flows_both_ways(
     proto: str,
 ) -> None:
-    answer = negotiate(_offer(proto), ["PCMU"], "127.0.0.1", 4000)
+    answer = negotiate(_offer(proto), ["PCMU"], "127.0.0.1", 4000, encryption=OPTIONAL)
     keys = answer.media.srtp
     assert keys is not None and keys.remote == KEY and keys.local != KEY
     (media,) = answer.sdp.media
@@ -87,7 +88,9 @@ def test_media_encryption_decides_what_is_acceptable() -> None:
             _offer("RTP/AVP", None), ["PCMU"], "127.0.0.1", 4000, encryption=Encryption.REQUIRED
         )
     with pytest.raises(NegotiationError, match="no usable SDES"):
-        negotiate(_offer("RTP/SAVP", LINE + "|1:4"), ["PCMU"], "127.0.0.1", 4000)
+        negotiate(
+            _offer("RTP/SAVP", LINE + "|1:4"), ["PCMU"], "127.0.0.1", 4000, encryption=OPTIONAL
+        )
 
 
 @pytest.mark.parametrize("encryption", [Encryption.OPTIONAL, Encryption.REQUIRED])
@@ -96,7 +99,7 @@ def test_our_srtp_offer_settles_keys_from_the_answer(encryption: Encryption) -> 
     assert offer.media[0].proto == ("RTP/SAVP" if encryption is Encryption.REQUIRED else "RTP/AVP")
     offered = [a for a in offer.media[0].attributes if a.name == "crypto"]
     assert len(offered) == len(SUITES)
-    answer = negotiate(offer, ["PCMU"], "127.0.0.1", 5000)
+    answer = negotiate(offer, ["PCMU"], "127.0.0.1", 5000, encryption=OPTIONAL)
     ours = parse_answer(offer, answer.sdp)
     theirs = answer.media.srtp
     assert ours.srtp is not None and theirs is not None

@@ -1,0 +1,369 @@
+"""Issue 14's acceptance with SIPp against the whole stack (SIP leg, calls, the local agent):
+delayed offer over UDP and TCP, session timers with SIPp and with rtbridge refreshing (and the
+BYE when SIPp stops answering), UPDATE refresh, a re-INVITE moving the media to a new port,
+183 with SDP before 200, OPTIONS keepalive with a dead trunk marked down, the outbound ring
+timeout.
+
+Session-timer intervals are seconds here, not minutes: the test lowers the core's policy
+(RFC 4028's 90 s floor is for the wire, the timer logic is the same at any scale).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from bridge.control.metrics import Metrics
+from bridge.errors import CallNotAllowed
+from media.rtp import RtpPacket
+from sip.keepalive import TrunkState
+from sip.session_timer import Refresher, TimerPolicy
+from tests.calls.conftest import Stack, sipp_caller
+from tests.sip.sipp_support import free_port, run_sipp
+from tests.support.peers import require_peer
+
+pytestmark = pytest.mark.peer("sipp")
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+_FROM = "From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]"
+_SDP = """v=0
+      o=user1 53655765 {version} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio {port} RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15"""
+
+
+def _request(
+    method: str, cseq: int, *, dialog: bool, headers: str = "", sdp: str = "", retrans: bool = True
+) -> str:
+    to = "<sip:bot@[remote_ip]:[remote_port]>" + ("[peer_tag_param]" if dialog else "")
+    body_headers = "Content-Type: application/sdp\n      " if sdp else ""
+    extra = f"{headers}\n      " if headers else ""
+    retransmit = ' retrans="500"' if retrans and method != "ACK" else ""
+    return f"""  <send{retransmit}>
+    <![CDATA[
+      {method} sip:bot@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      {_FROM}
+      To: {to}
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE
+      {extra}{body_headers}Content-Length: [len]
+
+      {sdp}
+    ]]>
+  </send>
+"""
+
+
+def _ok(headers: str = "") -> str:
+    extra = f"{headers}\n      " if headers else ""
+    return f"""  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+      {extra}Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+def _scenario(name: str, *steps: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+        f'<scenario name="{name}">\n' + "".join(steps) + "</scenario>\n"
+    )
+
+
+_SETUP = """  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+"""
+
+
+def _invite(headers: str = "", *, sdp: bool = True) -> str:
+    body = _SDP.format(version=1, port="[media_port]") if sdp else ""
+    return _request("INVITE", 1, dialog=False, headers=headers, sdp=body) + _SETUP
+
+
+def _bye(cseq: int) -> str:
+    return _request("BYE", cseq, dialog=True) + '  <recv response="200"/>\n'
+
+
+def _pause(ms: int) -> str:
+    return f'  <pause milliseconds="{ms}"/>\n'
+
+
+async def _caller(stack: Stack, tmp_path: Path, xml: str, *extra: str, tcp: bool = False) -> None:
+    """One SIPp call running ``xml`` against the stack, over UDP or TCP (over TCP nothing is
+    retransmitted: an unanswered request is sent once)."""
+    port = stack.sip.ports["tcp" if tcp else "udp"]
+    transport = ("-t", "t1") if tcp else ()
+    res = await sipp_caller(port, tmp_path, xml, extra=(*transport, *extra), timeout=90)
+    assert res.returncode == 0, res.summary()
+
+
+async def _settled(stack: Stack) -> None:
+    async with asyncio.timeout(20):
+        await stack.manager.wait_idle()
+    stack.store.flush()
+
+
+def _short_timers(stack: Stack, expires: int = 4) -> None:
+    stack.sip.core.config.session_timer = TimerPolicy(
+        session_expires=expires, min_se=2, refresher=Refresher.UAC
+    )
+
+
+_GREETING = {"profile": {"greeting": "Hello"}, "sip": {"tcp_port": 0}}
+
+
+@pytest.mark.parametrize("stack_options", [_GREETING])
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+async def test_delayed_offer_our_offer_in_the_200_the_answer_in_the_ack(
+    stack: Stack, tmp_path: Path, tcp: bool
+) -> None:
+    ack = _request(
+        "ACK", 1, dialog=True, sdp=_SDP.format(version=1, port="[media_port]"), retrans=False
+    )
+    xml = _scenario(
+        "delayed offer", _invite(sdp=False), ack, _pause(2500), _bye(2)
+    )  # SIPp echoes RTP on [media_port]: the agent's greeting comes back to it
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml, "-rtp_echo", tcp=tcp))
+    async with asyncio.timeout(30):
+        while not stack.agent.sessions or stack.agent.sessions[0].decoded_samples < 6000:
+            await asyncio.sleep(0.05)
+    await caller
+    await _settled(stack)
+    (record,) = stack.store.list_calls()
+    assert (record.codec, record.end_reason) == ("PCMU", "remote-bye")
+    assert stack.manager.ports.in_use == 0
+
+
+async def test_sipp_refreshes_by_update_and_reinvite_and_the_call_lives_past_its_interval(
+    stack: Stack, tmp_path: Path
+) -> None:
+    _short_timers(stack)
+    se = "Supported: timer\n      Session-Expires: 4;refresher=uac"
+    xml = _scenario(
+        "sipp refreshes",
+        _invite(se),
+        _request("ACK", 1, dialog=True, retrans=False),
+        _pause(2000),
+        _request("UPDATE", 2, dialog=True, headers=se) + '  <recv response="200"/>\n',
+        _pause(2000),
+        _request(
+            "INVITE", 3, dialog=True, headers=se, sdp=_SDP.format(version=2, port="[media_port]")
+        )
+        + '  <recv response="100" optional="true"/>\n  <recv response="200"/>\n'
+        + _request("ACK", 3, dialog=True, retrans=False),
+        _pause(2000),
+        _bye(4),
+    )
+    # 6 s: without the refreshes rtbridge would have ended the call after 4 - 4/3 s
+    await _caller(stack, tmp_path, xml)
+    await _settled(stack)
+    (record,) = stack.store.list_calls()
+    assert record.end_reason == "remote-bye"
+
+
+@pytest.mark.parametrize("stack_options", [{"sip": {"tcp_port": 0}}])
+async def test_rtbridge_refreshes_and_ends_the_call_with_bye_when_sipp_stops_answering(
+    stack: Stack, tmp_path: Path
+) -> None:
+    _short_timers(stack)
+    se = "Supported: timer\n      Session-Expires: 4;refresher=uas"
+    # in its UPDATE rtbridge is the UAC and asks to go on refreshing: refresher=uac
+    refresh_ok = '  <recv request="UPDATE"/>\n' + _ok(
+        "Require: timer\n      Session-Expires: 4;refresher=uac"
+    )
+    xml = _scenario(
+        "rtbridge refreshes",
+        _invite(se),
+        _request("ACK", 1, dialog=True, retrans=False),
+        refresh_ok,
+        refresh_ok,
+        '  <recv request="UPDATE"/>\n',  # SIPp goes silent: no answer from now on
+        '  <recv request="BYE" timeout="20000"/>\n' + _ok(),
+    )
+    await _caller(stack, tmp_path, xml, tcp=True)
+    await _settled(stack)
+    (record,) = stack.store.list_calls()
+    assert record.end_reason == "session-expired"
+
+
+@pytest.mark.parametrize("stack_options", [_GREETING])
+async def test_a_reinvite_moves_the_agents_audio_to_the_new_port(
+    stack: Stack, tmp_path: Path
+) -> None:
+    new = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    new.bind(("127.0.0.1", 0))
+    new.setblocking(False)
+    new_port = new.getsockname()[1]
+    moved = _SDP.format(version=2, port=new_port)
+    xml = _scenario(
+        "media moves",
+        _invite(),
+        _request("ACK", 1, dialog=True, retrans=False),
+        _pause(200),
+        _request("INVITE", 2, dialog=True, sdp=moved)
+        + '  <recv response="100" optional="true"/>\n  <recv response="200"/>\n'
+        + _request("ACK", 2, dialog=True, retrans=False),
+        _pause(3000),
+        _bye(3),
+    )
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml))
+    loop = asyncio.get_running_loop()
+    packets: list[RtpPacket] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(packets) < 25:
+                data = await loop.sock_recv(new, 2048)
+                packets.append(RtpPacket.parse(data))
+    finally:
+        new.close()
+    await caller
+    await _settled(stack)
+    assert {p.payload_type for p in packets} == {0}  # the call's PCMU, now at the new port
+    assert any(any(b != 0xFF for b in p.payload) for p in packets)  # the greeting, not silence
+
+
+@pytest.mark.parametrize(
+    "stack_options", [{"profile": {"greeting": "Hello", "early_media": True, "early_media_s": 1}}]
+)
+async def test_early_media_183_with_sdp_before_the_200(stack: Stack, tmp_path: Path) -> None:
+    xml = _scenario(
+        "early media",
+        _request("INVITE", 1, dialog=False, sdp=_SDP.format(version=1, port="[media_port]")),
+        '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n',
+        '  <recv response="183">\n    <action><ereg regexp="m=audio [0-9]+ RTP/AVP 0"'
+        ' search_in="body" check_it="true" assign_to="m"/></action>\n  </recv>\n'
+        '  <Reference variables="m"/>\n',
+        '  <recv response="200"/>\n',
+        _request("ACK", 1, dialog=True, retrans=False),
+        _pause(500),
+        _bye(2),
+    )
+    await _caller(stack, tmp_path, xml)
+    await _settled(stack)
+    (record,) = stack.store.list_calls()
+    kinds = [e.kind for e in stack.store.events(record.call_id)]
+    assert "early-media" in kinds and record.end_reason == "remote-bye"
+
+
+_OPTIONS_UAS = _scenario("answers OPTIONS", '  <recv request="OPTIONS"/>\n' + _ok())
+
+
+def _dead_port() -> int:
+    return free_port(socket.SOCK_STREAM)  # nothing listens there: the connection is refused
+
+
+_LIVE, _DEAD = free_port(), _dead_port()
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [
+        {
+            "sip": {
+                "trunks": [
+                    {"name": "live", "host": "127.0.0.1", "port": _LIVE, "options_interval_s": 1},
+                    {
+                        "name": "dead",
+                        "host": "127.0.0.1",
+                        "port": _DEAD,
+                        "transport": "tcp",
+                        "options_interval_s": 1,
+                    },
+                ]
+            },
+            "profile": {"dial_targets": ["sip:*@127.0.0.1:*"]},
+        }
+    ],
+)
+async def test_options_keepalive_marks_a_live_trunk_up_and_a_dead_one_down(
+    stack: Stack, tmp_path: Path
+) -> None:
+    path = tmp_path / "options.xml"
+    path.write_text(_OPTIONS_UAS)
+    uas = asyncio.create_task(
+        run_sipp(
+            require_peer("sipp"),
+            "-sf",
+            str(path),
+            "-m",
+            "3",
+            "-p",
+            str(_LIVE),
+            cwd=tmp_path,
+            timeout=60,
+        )
+    )
+    health = stack.sip.trunk_health
+    async with asyncio.timeout(20):
+        while health["live"].state is not TrunkState.UP or health["dead"].up:
+            await asyncio.sleep(0.05)
+    scrape = Metrics(stack.manager, trunks=lambda: health).render().decode()
+    assert 'rtbridge_sip_trunk_up{trunk="live"} 1.0' in scrape
+    assert 'rtbridge_sip_trunk_up{trunk="dead"} 0.0' in scrape
+    with pytest.raises(CallNotAllowed, match="down"):
+        await stack.sip_leg.originate(f"sip:x@127.0.0.1:{_DEAD}", trunk="dead")
+    res = await uas
+    assert res.returncode == 0, res.summary()  # SIPp got and answered three OPTIONS
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [
+        {
+            "sip": {
+                "trunks": [
+                    {"name": "slow", "host": "127.0.0.1", "port": _LIVE + 2, "ring_timeout_s": 2}
+                ]
+            },
+            "profile": {"dial_targets": ["sip:*@127.0.0.1:*"]},
+        }
+    ],
+)
+async def test_an_outbound_call_ringing_past_its_ring_timeout_is_cancelled_as_no_answer(
+    stack: Stack, tmp_path: Path
+) -> None:
+    callee = asyncio.create_task(
+        run_sipp(
+            require_peer("sipp"),
+            "-sf",
+            str(SCENARIOS / "uas_ring_until_cancel.xml"),
+            "-m",
+            "1",
+            "-p",
+            str(_LIVE + 2),
+            cwd=tmp_path,
+            timeout=60,
+        )
+    )
+    await asyncio.sleep(0.5)  # let SIPp bind
+    call_id = await stack.sip_leg.originate(f"sip:ring@127.0.0.1:{_LIVE + 2}", trunk="slow")
+    result = await asyncio.wait_for(stack.sip_leg.outcomes[call_id], 20)
+    assert (result.outcome, result.sip_status) == ("no-answer", 487)
+    res = await callee
+    assert res.returncode == 0, res.summary()  # SIPp got our CANCEL
+    await _settled(stack)
+    record = stack.store.get_call(call_id)
+    assert record is not None and record.end_reason == "no-answer"
