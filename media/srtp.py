@@ -15,6 +15,8 @@ logged, and ``repr`` does not show them.
 
 from __future__ import annotations
 
+import hmac
+
 from pylibsrtp import Error as LibSrtpError
 from pylibsrtp import Policy, Session
 
@@ -48,6 +50,7 @@ class SrtpSession:
         if profile is None:
             raise SrtpError(f"unsupported SRTP suite {suite!r}")
         self.suite = suite
+        self._keys = local_key + remote_key
         try:
             self._tx = Session(_policy(local_key, Policy.SSRC_ANY_OUTBOUND, profile))
             self._rx = Session(_policy(remote_key, Policy.SSRC_ANY_INBOUND, profile))
@@ -56,6 +59,11 @@ class SrtpSession:
 
     def __repr__(self) -> str:
         return f"SrtpSession({self.suite}, keys=[redacted])"
+
+    def uses(self, suite: str, local_key: bytes, remote_key: bytes) -> bool:
+        """Whether this session already runs with these keys (a re-offer that keeps them
+        must not reset the replay windows and rollover counters)."""
+        return suite == self.suite and hmac.compare_digest(self._keys, local_key + remote_key)
 
     def protect(self, rtp: bytes) -> bytes:
         return self._tx.protect(rtp)

@@ -55,7 +55,10 @@ class SessionTimerSettings(_Section):
 class TrunkSettings(_Section):
     """A SIP provider or PBX rtbridge exchanges calls with.
 
-    ``options_interval_s``: send OPTIONS this often and mark the trunk down
+    ``media_encryption`` (None: ``[sip] media_encryption``): ``off`` (plain RTP; an SRTP
+    offer gets 488), ``optional`` (SRTP when the peer offers or accepts SDES keys; our offers
+    carry keys in ``RTP/AVP``) or ``required`` (a plain offer gets 488; our offers are
+    ``RTP/SAVP``). ``options_interval_s``: send OPTIONS this often and mark the trunk down
     when it stops answering (None: no keepalive). ``ring_timeout_s``: an outbound call not
     answered by then is cancelled (``no-answer``). ``delayed_offer``: our INVITEs carry no
     SDP (the callee offers in its 2xx). ``caller_id`` (E.164, ``+14155550100``),
@@ -76,7 +79,11 @@ class TrunkSettings(_Section):
     register_expires: int = Field(default=600, ge=60, le=86400)
     #: concurrent inbound calls this trunk may hold (None: only ``calls.max_calls`` applies)
     max_calls: int | None = Field(default=None, ge=1)
+    media_encryption: Literal["off", "optional", "required"] | None = None
     options_interval_s: float | None = Field(default=None, ge=1, le=3600)
+    #: resolve ``host`` by NAPTR and SRV (RFC 3263) and fail over across its targets (on a
+    #: timeout, a transport error or 503); ``port`` is then the SRV record's
+    srv: bool = False
     ring_timeout_s: float = Field(default=60.0, gt=0, le=600)
     delayed_offer: bool = False
     caller_id: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{1,14}$")
@@ -197,7 +204,12 @@ class SipSettings(_Section):
     session_timers: SessionTimerSettings = Field(default_factory=SessionTimerSettings)
     trunks: list[TrunkSettings] = Field(default_factory=list)
     codecs: list[str] = Field(default_factory=lambda: ["PCMU", "PCMA"])
+    #: SRTP (SDES) for calls with no trunk or a trunk that does not say: accept what the
+    #: caller offers, offer keys best-effort
+    media_encryption: Literal["off", "optional", "required"] = "optional"
     limits: SipLimits = Field(default_factory=SipLimits)
+    #: DNS servers for trunk hosts (``host`` or ``host:port``; empty: the system's)
+    dns_servers: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _tls(self) -> SipSettings:
@@ -211,6 +223,14 @@ class SipSettings(_Section):
         if self.advertised_host:
             return self.advertised_host
         return "127.0.0.1" if self.bind_host in ("0.0.0.0", "::") else self.bind_host
+
+    def encryption_for(self, trunk: str | None) -> str:
+        """The media encryption of a call on ``trunk`` (None: no trunk)."""
+        if trunk is not None:
+            chosen = self.trunk(trunk).media_encryption
+            if chosen is not None:
+                return chosen
+        return self.media_encryption
 
     def trunk(self, name: str) -> TrunkSettings:
         for t in self.trunks:

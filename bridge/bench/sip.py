@@ -10,6 +10,11 @@ them: both directions carry audio); rtbridge runs in a process of its own
 * ``transcoding``: the agent is started with ``--formats pcm16``; rtbridge decodes, resamples
   to 24 kHz and back.
 
+and ``srtp``: what SRTP (SDES, libsrtp through pylibsrtp) adds to a call. SIPp cannot speak
+SRTP, so this case runs in process: the CPU time of protecting and unprotecting a call's
+packets (a 172-byte u-law RTP packet, 50 a second each way, as the load above) per suite,
+as % of a core per call, and next to the ``passthrough`` case's whole cost per call.
+
 Once all N calls are up (and a 1 s settle), two windows follow:
 
 1. the CPU window (``--seconds`` S, default 20): rtbridge's process CPU time (all threads, from
@@ -67,6 +72,9 @@ from bridge.bench._harness import (
 )
 from bridge.bench._proc import cpu_seconds, rss_kb
 from bridge.config import Settings
+from media.rtp import RtpPacket
+from media.srtp import SrtpSession
+from sip.sdes import new_key
 
 __all__ = ["run"]
 
@@ -324,6 +332,34 @@ async def _case(
     }
 
 
+def _srtp_case(passthrough: dict[str, Any], packets: int = 20_000) -> dict[str, Any]:
+    """The CPU cost of SRTP per call (see the module docstring), by suite."""
+    rtp = bytes(RtpPacket(0, 1, 160, 0x1234, b"\x7f" * 160))
+    base_pct = float(passthrough.get("cpu", {}).get("pct_of_core_per_call") or 0.0)
+    out: dict[str, Any] = {"packet_bytes": len(rtp), "packets_per_s_each_way": PACKETS_PER_S}
+    for suite in ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"):
+        a_key, b_key = new_key(suite), new_key(suite)
+        sender, receiver = SrtpSession(suite, a_key, b_key), SrtpSession(suite, b_key, a_key)
+        wire = []
+        started = time.process_time()
+        for seq in range(packets):
+            wire.append(sender.protect(rtp[:2] + seq.to_bytes(2, "big") + rtp[4:]))
+        protect_s = time.process_time() - started
+        started = time.process_time()
+        for packet in wire:
+            receiver.unprotect(packet)
+        unprotect_s = time.process_time() - started
+        per_call_s = PACKETS_PER_S * (protect_s + unprotect_s) / packets  # CPU s per s
+        pct = round(100 * per_call_s, 4)
+        out[suite] = {
+            "protect_us_per_packet": round(1e6 * protect_s / packets, 2),
+            "unprotect_us_per_packet": round(1e6 * unprotect_s / packets, 2),
+            "pct_of_core_per_call": pct,
+            "pct_of_passthrough_call": round(100 * pct / base_pct, 1) if base_pct else None,
+        }
+    return out
+
+
 async def _bench(calls: int, seconds: float) -> dict[str, Any]:
     lat_seconds = max(1.0, seconds / 2)
     result: dict[str, Any] = {
@@ -342,6 +378,7 @@ async def _bench(calls: int, seconds: float) -> dict[str, Any]:
             case_tmp = tmp / name
             case_tmp.mkdir()
             result[name] = await _case(formats, calls, seconds, lat_seconds, tone, case_tmp)
+    result["srtp"] = _srtp_case(result.get("passthrough", {}))
     with contextlib.suppress(OSError):
         result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     return result

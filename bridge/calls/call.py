@@ -32,6 +32,7 @@ from bridge.security import SecurityKind, SecurityLog
 from media.clock import Clock
 from media.dtmf import DtmfDigit
 from media.playout import PlaybackEvent
+from media.srtp import SrtpSession
 from sip.driver import SipCall
 from sip.events import (
     CallAnswered,
@@ -43,7 +44,7 @@ from sip.events import (
     ReferReceived,
     RemoteSdpChanged,
 )
-from sip.offer_answer import is_hold, remote_endpoint
+from sip.offer_answer import is_hold, parse_answer, read_answer, remote_endpoint
 from sip.sdp import SdpError, SessionDescription
 
 __all__ = ["Call", "CallInfo"]
@@ -145,6 +146,7 @@ class Call(CallScope):
             "rtp_out": e.packets_out,
             "rtp_malformed": e.malformed,
             "rtp_foreign_source": e.foreign_source,
+            "srtp_failed": e.srtp_failed,
             "frames_to_agent": m.frames_to_agent,
             "frames_dropped_upstream": m.frames_dropped_upstream,
             "frames_concealed": m.frames_concealed,
@@ -202,8 +204,10 @@ class Call(CallScope):
                 )
             case HoldChanged(on_hold=on_hold):
                 self._set_hold(on_hold)
-            case RemoteSdpChanged(sdp=sdp):
+            case RemoteSdpChanged(sdp=sdp, local_sdp=local, remote_offered=offered):
                 self._remote_sdp(sdp)
+                if local:
+                    self._rekey(sdp, local, offered)
 
     def _set_hold(self, on_hold: bool) -> None:
         now = self.clock.now()
@@ -224,6 +228,22 @@ class Call(CallScope):
             else:
                 self.spawn("media address", self._move_media(target.address, target.port))
         self._set_hold(is_hold(desc))
+
+    def _rekey(self, remote: bytes, local: bytes, remote_offered: bool) -> None:
+        """A settled re-offer may change the SRTP keys (RFC 4568 §7.1.4) or drop SRTP: the
+        endpoint follows; the same keys keep the running session."""
+        try:
+            theirs = SessionDescription.parse(remote.decode("utf-8", "replace"))
+            ours = SessionDescription.parse(local.decode("utf-8", "replace"))
+            neg = read_answer(theirs, ours) if remote_offered else parse_answer(ours, theirs)
+        except SdpError:
+            return
+        keys, current = neg.srtp, self.endpoint.srtp
+        if keys is None:
+            self.endpoint.srtp = None
+        elif current is None or not current.uses(keys.suite, keys.local, keys.remote):
+            self.endpoint.srtp = SrtpSession(keys.suite, keys.local, keys.remote)
+            self.store.log_event(self.id, "srtp.rekeyed", {"suite": keys.suite})
 
     async def _move_media(self, host: str, port: int) -> None:
         """A re-INVITE named a hostname: resolved once, off the media path; if it cannot be

@@ -21,6 +21,12 @@ only: a hostname here would be resolved by the kernel call on every packet sent,
 :meth:`RtpEndpoint.set_remote` refuses one (SDP hostnames are resolved once, at negotiation).
 
 Malformed datagrams are counted and dropped; they never reach the call.
+
+With SRTP (SDES keys, :attr:`RtpEndpoint.srtp`, a :class:`media.srtp.SrtpSession`) every RTP
+and RTCP packet is unprotected before anything else reads it and protected as it leaves; a
+packet that fails authentication or the replay check is counted (``srtp_failed``) and dropped
+before it can teach the endpoint a source. The session can be replaced mid-call (new keys
+in a re-INVITE).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import cast
 
 from bridge.errors import PortsExhausted
 from media.rtp import RtpError, RtpPacket
+from media.srtp import SrtpError, SrtpSession
 from sip.driver.transport import bound_datagrams
 
 __all__ = ["EndpointStats", "PortAllocator", "RtpEndpoint"]
@@ -113,6 +120,7 @@ class EndpointStats:
     rtcp_in: int = 0
     rtcp_out: int = 0
     unsent: int = 0  # media with nowhere to go yet
+    srtp_failed: int = 0  # SRTP/SRTCP packets that failed authentication or replay: dropped
 
 
 @dataclass(slots=True)
@@ -182,6 +190,8 @@ class RtpEndpoint:
         self._candidate: _Candidate | None = None
         self._reported: set[Address] = set()
         self.stats = EndpointStats()
+        #: SRTP protection of the call's media (None: plain RTP)
+        self.srtp: SrtpSession | None = None
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -232,6 +242,12 @@ class RtpEndpoint:
         if latched is not None and addr != latched:
             self._foreign(addr)
             return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError:
+                self.stats.srtp_failed += 1
+                return
         try:
             packet = RtpPacket.parse(data)
         except RtpError:
@@ -286,6 +302,12 @@ class RtpEndpoint:
         if source is None or addr[0] != source[0]:
             self.stats.foreign_source += 1
             return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect_rtcp(data)
+            except SrtpError:
+                self.stats.srtp_failed += 1
+                return
         self.stats.rtcp_in += 1
         if self.on_rtcp is not None:
             with contextlib.suppress(Exception):
@@ -298,6 +320,8 @@ class RtpEndpoint:
         if self._rtp is None or self._rtp.transport is None or self.remote is None:
             self.stats.unsent += 1
             return False
+        if self.srtp is not None:
+            packet = self.srtp.protect(packet)
         self._rtp.transport.sendto(packet, self.remote)
         self.stats.packets_out += 1
         self.stats.bytes_out += len(packet)
@@ -306,6 +330,8 @@ class RtpEndpoint:
     def send_rtcp(self, data: bytes) -> bool:
         if self._rtcp is None or self._rtcp.transport is None or self.remote_rtcp is None:
             return False
+        if self.srtp is not None:
+            data = self.srtp.protect_rtcp(data)
         self._rtcp.transport.sendto(data, self.remote_rtcp)
         self.stats.rtcp_out += 1
         return True

@@ -50,6 +50,7 @@ from bridge.security import SecurityKind
 from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
 from media.rtp import RtpPacket
+from media.srtp import SrtpSession
 from sip.driver import Answer, Decision, Reject, SipCall, SipEndpoint
 from sip.events import (
     CallAnswered,
@@ -68,6 +69,7 @@ from sip.offer_answer import (
     parse_answer,
     read_answer,
 )
+from sip.sdes import Encryption
 from sip.sdp import SdpError, SessionDescription
 
 __all__ = ["IncomingHook", "OutboundResult", "SipLeg", "outbound_outcome"]
@@ -316,15 +318,20 @@ class SipLeg:
             return fail(503, EndReason.NO_RTP_PORTS, "No RTP ports available")
         started = False
         codecs = self.settings.sip.codecs
-        prefs = MediaPrefs(tuple(codecs), address=manager.advertise, port=endpoint.port)
+        encryption = self._encryption(offer.trunk)
+        prefs = MediaPrefs(tuple(codecs), encryption, address=manager.advertise, port=endpoint.port)
         try:
             if desc is None:
-                our_offer = make_offer(manager.advertise, endpoint.port, codecs)
+                our_offer = make_offer(
+                    manager.advertise, endpoint.port, codecs, encryption=encryption
+                )
                 first = our_offer.media[0].codec(our_offer.media[0].payload_types[0])
                 codec_name = first.encoding if first is not None else codecs[0]
             else:
                 try:
-                    answer = negotiate(desc, codecs, manager.advertise, endpoint.port)
+                    answer = negotiate(
+                        desc, codecs, manager.advertise, endpoint.port, encryption=encryption
+                    )
                     codec = codec_for(
                         answer.media.codec.name,
                         answer.media.codec.clock_rate,
@@ -469,6 +476,12 @@ class SipLeg:
         )
         return True
 
+    def _encryption(self, trunk: str | None) -> Encryption:
+        """The SRTP policy of a call on ``trunk`` (the SIP endpoint's settings)."""
+        if self.endpoint is None:
+            return Encryption.OFF
+        return Encryption(self.endpoint.settings.encryption_for(trunk))
+
     async def _remote(self, neg: Negotiated) -> tuple[str, int] | Literal[False] | None:
         """Where the call's media goes: the SDP's address, a hostname resolved once here (never
         per packet); None with no address yet (a held offer); False when refused."""
@@ -535,6 +548,8 @@ class SipLeg:
         )
         if remote is not None:
             endpoint.set_remote(remote)
+        if neg.srtp is not None:  # SDES keys (RFC 4568): libsrtp protects both directions
+            endpoint.srtp = SrtpSession(neg.srtp.suite, neg.srtp.local, neg.srtp.remote)
         security = manager.security
 
         def on_foreign(addr: tuple[str, int]) -> None:
@@ -597,6 +612,7 @@ class SipLeg:
                 "codec": neg.codec.name,
                 "session_format": agent.format.value,
                 "pass_through": media.pass_through,
+                "srtp": neg.srtp.suite if neg.srtp is not None else None,
             },
         )
         if profile.greeting:
@@ -648,8 +664,9 @@ class SipLeg:
             raise CallNotAllowed(str(exc)) from exc
         call_id = manager.new_id()
         codecs = self.settings.sip.codecs
-        offer = make_offer(manager.advertise, endpoint.port, codecs)
-        prefs = MediaPrefs(tuple(codecs), address=manager.advertise, port=endpoint.port)
+        encryption = self._encryption(trunk)
+        offer = make_offer(manager.advertise, endpoint.port, codecs, encryption=encryption)
+        prefs = MediaPrefs(tuple(codecs), encryption, address=manager.advertise, port=endpoint.port)
         delayed = trunk is not None and self.endpoint.settings.trunk(trunk).delayed_offer
         self.store.call_offered(
             call_id,

@@ -62,6 +62,13 @@ def test_bench_sip_prints_every_figure_for_both_cases() -> None:
     assert result["benchmark"] == "sip"
     assert (result["calls"], result["seconds"]) == (CALLS, 3.0)
 
+    srtp = result["srtp"]  # the SRTP cost per call, beside the pass-through call's whole cost
+    for suite in ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"):
+        cost = srtp[suite]
+        assert cost["protect_us_per_packet"] > 0 and cost["unprotect_us_per_packet"] > 0
+        assert cost["pct_of_core_per_call"] > 0
+        assert cost["pct_of_passthrough_call"] is None or cost["pct_of_passthrough_call"] > 0
+
     for case, session_format in (("passthrough", "g711_ulaw"), ("transcoding", "pcm16")):
         c = result[case]
         assert c["calls_requested"] == CALLS and c["calls_up"] == CALLS, c

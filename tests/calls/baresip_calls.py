@@ -54,14 +54,33 @@ def read_wav(path: Path) -> NDArray[np.int16]:
         return data
 
 
-def make_confdir(root: Path, source: Path, codec: str = "PCMU") -> Path:
+def make_confdir(
+    root: Path,
+    source: Path,
+    codec: str = "PCMU",
+    *,
+    port: int = 0,
+    tls: tuple[Path, Path] | None = None,
+    mediaenc: str | None = None,
+) -> Path:
+    """A baresip that speaks ``source`` and records what it hears, listening on ``port`` (it
+    answers calls at once); with ``tls`` (cert, key) it has a certificate and trusts it, with
+    ``mediaenc`` (``srtp-mand``...) its account encrypts media by SDES."""
     confdir = root / "baresip"
     (confdir / "rec").mkdir(parents=True, exist_ok=True)
+    extra: list[str] = []
+    if tls is not None:
+        pem = confdir / "baresip.pem"
+        pem.write_text(tls[0].read_text() + tls[1].read_text())
+        extra += [f"sip_certificate {pem}", f"sip_cafile {tls[0]}"]
+    if mediaenc is not None:
+        extra.append("module srtp.so")
     (confdir / "config").write_text(
         "\n".join(
             [
                 "poll_method epoll",
-                "sip_listen 127.0.0.1:0",
+                f"sip_listen 127.0.0.1:{port}",
+                *extra,
                 "audio_player aubridge,null",
                 f"audio_source aufile,{source}",
                 "audio_alert aubridge,null",
@@ -78,13 +97,18 @@ def make_confdir(root: Path, source: Path, codec: str = "PCMU") -> Path:
         )
         + "\n"
     )
-    (confdir / "accounts").write_text(f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec}\n")
+    params = f";regint=0;answermode=auto;audio_codecs={codec}"
+    if mediaenc is not None:
+        params += f";mediaenc={mediaenc}"
+    transport = ";transport=tls" if tls is not None else ""
+    (confdir / "accounts").write_text(f"<sip:caller@127.0.0.1{transport}>{params}\n")
     (confdir / "contacts").write_text("")
     return confdir
 
 
-async def call_with_baresip(confdir: Path, target: str, seconds: int = 25) -> str:
-    """Dial ``target``; baresip hangs up when its WAV ends. Returns baresip's console log."""
+async def call_with_baresip(confdir: Path, target: str | None, seconds: int = 25) -> str:
+    """Dial ``target`` (None: wait to be called); baresip hangs up when its WAV ends. Returns
+    baresip's console log."""
     baresip = require_peer("baresip")
     log_path = confdir / "out.log"
     with log_path.open("wb") as log:
@@ -94,8 +118,7 @@ async def call_with_baresip(confdir: Path, target: str, seconds: int = 25) -> st
             str(confdir),
             "-t",
             str(seconds),
-            "-e",
-            f"/dial {target}",
+            *(("-e", f"/dial {target}") if target else ()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,

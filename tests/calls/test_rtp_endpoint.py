@@ -13,6 +13,8 @@ import pytest
 from bridge.calls.rtp_endpoint import PortAllocator, RtpEndpoint
 from bridge.errors import PortsExhausted
 from media.rtp import RtpPacket
+from media.srtp import SrtpSession
+from sip.sdes import new_key
 from tests.support.servers import free_port
 
 
@@ -155,6 +157,31 @@ async def test_reinvite_keeps_the_source_unless_it_moves_the_media() -> None:
         assert ep.stats.probation == 1  # the attacker's packet was on probation, not taken
     for s in (caller, moved, attacker):
         s.close()
+
+
+async def test_with_srtp_only_authenticated_packets_are_read_or_learned() -> None:
+    """SDES keys set: what the caller protects is read, what leaves is protected, and a
+    forged packet (even from where the SDP points, even before any source is learned) is
+    dropped and counted without teaching the endpoint a source."""
+    suite = "AES_CM_128_HMAC_SHA1_80"
+    ours, theirs = new_key(suite), new_key(suite)
+    caller_srtp = SrtpSession(suite, theirs, ours)
+    got: list[RtpPacket] = []
+    ep = RtpEndpoint("127.0.0.1", _pair_port(), on_rtp=got.append)
+    ep.srtp = SrtpSession(suite, ours, theirs)
+    caller = _udp()
+    async with ep:
+        ep.set_remote(caller.getsockname())
+        caller.sendto(_rtp(1), ("127.0.0.1", ep.port))  # plain RTP: not authenticated
+        await _until(lambda: ep.stats.srtp_failed == 1)
+        assert got == [] and ep.latched is None
+        caller.sendto(caller_srtp.protect(_rtp(2)), ("127.0.0.1", ep.port))
+        await _until(lambda: len(got) == 1)
+        assert got[0].sequence_number == 2 and ep.latched == caller.getsockname()
+        assert ep.send(_rtp(3))
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(caller, 2048), 5)
+        assert data != _rtp(3) and caller_srtp.unprotect(data) == _rtp(3)
+    caller.close()
 
 
 def test_a_hostname_is_never_a_media_address() -> None:

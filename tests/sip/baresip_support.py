@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import struct
 import wave
 from pathlib import Path
+
+from tests.sip.sipp_support import free_port
 
 
 def make_confdir(
@@ -82,3 +85,16 @@ async def stop_baresip(proc: asyncio.subprocess.Process, confdir: Path) -> str:
         proc.kill()
         await proc.wait()
     return (confdir / "out.log").read_text(errors="replace")
+
+
+def free_port_pair() -> int:
+    """A free port whose next port is free too (baresip listens for TLS on its port + 1)."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port + 1))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair")

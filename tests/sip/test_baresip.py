@@ -4,7 +4,6 @@ certificate made by openssl for the test)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from sip.driver import Answer, Decision, SipCall, SipEndpoint, start_sip
 from sip.events import CallAnswered, CallEnded, EndReason
 from sip.settings import SipSettings
-from tests.sip.baresip_support import make_confdir, start_baresip, stop_baresip
+from tests.sip.baresip_support import free_port_pair, make_confdir, start_baresip, stop_baresip
 from tests.sip.sipp_support import ANSWER_SDP, endpoint, free_port
 from tests.support.peers import require_peer
 from tests.support.tls import make_cert
@@ -93,18 +92,6 @@ async def test_rtbridge_calls_baresip(tmp_path: Path) -> None:
     assert answered and b"PCMU" in answered[0].sdp, out[-2000:]
 
 
-def _free_pair() -> int:
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", port + 1))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
 async def test_baresip_calls_rtbridge_over_tls(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
     answerer = _Answerer()
@@ -133,7 +120,7 @@ async def test_rtbridge_calls_baresip_over_tls(tmp_path: Path) -> None:
     """Outbound TLS, verifying baresip's certificate against the test's CA (the cert itself)."""
     baresip = require_peer("baresip")
     cert, key = make_cert(tmp_path)
-    port = _free_pair()  # baresip listens for TLS on its SIP port + 1
+    port = free_port_pair()  # baresip listens for TLS on its SIP port + 1
     confdir = make_confdir(tmp_path / "bs", port, tls=(cert, key))
     proc = await start_baresip(baresip, confdir, seconds=12)
     settings = SipSettings(
