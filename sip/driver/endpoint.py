@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sip.driver.dns import DnsError, TrunkResolver
 from sip.driver.registration_runner import RequestSender, register_once, run_registration
 from sip.driver.transport import Transports
 from sip.errors import LocalProtocolError, SipError
@@ -56,7 +57,7 @@ from sip.registration import (
 )
 from sip.registration import State as RegState
 from sip.session_timer import Refresher, TimerPolicy
-from sip.settings import SipSettings
+from sip.settings import SipSettings, TrunkSettings
 from sip.transaction import Peer, Send, TimerValues
 from sip.ua import CoreConfig, Credentials, Policy, RequestDone, SipCore
 from sip.uri import SipUri
@@ -307,6 +308,7 @@ class SipEndpoint:
             policy or make_policy(settings),
         )
         self.calls: dict[str, SipCall] = {}
+        self.resolver = TrunkResolver(settings.dns_servers or None, clock=clock)
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._flushing = False
@@ -381,6 +383,7 @@ class SipEndpoint:
         offer: the callee offers in its 2xx and the core answers it from ``media``."""
         uri = target if isinstance(target, SipUri) else SipUri.parse(target)
         peer: Peer | None = None
+        alternates: tuple[Peer, ...] = ()
         creds: Credentials | None = None
         headers: list[tuple[str, str]] = []
         if trunk is not None:
@@ -388,8 +391,8 @@ class SipEndpoint:
             down = self.trunk_health.get(trunk)
             if down is not None and not down.up:
                 raise SipError(f"trunk {trunk!r} is down: {down.detail}")
-            host = await self._resolve(t.host)
-            peer = Peer(t.transport, host, t.port)
+            peer, *others = await self._trunk_peers(t)
+            alternates = tuple(others)
             password = t.password()
             if t.username and password is not None:
                 creds = Credentials(t.username, password)
@@ -417,6 +420,7 @@ class SipEndpoint:
             credentials=creds,
             trunk=trunk,
             media=media,
+            alternates=alternates,
             ring_timeout=ring_timeout,
             headers=tuple(headers),
         )
@@ -491,7 +495,7 @@ class SipEndpoint:
         target = SipUri(host=t.host, port=t.port, params=params)
         while not self._closed:
             try:
-                peer = Peer(t.transport, await self._resolve(t.host), t.port)
+                peer = (await self._trunk_peers(t))[0]
                 request = options_request(
                     target,
                     self.core.via(t.transport),
@@ -500,7 +504,7 @@ class SipEndpoint:
                     self.core.host,
                 )
                 response = await self.send_request(request, peer)
-            except OSError as exc:  # the name does not resolve
+            except (OSError, SipError) as exc:  # the name does not resolve
                 log.info("trunk %s: keepalive not sent: %s", trunk_name, exc)
                 response = None
             if health.observe(response, self.clock()):
@@ -517,12 +521,22 @@ class SipEndpoint:
 
     async def _sender(self, trunk_name: str) -> RequestSender:
         t = self.settings.trunk(trunk_name)
-        peer = Peer(t.transport, await self._resolve(t.host), t.port)
+        peer = (await self._trunk_peers(t))[0]
 
         async def send(request: Request) -> Response | None:
             return await self.send_request(request, peer)
 
         return send
+
+    async def _trunk_peers(self, t: TrunkSettings) -> list[Peer]:
+        """Where a trunk's requests go: its RFC 3263 targets in order (``srv``), else its
+        host's address on its port."""
+        if t.srv:
+            try:
+                return await self.resolver.targets(t.host, t.transport)
+            except DnsError as exc:
+                raise SipError(f"trunk {t.name!r}: {exc}") from None
+        return [Peer(t.transport, await self._resolve(t.host), t.port)]
 
     async def _resolve(self, host: str) -> str:
         loop = asyncio.get_running_loop()

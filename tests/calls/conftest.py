@@ -62,10 +62,11 @@ async def sipp_caller(
     extra: tuple[str, ...] = (),
     timeout: float = 60,
     local_ip: str = "127.0.0.1",
+    host: str = "127.0.0.1",
 ) -> SippResult:
-    """One SIPp call to ``127.0.0.1:sip_port`` (this stack, or an ``rtbridge serve``): a
-    scenario's XML (written into ``cwd``) or one of SIPp's built-in scenarios (``-sn``), from
-    free ports of ``local_ip``."""
+    """One SIPp call to ``host:sip_port`` (this stack, or an ``rtbridge serve``; ``[::1]``
+    for IPv6): a scenario's XML (written into ``cwd``) or one of SIPp's built-in scenarios
+    (``-sn``), from free ports of ``local_ip``."""
     sipp = require_peer("sipp")
     if scenario is not None:
         path = cwd / f"caller-{next(_CALLERS)}.xml"
@@ -77,7 +78,7 @@ async def sipp_caller(
     return await run_sipp(
         sipp,
         *which,
-        f"127.0.0.1:{sip_port}",
+        f"{host}:{sip_port}",
         "-m",
         "1",
         "-p",

@@ -367,3 +367,41 @@ async def test_an_outbound_call_ringing_past_its_ring_timeout_is_cancelled_as_no
     await _settled(stack)
     record = stack.store.get_call(call_id)
     assert record is not None and record.end_reason == "no-answer"
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [
+        {
+            "profile": {"greeting": "Hello"},
+            "sip": {"bind_host": "::1", "tcp_port": 0},
+            "calls": {"rtp_host": "::1", "rtp_advertise": "::1"},
+        }
+    ],
+)
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+async def test_a_call_over_ipv6_sip_and_rtp(stack: Stack, tmp_path: Path, tcp: bool) -> None:
+    xml = _scenario(
+        "ipv6", _invite(), _request("ACK", 1, dialog=True, retrans=False), _pause(2500), _bye(2)
+    )
+    port = stack.sip.ports["tcp" if tcp else "udp"]
+    transport = ("-t", "t1") if tcp else ()
+    caller = asyncio.create_task(
+        sipp_caller(
+            port,
+            tmp_path,
+            xml,
+            extra=(*transport, "-rtp_echo"),
+            host="[::1]",
+            local_ip="::1",
+        )
+    )
+    async with asyncio.timeout(30):  # the greeting went out over IPv6 and SIPp echoed it back
+        while not stack.agent.sessions or stack.agent.sessions[0].decoded_samples < 6000:
+            await asyncio.sleep(0.05)
+    res = await caller
+    assert res.returncode == 0, res.summary()
+    await _settled(stack)
+    (record,) = stack.store.list_calls()
+    assert record.end_reason == "remote-bye"
+    assert record.extra["source"].startswith("::1:")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suite drives (SIPp, baresip, linphonec, tshark, sox,
-# espeak-ng, Chromium, openssl, Node.js and npm) and the infrastructure a cluster runs on
-# (Kamailio, Redis, PostgreSQL) from Debian when any is missing, and playwright-core from npm.
+# espeak-ng, Chromium, openssl, dnsmasq, Node.js and npm) and the infrastructure a cluster runs
+# on (Kamailio, Redis, PostgreSQL) from Debian when any is missing, and playwright-core from npm.
 # Called by `make test`; safe to run again (it installs nothing when all are present).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,6 +16,7 @@ command -v espeak-ng  >/dev/null || need+=(espeak-ng)
 command -v chromium   >/dev/null || need+=(chromium)
 command -v openssl    >/dev/null || need+=(openssl)
 command -v ip         >/dev/null || need+=(iproute2)
+command -v dnsmasq    >/dev/null || need+=(dnsmasq-base)  # a DNS server for RFC 3263 tests
 command -v node       >/dev/null || need+=(nodejs)  # runs playwright-core (browser tests)
 command -v npm        >/dev/null || need+=(npm)
 command -v kamailio   >/dev/null || need+=(kamailio)      # the SIP front of a cluster

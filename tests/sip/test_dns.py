@@ -1,0 +1,157 @@
+"""RFC 3263: NAPTR/SRV ordering (tier 1), and a trunk published by a DNS server the test
+starts on loopback (dnsmasq) with two targets: the first refuses (503), the call goes to the
+second (tier 3, SIPp on both)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from pathlib import Path
+
+import pytest
+
+from sip.driver import SipCall, start_sip
+from sip.events import CallAnswered, CallEnded
+from sip.rfc3263 import Naptr, Srv, TtlCache, naptr_srv_names, srv_order
+from sip.settings import SipSettings, TrunkSettings
+from tests.sip.sipp_support import ANSWER_SDP, free_port, run_sipp
+from tests.support.peers import require_peer
+
+
+def test_naptr_records_name_the_srv_of_our_transport_in_order() -> None:
+    records = [
+        Naptr(20, 10, "s", "SIP+D2U", "_sip._udp.b.example."),
+        Naptr(10, 20, "S", "SIP+D2U", "_sip._udp.a.example."),
+        Naptr(10, 10, "s", "SIP+D2T", "_sip._tcp.a.example."),
+        Naptr(5, 10, "u", "SIP+D2U", "!^.*$!sip:x@y!"),  # not an SRV pointer
+    ]
+    assert naptr_srv_names(records, "udp", "example") == [
+        "_sip._udp.a.example",
+        "_sip._udp.b.example",
+    ]
+    assert naptr_srv_names(records, "tls", "example.com.") == ["_sips._tcp.example.com"]
+
+
+def test_srv_targets_by_priority_then_weight() -> None:
+    records = [
+        Srv(20, 0, 5062, "backup.example."),
+        Srv(10, 90, 5060, "big.example."),
+        Srv(10, 10, 5060, "small.example."),
+        Srv(30, 0, 0, "."),  # "not offered here"
+    ]
+    firsts = [srv_order(records, random.Random(seed))[0].target for seed in range(200)]
+    assert set(firsts) == {"big.example.", "small.example."}
+    assert firsts.count("big.example.") > firsts.count("small.example.") * 3  # 90 vs 10
+    lasts = {srv_order(records, random.Random(seed))[-1].target for seed in range(20)}
+    assert lasts == {"backup.example."}
+
+
+def test_answers_are_kept_for_their_ttl() -> None:
+    cache: TtlCache[str, int] = TtlCache()
+    cache.put("a", 1, 30, now=100.0)
+    cache.put("zero", 2, 0, now=100.0)  # TTL 0: never kept
+    assert cache.get("a", 129.9) == 1 and cache.get("a", 130.0) is None
+    assert cache.get("zero", 100.0) is None
+
+
+_REFUSE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="uas refuses">
+  <recv request="INVITE"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 503 Service Unavailable
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+</scenario>
+"""
+
+
+async def _dnsmasq(
+    tmp_path: Path, first: int, second: int
+) -> tuple[asyncio.subprocess.Process, int]:
+    """dnsmasq on a free loopback port: trunk.test -> NAPTR -> two SRV targets."""
+    dnsmasq = require_peer("dnsmasq")
+    port = free_port(socket.SOCK_DGRAM)
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(
+        "\n".join(
+            [
+                "no-resolv",
+                "no-hosts",
+                "no-daemon",
+                f"port={port}",
+                "listen-address=127.0.0.1",
+                "bind-interfaces",
+                "local-ttl=60",
+                f"pid-file={tmp_path / 'dnsmasq.pid'}",
+                'naptr-record=trunk.test,10,10,"S","SIP+D2U","",_sip._udp.trunk.test',
+                f"srv-host=_sip._udp.trunk.test,first.trunk.test,{first},10,10",
+                f"srv-host=_sip._udp.trunk.test,second.trunk.test,{second},20,10",
+                "host-record=first.trunk.test,127.0.0.1",
+                "host-record=second.trunk.test,127.0.0.1",
+            ]
+        )
+        + "\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        dnsmasq,
+        f"--conf-file={conf}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(0.3)  # dnsmasq binds
+    return proc, port
+
+
+@pytest.mark.peer("dnsmasq")
+@pytest.mark.peer("sipp")
+async def test_a_trunk_with_two_srv_targets_the_first_refuses_the_second_answers(
+    tmp_path: Path,
+) -> None:
+    sipp = require_peer("sipp")
+    first, second = free_port(), free_port()
+    dns, dns_port = await _dnsmasq(tmp_path, first, second)
+    refuse = tmp_path / "refuse.xml"
+    refuse.write_text(_REFUSE)
+    refuser = asyncio.create_task(
+        run_sipp(sipp, "-sf", str(refuse), "-p", str(first), "-m", "1", cwd=tmp_path, timeout=30)
+    )
+    answerer = asyncio.create_task(
+        run_sipp(sipp, "-sn", "uas", "-p", str(second), "-m", "1", cwd=tmp_path, timeout=30)
+    )
+    settings = SipSettings(
+        bind_host="127.0.0.1",
+        udp_port=0,
+        tcp_port=None,
+        dns_servers=[f"127.0.0.1:{dns_port}"],
+        trunks=[TrunkSettings(name="carrier", host="trunk.test", srv=True)],
+    )
+    ep = await start_sip(settings)
+    events: list[object] = []
+    try:
+        await asyncio.sleep(0.5)  # SIPp binds
+        assert [p.port for p in await ep.resolver.targets("trunk.test", "udp")] == [first, second]
+        call: SipCall = await ep.invite("sip:+15550100@trunk.test", ANSWER_SDP, trunk="carrier")
+        async with asyncio.timeout(20):
+            async for event in call.events():
+                events.append(event)
+                if isinstance(event, CallAnswered):
+                    call.hangup()
+    finally:
+        await ep.close()
+        dns.terminate()
+        await dns.wait()
+    kinds = [type(e) for e in events]
+    assert CallAnswered in kinds and kinds[-1] is CallEnded  # the 503 ended nothing
+    for sipp_run in (await refuser, await answerer):
+        assert sipp_run.returncode == 0, sipp_run.summary()
