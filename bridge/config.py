@@ -16,6 +16,7 @@ control plane.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
@@ -254,6 +255,10 @@ class AgentProfile(_Section):
     #: agent (and its greeting) then, and send 200 ``early_media_s`` seconds later
     early_media: bool = False
     early_media_s: float = Field(default=3.0, ge=0, le=60)
+    #: inbound SIP headers offered to the agent as ``instructions`` variables (``X-Account-Id``
+    #: -> ``{x_account_id}``; ``{caller}``, ``{called}``, ``{asserted_identity}`` and
+    #: ``{diversion}`` always are) and kept in the call's record
+    sip_headers: list[str] = Field(default_factory=list)
     dtmf: DtmfPolicy = Field(default_factory=DtmfPolicy)
     max_duration_s: float = Field(default=3600.0, gt=0)
     telephony_tools: bool = False
@@ -272,6 +277,16 @@ class AgentProfile(_Section):
         if not isinstance(v, list):
             return v
         return [DestinationRule.from_pattern(p) if isinstance(p, str) else p for p in v]
+
+    @field_validator("sip_headers")
+    @classmethod
+    def _header_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,63}", name):
+                raise ValueError(f"{name!r} is not a header name")
+            if name.lower() in ("authorization", "proxy-authorization"):
+                raise ValueError(f"{name} carries credentials: it is never offered")
+        return v
 
     def destination_policy(self, purpose: Purpose) -> DestinationPolicy:
         rules = self.dial_targets if purpose is Purpose.DIAL else self.transfer_targets

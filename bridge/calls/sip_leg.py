@@ -36,6 +36,7 @@ from typing import Literal
 from bridge.calls.agent_session import AgentSession
 from bridge.calls.call import Call
 from bridge.calls.end import EndReason
+from bridge.calls.identity import identity, render
 from bridge.calls.info import CallInfo
 from bridge.calls.manager import CallManager, SetupSlot
 from bridge.calls.rtp_endpoint import RtpEndpoint
@@ -292,11 +293,13 @@ class SipLeg:
             to_uri=to_uri,
             profile=profile_name,
         )
+        who = identity(offer, profile.sip_headers)
         self.store.update_call(
             call_id,
             extra={
                 "sip_call_id": sip_call.id,
                 "source": f"{offer.source.host}:{offer.source.port}",
+                "identity": who,
             },
         )
 
@@ -359,6 +362,10 @@ class SipLeg:
                     return fail(verdict.status, reason, verdict.reason or "Rejected")
                 profile_name, profile = verdict
                 self.store.update_call(call_id, profile=profile_name)
+            if profile.instructions:  # who is calling, for the agent ({caller}, ...)
+                profile = profile.model_copy(
+                    update={"instructions": render(profile.instructions, who)}
+                )
             agent = self._agent_for(profile, codec_name)
             try:
                 opened = await _open_unless_gone(agent, sip_call)

@@ -405,3 +405,38 @@ async def test_a_call_over_ipv6_sip_and_rtp(stack: Stack, tmp_path: Path, tcp: b
     (record,) = stack.store.list_calls()
     assert record.end_reason == "remote-bye"
     assert record.extra["source"].startswith("::1:")
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [
+        {
+            "profile": {
+                "instructions": "Caller {asserted_identity}, dialled for {diversion}, "
+                "account {x_account_id}.",
+                "sip_headers": ["X-Account-Id"],
+            }
+        }
+    ],
+)
+async def test_inbound_identity_headers_reach_the_agents_instructions(
+    stack: Stack, tmp_path: Path
+) -> None:
+    headers = (
+        "P-Asserted-Identity: <sip:+14155550123@[local_ip]>\n"
+        "      Diversion: <sip:+15550199@[local_ip]>;reason=unconditional\n"
+        "      X-Account-Id: A-42"
+    )
+    xml = _scenario(
+        "identity",
+        _invite(headers),
+        _request("ACK", 1, dialog=True, retrans=False),
+        _pause(500),
+        _bye(2),
+    )
+    await _caller(stack, tmp_path, xml)
+    await _settled(stack)
+    (session,) = stack.agent.sessions
+    assert session.instructions == "Caller +14155550123, dialled for +15550199, account A-42."
+    (record,) = stack.store.list_calls()
+    assert record.extra["identity"]["x_account_id"] == "A-42"
