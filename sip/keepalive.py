@@ -55,6 +55,16 @@ class TrunkHealth:
             return f"no answer to {self.failures} OPTIONS"
         return f"OPTIONS answered {self.last_status}"
 
+    def view(self) -> dict[str, object]:
+        """What the API and the dashboard show of the trunk."""
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "last_status": self.last_status,
+            "failures": self.failures,
+            "detail": self.detail if self.checked_at is not None else "not checked yet",
+        }
+
     def observe(self, response: Response | None, now: float) -> bool:
         """Record one keepalive's outcome; True when the state changed."""
         self.checked_at = now

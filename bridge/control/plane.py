@@ -57,7 +57,7 @@ class ControlPlane:
             clock=manager.clock,
         )
         self.metrics = Metrics(
-            manager, webhooks=self.incoming, security=manager.security, trunks=self._trunks
+            manager, webhooks=self.incoming, security=manager.security, trunks=self.trunk_health
         )
         self.draining = False
         self.closing = asyncio.Event()  # event streams end when set
@@ -67,7 +67,8 @@ class ControlPlane:
         self._watch: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
 
-    def _trunks(self) -> Mapping[str, TrunkHealth]:
+    def trunk_health(self) -> Mapping[str, TrunkHealth]:
+        """The SIP trunks' keepalive states (none without SIP or keepalives)."""
         endpoint = self.sip_leg.endpoint if self.sip_leg is not None else None
         return endpoint.trunk_health if endpoint is not None else {}
 

@@ -232,6 +232,14 @@ async def search_calls(
     }
 
 
+@api.get("/v1/trunks", tags=["trunks"])
+async def list_trunks(request: Request) -> dict[str, Any]:
+    """The SIP trunks with an OPTIONS keepalive and their state (``up``, ``down``,
+    ``unknown`` before the first answer). Calls on a ``down`` trunk are refused at once."""
+    plane = _plane(request)
+    return {"object": "list", "data": [h.view() for h in plane.trunk_health().values()]}
+
+
 @api.get("/v1/calls/{call_id}", tags=["calls"])
 async def get_call(request: Request, call_id: CallId) -> dict[str, Any]:
     """One call: parties, state, timings, codec, session format, live media statistics."""

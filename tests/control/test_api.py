@@ -12,6 +12,7 @@ import pytest
 
 from bridge.control.auth import COOKIE_NAME
 from tests.control.conftest import KEY, Control
+from tests.sip.sipp_support import free_port
 
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
@@ -211,3 +212,40 @@ async def test_a_slow_event_stream_client_is_told_what_it_missed(control: Contro
     async with httpx.AsyncClient(base_url=control.url) as anon:
         text = (await anon.get("/metrics")).text
     assert "rtbridge_sideband_dropped_events_total 476.0" in text
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [
+        {
+            "sip": {
+                "trunks": [
+                    {
+                        "name": "gone",
+                        "host": "127.0.0.1",
+                        "port": free_port(kind=1),  # nothing listens: connections refused
+                        "transport": "tcp",
+                        "options_interval_s": 1,
+                    }
+                ]
+            }
+        }
+    ],
+)
+async def test_trunks_list_their_keepalive_state(control: Control) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            (trunk,) = (await control.client.get("/v1/trunks")).json()["data"]
+            if trunk["state"] == "down":
+                break
+            await asyncio.sleep(0.1)
+    assert trunk == {
+        "name": "gone",
+        "state": "down",
+        "last_status": None,
+        "failures": trunk["failures"],
+        "detail": f"no answer to {trunk['failures']} OPTIONS",
+    }
+    assert trunk["failures"] >= 2
+    metrics = (await control.client.get("/metrics")).text
+    assert 'rtbridge_sip_trunk_up{trunk="gone"} 0.0' in metrics
