@@ -15,6 +15,7 @@ from tests.support.peers import require_peer
 pytestmark = pytest.mark.peer("linphonec")
 
 RC = """[sip]
+use_ipv6=0
 sip_port={port}
 sip_tcp_port=-1
 default_proxy=-1
@@ -30,12 +31,19 @@ enabled=0
 """
 
 
-async def _start(tmp_path: Path, port: int, *, auto_answer: bool) -> asyncio.subprocess.Process:
+async def start_linphonec(
+    tmp_path: Path, port: int, *, auto_answer: bool, srtp: bool = False
+) -> asyncio.subprocess.Process:
+    """linphonec on ``port`` (UDP); with ``srtp`` its media must be SRTP (SDES)."""
     linphonec = require_peer("linphonec")
     (Path.home() / ".local" / "share" / "linphone").mkdir(parents=True, exist_ok=True)
     rtp = free_port()
     rc = tmp_path / "linphonerc"
-    rc.write_text(RC.format(port=port, rtp=rtp, rtp_end=rtp + 20))
+    text = RC.format(port=port, rtp=rtp, rtp_end=rtp + 20)
+    if srtp:
+        srtp_lines = "media_encryption=srtp\nmedia_encryption_mandatory=1\n"
+        text = text.replace("[sip]\n", "[sip]\n" + srtp_lines)
+    rc.write_text(text)
     args = [linphonec, "-c", str(rc), "-d", "0"] + (["-a"] if auto_answer else [])
     with (tmp_path / "linphonec.log").open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -48,7 +56,7 @@ async def _start(tmp_path: Path, port: int, *, auto_answer: bool) -> asyncio.sub
     return proc
 
 
-async def _stop(proc: asyncio.subprocess.Process, tmp_path: Path) -> str:
+async def stop_linphonec(proc: asyncio.subprocess.Process, tmp_path: Path) -> str:
     assert proc.stdin is not None
     try:
         proc.stdin.write(b"quit\n")
@@ -63,7 +71,7 @@ async def _stop(proc: asyncio.subprocess.Process, tmp_path: Path) -> str:
 async def test_linphonec_calls_rtbridge(tmp_path: Path) -> None:
     answerer = _Answerer(hold_s=1.0)
     ep = await endpoint(answerer)
-    proc = await _start(tmp_path, free_port(), auto_answer=False)
+    proc = await start_linphonec(tmp_path, free_port(), auto_answer=False)
     try:
         assert proc.stdin is not None
         proc.stdin.write(f"call sip:bot@127.0.0.1:{ep.ports['udp']}\n".encode())
@@ -71,7 +79,7 @@ async def test_linphonec_calls_rtbridge(tmp_path: Path) -> None:
         async with asyncio.timeout(15):
             await answerer.done.wait()
     finally:
-        out = await _stop(proc, tmp_path)
+        out = await stop_linphonec(proc, tmp_path)
         await ep.close()
     assert [type(e) for e in answerer.events] == [CallAnswered, CallEnded], out[-2000:]
     assert "connected" in out and "ended" in out
@@ -79,7 +87,7 @@ async def test_linphonec_calls_rtbridge(tmp_path: Path) -> None:
 
 async def test_rtbridge_calls_linphonec(tmp_path: Path) -> None:
     port = free_port()
-    proc = await _start(tmp_path, port, auto_answer=True)
+    proc = await start_linphonec(tmp_path, port, auto_answer=True)
     ep = await endpoint()
     events: list[object] = []
     try:
@@ -92,7 +100,7 @@ async def test_rtbridge_calls_linphonec(tmp_path: Path) -> None:
                     call.hangup()
     finally:
         await ep.close()
-        out = await _stop(proc, tmp_path)
+        out = await stop_linphonec(proc, tmp_path)
     answered = [e for e in events if isinstance(e, CallAnswered)]
     assert answered and b"m=audio" in answered[0].sdp, out[-2000:]
     assert isinstance(events[-1], CallEnded) and events[-1].reason is EndReason.LOCAL_BYE
