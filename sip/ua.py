@@ -263,6 +263,10 @@ class SipCore:
             call.media = media
         self._command(call_id, CallEv.ANSWER, now, Pending(status=200, body=sdp))
 
+    def set_media(self, call_id: str, media: MediaPrefs) -> None:
+        """How the core answers the peer's later offers by itself (re-INVITE, UPDATE)."""
+        self._call(call_id).media = media
+
     def reject(
         self,
         call_id: str,

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from bridge.calls.agent_session import AgentSession
@@ -154,6 +154,7 @@ class _Dial:
     target: str
     trunk: str | None
     caller: str | None
+    prefs: MediaPrefs
     future: asyncio.Future[OutboundResult]
     settled: asyncio.Future[CallAnswered | CallEnded]
     log_event: Callable[[str, dict[str, object]], None]
@@ -411,7 +412,8 @@ class SipLeg:
                 await asyncio.sleep(profile.early_media_s)
                 if sip_call.ended is not None:
                     return None
-            return Answer(str(answer.sdp).encode(), prefs)
+            # the media path keeps the codec it starts with: a re-offer without it gets 488
+            return Answer(str(answer.sdp).encode(), replace(prefs, codecs=(codec_name,)))
         except Exception:
             log.exception("call %s: set-up failed", call_id)
             return fail(500, EndReason.INTERNAL_ERROR, "set-up failed", "Server Internal Error")
@@ -481,6 +483,7 @@ class SipLeg:
             remote=remote,
             early=[event, *later],
         )
+        sip_call.set_media(replace(prefs, codecs=(neg.codec.name,)))
         return True
 
     def _encryption(self, trunk: str | None) -> Encryption:
@@ -708,6 +711,7 @@ class SipLeg:
             target=target,
             trunk=trunk,
             caller=caller,
+            prefs=prefs,
             future=loop.create_future(),
             settled=loop.create_future(),
             log_event=lambda kind, data: self.store.log_event(call_id, kind, data),
@@ -793,5 +797,6 @@ class SipLeg:
             remote=remote,
             early=d.later,
         )
+        sip_call.set_media(replace(d.prefs, codecs=(neg.codec.name,)))
         future.set_result(OutboundResult(call_id, "answered", 200))
         return True

@@ -163,6 +163,10 @@ class SipCall:
     def answer(self, sdp: bytes, media: MediaPrefs | None = None) -> None:
         self._ep._do(lambda now: self._ep.core.answer(self.id, sdp, now, media=media))
 
+    def set_media(self, media: MediaPrefs) -> None:
+        """The codecs and SRTP policy the core answers later offers with (re-INVITE, UPDATE)."""
+        self._ep._do(lambda _now: self._ep.core.set_media(self.id, media))
+
     def reject(
         self, status: int = 480, reason: str | None = None, *, retry_after: int | None = None
     ) -> None:

@@ -440,3 +440,108 @@ async def test_inbound_identity_headers_reach_the_agents_instructions(
     assert session.instructions == "Caller +14155550123, dialled for +15550199, account A-42."
     (record,) = stack.store.list_calls()
     assert record.extra["identity"]["x_account_id"] == "A-42"
+
+
+async def test_a_reinvite_changing_the_codec_is_refused_and_the_call_goes_on(
+    stack: Stack, tmp_path: Path
+) -> None:
+    pcma = (
+        _SDP.format(version=2, port="[media_port]")
+        .replace("RTP/AVP 0 101", "RTP/AVP 8 101")
+        .replace("rtpmap:0 PCMU", "rtpmap:8 PCMA")
+    )
+    xml = _scenario(
+        "codec change",
+        _invite(),
+        _request("ACK", 1, dialog=True, retrans=False),
+        _request("INVITE", 2, dialog=True, sdp=pcma)
+        + '  <recv response="100" optional="true"/>\n  <recv response="488"/>\n'
+        + _request("ACK", 2, dialog=True, retrans=False),
+        _pause(500),
+        _bye(3),
+    )
+    await _caller(stack, tmp_path, xml)
+    await _settled(stack)
+    (record,) = stack.store.list_calls()
+    assert (record.codec, record.end_reason) == ("PCMU", "remote-bye")
+
+
+_OFFERING_UAS = _scenario(
+    "callee offers in its 200",
+    '  <recv request="INVITE">\n    <action><ereg regexp="Content-Length: *0" search_in="msg"'
+    ' check_it="true" assign_to="empty"/></action>\n  </recv>\n'
+    '  <Reference variables="empty"/>\n',
+    """  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:callee@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      """
+    + _SDP.format(version=1, port="[media_port]")
+    + """
+    ]]>
+  </send>
+""",
+    '  <recv request="ACK">\n    <action><ereg regexp="m=audio [0-9]+ RTP/AVP 0"'
+    ' search_in="body" check_it="true" assign_to="answer"/></action>\n  </recv>\n'
+    '  <Reference variables="answer"/>\n',
+    '  <recv request="BYE" timeout="20000"/>\n' + _ok(),
+)
+
+_CALLEE = free_port()
+
+
+@pytest.mark.parametrize(
+    "stack_options",
+    [
+        {
+            "profile": {"greeting": "Hello", "dial_targets": ["sip:*@127.0.0.1:*"]},
+            "sip": {
+                "trunks": [
+                    {"name": "cube", "host": "127.0.0.1", "port": _CALLEE, "delayed_offer": True}
+                ]
+            },
+        }
+    ],
+)
+async def test_an_outbound_delayed_offer_answers_the_callees_offer_in_the_ack(
+    stack: Stack, tmp_path: Path
+) -> None:
+    path = tmp_path / "offering.xml"
+    path.write_text(_OFFERING_UAS)
+    callee = asyncio.create_task(
+        run_sipp(
+            require_peer("sipp"),
+            "-sf",
+            str(path),
+            "-m",
+            "1",
+            "-p",
+            str(_CALLEE),
+            "-mp",
+            str(free_port()),
+            "-rtp_echo",
+            cwd=tmp_path,
+            timeout=60,
+        )
+    )
+    await asyncio.sleep(0.5)  # let SIPp bind
+    call_id = await stack.sip_leg.originate(f"sip:cube@127.0.0.1:{_CALLEE}", trunk="cube")
+    result = await asyncio.wait_for(stack.sip_leg.outcomes[call_id], 20)
+    assert result.outcome == "answered"
+    async with asyncio.timeout(20):  # the greeting reaches SIPp's echo and comes back
+        while stack.agent.sessions[0].decoded_samples < 6000:
+            await asyncio.sleep(0.05)
+    assert stack.manager.hangup(call_id)
+    res = await callee
+    assert res.returncode == 0, res.summary()  # no SDP in the INVITE, our answer in the ACK
+    await _settled(stack)
+    record = stack.store.get_call(call_id)
+    assert record is not None and record.codec == "PCMU"
