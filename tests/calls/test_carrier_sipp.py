@@ -126,6 +126,14 @@ async def _settled(stack: Stack) -> None:
     stack.store.flush()
 
 
+async def _agent_hears_its_greeting(stack: Stack) -> None:
+    """Until the agent heard a quarter second back: its greeting went out as RTP to where
+    the call's SDP pointed and SIPp (``-rtp_echo``) returned it."""
+    async with asyncio.timeout(30):
+        while not stack.agent.sessions or stack.agent.sessions[0].decoded_samples < 6000:
+            await asyncio.sleep(0.05)
+
+
 def _short_timers(stack: Stack, expires: int = 4) -> None:
     stack.sip.core.config.session_timer = TimerPolicy(
         session_expires=expires, min_se=2, refresher=Refresher.UAC
@@ -147,9 +155,7 @@ async def test_delayed_offer_our_offer_in_the_200_the_answer_in_the_ack(
         "delayed offer", _invite(sdp=False), ack, _pause(2500), _bye(2)
     )  # SIPp echoes RTP on [media_port]: the agent's greeting comes back to it
     caller = asyncio.create_task(_caller(stack, tmp_path, xml, "-rtp_echo", tcp=tcp))
-    async with asyncio.timeout(30):
-        while not stack.agent.sessions or stack.agent.sessions[0].decoded_samples < 6000:
-            await asyncio.sleep(0.05)
+    await _agent_hears_its_greeting(stack)
     await caller
     await _settled(stack)
     (record,) = stack.store.list_calls()
@@ -396,9 +402,7 @@ async def test_a_call_over_ipv6_sip_and_rtp(stack: Stack, tmp_path: Path, tcp: b
             local_ip="::1",
         )
     )
-    async with asyncio.timeout(30):  # the greeting went out over IPv6 and SIPp echoed it back
-        while not stack.agent.sessions or stack.agent.sessions[0].decoded_samples < 6000:
-            await asyncio.sleep(0.05)
+    await _agent_hears_its_greeting(stack)  # sent over IPv6, echoed back by SIPp
     res = await caller
     assert res.returncode == 0, res.summary()
     await _settled(stack)
@@ -536,9 +540,7 @@ async def test_an_outbound_delayed_offer_answers_the_callees_offer_in_the_ack(
     call_id = await stack.sip_leg.originate(f"sip:cube@127.0.0.1:{_CALLEE}", trunk="cube")
     result = await asyncio.wait_for(stack.sip_leg.outcomes[call_id], 20)
     assert result.outcome == "answered"
-    async with asyncio.timeout(20):  # the greeting reaches SIPp's echo and comes back
-        while stack.agent.sessions[0].decoded_samples < 6000:
-            await asyncio.sleep(0.05)
+    await _agent_hears_its_greeting(stack)
     assert stack.manager.hangup(call_id)
     res = await callee
     assert res.returncode == 0, res.summary()  # no SDP in the INVITE, our answer in the ACK
