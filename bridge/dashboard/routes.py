@@ -255,7 +255,12 @@ async def stream(request: Request) -> Response:
     node = getattr(plane, "node_name", None) if cluster is not None else None
     fleet = getattr(request.app.state, "fleet", None)
     fleet = fleet if isinstance(fleet, FleetHistory) else None
-    return _stream(_overview(*rt, _closing(request), security, fleet, cluster, node))
+
+    def trunks() -> list[dict[str, object]]:
+        health = getattr(plane, "trunk_health", None)  # the SIP trunks' keepalive states
+        return [h.view() for h in health().values()] if health is not None else []
+
+    return _stream(_overview(*rt, _closing(request), security, fleet, cluster, node, trunks))
 
 
 async def _remote(cluster: Registry | None) -> dict[str, dict[str, Any]]:
@@ -284,6 +289,7 @@ async def _overview(
     fleet: FleetHistory | None,
     cluster: Registry | None = None,
     node: str | None = None,
+    trunks: Callable[[], list[dict[str, object]]] = list,
 ) -> AsyncIterator[bytes]:
     sub = manager.lifecycle.subscribe(maxsize=4096)
     loop = asyncio.get_running_loop()
@@ -320,6 +326,7 @@ async def _overview(
                     "recent": await _recent(store),
                     "security": alerts,
                     "fleet": history,
+                    "trunks": trunks(),
                 },
             )
 
@@ -368,7 +375,11 @@ async def _overview(
                 for cid in others.keys() - remote.keys():
                     remote[cid] = others[cid]
                     yield _sse("answered", others[cid])
-            tick: dict[str, Any] = {"now": manager.clock.wall(), "calls": stats}
+            tick: dict[str, Any] = {
+                "now": manager.clock.wall(),
+                "calls": stats,
+                "trunks": trunks(),
+            }
             if fleet is not None:
                 tick["fleet"] = fleet.since(fleet_from)
                 fleet_from = tick["fleet"][-1]["t"]

@@ -269,6 +269,21 @@
     for (const ev of events) addAlert(ev, true); // oldest first: the newest ends on top
   }
 
+  // -- trunks (OPTIONS keepalive) -----------------------------------------------------
+
+  function showTrunks(trunks) {
+    if (!trunks) return;
+    const list = $("trunks-list");
+    list.textContent = "";
+    for (const t of trunks) {
+      const li = list.appendChild(el("li", "trunk trunk-" + t.state));
+      li.appendChild(el("b", "", t.name));
+      li.appendChild(el("span", "state", " " + t.state));
+      li.appendChild(el("span", "muted", " " + (t.detail || "")));
+    }
+    $("trunks").hidden = trunks.length === 0;
+  }
+
   // -- the overview stream -------------------------------------------------------------
 
   function onSnapshot(snap) {
@@ -286,6 +301,7 @@
     $("security-count").textContent = "";
     for (const ev of snap.security || []) addAlert(ev, false); // newest first
     fleet.reset(snap.fleet, snap.now);
+    showTrunks(snap.trunks);
     counts();
   }
 
@@ -306,6 +322,7 @@
       if (row) applyStats(row, s);
     }
     fleet.update(msg.fleet, msg.now);
+    showTrunks(msg.trunks);
     timeline.tick(msg.now);
     const ms = performance.now() - t0;
     state.statsTicks += 1;
