@@ -104,6 +104,10 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
                 status = await child.ask("status")
                 samples.append({"t": round(elapsed, 1), **status})
                 await asyncio.sleep(min(SAMPLE_S, max(0.0, duration - elapsed)))
+            # RSS at the end is read before the snapshot: building the snapshot (percentiles
+            # over the run's tick record, every call's statistics) allocates, and that
+            # high-water mark is the benchmark's, not the calls' (3 MB at 100 calls)
+            final = await child.ask("status")
             loaded = await child.ask("snapshot soak")
             if tracing:
                 census = await child.ask("census", timeout=120)
@@ -113,7 +117,7 @@ async def _soak(calls: int, minutes: float, warmup_s: float, trace: bool) -> dic
                     "grew_most": census["grew"],
                     "held_growth_kib": census["allocated_since"],
                 }
-            samples.append({"t": round(time.monotonic() - started, 1), **loaded})
+            samples.append({"t": round(time.monotonic() - started, 1), **final})
             await child.ask(f"hangup {max(30.0, calls / 5)}", timeout=max(90.0, calls / 2))
             await asyncio.sleep(1.0)  # sockets and tasks of the last calls wind down
             after = await child.ask("collect")
