@@ -21,7 +21,6 @@ agent session and never reach the call.
 
 from __future__ import annotations
 
-import binascii
 from base64 import b64decode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -322,7 +321,7 @@ def _response_done(raw: Raw) -> AgentEvent:
 def _audio_delta(raw: Raw) -> AgentEvent:
     try:
         audio = b64decode(_str(raw, "delta"), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a str with non-ASCII characters
         raise _Bad(f"'delta' is not base64: {exc}") from None
     return AudioDelta(
         raw, _str(raw, "response_id", default=""), _str(raw, "item_id", default=""), audio

@@ -131,6 +131,7 @@ def test_the_upstreams_end_of_session_events_and_truncations_are_typed() -> None
     "raw",
     [
         {"type": "response.output_audio.delta", "delta": "not base64!"},
+        {"type": "response.output_audio.delta", "delta": "\x80"},  # not ASCII (hypothesis)
         {"type": "response.output_audio.delta", "delta": 5},
         {"type": "response.created", "response": {}},
         {"type": "response.done", "response": "done"},
