@@ -95,6 +95,9 @@ class AgentPath:
         )
         #: Where playback events go (call control), as :meth:`tick` emits the frames.
         self.on_playback: Callable[[PlaybackEvent], None] | None = None
+        #: Told of the frames each tick emits, before the leg sends them (the call's
+        #: recording: the agent as the caller heard it); None: nobody listens.
+        self.tap: Callable[[list[Frame]], None] | None = None
         #: The latest frame :meth:`tick` returned (meters measure it).
         self.last_frame: Frame | None = None
         #: The first tick's deadline: frame 0 of the schedule (legs stamp timestamps from it).
@@ -192,6 +195,8 @@ class AgentPath:
         frames = playout.tick(now)
         if frames:
             self.last_frame = frames[-1]
+            if self.tap is not None:
+                self.tap(frames)
         if playout.events:  # taken even with no listener, so they never pile up
             events = playout.take_events()
             if self.on_playback is not None:

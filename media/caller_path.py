@@ -49,7 +49,7 @@ from media.reorder import ReorderWindow
 from media.resample import Resampler
 from media.rtp import RtpPacket
 
-__all__ = ["AGENT_RATE", "FRAME_MS", "CallerPath", "CallerStats", "Decode", "ToAgent"]
+__all__ = ["AGENT_RATE", "FRAME_MS", "CallerPath", "CallerStats", "Decode", "FrameTap", "ToAgent"]
 
 #: The rate of PCM16 agent audio (the only one OpenAI's Realtime API takes).
 AGENT_RATE: Final = 24000
@@ -61,6 +61,9 @@ _G711_RATE: Final = 8000
 Decode = Callable[[bytes], NDArray[np.int16]]
 #: Hands one frame to the agent session; False: its queue is full, the frame is dropped.
 ToAgent = Callable[[bytes], bool]
+#: Told of every frame the path produced, before it goes to the agent: ``(frame, concealed)``
+#: (the call's recording and turn timing; None: nobody listens and nothing is paid).
+FrameTap = Callable[[bytes, bool], None]
 
 
 @dataclass(slots=True)
@@ -97,6 +100,8 @@ class CallerPath:
         self.reorder = ReorderWindow(FRAME_MS / 1000)
         #: The latest frame sent to the agent (concealment repeats it; meters measure it).
         self.last_frame = b""
+        #: every frame produced, concealed ones included (see :data:`FrameTap`)
+        self.tap: FrameTap | None = None
         self._lost_run = 0
         # pass-through: G.711 bytes carried over to the next 20 ms frame
         self._frame_bytes = _G711_RATE * FRAME_MS // 1000
@@ -156,9 +161,12 @@ class CallerPath:
             raise ValueError("a pass-through caller path takes G.711 payloads, not PCM")
         stats = self.stats
         to_agent = self._to_agent
+        tap = self.tap
         for chunk in self._reframer.push(resampler.process(pcm)):
             frame = chunk.tobytes()
             self.last_frame = frame
+            if tap is not None:
+                tap(frame, False)
             if to_agent(frame):
                 stats.frames_to_agent += 1
             else:
@@ -189,6 +197,8 @@ class CallerPath:
                 self._send(frame)
             return
         self.last_frame = payload  # 20 ms exactly: the bytes that arrived, untouched
+        if self.tap is not None:
+            self.tap(payload, False)
         if self._to_agent(payload):
             self.stats.frames_to_agent += 1
         else:
@@ -214,11 +224,13 @@ class CallerPath:
             return
         self._lost_run = run + 1
         self.stats.frames_concealed += 1
-        self._send(faded(self.last_frame, self.output, CONCEAL_GAINS[run]), remember=False)
+        self._send(faded(self.last_frame, self.output, CONCEAL_GAINS[run]), concealed=True)
 
-    def _send(self, frame: bytes, *, remember: bool = True) -> None:
-        if remember:
+    def _send(self, frame: bytes, *, concealed: bool = False) -> None:
+        if not concealed:
             self.last_frame = frame
+        if self.tap is not None:
+            self.tap(frame, concealed)
         if self._to_agent(frame):
             self.stats.frames_to_agent += 1
         else:
