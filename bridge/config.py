@@ -33,6 +33,7 @@ from bridge.destinations import (
     Verdict,
 )
 from bridge.errors import ConfigError
+from media.recording import RecordingMode
 from sip.settings import SipSettings
 
 __all__ = [
@@ -203,6 +204,9 @@ class AgentSettings(_Section):
     #: ``session_expired``; GPT-Live: ``session.closed`` reason ``expired``); None: never
     session_max_s: float | None = Field(default=None, gt=0)
     go_away_notice_s: float = Field(default=1.0, ge=0)
+    #: hold each response's first audio delta back this long (an upstream's think time: the
+    #: turn-latency tests and benchmarks)
+    first_audio_delay_ms: int = Field(default=0, ge=0, le=60000)
 
     @field_validator("formats")
     @classmethod
@@ -270,6 +274,10 @@ class AgentProfile(_Section):
     transfer_targets: list[DestinationRule] = Field(default_factory=list)
     dial_targets: list[DestinationRule] = Field(default_factory=list)
     destinations: DestinationSettings = Field(default_factory=DestinationSettings)
+    #: call recording: ``off``, ``stereo`` (caller left, agent as heard right) or ``mixed``
+    record: RecordingMode = RecordingMode.OFF
+    #: said by the agent before anything else when the call is recorded (consent)
+    record_announcement: str | None = None
 
     @field_validator("transfer_targets", "dial_targets", mode="before")
     @classmethod
@@ -318,6 +326,8 @@ class Route(_Section):
     #: when the ``realtime.call.incoming`` webhook fails or times out: a profile name,
     #: ``reject`` (603) or ``reject:<status>``; None: this route's ``profile``
     fallback: str | None = None
+    #: the calls of this route record so (None: as their profile says)
+    record: RecordingMode | None = None
 
     def matches(self, *, trunk: str | None, to_uri: str, from_uri: str) -> bool:
         from fnmatch import fnmatchcase
@@ -355,7 +365,8 @@ class CallSettings(_Section):
     #: shared records: ``postgresql://user@host:5432/db`` (the password from ``PGPASSWORD``
     #: or ``~/.pgpass``, never the file); empty: SQLite at ``records_db``
     records_url: str = ""
-    records_retention_days: float = Field(default=30.0, gt=0)
+    records_retention_days: float = Field(default=30.0, gt=0)  # recordings too
+    recordings_dir: Path | None = None  # default: <server.data_dir>/recordings
     rtp_probation_packets: int = Field(default=4, ge=1, le=50)
     max_hold_s: float = Field(default=600.0, gt=0)
     sdp_hostnames: Literal["resolve", "refuse"] = "resolve"
@@ -512,7 +523,10 @@ class Settings(_Section):
         """The profile for an inbound call: the first matching route, else ``default``."""
         for route in self.routes:
             if route.matches(trunk=trunk, to_uri=to_uri, from_uri=from_uri):
-                return route.profile, self.profiles[route.profile]
+                profile = self.profiles[route.profile]
+                if route.record is not None and route.record is not profile.record:
+                    profile = profile.model_copy(update={"record": route.record})
+                return route.profile, profile
         return "default", self.profiles["default"]
 
     @property
@@ -523,6 +537,10 @@ class Settings(_Section):
     def records_target(self) -> Path | str:
         """Where the call records are: the PostgreSQL URL, else the SQLite file."""
         return self.calls.records_url or self.records_path
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.calls.recordings_dir or self.server.data_dir / "recordings"
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:

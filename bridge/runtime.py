@@ -62,6 +62,7 @@ async def start_runtime(
         settings.records_target,
         retention_s=settings.calls.records_retention_days * 86400.0,
         owner=owner,
+        recordings=settings.recordings_path,
     )
     stack.callback(store.close)
     manager = await stack.enter_async_context(CallManager(settings, store, security=security))

@@ -9,10 +9,12 @@ browser subprotocol; Azure also ``api-key``; Gemini ``?key=`` or ``x-goog-api-ke
 
 Per connection: the reader feeds frames to :class:`~bridge.agent.core.AgentCore`; a pump task
 steps the active response every ``chunk_interval_s`` (100 ms of audio per step, so faster than
-real time but not all at once); one writer task drains the outgoing queue and applies the
-dialect edge. Producers enqueue whole batches synchronously, so event order is exactly the
-core's; the queue is bounded by making producers wait while it is above a high-water mark. With
-``AgentSettings.session_max_s`` a timer ends each session the way its dialect does.
+real time but not all at once), holding a response's first step back by
+``AgentSettings.first_audio_delay_ms`` (an upstream's think time, for turn-latency tests);
+one writer task drains the outgoing queue and applies the dialect edge. Producers enqueue
+whole batches synchronously, so event order is exactly the core's; the queue is bounded by
+making producers wait while it is above a high-water mark. With ``AgentSettings.session_max_s``
+a timer ends each session the way its dialect does.
 """
 
 from __future__ import annotations
@@ -300,8 +302,14 @@ class LocalAgent:
         emit: Callable[[list[Out]], Awaitable[None]],
         wake: asyncio.Event,
     ) -> None:
+        delay_s = self.settings.first_audio_delay_ms / 1000.0
+        started: str | None = None  # the latest response whose first step went out
         while True:
             await wake.wait()
+            active = core.active
+            if delay_s and active is not None and active.id != started:
+                started = active.id
+                await asyncio.sleep(delay_s)  # its first audio delta comes this much later
             await emit(list(core.pump()))
             if not core.streaming:
                 wake.clear()

@@ -27,11 +27,11 @@ from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.errors import NotTransferable
+from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
 from bridge.security import SecurityKind, SecurityLog
 from media.clock import Clock
 from media.dtmf import DtmfDigit
-from media.playout import PlaybackEvent
 from media.srtp import SrtpSession
 from sip.driver import SipCall
 from sip.events import (
@@ -77,6 +77,7 @@ class Call(CallScope):
         transfers: TransferCheck | None = None,
         media_address: Callable[[str], Awaitable[str | None]] | None = None,
         security: SecurityLog | None = None,
+        recordings: RecordingWriter | None = None,
     ) -> None:
         super().__init__(
             info,
@@ -89,7 +90,9 @@ class Call(CallScope):
             clock=clock,
             transfers=transfers,
             security=security,
+            recordings=recordings,
         )
+        self.attach_media(media.caller, media.agent)
         self.sip = sip
         self.endpoint = endpoint
         self.media = media
@@ -102,9 +105,6 @@ class Call(CallScope):
 
     def on_dtmf(self, digit: DtmfDigit) -> None:
         self.control.on_dtmf(digit.digit, "rfc4733")
-
-    def on_playback(self, event: PlaybackEvent) -> None:
-        self.control.on_playback(event)
 
     def peer(self) -> str | None:
         source = self.sip.source

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.observers import EventFanout
+from bridge.calls.turns import TurnLatency
 from bridge.config import AgentProfile
 
 __all__ = ["LiveCall"]
@@ -53,6 +54,19 @@ class LiveCall(Protocol):
 
     def barge_in_latencies_ms(self) -> tuple[int, list[float]]:
         """How many barge-ins were timed so far, and the latest latencies (ms)."""
+        ...
+
+    def turn_latencies(self) -> tuple[int, list[TurnLatency]]:
+        """How many turns were timed so far, and the latest ones."""
+        ...
+
+    def recording_status(self) -> dict[str, Any] | None:
+        """``{mode, format, sample_rate, url, paused}`` while the call records, else None."""
+        ...
+
+    def pause_recording(self, paused: bool) -> bool | None:
+        """Pause or resume the recording: None when the call does not record, False when it
+        already was so."""
         ...
 
     def say(self, item: dict[str, Any], *, respond: bool) -> None:

@@ -34,6 +34,7 @@ from bridge.calls.ticker import FrameTicker
 from bridge.config import Settings
 from bridge.destinations.guard import Destinations
 from bridge.errors import PortsExhausted
+from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
 from bridge.security import SecurityLog
 from media.clock import Clock, SystemClock
@@ -96,6 +97,8 @@ class CallManager:
         c = settings.calls
         self.ports = PortAllocator(c.rtp_port_min, c.rtp_port_max)
         self.ticker = FrameTicker(clock=self.clock)
+        #: the calls' recording files (its thread starts with the first recording)
+        self.recordings = RecordingWriter(settings.recordings_path)
         self._calls: dict[str, CallScope] = {}
         self.draining = False
         #: call lifecycle for dashboards and ``GET /v1/events``: ``call.offered``,
@@ -130,6 +133,7 @@ class CallManager:
         if group is not None:
             await group.__aexit__(None, None, None)
         await self.ticker.stop()
+        await asyncio.to_thread(self.recordings.stop)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a set-up task in the manager's scope; a crash is logged, never spread."""

@@ -51,12 +51,19 @@ from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
 from bridge.calls.observers import EventFanout
 from bridge.calls.ticker import FrameTicker, TickSink
+from bridge.calls.turns import TurnLatency, TurnTimer
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
 from bridge.errors import NotTransferable, UpstreamError
+from bridge.recording.call import CallRecording
+from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
 from bridge.security import SecurityKind, SecurityLog
+from media.agent_path import AgentPath
+from media.caller_path import AGENT_RATE, CallerPath
 from media.clock import Clock
+from media.playout import PlaybackEvent, PlaybackStarted, PlayoutEncoding
+from media.recording import RecordingMixer, RecordingMode
 
 __all__ = ["CallScope", "LegMedia"]
 
@@ -90,6 +97,7 @@ class CallScope:
         clock: Clock,
         transfers: TransferCheck | None = None,
         security: SecurityLog | None = None,
+        recordings: RecordingWriter | None = None,
     ) -> None:
         self.info = info
         self.security = security or SecurityLog(clock=clock)
@@ -108,6 +116,12 @@ class CallScope:
         self._group: asyncio.TaskGroup | None = None
         self._spawned: set[asyncio.Task[None]] = set()
         self.events = EventFanout()  # every server event of the call, for observers
+        #: the frame clock's deadline of the call's first tick: call-relative times (turns,
+        #: the recording's sample 0) count from here
+        self.origin: float | None = None
+        self.turns = TurnTimer()
+        self.recording: CallRecording | None = None
+        self._recordings = recordings
         self.control = CallControl(
             profile=profile,
             media=media,
@@ -177,6 +191,19 @@ class CallScope:
         """dBFS of the latest 20 ms each way (the leg's media measures it)."""
         raise NotImplementedError
 
+    def turn_latencies(self) -> tuple[int, list[TurnLatency]]:
+        return self.turns.count, list(self.turns.turns)
+
+    def recording_status(self) -> dict[str, Any] | None:
+        return None if self.recording is None else self.recording.status()
+
+    def pause_recording(self, paused: bool) -> bool | None:
+        """Pause or resume the recording; None: the call is not recording, False: it already
+        was in that state."""
+        if self.recording is None:
+            return None
+        return self.recording.pause(paused)
+
     def barge_in_latencies_ms(self) -> tuple[int, list[float]]:
         stats = self.control.stats
         return stats.barge_ins_timed, list(stats.barge_in_latency_ms)
@@ -216,6 +243,64 @@ class CallScope:
         )
         self.end(EndReason.INTERNAL_ERROR)
 
+    # -- the media paths (the leg attaches its own) -----------------------------------------
+
+    def attach_media(self, caller: CallerPath, agent: AgentPath) -> None:
+        """The leg's two media paths: the caller's frames are timed for turn latency, and
+        both directions recorded when the profile records (``record``)."""
+        caller.tap = self._caller_frame
+        mode = self.profile.record
+        if mode is RecordingMode.OFF or self._recordings is None:
+            return
+        g711 = caller.output is not PlayoutEncoding.PCM16
+        mixer = RecordingMixer(
+            mode,
+            caller=caller.output,
+            caller_rate=8000 if g711 else AGENT_RATE,
+            agent=agent.playout.format,
+        )
+        file = self._recordings.create(self.id, mixer.rate, mode.channels)
+        self.recording = CallRecording(
+            self.id, mixer, file, log_event=lambda k, d: self.store.log_event(self.id, k, d)
+        )
+        agent.tap = self.recording.agent_frames
+        self.store.log_event(self.id, "recording.started", self.recording.status())
+
+    def speak_first(self) -> None:
+        """What the agent says before anything else: the recording's consent announcement
+        (when the call records and the profile has one), then the profile's greeting; each
+        a response of its own, the second queued behind the first."""
+        profile = self.profile
+        said = [
+            text
+            for text in (
+                profile.record_announcement if self.recording is not None else None,
+                profile.greeting,
+            )
+            if text
+        ]
+        for text in said:
+            self.control.request_response(
+                None, {"instructions": f"Say: {text}"}, reason=f"opening:{text}"
+            )
+
+    def _caller_frame(self, frame: bytes, concealed: bool) -> None:
+        now = self.clock.now()
+        self.turns.caller_frame(now)
+        recording = self.recording
+        if recording is not None:
+            recording.caller_frame(None if concealed else frame, now)
+
+    def on_playback(self, event: PlaybackEvent) -> None:
+        """The agent path's playback events (inside its tick, just before the frame is sent):
+        call control's buffer events, and the turn's end."""
+        self.control.on_playback(event)
+        if isinstance(event, PlaybackStarted):
+            now = self.clock.now()
+            turn = self.turns.playback_started(event.response_id, now, self.origin or now)
+            if turn is not None:
+                self.store.log_event(self.id, "turn.latency", turn.event())
+
     # -- the agent's events (the same for every leg) -----------------------------------------
 
     async def _agent_events(self) -> None:
@@ -235,9 +320,11 @@ class CallScope:
         control = self.control
         match event:
             case AudioDelta(response_id=rid, item_id=iid, audio=audio):
+                self.turns.audio_delta(rid, self.clock.now())
                 self._leg_media.push_agent_audio(rid, iid, audio)
             case ResponseCreated(response_id=rid):
                 control.on_response_created(rid)
+                self.turns.response_created(rid)
             case ResponseDone(response_id=rid):
                 control.on_response_done(event)
                 self._leg_media.mark_done(rid)
@@ -249,6 +336,7 @@ class CallScope:
                     {"item_id": iid, "audio_start_ms": start_ms},
                 )
             case SpeechStopped(item_id=iid, audio_end_ms=end_ms):
+                self.turns.speech_stopped(end_ms, self.clock.now())
                 self.store.log_event(
                     self.id,
                     "input_audio_buffer.speech_stopped",
@@ -277,6 +365,7 @@ class CallScope:
                 if control.active_response is not None:  # it died with the old session
                     self._leg_media.mark_done(control.active_response)
                 control.on_session_renewed()
+                self.turns.renewed()
                 data = {k: v for k, v in event.raw.items() if k != "type"}
                 self.store.log_event(self.id, "session.renewed", data)
             case BufferEvent():
@@ -292,8 +381,13 @@ class CallScope:
     # -- lifetime ---------------------------------------------------------------------------
 
     def on_tick(self, deadline: float, now: float) -> None:
-        """The call's own part of the shared tick: call control's timers and the watchdog."""
+        """The call's own part of the shared tick: call control's timers, the recording's
+        block and the watchdog."""
+        if self.origin is None:
+            self.origin = deadline
         self.control.on_tick(deadline, now)
+        if self.recording is not None:
+            self.recording.on_tick(deadline)
         reason = self.watchdog.check(now)
         if reason is not None:
             self.end(reason)
@@ -359,6 +453,8 @@ class CallScope:
             self.ticker.remove(sink)
         self._sinks.clear()
         self.events.close()
+        if self.recording is not None:
+            self.recording.close()
         for what, step in (
             ("closing the leg", self._close_leg),
             ("closing the agent", self.agent.close),

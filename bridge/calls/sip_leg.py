@@ -586,6 +586,7 @@ class SipLeg:
             transfers=manager.destinations.for_call(call_id, profile_name, profile),
             media_address=manager.media_address,
             security=manager.security,
+            recordings=manager.recordings,
         )
         holder.append(call)
 
@@ -625,13 +626,7 @@ class SipLeg:
                 "srtp": neg.srtp.suite if neg.srtp is not None else None,
             },
         )
-        if profile.greeting:
-            call.control.queue(
-                {
-                    "type": "response.create",
-                    "response": {"instructions": f"Say: {profile.greeting}"},
-                }
-            )
+        call.speak_first()
         manager.own(call, endpoint=endpoint)
         return call
 

@@ -1,12 +1,15 @@
 """A call's sideband (``GET /v1/realtime?call_id=``, :mod:`bridge.webrtc.sideband`) opened on a
-node that does not have the call, carried to the node that does.
+node that does not have the call, carried to the node that does; likewise a call's recording
+(``GET /v1/calls/{id}/recording``), whose file is in the data directory of the node that
+recorded it.
 
 The asking node opens the same sideband on the owner's HTTP address (``cluster.control_url``,
 from the registry) with the server key the client presented (every node of a cluster shares
 it: the client was checked against it already), then copies frames both ways until either
 side closes, passing the close code on. An owner that cannot be reached answers the client's
 handshake 503 ``owner_unavailable``; a refusal from the owner (the call ended meanwhile: 404)
-is passed on as it came.
+is passed on as it came. A recording is fetched from the owner with the client's ``Range``
+and streamed back with the owner's status and range headers.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from urllib.parse import urlencode
+from collections.abc import AsyncIterator
+from urllib.parse import quote, urlencode
 
+import httpx
 import orjson
 from fastapi import WebSocket, WebSocketDisconnect
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from bridge.http_errors import error_body
 
-__all__ = ["proxy_sideband"]
+__all__ = ["proxy_recording", "proxy_sideband"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,55 @@ async def proxy_sideband(
     async with upstream:
         await ws.accept(subprotocol=subprotocol)
         await _pump(ws, upstream)
+
+
+#: the owner's response headers a proxied recording keeps
+_RECORDING_HEADERS = (
+    "content-type",
+    "content-length",
+    "content-range",
+    "accept-ranges",
+    "content-disposition",
+    "cache-control",
+    "etag",
+    "last-modified",
+)
+
+
+async def proxy_recording(
+    owner_url: str, *, call_id: str, key: str, range_header: str | None
+) -> Response:
+    """The recording of ``call_id`` as the node at ``owner_url`` serves it (ranges included);
+    503 ``owner_unavailable`` when that node cannot be reached."""
+    headers = {"Authorization": f"Bearer {key}"}
+    if range_header:
+        headers["Range"] = range_header
+    client = httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_TIMEOUT_S, read=None))
+    try:
+        request = client.build_request(
+            "GET", f"{owner_url}/v1/calls/{quote(call_id, safe='')}/recording", headers=headers
+        )
+        answer = await client.send(request, stream=True)
+    except httpx.HTTPError:
+        await client.aclose()
+        refusal = error_body(
+            f"Call {call_id!r}'s recording is on a node that cannot be reached.",
+            type_="server_error",
+            code="owner_unavailable",
+            param="call_id",
+        )
+        return Response(orjson.dumps(refusal), status_code=503, media_type="application/json")
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+        finally:
+            await answer.aclose()
+            await client.aclose()
+
+    kept = {k: v for k, v in answer.headers.items() if k.lower() in _RECORDING_HEADERS}
+    return StreamingResponse(body(), status_code=answer.status_code, headers=kept)
 
 
 async def _pump(ws: WebSocket, upstream: ClientConnection) -> None:

@@ -281,6 +281,18 @@ class Registry:
         url = orjson.loads(info).get("url") if info is not None else None
         return url if isinstance(url, str) and url else None
 
+    async def node_of_owner(self, owner: str) -> str | None:
+        """The node whose current process writes records as ``owner`` (another node's), if
+        it is known to the registry."""
+        try:
+            nodes = await self._redis.hgetall(f"{PREFIX}nodes")
+        except (aioredis.RedisError, OSError):
+            return None
+        for name, info in nodes.items():
+            if orjson.loads(info).get("owner") == owner and _text(name) != self.node:
+                return _text(name)
+        return None
+
     async def remote_calls(self) -> list[dict[str, Any]]:
         """The live calls of the other nodes that are alive (each with its ``node``); none
         while Redis does not answer (logged)."""

@@ -16,10 +16,12 @@ from fastapi import HTTPException
 
 from bridge.calls.end import EndReason
 from bridge.calls.live import LiveCall
+from bridge.calls.turns import TurnLatency, latency_summary
 from bridge.cluster.commands import Command, Op
 from bridge.control.webhooks import PendingCall, profile_from_session
 from bridge.destinations import Purpose, Verdict, VerdictCode
 from bridge.errors import NotTransferable, RemoteCallError
+from bridge.recording.writer import read_wav_info
 from bridge.records import CallRecord
 from sip.driver import Reject
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "act",
+    "ended_extras",
     "error",
     "live",
     "live_view",
@@ -125,8 +128,45 @@ def live_view(call: LiveCall, now: float, node: str | None = None) -> dict[str, 
         "levels": levels,
         "added_latency_ms": call.profile.downstream_delay_ms,
         "barge_in_latency_ms": barge[-10:],
+        **turns_view(call.turn_latencies()[1]),
+        "recording": call.recording_status(),
         "node": node,
     }
+
+
+def turns_view(turns: list[TurnLatency]) -> dict[str, Any]:
+    return {"turns": [t.event() for t in turns], "turn_latency": latency_summary(turns)}
+
+
+def ended_extras(plane: ControlPlane, call_id: str) -> dict[str, Any]:
+    """An ended call's turns (from its event log) and recording (from its file, when this
+    node holds it)."""
+    turns = [
+        TurnLatency(
+            str(e.data.get("response_id", "")),
+            float(e.data.get("speech_end_s", 0.0)),
+            float(e.data.get("upstream_s", 0.0)),
+            float(e.data.get("bridge_s", 0.0)),
+        )
+        for e in plane.store.events(call_id)
+        if e.kind == "turn.latency"
+    ]
+    recording = None
+    path = plane.manager.recordings.path_for(call_id)
+    if path.is_file():
+        try:
+            info = read_wav_info(path)
+        except (OSError, ValueError):
+            info = None
+        if info is not None:
+            recording = {
+                "mode": "stereo" if info.channels == 2 else "mixed",
+                "format": "wav",
+                "sample_rate": info.rate,
+                "url": f"/v1/calls/{call_id}/recording",
+                "paused": False,
+            }
+    return {**turns_view(turns), "recording": recording}
 
 
 def pending_view(p: PendingCall, record: CallRecord | None) -> dict[str, Any]:
@@ -188,7 +228,9 @@ def view(plane: ControlPlane, call_id: str) -> dict[str, Any] | None:
     if record is not None and record.state != "ended" and call_id not in plane.manager.calls:
         # offered or dialing right now (outbound ringing), not yet answered
         return {**record_view(record), "state": "setting_up"}
-    return record_view(record) if record is not None else None
+    if record is None:
+        return None
+    return {**record_view(record), **ended_extras(plane, call_id)}
 
 
 # -- actions ----------------------------------------------------------------------------
@@ -228,6 +270,11 @@ async def act(
             {"type": "session.update", "session": session if isinstance(session, dict) else {}}
         )
         return {"id": call_id, "status": "sent"}
+    if op is Op.RECORDING:
+        call = live(plane, call_id)
+        if call.pause_recording(bool(args.get("paused", True))) is None:
+            raise error(409, f"Call {call_id!r} is not being recorded.", "not_recording")
+        return {"id": call_id, "recording": call.recording_status()}
     if op is Op.EVENTS:
         return await events(plane, call_id, int(args.get("after_seq", 0)))
     if op is Op.ACCEPT:

@@ -2,7 +2,8 @@
 
 Two sources. Lifecycle events (``manager.lifecycle``) drive the counters of call setups,
 setup failures by reason, ended calls by reason, setup latency and upstream errors. Live
-values (active calls by leg, media counters, jitter) are read from the calls at scrape time
+values (active calls by leg, media counters, jitter; the barge-in and per-turn latencies not yet
+observed) are read from the calls at scrape time
 by a custom collector, and a call's final media counters are folded into running totals when
 it ends, so the ``*_total`` series never go backwards as calls come and go. The security
 event log's counts by kind (``rtbridge_security_events_total{kind}``) are read at scrape time.
@@ -58,6 +59,7 @@ class _Tracked:
     offered_at: float
     call: LiveCall | None = None
     barge_ins_seen: int = 0
+    turns_seen: int = 0
 
 
 @dataclass
@@ -110,6 +112,19 @@ class Metrics:
             buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2),
             registry=r,
         )
+        turn_buckets = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 5)
+        self.turn_latency = Histogram(
+            "rtbridge_turn_latency_seconds",
+            "From the caller's end of speech to the agent's first audio frame sent, per turn.",
+            buckets=turn_buckets,
+            registry=r,
+        )
+        self.upstream_first_audio = Histogram(
+            "rtbridge_upstream_first_audio_seconds",
+            "From the caller's end of speech to the upstream's first audio delta, per turn.",
+            buckets=turn_buckets,
+            registry=r,
+        )
         self.upstream_errors = Counter(
             "rtbridge_upstream_errors",
             "Agent upstream failures (unavailable at setup, lost or expired mid-call).",
@@ -158,6 +173,7 @@ class Metrics:
         if t.call is None:
             return
         self._barge_ins(t)
+        self._turns(t)
         try:
             stats = t.call.stats()
         except Exception:
@@ -175,6 +191,16 @@ class Metrics:
         for ms in latest[len(latest) - fresh :] if fresh > 0 else ():
             self.barge_in.observe(ms / 1000.0)
         t.barge_ins_seen = total
+
+    def _turns(self, t: _Tracked) -> None:
+        if t.call is None:
+            return
+        total, latest = t.call.turn_latencies()
+        fresh = min(total - t.turns_seen, len(latest))
+        for turn in latest[len(latest) - fresh :] if fresh > 0 else ():
+            self.turn_latency.observe(turn.total_s)
+            self.upstream_first_audio.observe(turn.upstream_s)
+        t.turns_seen = total
 
     def _live(self) -> Iterator[tuple[LiveCall, _Tracked]]:
         for call_id, call in list(self.manager.calls.items()):
@@ -212,6 +238,7 @@ class _LiveCollector(Collector):
         for call, t in live:
             counts[t.leg] = counts.get(t.leg, 0) + 1
             m._barge_ins(t)
+            m._turns(t)
             try:
                 stats = call.stats()
             except Exception:
@@ -256,6 +283,12 @@ class _LiveCollector(Collector):
         )
         rc.add_metric([], reconnects)
         yield rc
+        rec = CounterMetricFamily(
+            "rtbridge_recording_dropped_blocks",
+            "Recording blocks dropped because the disk did not keep up (each ~250 ms).",
+        )
+        rec.add_metric([], m.manager.recordings.dropped_blocks)
+        yield rec
         wh = getattr(m.webhooks, "stats", None)
         if wh is not None:
             c = CounterMetricFamily(

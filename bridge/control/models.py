@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from media.recording import RecordingMode
+
 __all__ = [
     "AcceptBody",
     "DtmfBody",
@@ -67,6 +69,9 @@ class SessionBody(BaseModel):
 
 class AcceptBody(SessionBody):
     model: str | None = Field(default=None, max_length=128)
+    record: RecordingMode | None = Field(
+        default=None, description="rtbridge: record this call (off, stereo, mixed)"
+    )
 
 
 class RejectBody(_Body):

@@ -19,23 +19,26 @@ import asyncio
 import hmac
 import math
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as FPath
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from bridge.apikeys import key_from_request
 from bridge.calls.manager import CallManager
 from bridge.cluster.commands import Op
+from bridge.cluster.proxy import proxy_recording
 from bridge.cluster.registry import remote_view
 from bridge.control.actions import (
     act,
     error,
     events,
     live_view,
+    not_found,
     pending_view,
     record_view,
     refused,
@@ -244,6 +247,80 @@ async def list_trunks(request: Request) -> dict[str, Any]:
 async def get_call(request: Request, call_id: CallId) -> dict[str, Any]:
     """One call: parties, state, timings, codec, session format, live media statistics."""
     return await _act(request, _plane(request), Op.VIEW, call_id, {})
+
+
+_CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@api.get("/v1/calls/{call_id}/recording", tags=["calls"], response_class=FileResponse)
+async def get_recording(request: Request, call_id: CallId) -> Response:
+    """The call's recording (WAV; HTTP range requests; a live call's file grows as it goes).
+
+    The file is in the data directory of the node that recorded the call: a live call of
+    another node, or an ended one recorded by a node that is still alive, is fetched from
+    that node; one recorded by a node that is gone is 404 ``recording_elsewhere``, naming it."""
+    plane = _plane(request)
+    if not _CALL_ID.match(call_id):
+        raise not_found(call_id)
+    path = plane.manager.recordings.path_for(call_id)
+    if await asyncio.to_thread(path.is_file):
+        return FileResponse(
+            path,
+            media_type="audio/wav",
+            filename=f"{call_id}.wav",
+            content_disposition_type="inline",
+            headers={"Cache-Control": "no-store"},
+        )
+    record_ = await asyncio.to_thread(plane.store.get_call, call_id)
+    cluster = plane.cluster
+    here = (
+        cluster is None
+        or call_id in plane.manager.calls
+        or (record_ is not None and record_.owner in (None, plane.store.owner))
+    )
+    if not here and cluster is not None:
+        try:
+            node = await cluster.owner_of(call_id)
+        except OwnerUnavailable as exc:
+            raise error(exc.status, str(exc), exc.code, "call_id") from exc
+        if node is None and record_ is not None and record_.owner is not None:
+            node = await cluster.node_of_owner(record_.owner)
+        url = None if node is None else await cluster.node_url(node)
+        if url is not None:
+            return await proxy_recording(
+                url,
+                call_id=call_id,
+                key=key_from_request(request.headers) or "",
+                range_header=request.headers.get("range"),
+            )
+    if record_ is None and call_id not in plane.manager.calls:
+        raise not_found(call_id)
+    if not here and record_ is not None:
+        raise error(
+            404,
+            f"Call {call_id!r} was recorded by {record_.owner!r}, which is not this node "
+            f"({plane.node_name!r}, {plane.store.owner!r}) and is not running: its recording "
+            "stays in that node's data directory.",
+            "recording_elsewhere",
+            "call_id",
+        )
+    raise error(404, f"Call {call_id!r} has no recording.", "recording_not_found", "call_id")
+
+
+async def _pause(request: Request, call_id: str, paused: bool) -> dict[str, Any]:
+    return await _act(request, _plane(request), Op.RECORDING, call_id, {"paused": paused})
+
+
+@api.post("/v1/calls/{call_id}/recording/pause", tags=["calls"])
+async def pause_recording(request: Request, call_id: CallId) -> dict[str, Any]:
+    """Record silence from now on (a card number is being read out): ``recording.paused``."""
+    return await _pause(request, call_id, True)
+
+
+@api.post("/v1/calls/{call_id}/recording/resume", tags=["calls"])
+async def resume_recording(request: Request, call_id: CallId) -> dict[str, Any]:
+    """Record the call's audio again: ``recording.resumed``."""
+    return await _pause(request, call_id, False)
 
 
 @api.post("/v1/calls", tags=["calls"], status_code=201)

@@ -32,6 +32,7 @@ import httpx
 
 from bridge.config import AgentProfile, Settings, UpstreamSettings
 from media.clock import Clock, SystemClock
+from media.recording import RecordingMode
 from sip.driver import Reject, SipCall
 
 __all__ = [
@@ -79,7 +80,8 @@ def webhook_headers(secret: str | None, msg_id: str, timestamp: int, body: bytes
 
 def profile_from_session(base: AgentProfile, session: Mapping[str, Any]) -> AgentProfile:
     """The profile a call answers with after ``accept``: the route's profile (upstream, DTMF,
-    limits) with the GA session's model, instructions, voice and tools laid over it."""
+    limits) with the GA session's model, instructions, voice and tools laid over it, and
+    rtbridge's ``record`` (off, stereo, mixed) when the accept names it."""
     update: dict[str, Any] = {}
     if isinstance(session.get("instructions"), str):
         update["instructions"] = session["instructions"]
@@ -88,6 +90,8 @@ def profile_from_session(base: AgentProfile, session: Mapping[str, Any]) -> Agen
         update["voice"] = voice
     if isinstance(session.get("tools"), list):
         update["tools"] = [t for t in session["tools"] if isinstance(t, dict)]
+    if session.get("record") is not None:  # rtbridge's own: the accept decides the recording
+        update["record"] = RecordingMode(session["record"])
     if isinstance(session.get("model"), str) and session["model"]:
         upstream: UpstreamSettings = base.upstream.model_copy(update={"model": session["model"]})
         update["upstream"] = upstream

@@ -12,10 +12,11 @@ with traffic. What feeds it:
 * a sample once a second (:meth:`FleetHistory.sample`): the live
   calls (the bucket keeps the most at once; browser calls, which announce no lifecycle, are
   counted as set up when first seen), the security log's counts by kind;
+  each live call's timed turns since the last sample (:meth:`LiveCall.turn_latencies`, as the
+  metrics read them: the caller's end of speech to the agent's first audio on the wire);
 * a *tap* on each live call's event fan-out (:meth:`~bridge.calls.observers.EventFanout.tap`)
-  for the two event types it needs: ``turn.latency`` (``total_s``: the caller's end of speech
-  to the agent's first audio on the wire) and upstream ``error`` events. No queue and no task
-  per call; events of other types cost the call one dictionary lookup.
+  for upstream ``error`` events. No queue and no task per call; events of other types cost
+  the call one dictionary lookup.
 
 Times are wall-clock epoch seconds from the injected clock; a bucket starts on a multiple of
 its length, so every process and every page agree on the grid. :func:`watch_fleet` is the
@@ -62,7 +63,7 @@ LATENCY_EDGES_S: Final = (
 #: How long an answered call that left is remembered for its "call.ended" (seconds).
 GONE_S: Final = 60.0
 #: The call events the history taps.
-TAPPED: Final = frozenset({"turn.latency", "error"})
+TAPPED: Final = frozenset({"error"})
 
 
 @dataclass(slots=True)
@@ -113,6 +114,7 @@ class FleetHistory:
         self._current = Bucket(self._grid(wall()))
         self._answered: set[str] = set()  # calls counted as set up, until their end
         self._tapped: set[str] = set()  # live answered calls whose events we tap
+        self._turns_seen: dict[str, int] = {}  # live calls: how many of their turns we took
         #: answered calls seen gone, and when: their lifecycle "ended" may still be queued
         #: (browser calls send none: forgotten after :data:`GONE_S`)
         self._gone: dict[str, float] = {}
@@ -149,16 +151,12 @@ class FleetHistory:
                 bucket.upstream_errors += 1
 
     def _on_call_event(self, event: Mapping[str, Any]) -> None:
-        bucket = self._bucket()
-        if event.get("type") == "error":
-            bucket.upstream_errors += 1
-            return
-        total = event.get("total_s")
-        if isinstance(total, bool) or not isinstance(total, int | float) or not total >= 0:
-            return
+        self._bucket().upstream_errors += 1  # the tap's one type: an upstream error
+
+    def _turn(self, bucket: Bucket, total_s: float) -> None:
         if bucket.turns is None:
             bucket.turns = [0] * (len(LATENCY_EDGES_S) + 1)
-        bucket.turns[bisect.bisect_left(LATENCY_EDGES_S, total)] += 1
+        bucket.turns[bisect.bisect_left(LATENCY_EDGES_S, total_s)] += 1
 
     def sample(self) -> None:
         """Once a second: the live calls (and taps on new ones), the security counts."""
@@ -175,10 +173,16 @@ class FleetHistory:
             if call_id not in self._tapped:
                 self._tapped.add(call_id)
                 call.events.tap(TAPPED, self._on_call_event)
+            total, latest = call.turn_latencies()
+            fresh = min(total - self._turns_seen.get(call_id, 0), len(latest))
+            for turn in latest[len(latest) - fresh :] if fresh > 0 else ():
+                self._turn(bucket, turn.total_s)
+            self._turns_seen[call_id] = total
         bucket.active = max(bucket.active, answered)
         now = self._wall()
         for call_id in self._tapped.difference(live):
             self._tapped.discard(call_id)
+            self._turns_seen.pop(call_id, None)
             self._gone[call_id] = now
         for call_id in [c for c, at in self._gone.items() if now - at > GONE_S]:
             del self._gone[call_id]

@@ -13,7 +13,12 @@ connection; they first wait for what this process queued before them.
 Retention (issue 12): with ``retention_s`` set (``calls.records_retention_days``, 30 by default
 under ``serve``), the writer thread deletes ended calls older than that, with their events, when
 it starts and every :data:`PRUNE_PERIOD_S`, in small transactions so that writes never wait
-long. INVITEs refused by policy are never stored: they are security events, counted.
+long; a pruned call's recording (``recordings``/``<call_id>.wav``, issue 16) goes with it.
+Recordings stay on the node that made them while records may be shared (PostgreSQL), so the
+node whose store pruned a call may not hold its file: each node also deletes the files of
+its own whose call has no record any more, once they are older than :data:`PRUNE_PERIOD_S`
+(a file younger than that may belong to a call whose record is still queued).
+INVITEs refused by policy are never stored: they are security events, counted.
 
 Crash safety: every process that opens the store takes an owner id and holds a lock named
 after it for as long as it runs (the backend's: an ``flock``, a PostgreSQL advisory lock).
@@ -84,11 +89,14 @@ class CallStore:
         clock: Clock | None = None,
         retention_s: float | None = None,
         owner: str | None = None,
+        recordings: Path | None = None,
     ) -> None:
         self._backend: Backend = open_backend(target)
         self.label = self._backend.label
         self._clock = clock or SystemClock()
         self.retention_s = retention_s
+        #: where call recordings are (``<call_id>.wav``): pruned with their calls
+        self.recordings = recordings
         self.pruned = 0  # calls deleted past their retention so far
         #: who holds the calls this store writes (a cluster node's id, by default
         #: ``host:pid:random``)
@@ -309,9 +317,39 @@ class CallStore:
                     marks = ",".join("?" * len(ids))
                     backend.execute(db, f"DELETE FROM call_events WHERE call_id IN ({marks})", ids)
                     backend.execute(db, f"DELETE FROM calls WHERE call_id IN ({marks})", ids)
+            if self.recordings is not None:
+                for call_id in ids:
+                    (self.recordings / f"{call_id}.wav").unlink(missing_ok=True)
             self.pruned += len(ids)
             if len(ids) < PRUNE_BATCH:
-                return
+                break
+        self._prune_orphan_recordings(db)
+
+    def _prune_orphan_recordings(self, db: Any) -> None:
+        """Delete this node's recordings whose call another node's store pruned."""
+        if self.recordings is None:
+            return
+        settled = time.time() - PRUNE_PERIOD_S  # file times are the file system's clock
+        try:
+            files = {
+                f.stem: f for f in self.recordings.glob("*.wav") if f.stat().st_mtime < settled
+            }
+        except OSError:
+            return
+        names = sorted(files)
+        for start in range(0, len(names), PRUNE_BATCH):
+            batch = names[start : start + PRUNE_BATCH]
+            marks = ",".join("?" * len(batch))
+            with self._backend.transaction(db):
+                kept = {
+                    r["call_id"]
+                    for r in self._backend.fetch(
+                        db, f"SELECT call_id FROM calls WHERE call_id IN ({marks})", batch
+                    )
+                }
+            for call_id in batch:
+                if call_id not in kept:
+                    files[call_id].unlink(missing_ok=True)
 
     def prune(self, timeout: float = 30.0) -> None:
         """Delete the records past their retention now (the writer does it hourly anyway)."""

@@ -41,11 +41,11 @@ from bridge.calls.scope import CallScope, Task
 from bridge.calls.ticker import FrameTicker
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
+from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
 from bridge.security import SecurityLog
 from bridge.webrtc.media import WebRtcMedia
 from media.clock import Clock
-from media.playout import PlaybackEvent
 
 __all__ = ["CHANNEL_LABEL", "WebRtcCall"]
 
@@ -80,6 +80,7 @@ class WebRtcCall(CallScope):
         clock: Clock,
         transfers: TransferCheck | None = None,
         security: SecurityLog | None = None,
+        recordings: RecordingWriter | None = None,
     ) -> None:
         self.pc = pc
         self.media = media
@@ -96,7 +97,9 @@ class WebRtcCall(CallScope):
             clock=clock,
             transfers=transfers,
             security=security,
+            recordings=recordings,
         )
+        self.attach_media(media.caller, media.agent)
         self._pending: list[str] = []  # server events before the channel opened
         self.pending_dropped = 0
         self._inbox: asyncio.Queue[str] = asyncio.Queue(_INBOX_MAX)
@@ -106,7 +109,7 @@ class WebRtcCall(CallScope):
         self.channel_in = 0
         self.channel_out = 0
         self._counter = 0
-        media.on_playback = self._on_playback
+        media.on_playback = self.on_playback
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_connection_state)
@@ -225,9 +228,6 @@ class WebRtcCall(CallScope):
         self.events.publish(event)
         if event.get("type") not in _NOT_ON_CHANNEL:
             self._channel_send(_dumps(event))
-
-    def _on_playback(self, event: PlaybackEvent) -> None:
-        self.control.on_playback(event)
 
     # -- the data channel ----------------------------------------------------------------
 

@@ -143,6 +143,7 @@ async def open_call(
         clock=clock,
         transfers=manager.destinations.for_call(call_id, profile_name, profile),
         security=manager.security,
+        recordings=manager.recordings,
     )
     try:
         answer = await _answer(pc, media, offer_sdp, ice_hosts, clock.now)

@@ -7,7 +7,6 @@
 import { createRequire } from "node:module";
 import { createInterface } from "node:readline";
 import path from "node:path";
-import { readFileSync } from "node:fs";
 
 const cfg = JSON.parse(process.argv[2]);
 const require = createRequire(path.join(cfg.peers, "package.json"));
@@ -335,33 +334,8 @@ async function timeline(page, shot, errors) {
   await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, "04-timeline-only.png") });
   step("timeline", { id, drawn, errors });
 
-  // the recording player: reopen the call. Until rtbridge records calls itself (issue 16,
-  // point 1), the call's detail gets a `recording` and its URL serves the test's WAV (with
-  // HTTP ranges, as the real route does); once rtbridge has one, its own is used.
+  // the recording player: reopen the call (ended: its recording complete)
   await nextLine();
-  await page.route(`**/v1/calls/${id}`, async (route) => {
-    const real = await route.fetch();
-    const json = await real.json();
-    if (!json.recording) {
-      json.recording = { mode: "stereo", format: "wav", sample_rate: 8000, url: `/v1/calls/${id}/recording`, paused: false };
-    }
-    await route.fulfill({ response: real, json });
-  });
-  await page.route(`**/v1/calls/${id}/recording`, async (route) => {
-    const real = await route.fetch();
-    if (real.ok()) return route.fulfill({ response: real });
-    const wav = readFileSync(cfg.recordingWav);
-    const m = /bytes=(\d+)-(\d*)/.exec(route.request().headers()["range"] || "");
-    if (!m) return route.fulfill({ status: 200, contentType: "audio/wav", headers: { "Accept-Ranges": "bytes" }, body: wav });
-    const start = Number(m[1]);
-    const end = m[2] ? Math.min(Number(m[2]), wav.length - 1) : wav.length - 1;
-    return route.fulfill({
-      status: 206,
-      contentType: "audio/wav",
-      headers: { "Accept-Ranges": "bytes", "Content-Range": `bytes ${start}-${end}/${wav.length}` },
-      body: wav.subarray(start, end + 1),
-    });
-  });
   await page.click("#detail-close");
   await page.locator(`#recent-body tr[data-id="${id}"]`).click();
   const audio = page.locator("#recording:not([hidden])");
@@ -412,28 +386,13 @@ async function timeline(page, shot, errors) {
   });
   step("search", { found, status, errors });
 
-  // the turn lane. Where rtbridge does not measure turns (issue 16, point 2), the test asks
-  // for two entries of the contract's shape (`turn.latency` {response_id, speech_end_s,
-  // upstream_s, bridge_s, total_s}) handed to the timeline as the call stream hands it logged
-  // entries; else the call's own turns are there already
-  if (cfg.injectTurns) await page.evaluate(async (id) => {
-    const call = await (await fetch("/v1/calls/" + id)).json();
-    const at = call.answered_at;
-    const turn = (seq, end, up, bridge) => ({
-      seq,
-      ts: at + end + up + bridge,
-      kind: "turn.latency",
-      data: { response_id: "resp_" + seq, speech_end_s: end, upstream_s: up, bridge_s: bridge, total_s: up + bridge },
-    });
-    window.rtbTimeline.add([turn(9001, 1.9, 0.38, 0.05), turn(9002, 4.6, 0.52, 0.07)]);
-  }, id);
+  // the turn lane: the call's own turns, a bar each
   await page.waitForFunction(() => document.querySelectorAll("#timeline-svg g.turn").length >= 1, null, { timeout: 5000 });
   const turns = await page.evaluate(() => ({
     labels: [...document.querySelectorAll("#timeline-svg g.turn text")].map((t) => t.textContent),
     summary: document.getElementById("turn-summary").textContent,
   }));
-  const turnShot = cfg.injectTurns ? "08-timeline-turns-injected.png" : "08-timeline-turns.png";
-  await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, turnShot) });
+  await page.locator("#timeline-box").screenshot({ path: path.join(cfg.artifacts, "08-timeline-turns.png") });
   step("turns", { ...turns, errors });
 }
 

@@ -1,7 +1,7 @@
 """The fleet view's last hour on virtual time: calls set up and failed per 10-second bucket,
-the most live at once, browser calls that announce nothing, turn latencies and upstream errors
-heard on the calls' own event fan-outs (the path the sideband streams), security events by
-kind; an hour and no more is kept."""
+the most live at once, browser calls that announce nothing, the calls' timed turns (each taken
+once), upstream errors heard on the calls' own event fan-outs (the path the sideband streams),
+security events by kind; an hour and no more is kept."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any, cast
 from bridge.calls.info import CallInfo
 from bridge.calls.live import LiveCall
 from bridge.calls.observers import EventFanout
+from bridge.calls.turns import TurnLatency
 from bridge.dashboard.fleet import HOUR_BUCKETS, LATENCY_EDGES_S, FleetHistory
 from bridge.security import SecurityKind, SecurityLog
 from media.clock import VirtualClock
@@ -20,10 +21,18 @@ T0 = 1_800_000_000.0  # a multiple of 10 s: buckets start on the grid
 
 @dataclass
 class Call:
-    """What the history reads of a live call: its info and its event fan-out."""
+    """What the history reads of a live call: its info, event fan-out and timed turns (kept
+    as a call keeps them: a count and the latest few)."""
 
     info: CallInfo
     events: EventFanout = field(default_factory=EventFanout)
+    turns: list[TurnLatency] = field(default_factory=list)
+
+    def turn_latencies(self) -> tuple[int, list[TurnLatency]]:
+        return len(self.turns), self.turns[-3:]
+
+    def answer_turn(self, total_s: float) -> None:
+        self.turns.append(TurnLatency(f"resp_{len(self.turns)}", 1.0, total_s - 0.02, 0.02))
 
 
 def _call(call_id: str, answered_at: float | None) -> Call:
@@ -76,27 +85,27 @@ def test_calls_set_up_failed_and_live_per_bucket() -> None:
     assert [b["t"] for b in fleet.since(T0 + 10)] == [T0 + 10, T0 + 70]
 
 
-def test_turn_latencies_and_upstream_errors_come_from_the_calls_events() -> None:
+def test_turn_latencies_and_upstream_errors_come_from_the_calls() -> None:
     clock = VirtualClock(epoch=T0)
     call = _call("a", T0)
     fleet = _history(clock, {"a": call}, SecurityLog(clock=clock))
-    call.events.publish({"type": "turn.latency", "total_s": 0.3})  # before the first sample
-    fleet.sample()  # taps the live call
-    for total in (0.35, 0.42, 1.25, 42.0):
-        call.events.publish(
-            {"type": "turn.latency", "response_id": "r", "total_s": total, "upstream_s": 0.1}
-        )
-    call.events.publish({"type": "turn.latency", "total_s": "soon"})  # not a number: ignored
+    call.answer_turn(0.3)  # before the first sample: taken by it
+    fleet.sample()
+    for total in (0.35, 0.42, 1.25, 42.0):  # more than the call keeps between two samples
+        call.answer_turn(total)
     call.events.publish({"type": "error", "error": {"message": "rate limited"}})
     call.events.publish({"type": "response.done"})  # not tapped
-    fleet.sample()  # a second sample taps nothing twice
-    call.events.publish({"type": "turn.latency", "total_s": 0.05})
+    fleet.sample()
+    fleet.sample()  # nothing new: nothing taken twice
+    call.answer_turn(0.05)
+    fleet.sample()
     (bucket,) = fleet.history()
     turns = bucket["turns"]
     assert turns is not None and len(turns) == len(LATENCY_EDGES_S) + 1
+    # the call kept its latest three of the four between samples: 0.42, 1.25 and 42 s
     assert sum(turns) == 5
     assert turns[0] == 1  # 0.05 s: the first bin (<= 0.1 s)
-    assert turns[LATENCY_EDGES_S.index(0.4)] == 1 and turns[LATENCY_EDGES_S.index(0.5)] == 1
+    assert turns[LATENCY_EDGES_S.index(0.3)] == 1 and turns[LATENCY_EDGES_S.index(0.5)] == 1
     assert turns[LATENCY_EDGES_S.index(1.3)] == 1  # 1.25 s
     assert turns[-1] == 1  # 42 s: the open bin
     assert bucket["upstream_errors"] == 1
