@@ -295,9 +295,9 @@ class CallScope:
         """The agent path's playback events (inside its tick, just before the frame is sent):
         call control's buffer events, and the turn's end."""
         self.control.on_playback(event)
-        if isinstance(event, PlaybackStarted):
-            now = self.clock.now()
-            turn = self.turns.playback_started(event.response_id, now, self.origin or now)
+        if isinstance(event, PlaybackStarted):  # ``at``: the frame's deadline (its RTP time)
+            origin = self.origin if self.origin is not None else event.at
+            turn = self.turns.playback_started(event.response_id, event.at, origin)
             if turn is not None:
                 self.store.log_event(self.id, "turn.latency", turn.event())
 

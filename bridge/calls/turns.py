@@ -11,8 +11,10 @@ a caller's turn, :class:`TurnTimer` measures, on the call's own clock:
   audio reached rtbridge (the RTP timeline as it arrived, not the time the event came back);
 * **upstream time**: from there to the first ``response.output_audio.delta`` of the response
   that answers the turn (the first response created after the speech stopped);
-* **rtbridge time**: from that delta to the first frame of the response sent to the caller
-  (the playout's ``PlaybackStarted``, in the same tick as the frame's send).
+* **rtbridge time**: from that delta to the first frame of the response sent to the caller, at
+  the frame's deadline on the frame clock (the playout's ``PlaybackStarted``; the time its RTP
+  timestamp stands for, so the recording's agent channel starts the answer there too). A frame
+  sent late (a stalled loop catching up) never counts as sent before the delta arrived.
 
 A renewed upstream session counts its audio from zero again: :meth:`TurnTimer.renewed` rebases
 the mapping. Responses that answer no turn (a greeting, a tool result, a DTMF message) are not
@@ -134,15 +136,16 @@ class TurnTimer:
         if response_id == self._response and self._delta_at is None:
             self._delta_at = now
 
-    def playback_started(self, response_id: str, now: float, origin: float) -> TurnLatency | None:
-        """The response's first frame went to the caller: the turn, if it answers one."""
+    def playback_started(self, response_id: str, at: float, origin: float) -> TurnLatency | None:
+        """The response's first frame went to the caller, due ``at`` on the frame clock: the
+        turn, if it answers one."""
         if response_id != self._response or self._delta_at is None or self._turn_end is None:
             return None
         turn = TurnLatency(
             response_id=response_id,
             speech_end_s=self._turn_end - origin,
             upstream_s=max(0.0, self._delta_at - self._turn_end),
-            bridge_s=max(0.0, now - self._delta_at),
+            bridge_s=max(0.0, at - self._delta_at),
         )
         self._response = self._delta_at = self._turn_end = None
         self.turns.append(turn)
