@@ -21,7 +21,7 @@ def test_a_turn_is_measured_from_the_audio_the_upstream_named() -> None:
     timer.response_created("resp_1")
     timer.audio_delta("resp_1", now=12.0)
     timer.audio_delta("resp_1", now=12.05)  # only the first delta counts
-    turn = timer.playback_started("resp_1", now=12.013, origin=9.0)
+    turn = timer.playback_started("resp_1", at=12.013, origin=9.0)
     assert turn is not None
     assert turn.speech_end_s == pytest.approx(1.5 + 10.0 - 9.0)
     assert turn.upstream_s == pytest.approx(0.5)
