@@ -216,6 +216,11 @@ class Metrics:
                 del self._tracked[call_id]
 
     def render(self) -> bytes:
+        # latencies measured since the last scrape join their histograms before these are
+        # rendered (the live collector runs after them)
+        for _call, t in self._live():
+            self._barge_ins(t)
+            self._turns(t)
         return generate_latest(self.registry)
 
 
@@ -237,8 +242,6 @@ class _LiveCollector(Collector):
         reconnects = m._totals.reconnects
         for call, t in live:
             counts[t.leg] = counts.get(t.leg, 0) + 1
-            m._barge_ins(t)
-            m._turns(t)
             try:
                 stats = call.stats()
             except Exception:
