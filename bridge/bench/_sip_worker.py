@@ -162,6 +162,11 @@ class Worker:
             "probe": self.probe.summary(),
             "gc": self.gc.summary(),
             "traffic": _traffic(self.manager),
+            "recordings": {
+                "written_bytes": self.manager.recordings.written_bytes,
+                "dropped_blocks": self.manager.recordings.dropped_blocks,
+                "errors": self.manager.recordings.errors,
+            },
         }
 
     async def command(self, line: str) -> dict[str, Any]:
@@ -230,7 +235,9 @@ async def _run(config: dict[str, Any]) -> int:
         {
             "server": {"data_dir": config["data_dir"], "log_level": "warning"},
             "upstream": {"url": agent_url},
-            "profiles": {"default": {"upstream": {"url": agent_url}}},
+            "profiles": {
+                "default": {"upstream": {"url": agent_url}, "record": config.get("record", "off")}
+            },
             "calls": {
                 "rtp_port_min": config["rtp_port_min"],
                 "rtp_port_max": config["rtp_port_max"],

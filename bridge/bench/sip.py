@@ -4,11 +4,14 @@ SIPp places ``--calls`` N concurrent calls (default 50) to rtbridge, each stream
 (20 ms packets, 1 s of tone then 1 s of silence, looped, so the agent hears turns and answers
 them: both directions carry audio); rtbridge runs in a process of its own
 (:mod:`bridge.bench._sip_worker`) in front of the local agent in a third one
-(``rtbridge agent``). Two cases:
+(``rtbridge agent``). Three cases:
 
 * ``passthrough``: the agent accepts G.711 u-law, bytes go through untouched;
 * ``transcoding``: the agent is started with ``--formats pcm16``; rtbridge decodes, resamples
-  to 24 kHz and back.
+  to 24 kHz and back;
+* ``recording``: ``passthrough`` with every call recorded (``record = "stereo"``, 8 kHz WAV in
+  the worker's data directory): ``recording_cost`` is its CPU per call minus passthrough's, and
+  the case says what the writer wrote and dropped.
 
 and ``srtp``: what SRTP (SDES, libsrtp through pylibsrtp) adds to a call. SIPp cannot speak
 SRTP, so this case runs in process: the CPU time of protecting and unprotecting a call's
@@ -78,7 +81,13 @@ from sip.sdes import new_key
 
 __all__ = ["run"]
 
-CASES = (("passthrough", "pcm16,g711_ulaw,g711_alaw"), ("transcoding", "pcm16"))
+_G711 = "pcm16,g711_ulaw,g711_alaw"
+#: (name, the agent's formats, the worker's extra config)
+CASES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("passthrough", _G711, {}),
+    ("transcoding", "pcm16", {}),
+    ("recording", _G711, {"record": "stereo"}),
+)
 PACKETS_PER_S = 50
 
 
@@ -199,7 +208,13 @@ class _Floor:
 
 
 async def _case(
-    formats: str, calls: int, seconds: float, lat_seconds: float, tone: Path, tmp: Path
+    formats: str,
+    calls: int,
+    seconds: float,
+    lat_seconds: float,
+    tone: Path,
+    tmp: Path,
+    more: dict[str, Any],
 ) -> dict[str, Any]:
     agent, agent_url = await start_agent(formats, tmp)
     child: Child | None = None
@@ -208,7 +223,7 @@ async def _case(
     load = Load(calls, hold, tone, tmp)
     floor: _Floor | None = None
     try:
-        child = await start_worker(agent_url, calls, tmp)
+        child = await start_worker(agent_url, calls, tmp, **more)
         await asyncio.sleep(0.5)
         rss_idle = rss_kb(child.pid)
         floor = await _Floor.start(calls, hold, tone, tmp / "floor")
@@ -318,6 +333,7 @@ async def _case(
         "kept_up": kept_up,
         "saturated": saturated,
         "gc": {"cpu_window": cpu_snap["gc"], "latency_window": lat_snap_full["gc"]},
+        "recordings": worker_stats["final"].get("recordings", {}),
         "floor": floor_result,
         "ratio_to_floor": (
             round(pct / floor_result["pct_of_core_per_call"], 2)
@@ -374,10 +390,16 @@ async def _bench(calls: int, seconds: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rtbridge-bench-sip-") as tmp_name:
         tmp = Path(tmp_name)
         tone = tone_file(tmp / "tone.ulaw")
-        for name, formats in CASES:
+        for name, formats, more in CASES:
             case_tmp = tmp / name
             case_tmp.mkdir()
-            result[name] = await _case(formats, calls, seconds, lat_seconds, tone, case_tmp)
+            result[name] = await _case(formats, calls, seconds, lat_seconds, tone, case_tmp, more)
+    base = result["passthrough"]["cpu"]["pct_of_core_per_call"]
+    recorded = result["recording"]["cpu"]["pct_of_core_per_call"]
+    result["recording_cost"] = {
+        "pct_of_core_per_call": round(recorded - base, 3),
+        "vs": "passthrough",
+    }
     result["srtp"] = _srtp_case(result.get("passthrough", {}))
     with contextlib.suppress(OSError):
         result["loadavg"] = [round(x, 2) for x in os.getloadavg()]

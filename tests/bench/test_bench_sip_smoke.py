@@ -48,7 +48,7 @@ def _sipp_ok(d: Any) -> None:
     assert d["successful_calls"] == CALLS and d["failed_calls"] == 0, d
 
 
-def test_bench_sip_prints_every_figure_for_both_cases() -> None:
+def test_bench_sip_prints_every_figure_for_every_case() -> None:
     require_peer("sipp")
     proc = subprocess.run(
         [sys.executable, "-m", "bridge.cli", "bench", "sip", "--json", *_ARGS],
@@ -69,11 +69,20 @@ def test_bench_sip_prints_every_figure_for_both_cases() -> None:
         assert cost["pct_of_core_per_call"] > 0
         assert cost["pct_of_passthrough_call"] is None or cost["pct_of_passthrough_call"] > 0
 
-    for case, session_format in (("passthrough", "g711_ulaw"), ("transcoding", "pcm16")):
+    for case, session_format in (
+        ("passthrough", "g711_ulaw"),
+        ("transcoding", "pcm16"),
+        ("recording", "g711_ulaw"),
+    ):
         c = result[case]
         assert c["calls_requested"] == CALLS and c["calls_up"] == CALLS, c
         assert c["session_formats"] == {session_format: CALLS}
-        assert c["pass_through_calls"] == (CALLS if case == "passthrough" else 0)
+        assert c["pass_through_calls"] == (0 if case == "transcoding" else CALLS)
+        rec = c["recordings"]
+        if case == "recording":  # every call's 8 kHz stereo went to disk, nothing dropped
+            assert rec["written_bytes"] >= CALLS * 3 * 8000 * 4 and rec["dropped_blocks"] == 0
+        else:
+            assert rec["written_bytes"] == 0
         _sipp_ok(c["sipp"])
 
         _cpu(c["cpu"])
@@ -115,3 +124,4 @@ def test_bench_sip_prints_every_figure_for_both_cases() -> None:
         assert traffic["agent_audio_bytes_in"] > 0  # and the agent's answers came back
         assert _number(traffic["frames_dropped_upstream_per_s"])
         assert all(_number(v) for v in c["context_cpu_pct_of_core"].values())
+    assert isinstance(result["recording_cost"]["pct_of_core_per_call"], float)
