@@ -132,3 +132,13 @@ async def test_delivery_retries_once_after_a_server_error(
     sdk = openai.OpenAI(api_key="unused", webhook_secret=secret)
     for r in seen:
         assert sdk.webhooks.unwrap(r.content, dict(r.headers)).data.call_id == "call_1"
+
+
+def test_the_accept_may_decide_the_recording() -> None:
+    from bridge.config import AgentProfile
+    from bridge.control.webhooks import profile_from_session
+    from media.recording import RecordingMode
+
+    base = AgentProfile(record=RecordingMode.OFF)
+    assert profile_from_session(base, {"record": "stereo"}).record is RecordingMode.STEREO
+    assert profile_from_session(base, {"instructions": "x"}).record is RecordingMode.OFF

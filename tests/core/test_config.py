@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from bridge.config import Dialect, load_settings
+from bridge.config import Dialect, Settings, load_settings
 from bridge.errors import ConfigError
 
 
@@ -92,3 +93,28 @@ def test_route_to_unknown_profile_is_refused(tmp_path: Path) -> None:
     cfg.write_text('[[routes]]\nprofile = "nope"\n')
     with pytest.raises(ConfigError, match="unknown profile 'nope'"):
         load_settings(cfg, environ={})
+
+
+def test_record_per_profile_is_overridden_per_route() -> None:
+    from media.recording import RecordingMode
+
+    settings = Settings.model_validate(
+        {
+            "profiles": {"default": {}, "sales": {"record": "mixed"}},
+            "routes": [
+                {"to": "*+1555*", "profile": "sales", "record": "stereo"},
+                {"to": "*+1666*", "profile": "sales"},
+            ],
+        }
+    )
+    assert settings.route(trunk=None, to_uri="sip:+1555@x", from_uri="a")[1].record is (
+        RecordingMode.STEREO
+    )
+    assert settings.route(trunk=None, to_uri="sip:+1666@x", from_uri="a")[1].record is (
+        RecordingMode.MIXED
+    )
+    assert settings.route(trunk=None, to_uri="sip:+1777@x", from_uri="a")[1].record is (
+        RecordingMode.OFF
+    )
+    with pytest.raises(ValidationError):
+        Settings.model_validate({"profiles": {"default": {"record": "always"}}})

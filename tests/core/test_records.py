@@ -163,6 +163,25 @@ def test_records_past_their_retention_are_pruned_with_their_events(target: str |
     store.close()
 
 
+def test_a_pruned_call_takes_its_recording_with_it(tmp_path: Path) -> None:
+    day = 86400.0
+    clock = VirtualClock(100 * day)
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    store = CallStore(
+        tmp_path / "calls.db", clock=clock, retention_s=30 * day, recordings=recordings
+    )
+    for call_id, age_days in (("old", 31), ("recent", 29)):
+        store.call_offered(
+            call_id, direction="inbound", leg="sip", offered_at=(100 - age_days) * day
+        )
+        store.call_ended(call_id, reason="remote-bye")
+        (recordings / f"{call_id}.wav").write_bytes(b"RIFF")
+    store.prune()
+    assert sorted(p.name for p in recordings.iterdir()) == ["recent.wav"]
+    store.close()
+
+
 def test_refused_by_policy_rows_of_older_versions_go_on_upgrade(tmp_path: Path) -> None:
     """Refusals are security events now, never calls; a file from version 2 loses them."""
     import sqlite3

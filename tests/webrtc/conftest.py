@@ -58,12 +58,19 @@ def agent_kwargs() -> dict[str, Any]:
 
 
 @pytest.fixture
+def profile_options() -> dict[str, Any]:
+    """Override in a test module to add settings to the default profile (``record``, ...)."""
+    return {}
+
+
+@pytest.fixture
 async def bridge(
     tmp_path: Path,
     webrtc_options: dict[str, Any],
     agent_dialect: str,
     agent_settings: dict[str, Any],
     agent_kwargs: dict[str, Any],
+    profile_options: dict[str, Any],
 ) -> AsyncIterator[Bridge]:
     agent = LocalAgent(
         AgentSettings(port=0, dialect=Dialect(agent_dialect), **agent_settings), **agent_kwargs
@@ -73,7 +80,7 @@ async def bridge(
     settings = Settings.model_validate(
         {
             "server": {"data_dir": str(tmp_path)},
-            "profiles": {"default": {"upstream": upstream}},
+            "profiles": {"default": {"upstream": upstream, **profile_options}},
             "webrtc": {"ice_hosts": ["127.0.0.1"], **webrtc_options},
         }
     )
