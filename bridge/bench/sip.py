@@ -10,8 +10,10 @@ them: both directions carry audio); rtbridge runs in a process of its own
 * ``transcoding``: the agent is started with ``--formats pcm16``; rtbridge decodes, resamples
   to 24 kHz and back;
 * ``recording``: ``passthrough`` with every call recorded (``record = "stereo"``, 8 kHz WAV in
-  the worker's data directory): ``recording_cost`` is its CPU per call minus passthrough's, and
-  the case says what the writer wrote and dropped.
+  the worker's data directory): ``recording_cost`` is its CPU per call minus passthrough's
+  (two loaded runs: on a shared machine a noisy difference), and beside it the recording's own
+  work measured alone (``isolated_pct_of_core_per_call``: a G.711 call's mixer and writer for
+  :data:`RECORDING_SECONDS` in this process); the case says what the writer wrote and dropped.
 
 and ``srtp``: what SRTP (SDES, libsrtp through pylibsrtp) adds to a call. SIPp cannot speak
 SRTP, so this case runs in process: the CPU time of protecting and unprotecting a call's
@@ -59,6 +61,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bridge.bench._harness import (
     CALL_RATE,
     SETTLE_S,
@@ -75,6 +79,10 @@ from bridge.bench._harness import (
 )
 from bridge.bench._proc import cpu_seconds, rss_kb
 from bridge.config import Settings
+from bridge.recording.writer import RecordingWriter
+from media import g711
+from media.playout import Frame, PlayoutEncoding, PlayoutFormat
+from media.recording import RecordingMixer, RecordingMode
 from media.rtp import RtpPacket
 from media.srtp import SrtpSession
 from sip.sdes import new_key
@@ -202,6 +210,44 @@ class _Floor:
     async def close(self) -> None:
         await self.load.kill()
         await self.child.stop()
+
+
+# -- recording on its own -------------------------------------------------------------------
+
+#: Seconds of one G.711 call's recording the isolated measure runs through.
+RECORDING_SECONDS = 120
+
+
+def _recording_isolated(tmp: Path, seconds: int) -> float:
+    """A G.711 call's recording alone, in this process: the mixer fed a caller frame and an
+    agent frame per 20 ms tick (voice both ways), its blocks written by the writer thread to a
+    file; all the process's CPU time for it, in percent of a core per call (load on a shared
+    machine slows it less than it skews a difference of two loaded runs)."""
+    mixer = RecordingMixer(
+        RecordingMode.STEREO,
+        caller=PlayoutEncoding.PCMU,
+        caller_rate=8000,
+        agent=PlayoutFormat(PlayoutEncoding.PCMU, 8000),
+    )
+    writer = RecordingWriter(tmp)
+    file = writer.create("bench", mixer.rate, 2)
+    tone = g711.ulaw_encode(
+        (8000 * np.sin(2 * np.pi * 440 * np.arange(160) / 8000)).astype(np.int16)
+    )
+    t0 = 1000.0
+    cpu0 = time.process_time()
+    for k in range(seconds * 50):
+        deadline = t0 + k * 0.02
+        block = mixer.tick(deadline)
+        if block is not None:
+            file.write(block)
+        mixer.caller_frame(tone, k)
+        mixer.agent_frames([Frame(tone, k, deadline, "r", "i", 0.0, 160)])
+    file.close()
+    writer.flush()
+    cpu = time.process_time() - cpu0
+    writer.stop()
+    return round(cpu / seconds * 100.0, 4)
 
 
 # -- one rtbridge case --------------------------------------------------------------------
@@ -394,11 +440,13 @@ async def _bench(calls: int, seconds: float) -> dict[str, Any]:
             case_tmp = tmp / name
             case_tmp.mkdir()
             result[name] = await _case(formats, calls, seconds, lat_seconds, tone, case_tmp, more)
+        isolated = _recording_isolated(tmp / "isolated", RECORDING_SECONDS)
     base = result["passthrough"]["cpu"]["pct_of_core_per_call"]
     recorded = result["recording"]["cpu"]["pct_of_core_per_call"]
     result["recording_cost"] = {
         "pct_of_core_per_call": round(recorded - base, 3),
         "vs": "passthrough",
+        "isolated_pct_of_core_per_call": isolated,
     }
     result["srtp"] = _srtp_case(result.get("passthrough", {}))
     with contextlib.suppress(OSError):
