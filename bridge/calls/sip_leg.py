@@ -50,6 +50,7 @@ from bridge.realtime.formats import AudioFormat
 from bridge.security import SecurityKind
 from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
+from media.recording import RecordingMode
 from media.rtp import RtpPacket
 from media.srtp import SrtpSession
 from sip.driver import Answer, Decision, Reject, SipCall, SipEndpoint
@@ -640,15 +641,19 @@ class SipLeg:
         trunk: str | None = None,
         caller: str | None = None,
         source: str | None = None,
+        record: RecordingMode | None = None,
     ) -> str:
-        """Place a call; returns its id at once. ``outcomes[id]`` resolves when it connects
-        or fails. Raises :class:`~bridge.errors.DestinationRefused` (the profile's destination
-        policy or caps; recorded as a security event from ``source``) or
+        """Place a call; returns its id at once (``record``: this call's recording, else the
+        profile's). ``outcomes[id]`` resolves when it connects or fails. Raises
+        :class:`~bridge.errors.DestinationRefused` (the profile's destination policy or caps;
+        recorded as a security event from ``source``) or
         :class:`~bridge.errors.CallNotAllowed` (draining, limits)."""
         manager = self.manager
         profile = self.settings.profiles.get(profile_name)
         if profile is None:
             raise CallNotAllowed(f"unknown profile {profile_name!r}")
+        if record is not None and record is not profile.record:
+            profile = profile.model_copy(update={"record": record})
         verdict = manager.destinations.check(
             Purpose.DIAL, profile_name, profile, target, source=source
         )

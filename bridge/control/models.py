@@ -37,6 +37,9 @@ class OriginateBody(_Body):
     caller: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9+*#._-]{1,64}$", description="caller id (user part)"
     )
+    record: RecordingMode | None = Field(
+        default=None, description="record this call (off, stereo, mixed); else the profile's"
+    )
 
 
 class TransferBody(_Body):

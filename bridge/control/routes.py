@@ -345,6 +345,7 @@ async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
             trunk=body.trunk,
             caller=body.caller,
             source=source_of(request),
+            record=body.record,
         )
     except DestinationRefused as exc:
         raise refused(exc.verdict, "target") from exc

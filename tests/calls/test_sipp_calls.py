@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.recording.writer import read_wav_info
+from media.recording import RecordingMode
 from tests.calls.conftest import Stack
 from tests.sip.sipp_support import free_port, run_sipp
 from tests.support.peers import require_peer
@@ -120,7 +122,10 @@ async def test_outbound_call_to_sipp_echo_agent_hears_its_own_audio(
         )
     )
     await asyncio.sleep(0.5)  # let SIPp bind
-    call_id = await stack.sip_leg.originate(f"sip:echo@127.0.0.1:{port}")
+    # recorded mixed, for this call alone (the API's originate takes the same ``record``)
+    call_id = await stack.sip_leg.originate(
+        f"sip:echo@127.0.0.1:{port}", record=RecordingMode.MIXED
+    )
     result = await asyncio.wait_for(stack.sip_leg.outcomes[call_id], 20)
     assert result.outcome == "answered"
     session = stack.agent.sessions[0]
@@ -135,6 +140,8 @@ async def test_outbound_call_to_sipp_echo_agent_hears_its_own_audio(
     record = stack.store.get_call(call_id)
     assert record is not None and record.end_reason == "local-hangup"
     assert record.direction == "outbound"
+    info = read_wav_info(stack.manager.recordings.path_for(call_id))
+    assert (info.channels, info.rate) == (1, 8000) and info.seconds > 0.5
 
 
 @pytest.mark.parametrize("stack_options", [{"profile": {"dial_targets": ["sip:*@127.0.0.1:*"]}}])
