@@ -61,9 +61,11 @@ _G711_RATE: Final = 8000
 Decode = Callable[[bytes], NDArray[np.int16]]
 #: Hands one frame to the agent session; False: its queue is full, the frame is dropped.
 ToAgent = Callable[[bytes], bool]
-#: Told of every frame the path produced, before it goes to the agent: ``(frame, concealed)``
-#: (the call's recording and turn timing; None: nobody listens and nothing is paid).
-FrameTap = Callable[[bytes, bool], None]
+#: Told of every frame the path produced, before it goes to the agent: ``(frame, concealed,
+#: lag_s)``, ``lag_s`` being how long before this moment the frame's audio ended (what the
+#: re-cut and the resampler still hold after it); the call's recording and turn timing.
+#: None: nobody listens and nothing is paid.
+FrameTap = Callable[[bytes, bool, float], None]
 
 
 @dataclass(slots=True)
@@ -162,11 +164,14 @@ class CallerPath:
         stats = self.stats
         to_agent = self._to_agent
         tap = self.tap
-        for chunk in self._reframer.push(resampler.process(pcm)):
+        chunks = self._reframer.push(resampler.process(pcm))
+        held = self._reframer.pending + resampler.delay_samples  # audio after the last frame
+        for i, chunk in enumerate(chunks):
             frame = chunk.tobytes()
             self.last_frame = frame
             if tap is not None:
-                tap(frame, False)
+                after = held + (len(chunks) - 1 - i) * len(chunk)
+                tap(frame, False, after / AGENT_RATE)
             if to_agent(frame):
                 stats.frames_to_agent += 1
             else:
@@ -193,12 +198,12 @@ class CallerPath:
             whole = len(pending) // n * n
             frames = [bytes(pending[i : i + n]) for i in range(0, whole, n)]
             del pending[:whole]
-            for frame in frames:
-                self._send(frame)
+            for i, frame in enumerate(frames):
+                self._send(frame, lag=(len(pending) + (len(frames) - 1 - i) * n) / _G711_RATE)
             return
         self.last_frame = payload  # 20 ms exactly: the bytes that arrived, untouched
         if self.tap is not None:
-            self.tap(payload, False)
+            self.tap(payload, False, 0.0)
         if self._to_agent(payload):
             self.stats.frames_to_agent += 1
         else:
@@ -226,11 +231,11 @@ class CallerPath:
         self.stats.frames_concealed += 1
         self._send(faded(self.last_frame, self.output, CONCEAL_GAINS[run]), concealed=True)
 
-    def _send(self, frame: bytes, *, concealed: bool = False) -> None:
+    def _send(self, frame: bytes, *, concealed: bool = False, lag: float = 0.0) -> None:
         if not concealed:
             self.last_frame = frame
         if self.tap is not None:
-            self.tap(frame, concealed)
+            self.tap(frame, concealed, lag)
         if self._to_agent(frame):
             self.stats.frames_to_agent += 1
         else:

@@ -5,21 +5,26 @@ when they heard it. rtbridge owns both media paths and the call's 20 ms frame cl
 ticker), so it can lay both directions on that clock:
 
 * **Left: the caller**, as the agent received it: every 20 ms frame the caller path delivered
-  (:class:`~media.caller_path.CallerPath`), placed at the frame period it arrived in. A frame the
-  caller path concealed is recorded as silence (nothing was received), so is hold (nothing is
-  forwarded).
+  (:class:`~media.caller_path.CallerPath`), placed so that it ends when its audio arrived (the
+  packet's arrival, less what the re-cut and the resampler still hold after the frame). A
+  frame the caller path concealed is recorded as silence (nothing was received), so is hold
+  (nothing is forwarded).
 * **Right: the agent, as the caller heard it**: the frames the agent path actually emitted
   (:class:`~media.playout.Frame`, each with its deadline on the frame clock), after barge-in
   flushes. A silence frame, a hold (no frames) and a flush leave silence.
 
-Placement. Each channel keeps a write cursor in samples since the recording's origin (the
-frame clock's deadline of its first tick). A frame is written at the cursor, which then moves on
-by the frame's length, as long as the cursor is within one frame of where the clock says the
-frame belongs; when it is further behind (a gap: loss, hold, a stalled peer), it jumps forward
-and leaves silence; when a caller runs more than :data:`MAX_AHEAD_FRAMES` ahead (a burst, or a
-fast clock), the frame is dropped and counted, so the channels never drift apart. Blocks are
-released :data:`LAG_FRAMES` behind the clock (late caller frames still land in place) and in
-pieces of at least :data:`BLOCK_FRAMES` (the writer wakes a few times a second per call, not 50).
+Placement. Both channels are the call as it passed through rtbridge: an agent frame from
+the moment it was due to be sent (its deadline, its RTP time), a caller frame from the moment
+rtbridge had it whole (its packet's arrival, less what the caller path's re-cut and resampler
+still hold after it). Each channel keeps a write cursor in samples since the recording's origin
+(the frame clock's deadline of its first tick). A frame is written at the cursor, which then
+moves on by the frame's length, as long as the cursor is within one frame of where the frame
+belongs, so network jitter never tears a stream apart. When the cursor is further behind (a
+gap: loss, hold, a stalled peer), it jumps forward and leaves silence; when a caller runs more
+than :data:`MAX_AHEAD_FRAMES` ahead (a burst, or a fast clock), the frame is dropped and
+counted, so the channels never drift apart. Blocks are released :data:`LAG_FRAMES` behind the
+clock (late caller frames still land in place) and in pieces of at least :data:`BLOCK_FRAMES`
+(the writer wakes a few times a second per call, not 50).
 
 Formats: ``stereo`` (caller left, agent right, interleaved) or ``mixed`` (their saturated sum,
 mono), PCM16 at the recording's rate. The rate is that of the wire when it is 8, 16 or 24 kHz
@@ -28,7 +33,8 @@ mono), PCM16 at the recording's rate. The rate is that of the wire when it is 8,
 
 :meth:`RecordingMixer.pause` (a card number being read out) records silence on both channels
 from the next frame on, without moving anything on the timeline. Synchronous and clock-free:
-the call passes the tick's deadline and the arrival slot; nothing here awaits or reads a clock.
+the call passes the tick's deadline and the caller audio's time; nothing here awaits or reads
+a clock.
 """
 
 from __future__ import annotations
@@ -138,11 +144,17 @@ class RecordingMixer:
 
     # -- input ---------------------------------------------------------------------------
 
-    def caller_frame(self, frame: bytes | None, slot: int) -> None:
+    def caller_frame(self, frame: bytes | None, end_at: float) -> None:
         """A caller frame (in the caller path's encoding; None: concealed, recorded as
-        silence) that arrived in frame period ``slot`` (see :meth:`slot`)."""
+        silence) that rtbridge had whole at ``end_at`` on the frame clock (its arrival, less
+        what the caller path still holds after it)."""
+        origin = self._origin
+        if origin is None:
+            return
         pcm = None if frame is None else self._caller_encoding.to_pcm16(frame)
-        self._place(self._caller, 0, pcm, slot, self.frame_samples)
+        # from the moment rtbridge had it whole, as an agent frame from the moment it is sent
+        start = round((end_at - origin) * self.rate)
+        self._place(self._caller, 0, pcm, start, self.frame_samples)
 
     def agent_frames(self, frames: list[Frame]) -> None:
         """Frames the agent path emitted this tick (silence frames leave silence)."""
@@ -151,7 +163,7 @@ class RecordingMixer:
             if slot is None:
                 continue
             pcm = None if frame.is_silence else self._agent_encoding.to_pcm16(frame.payload)
-            self._place(self._agent, 1, pcm, slot, self.frame_samples)
+            self._place(self._agent, 1, pcm, slot * self.frame_samples, self.frame_samples)
 
     def slot(self, at: float) -> int | None:
         """The frame period ``at`` (a time on the frame clock) falls in."""
@@ -187,14 +199,15 @@ class RecordingMixer:
     # -- internals -----------------------------------------------------------------------
 
     def _place(
-        self, channel: _Channel, row: int, pcm: NDArray[np.int16] | None, slot: int, n: int
+        self, channel: _Channel, row: int, pcm: NDArray[np.int16] | None, expected: int, n: int
     ) -> None:
+        """Write ``pcm`` (None: ``n`` samples of silence) at the channel's cursor, or at
+        ``expected`` (a sample index) when the cursor is more than a frame behind it."""
         if channel.resampler is not None and pcm is not None:
             pcm = channel.resampler.process(pcm)
             n = len(pcm)
         elif pcm is not None:
             n = len(pcm)
-        expected = slot * self.frame_samples
         cursor = channel.cursor
         if cursor is None or cursor < expected - self.frame_samples:
             cursor = expected  # a gap (or the first frame): silence up to here

@@ -284,12 +284,12 @@ class CallScope:
                 None, {"instructions": f"Say: {text}"}, reason=f"opening:{text}"
             )
 
-    def _caller_frame(self, frame: bytes, concealed: bool) -> None:
-        now = self.clock.now()
-        self.turns.caller_frame(now)
+    def _caller_frame(self, frame: bytes, concealed: bool, lag: float) -> None:
+        end_at = self.clock.now() - lag  # when this audio of the caller's arrived
+        self.turns.caller_frame(end_at)
         recording = self.recording
         if recording is not None:
-            recording.caller_frame(None if concealed else frame, now)
+            recording.caller_frame(None if concealed else frame, end_at)
 
     def on_playback(self, event: PlaybackEvent) -> None:
         """The agent path's playback events (inside its tick, just before the frame is sent):

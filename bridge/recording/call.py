@@ -61,10 +61,8 @@ class CallRecording:
 
     # -- media in --------------------------------------------------------------------------
 
-    def caller_frame(self, frame: bytes | None, now: float) -> None:
-        slot = self.mixer.slot(now)
-        if slot is not None:
-            self.mixer.caller_frame(frame, slot)
+    def caller_frame(self, frame: bytes | None, end_at: float) -> None:
+        self.mixer.caller_frame(frame, end_at)
 
     def agent_frames(self, frames: list[Frame]) -> None:
         self.mixer.agent_frames(frames)

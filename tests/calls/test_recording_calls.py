@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from tests.calls.baresip_calls import call_with_baresip, heard, make_confdir, speech_wav
 from tests.calls.conftest import Stack
+from tests.support.audio import best_lag, loud_frames
 
 pytestmark = pytest.mark.peer("baresip")
 
@@ -25,20 +26,8 @@ FRAME = RATE // 50
 
 
 def lag_of(part: NDArray[np.int16], whole: NDArray[np.int16]) -> tuple[float, int]:
-    """Best normalised correlation of ``part`` within ``whole`` and the lag where it is (which
-    may be up to a second before ``whole`` starts: negative)."""
-    pad = RATE
-    a = part.astype(np.float64)
-    b = np.concatenate([np.zeros(pad), whole.astype(np.float64)])
-    if len(b) < len(a):
-        b = np.concatenate([b, np.zeros(len(a) - len(b))])
-    n = 1 << int(np.ceil(np.log2(len(a) + len(b))))
-    corr = np.fft.irfft(np.fft.rfft(b, n) * np.conj(np.fft.rfft(a, n)), n)[: len(b) - len(a) + 1]
-    csum = np.concatenate([[0.0], np.cumsum(b * b)])
-    window = np.sqrt(np.maximum(csum[len(a) :] - csum[: len(b) - len(a) + 1], 1e-9))
-    score = corr / (np.sqrt(np.sum(a * a)) * window)
-    lag = int(np.argmax(score))
-    return float(score[lag]), lag - pad
+    """Where ``part`` is in ``whole`` (up to a second before it starts) and how well."""
+    return best_lag(part, whole, before=RATE)
 
 
 def recording(stack: Stack, call_id: str) -> tuple[int, NDArray[np.int16], NDArray[np.int16]]:
@@ -50,12 +39,6 @@ def recording(stack: Stack, call_id: str) -> tuple[int, NDArray[np.int16], NDArr
     assert channels == 2
     stereo = data.reshape(-1, 2)
     return rate, stereo[:, 0].copy(), stereo[:, 1].copy()
-
-
-def loud_frames(x: NDArray[np.int16], threshold: float = 300.0) -> NDArray[np.bool_]:
-    n = len(x) // FRAME
-    frames = x[: n * FRAME].astype(np.float64).reshape(n, FRAME)
-    return np.sqrt(np.mean(frames**2, axis=1)) > threshold
 
 
 def segments(loud: NDArray[np.bool_], gap: int = 25) -> list[tuple[int, int]]:
@@ -146,8 +129,8 @@ async def test_a_barge_in_cuts_the_right_channel_where_the_caller_heard_the_agen
     _rate, _left, right = recording(stack, record.call_id)
     score, at = lag_of(got_heard[: len(right)], right)
     assert score > 0.9
-    heard_runs = segments(loud_frames(got_heard))
-    right_runs = segments(loud_frames(right))
+    heard_runs = segments(loud_frames(got_heard, FRAME))
+    right_runs = segments(loud_frames(right, FRAME))
     print(f"heard {heard_runs}, recorded {right_runs} (heard starts at frame {at / FRAME:.1f})")
     # the first answer is cut: it is shorter than the second (the whole parrot)
     assert len(heard_runs) >= 2 and len(right_runs) >= 2
@@ -188,7 +171,7 @@ async def test_an_upstream_thinking_300_ms_is_reported_as_300_ms_plus_rtbridges_
     assert turns, log[-2000:]
     turn = turns[0]
     _rate, left, _right = recording(stack, record.call_id)
-    words_end = segments(loud_frames(left))[0][1] * FRAME / RATE
+    words_end = segments(loud_frames(left, FRAME))[0][1] * FRAME / RATE
     print(f"turn: {turn}; the words end at {words_end:.3f} s on the recording")
     assert turn["total_s"] == pytest.approx(turn["upstream_s"] + turn["bridge_s"], abs=1e-3)
     # 300 ms plus rtbridge's own share, within 40 ms; rtbridge's share on its own

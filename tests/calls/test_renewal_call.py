@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from tests.calls.baresip_calls import call_with_baresip, heard, make_confdir
 from tests.calls.conftest import Stack
-from tests.support.audio import voiced_signal
+from tests.support.audio import best_lag, loud_frames, voiced_signal
 
 pytestmark = pytest.mark.peer("baresip")
 
@@ -51,26 +51,6 @@ def _caller_wav(root: Path) -> tuple[Path, list[NDArray[np.int16]]]:
         w.setframerate(RATE)
         w.writeframes(np.concatenate(parts).tobytes())
     return path, turns
-
-
-def _voiced(pcm: NDArray[np.int16]) -> NDArray[np.bool_]:
-    n = len(pcm) // FRAME
-    frames = pcm[: n * FRAME].astype(np.float64).reshape(n, FRAME)
-    return np.sqrt(np.mean(frames * frames, axis=1)) > 300.0
-
-
-def _best_lag(sent: NDArray[np.int16], got: NDArray[np.int16]) -> tuple[int, float]:
-    """Where ``sent`` best matches within ``got`` (sample offset) and how well (0..1)."""
-    a, b = sent.astype(np.float64), got.astype(np.float64)
-    if len(b) < len(a):
-        b = np.concatenate([b, np.zeros(len(a) - len(b))])
-    n = 1 << int(np.ceil(np.log2(len(a) + len(b))))
-    corr = np.fft.irfft(np.fft.rfft(b, n) * np.conj(np.fft.rfft(a, n)), n)[: len(b) - len(a) + 1]
-    csum = np.concatenate([[0.0], np.cumsum(b * b)])
-    window = np.sqrt(np.maximum(csum[len(a) :] - csum[: len(b) - len(a) + 1], 1e-9))
-    score = corr / (np.sqrt(np.sum(a * a)) * window)
-    lag = int(np.argmax(score))
-    return lag, float(score[lag])
 
 
 def _dialect_options(dialect: str) -> dict[str, Any]:
@@ -110,9 +90,9 @@ async def test_a_call_lives_through_two_session_ends_with_audio_both_ways(
     # agent -> caller: each turn's voiced frames that are silent in its answer
     answers = []
     for turn in turns:
-        lag, score = _best_lag(turn, recorded)
-        said = _voiced(turn)
-        back = _voiced(recorded[lag : lag + len(turn)])[: len(said)]
+        score, lag = best_lag(turn, recorded)
+        said = loud_frames(turn, FRAME)
+        back = loud_frames(recorded[lag : lag + len(turn)], FRAME)[: len(said)]
         missing = int(np.sum(said[: len(back)] & ~back) + max(0, len(said) - len(back)))
         answers.append({"correlation": round(score, 3), "missing_ms": 20 * missing})
     figures = {
@@ -149,9 +129,9 @@ def test_the_caller_signal_is_what_the_analysis_expects(tmp_path: Path) -> None:
     missing; a turn with a 200 ms hole is 200 ms short."""
     _, turns = _caller_wav(tmp_path)
     recording = np.concatenate([np.zeros(4000, dtype=np.int16), turns[1], turns[2]])
-    lag, score = _best_lag(turns[1], recording)
+    score, lag = best_lag(turns[1], recording)
     assert lag == 4000 and score > 0.99
     holed = turns[2].copy()
     holed[4000 : 4000 + 1600] = 0
-    said, back = _voiced(turns[2]), _voiced(holed)
+    said, back = loud_frames(turns[2], FRAME), loud_frames(holed, FRAME)
     assert 20 * int(np.sum(said & ~back)) == 200

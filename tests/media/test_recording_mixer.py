@@ -45,8 +45,8 @@ def agent_frame(index: int, value: int | None) -> Frame:
 
 
 def run(m: RecordingMixer, ticks: int, caller: dict[int, int | None], agent: dict[int, int | None]):
-    """Drive ``ticks`` ticks; caller frames arrive 3 ms after their tick, agent frames are
-    emitted on it. Returns the stereo samples released, then flushed."""
+    """Drive ``ticks`` ticks; caller frame ``k`` arrives in period ``k``, agent frames are
+    emitted on their tick. Returns the samples released, then flushed."""
     out = bytearray()
     for k in range(ticks):
         block = m.tick(T0 + k * P)
@@ -56,13 +56,17 @@ def run(m: RecordingMixer, ticks: int, caller: dict[int, int | None], agent: dic
             m.agent_frames([agent_frame(k, agent[k])])
         if k in caller:
             value = caller[k]
-            slot = m.slot(T0 + k * P + 0.003)
-            assert slot == k
-            m.caller_frame(None if value is None else ulaw(value), slot)
+            m.caller_frame(None if value is None else ulaw(value), end(k))
     tail = m.flush()
     if tail:
         out += tail
     return np.frombuffer(bytes(out), dtype="<i2")
+
+
+def end(k: int, late: float = 0.0) -> float:
+    """When rtbridge had caller frame ``k`` whole: at the start of period ``k`` (plus
+    ``late``)."""
+    return T0 + k * P + late
 
 
 def decoded(value: int) -> int:
@@ -107,11 +111,29 @@ def test_gap_leaves_silence_and_the_next_frame_lands_on_its_own_slot() -> None:
     assert (left[30 * FS : 40 * FS] == decoded(700)).all()
 
 
+def test_jittered_arrivals_stay_contiguous_from_the_first_frame() -> None:
+    m = mixer()
+    jitter = [0.0, 0.012, 0.003, 0.016, 0.001, 0.009] * 5  # up to 16 ms late, never early
+    caller: dict[int, int | None] = {}
+    out = bytearray()
+    for k in range(40):
+        block = m.tick(T0 + k * P)
+        if block:
+            out += block
+        if k < 30:
+            caller[k] = 100 + 20 * k
+            m.caller_frame(ulaw(caller[k] or 0), end(k, jitter[k]))
+    out += m.flush() or b""
+    left = np.frombuffer(bytes(out), dtype="<i2").reshape(-1, 2)[:, 0]
+    for k in range(30):  # each frame on its own period: no gap, no overlap
+        assert (left[k * FS : (k + 1) * FS] == decoded(100 + 20 * k)).all(), k
+
+
 def test_a_caller_running_ahead_is_cut_back_and_counted() -> None:
     m = mixer()
     m.tick(T0)
-    for _ in range(MAX_AHEAD_FRAMES + 4):  # a burst, all in slot 0
-        m.caller_frame(ulaw(300), 0)
+    for _ in range(MAX_AHEAD_FRAMES + 4):  # a burst, all arriving at once
+        m.caller_frame(ulaw(300), end(0))
     assert m.stats.frames_dropped == 3
 
 
@@ -126,7 +148,7 @@ def test_pause_records_silence_and_keeps_the_timeline() -> None:
         block = m.tick(T0 + k * P)
         if block:
             out += block
-        m.caller_frame(ulaw(900), k)
+        m.caller_frame(ulaw(900), end(k))
         m.agent_frames([agent_frame(k, -900)])
     out += m.flush() or b""
     stereo = np.frombuffer(bytes(out), dtype="<i2").reshape(-1, 2)
@@ -163,7 +185,7 @@ def test_pcm_agent_at_another_rate_is_resampled_to_the_recording_rate(
             out += block
         payload = tone[k * n_wire : (k + 1) * n_wire].tobytes()
         m.agent_frames([Frame(payload, k, T0 + k * P, "r", "i", 0.0, n_wire)])
-        m.caller_frame(np.zeros(480, dtype=np.int16).tobytes(), k)
+        m.caller_frame(np.zeros(480, dtype=np.int16).tobytes(), end(k))
     out += m.flush() or b""
     right = np.frombuffer(bytes(out), dtype="<i2").reshape(-1, 2)[:, 1]
     # all of it is there, give or take the resampler's streaming delay (<= 2 ms)

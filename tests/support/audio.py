@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from media import g711
 
-__all__ = ["best_correlation", "ulaw_file", "voiced_signal", "write_wav"]
+__all__ = ["best_correlation", "best_lag", "loud_frames", "ulaw_file", "voiced_signal", "write_wav"]
 
 
 def voiced_signal(
@@ -33,10 +33,14 @@ def voiced_signal(
     return y.astype(np.int16)
 
 
-def best_correlation(sent: NDArray[np.int16], got: NDArray[np.int16]) -> float:
-    """Max normalised cross-correlation of ``sent`` within ``got`` over all lags (0..1)."""
+def best_lag(
+    sent: NDArray[np.int16], got: NDArray[np.int16], *, before: int = 0
+) -> tuple[float, int]:
+    """Max normalised cross-correlation of ``sent`` within ``got`` (0..1) and the sample offset
+    where it is; with ``before``, ``sent`` may also start up to that many samples before
+    ``got`` does (a negative offset)."""
     a = sent.astype(np.float64)
-    b = got.astype(np.float64)
+    b = np.concatenate([np.zeros(before), got.astype(np.float64)])
     if len(b) < len(a):
         b = np.concatenate([b, np.zeros(len(a) - len(b))])
     n = 1 << int(np.ceil(np.log2(len(a) + len(b))))
@@ -44,7 +48,21 @@ def best_correlation(sent: NDArray[np.int16], got: NDArray[np.int16]) -> float:
     energy_a = np.sqrt(np.sum(a * a))
     csum = np.concatenate([[0.0], np.cumsum(b * b)])
     window = np.sqrt(np.maximum(csum[len(a) :] - csum[: len(b) - len(a) + 1], 1e-9))
-    return float(np.max(corr / (energy_a * window)))
+    score = corr / (energy_a * window)
+    lag = int(np.argmax(score))
+    return float(score[lag]), lag - before
+
+
+def best_correlation(sent: NDArray[np.int16], got: NDArray[np.int16]) -> float:
+    """Max normalised cross-correlation of ``sent`` within ``got`` over all lags (0..1)."""
+    return best_lag(sent, got)[0]
+
+
+def loud_frames(pcm: NDArray[np.int16], frame: int, threshold: float = 300.0) -> NDArray[np.bool_]:
+    """Per ``frame`` samples: whether its RMS is above ``threshold`` (voice, not silence)."""
+    n = len(pcm) // frame
+    frames = pcm[: n * frame].astype(np.float64).reshape(n, frame)
+    return np.sqrt(np.mean(frames * frames, axis=1)) > threshold
 
 
 def ulaw_file(path: Path, *segments: tuple[str, float]) -> Path:
