@@ -58,20 +58,17 @@ def agent_kwargs() -> dict[str, Any]:
 
 
 @pytest.fixture
-def profile_options() -> dict[str, Any]:
-    """Override in a test module to add settings to the default profile (``record``, ...)."""
-    return {}
-
-
-@pytest.fixture
 async def bridge(
     tmp_path: Path,
     webrtc_options: dict[str, Any],
     agent_dialect: str,
     agent_settings: dict[str, Any],
     agent_kwargs: dict[str, Any],
-    profile_options: dict[str, Any],
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Bridge]:
+    # a test module's PROFILE adds settings to the default profile (``record``, ...); a
+    # module attribute rather than a fixture, so modules importing these fixtures need nothing
+    profile_options: dict[str, Any] = getattr(request.module, "PROFILE", {})
     agent = LocalAgent(
         AgentSettings(port=0, dialect=Dialect(agent_dialect), **agent_settings), **agent_kwargs
     )

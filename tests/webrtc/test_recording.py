@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from typing import Any
 
 import numpy as np
-import pytest
 
 from bridge.calls.end import EndReason
 from bridge.webrtc.peer import ClientPeer
@@ -16,10 +14,7 @@ from media.resample import Resampler
 from tests.support.audio import best_correlation, voiced_signal
 from tests.webrtc.conftest import Bridge, place_call
 
-
-@pytest.fixture
-def profile_options() -> dict[str, Any]:
-    return {"record": "stereo"}
+PROFILE = {"record": "stereo"}  # the bridge fixture's default profile records
 
 
 def _at_48k(pcm: np.ndarray) -> np.ndarray:
