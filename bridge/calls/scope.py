@@ -468,6 +468,8 @@ class CallScope:
         except Exception as exc:
             log.error("%s %s: stats failed", self.leg, self.id, exc_info=exc)
             stats = {}
+        if self.recording is not None:  # what the recording had to drop, in the call's record
+            stats = {**stats, **self.recording.stats()}
         info = self.info
         info.ended_at = self.clock.wall()
         info.end_reason = self._end_reason.value

@@ -57,3 +57,7 @@ async def test_the_consent_announcement_comes_first_and_only_when_recording(
         with wave.open(str(path), "rb") as w:
             right = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")[1::2]
         assert np.abs(right).max() > 1000  # the announcement is in the recording
+        record = stack.store.get_call(call_id)
+        assert record is not None  # what the recording dropped is in the call's record: nothing
+        assert record.stats["recording_dropped_blocks"] == 0
+        assert record.stats["recording_dropped_frames"] == 0
