@@ -18,13 +18,15 @@ the moment it was due to be sent (its deadline, its RTP time), a caller frame fr
 rtbridge had it whole (its packet's arrival, less what the caller path's re-cut and resampler
 still hold after it). Each channel keeps a write cursor in samples since the recording's origin
 (the frame clock's deadline of its first tick). A frame is written at the cursor, which then
-moves on by the frame's length, as long as the cursor is within one frame of where the frame
-belongs, so network jitter never tears a stream apart. When the cursor is further behind (a
-gap: loss, hold, a stalled peer), it jumps forward and leaves silence; when a caller runs more
-than :data:`MAX_AHEAD_FRAMES` ahead (a burst, or a fast clock), the frame is dropped and
-counted, so the channels never drift apart. Blocks are released :data:`LAG_FRAMES` behind the
-clock (late caller frames still land in place) and in pieces of at least :data:`BLOCK_FRAMES`
-(the writer wakes a few times a second per call, not 50).
+moves on by the frame's length while it is near where the frame belongs (the agent's within
+a frame of its deadline; the caller's up to :data:`CALLER_MAX_BEHIND_FRAMES` behind its time,
+so late packets after a stall never tear the caller's stream apart). When the cursor is
+further behind (a gap: hold, silence suppression, a stall the caller heard), it jumps forward
+and leaves silence; when a caller runs more than :data:`MAX_AHEAD_FRAMES` ahead (a burst, or
+a fast clock), the frame is dropped and counted, so the channels never drift apart. Blocks are
+released :data:`LAG_FRAMES` behind the clock (late caller frames still land in place) and in
+pieces of at least :data:`BLOCK_FRAMES` (the writer wakes a few times a second per call, not
+50).
 
 Formats: ``stereo`` (caller left, agent right, interleaved) or ``mixed`` (their saturated sum,
 mono), PCM16 at the recording's rate. The rate is that of the wire when it is 8, 16 or 24 kHz
@@ -50,6 +52,7 @@ from media.resample import Resampler
 
 __all__ = [
     "BLOCK_FRAMES",
+    "CALLER_MAX_BEHIND_FRAMES",
     "LAG_FRAMES",
     "MAX_AHEAD_FRAMES",
     "MixerStats",
@@ -58,10 +61,15 @@ __all__ = [
     "recording_rate",
 ]
 
-#: Blocks are released this many frame periods behind the clock (late caller frames land).
-LAG_FRAMES: Final = 4
+#: Blocks are released this many frame periods behind the clock (late caller frames land:
+#: more than :data:`CALLER_MAX_BEHIND_FRAMES`).
+LAG_FRAMES: Final = 7
 #: A channel's cursor may run this many frames ahead of the clock; beyond, frames are dropped.
 MAX_AHEAD_FRAMES: Final = 5
+#: The caller's cursor may be this many frames behind where a frame belongs (packets late
+#: after a stall of the loop or the network) before it jumps there and leaves silence; a lost
+#: packet leaves no gap (the caller path conceals it), so only silence suppression and hold do.
+CALLER_MAX_BEHIND_FRAMES: Final = 5
 #: Released blocks hold at least this many frames (250 ms).
 BLOCK_FRAMES: Final = 12
 #: What the mixer holds at most, in frames (well above lag + ahead + block).
@@ -154,7 +162,7 @@ class RecordingMixer:
         pcm = None if frame is None else self._caller_encoding.to_pcm16(frame)
         # from the moment rtbridge had it whole, as an agent frame from the moment it is sent
         start = round((end_at - origin) * self.rate)
-        self._place(self._caller, 0, pcm, start, self.frame_samples)
+        self._place(self._caller, 0, pcm, start, self.frame_samples, CALLER_MAX_BEHIND_FRAMES)
 
     def agent_frames(self, frames: list[Frame]) -> None:
         """Frames the agent path emitted this tick (silence frames leave silence)."""
@@ -163,7 +171,7 @@ class RecordingMixer:
             if slot is None:
                 continue
             pcm = None if frame.is_silence else self._agent_encoding.to_pcm16(frame.payload)
-            self._place(self._agent, 1, pcm, slot * self.frame_samples, self.frame_samples)
+            self._place(self._agent, 1, pcm, slot * self.frame_samples, self.frame_samples, 1)
 
     def slot(self, at: float) -> int | None:
         """The frame period ``at`` (a time on the frame clock) falls in."""
@@ -199,17 +207,24 @@ class RecordingMixer:
     # -- internals -----------------------------------------------------------------------
 
     def _place(
-        self, channel: _Channel, row: int, pcm: NDArray[np.int16] | None, expected: int, n: int
+        self,
+        channel: _Channel,
+        row: int,
+        pcm: NDArray[np.int16] | None,
+        expected: int,
+        n: int,
+        behind: int,
     ) -> None:
         """Write ``pcm`` (None: ``n`` samples of silence) at the channel's cursor, or at
-        ``expected`` (a sample index) when the cursor is more than a frame behind it."""
+        ``expected`` (a sample index) when the cursor is more than ``behind`` frames behind
+        it."""
         if channel.resampler is not None and pcm is not None:
             pcm = channel.resampler.process(pcm)
             n = len(pcm)
         elif pcm is not None:
             n = len(pcm)
         cursor = channel.cursor
-        if cursor is None or cursor < expected - self.frame_samples:
+        if cursor is None or cursor < expected - behind * self.frame_samples:
             cursor = expected  # a gap (or the first frame): silence up to here
         elif cursor > expected + MAX_AHEAD_FRAMES * self.frame_samples:
             self.stats.frames_dropped += 1
