@@ -30,7 +30,6 @@ from tests.webrtc.conftest import (  # noqa: F401 (fixtures)
     agent_kwargs,
     agent_settings,
     bridge,
-    profile_options,
     webrtc_options,
 )
 
