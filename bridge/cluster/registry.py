@@ -8,6 +8,9 @@ Keys (all under ``rtbridge:``), each refreshed by the owning node's heartbeat ev
 * ``calls:<node>``: a hash, call id -> the call's summary (who, how, since when);
 * ``call:<call id>``: the node that has the call;
 * ``nodes``: a hash, node -> its records owner, kept until the node is reaped.
+* ``owners``: a hash, records owner -> node, never expiring: which node recorded an ended
+  call (its recording is in that node's data directory), even once that node has restarted
+  under a new owner.
 
 A node that stops cleanly removes its keys. One that dies (``kill -9``, a lost machine) stops
 refreshing them; the first survivor that sees ``alive:<node>`` gone claims the reaping
@@ -189,6 +192,7 @@ class Registry:
         async with self._redis.pipeline(transaction=True) as p:
             p.set(f"{PREFIX}alive:{self.node}", info, px=self._ttl_ms)
             p.hset(f"{PREFIX}nodes", self.node, info)
+            p.hset(f"{PREFIX}owners", self._store.owner, self.node)
             gone = self._published - calls.keys()
             if gone:
                 p.hdel(mine, *gone)
@@ -282,16 +286,13 @@ class Registry:
         return url if isinstance(url, str) and url else None
 
     async def node_of_owner(self, owner: str) -> str | None:
-        """The node whose current process writes records as ``owner`` (another node's), if
-        it is known to the registry."""
+        """The node whose process wrote records as ``owner``, if it is another node."""
         try:
-            nodes = await self._redis.hgetall(f"{PREFIX}nodes")
+            node = await self._redis.hget(f"{PREFIX}owners", owner)
         except (aioredis.RedisError, OSError):
             return None
-        for name, info in nodes.items():
-            if orjson.loads(info).get("owner") == owner and _text(name) != self.node:
-                return _text(name)
-        return None
+        name = None if node is None else _text(node)
+        return None if name == self.node else name
 
     async def remote_calls(self) -> list[dict[str, Any]]:
         """The live calls of the other nodes that are alive (each with its ``node``); none

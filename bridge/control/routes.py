@@ -258,7 +258,7 @@ async def get_recording(request: Request, call_id: CallId) -> Response:
 
     The file is in the data directory of the node that recorded the call: a live call of
     another node, or an ended one recorded by a node that is still alive, is fetched from
-    that node; one recorded by a node that is gone is 404 ``recording_elsewhere``, naming it."""
+    that node; one from a node that is not running is 404 ``recording_elsewhere``, naming it."""
     plane = _plane(request)
     if not _CALL_ID.match(call_id):
         raise not_found(call_id)
@@ -278,6 +278,7 @@ async def get_recording(request: Request, call_id: CallId) -> Response:
         or call_id in plane.manager.calls
         or (record_ is not None and record_.owner in (None, plane.store.owner))
     )
+    node = None
     if not here and cluster is not None:
         try:
             node = await cluster.owner_of(call_id)
@@ -295,12 +296,11 @@ async def get_recording(request: Request, call_id: CallId) -> Response:
             )
     if record_ is None and call_id not in plane.manager.calls:
         raise not_found(call_id)
-    if not here and record_ is not None:
+    if node is not None:
         raise error(
             404,
-            f"Call {call_id!r} was recorded by {record_.owner!r}, which is not this node "
-            f"({plane.node_name!r}, {plane.store.owner!r}) and is not running: its recording "
-            "stays in that node's data directory.",
+            f"Call {call_id!r}'s recording, if it has one, is on node {node!r}, which is not "
+            f"running (this is node {plane.node_name!r}).",
             "recording_elsewhere",
             "call_id",
         )

@@ -99,6 +99,10 @@ async def test_any_node_lists_and_acts_on_the_other_nodes_calls(
         assert await ra.owner_of("call_b1") == "nb"
         assert await ra.node_url("nb") == "http://nb.example:8090"  # where its sideband is
         assert await rb.owner_of("call_b1") is None  # its own call: acted on locally
+        # which node wrote the records of B's process (where its recordings are)
+        assert await ra.node_of_owner(b.store.owner) == "nb"
+        assert await rb.node_of_owner(b.store.owner) is None  # its own
+        assert await ra.node_of_owner("host:1:dead") is None
         listed = await ra.remote_calls()
         assert [(c["id"], c["node"]) for c in listed] == [("call_b1", "nb")]
         view = remote_view(listed[0], now=111.0)
@@ -176,6 +180,12 @@ async def test_a_restarted_node_closes_its_predecessors_records(
         assert list(again.reaped) == [("rw", 1)]
         record = second.store.get_call("call_old")
         assert record is not None and record.end_reason == INTERRUPTED
+        # the calls the first process recorded are still known to be on node rw, now
+        # reachable at the restarted process's address
+        other = Node("rx", CallStore(db))
+        async with joined(redis_url, other) as rx:
+            assert await rx.node_of_owner(first.store.owner) == "rw"
+            assert await rx.node_url("rw") == "http://rw.example:8090"
 
 
 async def test_an_owner_dying_while_asked_is_reported_gone_not_timed_out(
