@@ -182,6 +182,31 @@ def test_a_pruned_call_takes_its_recording_with_it(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_recording_whose_call_another_node_pruned_goes_once_settled(tmp_path: Path) -> None:
+    """Shared records: node B's store pruned the call, node A holds its file; A's next prune
+    deletes it, but not a file younger than a prune period (its record may be queued)."""
+    import os
+    import time
+
+    from bridge.records.store import PRUNE_PERIOD_S
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    store = CallStore(tmp_path / "calls.db", retention_s=30 * 86400.0, recordings=recordings)
+    store.call_offered("kept", direction="inbound", leg="sip")
+    store.call_ended("kept", reason="remote-bye")
+    store.flush()  # the writer's first prune, at its start, is behind us
+    long_ago = time.time() - PRUNE_PERIOD_S - 60
+    for call_id, settled in (("kept", True), ("pruned_by_b", True), ("just_made", False)):
+        path = recordings / f"{call_id}.wav"
+        path.write_bytes(b"RIFF")
+        if settled:
+            os.utime(path, (long_ago, long_ago))
+    store.prune()
+    assert sorted(p.name for p in recordings.iterdir()) == ["just_made.wav", "kept.wav"]
+    store.close()
+
+
 def test_refused_by_policy_rows_of_older_versions_go_on_upgrade(tmp_path: Path) -> None:
     """Refusals are security events now, never calls; a file from version 2 loses them."""
     import sqlite3
