@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bridge.bench import _sipp
+from bridge.bench._proc import cpu_seconds
 from media.g711 import ulaw_encode
 
 __all__ = [
@@ -29,8 +30,10 @@ __all__ = [
     "SETTLE_S",
     "SETUP_GRACE_S",
     "Child",
+    "CpuWindow",
     "Load",
     "busy_pct",
+    "cpu_figures",
     "free_port",
     "free_range",
     "machine_ticks",
@@ -59,6 +62,58 @@ def busy_pct(before: list[int], after: list[int]) -> float:
     d = [b - a for a, b in zip(before, after, strict=False)]
     total = sum(d[:8]) or 1
     return round(100.0 * (total - d[3] - d[4]) / total, 1)
+
+
+def cpu_figures(cpu_s: float, wall_s: float, calls: int) -> dict[str, float]:
+    """CPU time over a window as % of one core per call, and the calls per core it implies."""
+    pct = 100.0 * cpu_s / wall_s / max(1, calls)
+    return {
+        "window_s": round(wall_s, 2),
+        "cpu_s": round(cpu_s, 3),
+        "pct_of_core_per_call": round(pct, 4),
+        "calls_per_core": round(100.0 / pct, 1) if pct > 0 else 0.0,
+    }
+
+
+def _cpu_pressure_us() -> int | None:
+    """Total time some runnable task waited for a CPU (PSI ``/proc/pressure/cpu``), in us."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class CpuWindow:
+    """CPU time of some processes, and how busy the whole machine was, over a window."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.t0 = time.monotonic()
+        self.cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        self.machine0 = machine_ticks()
+        self.pressure0 = _cpu_pressure_us()
+        self.machine: dict[str, float | None] = {}
+
+    def close(self) -> tuple[float, dict[str, float]]:
+        wall = time.monotonic() - self.t0
+        cpu = {k: cpu_seconds(p) - self.cpu0[k] for k, p in self.pids.items()}
+        after = machine_ticks()
+        d = [b - a for a, b in zip(self.machine0, after, strict=False)]
+        total = sum(d[:8]) or 1
+        self.machine = {
+            # every process on the machine (other tenants included), % of all cores
+            "busy_pct": busy_pct(self.machine0, after),
+            "steal_pct": round(100.0 * d[7] / total, 1) if len(d) > 7 else 0.0,
+            # share of the window in which some runnable task waited for a CPU
+            "cpu_pressure_some_pct": None,
+        }
+        pressure = _cpu_pressure_us()
+        if pressure is not None and self.pressure0 is not None:
+            self.machine["cpu_pressure_some_pct"] = round(
+                (pressure - self.pressure0) / 1e4 / wall, 1
+            )
+        return wall, cpu
 
 
 def port_free(port: int) -> bool:
@@ -101,11 +156,15 @@ def tone_file(path: Path) -> Path:
     return path
 
 
-def caller_scenario(path: Path, tone: Path, hold_s: float) -> Path:
+def caller_scenario(path: Path, tone: Path, hold_s: float, *, routed: bool = False) -> Path:
     """A caller streaming the tone until the callee hangs up (or, as a bound, for ``hold_s``,
-    after which it sends BYE itself)."""
+    after which it sends BYE itself); ``routed``: through a record-routing proxy."""
     path.write_text(
-        _sipp.uac(_sipp.stream(tone, loops=-1), _sipp.bye_or_hang_up(int(hold_s * 1000), 2))
+        _sipp.uac(
+            _sipp.stream(tone, loops=-1),
+            _sipp.bye_or_hang_up(int(hold_s * 1000), 2),
+            routed=routed,
+        )
     )
     return path
 
@@ -247,6 +306,7 @@ class Load:
     tone: Path
     tmp: Path
     extra: tuple[str, ...] = ()  # more SIPp options
+    routed: bool = False  # through a record-routing proxy (Kamailio in front of workers)
     proc: asyncio.subprocess.Process | None = None
     result: dict[str, Any] = field(default_factory=dict)
     _output: asyncio.Task[tuple[bytes, bytes]] | None = None
@@ -259,7 +319,9 @@ class Load:
         sipp = shutil.which("sipp")
         if sipp is None:
             raise RuntimeError("SIPp is not installed (Debian package sip-tester)")
-        scenario = caller_scenario(self.tmp / "caller.xml", self.tone, self.hold_s)
+        scenario = caller_scenario(
+            self.tmp / "caller.xml", self.tone, self.hold_s, routed=self.routed
+        )
         media = free_range(4)
         self.proc = await asyncio.create_subprocess_exec(
             sipp,

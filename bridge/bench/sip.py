@@ -57,7 +57,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +67,16 @@ from bridge.bench._harness import (
     SETTLE_S,
     SETUP_GRACE_S,
     Child,
+    CpuWindow,
     Load,
-    busy_pct,
-    machine_ticks,
+    cpu_figures,
     start_agent,
     start_worker,
     terminate,
     tone_file,
     wait_all_up,
 )
-from bridge.bench._proc import cpu_seconds, rss_kb
+from bridge.bench._proc import rss_kb
 from bridge.config import Settings
 from bridge.recording.writer import RecordingWriter
 from media import g711
@@ -97,61 +96,6 @@ CASES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("recording", _G711, {"record": "stereo"}),
 )
 PACKETS_PER_S = 50
-
-
-def _pct_per_call(cpu_s: float, wall_s: float, calls: int) -> float:
-    return 100.0 * cpu_s / wall_s / max(1, calls)
-
-
-def _cpu_figures(cpu_s: float, wall_s: float, calls: int) -> dict[str, float]:
-    pct = _pct_per_call(cpu_s, wall_s, calls)
-    return {
-        "window_s": round(wall_s, 2),
-        "cpu_s": round(cpu_s, 3),
-        "pct_of_core_per_call": round(pct, 4),
-        "calls_per_core": round(100.0 / pct, 1) if pct > 0 else 0.0,
-    }
-
-
-def _cpu_pressure_us() -> int | None:
-    """Total time some runnable task waited for a CPU (PSI ``/proc/pressure/cpu``), in us."""
-    try:
-        with open("/proc/pressure/cpu") as f:
-            return int(f.readline().rsplit("total=", 1)[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-class _Window:
-    """CPU time of some processes, and how busy the whole machine was, over a window."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.t0 = time.monotonic()
-        self.cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
-        self.machine0 = machine_ticks()
-        self.pressure0 = _cpu_pressure_us()
-        self.machine: dict[str, float | None] = {}
-
-    def close(self) -> tuple[float, dict[str, float]]:
-        wall = time.monotonic() - self.t0
-        cpu = {k: cpu_seconds(p) - self.cpu0[k] for k, p in self.pids.items()}
-        after = machine_ticks()
-        d = [b - a for a, b in zip(self.machine0, after, strict=False)]
-        total = sum(d[:8]) or 1
-        self.machine = {
-            # every process on the machine (other tenants included), % of all cores
-            "busy_pct": busy_pct(self.machine0, after),
-            "steal_pct": round(100.0 * d[7] / total, 1) if len(d) > 7 else 0.0,
-            # share of the window in which some runnable task waited for a CPU
-            "cpu_pressure_some_pct": None,
-        }
-        pressure = _cpu_pressure_us()
-        if pressure is not None and self.pressure0 is not None:
-            self.machine["cpu_pressure_some_pct"] = round(
-                (pressure - self.pressure0) / 1e4 / wall, 1
-            )
-        return wall, cpu
 
 
 def _rates(before: dict[str, Any], after: dict[str, Any], wall: float) -> dict[str, float]:
@@ -201,7 +145,7 @@ class _Floor:
         sipp = await self.load.finish()
         return {
             "calls_up": up,
-            **_cpu_figures(cpu_s, wall, up),
+            **cpu_figures(cpu_s, wall, up),
             "datagrams_echoed_per_s": round((int(after["echoed"]) - self.echoed0) / wall, 1),
             "expected_per_s": up * PACKETS_PER_S,
             "sipp": sipp,
@@ -288,7 +232,7 @@ async def _case(
         }
         await floor.mark()
         mark = await child.ask("mark")
-        window = _Window(pids)
+        window = CpuWindow(pids)
         await asyncio.sleep(seconds)
         wall, cpu = window.close()
         machine = window.machine
@@ -298,7 +242,7 @@ async def _case(
         await floor.close()  # the latency window is rtbridge's alone
 
         await child.ask("arm")
-        lat_window = _Window({"rtbridge": child.pid})
+        lat_window = CpuWindow({"rtbridge": child.pid})
         await asyncio.sleep(lat_seconds)
         lat_wall, lat_cpu = lat_window.close()
         lat_snap = await child.ask("snapshot latency")
@@ -321,7 +265,7 @@ async def _case(
         await terminate(agent)
 
     cpu_snap = worker_stats["snapshots"]["cpu"]
-    rtbridge_cpu = _cpu_figures(cpu["rtbridge"], wall, up_in_window)
+    rtbridge_cpu = cpu_figures(cpu["rtbridge"], wall, up_in_window)
     pct = rtbridge_cpu["pct_of_core_per_call"]
     rates = _rates(mark["traffic"], snap["traffic"], wall)
     expected = up_in_window * PACKETS_PER_S
@@ -348,7 +292,7 @@ async def _case(
         "session_formats": formats_seen,
         "pass_through_calls": traffic.get("pass_through_calls"),
         "cpu": rtbridge_cpu,
-        "cpu_with_probe_armed": _cpu_figures(lat_cpu["rtbridge"], lat_wall, up_in_window),
+        "cpu_with_probe_armed": cpu_figures(lat_cpu["rtbridge"], lat_wall, up_in_window),
         "latency_us": {
             "caller_packet_in_to_append_sent": lat_probe["in_to_sent_us"],
             "socket_wait": lat_probe["socket_wait_us"],

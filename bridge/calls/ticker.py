@@ -10,7 +10,9 @@ never held back a whole period.
 Stall policy (the same as the playout buffer's): after a stall the ticker does not replay the
 missed ticks one by one; it calls the sinks once with the current time (each emits at most its
 small catch-up burst) and re-anchors its grid when more than ``max_late_ticks`` were missed.
-Lateness of every tick is recorded so benchmarks can report pacing jitter.
+Lateness of every tick is recorded so benchmarks can report pacing jitter: the most recent
+values, and a count per :data:`LATENESS_BUCKETS_MS` bucket since start-up (``/metrics`` serves
+it as a histogram, so a window's percentiles are the difference of two scrapes).
 
 A sink that raises is a bug in one call: the ticker removes it and hands the exception to the
 ``on_error`` callback it was added with (the call ends with ``internal-error``); every other
@@ -20,6 +22,7 @@ call's audio goes on.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +31,10 @@ from typing import Protocol
 
 from media.clock import Clock
 
-__all__ = ["FrameTicker", "TickSchedule", "TickSink", "TickerStats"]
+__all__ = ["LATENESS_BUCKETS_MS", "FrameTicker", "TickSchedule", "TickSink", "TickerStats"]
+
+#: upper bounds of the tick lateness histogram, in milliseconds (the last bucket is +Inf)
+LATENESS_BUCKETS_MS = (0.25, 0.5, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 50, 100, 250, 1000)
 
 
 class TickSink(Protocol):
@@ -42,6 +48,9 @@ class TickerStats:
     reanchors: int = 0
     sink_errors: int = 0
     lateness_ms: deque[float] = field(default_factory=deque)  # the most recent values
+    #: ticks per lateness bucket since start-up (:data:`LATENESS_BUCKETS_MS`, then +Inf)
+    lateness_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENESS_BUCKETS_MS) + 1))
+    lateness_sum_ms: float = 0.0
 
 
 class TickSchedule:
@@ -133,5 +142,9 @@ class FrameTicker:
                 on_error(exc)
 
     def _record(self, late: float) -> None:
-        self.stats.ticks += 1
-        self.stats.lateness_ms.append(late * 1000.0)
+        stats = self.stats
+        late_ms = late * 1000.0
+        stats.ticks += 1
+        stats.lateness_ms.append(late_ms)
+        stats.lateness_counts[bisect.bisect_left(LATENESS_BUCKETS_MS, late_ms)] += 1
+        stats.lateness_sum_ms += late_ms

@@ -6,7 +6,9 @@ values (active calls by leg, media counters, jitter; the barge-in and per-turn l
 observed) are read from the calls at scrape time
 by a custom collector, and a call's final media counters are folded into running totals when
 it ends, so the ``*_total`` series never go backwards as calls come and go. The security
-event log's counts by kind (``rtbridge_security_events_total{kind}``) are read at scrape time.
+event log's counts by kind (``rtbridge_security_events_total{kind}``) are read at scrape time,
+and so is the frame ticker's lateness histogram (``rtbridge_tick_lateness_seconds``: how late
+the shared 20 ms clock woke, the pacing of every call's outgoing audio).
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from bridge.calls.end import UPSTREAM_FAILURES
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
+from bridge.calls.ticker import LATENESS_BUCKETS_MS
 from sip.keepalive import TrunkHealth
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -224,6 +232,20 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _tick_lateness(manager: CallManager) -> HistogramMetricFamily:
+    stats = manager.ticker.stats
+    cumulative, buckets = 0, []
+    for bound, count in zip((*LATENESS_BUCKETS_MS, None), stats.lateness_counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound is None else repr(bound / 1000.0), float(cumulative)))
+    return HistogramMetricFamily(
+        "rtbridge_tick_lateness_seconds",
+        "How late the shared 20 ms frame ticker woke (the pacing of outgoing call audio).",
+        buckets=buckets,
+        sum_value=stats.lateness_sum_ms / 1000.0,
+    )
+
+
 class _LiveCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
@@ -281,6 +303,7 @@ class _LiveCollector(Collector):
         )
         sb.add_metric([], dropped)
         yield sb
+        yield _tick_lateness(m.manager)
         rc = CounterMetricFamily(
             "rtbridge_upstream_reconnects", "Agent upstream sessions re-established mid-call."
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.calls.ticker import FrameTicker, TickSchedule
+from bridge.calls.ticker import LATENESS_BUCKETS_MS, FrameTicker, TickSchedule
 
 
 class Recorder:
@@ -57,3 +57,20 @@ def test_schedule_is_drift_free_and_reanchors_after_a_stall() -> None:
     assert grid.on_wake(woke) == woke
     assert grid.reanchors == 1
     assert grid.next_deadline() == woke + 0.020
+
+
+async def test_every_tick_is_counted_in_its_lateness_bucket() -> None:
+    ticker = FrameTicker(period=0.005)
+    ticker.start()
+    while ticker.stats.ticks < 10:
+        await asyncio.sleep(0.005)
+    await ticker.stop()
+    stats = ticker.stats
+    assert len(stats.lateness_counts) == len(LATENESS_BUCKETS_MS) + 1
+    assert sum(stats.lateness_counts) == stats.ticks
+    assert stats.lateness_sum_ms == sum(stats.lateness_ms)
+    # each tick sits in the first bucket whose bound is not below its lateness
+    recount = [0] * len(stats.lateness_counts)
+    for late in stats.lateness_ms:
+        recount[next((i for i, b in enumerate(LATENESS_BUCKETS_MS) if late <= b), -1)] += 1
+    assert recount == stats.lateness_counts

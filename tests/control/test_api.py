@@ -61,6 +61,8 @@ async def test_probes_and_the_openapi_document_are_open(control: Control) -> Non
         metrics = await anon.get("/metrics")
         assert metrics.status_code == 200
         assert "rtbridge_active_calls" in metrics.text
+        # the frame ticker's lateness, as a histogram (benchmarks diff two scrapes)
+        assert 'rtbridge_tick_lateness_seconds_bucket{le="+Inf"}' in metrics.text
         names = [line.split()[2] for line in metrics.text.splitlines() if line.startswith("# TYPE")]
         assert names and all(n.startswith("rtbridge_") for n in names), names
         assert (await anon.get("/openapi.json")).status_code == 200
