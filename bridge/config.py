@@ -114,7 +114,8 @@ class ServerSettings(_Section):
     server's own (behind a reverse proxy that rewrites Host); ``docs``: serve Swagger UI at
     ``/docs`` (off: it loads scripts from a CDN onto the cookie-authenticated origin);
     ``metrics_auth = "key"``: ``/metrics`` needs the server key or the key in
-    ``metrics_key_env`` (a scrape-only key for Prometheus).
+    ``metrics_key_env`` (a scrape-only key for Prometheus). ``event_loop``: uvloop when it is
+    installed (``auto``), always (``uvloop``), or never (``asyncio``): :mod:`bridge.event_loop`.
     """
 
     host: str = "127.0.0.1"
@@ -134,6 +135,7 @@ class ServerSettings(_Section):
     docs: bool = False
     metrics_auth: Literal["none", "key"] = "none"
     metrics_key_env: str | None = None
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @field_validator("allowed_origins")
     @classmethod

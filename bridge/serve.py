@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from bridge import event_loop
 from bridge.apikeys import resolve_server_key
 from bridge.app import create_app
 from bridge.config import Settings
@@ -48,7 +49,9 @@ def serve(
     supervisor (its plan, and the public HTTP socket it inherited)."""
     setup_logging(settings.server.log_level, settings.server.log_json)
     try:
-        return asyncio.run(_serve(settings, ice_hosts or [], worker, public_fd))
+        return event_loop.run(
+            _serve(settings, ice_hosts or [], worker, public_fd), settings.server.event_loop
+        )
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:  # the key file or the data directory cannot be trusted
@@ -162,6 +165,7 @@ async def _announce(
     lines = [
         (f"rtbridge worker {worker} " if worker else "rtbridge ")
         + f"listening on {http}://{host}:{port}",
+        f"  event loop: {event_loop.loop_name(asyncio.get_running_loop())}",
         f"  Realtime relay: {ws}://{host}:{port}/v1/realtime",
         *([f"  demo page: {http}://{host}:{port}/"] if settings.webrtc.demo else []),
         f"  ops dashboard: {http}://{host}:{port}/dashboard",

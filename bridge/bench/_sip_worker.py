@@ -5,10 +5,12 @@ call manager, SIP on an ephemeral UDP port of 127.0.0.1) in front of an agent ru
 another process, with the timing probe of :mod:`bridge.bench._probe` installed (not armed).
 
 Config keys: ``agent_url``, ``rtp_port_min``, ``rtp_port_max``, ``max_calls``, ``data_dir``,
-``stats_path``, and optionally ``tracemalloc`` (bool: trace allocations from start-up) and
-``sip`` (more ``[sip]`` settings: trunks, limits; ``rtbridge bench flood``).
+``stats_path``, and optionally ``tracemalloc`` (bool: trace allocations from start-up),
+``sip`` (more ``[sip]`` settings: trunks, limits; ``rtbridge bench flood``) and ``event_loop``
+(``server.event_loop``: ``auto`` by default, as ``rtbridge serve``).
 
-It prints one JSON line when ready (``{"sip_port": P, "ports": {...}, "pid": PID}``), then
+It prints one JSON line when ready (``{"sip_port": P, "ports": {...}, "pid": PID,
+"event_loop": "uvloop" | "asyncio"}``), then
 answers one JSON line per command read from stdin:
 
 * ``status``: live calls, RSS, open file descriptors, live asyncio tasks and threads;
@@ -46,6 +48,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from bridge import event_loop
 from bridge.bench import _probe
 from bridge.bench._proc import rss_kb
 from bridge.calls.end import EndReason
@@ -233,7 +236,11 @@ async def _run(config: dict[str, Any]) -> int:
     agent_url = config["agent_url"]
     settings = Settings.model_validate(
         {
-            "server": {"data_dir": config["data_dir"], "log_level": "warning"},
+            "server": {
+                "data_dir": config["data_dir"],
+                "log_level": "warning",
+                "event_loop": config.get("event_loop", "auto"),
+            },
             "upstream": {"url": agent_url},
             "profiles": {
                 "default": {"upstream": {"url": agent_url}, "record": config.get("record", "off")}
@@ -256,7 +263,14 @@ async def _run(config: dict[str, Any]) -> int:
         endpoint = rt.sip_leg.endpoint
         assert endpoint is not None
         worker = Worker(rt.manager, probe, endpoint)
-        _say({"sip_port": endpoint.ports["udp"], "ports": endpoint.ports, "pid": os.getpid()})
+        _say(
+            {
+                "sip_port": endpoint.ports["udp"],
+                "ports": endpoint.ports,
+                "pid": os.getpid(),
+                "event_loop": event_loop.loop_name(loop),
+            }
+        )
         reader = await _stdin_lines()
 
         async def commands() -> None:
@@ -281,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = json.loads(Path(args[0]).read_text())
     setup_logging("warning")
-    return asyncio.run(_run(config))
+    return event_loop.run(_run(config), config.get("event_loop", "auto"))
 
 
 if __name__ == "__main__":

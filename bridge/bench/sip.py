@@ -290,6 +290,7 @@ async def _case(
         "calls_requested": calls,
         "calls_up": up_in_window,
         "session_formats": formats_seen,
+        "event_loop": child.ready.get("event_loop") if child is not None else None,
         "pass_through_calls": traffic.get("pass_through_calls"),
         "cpu": rtbridge_cpu,
         "cpu_with_probe_armed": cpu_figures(lat_cpu["rtbridge"], lat_wall, up_in_window),

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bridge import event_loop
 from bridge.cluster.kamailio import dispatcher_list, kamailio_config
 from bridge.cluster.plan import WorkerPlan, plan_workers
 from bridge.config import Settings
@@ -78,9 +79,12 @@ def supervise(settings: Settings, workers: int, *, ice_hosts: list[str]) -> int:
         return 2
     sup = Supervisor(settings, plans, ice_hosts=ice_hosts)
     try:
-        return asyncio.run(sup.run())
+        return event_loop.run(sup.run(), settings.server.event_loop)
     except KeyboardInterrupt:
         return 0
+    except ConfigError as exc:
+        print(f"rtbridge: {exc}", file=sys.stderr)
+        return 2
 
 
 class Supervisor:
