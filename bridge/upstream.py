@@ -10,7 +10,9 @@ want the time (GPT-Live's responses end on a pause in the model's audio): :meth:
 ticks it at the deadline it asks for, on the monotonic clock.
 
 Sending is done by one writer task that drains a bounded queue, so callers never block on the
-socket:
+socket; but an audio append that finds the writer idle (nothing queued, the connection open
+and not pushing back) is framed and written at once, in the caller's synchronous step: the
+same bytes in the same order, without a task wake-up per 20 ms append:
 
 * control events (``send``/``send_frame``) wait for room: they are never dropped;
 * caller audio (``send_audio``) is dropped when the queue is full (the upstream is stalled) and
@@ -51,6 +53,7 @@ from bridge.errors import (
     UpstreamRejectedError,
 )
 from bridge.realtime import wire
+from bridge.realtime.client_frames import MaskKeys, text_frame
 from bridge.realtime.dialects import Routed, UpstreamTranslator, upstream_translator
 from media.clock import Clock, SystemClock
 
@@ -68,43 +71,51 @@ _BATCH = 64
 
 
 class _FastWriter:
-    """``ws.send()`` without its per-message ``async with send_context()``.
+    """``ws.send()`` without its per-message ``async with send_context()``, nor websockets'
+    per-frame objects and system call for a masking key.
 
-    While the connection is OPEN and its transport is neither closing nor paused (no
-    back-pressure), ``send()`` does only synchronous work: frame the text
-    (``protocol.send_text``) and write what the protocol has to send (``send_data``). Doing
-    that directly saves most of the per-append cost, and frames queued together go out in
-    one transport write. Anything else (closing, back-pressure, errors) takes the ordinary
-    ``await ws.send()`` path, which waits and raises as documented. If the websockets version
-    lacks these attributes, the fast path is simply not used.
+    While the connection is OPEN, its transport neither closing nor paused (no back-pressure)
+    and websockets has nothing of its own waiting to be written or a fragmented message under
+    way, a text frame is built here (:mod:`bridge.realtime.client_frames`) and written to the
+    transport directly; frames queued together go out in one transport write. Anything else
+    (closing, back-pressure, errors) takes the ordinary ``await ws.send()`` path, which waits
+    and raises as documented. If the websockets version lacks these attributes, the fast path
+    is simply not used.
     """
 
-    __slots__ = ("_protocol", "_ws")
+    __slots__ = ("_masks", "_protocol", "_ws")
 
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._protocol = ws.protocol
+        self._masks = MaskKeys()
 
     @classmethod
     def attach(cls, ws: ClientConnection) -> _FastWriter | None:
-        needed = ("protocol", "send_data", "paused", "transport")
-        if all(hasattr(ws, a) for a in needed) and hasattr(ws.protocol, "send_text"):
+        needed = ("protocol", "paused", "transport")
+        protocol_needs = ("state", "writes", "expect_continuation_frame")
+        if all(hasattr(ws, a) for a in needed) and all(
+            hasattr(ws.protocol, a) for a in protocol_needs
+        ):
             return cls(ws)
         return None
 
     def ready(self) -> bool:
-        ws = self._ws
+        ws, protocol = self._ws, self._protocol
         return (
-            self._protocol.state is State.OPEN
+            protocol.state is State.OPEN
+            and not protocol.writes
+            and not protocol.expect_continuation_frame
             and not getattr(ws, "paused", True)
             and not ws.transport.is_closing()
         )
 
     def write(self, frames: list[str]) -> None:
-        send_text = self._protocol.send_text
-        for frame in frames:
-            send_text(frame.encode())
-        self._ws.send_data()
+        masks = self._masks
+        if len(frames) == 1:
+            self._ws.transport.write(text_frame(frames[0].encode(), masks.next()))
+            return
+        self._ws.transport.write(b"".join(text_frame(f.encode(), masks.next()) for f in frames))
 
 
 @dataclass(slots=True)
@@ -195,6 +206,9 @@ class UpstreamSession:
         self._reader: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._fast: _FastWriter | None = None
+        #: the writer task waits for the queue (nothing it took is still being written)
+        self._writer_idle = False
         self._write_error: BaseException | None = None
         self.stats = UpstreamStats()
         # `rtbridge bench sip` times each audio append; None (nothing wrapped) otherwise
@@ -250,6 +264,7 @@ class UpstreamSession:
             raise UpstreamConnectError(
                 f"cannot connect to upstream {self.url}: {exc or type(exc).__name__}"
             ) from exc
+        self._fast = _FastWriter.attach(self._ws)
         self._writer = asyncio.create_task(self._write_loop(), name=f"upstream-writer {self.url}")
         if not self._translator.passthrough:
             self._route(self._translator.opening())
@@ -319,6 +334,9 @@ class UpstreamSession:
             frames = [wire.append_frame(audio)]
         else:
             frames = self._route(self._translator.append_audio(audio))
+        fast = self._fast
+        if self._writer_idle and fast is not None and self._queue.empty() and fast.ready():
+            return self._write_now(fast, frames)
         try:
             for frame in frames:
                 self._queue.put_nowait(frame)
@@ -328,15 +346,41 @@ class UpstreamSession:
         self.stats.audio_appends += 1
         return True
 
+    def _write_now(self, fast: _FastWriter, frames: list[str]) -> bool:
+        """Write an append's frames from the caller's step (the writer is idle: order holds)."""
+        try:
+            fast.write(frames)
+        except Exception as exc:
+            self._writer_failed(exc)
+            self.stats.audio_dropped += 1
+            return False
+        self.stats.frames_sent += len(frames)
+        self.stats.audio_appends += 1
+        pending, probe = self._probe_pending, _probe.ACTIVE
+        if pending is not None and probe is not None:
+            for frame in frames:
+                probe.sent(pending, frame)
+        return True
+
+    def _writer_failed(self, exc: BaseException) -> None:
+        self._write_error = exc
+        if not isinstance(exc, ConnectionClosed):
+            log.warning("upstream writer stopped: %s", exc)
+            self.abort()  # the reader must notice too: it is what reconnects
+
     async def _write_loop(self) -> None:
         assert self._ws is not None
         ws = self._ws
         queue = self._queue
         probe, pending = _probe.ACTIVE, self._probe_pending
-        fast = _FastWriter.attach(ws)
+        fast = self._fast
         try:
             while True:
-                batch = [await queue.get()]
+                self._writer_idle = True
+                try:
+                    batch = [await queue.get()]
+                finally:
+                    self._writer_idle = False
                 while len(batch) < _BATCH and not queue.empty():
                     batch.append(queue.get_nowait())
                 closing = batch[-1] is _CLOSE
@@ -352,12 +396,8 @@ class UpstreamSession:
                         probe.sent(pending, frame)
                 if closing:
                     return
-        except ConnectionClosed as exc:
-            self._write_error = exc
         except Exception as exc:
-            self._write_error = exc
-            log.warning("upstream writer stopped: %s", exc)
-            self.abort()  # the reader must notice too: it is what reconnects
+            self._writer_failed(exc)
 
     # -- receiving -----------------------------------------------------------------------
 

@@ -535,10 +535,33 @@ class RtpSendState:
         pkt = RtpPacket(
             payload_type, self.next_sequence, timestamp & 0xFFFFFFFF, self.ssrc, payload, marker
         )
+        self._count(pkt.timestamp, len(payload), now)
+        return pkt
+
+    def encode(
+        self,
+        payload_type: int,
+        timestamp: int,
+        payload: bytes,
+        *,
+        marker: bool = False,
+        now: float | None = None,
+    ) -> bytes:
+        """The next packet of the stream as the bytes :meth:`packet` would give, without the
+        packet object: the per-frame send path (one header pack and one join per frame)."""
+        if not 0 <= payload_type <= 127:
+            raise RtpError("field", f"payload type {payload_type} is not 7-bit")
+        timestamp &= 0xFFFFFFFF
+        header = _header_pack(
+            0x80, (0x80 if marker else 0) | payload_type, self.next_sequence, timestamp, self.ssrc
+        )
+        self._count(timestamp, len(payload), now)
+        return header + payload
+
+    def _count(self, timestamp: int, octets: int, now: float | None) -> None:
         self.next_sequence = (self.next_sequence + 1) & 0xFFFF
         self.packets_sent += 1
-        self.octets_sent += len(payload)
-        self.last_timestamp = pkt.timestamp
+        self.octets_sent += octets
+        self.last_timestamp = timestamp
         if now is not None:
             self.last_sent_at = now
-        return pkt

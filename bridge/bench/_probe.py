@@ -15,8 +15,9 @@ What is measured (microseconds unless named ``_ms``; durations on ``time.monoton
 * ``in_to_enqueue_us``: ``SipMedia.on_rtp`` -> its ``input_audio_buffer.append`` enqueued for
   the upstream writer (``UpstreamSession.send_audio``): reorder window, re-cut,
   decode/resample when transcoding, base64 and the append template;
-* ``enqueue_to_sent_us``: enqueued -> ``ws.send`` returned in the upstream writer task, i.e.
-  the frame was handed to the socket (the wait for the writer task to be scheduled is here);
+* ``enqueue_to_sent_us``: enqueued -> the frame was handed to the socket: by the upstream
+  writer task (the wait for it to be scheduled is here), or at once within ``send_audio`` when
+  that task was idle;
 * ``in_to_sent_us``: kernel receive -> handed to the upstream socket, per append: the sum of
   the three above, the added latency of the caller -> agent direction. Appends made on a tick
   (a frame released by the reorder timer, a concealed loss) have no packet and count only in
@@ -204,13 +205,18 @@ class LatencyProbe:
     def timed_send_audio(
         self, send_audio: Callable[[bytes], bool], pending: deque[Pending]
     ) -> Callable[[bytes], bool]:
-        """Wrap ``UpstreamSession.send_audio``: remember (arrival, enqueued) per append queued."""
+        """Wrap ``UpstreamSession.send_audio``: remember (arrival, enqueued) per append queued
+        (before the call: an idle writer sends it within it)."""
 
         def wrapped(audio: bytes) -> bool:
-            t = time.monotonic()
-            ok = send_audio(audio)
-            if ok:
-                pending.append((self.arrival, t))
+            pending.append((self.arrival, time.monotonic()))
+            try:
+                ok = send_audio(audio)
+            except BaseException:
+                pending.pop()
+                raise
+            if not ok:
+                pending.pop()
             return ok
 
         return wrapped

@@ -236,11 +236,12 @@ class SipMedia:
             for tone in dtmf_out.tick(now):
                 if self._send_rtp(bytes(tone)):
                     self.stats.rtp_out += 1
-        encode = self.agent.encode
-        for frame in self.agent.tick(deadline, now):
-            if tones:  # RFC 4733 §2.5.1.2: no audio packets while an event is being sent
-                continue
-            pkt = self.send_state.packet(
+        frames = self.agent.tick(deadline, now)
+        if tones or not frames:  # RFC 4733 §2.5.1.2: no audio packets while an event is sent
+            return
+        encode, packet, send = self.agent.encode, self.send_state.encode, self._send_rtp
+        for frame in frames:
+            data = packet(
                 self.payload_type,
                 clock.timestamp(frame.deadline),
                 encode(frame),
@@ -248,5 +249,5 @@ class SipMedia:
                 now=now,
             )
             self._first_packet = False
-            if self._send_rtp(bytes(pkt)):
+            if send(data):
                 self.stats.rtp_out += 1

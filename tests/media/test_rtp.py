@@ -257,3 +257,23 @@ def test_send_state_and_media_clock() -> None:
 def test_header_is_built_with_struct_layout() -> None:
     p = RtpPacket(8, 1, 2, 3, b"x")
     assert struct.unpack("!BBHII", bytes(p)[:12]) == (0x80, 8, 1, 2, 3)
+
+
+@given(
+    st.integers(0, 127),
+    st.integers(0, 0xFFFF),
+    st.integers(-(1 << 40), 1 << 40),
+    st.binary(max_size=200),
+    st.booleans(),
+)
+def test_encoded_packets_are_the_packets_bytes(
+    pt: int, first: int, ts: int, payload: bytes, marker: bool
+) -> None:
+    built, encoded = (RtpSendState(0x1234, first_sequence=first) for _ in range(2))
+    for n in range(3):  # the sequence number moves on the same way, across its wrap
+        pkt = built.packet(pt, ts + n, payload, marker=marker, now=float(n))
+        assert encoded.encode(pt, ts + n, payload, marker=marker, now=float(n)) == bytes(pkt)
+    counters = ("next_sequence", "packets_sent", "octets_sent", "last_timestamp", "last_sent_at")
+    assert [getattr(built, k) for k in counters] == [getattr(encoded, k) for k in counters]
+    with pytest.raises(RtpError, match="payload type"):
+        encoded.encode(128, 0, b"")
