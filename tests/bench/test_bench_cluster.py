@@ -73,6 +73,7 @@ def test_bench_cluster_runs_one_and_two_workers_side_by_side() -> None:
         _cpu(kamailio)
         assert kamailio["whole_run_cpu_ms_per_call"] > 0  # it routed every INVITE and BYE
         assert all(_number(v) for v in run["context_cpu_pct_of_core"].values())
+        assert run["context_cpu_pct_of_core"]["agent"] > 0  # the calls reached the agent
     comparison = result["comparison"]
     assert _number(comparison["cpu_per_call_2_over_1"])
     assert comparison["balance_2_workers"] == result["workers_2"]["balance"]
