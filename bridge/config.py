@@ -114,8 +114,9 @@ class ServerSettings(_Section):
     server's own (behind a reverse proxy that rewrites Host); ``docs``: serve Swagger UI at
     ``/docs`` (off: it loads scripts from a CDN onto the cookie-authenticated origin);
     ``metrics_auth = "key"``: ``/metrics`` needs the server key or the key in
-    ``metrics_key_env`` (a scrape-only key for Prometheus). ``event_loop``: uvloop when it is
-    installed (``auto``), always (``uvloop``), or never (``asyncio``): :mod:`bridge.event_loop`.
+    ``metrics_key_env`` (a scrape-only key for Prometheus). ``event_loop``: the standard
+    library's loop (``asyncio``, the default), uvloop when it is installed (``auto``), or always
+    (``uvloop``): :mod:`bridge.event_loop` says why asyncio is the default.
     """
 
     host: str = "127.0.0.1"
@@ -135,7 +136,7 @@ class ServerSettings(_Section):
     docs: bool = False
     metrics_auth: Literal["none", "key"] = "none"
     metrics_key_env: str | None = None
-    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "asyncio"
 
     @field_validator("allowed_origins")
     @classmethod

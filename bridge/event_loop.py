@@ -3,8 +3,13 @@
 uvloop (libuv, installed with ``uvicorn[standard]``) does the loop's own work (readiness,
 callbacks, UDP receive and send) in C: per datagram it costs a fraction of the default loop's
 Python (issue 17 measured the bare UDP relay of ``rtbridge bench sip`` at a third). ``auto``
-(the default) takes it when it imports, else the default loop; ``uvloop`` insists (the
-process refuses to start without it); ``asyncio`` keeps the standard library's loop.
+takes it when it imports, else the default loop; ``uvloop`` insists (the process refuses to
+start without it); ``asyncio``, the default, keeps the standard library's loop.
+
+Why not uvloop by default: at 100 transcoding calls on an overloaded machine, uvloop starved
+the frame ticker (350-550 of 1,000 ticks fired, RTP sent 0.50-0.65 of what was due, p99 tick
+lateness over 350 ms) where the standard loop fired 835 and kept p99 near 40 ms; pass-through
+calls cost about 10% less CPU on uvloop. Until the starvation is understood, paced audio wins.
 ``rtbridge serve``, its supervisor and workers, and the SIP benchmark's rtbridge process all
 start their loop here.
 """

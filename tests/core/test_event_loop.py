@@ -1,5 +1,6 @@
-"""``[server] event_loop``: ``rtbridge serve`` runs on the loop the setting names (uvloop by
-default when installed), and asking for uvloop where it is missing is a clear error."""
+"""``[server] event_loop``: ``rtbridge serve`` runs on the loop the setting names (the standard
+library's by default, uvloop for ``auto`` when installed), and asking for uvloop where it is
+missing is a clear error."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ async def _serve_loop(tmp_path: Path, setting: str | None) -> str:
 
 
 @pytest.mark.parametrize(
-    ("setting", "expected"), [(None, "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+    ("setting", "expected"),
+    [(None, "asyncio"), ("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")],
 )
 async def test_serve_runs_on_the_loop_the_setting_names(
     tmp_path: Path, setting: str | None, expected: str
