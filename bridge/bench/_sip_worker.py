@@ -7,7 +7,7 @@ another process, with the timing probe of :mod:`bridge.bench._probe` installed (
 Config keys: ``agent_url``, ``rtp_port_min``, ``rtp_port_max``, ``max_calls``, ``data_dir``,
 ``stats_path``, and optionally ``tracemalloc`` (bool: trace allocations from start-up),
 ``sip`` (more ``[sip]`` settings: trunks, limits; ``rtbridge bench flood``) and ``event_loop``
-(``server.event_loop``: ``auto`` by default, as ``rtbridge serve``).
+(``server.event_loop``: its default unless given, as ``rtbridge serve``).
 
 It prints one JSON line when ready (``{"sip_port": P, "ports": {...}, "pid": PID,
 "event_loop": "uvloop" | "asyncio"}``), then
@@ -53,7 +53,7 @@ from bridge.bench import _probe
 from bridge.bench._proc import rss_kb
 from bridge.calls.end import EndReason
 from bridge.calls.manager import CallManager
-from bridge.config import Settings
+from bridge.config import ServerSettings, Settings
 from bridge.logs import setup_logging
 from bridge.runtime import start_runtime
 from sip.driver import SipEndpoint
@@ -239,7 +239,7 @@ async def _run(config: dict[str, Any]) -> int:
             "server": {
                 "data_dir": config["data_dir"],
                 "log_level": "warning",
-                "event_loop": config.get("event_loop", "auto"),
+                "event_loop": config.get("event_loop", ServerSettings().event_loop),
             },
             "upstream": {"url": agent_url},
             "profiles": {
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = json.loads(Path(args[0]).read_text())
     setup_logging("warning")
-    return event_loop.run(_run(config), config.get("event_loop", "auto"))
+    return event_loop.run(_run(config), config.get("event_loop", ServerSettings().event_loop))
 
 
 if __name__ == "__main__":
