@@ -270,6 +270,7 @@ class CallStore:
                     except queue.Empty:
                         break
                 stop = prune = False
+                executed = 0
                 with backend.transaction(db):
                     for stmt in batch:
                         if stmt is _STOP:
@@ -281,7 +282,10 @@ class CallStore:
                         else:
                             sql, params = cast(tuple[str, tuple[Any, ...]], stmt)
                             backend.execute(db, sql, params)
-                            self._written += 1
+                            executed += 1
+                # counted once committed: a reader that finds every write counted reads
+                # without waiting, so a count taken before the commit let it miss them
+                self._written += executed
                 if prune:
                     self._prune(db)
                 for stmt in batch:

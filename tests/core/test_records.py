@@ -367,3 +367,31 @@ def test_ended_call_search_walks_an_index(tmp_path: Path, monkeypatch: pytest.Mo
         db.close()
         assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, (query, plan)
     store.close()
+
+
+def test_a_write_counts_as_written_only_once_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that finds every queued write counted reads at once (read-your-writes without
+    waiting); so the writer may count a write only after its transaction commits, or a read
+    racing the commit misses rows the caller wrote before it (seen in CI as an empty search)."""
+    import contextlib
+    from typing import Any
+
+    store = CallStore(tmp_path / "calls.db")
+    seen_in_transaction: list[int] = []
+    transaction = store._backend.transaction
+
+    @contextlib.contextmanager
+    def watched(db: Any) -> Iterator[Any]:
+        before = store._written
+        with transaction(db) as t:
+            yield t
+            seen_in_transaction.append(store._written - before)  # still uncommitted here
+
+    monkeypatch.setattr(store._backend, "transaction", watched)
+    store.call_offered("c1", direction="inbound", leg="sip", offered_at=1.0)
+    store.flush()
+    assert seen_in_transaction and all(n == 0 for n in seen_in_transaction)
+    assert store._written == 1 and store.get_call("c1") is not None
+    store.close()
