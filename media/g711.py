@@ -14,6 +14,11 @@ A 160-sample (20 ms at 8 kHz) frame costs about a microsecond either way.
 
 Samples are mono ``int16`` at 8 kHz; one byte per sample, so a frame's payload length equals its
 sample count. Multi-dimensional arrays are encoded in C order.
+
+A call whose two sides speak the two laws (a trunk that moves from PCMU to PCMA mid-call while
+the agent session stays u-law) converts code to code through a 256-byte ``bytes.translate``
+table (:data:`ULAW_TO_ALAW`, :data:`ALAW_TO_ULAW`): decode one law, encode the other, done once
+here, so the media path pays one C call per frame and no numpy.
 """
 
 from __future__ import annotations
@@ -21,7 +26,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["alaw_decode", "alaw_encode", "ulaw_decode", "ulaw_encode"]
+__all__ = [
+    "ALAW_TO_ULAW",
+    "ULAW_TO_ALAW",
+    "alaw_decode",
+    "alaw_encode",
+    "ulaw_decode",
+    "ulaw_encode",
+]
 
 # Segment end points (inclusive upper bound of each of the 8 segments), G.711 tables 1 and 2.
 _SEG_UEND = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF], dtype=np.int32)
@@ -119,3 +131,10 @@ def ulaw_decode(data: bytes | bytearray | memoryview) -> NDArray[np.int16]:
 def alaw_decode(data: bytes | bytearray | memoryview) -> NDArray[np.int16]:
     """Decode A-law bytes (``bytes``, ``bytearray`` or ``memoryview``) to a new int16 array."""
     return _ALAW_DECODE.take(np.frombuffer(data, dtype=np.uint8))
+
+
+_CODES = np.arange(256, dtype=np.uint8).tobytes()
+#: ``payload.translate(ULAW_TO_ALAW)``: each u-law code as the A-law code of its level.
+ULAW_TO_ALAW: bytes = alaw_encode(ulaw_decode(_CODES))
+#: ``payload.translate(ALAW_TO_ULAW)``: each A-law code as the u-law code of its level.
+ALAW_TO_ULAW: bytes = ulaw_encode(alaw_decode(_CODES))

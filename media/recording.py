@@ -48,7 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from media.playout import Frame, PlayoutEncoding, PlayoutFormat
-from media.resample import Resampler
+from media.resample import SUPPORTED_RATES, Resampler
 
 __all__ = [
     "BLOCK_FRAMES",
@@ -75,6 +75,7 @@ BLOCK_FRAMES: Final = 12
 #: What the mixer holds at most, in frames (well above lag + ahead + block).
 _CAPACITY_FRAMES: Final = 64
 _RATES: Final = frozenset({8000, 16000, 24000})
+_VIA: Final = 24000
 
 
 class RecordingMode(enum.StrEnum):
@@ -103,12 +104,34 @@ class MixerStats:
         self.samples_out = 0
 
 
+class _ViaAgentRate:
+    """Two resamplers in a row, through 24 kHz: a pair :mod:`media.resample` has no filter
+    for (16 kHz frames into an 8 kHz recording after a codec change)."""
+
+    __slots__ = ("_first", "_second")
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        self._first = Resampler(rate_in, _VIA)
+        self._second = Resampler(_VIA, rate_out)
+
+    def process(self, pcm: NDArray[np.int16]) -> NDArray[np.int16]:
+        return self._second.process(self._first.process(pcm))
+
+
+def _resampler(rate_in: int, rate_out: int) -> Resampler | _ViaAgentRate | None:
+    if rate_in == rate_out:
+        return None
+    if (rate_in, rate_out) in SUPPORTED_RATES:
+        return Resampler(rate_in, rate_out)
+    return _ViaAgentRate(rate_in, rate_out)
+
+
 class _Channel:
     """One direction's samples on the timeline, from ``base`` (absolute sample index) on."""
 
     __slots__ = ("cursor", "resampler")
 
-    def __init__(self, resampler: Resampler | None) -> None:
+    def __init__(self, resampler: Resampler | _ViaAgentRate | None) -> None:
         self.cursor: int | None = None
         self.resampler = resampler
 
@@ -135,12 +158,8 @@ class RecordingMixer:
         self.paused = False
         self._caller_encoding = caller
         self._agent_encoding = agent.encoding
-        self._caller = _Channel(
-            Resampler(caller_rate, self.rate) if caller_rate != self.rate else None
-        )
-        self._agent = _Channel(
-            Resampler(agent.sample_rate, self.rate) if agent.sample_rate != self.rate else None
-        )
+        self._caller = _Channel(_resampler(caller_rate, self.rate))
+        self._agent = _Channel(_resampler(agent.sample_rate, self.rate))
         self._buf = np.zeros((2, _CAPACITY_FRAMES * self.frame_samples), dtype=np.int16)
         self._base = 0  # absolute sample index of self._buf[:, 0]
         self._origin: float | None = None
@@ -149,6 +168,12 @@ class RecordingMixer:
     def origin(self) -> float | None:
         """The frame clock's deadline of sample 0 (None before the first tick)."""
         return self._origin
+
+    def agent_format(self, agent: PlayoutFormat) -> None:
+        """The agent's frames come in ``agent`` from now on (a codec change mid-call rebuilt
+        the agent path); the recording goes on at its own rate."""
+        self._agent_encoding = agent.encoding
+        self._agent.resampler = _resampler(agent.sample_rate, self.rate)
 
     # -- input ---------------------------------------------------------------------------
 

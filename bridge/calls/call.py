@@ -31,6 +31,8 @@ from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
 from bridge.security import SecurityKind, SecurityLog
 from media.clock import Clock
+from media.codecs import codec_for
+from media.codecs.base import UnsupportedCodecError
 from media.dtmf import DtmfDigit
 from media.srtp import SrtpSession
 from sip.driver import SipCall
@@ -44,7 +46,7 @@ from sip.events import (
     ReferReceived,
     RemoteSdpChanged,
 )
-from sip.offer_answer import is_hold, parse_answer, read_answer, remote_endpoint
+from sip.offer_answer import Negotiated, is_hold, parse_answer, read_answer, remote_endpoint
 from sip.sdp import SdpError, SessionDescription
 
 __all__ = ["Call", "CallInfo"]
@@ -207,7 +209,7 @@ class Call(CallScope):
             case RemoteSdpChanged(sdp=sdp, local_sdp=local, remote_offered=offered):
                 self._remote_sdp(sdp)
                 if local:
-                    self._rekey(sdp, local, offered)
+                    self._renegotiated(sdp, local, offered)
 
     def _set_hold(self, on_hold: bool) -> None:
         now = self.clock.now()
@@ -229,21 +231,56 @@ class Call(CallScope):
                 self.spawn("media address", self._move_media(target.address, target.port))
         self._set_hold(is_hold(desc))
 
-    def _rekey(self, remote: bytes, local: bytes, remote_offered: bool) -> None:
-        """A settled re-offer may change the SRTP keys (RFC 4568 §7.1.4) or drop SRTP: the
-        endpoint follows; the same keys keep the running session."""
+    def _renegotiated(self, remote: bytes, local: bytes, remote_offered: bool) -> None:
+        """A settled re-offer may change the codec or its payload types (RFC 3264 §8.3.2) and
+        the SRTP keys (RFC 4568 §7.1.4) or drop SRTP: the media path and the endpoint follow;
+        the same keys keep the running session."""
         try:
             theirs = SessionDescription.parse(remote.decode("utf-8", "replace"))
             ours = SessionDescription.parse(local.decode("utf-8", "replace"))
             neg = read_answer(theirs, ours) if remote_offered else parse_answer(ours, theirs)
         except SdpError:
             return
+        self._recodec(neg)
         keys, current = neg.srtp, self.endpoint.srtp
         if keys is None:
             self.endpoint.srtp = None
         elif current is None or not current.uses(keys.suite, keys.local, keys.remote):
             self.endpoint.srtp = SrtpSession(keys.suite, keys.local, keys.remote)
             self.store.log_event(self.id, "srtp.rekeyed", {"suite": keys.suite})
+
+    def _recodec(self, neg: Negotiated) -> None:
+        media, codec = self.media, neg.codec
+        te = neg.telephone_event.payload_type if neg.telephone_event is not None else None
+        same = codec.name.upper() == media.codec.name.upper()
+        if same and (codec.payload_type, te) == (media.payload_type, media.dtmf_payload_type):
+            return
+        try:
+            new = codec_for(codec.name, codec.clock_rate, codec.channels)
+        except UnsupportedCodecError as exc:  # configured, but its library is missing here
+            self.store.log_event(self.id, "media.codec_unsupported", {"error": str(exc)})
+            return
+        keeps = media.keeps_playout(new)
+        interrupted = not keeps and media.playing()
+        if not keeps:  # what is buffered cannot be played in the new codec
+            self.control.barge_in(cancel=True)
+        before = media.codec.name
+        media.change_codec(new, payload_type=codec.payload_type, dtmf_payload_type=te)
+        if self.recording is not None:
+            self.recording.mixer.agent_format(media.playout.format)
+        self.info.codec = codec.name
+        self.store.update_call(self.id, codec=codec.name)
+        self.store.log_event(
+            self.id,
+            "media.codec_changed",
+            {
+                "from": before,
+                "to": codec.name,
+                "payload_type": codec.payload_type,
+                "pass_through": media.pass_through,
+                "agent_interrupted": interrupted,
+            },
+        )
 
     async def _move_media(self, host: str, port: int) -> None:
         """A re-INVITE named a hostname: resolved once, off the media path; if it cannot be

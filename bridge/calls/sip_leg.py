@@ -40,7 +40,7 @@ from bridge.calls.identity import identity, render
 from bridge.calls.info import CallInfo
 from bridge.calls.manager import CallManager, SetupSlot
 from bridge.calls.rtp_endpoint import RtpEndpoint
-from bridge.calls.sip_media import SipMedia, pass_through_format
+from bridge.calls.sip_media import SipMedia, carried_codecs, carries, pass_through_format
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile, SessionFormat
 from bridge.destinations import Purpose
@@ -102,9 +102,19 @@ def outbound_outcome(status: int | None, reason: str) -> EndReason:
 
 
 def _session_format(profile: AgentProfile, codec_name: str) -> AudioFormat:
+    """``auto``: the trunk's G.711 when it speaks one, else PCM16. A G.711 format the profile
+    names is kept for either law (translated code by code), PCM16 for any other codec."""
     if profile.session_format is SessionFormat.AUTO:
         return pass_through_format(codec_name) or AudioFormat.PCM16
-    return AudioFormat(profile.session_format.value)
+    named = AudioFormat(profile.session_format.value)
+    return named if carries(named, codec_name) else AudioFormat.PCM16
+
+
+def _midcall(prefs: MediaPrefs, agent: AgentSession) -> MediaPrefs:
+    """What the SIP core answers re-offers with once the call runs: the codec in use first
+    (the core keeps it while an offer has it), then any configured codec the agent session
+    can carry, so a carrier's codec change is followed rather than refused (RFC 3264 §8.3.2)."""
+    return replace(prefs, codecs=carried_codecs(agent.format, prefs.codecs))
 
 
 async def _open_unless_gone(agent: AgentSession, sip_call: SipCall) -> bool:
@@ -413,8 +423,7 @@ class SipLeg:
                 await asyncio.sleep(profile.early_media_s)
                 if sip_call.ended is not None:
                     return None
-            # the media path keeps the codec it starts with: a re-offer without it gets 488
-            return Answer(str(answer.sdp).encode(), replace(prefs, codecs=(codec_name,)))
+            return Answer(str(answer.sdp).encode(), _midcall(prefs, agent))
         except Exception:
             log.exception("call %s: set-up failed", call_id)
             return fail(500, EndReason.INTERNAL_ERROR, "set-up failed", "Server Internal Error")
@@ -484,7 +493,7 @@ class SipLeg:
             remote=remote,
             early=[event, *later],
         )
-        sip_call.set_media(replace(prefs, codecs=(neg.codec.name,)))
+        sip_call.set_media(_midcall(prefs, agent))
         return True
 
     def _encryption(self, trunk: str | None) -> Encryption:
@@ -797,6 +806,6 @@ class SipLeg:
             remote=remote,
             early=d.later,
         )
-        sip_call.set_media(replace(d.prefs, codecs=(neg.codec.name,)))
+        sip_call.set_media(_midcall(d.prefs, agent))
         future.set_result(OutboundResult(call_id, "answered", 200))
         return True

@@ -4,11 +4,18 @@ The audio work itself is the two pipelines every leg shares (``media/``): caller
 through a :class:`~media.caller_path.CallerPath` (one-frame reorder window, then pass-through
 or decode + resample + re-cut, concealment of lost frames) to the agent, and agent audio
 through an :class:`~media.agent_path.AgentPath` (playout buffer, resample, encode) back. This
-module is what is SIP about it, chosen once per call from the negotiated codec and the agent
-session's format:
+module is what is SIP about it, chosen from the negotiated codec and the agent session's format
+when the call starts, and again when a re-offer changes the codec (:meth:`SipMedia.change_codec`):
 
 * **pass-through** when the trunk speaks PCMU/PCMA and the agent takes the same G.711: bytes go
-  both ways untouched. Otherwise **transcoding** to and from PCM16 24 kHz.
+  both ways untouched; when the agent takes the other law, each byte is translated code to code
+  (:data:`media.g711.ULAW_TO_ALAW`), still no decoding. Otherwise **transcoding** to and from
+  PCM16 24 kHz. A G.711 session carries no other codec (:func:`carries`): the re-offers a call
+  accepts are limited to what its session carries (:func:`carried_codecs`).
+* A codec change mid-call (RFC 3264 §8.3.2) keeps the SSRC and sequence, continues the
+  timestamps at the new clock rate, and keeps the agent audio already buffered when the playout
+  format allows (between the G.711 laws); otherwise the call interrupts the agent first
+  (:meth:`SipMedia.keeps_playout`), so the conversation holds what the caller heard.
 * Caller RTP: packets of a payload type we did not negotiate are counted and dropped; RFC 4733
   telephone-events (any SSRC) become DTMF digits; on hold the caller's audio does not go
   upstream. RTCP (RFC 3550 §6): receiver statistics of the caller's stream, SR/RR every ~5 s,
@@ -29,8 +36,8 @@ Synchronous and clock-free: the call feeds it packets and ticks; nothing here aw
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 from bridge.bench import _probe
 from bridge.realtime.formats import AudioFormat
@@ -39,20 +46,39 @@ from media.caller_path import FRAME_MS, CallerPath, CallerStats
 from media.clock import WallClock
 from media.codecs.base import AudioCodec
 from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
+from media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
 from media.level import leg_levels
 from media.playout import ClearResult, PlaybackEvent, PlayoutEncoding
 from media.rtcp import RtcpError, RtcpReporter
 from media.rtp import ReceiverStats, RtpClock, RtpPacket, RtpSendState
 
-__all__ = ["MediaStats", "SipMedia", "pass_through_format"]
+__all__ = ["MediaStats", "SipMedia", "carried_codecs", "carries", "pass_through_format"]
 
 _PASS_THROUGH = {"PCMU": AudioFormat.PCMU, "PCMA": AudioFormat.PCMA}
 _G711 = {"PCMU": PlayoutEncoding.PCMU, "PCMA": PlayoutEncoding.PCMA}
+_SESSION_G711 = {AudioFormat.PCMU: PlayoutEncoding.PCMU, AudioFormat.PCMA: PlayoutEncoding.PCMA}
+#: (from, to): the code-to-code table between the two G.711 laws
+_LAW = {
+    (PlayoutEncoding.PCMU, PlayoutEncoding.PCMA): ULAW_TO_ALAW,
+    (PlayoutEncoding.PCMA, PlayoutEncoding.PCMU): ALAW_TO_ULAW,
+}
 
 
 def pass_through_format(codec_name: str) -> AudioFormat | None:
     """The agent format that lets this trunk codec pass untouched (None: must transcode)."""
     return _PASS_THROUGH.get(codec_name.upper())
+
+
+def carries(session_format: AudioFormat, codec_name: str) -> bool:
+    """Whether an agent session in ``session_format`` can carry a trunk codec: PCM16 any
+    (transcoding), G.711 either law (the other one translated code by code), nothing else."""
+    return session_format is AudioFormat.PCM16 or codec_name.upper() in _G711
+
+
+def carried_codecs(session_format: AudioFormat, codecs: Iterable[str]) -> tuple[str, ...]:
+    """The configured ``codecs`` a call whose session is in ``session_format`` may move to in
+    a re-offer (the SIP core answers with the first of them the offer has)."""
+    return tuple(c for c in codecs if carries(session_format, c))
 
 
 @dataclass(slots=True)
@@ -84,32 +110,22 @@ class SipMedia:
         rng: random.Random | None = None,
         proven: bool = True,
     ) -> None:
+        if not carries(session_format, codec.name):
+            raise ValueError(f"a {session_format.value} agent session cannot carry {codec.name}")
         self.codec = codec
         #: the peer is there (ACK or RTP): until then nothing is sent to it
         self.proven = proven
         self.payload_type = payload_type
         self.dtmf_payload_type = dtmf_payload_type
         self.session_format = session_format
-        self.pass_through = pass_through_format(codec.name) is session_format
         self._send_rtp = send_rtp
+        self._to_agent = to_agent
         self._on_dtmf = on_dtmf
         self.stats = MediaStats()
-
-        g711 = _G711.get(codec.name.upper())
-        if self.pass_through:
-            assert g711 is not None
-            self.caller = CallerPath.pass_through(g711, to_agent, stats=self.stats)
-            self.agent = AgentPath.pass_through(g711)
-        else:
-            self.caller = CallerPath.transcoding(
-                codec.decode, codec.sample_rate, codec.decode_channels, to_agent, stats=self.stats
-            )
-            self.agent = (
-                AgentPath.to_g711(g711)
-                if g711 is not None
-                else AgentPath.encoding(codec.encode, codec.sample_rate)
-            )
+        self.caller = self._caller_path(codec)
+        self.agent = self._agent_path(codec)
         self.agent.on_playback = on_playback
+        self._translations(codec)
         # the call's stats() reads these two
         self.reorder = self.caller.reorder
         self.playout = self.agent.playout
@@ -134,6 +150,78 @@ class SipMedia:
             self.on_rtp = timed  # type: ignore[method-assign,assignment]
             self._send_rtp = probe.timed_send_rtp(self._send_rtp)
 
+    # -- the two paths, for a codec ------------------------------------------------------
+
+    def _session_encoding(self) -> PlayoutEncoding:
+        return _SESSION_G711.get(self.session_format, PlayoutEncoding.PCM16)
+
+    def _caller_path(self, codec: AudioCodec) -> CallerPath:
+        session = self._session_encoding()
+        #: no decoding: the session takes G.711 (the wire's law, or the other one translated)
+        self.pass_through = session is not PlayoutEncoding.PCM16
+        if self.pass_through:
+            return CallerPath.pass_through(session, self._to_agent, stats=self.stats)
+        return CallerPath.transcoding(
+            codec.decode, codec.sample_rate, codec.decode_channels, self._to_agent, stats=self.stats
+        )
+
+    def _agent_path(self, codec: AudioCodec) -> AgentPath:
+        session = self._session_encoding()
+        if session is not PlayoutEncoding.PCM16:
+            return AgentPath.pass_through(session)
+        g711 = _G711.get(codec.name.upper())
+        if g711 is not None:
+            return AgentPath.to_g711(g711)
+        return AgentPath.encoding(codec.encode, codec.sample_rate)
+
+    def _translations(self, codec: AudioCodec) -> None:
+        """G.711 of one law on the wire, the other in the session or the playout buffer: the
+        code-to-code tables each direction applies (None: the bytes go as they are)."""
+        wire = _G711.get(codec.name.upper(), PlayoutEncoding.PCM16)
+        session = self._session_encoding()
+        playout = self.agent.playout.format.encoding
+        self._law_in = _LAW.get((wire, session)) if self.pass_through else None
+        self._law_out = _LAW.get((playout, wire))
+
+    def keeps_playout(self, codec: AudioCodec) -> bool:
+        """Whether :meth:`change_codec` to ``codec`` keeps the agent audio already buffered
+        (False: the playout format changes and what is buffered cannot be played; the call
+        interrupts the agent first, so the conversation keeps what the caller heard)."""
+        playout = self.agent.playout.format.encoding
+        return codec.name.upper() in _G711 and playout is not PlayoutEncoding.PCM16
+
+    def change_codec(
+        self, codec: AudioCodec, *, payload_type: int, dtmf_payload_type: int | None
+    ) -> None:
+        """A settled re-offer (RFC 3264 §8.3.2) moved the stream to another codec or payload
+        type: packets of the new payload type are the call's audio from now on, and the agent's
+        audio goes out in the new codec on the same SSRC, its timestamps continuing at the new
+        clock rate (RFC 3550 §5.1). Between the two G.711 laws the agent audio already
+        buffered plays on, translated as it is sent; to another family the agent path is
+        rebuilt (see :meth:`keeps_playout`). ValueError: the session format cannot carry it."""
+        if not carries(self.session_format, codec.name):
+            raise ValueError(f"a {self.session_format.value} session cannot carry {codec.name}")
+        old_caller, old_agent = self.caller, self.agent
+        self.caller = self._caller_path(codec)
+        self.caller.tap = old_caller.tap
+        if not self.keeps_playout(codec):
+            self.agent = self._agent_path(codec)
+            self.agent.on_playback, self.agent.tap = old_agent.on_playback, old_agent.tap
+        self.reorder, self.playout = self.caller.reorder, self.agent.playout
+        self._translations(codec)
+        clock = self._rtp_clock
+        if codec.clock_rate != self.codec.clock_rate:
+            self.rx_stats = ReceiverStats(codec.clock_rate)
+            if clock is not None:  # continuous at the last tick, at the new rate
+                at = self._tick_at
+                clock = RtpClock(codec.clock_rate, at, clock.timestamp(at))
+                self._rtp_clock = self.rtcp.rtp_clock = clock
+                self._dtmf_out = None  # made again on the new clock
+        if dtmf_payload_type != self.dtmf_payload_type:
+            self._dtmf_out = None
+        self.codec, self.payload_type = codec, payload_type
+        self.dtmf_payload_type = dtmf_payload_type
+
     # -- caller -> agent ----------------------------------------------------------------
 
     def prove(self) -> None:
@@ -156,6 +244,8 @@ class SipMedia:
         if self.on_hold:  # on hold the caller's audio does not go upstream
             self.stats.held_frames += 1
             return
+        if self._law_in is not None:  # the other G.711 law than the session's
+            packet = replace(packet, payload=packet.payload.translate(self._law_in))
         self.caller.push(packet, now)
 
     def on_rtcp(self, data: bytes, now: float) -> None:
@@ -240,11 +330,13 @@ class SipMedia:
         if tones or not frames:  # RFC 4733 §2.5.1.2: no audio packets while an event is sent
             return
         encode, packet, send = self.agent.encode, self.send_state.encode, self._send_rtp
+        law = self._law_out
         for frame in frames:
+            payload = encode(frame)
             data = packet(
                 self.payload_type,
                 clock.timestamp(frame.deadline),
-                encode(frame),
+                payload if law is None else payload.translate(law),
                 marker=self._first_packet,
                 now=now,
             )

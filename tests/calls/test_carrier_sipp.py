@@ -1,6 +1,7 @@
 """Issue 14's acceptance with SIPp against the whole stack (SIP leg, calls, the local agent):
 delayed offer over UDP and TCP, session timers with SIPp and with rtbridge refreshing (and the
 BYE when SIPp stops answering), UPDATE refresh, a re-INVITE moving the media to a new port,
+a re-INVITE changing the codec to A-law,
 183 with SDP before 200, OPTIONS keepalive with a dead trunk marked down, the outbound ring
 timeout.
 
@@ -14,15 +15,19 @@ import asyncio
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bridge.control.metrics import Metrics
 from bridge.errors import CallNotAllowed
+from media import g711
+from media.resample import Resampler
 from media.rtp import RtpPacket
 from sip.keepalive import TrunkState
 from sip.session_timer import Refresher, TimerPolicy
 from tests.calls.conftest import Stack, sipp_caller
 from tests.sip.sipp_support import free_port, run_sipp
+from tests.support.audio import best_correlation, voiced_signal
 from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")
@@ -109,6 +114,22 @@ def _bye(cseq: int) -> str:
 
 def _pause(ms: int) -> str:
     return f'  <pause milliseconds="{ms}"/>\n'
+
+
+def _reoffer(name: str, sdp: str, status: int, *, pause_ms: int, before_ms: int = 0) -> str:
+    """A call whose caller re-offers ``sdp`` in a re-INVITE (answered ``status``), then talks
+    ``pause_ms`` and hangs up."""
+    return _scenario(
+        name,
+        _invite(),
+        _request("ACK", 1, dialog=True, retrans=False),
+        _pause(before_ms) if before_ms else "",
+        _request("INVITE", 2, dialog=True, sdp=sdp)
+        + f'  <recv response="100" optional="true"/>\n  <recv response="{status}"/>\n'
+        + _request("ACK", 2, dialog=True, retrans=False),
+        _pause(pause_ms),
+        _bye(3),
+    )
 
 
 async def _caller(stack: Stack, tmp_path: Path, xml: str, *extra: str, tcp: bool = False) -> None:
@@ -224,17 +245,7 @@ async def test_a_reinvite_moves_the_agents_audio_to_the_new_port(
     new.setblocking(False)
     new_port = new.getsockname()[1]
     moved = _SDP.format(version=2, port=new_port)
-    xml = _scenario(
-        "media moves",
-        _invite(),
-        _request("ACK", 1, dialog=True, retrans=False),
-        _pause(200),
-        _request("INVITE", 2, dialog=True, sdp=moved)
-        + '  <recv response="100" optional="true"/>\n  <recv response="200"/>\n'
-        + _request("ACK", 2, dialog=True, retrans=False),
-        _pause(3000),
-        _bye(3),
-    )
+    xml = _reoffer("media moves", moved, 200, pause_ms=3000, before_ms=200)
     caller = asyncio.create_task(_caller(stack, tmp_path, xml))
     loop = asyncio.get_running_loop()
     packets: list[RtpPacket] = []
@@ -446,28 +457,72 @@ async def test_inbound_identity_headers_reach_the_agents_instructions(
     assert record.extra["identity"]["x_account_id"] == "A-42"
 
 
-async def test_a_reinvite_changing_the_codec_is_refused_and_the_call_goes_on(
+@pytest.mark.parametrize("stack_options", [_GREETING])
+async def test_a_reinvite_to_pcma_and_a_new_port_is_followed_both_ways(
     stack: Stack, tmp_path: Path
 ) -> None:
+    """The carrier moves the call to A-law at another port: the agent (a u-law session) goes on
+    speaking there in A-law on the same stream, and the caller's A-law reaches it."""
+    new = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    new.bind(("127.0.0.1", 0))
+    new.setblocking(False)
     pcma = (
-        _SDP.format(version=2, port="[media_port]")
+        _SDP.format(version=2, port=new.getsockname()[1])
         .replace("RTP/AVP 0 101", "RTP/AVP 8 101")
         .replace("rtpmap:0 PCMU", "rtpmap:8 PCMA")
     )
-    xml = _scenario(
-        "codec change",
-        _invite(),
-        _request("ACK", 1, dialog=True, retrans=False),
-        _request("INVITE", 2, dialog=True, sdp=pcma)
-        + '  <recv response="100" optional="true"/>\n  <recv response="488"/>\n'
-        + _request("ACK", 2, dialog=True, retrans=False),
-        _pause(500),
-        _bye(3),
+    xml = _reoffer("codec change", pcma, 200, pause_ms=4000, before_ms=200)
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml))
+    loop = asyncio.get_running_loop()
+    packets: list[RtpPacket] = []
+    voice = voiced_signal(1.0, rate=8000)
+    try:
+        async with asyncio.timeout(20):
+            while len(packets) < 25:
+                packets.append(RtpPacket.parse(await loop.sock_recv(new, 2048)))
+        (call,) = stack.manager.calls.values()
+        rtbridge = ("127.0.0.1", call.endpoint.port)  # type: ignore[attr-defined]
+        session = stack.agent.sessions[0]
+        heard_before = session.decoded_samples
+        for n in range(50):  # one second of the caller, as A-law from the new address
+            payload = g711.alaw_encode(voice[n * 160 : (n + 1) * 160])
+            new.sendto(bytes(RtpPacket(8, 100 + n, n * 160, 0x5EED, payload)), rtbridge)
+            await asyncio.sleep(0.02)
+        async with asyncio.timeout(10):
+            while session.decoded_samples - heard_before < 20000:
+                await asyncio.sleep(0.05)
+        heard = session.decoded_pcm[heard_before:]
+    finally:
+        new.close()
+    await caller
+    await _settled(stack)
+    assert {p.payload_type for p in packets} == {8}  # the greeting, now A-law at the new port
+    assert any(abs(int(s)) > 500 for p in packets for s in g711.alaw_decode(p.payload))
+    assert len({p.ssrc for p in packets}) == 1
+    reference = Resampler(8000, 24000).process(g711.alaw_decode(g711.alaw_encode(voice)))
+    # A-law read as if it were u-law still correlates about 0.8: only the translation passes
+    assert best_correlation(reference[2000:20000].astype(np.float64), heard) > 0.99
+    (record,) = stack.store.list_calls()
+    assert (record.codec, record.end_reason) == ("PCMA", "remote-bye")
+    changed = [e for e in stack.store.events(record.call_id) if e.kind == "media.codec_changed"]
+    assert [(e.data["from"], e.data["to"]) for e in changed] == [("PCMU", "PCMA")]
+
+
+@pytest.mark.parametrize("stack_options", [{"sip": {"codecs": ["PCMU", "PCMA", "G722"]}}])
+async def test_a_reinvite_to_a_codec_the_ulaw_session_cannot_carry_is_refused_and_the_call_goes_on(
+    stack: Stack, tmp_path: Path
+) -> None:
+    g722 = (
+        _SDP.format(version=2, port="[media_port]")
+        .replace("RTP/AVP 0 101", "RTP/AVP 9 101")
+        .replace("rtpmap:0 PCMU/8000", "rtpmap:9 G722/8000")
     )
+    xml = _reoffer("codec change refused", g722, 488, pause_ms=500)
     await _caller(stack, tmp_path, xml)
     await _settled(stack)
     (record,) = stack.store.list_calls()
-    assert (record.codec, record.end_reason) == ("PCMU", "remote-bye")
+    assert (record.codec, record.session_format) == ("PCMU", "g711_ulaw")
+    assert record.end_reason == "remote-bye"
 
 
 _OFFERING_UAS = _scenario(

@@ -4,12 +4,13 @@ agent says reaches the caller, paced, with exact barge-in accounting."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bridge.calls.sip_media import SipMedia
+from bridge.calls.sip_media import SipMedia, carried_codecs
 from bridge.realtime.formats import AudioFormat
 from media import g711
 from media.codecs import codec_for
@@ -239,3 +240,80 @@ def test_nothing_is_sent_before_the_peer_proves_itself() -> None:
     caller.media.on_rtp(pkt, caller.t)  # the caller's first RTP proves it too
     caller.tick(2)
     assert len(caller.rtp) == 2
+
+
+# -- codec changes mid-call (issue 14 point 8) ----------------------------------------------
+
+
+def _payloads(voice: np.ndarray, encode: Callable[[np.ndarray], bytes]) -> list[bytes]:
+    return [encode(voice[i : i + 160]) for i in range(0, len(voice) - 159, 160)]
+
+
+def test_an_alaw_caller_reaches_a_ulaw_agent_translated_code_by_code() -> None:
+    voice = voiced_signal(0.5, rate=8000)
+    h = Harness("PCMA", 8, AudioFormat.PCMU)  # the agent session stayed u-law
+    assert h.media.pass_through  # no decoding: a table lookup per byte
+    for n, payload in enumerate(_payloads(voice, g711.alaw_encode)):
+        h.media.on_rtp(RtpPacket(8, n, n * 160, 9, payload), n * 0.02)
+    heard = g711.ulaw_decode(b"".join(h.to_agent))
+    sent = g711.alaw_decode(g711.alaw_encode(voice[: len(heard)]))
+    assert best_correlation(sent.astype(np.float64), heard) > 0.999
+
+
+def test_a_reinvite_from_pcmu_to_pcma_keeps_the_agents_buffered_audio_and_the_stream() -> None:
+    voice = voiced_signal(1.0, rate=8000)
+    h = Harness("PCMU", 0, AudioFormat.PCMU)
+    h.media.push_agent_audio("r1", "i1", g711.ulaw_encode(voice))  # one second, buffered
+    h.tick(10)
+    before = list(h.rtp)
+    h.media.change_codec(codec_for("PCMA", 8000), payload_type=8, dtmf_payload_type=101)
+    h.tick(45)
+    after = h.rtp[len(before) :]
+    assert {p.payload_type for p in before} == {0}
+    assert {p.payload_type for p in after} == {8}
+    # the same stream goes on: SSRC, consecutive sequence numbers, 160 per 20 ms
+    assert {p.ssrc for p in h.rtp} == {before[0].ssrc}
+    seqs = [p.sequence_number for p in h.rtp]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    stamps = [p.timestamp for p in h.rtp]
+    assert {b - a for a, b in itertools.pairwise(stamps)} == {160}
+    # and the rest of the agent's second plays on, now as A-law: nothing was dropped
+    heard = np.concatenate(
+        [g711.ulaw_decode(p.payload) for p in before] + [g711.alaw_decode(p.payload) for p in after]
+    )
+    assert best_correlation(voice[:8000].astype(np.float64), heard[:8000]) > 0.99
+    # caller audio of the new payload type is the call's audio; the old one is foreign now
+    h.media.on_rtp(RtpPacket(8, 1, 160, 5, g711.alaw_encode(voice[:160])), h.t)
+    h.media.on_rtp(RtpPacket(0, 2, 320, 5, g711.ulaw_encode(voice[:160])), h.t)
+    assert len(h.to_agent) == 1 and h.media.stats.foreign_payload == 1
+
+
+def test_a_reinvite_to_another_clock_rate_rebuilds_the_agent_path_and_continues_timestamps() -> (
+    None
+):
+    h = Harness("PCMU", 0, AudioFormat.PCM16)
+    h.media.push_agent_audio("r1", "i1", np.zeros(4800, dtype=np.int16).tobytes())
+    h.tick(5)
+    opus = codec_for("opus", 48000, 2)
+    assert not h.media.keeps_playout(opus)
+    last = h.rtp[-1].timestamp
+    h.media.change_codec(opus, payload_type=111, dtmf_payload_type=None)
+    assert h.media.playout.format.sample_rate == 48000
+    voice = voiced_signal(0.2, rate=24000)
+    h.media.push_agent_audio("r2", "i2", voice.tobytes())
+    h.tick(12)
+    after = [p for p in h.rtp if p.payload_type == 111]
+    assert after and {p.ssrc for p in after} == {h.rtp[0].ssrc}
+    # continuous at the change (within one frame), then 960 per 20 ms at 48 kHz
+    assert 0 < (after[0].timestamp - last) % 2**32 <= 2 * 960
+    assert {b.timestamp - a.timestamp for a, b in itertools.pairwise(after)} == {960}
+    decoded = np.concatenate([opus.decode(p.payload)[::2] for p in after])
+    assert np.abs(decoded.astype(np.int32)).max() > 1000  # the agent's new audio, audible
+
+
+def test_a_g711_session_carries_either_law_and_nothing_else() -> None:
+    assert carried_codecs(AudioFormat.PCMU, ["opus", "PCMA", "G722", "PCMU"]) == ("PCMA", "PCMU")
+    assert carried_codecs(AudioFormat.PCM16, ["opus", "PCMA"]) == ("opus", "PCMA")
+    h = Harness("PCMU", 0, AudioFormat.PCMU)
+    with pytest.raises(ValueError, match="cannot carry"):
+        h.media.change_codec(codec_for("G722", 8000), payload_type=9, dtmf_payload_type=None)

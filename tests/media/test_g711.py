@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from media import g711
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 SIGN_BIT = 0x80
@@ -176,3 +177,16 @@ def test_rejects_wrong_dtype() -> None:
         ulaw_encode(floats)
     with pytest.raises(TypeError, match="int16"):
         alaw_encode(not_an_array)
+
+
+def test_law_to_law_tables_keep_each_codes_level() -> None:
+    codes = bytes(range(256))
+    for table, src, dst in (
+        (g711.ULAW_TO_ALAW, g711.ulaw_decode, g711.alaw_decode),
+        (g711.ALAW_TO_ULAW, g711.alaw_decode, g711.ulaw_decode),
+    ):
+        before = src(codes).astype(np.int32)
+        after = dst(codes.translate(table)).astype(np.int32)
+        # the nearest level of the other law: within its step at that level (about 1/16)
+        assert np.all(np.abs(after - before) <= np.maximum(16, np.abs(before) // 15))
+    assert bytes([0xFF]).translate(g711.ULAW_TO_ALAW) == bytes([0xD5])  # silence stays silence

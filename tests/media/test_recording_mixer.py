@@ -192,3 +192,27 @@ def test_pcm_agent_at_another_rate_is_resampled_to_the_recording_rate(
     assert abs(len(right) - 100 * rate // 50) <= rate // 500
     mid = right[rate // 2 : rate].astype(np.float64)
     assert np.sqrt(np.mean(mid**2)) > 5000  # the tone, not silence
+
+
+def test_an_agent_format_change_mid_call_goes_on_recording_the_agent() -> None:
+    """A re-INVITE moved the call from u-law to 16 kHz PCM frames: the agent's channel keeps
+    its level across the change, at the recording's own rate."""
+    m = mixer()
+    out = bytearray()
+    for k in range(60):
+        block = m.tick(T0 + k * P)
+        if block:
+            out += block
+        if k == 30:
+            m.agent_format(PlayoutFormat(PlayoutEncoding.PCM16, 16000))
+        if k < 30:
+            m.agent_frames([agent_frame(k, 4000)])
+        else:
+            wide = pcm_frame(4000, 320).tobytes()
+            m.agent_frames([Frame(wide, k, T0 + k * P, "r", "i", 0.0, 320)])
+    out += m.flush() or b""
+    right = np.frombuffer(bytes(out), dtype="<i2").reshape(-1, 2)[:, 1]
+    # all of it, give or take the two resamplers' streaming delay (<= 4 ms)
+    assert m.rate == 8000 and abs(len(right) - 60 * FS) <= 32
+    assert abs(int(right[20 * FS]) - decoded(4000)) <= 1  # u-law before
+    assert abs(int(right[50 * FS]) - 4000) <= 40  # 16 kHz PCM after, resampled to 8 kHz
