@@ -34,6 +34,7 @@ from bridge.destinations import (
 )
 from bridge.errors import ConfigError
 from media.recording import RecordingMode
+from media.tones import RingbackTone
 from sip.settings import SipSettings
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ClusterSettings",
     "Dialect",
     "DtmfPolicy",
+    "EarlyMedia",
     "Route",
     "ServerSettings",
     "SessionFormat",
@@ -231,6 +233,30 @@ class SessionFormat(StrEnum):
     G711_ALAW = "g711_alaw"
 
 
+class EarlyMedia(StrEnum):
+    """What an inbound SIP caller hears before the 200 (RFC 3960 early media, 183 + SDP).
+
+    ``off``: 180 Ringing, then 200 once the agent is ready. ``greeting``: 183 with our SDP,
+    the agent (and its greeting) starts, 200 ``early_media_s`` seconds later. ``ringback``:
+    183 with our SDP at once and the profile's ``ringback_tone`` until the agent session is
+    open, then 200 (a delayed-offer INVITE gets 180: there is no answer to send before the
+    200). The booleans of older config files still load: ``true`` is ``greeting``, ``false``
+    is ``off``."""
+
+    OFF = "off"
+    GREETING = "greeting"
+    RINGBACK = "ringback"
+
+    @classmethod
+    def _missing_(cls, value: object) -> EarlyMedia | None:
+        # the setting was a boolean before ringback (in TOML, or as text from the environment)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if isinstance(value, bool):
+            return cls.GREETING if value else cls.OFF
+        return None
+
+
 class DtmfPolicy(_Section):
     """What a caller's keypad digits do (the call-control issue acts on ``mode``/``actions``).
 
@@ -258,10 +284,12 @@ class AgentProfile(_Section):
     tools: list[dict[str, Any]] = Field(default_factory=list)
     session_format: SessionFormat = SessionFormat.AUTO
     greeting: str | None = None
-    #: SIP early media (RFC 3960): answer with 183 Session Progress and our SDP, start the
-    #: agent (and its greeting) then, and send 200 ``early_media_s`` seconds later
-    early_media: bool = False
+    #: SIP early media (RFC 3960), :class:`EarlyMedia`: ``greeting`` plays the agent's greeting
+    #: before the 200 (sent ``early_media_s`` seconds after the 183), ``ringback`` plays
+    #: ``ringback_tone`` while the agent connects
+    early_media: EarlyMedia = EarlyMedia.OFF
     early_media_s: float = Field(default=3.0, ge=0, le=60)
+    ringback_tone: RingbackTone = RingbackTone.US
     #: inbound SIP headers offered to the agent as ``instructions`` variables (``X-Account-Id``
     #: -> ``{x_account_id}``; ``{caller}``, ``{called}``, ``{asserted_identity}`` and
     #: ``{diversion}`` always are) and kept in the call's record

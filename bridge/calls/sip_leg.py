@@ -39,10 +39,11 @@ from bridge.calls.end import EndReason
 from bridge.calls.identity import identity, render
 from bridge.calls.info import CallInfo
 from bridge.calls.manager import CallManager, SetupSlot
+from bridge.calls.ringback import Ringback
 from bridge.calls.rtp_endpoint import RtpEndpoint
 from bridge.calls.sip_media import SipMedia, carried_codecs, carries, pass_through_format
 from bridge.calls.watchdog import Watchdog
-from bridge.config import AgentProfile, SessionFormat
+from bridge.config import AgentProfile, EarlyMedia, SessionFormat
 from bridge.destinations import Purpose
 from bridge.errors import CallNotAllowed, DestinationRefused, PortsExhausted, UpstreamError
 from bridge.logs import log_incident
@@ -62,6 +63,7 @@ from sip.events import (
     CallRinging,
     SecurityNotice,
 )
+from sip.offer_answer import Answer as SdpAnswer
 from sip.offer_answer import (
     MediaPrefs,
     Negotiated,
@@ -315,7 +317,15 @@ class SipLeg:
             },
         )
 
+        ringback: Ringback | None = None
+
+        def ringback_done() -> None:  # stopped at once, before any answer or record
+            played = ringback.stop(manager.clock.now()) if ringback is not None else None
+            if played is not None:
+                self.store.log_event(call_id, "early-media", played)
+
         def fail(status: int, reason: EndReason, message: str, phrase: str | None = None) -> Reject:
+            ringback_done()
             self._ended(call_id, reason, status, message)
             retry = self.settings.calls.retry_after_s if status == 503 else None
             return Reject(status, phrase or message, retry_after=retry)
@@ -364,7 +374,10 @@ class SipLeg:
                         "Not Acceptable Here (media address)",
                     )
 
-            sip_call.ring(180)
+            if desc is not None and remote and profile.early_media is EarlyMedia.RINGBACK:
+                ringback = self._ring_back(sip_call, profile, answer, endpoint, remote)
+            else:
+                sip_call.ring(180)
             if self.incoming is not None:
                 verdict = await self.incoming(call_id, sip_call, profile_name, profile)
                 if isinstance(verdict, Reject):
@@ -389,6 +402,7 @@ class SipLeg:
                     f"agent unavailable ({ref})",
                     f"Agent Unavailable ({ref})",
                 )
+            ringback_done()
             if not opened:  # the caller gave up while we were connecting: nobody pays on
                 status = sip_call.ended.status if sip_call.ended is not None else None
                 self._ended(call_id, EndReason.CANCELLED, status)
@@ -416,10 +430,12 @@ class SipLeg:
                 remote=remote,
             )
             started = True
-            if profile.early_media:  # RFC 3960: 183 + SDP, the agent speaks, then 200
+            if profile.early_media is EarlyMedia.GREETING:  # RFC 3960: 183 + SDP, then 200
                 call.media.prove()
                 sip_call.ring(183, sdp=str(answer.sdp).encode())
-                self.store.log_event(call_id, "early-media", {"seconds": profile.early_media_s})
+                self.store.log_event(
+                    call_id, "early-media", {"mode": "greeting", "seconds": profile.early_media_s}
+                )
                 await asyncio.sleep(profile.early_media_s)
                 if sip_call.ended is not None:
                     return None
@@ -428,8 +444,36 @@ class SipLeg:
             log.exception("call %s: set-up failed", call_id)
             return fail(500, EndReason.INTERNAL_ERROR, "set-up failed", "Server Internal Error")
         finally:
+            ringback_done()
             if not started:  # every refusal after the bind gives the port pair back
                 manager.close_endpoint(endpoint)
+
+    def _ring_back(
+        self,
+        sip_call: SipCall,
+        profile: AgentProfile,
+        answer: SdpAnswer,
+        endpoint: RtpEndpoint,
+        remote: tuple[str, int],
+    ) -> Ringback:
+        """183 with our answer, and the profile's ringback tone until the agent is ready
+        (:mod:`bridge.calls.ringback`): to the SDP's address, protected when SRTP was
+        negotiated, as the call's own media will be."""
+        media = answer.media
+        endpoint.set_remote(remote)
+        if media.srtp is not None:
+            endpoint.srtp = SrtpSession(media.srtp.suite, media.srtp.local, media.srtp.remote)
+        codec = codec_for(media.codec.name, media.codec.clock_rate, media.codec.channels)
+        ringback = Ringback(
+            profile.ringback_tone,
+            codec,
+            media.codec.payload_type,
+            endpoint.send,
+            gone=lambda: sip_call.ended is not None,
+        )
+        sip_call.ring(183, sdp=str(answer.sdp).encode())
+        ringback.play(self.manager.ticker, self.manager.clock.now())
+        return ringback
 
     async def _delayed_offer(
         self,
@@ -568,7 +612,8 @@ class SipLeg:
         )
         if remote is not None:
             endpoint.set_remote(remote)
-        if neg.srtp is not None:  # SDES keys (RFC 4568): libsrtp protects both directions
+        if neg.srtp is not None and endpoint.srtp is None:  # SDES keys (RFC 4568); ringback
+            # may have set them already: its session goes on (replay windows, rollover counts)
             endpoint.srtp = SrtpSession(neg.srtp.suite, neg.srtp.local, neg.srtp.remote)
         security = manager.security
 

@@ -2,8 +2,9 @@
 delayed offer over UDP and TCP, session timers with SIPp and with rtbridge refreshing (and the
 BYE when SIPp stops answering), UPDATE refresh, a re-INVITE moving the media to a new port,
 a re-INVITE changing the codec to A-law,
-183 with SDP before 200, OPTIONS keepalive with a dead trunk marked down, the outbound ring
-timeout.
+183 with SDP before 200 (the greeting; ringback until the agent is ready, over RTP and SRTP,
+stopped by a CANCEL or a 503), OPTIONS keepalive with a dead trunk marked down, the outbound
+ring timeout.
 
 Session-timer intervals are seconds here, not minutes: the test lowers the core's policy
 (RFC 4028's 90 s floor is for the wire, the timer logic is the same at any scale).
@@ -12,22 +13,29 @@ Session-timer intervals are seconds here, not minutes: the test lowers the core'
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import socket
+from collections.abc import AsyncIterator
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from bridge.control.metrics import Metrics
 from bridge.errors import CallNotAllowed
 from media import g711
 from media.resample import Resampler
-from media.rtp import RtpPacket
+from media.rtp import RtpPacket, seq_diff
+from media.srtp import SrtpSession
 from sip.keepalive import TrunkState
+from sip.sdes import CryptoAttribute, new_key
 from sip.session_timer import Refresher, TimerPolicy
 from tests.calls.conftest import Stack, sipp_caller
 from tests.sip.sipp_support import free_port, run_sipp
-from tests.support.audio import best_correlation, voiced_signal
+from tests.support.audio import best_correlation, loud_frames, voiced_signal
 from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")
@@ -164,7 +172,11 @@ def _short_timers(stack: Stack, expires: int = 4) -> None:
 _GREETING = {"profile": {"greeting": "Hello"}, "sip": {"tcp_port": 0}}
 
 
-@pytest.mark.parametrize("stack_options", [_GREETING])
+@pytest.mark.parametrize(
+    "stack_options",
+    [_GREETING, {**_GREETING, "profile": {"greeting": "Hello", "early_media": "ringback"}}],
+    ids=["greeting", "ringback"],  # no answer to send before the 200: ringback is a plain 180
+)
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
 async def test_delayed_offer_our_offer_in_the_200_the_answer_in_the_ack(
     stack: Stack, tmp_path: Path, tcp: bool
@@ -263,7 +275,8 @@ async def test_a_reinvite_moves_the_agents_audio_to_the_new_port(
 
 
 @pytest.mark.parametrize(
-    "stack_options", [{"profile": {"greeting": "Hello", "early_media": True, "early_media_s": 1}}]
+    "stack_options",
+    [{"profile": {"greeting": "Hello", "early_media": "greeting", "early_media_s": 1}}],
 )
 async def test_early_media_183_with_sdp_before_the_200(stack: Stack, tmp_path: Path) -> None:
     xml = _scenario(
@@ -281,8 +294,251 @@ async def test_early_media_183_with_sdp_before_the_200(stack: Stack, tmp_path: P
     await _caller(stack, tmp_path, xml)
     await _settled(stack)
     (record,) = stack.store.list_calls()
+    (early,) = [e.data for e in stack.store.events(record.call_id) if e.kind == "early-media"]
+    assert early == {"mode": "greeting", "seconds": 1} and record.end_reason == "remote-bye"
+
+
+class HeldUpstream:
+    """A TCP hop in front of the local agent that holds every connection until
+    :meth:`release`: the agent takes as long to connect as the test wants."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.target: tuple[str, int] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def release(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.released.set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await self.released.wait()
+            assert self.target is not None
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except OSError:
+            pass  # the target refuses: rtbridge sees its upstream fail
+        finally:
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+_HELD = free_port(socket.SOCK_STREAM)
+_RINGBACK = {
+    "profile": {
+        "greeting": "Hello",
+        "early_media": "ringback",
+        "upstream": {"url": f"ws://127.0.0.1:{_HELD}/v1/realtime"},
+    }
+}
+_SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[HeldUpstream]:
+    hop = HeldUpstream()
+    server = await asyncio.start_server(hop.handle, "127.0.0.1", _HELD)
+    try:
+        yield hop
+    finally:
+        server.close()
+        for task in hop.tasks:
+            task.cancel()
+
+
+def _media_socket() -> socket.socket:
+    """The caller's RTP port, read by the test itself (SIPp only signals)."""
+    media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    media.bind(("127.0.0.1", 0))
+    media.setblocking(False)
+    return media
+
+
+def _caller_sdp(port: int, key: bytes | None) -> str:
+    sdp = _SDP.format(version=1, port=port)
+    if key is None:
+        return sdp
+    crypto = CryptoAttribute(1, _SUITE, key)
+    return sdp.replace("RTP/AVP", "RTP/SAVP") + f"\n      a=crypto:{crypto}"
+
+
+_RINGING = (
+    '  <recv response="100" optional="true"/>\n'
+    '  <recv response="183">\n    <action><ereg regexp="m=audio [0-9]+ RTP/S?AVP 0"'
+    ' search_in="body" check_it="true" assign_to="m"/></action>\n  </recv>\n'
+    '  <Reference variables="m"/>\n'
+)
+
+
+def _our_key(tmp_path: Path) -> bytes:
+    """rtbridge's SRTP key, from the 183 in SIPp's message log."""
+    (log,) = tmp_path.glob("*_messages.log")
+    text = log.read_text(errors="replace")
+    provisional = text[text.index("SIP/2.0 183") :]
+    found = re.search(r"a=crypto:(\d+ \S+ inline:\S+)", provisional)
+    assert found is not None
+    return CryptoAttribute.parse(found.group(1)).key
+
+
+def _pcmu(packets: list[RtpPacket]) -> NDArray[np.float64]:
+    return np.concatenate([g711.ulaw_decode(p.payload) for p in packets]).astype(np.float64)
+
+
+def _peaks_hz(pcm: NDArray[np.float64], count: int) -> list[int]:
+    spectrum = np.abs(np.fft.rfft(pcm))
+    return sorted(round(i * 8000 / len(pcm) / 10) * 10 for i in np.argsort(spectrum)[-count:])
+
+
+@pytest.mark.parametrize("stack_options", [_RINGBACK])
+@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "srtp"])
+async def test_ringback_plays_after_a_183_until_the_agent_is_ready_then_the_200_and_greeting(
+    held: HeldUpstream, stack: Stack, tmp_path: Path, srtp: bool
+) -> None:
+    media = _media_socket()
+    key = new_key(_SUITE) if srtp else None
+    xml = _scenario(
+        "ringback",
+        _request("INVITE", 1, dialog=False, sdp=_caller_sdp(media.getsockname()[1], key)),
+        _RINGING,
+        '  <recv response="200"/>\n',
+        _request("ACK", 1, dialog=True, retrans=False),
+        _pause(2500),
+        _bye(2),
+    )
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml, "-trace_msg"))
+    loop = asyncio.get_running_loop()
+    ringing: list[bytes] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(ringing) < 25:  # half a second of ringback ...
+                ringing.append(await loop.sock_recv(media, 2048))
+        assert not stack.manager.calls  # ... before the 200: the agent is still connecting
+        held.release(("127.0.0.1", stack.agent.port))
+        later: list[bytes] = []
+        async with asyncio.timeout(60):
+            while not caller.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        later.append(await loop.sock_recv(media, 2048))
+        await caller
+    finally:
+        media.close()
+    await _settled(stack)
+    if key is not None:  # everything that came was SRTP, with the keys of the SDP exchange
+        session = SrtpSession(_SUITE, key, _our_key(tmp_path))
+        ringing = [session.unprotect(d) for d in ringing]
+        later = [session.unprotect(d) for d in later]
+    tone = [RtpPacket.parse(d) for d in ringing]
+    after = [RtpPacket.parse(d) for d in later]
+    ssrc = tone[0].ssrc
+    assert {(p.ssrc, p.payload_type) for p in tone} == {(ssrc, 0)}
+    assert all(seq_diff(b.sequence_number, a.sequence_number) == 1 for a, b in pairwise(tone))
+    assert _peaks_hz(_pcmu(tone), 2) == [440, 480]  # the US ringback, the profile's default
+    # the tone stops when the call starts: the call's own stream follows, with the greeting
+    call = [p for p in after if p.ssrc != ssrc]
+    assert call and all(p.ssrc == ssrc for p in after[: after.index(call[0])])
+    assert loud_frames(_pcmu(call).astype(np.int16), 160).any()
+    (record,) = stack.store.list_calls()
+    assert record.end_reason == "remote-bye"
     kinds = [e.kind for e in stack.store.events(record.call_id)]
-    assert "early-media" in kinds and record.end_reason == "remote-bye"
+    assert kinds.index("early-media") < kinds.index("answered")
+    (early,) = [e.data for e in stack.store.events(record.call_id) if e.kind == "early-media"]
+    assert (early["mode"], early["tone"], early["codec"]) == ("ringback", "us", "PCMU")
+    assert isinstance(early["packets"], int) and early["packets"] >= 25
+    assert stack.manager.ports.in_use == 0
+
+
+def _ack_final(branch: str) -> str:
+    """The ACK of a non-2xx final response (RFC 3261 §17.1.1.3: the INVITE's branch)."""
+    return f"""  <send>
+    <![CDATA[
+      ACK sip:bot@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[{branch}]
+      {_FROM}
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
+_CANCEL = f"""  <pause milliseconds="1000"/>
+  <send retrans="500">
+    <![CDATA[
+      CANCEL sip:bot@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-4]
+      {_FROM}
+      To: <sip:bot@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 CANCEL
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <recv response="487"/>
+""" + _ack_final("branch-7")
+
+
+@pytest.mark.parametrize("stack_options", [_RINGBACK])
+@pytest.mark.parametrize(
+    ("end", "reason"), [("cancel", "cancelled"), ("503", "upstream-unavailable")]
+)
+async def test_ringback_stops_when_the_caller_cancels_or_the_agent_fails_and_the_call_is_freed(
+    held: HeldUpstream, stack: Stack, tmp_path: Path, end: str, reason: str
+) -> None:
+    media = _media_socket()
+    ending = _CANCEL if end == "cancel" else '  <recv response="503"/>\n' + _ack_final("branch-4")
+    xml = _scenario(
+        f"ringback ends: {end}",
+        _request("INVITE", 1, dialog=False, sdp=_caller_sdp(media.getsockname()[1], None)),
+        _RINGING,
+        ending,
+    )
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml))
+    loop = asyncio.get_running_loop()
+    tone: list[RtpPacket] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(tone) < 10:
+                tone.append(RtpPacket.parse(await loop.sock_recv(media, 2048)))
+        if end == "503":  # the agent's upstream refuses the connection
+            held.release(("127.0.0.1", _dead_port()))
+        await caller
+        await _settled(stack)
+        (record,) = stack.store.list_calls()
+        assert (record.state, record.end_reason) == ("ended", reason)
+        (early,) = [e.data for e in stack.store.events(record.call_id) if e.kind == "early-media"]
+        assert early["mode"] == "ringback" and isinstance(early["packets"], int)
+        assert early["packets"] >= len(tone)
+        # freed: no ringback left on the ticker, the port pair back in the pool, and silence
+        assert len(stack.manager.ticker) == 0 and stack.manager.ports.in_use == 0
+        while True:
+            try:
+                media.recv(2048)  # what was on its way before the end
+            except BlockingIOError:
+                break
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await loop.sock_recv(media, 2048)
+    finally:
+        media.close()
 
 
 _OPTIONS_UAS = _scenario("answers OPTIONS", '  <recv request="OPTIONS"/>\n' + _ok())

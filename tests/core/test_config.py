@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bridge.config import Dialect, Settings, load_settings
+from bridge.config import Dialect, EarlyMedia, Settings, load_settings
 from bridge.errors import ConfigError
+from media.tones import RingbackTone
 
 
 def test_defaults_run_the_local_agent() -> None:
@@ -118,3 +119,33 @@ def test_record_per_profile_is_overridden_per_route() -> None:
     )
     with pytest.raises(ValidationError):
         Settings.model_validate({"profiles": {"default": {"record": "always"}}})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", EarlyMedia.GREETING),  # the booleans of config files from before ringback
+        ("false", EarlyMedia.OFF),
+        ('"greeting"', EarlyMedia.GREETING),
+        ('"ringback"', EarlyMedia.RINGBACK),
+        ('"off"', EarlyMedia.OFF),
+    ],
+)
+def test_early_media_is_a_choice_and_old_booleans_still_load(
+    tmp_path: Path, value: str, expected: EarlyMedia
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[profiles.support]\nearly_media = {value}\nringback_tone = "uk"\n')
+    profile = load_settings(cfg, environ={}).profiles["support"]
+    assert (profile.early_media, profile.ringback_tone) == (expected, RingbackTone.UK)
+    env = {"RTBRIDGE_PROFILES__SUPPORT__EARLY_MEDIA": value.strip('"')}  # text from the env
+    assert load_settings(environ=env).profiles["support"].early_media is expected
+
+
+def test_early_media_and_ringback_tone_refuse_other_values(tmp_path: Path) -> None:
+    assert load_settings(environ={}).profiles["default"].early_media is EarlyMedia.OFF
+    for line in ('early_media = "loud"', "early_media = 1", 'ringback_tone = "fr"'):
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f"[profiles.support]\n{line}\n")
+        with pytest.raises(ConfigError, match=line.split(" ")[0]):
+            load_settings(cfg, environ={})
