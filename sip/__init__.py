@@ -33,6 +33,7 @@ from sip.events import (
     HoldChanged,
     ReferProgress,
     ReferReceived,
+    ReinviteRefused,
     RemoteSdpChanged,
 )
 from sip.message import Request, Response, StreamFramer, parse_message
@@ -54,6 +55,7 @@ __all__ = [
     "Peer",
     "ReferProgress",
     "ReferReceived",
+    "ReinviteRefused",
     "RemoteSdpChanged",
     "Request",
     "Response",

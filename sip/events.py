@@ -31,6 +31,7 @@ __all__ = [
     "NoticeKind",
     "ReferProgress",
     "ReferReceived",
+    "ReinviteRefused",
     "RemoteSdpChanged",
     "SecurityNotice",
 ]
@@ -132,6 +133,17 @@ class HoldChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ReinviteRefused:
+    """The peer refused our re-INVITE with a final error (RFC 3261 §14.1): the session stays
+    as it was before that offer. Not for 491 (retried after a while, §14.2) nor 408/481
+    (the dialog is gone: the call ends)."""
+
+    call_id: str
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DtmfReceived:
     """A digit from SIP INFO (application/dtmf-relay or application/dtmf)."""
 
@@ -175,6 +187,7 @@ CallEvent = (
     | CallAnswered
     | RemoteSdpChanged
     | HoldChanged
+    | ReinviteRefused
     | DtmfReceived
     | ReferReceived
     | ReferProgress

@@ -5,7 +5,9 @@ RFC 3515 REFER; RFC 6086 INFO; RFC 3264 §8 re-offers).
   direction rule, so sendonly/inactive offers put us on hold, §8.4); 491 when our own re-INVITE
   is pending (glare, §14.2); 500 with Retry-After while the first INVITE is unacknowledged.
   The 2xx is retransmitted until the ACK like the first one.
-* re-INVITE out: 491 -> retry after a random 2.1-4 s (we own the Call-ID) or 0-2 s (§14.1).
+* re-INVITE out: 491 -> retry after a random 2.1-4 s (we own the Call-ID) or 0-2 s (§14.1);
+  408/481 end the call; any other error leaves the session as it was and is reported as
+  :class:`ReinviteRefused` (a hold the peer would not take).
 * UPDATE in (RFC 3311): a body-less one is a session refresh (200); one with an offer is
   answered like a re-offer, in its 200. Outside a confirmed dialog an offer gets 500 with
   Retry-After (our answer to the INVITE is not settled, RFC 3311 §5.2), and 491 while our own
@@ -38,6 +40,7 @@ from sip.events import (
     HoldChanged,
     ReferProgress,
     ReferReceived,
+    ReinviteRefused,
     RemoteSdpChanged,
 )
 from sip.headers import Headers
@@ -569,7 +572,8 @@ def _reinvite_done(
         call.pending_offer = None
         call.handle(CallEv.HANGUP, now)  # §14.1: the dialog is gone
     else:
-        call.pending_offer = None
+        call.pending_offer = None  # §14.1: the session goes on as it was
+        core.emit(ReinviteRefused(call.id, status, resp.reason))
 
 
 def _restart_timer(core: CallCore, call: Call, resp: Response, now: float) -> None:

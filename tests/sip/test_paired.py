@@ -12,6 +12,8 @@ from sip.events import (
     HoldChanged,
     ReferProgress,
     ReferReceived,
+    ReinviteRefused,
+    RemoteSdpChanged,
 )
 from sip.message import Request, Response, parse_message
 from sip.transaction import Send
@@ -204,6 +206,26 @@ def test_hold_and_unhold_by_reinvite() -> None:
     assert len(p.sent("a", "ACK")) == 3
     p.advance(40)
     assert not p.of("b", CallEnded), "re-INVITE 2xx were ACKed: no ACK-timeout BYE"
+
+
+def test_a_refused_reinvite_is_reported_and_leaves_the_call_as_it_was() -> None:
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.hold(cid, True, p.now)
+    p.pump()
+    (answer,) = [e for e in p.of("a", RemoteSdpChanged) if not e.remote_offered]
+    assert b"a=recvonly" in answer.sdp and b"a=sendonly" in answer.local_sdp
+    p.a.reinvite(cid, b"v=0\r\n", p.now)  # an offer b cannot read: 488
+    p.pump()
+    (refused,) = p.of("a", ReinviteRefused)
+    assert (refused.call_id, refused.status) == (cid, 488)
+    assert refused.reason.startswith("Not Acceptable Here")
+    p.a.hold(cid, False, p.now)  # nothing left pending: the next offer goes out
+    p.pump()
+    assert b"a=sendrecv" in p.sent("a", "INVITE")[-1].body
+    assert p.of("b", HoldChanged) == [HoldChanged(bcid, True), HoldChanged(bcid, False)]
+    p.advance(40)
+    assert not p.of("a", CallEnded) and not p.of("b", CallEnded)
 
 
 def test_reinvite_glare_491_then_both_succeed() -> None:
