@@ -15,6 +15,7 @@ r"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own proto
         │   └── DestinationRefused      the destination policy refused the target (``verdict``)
         ├── CallSetupError            setting a call up failed (``status``: the HTTP answer)
         ├── NotTransferable           the call cannot be transferred (not SIP, not confirmed)
+        ├── NotHoldable               the call cannot change its hold now (not SIP, not confirmed)
         ├── PortsExhausted            every RTP port pair is in use (503 + Retry-After)
         └── ClusterError              acting on a call another node of the cluster owns failed
             ├── OwnerUnavailable        that node does not answer (stopped or died): 503
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigError",
     "DestinationRefused",
     "LocalProtocolError",
+    "NotHoldable",
     "NotTransferable",
     "OwnerUnavailable",
     "PortsExhausted",
@@ -166,6 +168,13 @@ class CallSetupError(CallError):
 
 class NotTransferable(CallError):
     """The call cannot be transferred now (``not_sip``, ``call_not_established``)."""
+
+
+class NotHoldable(CallError):
+    """The call cannot be put on hold or resumed now: not a SIP call, not established yet,
+    or another re-INVITE of it still in progress."""
+
+    code = "hold_unavailable"
 
 
 class PortsExhausted(CallError):

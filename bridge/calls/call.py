@@ -7,6 +7,12 @@ adds the dialog's events (handed over synchronously by the driver, so none is ev
 the media path as a tick sink, and its goodbye: BYE if the far end is still there, the RTP
 socket closed. The caller's ACK proves it is there (media may flow to it); a re-INVITE that
 moves the media to a hostname has it resolved once, in a task of the call, never per packet.
+
+Hold (RFC 3264 §8.4) both ways: the peer holds us with a ``sendonly``/``inactive`` offer; we
+hold the peer (:meth:`Call.hold`, the control plane's) with a ``sendonly`` re-INVITE, the media
+held at once and back as it was if the peer refuses the offer. The call is on hold while
+either side holds it: the agent's audio waits, the caller's does not go upstream, and the
+silence is no dead call. Events ``hold``/``unhold`` say who (``{"by": "us"|"peer"}``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from bridge.calls.sip_media import SipMedia
 from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
-from bridge.errors import NotTransferable
+from bridge.errors import NotHoldable, NotTransferable
 from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
 from bridge.security import SecurityKind, SecurityLog
@@ -36,6 +42,7 @@ from media.codecs.base import UnsupportedCodecError
 from media.dtmf import DtmfDigit
 from media.srtp import SrtpSession
 from sip.driver import SipCall
+from sip.errors import SipStateError
 from sip.events import (
     CallAnswered,
     CallEnded,
@@ -44,6 +51,7 @@ from sip.events import (
     HoldChanged,
     ReferProgress,
     ReferReceived,
+    ReinviteRefused,
     RemoteSdpChanged,
 )
 from sip.offer_answer import Negotiated, is_hold, parse_answer, read_answer, remote_endpoint
@@ -99,6 +107,10 @@ class Call(CallScope):
         self.endpoint = endpoint
         self.media = media
         self._remote_gone = False
+        #: who holds the call (RFC 3264 §8.4: either side may)
+        self._held = {"us": False, "peer": False}
+        #: our hold before the re-INVITE in flight that changed it (its refusal puts it back)
+        self._hold_undo: bool | None = None
         #: a hostname from a re-INVITE's SDP -> the IP to send to (None: refused/unresolvable)
         self._media_address = media_address
         sip.listen(self._on_sip_event)
@@ -126,6 +138,39 @@ class Call(CallScope):
                 f"Call {self.id!r} is not established.", code="call_not_established"
             )
         self.refer(target)
+
+    # -- hold ------------------------------------------------------------------------------
+
+    def hold(self, on: bool) -> None:
+        """Hold the peer (re-INVITE ``sendonly``) or resume it (``sendrecv``); the media
+        follows at once. Asking for what was last asked changes nothing."""
+        if on == self._held["us"]:
+            return
+        try:
+            self.sip.hold(on)
+        except SipStateError as exc:
+            busy = exc.state == "re-INVITE pending"
+            why = "another re-INVITE is in progress" if busy else "it is not established"
+            raise NotHoldable(f"Call {self.id!r} cannot change its hold now: {why}.") from exc
+        self._hold_undo = self._held["us"]
+        self._holds("us", on)
+
+    def _holds(self, who: str, on: bool) -> None:
+        """``who`` holds the call (or no longer does); the media, the watchdog and the info
+        follow whether anyone does."""
+        held = self._held
+        if held[who] == on:
+            return
+        held[who] = on
+        self.store.log_event(self.id, "hold" if on else "unhold", {"by": who})
+        holders = [w for w, h in held.items() if h]
+        info, any_held = self.info, bool(holders)
+        info.held_by = "both" if len(holders) == 2 else holders[0] if holders else None
+        if any_held != info.on_hold:
+            now = self.clock.now()
+            self.watchdog.hold(any_held, now)
+            info.on_hold = any_held
+            self.media.hold(any_held, now)
 
     # -- the leg's part of the call's scope ------------------------------------------------
 
@@ -204,21 +249,28 @@ class Call(CallScope):
                     detail=f"inbound REFER to {refer_to!r} refused",
                     call_id=self.id,
                 )
-            case HoldChanged(on_hold=on_hold):
-                self._set_hold(on_hold)
+            case HoldChanged(on_hold=on_hold):  # the peer's offer
+                self._holds("peer", on_hold)
+            case ReinviteRefused(status=status, reason=reason):
+                self._hold_refused(status, reason)
             case RemoteSdpChanged(sdp=sdp, local_sdp=local, remote_offered=offered):
-                self._remote_sdp(sdp)
+                self._remote_sdp(sdp, offered)
                 if local:
                     self._renegotiated(sdp, local, offered)
 
-    def _set_hold(self, on_hold: bool) -> None:
-        now = self.clock.now()
-        self.watchdog.hold(on_hold, now)
-        self.info.on_hold = on_hold
-        self.media.hold(on_hold, now)
-        self.store.log_event(self.id, "hold" if on_hold else "unhold", {})
+    def _hold_refused(self, status: int, reason: str) -> None:
+        """The peer refused our re-INVITE: a hold or resume of ours goes back as it was."""
+        undo, self._hold_undo = self._hold_undo, None
+        if undo is None:
+            return  # not ours (a session refresh): nothing changed
+        self.store.log_event(
+            self.id, "hold.failed", {"on": not undo, "status": status, "reason": reason}
+        )
+        self._holds("us", undo)
 
-    def _remote_sdp(self, sdp: bytes) -> None:
+    def _remote_sdp(self, sdp: bytes, offered: bool) -> None:
+        if not offered:
+            self._hold_undo = None  # our offer settled
         try:
             desc = SessionDescription.parse(sdp.decode("utf-8", "replace"))
         except SdpError:
@@ -229,7 +281,10 @@ class Call(CallScope):
                 self.endpoint.set_remote((target.address, target.port))
             else:
                 self.spawn("media address", self._move_media(target.address, target.port))
-        self._set_hold(is_hold(desc))
+        if offered or not self._held["us"]:
+            # the peer's offer, or its answer to our sendrecv offer (a refresh, a resume),
+            # says whether it holds; its answer to our hold (recvonly or inactive) does not
+            self._holds("peer", is_hold(desc))
 
     def _renegotiated(self, remote: bytes, local: bytes, remote_offered: bool) -> None:
         """A settled re-offer may change the codec or its payload types (RFC 3264 §8.3.2) and

@@ -26,4 +26,6 @@ class CallInfo:
     end_reason: str | None = None
     sip_status: int | None = None
     on_hold: bool = False
+    #: who holds the call while it is on hold: ``us`` (the API), ``peer`` (its re-INVITE), ``both``
+    held_by: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

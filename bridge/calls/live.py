@@ -77,6 +77,11 @@ class LiveCall(Protocol):
         """RFC 4733 digits to the caller; False where the leg cannot send them now."""
         ...
 
+    def hold(self, on: bool) -> None:
+        """Put the caller on hold (``on``) or resume: at once here, the peer told by re-INVITE;
+        idempotent. Raises :class:`~bridge.errors.NotHoldable` where the leg cannot now."""
+        ...
+
     async def client_event(self, event: dict[str, Any]) -> None:
         """A GA client event into the call (through call control)."""
         ...

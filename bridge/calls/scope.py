@@ -54,7 +54,7 @@ from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.calls.turns import TurnLatency, TurnTimer
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile
-from bridge.errors import NotTransferable, UpstreamError
+from bridge.errors import NotHoldable, NotTransferable, UpstreamError
 from bridge.recording.call import CallRecording
 from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
@@ -161,6 +161,11 @@ class CallScope:
         """Blind transfer; raises :class:`NotTransferable` where the leg cannot."""
         del target
         raise NotTransferable("Only SIP calls can be transferred.", code="not_sip")
+
+    def hold(self, on: bool) -> None:
+        """Put the caller on hold or resume; raises :class:`NotHoldable` where the leg cannot."""
+        del on
+        raise NotHoldable("Only SIP calls can be put on hold.")
 
     def refer(self, target: str) -> bool:
         """Call control's transfer (a tool or a DTMF action); False: this leg cannot."""

@@ -31,6 +31,7 @@ class Op(StrEnum):
     SAY = "say"  # {text, role, respond}
     SESSION = "session"  # {session}
     RECORDING = "recording"  # {paused}: pause or resume the call's recording
+    HOLD = "hold"  # {on}: put the caller on hold or resume (SIP re-INVITE)
     EVENTS = "events"  # {after_seq}: the event log, where records are not shared
     ACCEPT = "accept"  # {session}: answer a ringing call (OpenAI's call API)
     REJECT = "reject"  # {status_code}: refuse a ringing call

@@ -20,7 +20,7 @@ from bridge.calls.turns import TurnLatency, latency_summary
 from bridge.cluster.commands import Command, Op
 from bridge.control.webhooks import PendingCall, profile_from_session
 from bridge.destinations import Purpose, Verdict, VerdictCode
-from bridge.errors import NotTransferable, RemoteCallError
+from bridge.errors import NotHoldable, NotTransferable, RemoteCallError
 from bridge.recording.writer import read_wav_info
 from bridge.records import CallRecord
 from sip.driver import Reject
@@ -32,6 +32,7 @@ __all__ = [
     "act",
     "ended_extras",
     "error",
+    "hold",
     "live",
     "live_view",
     "not_found",
@@ -275,6 +276,8 @@ async def act(
         if call.pause_recording(bool(args.get("paused", True))) is None:
             raise error(409, f"Call {call_id!r} is not being recorded.", "not_recording")
         return {"id": call_id, "recording": call.recording_status()}
+    if op is Op.HOLD:
+        return hold(plane, call_id, bool(args.get("on", True)))
     if op is Op.EVENTS:
         return await events(plane, call_id, int(args.get("after_seq", 0)))
     if op is Op.ACCEPT:
@@ -315,6 +318,20 @@ def hangup(plane: ControlPlane, call_id: str) -> dict[str, Any]:
     if not plane.manager.hangup(call_id, EndReason.API_HANGUP):
         live(plane, call_id).end(EndReason.API_HANGUP)  # raises 409 (ended) or 404
     return {"id": call_id, "status": "ending"}
+
+
+def hold(plane: ControlPlane, call_id: str, on: bool) -> dict[str, Any]:
+    """Put a live SIP call's caller on hold or resume it (re-INVITE); 409 ``hold_unavailable``
+    for a call not answered yet or one that cannot (WebRTC, a re-INVITE in progress)."""
+    record = None if call_id in plane.manager.calls else plane.store.get_call(call_id)
+    if call_id in plane.incoming.pending or (record is not None and record.state == "offered"):
+        raise error(409, f"Call {call_id!r} is not answered yet.", "hold_unavailable")
+    call = live(plane, call_id)
+    try:
+        call.hold(on)
+    except NotHoldable as exc:
+        raise error(409, str(exc), exc.code) from exc
+    return {"id": call_id, "on_hold": call.info.on_hold, "held_by": call.info.held_by}
 
 
 async def transfer(

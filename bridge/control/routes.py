@@ -323,6 +323,24 @@ async def resume_recording(request: Request, call_id: CallId) -> dict[str, Any]:
     return await _pause(request, call_id, False)
 
 
+async def _hold(request: Request, call_id: str, on: bool) -> dict[str, Any]:
+    return await _act(request, _plane(request), Op.HOLD, call_id, {"on": on})
+
+
+@api.post("/v1/calls/{call_id}/hold", tags=["calls"])
+async def hold(request: Request, call_id: CallId) -> dict[str, Any]:
+    """Put the caller on hold (SIP re-INVITE ``sendonly``): the agent's audio waits, the
+    caller's stops going to the agent. ``{id, on_hold, held_by}``; holding twice is one hold."""
+    return await _hold(request, call_id, True)
+
+
+@api.post("/v1/calls/{call_id}/resume", tags=["calls"])
+async def resume(request: Request, call_id: CallId) -> dict[str, Any]:
+    """Take the caller off our hold (re-INVITE ``sendrecv``); the call stays on hold while
+    the caller's side still holds it (``held_by: "peer"``)."""
+    return await _hold(request, call_id, False)
+
+
 @api.post("/v1/calls", tags=["calls"], status_code=201)
 async def originate(request: Request, body: OriginateBody) -> dict[str, Any]:
     """Place an outbound SIP call; the id comes back at once (follow it on ``/v1/events``)."""

@@ -4,7 +4,7 @@ BYE when SIPp stops answering), UPDATE refresh, a re-INVITE moving the media to 
 a re-INVITE changing the codec to A-law,
 183 with SDP before 200 (the greeting; ringback until the agent is ready, over RTP and SRTP,
 stopped by a CANCEL or a 503), OPTIONS keepalive with a dead trunk marked down, the outbound
-ring timeout.
+ring timeout, rtbridge holding and resuming the caller (and a hold the caller refuses).
 
 Session-timer intervals are seconds here, not minutes: the test lowers the core's policy
 (RFC 4028's 90 s floor is for the wire, the timer logic is the same at any scale).
@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from bridge.calls.end import EndReason
+from bridge.calls.live import LiveCall
 from bridge.control.metrics import Metrics
 from bridge.errors import CallNotAllowed
 from media import g711
@@ -80,22 +82,28 @@ def _request(
 """
 
 
-def _ok(headers: str = "") -> str:
+def _response(status: str, headers: str = "", *, sdp: str = "", retrans: bool = False) -> str:
+    """SIPp's answer to the request it just took (``sdp``: its body)."""
     extra = f"{headers}\n      " if headers else ""
-    return f"""  <send>
+    body = f"Content-Type: application/sdp\n      Content-Length: [len]\n\n      {sdp}"
+    return f"""  <send{' retrans="500"' if retrans else ""}>
     <![CDATA[
-      SIP/2.0 200 OK
+      SIP/2.0 {status}
       [last_Via:]
       [last_From:]
       [last_To:]
       [last_Call-ID:]
       [last_CSeq:]
       Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
-      {extra}Content-Length: 0
+      {extra}{body if sdp else "Content-Length: 0"}
 
     ]]>
   </send>
 """
+
+
+def _ok(headers: str = "") -> str:
+    return _response("200 OK", headers)
 
 
 def _scenario(name: str, *steps: str) -> str:
@@ -858,3 +866,182 @@ async def test_an_outbound_delayed_offer_answers_the_callees_offer_in_the_ack(
     await _settled(stack)
     record = stack.store.get_call(call_id)
     assert record is not None and record.codec == "PCMU"
+
+
+# -- hold by us (issue 14 point 8): the API holds the caller with a sendonly re-INVITE ---------
+
+
+def _answer_reinvite(check: str, status: str = "200 OK", sdp: str = "") -> str:
+    """SIPp takes rtbridge's re-INVITE (its SDP must match ``check``), answers ``status`` with
+    ``sdp`` and takes the ACK."""
+    var = re.sub(r"\W", "_", check)
+    return f"""  <recv request="INVITE" timeout="30000">
+    <action><ereg regexp="{check}" search_in="body" check_it="true" assign_to="{var}"/></action>
+  </recv>
+  <Reference variables="{var}"/>
+{_response(status, sdp=sdp, retrans=True)}  <recv request="ACK"/>
+"""
+
+
+_HANGS_UP = '  <recv request="BYE" timeout="30000"/>\n' + _ok()
+
+
+async def _answered(stack: Stack) -> LiveCall:
+    async with asyncio.timeout(20):
+        while not stack.manager.calls:
+            await asyncio.sleep(0.02)
+        (call,) = stack.manager.calls.values()
+        assert await call.sip.confirmed(10)  # type: ignore[attr-defined]
+    return call
+
+
+async def _packets(media: socket.socket, count: int, *, loud: bool = False) -> list[RtpPacket]:
+    """The next ``count`` RTP packets at the caller (with ``loud``: until one of them is the
+    agent's voice, not silence)."""
+    loop = asyncio.get_running_loop()
+    got: list[RtpPacket] = []
+    async with asyncio.timeout(30):
+        while len(got) < count or (
+            loud and not loud_frames(_pcmu(got).astype(np.int16), 160).any()
+        ):
+            got.append(RtpPacket.parse(await loop.sock_recv(media, 2048)))
+    return got
+
+
+async def _silent(media: socket.socket, seconds: float) -> None:
+    """Nothing reaches the caller for ``seconds`` (after what was already on its way)."""
+    await asyncio.sleep(0.1)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            media.recv(2048)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await asyncio.get_running_loop().sock_recv(media, 2048)
+
+
+_SPEAK = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+
+
+async def _hang_up(
+    stack: Stack, call: LiveCall, caller: asyncio.Task[None]
+) -> list[tuple[str, dict[str, object]]]:
+    """We end the call (SIPp expects our BYE); its hold events, from its record."""
+    call.end(EndReason.API_HANGUP)
+    await caller
+    await _settled(stack)
+    (record,) = stack.store.list_calls()
+    assert record.end_reason == "api-hangup"
+    holds = ("hold", "unhold", "hold.failed")
+    return [(e.kind, e.data) for e in stack.store.events(record.call_id) if e.kind in holds]
+
+
+@pytest.mark.parametrize("stack_options", [_GREETING])
+async def test_we_hold_the_caller_by_sendonly_reinvite_and_resume_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The caller hears the agent, is put on hold (SIPp checks the re-INVITE's sendonly and
+    answers recvonly): no RTP reaches it, even while the agent answers; resumed (sendrecv),
+    the agent's answer held back meanwhile arrives."""
+    media = _media_socket()
+    port = media.getsockname()[1]
+    held = _SDP.format(version=2, port=port) + "\n      a=recvonly"
+    xml = _scenario(
+        "held by rtbridge",
+        _request("INVITE", 1, dialog=False, sdp=_caller_sdp(port, None)) + _SETUP,
+        _request("ACK", 1, dialog=True, retrans=False),
+        _answer_reinvite("a=sendonly", sdp=held),
+        _answer_reinvite("a=sendrecv", sdp=_SDP.format(version=3, port=port)),
+        _HANGS_UP,
+    )
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml))
+    try:
+        call = await _answered(stack)
+        await _packets(media, 10)  # the agent's audio flows
+        call.hold(True)
+        assert (call.info.on_hold, call.info.held_by) == (True, "us")
+        call.hold(True)  # idempotent: no second re-INVITE (SIPp would refuse its sendonly)
+        call.say(_SPEAK, respond=True)  # the agent answers while the caller is held
+        await _silent(media, 1.5)
+        call.hold(False)
+        assert (call.info.on_hold, call.info.held_by) == (False, None)
+        await _packets(media, 1, loud=True)  # the held-back answer plays now
+        events = await _hang_up(stack, call, caller)
+    finally:
+        media.close()
+    assert events == [("hold", {"by": "us"}), ("unhold", {"by": "us"})]
+
+
+@pytest.mark.parametrize("stack_options", [_GREETING])
+async def test_a_hold_the_caller_refuses_leaves_the_call_as_it_was(
+    stack: Stack, tmp_path: Path
+) -> None:
+    media = _media_socket()
+    port = media.getsockname()[1]
+    xml = _scenario(
+        "refuses the hold",
+        _request("INVITE", 1, dialog=False, sdp=_caller_sdp(port, None)) + _SETUP,
+        _request("ACK", 1, dialog=True, retrans=False),
+        _answer_reinvite("a=sendonly", "488 Not Acceptable Here"),
+        _HANGS_UP,
+    )
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml))
+    try:
+        call = await _answered(stack)
+        call.hold(True)
+        async with asyncio.timeout(10):
+            while call.info.on_hold:
+                await asyncio.sleep(0.02)
+        assert call.info.held_by is None
+        await _packets(media, 10)  # the agent's audio flows again
+        events = await _hang_up(stack, call, caller)
+    finally:
+        media.close()
+    assert events == [
+        ("hold", {"by": "us"}),
+        ("hold.failed", {"on": True, "status": 488, "reason": "Not Acceptable Here"}),
+        ("unhold", {"by": "us"}),
+    ]
+
+
+@pytest.mark.parametrize("stack_options", [_GREETING])
+async def test_our_resume_keeps_the_call_held_while_the_caller_still_holds_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The caller holds first (sendonly), we hold too (it answers inactive), we resume (it
+    answers sendonly: it still holds): the call stays on hold, held by the peer."""
+    media = _media_socket()
+    port = media.getsockname()[1]
+    sdp = _SDP.format(version="{version}", port=port) + "\n      a={direction}"
+    xml = _scenario(
+        "held both ways",
+        _request("INVITE", 1, dialog=False, sdp=_caller_sdp(port, None)) + _SETUP,
+        _request("ACK", 1, dialog=True, retrans=False),
+        _request("INVITE", 2, dialog=True, sdp=sdp.format(version=2, direction="sendonly"))
+        + '  <recv response="100" optional="true"/>\n  <recv response="200"/>\n'
+        + _request("ACK", 2, dialog=True, retrans=False),
+        _answer_reinvite("a=sendonly", sdp=sdp.format(version=3, direction="inactive")),
+        _answer_reinvite("a=sendrecv", sdp=sdp.format(version=4, direction="sendonly")),
+        _HANGS_UP,
+    )
+    caller = asyncio.create_task(_caller(stack, tmp_path, xml))
+    try:
+        call = await _answered(stack)
+        async with asyncio.timeout(20):
+            while call.info.held_by != "peer":
+                await asyncio.sleep(0.02)
+        call.hold(True)
+        assert (call.info.on_hold, call.info.held_by) == (True, "both")
+        await asyncio.sleep(0.5)  # the inactive answer (about the peer's wish: nothing)
+        assert call.info.held_by == "both"
+        call.hold(False)
+        assert (call.info.on_hold, call.info.held_by) == (True, "peer")
+        await _silent(media, 1.0)
+        assert (call.info.on_hold, call.info.held_by) == (True, "peer")
+        events = await _hang_up(stack, call, caller)
+    finally:
+        media.close()
+    assert events == [
+        ("hold", {"by": "peer"}),
+        ("hold", {"by": "us"}),
+        ("unhold", {"by": "us"}),
+    ]

@@ -33,6 +33,8 @@ CALL_ROUTES = [
     ("POST", "/v1/calls/{call_id}/hangup"),
     ("POST", "/v1/calls/{call_id}/transfer"),
     ("POST", "/v1/calls/{call_id}/dtmf"),
+    ("POST", "/v1/calls/{call_id}/hold"),
+    ("POST", "/v1/calls/{call_id}/resume"),
     ("POST", "/v1/calls/{call_id}/say"),
     ("POST", "/v1/calls/{call_id}/session"),
     ("POST", "/v1/realtime/calls/{call_id}/accept"),

@@ -114,6 +114,8 @@ async def test_accept_with_a_session_runs_the_call_with_it(
             f"/v1/realtime/calls/{call_id}/refer", json={"target_uri": "sip:desk@127.0.0.1"}
         )
         assert early.status_code == 409, early.text
+        early = await client.post(f"/v1/calls/{call_id}/hold")  # nothing to hold yet
+        assert early.status_code == 409 and early.json()["error"]["code"] == "hold_unavailable"
         r = await client.post(
             f"/v1/realtime/calls/{call_id}/accept",
             json={"type": "realtime", "model": "gpt-realtime", "instructions": instructions},

@@ -1,5 +1,6 @@
 """A browser (WebRTC) call under the control plane: listed with leg ``webrtc``, counted in
-/metrics, announced on the lifecycle stream, hung up through OpenAI's ``/hangup``."""
+/metrics, announced on the lifecycle stream, not transferable nor holdable (409), hung up
+through OpenAI's ``/hangup``."""
 
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ async def test_browser_call_is_managed_like_a_phone_call(control: Control) -> No
                 f"/v1/calls/{call_id}/transfer", json={"target": "sip:desk@127.0.0.1"}
             )
             assert r.status_code == 409
+            # so is hold: a browser call has no re-INVITE to hold it with
+            for action in ("hold", "resume"):
+                r = await client.post(f"/v1/calls/{call_id}/{action}")
+                assert r.status_code == 409, r.text
+                assert r.json()["error"]["code"] == "hold_unavailable"
             r = await client.post(f"/v1/realtime/calls/{call_id}/hangup")
             assert r.status_code == 200
             async with asyncio.timeout(15):
