@@ -213,10 +213,11 @@ class UpstreamSession:
         self.stats = UpstreamStats()
         # `rtbridge bench sip` times each audio append; None (nothing wrapped) otherwise
         self._probe_pending: deque[_probe.Pending] | None = None
-        if _probe.ACTIVE is not None:
-            self._probe_pending = deque()
-            timed = _probe.ACTIVE.timed_send_audio(self.send_audio, self._probe_pending)
-            self.send_audio = timed  # type: ignore[method-assign,assignment]
+        probe = _probe.ACTIVE
+        if probe is not None:
+            pending: deque[_probe.Pending] = deque()
+            self._probe_pending = pending
+            probe.hook(self, "send_audio", lambda send: probe.timed_send_audio(send, pending))
 
     def __repr__(self) -> str:  # never shows the key
         return f"UpstreamSession(url={self.url!r}, dialect={self.dialect.value})"

@@ -4,7 +4,8 @@ Production code asks this module once per object, at construction: ``probe.ACTIV
 means no benchmark is running and nothing is wrapped or recorded. The SIP benchmark's worker
 process (:mod:`bridge.bench._sip_worker`) calls :func:`install` before it starts rtbridge; from
 then on every new :class:`~bridge.calls.sip_media.SipMedia` and
-:class:`~bridge.upstream.UpstreamSession` wraps a few of its own methods with the ones below.
+:class:`~bridge.upstream.UpstreamSession` registers a few of its methods
+(:meth:`LatencyProbe.hook`), which the probe wraps with the ones below only while it is armed.
 
 What is measured (microseconds unless named ``_ms``; durations on ``time.monotonic``):
 
@@ -25,8 +26,8 @@ What is measured (microseconds unless named ``_ms``; durations on ``time.monoton
   is timed from ``SipMedia.on_rtp``;
 * ``rtp_send_interval_jitter_ms``: per call, ``|interval between two RTP sends - 20 ms|``.
 
-Recording happens only while :attr:`LatencyProbe.armed`; when installed but not armed the
-hooks cost a wrapper call and a flag test per packet (the CPU window runs that way).
+Recording happens only while :attr:`LatencyProbe.armed` (:meth:`LatencyProbe.arm`); disarmed,
+nothing is wrapped: the CPU window measures rtbridge's own code, not the probe's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import fcntl
 import random
 import struct
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -109,9 +111,41 @@ class Reservoir:
         return out
 
 
+class _Hook:
+    """One registered method: wrapped in place while the probe is armed."""
+
+    __slots__ = ("attr", "owner", "replaced", "wrap")
+
+    def __init__(self, owner: object, attr: str, wrap: Callable[[Any], Any]) -> None:
+        self.owner = weakref.ref(owner)
+        self.attr = attr
+        self.wrap = wrap
+        self.replaced: tuple[bool, Any] | None = None  # (was an instance attribute, its value)
+
+    def apply(self) -> None:
+        owner = self.owner()
+        if owner is None or self.replaced is not None:
+            return
+        mine = vars(owner)
+        self.replaced = (self.attr in mine, mine.get(self.attr))
+        setattr(owner, self.attr, self.wrap(getattr(owner, self.attr)))
+
+    def undo(self) -> None:
+        owner, replaced = self.owner(), self.replaced
+        self.replaced = None
+        if owner is None or replaced is None:
+            return
+        had, value = replaced
+        if had:
+            setattr(owner, self.attr, value)
+        else:  # a method of the class again
+            delattr(owner, self.attr)
+
+
 class LatencyProbe:
     def __init__(self, size: int = 50_000) -> None:
         self.armed = False
+        self._hooks: list[_Hook] = []
         #: the RTP packet now being handled: (kernel receive, reached ``SipMedia.on_rtp``),
         #: monotonic times; None outside ``on_rtp``
         self.arrival: tuple[float, float] | None = None
@@ -123,6 +157,21 @@ class LatencyProbe:
         self.appends_without_packet = 0
         self.kernel_stamps = 0
         self.unstamped = 0  # packets with no kernel stamp: timed from ``SipMedia.on_rtp``
+
+    def hook(self, owner: object, attr: str, wrap: Callable[[Any], Any]) -> None:
+        """While armed, ``owner.attr`` is ``wrap(the original)``; the original otherwise."""
+        self._hooks = [h for h in self._hooks if h.owner() is not None]
+        hook = _Hook(owner, attr, wrap)
+        self._hooks.append(hook)
+        if self.armed:
+            hook.apply()
+
+    def arm(self, on: bool) -> None:
+        """Start (``on``) or stop recording, wrapping or unwrapping every hooked method."""
+        self.armed = False
+        for hook in self._hooks:
+            hook.apply() if on else hook.undo()
+        self.armed = on
 
     def reservoirs(self) -> dict[str, Reservoir]:
         return {

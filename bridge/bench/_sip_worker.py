@@ -2,7 +2,8 @@
 
 ``python -m bridge.bench._sip_worker CONFIG.json`` starts rtbridge's runtime (call records,
 call manager, SIP on an ephemeral UDP port of 127.0.0.1) in front of an agent running in yet
-another process, with the timing probe of :mod:`bridge.bench._probe` installed (not armed).
+another process, with the timing probe of :mod:`bridge.bench._probe` installed (armed only for
+the latency window: nothing is wrapped in the CPU window).
 
 Config keys: ``agent_url``, ``rtp_port_min``, ``rtp_port_max``, ``max_calls``, ``data_dir``,
 ``stats_path``, and optionally ``tracemalloc`` (bool: trace allocations from start-up),
@@ -151,9 +152,9 @@ class Worker:
     def mark(self, *, arm: bool) -> None:
         self.manager.ticker.stats.lateness_ms.clear()
         self.gc.reset()
-        self.probe.armed = False
+        self.probe.arm(False)
         self.probe.reset()
-        self.probe.armed = arm
+        self.probe.arm(arm)
 
     def snapshot(self) -> dict[str, Any]:
         t = self.manager.ticker.stats

@@ -25,7 +25,7 @@ Once all N calls are up (and a 1 s settle), two windows follow:
 1. the CPU window (``--seconds`` S, default 20): rtbridge's process CPU time (all threads, from
    ``/proc``) over the window, divided by N and by the window's wall time: ``pct_of_core_per_call``
    and the ``calls_per_core`` it implies; the ticker's tick lateness; RSS. The timing probe's
-   hooks are installed but disarmed.
+   hooks are not installed (nothing wraps rtbridge's methods).
 2. the latency window (S/2, at least 1 s): the probe records, per append, the caller packet's
    kernel receive time -> the ``input_audio_buffer.append`` handed to the upstream socket, and
    per call the RTP send interval (see :mod:`bridge.bench._probe` for every figure's exact

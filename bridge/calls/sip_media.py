@@ -146,9 +146,8 @@ class SipMedia:
         self._rng = rng or random.Random()
         probe = _probe.ACTIVE  # `rtbridge bench sip` timing hooks; None: nothing is wrapped
         if probe is not None:
-            timed = probe.timed_on_rtp(self.on_rtp, send_rtp)
-            self.on_rtp = timed  # type: ignore[method-assign,assignment]
-            self._send_rtp = probe.timed_send_rtp(self._send_rtp)
+            probe.hook(self, "on_rtp", lambda on_rtp: probe.timed_on_rtp(on_rtp, send_rtp))
+            probe.hook(self, "_send_rtp", probe.timed_send_rtp)
 
     # -- the two paths, for a codec ------------------------------------------------------
 

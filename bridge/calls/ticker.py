@@ -10,6 +10,10 @@ never held back a whole period.
 Stall policy (the same as the playout buffer's): after a stall the ticker does not replay the
 missed ticks one by one; it calls the sinks once with the current time (each emits at most its
 small catch-up burst) and re-anchors its grid when more than ``max_late_ticks`` were missed.
+With no sink (no call up) the ticker sleeps until one is added, then starts a fresh grid: an
+idle process does not wake 50 times a second (that was most of an idle worker's CPU, and the
+fixed cost that made two workers dearer per call than one).
+
 Lateness of every tick is recorded so benchmarks can report pacing jitter: the most recent
 values, and a count per :data:`LATENESS_BUCKETS_MS` bucket since start-up (``/metrics`` serves
 it as a histogram, so a window's percentiles are the difference of two scrapes).
@@ -96,10 +100,13 @@ class FrameTicker:
         self._sinks: dict[int, tuple[TickSink, SinkError]] = {}
         self.stats = TickerStats(lateness_ms=deque(maxlen=keep_lateness))
         self._task: asyncio.Task[None] | None = None
+        self._woken: asyncio.Event | None = None  # set by add() while run() waits for a sink
 
     def add(self, sink: TickSink, on_error: SinkError) -> None:
         """Drive ``sink`` every tick; if it raises, it is removed and ``on_error`` is told."""
         self._sinks[id(sink)] = (sink, on_error)
+        if self._woken is not None:
+            self._woken.set()
 
     def remove(self, sink: TickSink) -> None:
         self._sinks.pop(id(sink), None)
@@ -120,16 +127,23 @@ class FrameTicker:
 
     async def run(self) -> None:
         now_fn = self._clock.now if self._clock is not None else asyncio.get_running_loop().time
-        grid = TickSchedule(now_fn(), self.period, self.max_late_ticks)
+        self._woken = woken = asyncio.Event()
+        reanchors = 0  # of the grids before this one
         while True:
-            delay = grid.next_deadline() - now_fn()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = now_fn()
-            self._record(now - grid.next_deadline())
-            deadline = grid.on_wake(now)
-            self.stats.reanchors = grid.reanchors
-            self.tick(deadline, now)
+            if not self._sinks:  # idle: sleep until a sink comes, then a fresh grid
+                woken.clear()
+                await woken.wait()
+            grid = TickSchedule(now_fn(), self.period, self.max_late_ticks)
+            while self._sinks:
+                delay = grid.next_deadline() - now_fn()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                now = now_fn()
+                self._record(now - grid.next_deadline())
+                deadline = grid.on_wake(now)
+                self.stats.reanchors = reanchors + grid.reanchors
+                self.tick(deadline, now)
+            reanchors += grid.reanchors
 
     def tick(self, deadline: float, now: float) -> None:
         """Call every sink once (what :meth:`run` does on each wake-up)."""

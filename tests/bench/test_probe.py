@@ -76,16 +76,22 @@ def test_media_hooks_mark_the_packet_and_time_rtp_sends(probe: _probe.LatencyPro
         return True
 
     media = _media(sent, to_agent)
-    media.on_rtp(_packet(1), 0.0)  # disarmed: forwarded, marked, nothing recorded
-    probe.armed = True
+    send_rtp = media._send_rtp
+    media.on_rtp(_packet(1), 0.0)  # disarmed: nothing wrapped, the packet not marked
+    assert media.on_rtp.__func__ is SipMedia.on_rtp  # type: ignore[attr-defined]
+    probe.arm(True)
     media.on_rtp(_packet(2), 0.0)
-    assert len(seen) == 2 and all(a is not None and a[0] <= a[1] for a in seen)
+    assert len(seen) == 2 and seen[0] is None
+    assert seen[1] is not None and seen[1][0] <= seen[1][1]
     assert probe.arrival is None  # only while the packet is being handled
     now = time.monotonic()
     for n in range(3):
         media.on_tick(now + 0.02 * n, now + 0.02 * n)
     assert len(sent) == 3
     assert probe.rtp_send_interval_jitter_ms.count == 2  # intervals between 3 sends
+    probe.arm(False)  # the originals again: the CPU window measures rtbridge alone
+    assert media.on_rtp.__func__ is SipMedia.on_rtp  # type: ignore[attr-defined]
+    assert media._send_rtp is send_rtp
 
 
 async def test_upstream_times_each_append_handed_to_the_socket(
@@ -95,7 +101,7 @@ async def test_upstream_times_each_append_handed_to_the_socket(
         LocalAgent(AgentSettings(port=0)) as agent,
         UpstreamSession(UpstreamSettings(url=agent.url)) as up,
     ):
-        probe.armed = True
+        probe.arm(True)
         t = time.monotonic()
         probe.arrival = (t - 0.002, t - 0.001)  # the kernel got it 2 ms ago
         for _ in range(5):

@@ -61,6 +61,7 @@ def test_schedule_is_drift_free_and_reanchors_after_a_stall() -> None:
 
 async def test_every_tick_is_counted_in_its_lateness_bucket() -> None:
     ticker = FrameTicker(period=0.005)
+    ticker.add(Recorder(), lambda exc: None)
     ticker.start()
     while ticker.stats.ticks < 10:
         await asyncio.sleep(0.005)
@@ -74,3 +75,26 @@ async def test_every_tick_is_counted_in_its_lateness_bucket() -> None:
     for late in stats.lateness_ms:
         recount[next((i for i, b in enumerate(LATENESS_BUCKETS_MS) if late <= b), -1)] += 1
     assert recount == stats.lateness_counts
+
+
+async def test_an_idle_ticker_sleeps_until_a_sink_comes_and_stops_when_the_last_goes() -> None:
+    ticker = FrameTicker(period=0.005)
+    ticker.start()
+    await asyncio.sleep(0.05)  # ten periods with nothing to drive
+    assert ticker.stats.ticks == 0
+    sink = Recorder()
+    started = asyncio.get_running_loop().time()
+    ticker.add(sink, lambda exc: None)
+    while len(sink.deadlines) < 5:
+        await asyncio.sleep(0.005)
+    assert sink.deadlines[0] > started  # a fresh grid: no missed ticks replayed
+    ticker.remove(sink)
+    await asyncio.sleep(0.02)  # the tick in flight, at most
+    ticks = ticker.stats.ticks
+    await asyncio.sleep(0.05)
+    assert ticker.stats.ticks == ticks
+    again = Recorder()
+    ticker.add(again, lambda exc: None)
+    while len(again.deadlines) < 3:
+        await asyncio.sleep(0.005)
+    await ticker.stop()
