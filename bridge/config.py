@@ -535,6 +535,7 @@ class Settings(_Section):
     def _routes_name_profiles(self) -> Settings:
         if "default" not in self.profiles:
             self.profiles["default"] = AgentProfile()
+        self._profiles_inherit_upstream()
         for i, route in enumerate(self.routes):
             if route.profile not in self.profiles:
                 raise ValueError(f"routes[{i}] names unknown profile {route.profile!r}")
@@ -542,6 +543,22 @@ class Settings(_Section):
             if fb is not None and not fb.startswith("reject") and fb not in self.profiles:
                 raise ValueError(f"routes[{i}].fallback names unknown profile {fb!r}")
         return self
+
+    def _profiles_inherit_upstream(self) -> None:
+        """A profile that names no upstream ``url`` of its own uses ``[upstream]`` (``serve
+        --upstream``), with the upstream settings it does set (``model``, ``api_key_env``, ...)
+        over the shared ones; one that sets ``url`` (``""``: the local agent) keeps its own
+        upstream whole, never another provider's key or dialect."""
+        shared = self.upstream
+        if not shared.url:
+            return
+        for name, profile in self.profiles.items():
+            own = profile.upstream
+            if "url" in own.model_fields_set:
+                continue
+            update = {field: getattr(own, field) for field in own.model_fields_set}
+            upstream = shared.model_copy(update=update)
+            self.profiles[name] = profile.model_copy(update={"upstream": upstream})
 
     def matching_route(self, *, trunk: str | None, to_uri: str, from_uri: str) -> Route | None:
         """The first route matching an inbound call (None: the ``default`` profile)."""

@@ -142,9 +142,7 @@ class _Cluster:
             "RTBRIDGE_API_KEY": _KEY,
             "RTBRIDGE_SERVER__DATA_DIR": str(data),
             "RTBRIDGE_SERVER__LOG_LEVEL": "warning",
-            "RTBRIDGE_UPSTREAM__URL": agent_url,
-            # the default profile's own upstream, else its calls go to an in-process agent
-            "RTBRIDGE_PROFILES__DEFAULT__UPSTREAM__URL": agent_url,
+            "RTBRIDGE_UPSTREAM__URL": agent_url,  # every profile's, none set its own
             "RTBRIDGE_CALLS__RTP_HOST": "127.0.0.1",
             "RTBRIDGE_CALLS__RTP_PORT_MIN": str(rtp),
             "RTBRIDGE_CALLS__RTP_PORT_MAX": str(rtp + 4 * calls + 16 * workers - 2),

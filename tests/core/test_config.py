@@ -149,3 +149,42 @@ def test_early_media_and_ringback_tone_refuse_other_values(tmp_path: Path) -> No
         cfg.write_text(f"[profiles.support]\n{line}\n")
         with pytest.raises(ConfigError, match=line.split(" ")[0]):
             load_settings(cfg, environ={})
+
+
+def test_profiles_without_an_upstream_url_use_the_shared_upstream(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[upstream]\nurl = "wss://api.openai.com/v1/realtime"\napi_key_env = "OPENAI_API_KEY"\n'
+        "[profiles.support]\ninstructions = 'Support.'\n"
+        '[profiles.mini.upstream]\nmodel = "gpt-realtime-mini"\n'
+        '[profiles.grok.upstream]\nurl = "wss://api.x.ai/v1/realtime"\ndialect = "xai"\n'
+        '[profiles.lab.upstream]\nurl = ""\n'
+    )
+    s = load_settings(cfg, environ={})
+    for name in ("default", "support"):  # phone calls go where the relay goes
+        up = s.profiles[name].upstream
+        assert (up.url, up.api_key_env, up.model) == (
+            "wss://api.openai.com/v1/realtime",
+            "OPENAI_API_KEY",
+            "gpt-realtime",
+        )
+    mini = s.profiles["mini"].upstream  # its own model over the shared upstream
+    assert (mini.url, mini.api_key_env, mini.model) == (
+        "wss://api.openai.com/v1/realtime",
+        "OPENAI_API_KEY",
+        "gpt-realtime-mini",
+    )
+    grok = s.profiles["grok"].upstream  # its own upstream: never OpenAI's key
+    assert (grok.url, grok.dialect, grok.api_key_env) == (
+        "wss://api.x.ai/v1/realtime",
+        Dialect.XAI,
+        None,
+    )
+    assert s.profiles["lab"].upstream.url == ""  # the local agent, by choice
+    # as the cluster's workers load it: the resolved profiles survive a round trip
+    again = Settings.model_validate(s.model_dump(mode="json"))
+    assert again.profiles == s.profiles
+    # `serve --upstream URL` does the same for a file that names no upstream
+    flag = load_settings(environ={}, overrides={"upstream": {"url": "ws://127.0.0.1:9/v1"}})
+    assert flag.profiles["default"].upstream.url == "ws://127.0.0.1:9/v1"
+    assert load_settings(environ={}).profiles["default"].upstream.url == ""
