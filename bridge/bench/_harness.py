@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from bridge.bench import _sipp
-from bridge.bench._proc import cpu_seconds
+from bridge.bench._proc import cpu_seconds, sleeps
 from media.g711 import ulaw_encode
 
 __all__ = [
@@ -91,6 +91,9 @@ class CpuWindow:
         self.pids = pids
         self.t0 = time.monotonic()
         self.cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        self.sleeps0 = {k: sleeps(p) for k, p in pids.items()}
+        #: per process, its main thread's wake-ups a second over the window (see ``sleeps``)
+        self.wakeups_per_s: dict[str, float] = {}
         self.machine0 = machine_ticks()
         self.pressure0 = _cpu_pressure_us()
         self.machine: dict[str, float | None] = {}
@@ -98,6 +101,9 @@ class CpuWindow:
     def close(self) -> tuple[float, dict[str, float]]:
         wall = time.monotonic() - self.t0
         cpu = {k: cpu_seconds(p) - self.cpu0[k] for k, p in self.pids.items()}
+        self.wakeups_per_s = {
+            k: round((sleeps(p) - self.sleeps0[k]) / wall, 1) for k, p in self.pids.items()
+        }
         after = machine_ticks()
         d = [b - a for a, b in zip(self.machine0, after, strict=False)]
         total = sum(d[:8]) or 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "rss_kb", "run_seconds"]
+__all__ = ["cpu_seconds", "rss_kb", "run_seconds", "sleeps"]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -18,6 +18,16 @@ def rss_kb(pid: int) -> int:
     """Resident set size in KiB (``VmRSS`` of ``/proc/PID/status``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def sleeps(pid: int) -> int:
+    """How often the process's main thread has gone to sleep of its own accord
+    (``voluntary_ctxt_switches``): for an event loop, each wait for I/O or a timer that found
+    nothing ready, so per second its wake-ups."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
             return int(line.split()[1])
     return 0
 

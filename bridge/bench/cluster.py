@@ -21,6 +21,9 @@ Once all calls are up (and a 1 s settle), one CPU window of ``--seconds`` (defau
   (Kamailio only sees SIP: while calls are up that is little more than its OPTIONS probes),
   and over the whole run, from before the first INVITE to after the last BYE, in ms per call
   (``whole_run_cpu_ms_per_call``: what each call's set-up and tear-down cost it);
+* per worker, its event loop's wake-ups a second per call (``loop_wakeups_per_call_s``: the
+  main thread's voluntary context switches): fewer calls per worker means fewer packets per
+  wake-up, so the loop's fixed cost per wake-up weighs more per call;
 * for context: SIPp's and the agent's CPU, and how busy the machine was.
 
 ``comparison``: CPU per call of all workers together on 2 workers over 1 worker's (the goal
@@ -291,6 +294,11 @@ async def _run(workers: int, calls: int, seconds: float, agent: Any, tone: Path,
         "calls_per_worker": per_worker,
         "balance": round(min(counts) / max(counts), 3) if max(counts) else 0.0,
         "cpu_per_worker": worker_cpu,
+        # an event loop that wakes for fewer packets at a time pays its per-wake-up cost
+        # (epoll, the loop's own step) more often per call: the fixed part of a worker's cost
+        "loop_wakeups_per_call_s": {
+            n: round(window.wakeups_per_s[n] / max(1, per_worker[n]), 2) for n in cluster.workers
+        },
         "cpu_all_workers": cpu_figures(sum(cpu[n] for n in cluster.workers), wall, total),
         "tick_lateness_ms": {n: p99_between(late0[n], late1[n]) for n in cluster.workers},
         "kamailio": {

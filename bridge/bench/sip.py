@@ -24,8 +24,9 @@ Once all N calls are up (and a 1 s settle), two windows follow:
 
 1. the CPU window (``--seconds`` S, default 20): rtbridge's process CPU time (all threads, from
    ``/proc``) over the window, divided by N and by the window's wall time: ``pct_of_core_per_call``
-   and the ``calls_per_core`` it implies; the ticker's tick lateness; RSS. The timing probe's
-   hooks are not installed (nothing wraps rtbridge's methods).
+   and the ``calls_per_core`` it implies; the ticker's tick lateness; RSS; the event loop's
+   wake-ups a second (``loop_wakeups_per_s``, its main thread's voluntary context switches).
+   The timing probe's hooks are not installed (nothing wraps rtbridge's methods).
 2. the latency window (S/2, at least 1 s): the probe records, per append, the caller packet's
    kernel receive time -> the ``input_audio_buffer.append`` handed to the upstream socket, and
    per call the RTP send interval (see :mod:`bridge.bench._probe` for every figure's exact
@@ -237,6 +238,7 @@ async def _case(
         await asyncio.sleep(seconds)
         wall, cpu = window.close()
         machine = window.machine
+        loop_wakeups = window.wakeups_per_s["rtbridge"]
         rss_loaded = rss_kb(child.pid)
         snap = await child.ask("snapshot cpu")
         floor_result = await floor.result(cpu["floor"], wall)
@@ -294,6 +296,7 @@ async def _case(
         "event_loop": child.ready.get("event_loop") if child is not None else None,
         "pass_through_calls": traffic.get("pass_through_calls"),
         "cpu": rtbridge_cpu,
+        "loop_wakeups_per_s": loop_wakeups,
         "cpu_with_probe_armed": cpu_figures(lat_cpu["rtbridge"], lat_wall, up_in_window),
         "latency_us": {
             "caller_packet_in_to_append_sent": lat_probe["in_to_sent_us"],

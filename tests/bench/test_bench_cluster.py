@@ -61,6 +61,8 @@ def test_bench_cluster_runs_one_and_two_workers_side_by_side() -> None:
         assert all(c > 0 for c in run["calls_per_worker"].values()), run["calls_per_worker"]
         assert 0 < run["balance"] <= 1
         assert set(run["cpu_per_worker"]) == names
+        assert set(run["loop_wakeups_per_call_s"]) == names
+        assert all(w > 0 for w in run["loop_wakeups_per_call_s"].values())
         for figures in run["cpu_per_worker"].values():
             _cpu(figures)
             assert figures["cpu_s"] > 0  # the worker did the media work

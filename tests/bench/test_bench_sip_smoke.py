@@ -89,6 +89,7 @@ def test_bench_sip_prints_every_figure_for_every_case() -> None:
         _cpu(c["cpu"])
         _cpu(c["cpu_with_probe_armed"])
         assert c["cpu"]["cpu_s"] > 0  # rtbridge did work in its own process
+        assert c["loop_wakeups_per_s"] > 0  # its event loop slept and woke for the packets
         floor = c["floor"]
         _cpu(floor)
         assert floor["calls_up"] == CALLS
