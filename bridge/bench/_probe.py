@@ -290,8 +290,7 @@ class LatencyProbe:
 def _socket_fd(send_rtp: Callable[[bytes], bool]) -> int | None:
     """The RTP socket behind a bound ``RtpEndpoint.send`` (None if it cannot be found)."""
     try:
-        transport = send_rtp.__self__._rtp.transport  # type: ignore[attr-defined]
-        return int(transport.get_extra_info("socket").fileno())
+        return int(send_rtp.__self__._rtp.fileno())  # type: ignore[attr-defined]
     except Exception:
         return None
 

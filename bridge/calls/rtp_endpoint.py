@@ -1,8 +1,17 @@
 """Per-call RTP/RTCP sockets: random even/odd port pairs, strict RTP source learning.
 
-Each call owns one :class:`RtpEndpoint`: an asyncio datagram socket on an even port for RTP and
-one on the next odd port for RTCP (RFC 3550 §11). Ports are picked at random among the free
-pairs (:class:`PortAllocator`): a scanner cannot guess the next call's port.
+Each call owns one :class:`RtpEndpoint`: a UDP socket on an even port for RTP and one on the
+next odd port for RTCP (RFC 3550 §11). Ports are picked at random among the free pairs
+(:class:`PortAllocator`): a scanner cannot guess the next call's port.
+
+The sockets are plain non-blocking sockets the event loop watches (``loop.add_reader``), not
+asyncio datagram transports: each readiness reads one datagram into a 4 KiB buffer (asyncio's
+transport allocates 256 KiB per read; uvloop's reads up to 32 datagrams per socket before
+the loop runs anything else, which under overload starved the frame ticker of its turns while
+caller packets were all read), and a send is one ``sendto``. A send the kernel cannot take at
+once (its buffer full) is dropped and counted (``send_dropped``), never queued: a frame sent
+late is worse than a frame lost. Errors the kernel reports on a socket (an ICMP port
+unreachable of an earlier send) are counted (``socket_errors``) and the call goes on.
 
 Where media comes from is learned strictly (Asterisk's ``strictrtp`` is the model; issue 12):
 
@@ -36,15 +45,15 @@ import contextlib
 import ipaddress
 import logging
 import random
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
 from bridge.errors import PortsExhausted
 from media.rtp import RtpError, RtpPacket
 from media.srtp import SrtpError, SrtpSession
-from sip.driver.transport import bound_datagrams
 
 __all__ = ["EndpointStats", "PortAllocator", "RtpEndpoint"]
 
@@ -57,8 +66,8 @@ Address = tuple[str, int]
 PROBATION = 4
 #: Foreign addresses reported per call (each one once); the rest are only counted.
 REPORTED_FOREIGN = 16
-#: The largest RTP/RTCP datagram read whole (audio packets are a few hundred bytes; asyncio would
-#: allocate 256 KiB for each one read).
+#: The largest RTP/RTCP datagram read whole (audio packets are a few hundred bytes); a longer
+#: one is cut short (and then fails to parse or to authenticate).
 MAX_RTP_DATAGRAM = 4096
 
 
@@ -121,6 +130,8 @@ class EndpointStats:
     rtcp_out: int = 0
     unsent: int = 0  # media with nowhere to go yet
     srtp_failed: int = 0  # SRTP/SRTCP packets that failed authentication or replay: dropped
+    send_dropped: int = 0  # the kernel's send buffer was full: dropped, not queued
+    socket_errors: int = 0  # errors the kernel reported on a socket (ICMP unreachable, ...)
 
 
 @dataclass(slots=True)
@@ -141,20 +152,19 @@ def _ip_literal(addr: Address) -> Address:
     return addr
 
 
-class _Proto(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
-        self._on = on_datagram
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        bound_datagrams(transport, MAX_RTP_DATAGRAM)
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self._on(data, addr)
-
-    def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.: not fatal
-        log.debug("rtp socket error: %s", exc)
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket bound to ``host``:``port`` (IPv4 or IPv6, as ``host`` is)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.bind(addr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class RtpEndpoint:
@@ -181,8 +191,9 @@ class RtpEndpoint:
         self.on_rtcp = on_rtcp
         self.on_foreign = on_foreign
         self.probation = max(1, probation)
-        self._rtp: _Proto | None = None
-        self._rtcp: _Proto | None = None
+        self._rtp: socket.socket | None = None
+        self._rtcp: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.expected: Address | None = None  # what the SDP names
         self.remote: Address | None = None  # where we send (expected, then the learned source)
         self.remote_rtcp: Address | None = None
@@ -194,23 +205,37 @@ class RtpEndpoint:
         self.srtp: SrtpSession | None = None
 
     async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        _, self._rtp = await loop.create_datagram_endpoint(
-            lambda: _Proto(self._rtp_datagram), local_addr=(self.host, self.port)
-        )
+        loop = self._loop = asyncio.get_running_loop()
+        self._rtp = _bound_socket(self.host, self.port)
         try:
-            _, self._rtcp = await loop.create_datagram_endpoint(
-                lambda: _Proto(self._rtcp_datagram), local_addr=(self.host, self.port + 1)
-            )
+            self._rtcp = _bound_socket(self.host, self.port + 1)
         except OSError:
             self.close()
             raise
+        loop.add_reader(self._rtp.fileno(), self._read, self._rtp, self._rtp_datagram)
+        loop.add_reader(self._rtcp.fileno(), self._read, self._rtcp, self._rtcp_datagram)
 
     def close(self) -> None:
-        for proto in (self._rtp, self._rtcp):
-            if proto is not None and proto.transport is not None:
-                proto.transport.close()
+        loop = self._loop
+        for sock in (self._rtp, self._rtcp):
+            if sock is None:
+                continue
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(sock.fileno())
+            sock.close()
         self._rtp = self._rtcp = None
+
+    def _read(self, sock: socket.socket, handle: Callable[[bytes, Any], None]) -> None:
+        """One datagram of ``sock`` (the loop found it readable) to ``handle``."""
+        try:
+            data, addr = sock.recvfrom(MAX_RTP_DATAGRAM)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # an ICMP error of an earlier send (port unreachable): not fatal
+            self.stats.socket_errors += 1
+            log.debug("rtp %d: socket error: %s", self.port, exc)
+            return
+        handle(data, addr)
 
     async def __aenter__(self) -> RtpEndpoint:
         await self.open()
@@ -317,21 +342,37 @@ class RtpEndpoint:
 
     def send(self, packet: bytes) -> bool:
         """Send one RTP datagram to the remote; False if there is nowhere to send yet."""
-        if self._rtp is None or self._rtp.transport is None or self.remote is None:
+        sock, remote = self._rtp, self.remote
+        if sock is None or remote is None:
             self.stats.unsent += 1
             return False
         if self.srtp is not None:
             packet = self.srtp.protect(packet)
-        self._rtp.transport.sendto(packet, self.remote)
+        if not self._sendto(sock, packet, remote):
+            return False
         self.stats.packets_out += 1
         self.stats.bytes_out += len(packet)
         return True
 
     def send_rtcp(self, data: bytes) -> bool:
-        if self._rtcp is None or self._rtcp.transport is None or self.remote_rtcp is None:
+        sock, remote = self._rtcp, self.remote_rtcp
+        if sock is None or remote is None:
             return False
         if self.srtp is not None:
             data = self.srtp.protect_rtcp(data)
-        self._rtcp.transport.sendto(data, self.remote_rtcp)
+        if not self._sendto(sock, data, remote):
+            return False
         self.stats.rtcp_out += 1
+        return True
+
+    def _sendto(self, sock: socket.socket, data: bytes, remote: Address) -> bool:
+        try:
+            sock.sendto(data, remote)
+        except (BlockingIOError, InterruptedError):
+            self.stats.send_dropped += 1
+            return False
+        except OSError as exc:  # unreachable, refused by a firewall: this packet only
+            self.stats.socket_errors += 1
+            log.debug("rtp %d: send failed: %s", self.port, exc)
+            return False
         return True

@@ -24,7 +24,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bridge.bench._flood import Attacker
 from bridge.bench._probe import percentiles
@@ -49,17 +48,15 @@ class AgentRtp:
     sent: list[tuple[float, RtpPacket]] = field(default_factory=list)
 
     def attach(self, call: Call) -> None:
-        proto = call.endpoint._rtp
-        assert proto is not None and proto.transport is not None
-        transport = proto.transport
-        real = transport.sendto
+        media = call.media
+        real = media._send_rtp  # what leaves through the call's RTP socket
 
-        def sendto(data: Any, addr: Any = None) -> None:
+        def send(data: bytes) -> bool:
             with contextlib.suppress(Exception):
                 self.sent.append((time.monotonic(), RtpPacket.parse(bytes(data))))
-            real(data, addr)
+            return real(data)
 
-        transport.sendto = sendto  # type: ignore[method-assign]
+        media._send_rtp = send
 
     @property
     def voiced(self) -> int:
