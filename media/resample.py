@@ -31,8 +31,9 @@ of shape ``(W, B*L)`` holds every branch of ``B`` consecutive periods at its off
 (``B = 16``). Per call the work is a fixed handful of numpy calls whatever the ratio or the chunk
 size: the new input written (or downmixed) after the kept history in a preallocated buffer, one
 matrix product of the overlapping rows (``B*M`` inputs apart; numpy copies them, about twice the
-input) by that matrix into a preallocated product, then rint, clip and astype to int16; never a
-per-sample Python loop. The matrix's zero entries add nothing, so each output is the same ``K``
+input) by that matrix into a product array kept between calls, then rint, clip and astype to
+int16; never a per-sample Python loop. An instance holds about 27 KiB (the work buffer: 2048
+samples of room past the history; the product: as many rows as the largest call needed). The matrix's zero entries add nothing, so each output is the same ``K``
 products summed oldest first whichever row and call it falls in: chunking changes no sample.
 
 Filter designs (``F``, taps, cutoff, Kaiser beta; latency = (taps - 1) / 2 / F) and the
@@ -177,7 +178,7 @@ _ITEM = np.dtype(np.float64).itemsize
 _INT16_MAX = np.array(32767.0)  # 0-d arrays: numpy takes them faster than scalars
 _INT16_MIN = np.array(-32768.0)
 _INT16_MAX.flags.writeable = _INT16_MIN.flags.writeable = False
-_SPARE = 4096  # input samples a call can add to the work buffer without a new allocation
+_SPARE = 2048  # input samples a call can add to the work buffer without a new allocation
 _VIEWS = 64  # cached row views per instance (cleared when full)
 
 
@@ -240,7 +241,8 @@ class Resampler:
     def reset(self) -> None:
         """Forget the stream: zero history, zero counters."""
         self._buf: NDArray[np.float64] = np.zeros(self._capacity, dtype=np.float64)
-        self._z = np.empty((self._capacity // self._row_step + 1, self._columns), np.float64)
+        # the product rows of one call, grown to the most a call has needed (frames: a few)
+        self._z = np.empty((0, self._columns), np.float64)
         # Views of self._buf and self._z by row offset, rows and output span: frames of one size
         # revisit the same few as the history slides through the buffer.
         self._views: dict[tuple[int, int, int, int], tuple[NDArray[np.float64], ...]] = {}
@@ -331,6 +333,9 @@ class Resampler:
         if buf is self._buf:
             views = self._views.get(key)
             if views is None:
+                if rows > len(self._z):
+                    self._z = np.empty((rows, self._columns), np.float64)
+                    self._views.clear()  # they multiplied into the old one
                 if len(self._views) >= _VIEWS:
                     self._views.clear()
                 views = self._views[key] = self._row_views(buf, key, self._z[:rows])
