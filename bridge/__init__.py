@@ -5,4 +5,6 @@ the upstream client, the local reference agent (``bridge.agent``) and the CLI. `
 signalling and ``media`` the audio pipeline.
 """
 
+import media  # noqa: F401  (first: it keeps numpy's BLAS to one thread per process)
+
 __version__ = "0.1.0"

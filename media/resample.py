@@ -33,8 +33,10 @@ size: the new input written (or downmixed) after the kept history in a prealloca
 matrix product of the overlapping rows (``B*M`` inputs apart; numpy copies them, about twice the
 input) by that matrix into a product array kept between calls, then rint, clip and astype to
 int16; never a per-sample Python loop. An instance holds about 27 KiB (the work buffer: 2048
-samples of room past the history; the product: as many rows as the largest call needed). The matrix's zero entries add nothing, so each output is the same ``K``
-products summed oldest first whichever row and call it falls in: chunking changes no sample.
+samples of room past the history; the product: as many rows as the largest call needed). The
+matrix's zero entries add nothing, so each output is the same ``K`` products summed oldest
+first whichever row and call it falls in: chunking changes no sample. numpy's BLAS runs on one
+thread (:mod:`media` sets it): on two, a product cost twice the CPU in spinning threads.
 
 Filter designs (``F``, taps, cutoff, Kaiser beta; latency = (taps - 1) / 2 / F) and the
 resulting ``delay_samples`` (output samples held back while streaming) per direction:
