@@ -6,10 +6,13 @@ Python (issue 17 measured the bare UDP relay of ``rtbridge bench sip`` at a thir
 takes it when it imports, else the default loop; ``uvloop`` insists (the process refuses to
 start without it); ``asyncio``, the default, keeps the standard library's loop.
 
-Why not uvloop by default: at 100 transcoding calls on an overloaded machine, uvloop starved
-the frame ticker (350-550 of 1,000 ticks fired, RTP sent 0.50-0.65 of what was due, p99 tick
-lateness over 350 ms) where the standard loop fired 835 and kept p99 near 40 ms; pass-through
-calls cost about 10% less CPU on uvloop. Until the starvation is understood, paced audio wins.
+Why not uvloop by default: it does not pay. uvloop's own UDP transport read up to 32 datagrams
+per socket before anything else ran, so at 100 transcoding calls on an overloaded machine it
+starved the frame ticker (272-550 of 1,000 ticks, RTP out 0.38-0.65 of what was due); RTP now
+bypasses transports (:mod:`bridge.calls.rtp_endpoint` reads one datagram per readiness on
+either loop) and uvloop keeps every tick, but then its CPU per call is the standard loop's
+(``rtbridge bench sip --calls 100``: pass-through 0.504 vs 0.491% of a core per call,
+transcoding 0.719 vs 0.743). ``auto`` or ``uvloop`` remain a choice.
 ``rtbridge serve``, its supervisor and workers, and the SIP benchmark's rtbridge process all
 start their loop here.
 """
