@@ -111,6 +111,7 @@ def live_view(call: LiveCall, now: float, node: str | None = None) -> dict[str, 
         "id": call.id,
         "object": "realtime.call",
         "state": "on_hold" if info.on_hold else "active",
+        "held_by": info.held_by,  # "us", "peer", "both" (RFC 3264 §8.4: either side may hold)
         "leg": call.leg,
         "direction": info.direction,
         "from": info.from_uri,

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from bridge.calls.end import EndReason
 from bridge.calls.live import LiveCall
+from bridge.control.actions import live_view
 from bridge.control.metrics import Metrics
 from bridge.errors import CallNotAllowed
 from media import g711
@@ -959,6 +960,8 @@ async def test_we_hold_the_caller_by_sendonly_reinvite_and_resume_it(
         await _packets(media, 10)  # the agent's audio flows
         call.hold(True)
         assert (call.info.on_hold, call.info.held_by) == (True, "us")
+        view = live_view(call, 0.0)  # what GET /v1/calls/{id} answers
+        assert (view["state"], view["held_by"]) == ("on_hold", "us")
         call.hold(True)  # idempotent: no second re-INVITE (SIPp would refuse its sendonly)
         call.say(_SPEAK, respond=True)  # the agent answers while the caller is held
         await _silent(media, 1.5)
