@@ -8,9 +8,11 @@ Keys (all under ``rtbridge:``), each refreshed by the owning node's heartbeat ev
 * ``calls:<node>``: a hash, call id -> the call's summary (who, how, since when);
 * ``call:<call id>``: the node that has the call;
 * ``nodes``: a hash, node -> its records owner, kept until the node is reaped.
-* ``owners``: a hash, records owner -> node, never expiring: which node recorded an ended
-  call (its recording is in that node's data directory), even once that node has restarted
-  under a new owner.
+* ``owners``: a hash, records owner -> node: which node recorded an ended call (its
+  recording is in that node's data directory), even once that node has restarted under a new
+  owner. Every process start adds an owner; once retention has pruned all of an owner's call
+  records its entry goes too (each node checks every :data:`OWNERS_PRUNE_S`; a live node's own
+  entry comes back at its next heartbeat).
 
 A node that stops cleanly removes its keys. One that dies (``kill -9``, a lost machine) stops
 refreshing them; the first survivor that sees ``alive:<node>`` gone claims the reaping
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 PREFIX = "rtbridge:"
 #: how many commands from other nodes may run at once on this node
 MAX_INFLIGHT = 64
+#: how often a node forgets the ``owners`` entries whose call records retention has pruned
+OWNERS_PRUNE_S = 3600.0
 
 #: runs a command on this node's calls: the result, or raises ``RemoteCallError``
 Handler = Callable[[Command], Awaitable[dict[str, Any]]]
@@ -114,6 +118,8 @@ class Registry:
         self._changed = asyncio.Event()
         self._published: set[str] = set()  # call ids in calls:<node> after the last beat
         self._beating = asyncio.Lock()
+        self.owners_prune_s = OWNERS_PRUNE_S
+        self._owners_pruned_at: float | None = None
         #: the latest nodes reaped here: (node, records closed), for tests and logs
         self.reaped: deque[tuple[str, int]] = deque(maxlen=64)
 
@@ -227,6 +233,11 @@ class Registry:
             try:
                 await self._beat()
                 await self._reap()
+                now = asyncio.get_running_loop().time()
+                last = self._owners_pruned_at
+                if last is None or now - last >= self.owners_prune_s:
+                    self._owners_pruned_at = now
+                    await self.prune_owners()
             except (aioredis.RedisError, OSError) as exc:
                 log.warning("cluster: registry unreachable (%s): retrying", type(exc).__name__)
 
@@ -258,6 +269,16 @@ class Registry:
                 name,
                 n,
             )
+
+    async def prune_owners(self) -> list[str]:
+        """Forget the owners none of whose call records are left; returns them."""
+        owners = [_text(o) for o in await self._redis.hkeys(f"{PREFIX}owners")]
+        others = [o for o in owners if o != self._store.owner]
+        kept = await asyncio.to_thread(self._store.owners_with_records, others)
+        gone = [o for o in others if o not in kept]
+        if gone:
+            await self._redis.hdel(f"{PREFIX}owners", *gone)
+        return gone
 
     # -- looking calls up ---------------------------------------------------------------------
 

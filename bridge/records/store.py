@@ -38,7 +38,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -399,6 +399,17 @@ class CallStore:
         with self._reader() as db:
             rows = self._backend.fetch(db, "SELECT * FROM calls WHERE call_id = ?", (call_id,))
         return self._record(rows[0]) if rows else None
+
+    def owners_with_records(self, owners: Sequence[str]) -> set[str]:
+        """Which of ``owners`` still have a call record (retention has not pruned them all)."""
+        if not owners:
+            return set()
+        marks = ", ".join("?" * len(owners))
+        with self._reader() as db:
+            rows = self._backend.fetch(
+                db, f"SELECT DISTINCT owner FROM calls WHERE owner IN ({marks})", tuple(owners)
+            )
+        return {str(r["owner"]) for r in rows}
 
     def list_calls(self, *, limit: int = 100, state: str | None = None) -> list[CallRecord]:
         sql = "SELECT * FROM calls"

@@ -248,3 +248,31 @@ def _owner_is(reg: Registry, call_id: str, node: str) -> Any:
         return False
 
     return check
+
+
+async def test_owners_whose_records_are_all_pruned_are_forgotten(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Every process start adds an owner to ``rtbridge:owners``; one with no call record left
+    (retention pruned them) is of no use to find a recording, and goes."""
+    db = tmp_path / "calls.db"
+    recorded, idle = CallStore(db), CallStore(db)
+    offer(recorded, "call_kept")
+    recorded.flush()
+    node = Node("op", CallStore(db))
+    async with joined(redis_url, node) as reg:
+        key = "rtbridge:owners"
+        await reg._redis.hset(key, mapping={recorded.owner: "old1", idle.owner: "old2"})
+        gone = await reg.prune_owners()  # (with the other tests' owners: not in this db)
+        assert idle.owner in gone and recorded.owner not in gone
+        owners = {o.decode() for o in await reg._redis.hkeys(key)}
+        assert {recorded.owner, node.store.owner} <= owners and idle.owner not in owners
+        # the heartbeat does it by itself, on its period
+        await reg._redis.hset(key, idle.owner, "old2")
+        reg.owners_prune_s = 0.0
+        for _ in range(100):
+            if not await reg._redis.hexists(key, idle.owner):
+                break
+            await asyncio.sleep(0.05)
+        assert not await reg._redis.hexists(key, idle.owner)
+        assert await reg._redis.hexists(key, node.store.owner)
