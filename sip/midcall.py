@@ -219,6 +219,28 @@ def _take_offer(
     return body
 
 
+def _settle(
+    core: CallCore,
+    call: Call,
+    req: Request,
+    tx: ServerInviteTransaction | ServerNonInviteTransaction,
+    now: float,
+    body: bytes,
+) -> tuple[bytes, Headers, Timer | None] | None:
+    """A re-INVITE's or UPDATE's session timer settled (RFC 4028) and its offer, if it carries
+    one, answered (RFC 3264): the 200's body (``body`` when no offer), its headers and the
+    timer; None when a refusal was sent instead."""
+    go_on, timer = _settle_timer(core, req, tx, now)
+    if not go_on:
+        return None
+    if req.body:
+        answered = _take_offer(core, call, req, tx, now)
+        if answered is None:
+            return None
+        body = answered
+    return body, Headers([*core.common_headers(), *timer_headers(timer)]), timer
+
+
 def _on_reinvite(
     core: CallCore, call: Call, req: Request, tx: ServerInviteTransaction, now: float
 ) -> None:
@@ -231,16 +253,10 @@ def _on_reinvite(
     if call.reinvite_tx is not None:
         _reply(core, tx, req, 491, now)  # glare (§14.2)
         return
-    go_on, timer = _settle_timer(core, req, tx, now)
-    if not go_on:
+    settled = _settle(core, call, req, tx, now, call.local_sdp)
+    if settled is None:
         return
-    body = call.local_sdp
-    if req.body:
-        answered = _take_offer(core, call, req, tx, now)
-        if answered is None:
-            return
-        body = answered
-    extra = Headers([*core.common_headers(), *timer_headers(timer)])
+    body, extra, timer = settled
     resp = _reply(core, tx, req, 200, now, body=body, extra=extra)
     call.local_sdp = body
     call.start_2xx(resp, tx, now)
@@ -263,16 +279,10 @@ def _on_update(
         if call.reinvite_tx is not None:
             _reply(core, tx, req, 491, now)
             return
-    go_on, timer = _settle_timer(core, req, tx, now)
-    if not go_on:
+    settled = _settle(core, call, req, tx, now, b"")
+    if settled is None:
         return
-    body = b""
-    if req.body:
-        answered = _take_offer(core, call, req, tx, now)
-        if answered is None:
-            return
-        body = answered
-    extra = Headers([*core.common_headers(), *timer_headers(timer)])
+    body, extra, timer = settled
     _reply(core, tx, req, 200, now, body=body, extra=extra)
     if call.state is CallState.CONFIRMED:
         call.start_session_timer(timer, now)
