@@ -153,11 +153,17 @@ def _ip_literal(addr: Address) -> Address:
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket bound to ``host``:``port`` (IPv4 or IPv6, as ``host`` is)."""
-    family, kind, proto, _, addr = socket.getaddrinfo(
-        host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
+    """A non-blocking UDP socket bound to ``host``:``port`` (IPv4 or IPv6, as ``host`` is).
+    An IP literal (the usual ``calls.rtp_host``) is bound as it is: no resolver call per call
+    set up; a name is resolved (blocking, as the kernel resolves it)."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+        addr: tuple[Any, ...] = (host, port)
+    except ValueError:
+        family, _, _, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+        )[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
         sock.bind(addr)
