@@ -556,6 +556,12 @@ class Settings(_Section):
             own = profile.upstream
             if "url" in own.model_fields_set:
                 continue
+            if "dialect" in own.model_fields_set and own.dialect is not shared.dialect:
+                raise ValueError(
+                    f"profiles.{name}.upstream sets dialect {own.dialect.value!r} but no url: "
+                    f"it would speak {own.dialect.value} (and send its key) to [upstream]'s "
+                    f"{shared.dialect.value} url; give the profile its own url"
+                )
             update = {field: getattr(own, field) for field in own.model_fields_set}
             upstream = shared.model_copy(update=update)
             self.profiles[name] = profile.model_copy(update={"upstream": upstream})

@@ -300,6 +300,9 @@ class Call:
         self.end_status: int | None = None
         self.cancel_sent = False
         self.remote_hold = False
+        #: we hold the peer (our SDP ``sendonly``): every answer we give says so too
+        self.local_hold = False
+        self.hold_pending: bool | None = None  # the hold our re-INVITE in flight asks for
         self.reinvite_tx: ClientInviteTransaction | None = None  # our pending re-INVITE
         self.reinvite_ack: Request | None = None
         self.pending_offer: bytes | None = None

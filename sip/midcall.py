@@ -383,7 +383,7 @@ def _refresh_headers(core: CallCore, call: Call) -> Headers:
 def send_reinvite(core: CallCore, call: Call, sdp: bytes, now: float) -> None:
     if call.state is not CallState.CONFIRMED or call.dialog is None:
         raise SipStateError("call", call.state.value, "reinvite")
-    if call.reinvite_tx is not None:
+    if call.reinvite_tx is not None or "glare-retry" in call.timers:
         raise SipStateError("call", "re-INVITE pending", "reinvite")
     call.pending_offer = sdp
     req = call.dialog.request(
@@ -404,6 +404,8 @@ def send_refresh(core: CallCore, call: Call, now: float) -> None:
     if call.state is not CallState.CONFIRMED or call.dialog is None or call.final is not None:
         return
     if call.reinvite_tx is not None or call.refresh_tx is not None:
+        return
+    if "glare-retry" in call.timers:  # the postponed re-INVITE will refresh it
         return
     if not call.peer_allows_update:
         send_reinvite(core, call, call.local_sdp, now)
@@ -444,7 +446,11 @@ def hold_sdp(call: Call, on: bool) -> bytes:
 
 
 def retry_reinvite(core: CallCore, call: Call, now: float) -> None:
-    if call.state is CallState.CONFIRMED and call.pending_offer is not None:
+    if (
+        call.state is CallState.CONFIRMED
+        and call.pending_offer is not None
+        and call.reinvite_tx is None
+    ):
         send_reinvite(core, call, call.pending_offer, now)
 
 
@@ -570,6 +576,8 @@ def _reinvite_done(
         core.send_direct(ack, call.peer, call.flow_fallback())
         call.local_sdp = call.pending_offer or call.local_sdp
         call.pending_offer = None
+        if call.hold_pending is not None:
+            call.local_hold, call.hold_pending = call.hold_pending, None
         if resp.body:
             call.remote_sdp = resp.body
             core.emit(RemoteSdpChanged(call.id, resp.body, call.local_sdp, False))
@@ -579,10 +587,10 @@ def _reinvite_done(
         delay = random.uniform(2.1, 4.0) if owner else random.uniform(0.0, 2.0)
         call.set_timer("glare-retry", now + delay)
     elif status in (408, 481):
-        call.pending_offer = None
+        call.pending_offer = call.hold_pending = None
         call.handle(CallEv.HANGUP, now)  # §14.1: the dialog is gone
     else:
-        call.pending_offer = None  # §14.1: the session goes on as it was
+        call.pending_offer = call.hold_pending = None  # §14.1: the session goes on as it was
         core.emit(ReinviteRefused(call.id, status, resp.reason))
 
 

@@ -49,6 +49,7 @@ from sip.offer_answer import LocalSession, MediaPrefs, negotiate
 from sip.policy import Allow, Deny, Policy, loopback_only
 from sip.ratelimit import RateKind, SourceGuard
 from sip.sdes import CryptoAttribute, Encryption
+from sip.sdp import Direction as MediaDirection
 from sip.sdp import SdpError, SessionDescription
 from sip.session_timer import TimerPolicy, TooSmall, uac_request, uas_settle
 from sip.settings import SipLimits
@@ -354,6 +355,7 @@ class SipCore:
         """Put the peer on hold (our SDP ``sendonly``, RFC 3264 §8.4) or take it off."""
         call = self._call(call_id)
         midcall.send_reinvite(self, call, midcall.hold_sdp(call, on), now)
+        call.hold_pending = on
         self._pump(now)
 
     def refer(self, call_id: str, target: str, now: float) -> None:
@@ -478,6 +480,8 @@ class SipCore:
             session=call.sdp_session,
             encryption=encryption,
             keep_key=key,
+            # while we hold the peer, a re-offer of theirs (a refresh) does not resume it
+            direction=MediaDirection.SENDONLY if call.local_hold else MediaDirection.SENDRECV,
         )
         return bytes(answer.sdp)
 

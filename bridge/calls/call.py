@@ -146,13 +146,16 @@ class Call(CallScope):
         follows at once. Asking for what was last asked changes nothing."""
         if on == self._held["us"]:
             return
+        self._hold_undo = self._held["us"]  # before: a refusal may come within the send
         try:
             self.sip.hold(on)
         except SipStateError as exc:
+            self._hold_undo = None
             busy = exc.state == "re-INVITE pending"
             why = "another re-INVITE is in progress" if busy else "it is not established"
             raise NotHoldable(f"Call {self.id!r} cannot change its hold now: {why}.") from exc
-        self._hold_undo = self._held["us"]
+        if self._hold_undo is None:  # refused already (the send failed): nothing changed
+            return
         self._holds("us", on)
 
     def _holds(self, who: str, on: bool) -> None:

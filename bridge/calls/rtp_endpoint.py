@@ -212,14 +212,14 @@ class RtpEndpoint:
 
     async def open(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        self._rtp = _bound_socket(self.host, self.port)
         try:
+            self._rtp = _bound_socket(self.host, self.port)
             self._rtcp = _bound_socket(self.host, self.port + 1)
-        except OSError:
+            loop.add_reader(self._rtp.fileno(), self._read, self._rtp, self._rtp_datagram)
+            loop.add_reader(self._rtcp.fileno(), self._read, self._rtcp, self._rtcp_datagram)
+        except BaseException:
             self.close()
             raise
-        loop.add_reader(self._rtp.fileno(), self._read, self._rtp, self._rtp_datagram)
-        loop.add_reader(self._rtcp.fileno(), self._read, self._rtcp, self._rtcp_datagram)
 
     def close(self) -> None:
         loop = self._loop
@@ -241,7 +241,9 @@ class RtpEndpoint:
             self.stats.socket_errors += 1
             log.debug("rtp %d: socket error: %s", self.port, exc)
             return
-        handle(data, addr)
+        # (host, port): an IPv6 socket says (host, port, flowinfo, scope), and the addresses
+        # this endpoint compares with (the SDP's, the latched source) are (host, port)
+        handle(data, addr[:2])
 
     async def __aenter__(self) -> RtpEndpoint:
         await self.open()

@@ -240,6 +240,9 @@ class Registry:
                     await self.prune_owners()
             except (aioredis.RedisError, OSError) as exc:
                 log.warning("cluster: registry unreachable (%s): retrying", type(exc).__name__)
+            except Exception:  # the records store (PostgreSQL restarting, SQLite locked): the
+                # heartbeat must go on, or the other nodes reap a node that is running
+                log.exception("cluster: heartbeat step failed: retrying")
 
     async def _reap(self) -> None:
         """Close the records of nodes whose heartbeat stopped (one survivor does it)."""

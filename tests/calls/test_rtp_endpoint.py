@@ -224,6 +224,23 @@ async def test_datagrams_are_read_into_small_buffers() -> None:
     assert len(got[0].payload) == 160 and len(got[1].payload) == 4096 - 12
 
 
+async def test_on_ipv6_the_address_the_sdp_names_is_latched_at_once() -> None:
+    """The SDP's address latches on its first packet on IPv6 as on IPv4 (a socket's IPv6
+    source has four parts; the endpoint compares host and port): no probation for the
+    caller, and a stranger cannot win the latch first."""
+    got: list[RtpPacket] = []
+    ep = RtpEndpoint("::1", _pair_port(), on_rtp=got.append)
+    caller = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    caller.bind(("::1", 0))
+    async with ep:
+        ep.set_remote(caller.getsockname()[:2])
+        for seq in range(3):
+            caller.sendto(_rtp(seq), ("::1", ep.port))
+        await _until(lambda: len(got) == 3)
+        assert ep.latched == caller.getsockname()[:2] and ep.stats.probation == 0
+    caller.close()
+
+
 def test_media_flows_both_ways_on_uvloop_too() -> None:
     """The sockets are watched by the loop itself (``add_reader``), on either loop."""
 

@@ -317,3 +317,18 @@ def test_a_g711_session_carries_either_law_and_nothing_else() -> None:
     h = Harness("PCMU", 0, AudioFormat.PCMU)
     with pytest.raises(ValueError, match="cannot carry"):
         h.media.change_codec(codec_for("G722", 8000), payload_type=9, dtmf_payload_type=None)
+
+
+def test_a_codec_change_that_rebuilds_the_agent_path_keeps_it_held_and_muted() -> None:
+    h = Harness("PCMU", 0, AudioFormat.PCM16)
+    h.tick(3)
+    h.media.hold(True, h.t)
+    h.media.set_muted(True)
+    g722 = codec_for("G722", 8000)
+    assert not h.media.keeps_playout(g722)  # a new agent path
+    h.media.change_codec(g722, payload_type=9, dtmf_payload_type=101)
+    sent = len(h.rtp)
+    h.media.push_agent_audio("r1", "i1", np.full(4800, 1000, dtype=np.int16).tobytes())
+    h.tick(10)
+    assert len(h.rtp) == sent  # nothing reaches the held caller
+    assert h.media.agent.playout.paused and h.media.agent.muted

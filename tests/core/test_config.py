@@ -188,3 +188,14 @@ def test_profiles_without_an_upstream_url_use_the_shared_upstream(tmp_path: Path
     flag = load_settings(environ={}, overrides={"upstream": {"url": "ws://127.0.0.1:9/v1"}})
     assert flag.profiles["default"].upstream.url == "ws://127.0.0.1:9/v1"
     assert load_settings(environ={}).profiles["default"].upstream.url == ""
+
+
+def test_a_profile_naming_another_dialect_without_its_url_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[upstream]\nurl = "wss://api.openai.com/v1/realtime"\n'
+        '[profiles.grok.upstream]\ndialect = "xai"\napi_key_env = "XAI_API_KEY"\n'
+    )
+    refused = r"profiles\.grok\.upstream sets dialect 'xai' but no url"
+    with pytest.raises(ConfigError, match=refused):
+        load_settings(cfg, environ={})

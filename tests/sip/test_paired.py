@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from sip.errors import SipStateError
 from sip.events import (
     CallAnswered,
     CallEnded,
@@ -295,6 +298,42 @@ def test_local_hold_api_sends_sendonly_then_sendrecv() -> None:
     p.pump()
     assert b"a=sendrecv" in p.sent("a", "INVITE")[-1].body
     assert p.of("b", HoldChanged)[-1] == HoldChanged(bcid, False)
+
+
+def test_while_we_hold_our_answer_to_the_peers_re_offer_keeps_the_hold() -> None:
+    """A refresh re-INVITE from the peer during our hold must not resume it (RFC 3264 §8.4:
+    our answer stays ``sendonly``); after our resume, answers are ``sendrecv`` again."""
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.hold(cid, True, p.now)
+    p.pump()
+    p.b.reinvite(bcid, SDP_B, p.now)
+    p.pump()
+    answer = p.sent("a", "200 INVITE")[-1].body
+    assert b"a=sendonly" in answer and b"a=sendrecv" not in answer
+    p.a.hold(cid, False, p.now)
+    p.pump()
+    p.b.reinvite(bcid, SDP_B, p.now)
+    p.pump()
+    assert b"a=sendrecv" in p.sent("a", "200 INVITE")[-1].body
+
+
+def test_a_hold_asked_while_a_glare_retry_waits_is_refused_and_the_retry_goes_out() -> None:
+    """After a 491 our re-INVITE waits 2.1-4 s to be sent again (RFC 3261 §14.1): another
+    re-INVITE of ours is refused meanwhile (it would collide with the retry), and the retry
+    still goes out: the call's timers go on."""
+    p = Pair()
+    cid, bcid = _established(p)
+    p.a.hold(cid, True, p.now)
+    p.b.reinvite(bcid, SDP_B.replace(b"a=sendrecv", b"a=sendonly"), p.now)  # glare
+    p.pump()
+    assert p.sent("a", "491 INVITE")
+    with pytest.raises(SipStateError):
+        p.a.hold(cid, False, p.now)
+    sent = len(p.sent("a", "INVITE"))
+    p.advance(5.0)  # the retry is due within 4 s
+    retry = p.sent("a", "INVITE")[sent:]
+    assert retry and b"a=sendonly" in retry[0].body
 
 
 def test_session_refresh_with_the_same_sdp_keeps_the_version() -> None:
