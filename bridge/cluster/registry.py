@@ -234,8 +234,9 @@ class Registry:
                 await self._beat()
                 await self._reap()
                 now = asyncio.get_running_loop().time()
-                last = self._owners_pruned_at
-                if last is None or now - last >= self.owners_prune_s:
+                if self._owners_pruned_at is None:  # the first an hour after start
+                    self._owners_pruned_at = now
+                elif now - self._owners_pruned_at >= self.owners_prune_s:
                     self._owners_pruned_at = now
                     await self.prune_owners()
             except (aioredis.RedisError, OSError) as exc:
