@@ -34,6 +34,7 @@ from bridge.http_errors import error_body
 from bridge.logs import log_incident
 from bridge.realtime import wire
 from bridge.security import SecurityKind
+from bridge.tasks import cancel_and_wait
 from bridge.upstream import UpstreamSession
 from bridge.webrtc.ephemeral import bound_session
 from bridge.webrtc.sideband import attach  # the sideband: observers of a live call
@@ -216,6 +217,4 @@ async def _pump(ws: WebSocket, upstream: UpstreamSession) -> None:
                 await ws.close(code=code, reason=reason)
     else:
         up_task.cancel()
-    for task in (up_task, down_task):
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-            await task
+    await cancel_and_wait(up_task, down_task)  # a closed socket on the way out is no news

@@ -4,7 +4,9 @@ Starts, in one event loop: the local reference agent when no upstream is configu
 HTTP/WebSocket app (relay, and later the control plane) under uvicorn, with TLS when given a
 certificate, and SIP when a SIP port is set. It prints where it listens and where the server
 key is, never the key itself. SIGTERM drains (:mod:`bridge.control.plane`) then exits; SIGINT
-stops at once.
+stops at once. A stop that has not finished :data:`STOP_LIMIT_S` after it began (something in
+the shutdown waits for what never comes) logs what it still runs and exits with status 70: a
+process told to stop always does.
 
 A worker of ``rtbridge serve --workers N`` (:mod:`bridge.cluster.worker`) runs the same
 process on its own internal control port and on the public HTTP socket the supervisor
@@ -15,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
+import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["serve"]
 
 log = logging.getLogger("rtbridge")
+
+#: how long the stop (after the drain) may take before the process exits regardless
+STOP_LIMIT_S = 40.0
 
 
 def serve(
@@ -106,18 +113,21 @@ async def _serve(
         await server.serve(sockets)
     finally:
         banner.cancel()
+        server.disarm()
     return 0
 
 
 class _DrainingServer(uvicorn.Server):
     """SIGTERM drains first (see :mod:`bridge.control.plane`), then the server stops; a second
-    SIGTERM, or SIGINT, stops at once."""
+    SIGTERM, or SIGINT, stops at once. Once stopping, a watchdog ends the process if the stop
+    takes longer than :data:`STOP_LIMIT_S`."""
 
     def __init__(self, config: uvicorn.Config, app: Any) -> None:
         super().__init__(config)
         self.app = app
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
+        self._watchdog: threading.Timer | None = None
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -126,6 +136,7 @@ class _DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         plane = getattr(self.app.state, "control", None)
         if sig != signal.SIGTERM or self._draining or plane is None or self._loop is None:
+            self._arm()
             super().handle_exit(sig, frame)
             return
         self._draining = True
@@ -134,7 +145,44 @@ class _DrainingServer(uvicorn.Server):
     def _start_drain(self, plane: Any) -> None:
         log.info("SIGTERM: draining")
         task = plane.start_drain()
-        task.add_done_callback(lambda _t: setattr(self, "should_exit", True))
+        task.add_done_callback(lambda _t: self._stop())
+
+    def _stop(self) -> None:
+        self._arm()
+        self.should_exit = True
+
+    def _arm(self) -> None:
+        if self._watchdog is None and self._loop is not None:
+            self._watchdog = threading.Timer(STOP_LIMIT_S, _stuck, (self._loop,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def disarm(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+
+def _stuck(loop: asyncio.AbstractEventLoop) -> None:
+    """The watchdog's end: name what the stop still waits for, then exit."""
+    running: list[str] = []
+    for _ in range(3):  # the set may change under us (another thread)
+        try:
+            for task in asyncio.all_tasks(loop):
+                frames = task.get_stack(limit=1)
+                where = (
+                    f" at {frames[-1].f_code.co_filename}:{frames[-1].f_lineno}" if frames else ""
+                )
+                running.append(f"{task.get_name()}{where}")
+            break
+        except RuntimeError:
+            running.clear()
+    log.error(
+        "the stop did not finish in %.0f s; still running: %s; exiting",
+        STOP_LIMIT_S,
+        "; ".join(sorted(running)) or "no task (the loop itself is blocked)",
+    )
+    logging.shutdown()
+    os._exit(70)
 
 
 async def _announce(

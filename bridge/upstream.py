@@ -55,6 +55,7 @@ from bridge.errors import (
 from bridge.realtime import wire
 from bridge.realtime.client_frames import MaskKeys, text_frame
 from bridge.realtime.dialects import Routed, UpstreamTranslator, upstream_translator
+from bridge.tasks import cancel_and_wait
 from media.clock import Clock, SystemClock
 
 __all__ = ["UpstreamSession", "UpstreamStats", "upstream_url"]
@@ -286,9 +287,7 @@ class UpstreamSession:
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await cancel_and_wait(self._reader)
 
     def abort(self) -> None:
         """Drop the connection at once (no close handshake): the reader sees it closed."""

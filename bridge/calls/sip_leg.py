@@ -27,7 +27,6 @@ is not the call's peer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -49,6 +48,7 @@ from bridge.errors import CallNotAllowed, DestinationRefused, PortsExhausted, Up
 from bridge.logs import log_incident
 from bridge.realtime.formats import AudioFormat
 from bridge.security import SecurityKind
+from bridge.tasks import cancel_and_wait
 from media.codecs import codec_for
 from media.codecs.base import AudioCodec, UnsupportedCodecError
 from media.recording import RecordingMode
@@ -129,9 +129,7 @@ async def _open_unless_gone(agent: AgentSession, sip_call: SipCall) -> bool:
     finally:
         gone.cancel()
     if not opening.done():
-        opening.cancel()
-        with contextlib.suppress(asyncio.CancelledError, UpstreamError):
-            await opening
+        await cancel_and_wait(opening)
         await agent.close()
         return False
     opening.result()

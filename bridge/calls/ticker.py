@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bridge.tasks import cancel_and_wait
 from media.clock import Clock
 
 __all__ = ["LATENESS_BUCKETS_MS", "FrameTicker", "TickSchedule", "TickSink", "TickerStats"]
@@ -120,9 +120,7 @@ class FrameTicker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def run(self) -> None:

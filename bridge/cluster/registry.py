@@ -43,6 +43,7 @@ from bridge.cluster.commands import Command, Op, Reply, parse_message
 from bridge.config import ClusterSettings
 from bridge.errors import CommandMalformed, OwnerUnavailable, RemoteCallError
 from bridge.records import CallStore
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["Handler", "Registry", "remote_view"]
 
@@ -53,6 +54,8 @@ PREFIX = "rtbridge:"
 MAX_INFLIGHT = 64
 #: how often a node forgets the ``owners`` entries whose call records retention has pruned
 OWNERS_PRUNE_S = 3600.0
+#: how long leaving waits for the node's own tasks to stop once cancelled
+CLOSE_WAIT_S = 5.0
 
 #: runs a command on this node's calls: the result, or raises ``RemoteCallError``
 Handler = Callable[[Command], Awaitable[dict[str, Any]]]
@@ -118,6 +121,7 @@ class Registry:
         self._changed = asyncio.Event()
         self._published: set[str] = set()  # call ids in calls:<node> after the last beat
         self._beating = asyncio.Lock()
+        self._closing = False
         self.owners_prune_s = OWNERS_PRUNE_S
         self._owners_pruned_at: float | None = None
         #: the latest nodes reaped here: (node, records closed), for tests and logs
@@ -135,11 +139,16 @@ class Registry:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # The loops also stop on the flag: a cancellation swallowed inside the Redis client
+        # (a read whose timeout fired as it was cancelled) must not keep the node from leaving.
+        self._closing = True
+        self._changed.set()
+        left = await cancel_and_wait(*self._tasks, timeout=CLOSE_WAIT_S)
+        if left:
+            log.warning(
+                "cluster: %s did not stop when cancelled: left behind",
+                ", ".join(sorted(t.get_name() for t in left if isinstance(t, asyncio.Task))),
+            )
         with contextlib.suppress(Exception):
             await self._leave()
         with contextlib.suppress(Exception):
@@ -225,10 +234,12 @@ class Registry:
             await p.execute()
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.heartbeat_s):
                     await self._changed.wait()
+            if self._closing:
+                return
             self._changed.clear()
             try:
                 await self._beat()
@@ -402,12 +413,16 @@ class Registry:
     async def _listen(self) -> None:
         """Serve this node's command channel; across a lost Redis connection too (the client
         subscribes again when it reconnects)."""
-        while True:
+        while not self._closing:
             try:
                 async for msg in self._pubsub.listen():
+                    if self._closing:
+                        return
                     if msg.get("type") == "message":
                         await self._receive(msg["data"])
             except (aioredis.RedisError, OSError) as exc:
+                if self._closing:
+                    return
                 log.warning("cluster: command channel lost (%s): again", type(exc).__name__)
                 await asyncio.sleep(self.settings.heartbeat_s)
                 with contextlib.suppress(aioredis.RedisError, OSError):

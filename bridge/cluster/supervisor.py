@@ -46,6 +46,7 @@ from bridge.cluster.plan import WorkerPlan, plan_workers
 from bridge.config import Settings
 from bridge.errors import ConfigError
 from bridge.private_files import private_file
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["Supervisor", "supervise"]
 
@@ -216,9 +217,7 @@ class Supervisor:
             )
             reader = asyncio.create_task(self._read_banner(child))
             code = await child.proc.wait()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
             if self.stopping:
                 log.info("worker %s (pid %d) exited with %s", plan.name, child.proc.pid, code)
                 return

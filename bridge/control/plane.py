@@ -30,6 +30,7 @@ from bridge.control.actions import pending_view, run_command
 from bridge.control.metrics import Metrics
 from bridge.control.webhooks import IncomingCalls
 from bridge.records import CallStore
+from bridge.tasks import cancel_and_wait
 from sip.keepalive import TrunkHealth
 
 __all__ = ["ControlPlane"]
@@ -105,11 +106,7 @@ class ControlPlane:
         if self.sip_leg is not None and self.sip_leg.incoming is self.incoming:
             self.sip_leg.incoming = None
         await self.incoming.aclose()
-        for task in (self._watch, self._drain):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_and_wait(self._watch, self._drain)
         if self.cluster is not None:
             await self.cluster.__aexit__(None, None, None)
             self.cluster = None

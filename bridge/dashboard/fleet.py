@@ -38,6 +38,7 @@ from bridge.calls.end import UPSTREAM_FAILURES
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
 from bridge.security import SecurityLog
+from bridge.tasks import cancel_and_wait
 
 __all__ = [
     "BUCKET_S",
@@ -241,6 +242,4 @@ async def watch_fleet(manager: CallManager) -> AsyncIterator[FleetHistory]:
         yield history
     finally:
         sub.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)

@@ -26,6 +26,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from bridge.calls.live import LiveCall
+from bridge.tasks import cancel_and_wait
 
 __all__ = ["DROPPED_EVENT", "attach"]
 
@@ -86,11 +87,7 @@ async def attach(ws: WebSocket, call: LiveCall, *, audio: bool, subprotocol: str
         down = asyncio.create_task(to_observer())
         up = asyncio.create_task(from_observer())
         done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (down, up):
-            task.cancel()
-        for task in (down, up):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(down, up)
         if down in done and ws.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(code=1000, reason="call ended")

@@ -4,6 +4,7 @@ everything it hears recorded to WAV (sndfile). Tests only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import wave
 from pathlib import Path
@@ -107,8 +108,9 @@ def make_confdir(
 
 
 async def call_with_baresip(confdir: Path, target: str | None, seconds: int = 25) -> str:
-    """Dial ``target`` (None: wait to be called); baresip hangs up when its WAV ends. Returns
-    baresip's console log."""
+    """Dial ``target`` (None: wait to be called); baresip hangs up when its WAV ends, and is
+    told to quit (SIGTERM) once it says the call terminated, at the latest after ``seconds``.
+    Returns baresip's console log."""
     baresip = require_peer("baresip")
     log_path = confdir / "out.log"
     with log_path.open("wb") as log:
@@ -125,11 +127,21 @@ async def call_with_baresip(confdir: Path, target: str | None, seconds: int = 25
             cwd=confdir,
         )
         try:
-            await asyncio.wait_for(proc.wait(), seconds + 15)
+            async with asyncio.timeout(seconds + 15):
+                while proc.returncode is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(proc.wait(), 0.2)
+                    if proc.returncode is None and _CALL_ENDED in log_path.read_bytes():
+                        proc.terminate()  # it closes its recordings and exits
+                        await asyncio.wait_for(proc.wait(), 10)
         except TimeoutError:
             proc.kill()
             await proc.wait()
     return log_path.read_text(errors="replace")
+
+
+#: what baresip prints when a call ends
+_CALL_ENDED = b" terminated (duration:"
 
 
 def heard(confdir: Path) -> NDArray[np.int16]:

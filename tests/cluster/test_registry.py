@@ -276,3 +276,38 @@ async def test_owners_whose_records_are_all_pruned_are_forgotten(
             await asyncio.sleep(0.05)
         assert not await reg._redis.hexists(key, idle.owner)
         assert await reg._redis.hexists(key, node.store.owner)
+
+
+async def test_a_node_leaves_even_when_a_heartbeat_step_swallows_its_cancellation(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """A client library may turn a cancellation into its own timeout error (a read whose
+    timeout fired as it was cancelled): the heartbeat goes on. Leaving must not wait for it
+    for ever: the node leaves, and says which task it left behind."""
+    node = Node("stubborn", CallStore(tmp_path / "calls.db"))
+    entered = asyncio.Event()
+
+    async def beat_swallowing_the_cancel() -> None:
+        entered.set()
+        with contextlib.suppress(asyncio.CancelledError):  # what such a library does
+            await asyncio.sleep(3600)
+
+    async with joined(redis_url, Node("watcher", CallStore(tmp_path / "w.db"))) as watcher:
+        settings = ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, ttl_s=5)
+        reg = await Registry(
+            settings,
+            node=node.name,
+            url="http://stubborn.example:8090",
+            calls=lambda: {},
+            store=node.store,
+            handler=node.handle,
+        ).__aenter__()
+        assert await watcher.node_url("stubborn") == "http://stubborn.example:8090"
+        reg._beat = beat_swallowing_the_cancel  # type: ignore[method-assign]
+        reg.changed()
+        await asyncio.wait_for(entered.wait(), 5)
+        # without the stop flag this waits for the heartbeat for ever
+        leaving = asyncio.create_task(reg.__aexit__(None, None, None))
+        done, _ = await asyncio.wait({leaving}, timeout=30)
+        assert leaving in done, "the node never left"
+        assert await watcher.node_url("stubborn") is None  # it left the registry

@@ -53,12 +53,14 @@ async def start_rtbridge(
 ) -> AsyncIterator[Rtbridge]:
     """Like :func:`run_rtbridge`, yielding the process too (a test may kill it)."""
     full_env = {**os.environ, **(env or {})}
+    # its own process group: whatever it starts (workers, Kamailio) can be stopped with it
     proc = await asyncio.create_subprocess_exec(
         executable,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=full_env,
+        start_new_session=True,
     )
     assert proc.stdout is not None and proc.stderr is not None
     stderr_chunks: list[bytes] = []
@@ -67,6 +69,9 @@ async def start_rtbridge(
         assert proc.stderr is not None
         while chunk := await proc.stderr.read(4096):
             stderr_chunks.append(chunk)
+
+    def stderr_tail() -> str:
+        return b"".join(stderr_chunks).decode(errors="replace")[-6000:]
 
     err_task = asyncio.create_task(drain_stderr())
     url = None
@@ -79,23 +84,61 @@ async def start_rtbridge(
     except TimeoutError:
         pass
     if url is None:
-        proc.kill()
-        await proc.wait()
-        await err_task
+        await _stop(proc, err_task, signal.SIGKILL)
         raise RuntimeError(
-            f"rtbridge {' '.join(args)} did not start (exit {proc.returncode}):\n"
-            + b"".join(stderr_chunks).decode(errors="replace")[-3000:]
+            f"rtbridge {' '.join(args)} did not start (exit {proc.returncode}):\n" + stderr_tail()
         )
     out_task = asyncio.create_task(proc.stdout.read())
+    failed = False
     try:
         yield Rtbridge(url, proc)
+    except BaseException:
+        failed = True
+        raise
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 15)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        stragglers = await _stop(proc, err_task, signal.SIGTERM)
         out_task.cancel()
-        await err_task
+        if failed:  # pytest shows a failed test's stdout: what rtbridge said
+            print(f"--- rtbridge {' '.join(args)}: stderr (tail) ---\n{stderr_tail()}")
+    if stragglers:
+        raise AssertionError(
+            f"rtbridge exited but {stragglers} (what it started) kept running: killed\n"
+            + stderr_tail()
+        )
+
+
+async def _stop(proc: asyncio.subprocess.Process, err_task: asyncio.Task[None], sig: int) -> str:
+    """Stop ``proc`` (``sig``, SIGKILL after 15 s) and wait, boundedly, for everything it
+    started to let go of its stderr; kill the process group if something does not.
+    What was still running then, or ``""``."""
+    if proc.returncode is None:
+        proc.send_signal(sig)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    try:
+        # children get SIGTERM when it dies (PR_SET_PDEATHSIG) and may drain a while
+        await asyncio.wait_for(asyncio.shield(err_task), 20)
+        return ""
+    except TimeoutError:
+        left = _group_members(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(err_task, 5)
+        err_task.cancel()
+        return ", ".join(left) or "a process that held its stderr"
+
+
+def _group_members(pgid: int) -> list[str]:
+    """``pid (command)`` of the processes in process group ``pgid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            text = stat.read_text()
+            name, rest = text.split(" (", 1)[1].rsplit(")", 1)
+            if int(rest.split()[2]) == pgid:
+                out.append(f"{stat.parent.name} ({name})")
+    return out
