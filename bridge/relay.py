@@ -217,4 +217,5 @@ async def _pump(ws: WebSocket, upstream: UpstreamSession) -> None:
                 await ws.close(code=code, reason=reason)
     else:
         up_task.cancel()
-    await cancel_and_wait(up_task, down_task)  # a closed socket on the way out is no news
+    # a closed socket on the way out is no news
+    await cancel_and_wait(up_task, down_task, expected=(WebSocketDisconnect, RuntimeError))

@@ -129,7 +129,7 @@ async def _open_unless_gone(agent: AgentSession, sip_call: SipCall) -> bool:
     finally:
         gone.cancel()
     if not opening.done():
-        await cancel_and_wait(opening)
+        await cancel_and_wait(opening, expected=(UpstreamError,))
         await agent.close()
         return False
     opening.result()

@@ -143,7 +143,7 @@ class Registry:
         # (a read whose timeout fired as it was cancelled) must not keep the node from leaving.
         self._closing = True
         self._changed.set()
-        left = await cancel_and_wait(*self._tasks, timeout=CLOSE_WAIT_S)
+        left = await cancel_and_wait(*self._tasks, timeout=CLOSE_WAIT_S, expected=(Exception,))
         if left:
             log.warning(
                 "cluster: %s did not stop when cancelled: left behind",

@@ -106,7 +106,7 @@ class ControlPlane:
         if self.sip_leg is not None and self.sip_leg.incoming is self.incoming:
             self.sip_leg.incoming = None
         await self.incoming.aclose()
-        await cancel_and_wait(self._watch, self._drain)
+        await cancel_and_wait(self._watch, self._drain, expected=(Exception,))
         if self.cluster is not None:
             await self.cluster.__aexit__(None, None, None)
             self.cluster = None

@@ -87,7 +87,7 @@ async def attach(ws: WebSocket, call: LiveCall, *, audio: bool, subprotocol: str
         down = asyncio.create_task(to_observer())
         up = asyncio.create_task(from_observer())
         done, _ = await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
-        await cancel_and_wait(down, up)
+        await cancel_and_wait(down, up, expected=(Exception,))
         if down in done and ws.client_state is WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await ws.close(code=1000, reason="call ended")
