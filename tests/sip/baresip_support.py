@@ -7,6 +7,7 @@ null ``aubridge`` device and auto-answers incoming calls. TESTING.md describes t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket
 import struct
@@ -79,12 +80,22 @@ async def start_baresip(
 
 
 async def stop_baresip(proc: asyncio.subprocess.Process, confdir: Path) -> str:
+    """Once the test's call is over: give baresip up to 5 s to say its call terminated,
+    then tell it to quit (SIGTERM; it would otherwise idle until its ``-t`` ran out)."""
+    log = confdir / "out.log"
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5):
+            while proc.returncode is None and b" terminated (duration:" not in log.read_bytes():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 0.1)
+    if proc.returncode is None:
+        proc.terminate()
     try:
-        await asyncio.wait_for(proc.wait(), 30)
+        await asyncio.wait_for(proc.wait(), 10)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-    return (confdir / "out.log").read_text(errors="replace")
+    return log.read_text(errors="replace")
 
 
 def free_port_pair() -> int:
