@@ -377,7 +377,8 @@ class CallSettings(_Section):
     accepted after ``rtp_probation_packets`` consecutive in-sequence packets, and never once a
     source is learned; a call on hold ends after ``max_hold_s``; a hostname in an SDP ``c=``
     line is resolved once at negotiation (``sdp_hostnames = "resolve"``, within
-    ``sdp_resolve_timeout_s``, else 488) or refused with 488 (``"refuse"``). Call records
+    ``sdp_resolve_timeout_s``, else 488) or refused with 488 (``"refuse"``). ``rtp_host`` may
+    be a name: it is resolved once, at start (an error then if it does not resolve). Call records
     are kept ``records_retention_days`` and pruned in the background.
     """
 

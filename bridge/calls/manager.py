@@ -33,7 +33,7 @@ from bridge.calls.scope import CallScope
 from bridge.calls.ticker import FrameTicker
 from bridge.config import Settings
 from bridge.destinations.guard import Destinations
-from bridge.errors import PortsExhausted
+from bridge.errors import ConfigError, PortsExhausted
 from bridge.recording.writer import RecordingWriter
 from bridge.records import CallStore
 from bridge.security import SecurityLog
@@ -96,6 +96,8 @@ class CallManager:
         self.destinations = Destinations(self.security)
         c = settings.calls
         self.ports = PortAllocator(c.rtp_port_min, c.rtp_port_max)
+        #: the address RTP sockets bind: ``calls.rtp_host``, a name resolved once at start
+        self.rtp_bind = c.rtp_host
         self.ticker = FrameTicker(clock=self.clock)
         #: the calls' recording files (its thread starts with the first recording)
         self.recordings = RecordingWriter(settings.recordings_path)
@@ -114,6 +116,7 @@ class CallManager:
     # -- lifetime ------------------------------------------------------------------------
 
     async def __aenter__(self) -> CallManager:
+        self.rtp_bind = await _bind_address(self.settings.calls.rtp_host)
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self.ticker.start()
@@ -199,7 +202,7 @@ class CallManager:
             port = self.ports.acquire()
             c = self.settings.calls
             endpoint = RtpEndpoint(
-                c.rtp_host, port, on_rtp=lambda _p: None, probation=c.rtp_probation_packets
+                self.rtp_bind, port, on_rtp=lambda _p: None, probation=c.rtp_probation_packets
             )
             try:
                 await endpoint.open()
@@ -224,7 +227,7 @@ class CallManager:
         if c.sdp_hostnames == "refuse":
             return None
         try:
-            family = ipaddress.ip_address(c.rtp_host).version
+            family = ipaddress.ip_address(self.rtp_bind).version
         except ValueError:
             family = 4
         try:
@@ -244,7 +247,7 @@ class CallManager:
     @property
     def advertise(self) -> str:
         c = self.settings.calls
-        return c.rtp_advertise or c.rtp_host
+        return c.rtp_advertise or self.rtp_bind
 
     def own(self, call: CallScope, *, endpoint: RtpEndpoint | None = None) -> None:
         """Own a call that is set up: it is listed in ``calls``, ended by :meth:`hangup` and
@@ -288,3 +291,23 @@ class CallManager:
 
     async def wait_idle(self) -> None:
         await self._idle.wait()
+
+
+async def _bind_address(host: str) -> str:
+    """``calls.rtp_host`` as an IP literal: a name is looked up once, here, not by the kernel
+    at every call's bind (a resolver stall would stall call set-up). Raises ConfigError when
+    it does not resolve."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(
+            host, None, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+        )
+    except OSError as exc:
+        raise ConfigError(f"calls.rtp_host {host!r} does not resolve: {exc}") from None
+    address = str(found[0][4][0])
+    log.info("calls.rtp_host %r is %s", host, address)
+    return address

@@ -154,8 +154,8 @@ def _ip_literal(addr: Address) -> Address:
 
 def _bound_socket(host: str, port: int) -> socket.socket:
     """A non-blocking UDP socket bound to ``host``:``port`` (IPv4 or IPv6, as ``host`` is).
-    An IP literal (the usual ``calls.rtp_host``) is bound as it is: no resolver call per call
-    set up; a name is resolved (blocking, as the kernel resolves it)."""
+    An IP literal (what the call manager passes: it resolves ``calls.rtp_host`` once, at
+    start) is bound as it is; a name is resolved here (blocking)."""
     try:
         family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         addr: tuple[Any, ...] = (host, port)

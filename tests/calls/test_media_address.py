@@ -37,3 +37,25 @@ async def test_hostnames_are_resolved_once_with_a_timeout_or_refused(tmp_path: P
     assert await refusing.media_address("media.example") is None
     assert len(looked_up) == 3
     store.close()
+
+
+async def test_an_rtp_host_name_is_resolved_once_at_start(tmp_path: Path) -> None:
+    """``calls.rtp_host = "localhost"``: looked up when the manager starts; every call's
+    sockets then bind the address, and the SDP names it (not the name)."""
+    store = CallStore(tmp_path / "calls.db")
+    settings = Settings.model_validate(
+        {"calls": {"rtp_host": "localhost", "rtp_port_min": 41000, "rtp_port_max": 41998}}
+    )
+    async with CallManager(settings, store) as manager:
+        bound = manager.rtp_bind
+        assert bound in ("127.0.0.1", "::1"), bound
+        assert manager.advertise == bound
+        endpoints = [await manager.open_endpoint() for _ in range(2)]
+        try:
+            for ep in endpoints:
+                assert ep.host == bound
+                assert ep._rtp is not None and ep._rtp.getsockname()[0] == bound
+        finally:
+            for ep in endpoints:
+                manager.close_endpoint(ep)
+    store.close()
