@@ -218,4 +218,6 @@ async def _pump(ws: WebSocket, upstream: UpstreamSession) -> None:
     else:
         up_task.cancel()
     # a closed socket on the way out is no news
-    await cancel_and_wait(up_task, down_task, expected=(WebSocketDisconnect, RuntimeError))
+    await cancel_and_wait(
+        up_task, down_task, expected=(WebSocketDisconnect, RuntimeError, UpstreamError)
+    )

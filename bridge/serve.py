@@ -6,7 +6,7 @@ certificate, and SIP when a SIP port is set. It prints where it listens and wher
 key is, never the key itself. SIGTERM drains (:mod:`bridge.control.plane`) then exits; SIGINT
 stops at once. A stop that has not finished :data:`STOP_LIMIT_S` after it began (something in
 the shutdown waits for what never comes) logs what it still runs and exits with status 70: a
-process told to stop always does.
+process told to stop always does (:class:`StopWatchdog`).
 
 A worker of ``rtbridge serve --workers N`` (:mod:`bridge.cluster.worker`) runs the same
 process on its own internal control port and on the public HTTP socket the supervisor
@@ -22,6 +22,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +42,12 @@ __all__ = ["serve"]
 
 log = logging.getLogger("rtbridge")
 
-#: how long the stop (after the drain) may take before the process exits regardless
-STOP_LIMIT_S = 40.0
+#: how long the stop (after the drain) may take before the process exits regardless: above
+#: the sum of its own steps' bounds (uvicorn 5 s, SIP 7, upstream closes 12, recordings 10,
+#: the records store 10, leaving the cluster 20)
+STOP_LIMIT_S = 90.0
+#: what a drain may take beyond ``calls.drain_timeout_s`` (ending the calls left, the flush)
+DRAIN_SLACK_S = 30.0
 
 
 def serve(
@@ -55,19 +60,27 @@ def serve(
     """Run the service until it is stopped. ``worker``/``public_fd``: as a worker of a
     supervisor (its plan, and the public HTTP socket it inherited)."""
     setup_logging(settings.server.log_level, settings.server.log_json)
+    watchdog = StopWatchdog()
     try:
         return event_loop.run(
-            _serve(settings, ice_hosts or [], worker, public_fd), settings.server.event_loop
+            _serve(settings, ice_hosts or [], worker, public_fd, watchdog),
+            settings.server.event_loop,
         )
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:  # the key file or the data directory cannot be trusted
         print(f"rtbridge: {exc}", file=sys.stderr)
         return 2
+    finally:  # after the loop's own teardown (leftover tasks, the default executor)
+        watchdog.stop()
 
 
 async def _serve(
-    settings: Settings, ice_hosts: list[str], worker: WorkerPlan | None, public_fd: int | None
+    settings: Settings,
+    ice_hosts: list[str],
+    worker: WorkerPlan | None,
+    public_fd: int | None,
+    watchdog: StopWatchdog,
 ) -> int:
     srv = settings.server
     server_key = resolve_server_key(srv.data_dir)
@@ -98,7 +111,8 @@ async def _serve(
         timeout_graceful_shutdown=5,
         **config_kwargs,
     )
-    server = _DrainingServer(config, app)
+    watchdog.start(asyncio.get_running_loop())
+    server = _DrainingServer(config, app, watchdog, drain_s=settings.calls.drain_timeout_s)
     banner = asyncio.create_task(
         _announce(
             server,
@@ -113,21 +127,22 @@ async def _serve(
         await server.serve(sockets)
     finally:
         banner.cancel()
-        server.disarm()
     return 0
 
 
 class _DrainingServer(uvicorn.Server):
     """SIGTERM drains first (see :mod:`bridge.control.plane`), then the server stops; a second
-    SIGTERM, or SIGINT, stops at once. Once stopping, a watchdog ends the process if the stop
-    takes longer than :data:`STOP_LIMIT_S`."""
+    SIGTERM, or SIGINT, stops at once. Stopping arms the :class:`StopWatchdog`."""
 
-    def __init__(self, config: uvicorn.Config, app: Any) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: Any, watchdog: StopWatchdog, *, drain_s: float
+    ) -> None:
         super().__init__(config)
         self.app = app
+        self.watchdog = watchdog
+        self.drain_s = drain_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
-        self._watchdog: threading.Timer | None = None
 
     async def serve(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -136,10 +151,12 @@ class _DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         plane = getattr(self.app.state, "control", None)
         if sig != signal.SIGTERM or self._draining or plane is None or self._loop is None:
-            self._arm()
+            self.watchdog.arm(STOP_LIMIT_S)
             super().handle_exit(sig, frame)
             return
         self._draining = True
+        # the drain is bounded (its limit, then 10 s for the calls it ends, then the flush)
+        self.watchdog.arm(self.drain_s + DRAIN_SLACK_S + STOP_LIMIT_S)
         self._loop.call_soon_threadsafe(self._start_drain, plane)
 
     def _start_drain(self, plane: Any) -> None:
@@ -148,41 +165,75 @@ class _DrainingServer(uvicorn.Server):
         task.add_done_callback(lambda _t: self._stop())
 
     def _stop(self) -> None:
-        self._arm()
+        self.watchdog.arm(STOP_LIMIT_S)
         self.should_exit = True
 
-    def _arm(self) -> None:
-        if self._watchdog is None and self._loop is not None:
-            self._watchdog = threading.Timer(STOP_LIMIT_S, _stuck, (self._loop,))
-            self._watchdog.daemon = True
-            self._watchdog.start()
 
-    def disarm(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+class StopWatchdog:
+    """Ends a process whose stop does not finish: :meth:`arm` sets a deadline (the earliest
+    one armed wins), a daemon thread started with the loop checks it every second and, once
+    it has passed, logs the tasks still running and where each waits, then exits with status
+    70. ``arm`` only stores a number: it is safe in a signal handler (no lock, no thread)."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._thread = threading.Thread(
+            target=self._watch, args=(loop,), name="stop-watchdog", daemon=True
+        )
+        self._thread.start()
+
+    def arm(self, limit_s: float) -> None:
+        deadline = time.monotonic() + limit_s
+        if self.deadline is None or deadline < self.deadline:
+            self.deadline = deadline
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        while not self._stopped.wait(1.0):
+            deadline = self.deadline
+            if deadline is not None and time.monotonic() >= deadline:
+                _stuck(loop)
 
 
 def _stuck(loop: asyncio.AbstractEventLoop) -> None:
-    """The watchdog's end: name what the stop still waits for, then exit."""
+    """The watchdog's end: name what the stop still waits for, then exit. A backstop exits
+    5 s later whatever happens to the logging (a handler blocked on a full pipe)."""
+    backstop = threading.Timer(5.0, os._exit, (70,))
+    backstop.daemon = True
+    backstop.start()
     running: list[str] = []
     for _ in range(3):  # the set may change under us (another thread)
         try:
-            for task in asyncio.all_tasks(loop):
-                frames = task.get_stack(limit=1)
-                where = (
-                    f" at {frames[-1].f_code.co_filename}:{frames[-1].f_lineno}" if frames else ""
-                )
-                running.append(f"{task.get_name()}{where}")
+            running = [f"{t.get_name()} at {_waits_at(t)}" for t in asyncio.all_tasks(loop)]
             break
         except RuntimeError:
-            running.clear()
+            running = []
     log.error(
-        "the stop did not finish in %.0f s; still running: %s; exiting",
-        STOP_LIMIT_S,
+        "the stop did not finish in time; still running: %s; exiting",
         "; ".join(sorted(running)) or "no task (the loop itself is blocked)",
     )
     logging.shutdown()
     os._exit(70)
+
+
+def _waits_at(task: asyncio.Task[Any]) -> str:
+    """Where a suspended task waits: the innermost coroutine frame of its await chain."""
+    where = "?"
+    coro: Any = task.get_coro()
+    for _ in range(50):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        if coro is None:
+            break
+    return where
 
 
 async def _announce(

@@ -282,8 +282,13 @@ class UpstreamSession:
                 self._queue.put_nowait(_CLOSE)
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer), timeout=2.0)
-            except (TimeoutError, asyncio.CancelledError):
+            except TimeoutError:
                 self._writer.cancel()
+            except asyncio.CancelledError:
+                self._writer.cancel()
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    raise  # this close was cancelled, not (only) the writer
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:

@@ -65,6 +65,7 @@ from bridge.config import AgentProfile
 from bridge.errors import UpstreamClosedError, UpstreamError
 from bridge.realtime.dialects import CAPABILITIES, Handling
 from bridge.realtime.formats import AudioFormat
+from bridge.tasks import cancel_and_wait
 from bridge.upstream import UpstreamSession
 from media.clock import Clock, SystemClock
 
@@ -630,11 +631,10 @@ class AgentSession:
             self._limit_timer.cancel()
         standby, self._standby = self._standby, None
         if standby is not None:
-            standby.cancel()
-            try:
-                prepared: _Prepared | None = await standby
-            except (asyncio.CancelledError, Exception):
-                prepared = None  # it closed what it had opened
+            await cancel_and_wait(standby, expected=(Exception,))
+            prepared: _Prepared | None = None  # if it failed, it closed what it had opened
+            if not standby.cancelled() and standby.exception() is None:
+                prepared = standby.result()
             if prepared is not None:
                 await prepared.up.close()
         if self._pump is not None:

@@ -303,11 +303,12 @@ async def _bind_address(host: str) -> str:
     except ValueError:
         pass
     try:
-        found = await asyncio.get_running_loop().getaddrinfo(
-            host, None, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-        )
-    except OSError as exc:
+        found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
         raise ConfigError(f"calls.rtp_host {host!r} does not resolve: {exc}") from None
-    address = str(found[0][4][0])
+    sockaddr = found[0][4]
+    address = str(sockaddr[0])
+    if len(sockaddr) == 4 and sockaddr[3]:  # IPv6 link-local: keep its scope
+        address = f"{address}%{sockaddr[3]}"
     log.info("calls.rtp_host %r is %s", host, address)
     return address

@@ -129,8 +129,10 @@ async def _open_unless_gone(agent: AgentSession, sip_call: SipCall) -> bool:
     finally:
         gone.cancel()
     if not opening.done():
-        await cancel_and_wait(opening, expected=(UpstreamError,))
-        await agent.close()
+        try:
+            await cancel_and_wait(opening, expected=(UpstreamError,))
+        finally:
+            await agent.close()
         return False
     opening.result()
     if sip_call.ended is not None:

@@ -143,17 +143,18 @@ class Registry:
         # (a read whose timeout fired as it was cancelled) must not keep the node from leaving.
         self._closing = True
         self._changed.set()
-        left = await cancel_and_wait(*self._tasks, timeout=CLOSE_WAIT_S, expected=(Exception,))
-        if left:
-            log.warning(
-                "cluster: %s did not stop when cancelled: left behind",
-                ", ".join(sorted(t.get_name() for t in left if isinstance(t, asyncio.Task))),
-            )
-        with contextlib.suppress(Exception):
-            await self._leave()
-        with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
-        await self._redis.aclose()
+        try:
+            left = await cancel_and_wait(*self._tasks, timeout=CLOSE_WAIT_S, expected=(Exception,))
+            if left:
+                log.warning(
+                    "cluster: %s did not stop when cancelled: left behind",
+                    ", ".join(sorted(t.get_name() for t in left if isinstance(t, asyncio.Task))),
+                )
+        finally:  # even when cancelled: leave, and close the connections, each bounded
+            for step in (self._leave, self._pubsub.aclose, self._redis.aclose):
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(CLOSE_WAIT_S):
+                        await step()
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -222,6 +223,8 @@ class Registry:
                 p.pexpire(mine, self._ttl_ms)
                 for cid in calls:
                     p.set(f"{PREFIX}call:{cid}", self.node, px=self._ttl_ms)
+            if self._closing:  # a beat left behind by a stop must not register the node again
+                return
             await p.execute()
         self._published = set(calls)
 

@@ -106,10 +106,12 @@ class ControlPlane:
         if self.sip_leg is not None and self.sip_leg.incoming is self.incoming:
             self.sip_leg.incoming = None
         await self.incoming.aclose()
-        await cancel_and_wait(self._watch, self._drain, expected=(Exception,))
-        if self.cluster is not None:
-            await self.cluster.__aexit__(None, None, None)
-            self.cluster = None
+        try:
+            await cancel_and_wait(self._watch, self._drain, expected=(Exception,))
+        finally:  # the node leaves the cluster even if this stop is cancelled
+            if self.cluster is not None:
+                cluster, self.cluster = self.cluster, None
+                await cluster.__aexit__(None, None, None)
 
     # -- the cluster ------------------------------------------------------------------------
 

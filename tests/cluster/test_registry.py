@@ -306,7 +306,7 @@ async def test_a_node_leaves_even_when_a_heartbeat_step_swallows_its_cancellatio
         reg._beat = beat_swallowing_the_cancel  # type: ignore[method-assign]
         reg.changed()
         await asyncio.wait_for(entered.wait(), 5)
-        # without the stop flag this waits for the heartbeat for ever
+        # the heartbeat stops on the flag (before it, leaving waited for it for ever)
         leaving = asyncio.create_task(reg.__aexit__(None, None, None))
         done, _ = await asyncio.wait({leaving}, timeout=30)
         assert leaving in done, "the node never left"

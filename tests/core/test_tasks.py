@@ -28,7 +28,7 @@ async def test_a_stopper_that_is_cancelled_while_it_waits_is_cancelled() -> None
     await asyncio.sleep(0.01)
     stopper.cancel()  # with suppress(CancelledError) around the await, this was swallowed
     with pytest.raises(asyncio.CancelledError):
-        await stopper
+        await asyncio.wait_for(stopper, 5)  # the old pattern: no error, and no end
     release.set()
     await stubborn
 

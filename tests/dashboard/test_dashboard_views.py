@@ -63,8 +63,8 @@ async def test_fleet_view_charts_50_live_calls_and_keeps_up_with_500(tmp_path: P
         try:
             await driver.step("ready")  # its wrong key first: one auth-failure
             # the first 50 hold until the page has seen all 500 (about 30 s on a quiet
-            # machine): then all 500 are up at once
-            tasks.append(callers(FLEET, 60000, 50))
+            # machine, more than twice that leaves room): then all 500 are up at once
+            tasks.append(callers(FLEET, 75000, 50))
             await driver.go()
             first = await driver.step("fleet50", timeout=60)
             fleet = first["fleet"]
@@ -77,7 +77,7 @@ async def test_fleet_view_charts_50_live_calls_and_keeps_up_with_500(tmp_path: P
             # no turn latency measured in this build yet: the chart says so, it draws no zeros
             assert fleet["latency"] == "no data" and fleet["latencyNoData"] == "visible", fleet
 
-            tasks.append(callers(MANY - FLEET, 40000, 100))
+            tasks.append(callers(MANY - FLEET, 50000, 100))
             await driver.go()
             many = await driver.step("fleet500", timeout=180)
             print(  # a figure, not a pass/fail claim: the machine is shared

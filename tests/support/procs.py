@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -61,6 +62,7 @@ async def start_rtbridge(
         stderr=asyncio.subprocess.PIPE,
         env=full_env,
         start_new_session=True,
+        preexec_fn=_term_with_parent,
     )
     assert proc.stdout is not None and proc.stderr is not None
     stderr_chunks: list[bytes] = []
@@ -117,15 +119,18 @@ async def _stop(proc: asyncio.subprocess.Process, err_task: asyncio.Task[None], 
             await asyncio.wait_for(proc.wait(), 15)
         except TimeoutError:
             proc.kill()
-            await proc.wait()
+            # bounded too: on 3.11 wait() also waits for the pipes, which children may hold
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 5)
     try:
         # children get SIGTERM when it dies (PR_SET_PDEATHSIG) and may drain a while
         await asyncio.wait_for(asyncio.shield(err_task), 20)
         return ""
     except TimeoutError:
         left = _group_members(proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        if left:  # only then is the group id surely still ours
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(err_task, 5)
         err_task.cancel()
@@ -142,3 +147,10 @@ def _group_members(pgid: int) -> list[str]:
             if int(rest.split()[2]) == pgid:
                 out.append(f"{stat.parent.name} ({name})")
     return out
+
+
+def _term_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the test process dies (Linux), as it is
+    in a process group of its own that a Ctrl+C or a job kill of pytest's does not reach."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
