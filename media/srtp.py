@@ -8,9 +8,9 @@ directions of one call: ``protect``/``protect_rtcp`` with our master key (any SS
 window and the rollover counter per SSRC). A packet that fails authentication or replay
 checks raises :class:`SrtpError`, which the caller counts and drops.
 
-Suites (the SDES names): ``AES_CM_128_HMAC_SHA1_80``, ``AES_CM_128_HMAC_SHA1_32`` and
-``AEAD_AES_128_GCM``. Keys are master key + salt as the SDP carries them; they are never
-logged, and ``repr`` does not show them.
+Suites (the SDES names): ``AES_CM_128_HMAC_SHA1_80``, ``AES_CM_128_HMAC_SHA1_32``,
+``AEAD_AES_128_GCM`` and ``AEAD_AES_256_GCM``. Keys are master key + salt as the SDP carries
+them; they are never logged, and ``repr`` does not show them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ PROFILES: dict[str, int] = {
     "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     "AES_CM_128_HMAC_SHA1_32": Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
     "AEAD_AES_128_GCM": Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+    "AEAD_AES_256_GCM": Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
 }
 
 

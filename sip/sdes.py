@@ -6,8 +6,10 @@ offered suite, over TLS signalling. This module holds the wire value and nothing
 with it: :mod:`sip.offer_answer` picks a line and answers it, :mod:`media.srtp` protects packets.
 
 - :class:`CryptoAttribute`: ``a=crypto:<tag> <suite> inline:<key||salt>[|lifetime]``
-  (RFC 4568 section 9.1). Suites: ``AES_CM_128_HMAC_SHA1_80`` and ``_32`` (section 6.2) and
-  ``AEAD_AES_128_GCM`` (RFC 7714 section 12). A line with an MKI, several keys or a session
+  (RFC 4568 section 9.1). Suites: ``AES_CM_128_HMAC_SHA1_80`` and ``_32`` (section 6.2),
+  ``AEAD_AES_128_GCM`` and ``AEAD_AES_256_GCM`` (RFC 7714 section 12). The AES-256 counter
+  mode suites of RFC 6188 are not offered: libsrtp has them, but pylibsrtp exposes only the
+  DTLS-SRTP profiles, which do not include them. A line with an MKI, several keys or a session
   parameter (``UNENCRYPTED_SRTP``, ``KDR``...) is one we do not accept (:meth:`usable`): no
   carrier we found needs them, and Twilio forbids MKI.
 - :class:`Encryption`: a trunk's ``media_encryption`` (``off``, ``optional``, ``required``).
@@ -41,6 +43,7 @@ SUITES: dict[str, int] = {
     "AES_CM_128_HMAC_SHA1_80": 30,
     "AES_CM_128_HMAC_SHA1_32": 30,
     "AEAD_AES_128_GCM": 28,
+    "AEAD_AES_256_GCM": 44,
 }
 
 _INLINE = re.compile(r"(inline:)[A-Za-z0-9+/=]+")

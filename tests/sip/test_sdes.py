@@ -117,3 +117,21 @@ def test_every_suite_protects_rtp_and_rtcp(suite: str) -> None:
     assert b.unprotect_rtcp(a.protect_rtcp(rtcp)) == rtcp
     with pytest.raises(SrtpError):
         SrtpSession(suite, a_key[:10], b_key)
+
+
+def test_an_aes_256_offer_is_answered_in_kind_and_its_audio_read() -> None:
+    """A trunk that offers only AEAD_AES_256_GCM (RFC 7714 section 12: 32-byte key, 12-byte
+    salt) gets it: our answer carries a 44-byte key of that suite and both sides read each
+    other's packets."""
+    key = bytes(range(44))
+    line = f"1 AEAD_AES_256_GCM inline:{base64.b64encode(key).decode()}"
+    answer = negotiate(_offer(crypto=line), ["PCMU"], "127.0.0.1", 4000, encryption=OPTIONAL)
+    keys = answer.media.srtp
+    assert keys is not None and keys.suite == "AEAD_AES_256_GCM"
+    assert keys.remote == key and len(keys.local) == 44
+    caller = SrtpSession("AEAD_AES_256_GCM", key, keys.local)
+    callee = SrtpSession(keys.suite, keys.local, keys.remote)
+    rtp = bytes(RtpPacket(0, 1, 160, 0x1234, b"\xff" * 160))
+    wire = caller.protect(rtp)
+    assert len(wire) == len(rtp) + 16  # GCM's 128-bit tag
+    assert callee.unprotect(wire) == rtp and caller.unprotect(callee.protect(rtp)) == rtp
