@@ -223,17 +223,19 @@ def _stuck(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _waits_at(task: asyncio.Task[Any]) -> str:
-    """Where a suspended task waits: the innermost coroutine frame of its await chain."""
-    where = "?"
+    """Where a suspended task waits: the innermost three coroutine frames of its await chain
+    (``function file:line``, outermost first)."""
+    frames: list[str] = []
     coro: Any = task.get_coro()
     for _ in range(50):
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
         if frame is not None:
-            where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+            code = frame.f_code
+            frames.append(f"{code.co_name} {code.co_filename}:{frame.f_lineno}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
         if coro is None:
             break
-    return where
+    return " > ".join(frames[-3:]) or "?"
 
 
 async def _announce(

@@ -311,3 +311,41 @@ async def test_a_node_leaves_even_when_a_heartbeat_step_swallows_its_cancellatio
         done, _ = await asyncio.wait({leaving}, timeout=30)
         assert leaving in done, "the node never left"
         assert await watcher.node_url("stubborn") is None  # it left the registry
+
+
+async def test_a_task_that_never_stops_is_left_behind_and_named_and_the_node_leaves(
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A task of the node's that ignores its cancellation for good (not one of the loops the
+    stop flag ends): leaving waits a bounded time, names it, and leaves anyway."""
+    import bridge.cluster.registry as registry_module
+
+    monkeypatch.setattr(registry_module, "CLOSE_WAIT_S", 0.2)
+    release = asyncio.Event()
+
+    async def deaf() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    node = Node("deaf", CallStore(tmp_path / "calls.db"))
+    async with joined(redis_url, Node("watcher", CallStore(tmp_path / "w.db"))) as watcher:
+        reg = await Registry(
+            ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, ttl_s=5),
+            node=node.name,
+            url="http://deaf.example:8090",
+            calls=lambda: {},
+            store=node.store,
+            handler=node.handle,
+        ).__aenter__()
+        reg._spawn(deaf(), "deaf command")
+        with caplog.at_level("WARNING", logger="bridge.cluster.registry"):
+            leaving = asyncio.create_task(reg.__aexit__(None, None, None))
+            done, _ = await asyncio.wait({leaving}, timeout=30)
+        assert leaving in done, "the node never left"
+        assert "deaf command did not stop when cancelled" in caplog.text, caplog.text
+        assert await watcher.node_url("deaf") is None  # it left the registry all the same
+        release.set()
