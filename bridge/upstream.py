@@ -282,9 +282,7 @@ class UpstreamSession:
                 self._queue.put_nowait(_CLOSE)
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer), timeout=2.0)
-            except TimeoutError:
-                self._writer.cancel()
-            except asyncio.CancelledError:
+            except (TimeoutError, asyncio.CancelledError):
                 self._writer.cancel()
                 me = asyncio.current_task()
                 if me is not None and me.cancelling():

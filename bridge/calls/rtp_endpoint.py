@@ -153,20 +153,15 @@ def _ip_literal(addr: Address) -> Address:
 
 
 def _bound_socket(host: str, port: int) -> socket.socket:
-    """A non-blocking UDP socket bound to ``host``:``port`` (IPv4 or IPv6, as ``host`` is).
-    An IP literal (what the call manager passes: it resolves ``calls.rtp_host`` once, at
-    start) is bound as it is; a name is resolved here (blocking)."""
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-        addr: tuple[Any, ...] = (host, port)
-    except ValueError:
-        family, _, _, _, addr = socket.getaddrinfo(
-            host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
-        )[0]
+    """A non-blocking UDP socket bound to ``host``:``port``, an IP literal (IPv4 or IPv6; the
+    call manager resolves a ``calls.rtp_host`` name once, at start). Raises ValueError for a
+    name."""
+    _ip_literal((host, port))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # only IPv6 literals have ':'
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        sock.bind(addr)
+        sock.bind((host, port))
     except OSError:
         sock.close()
         raise

@@ -213,7 +213,7 @@ class Supervisor:
                 *self._worker_cmd(plan, settings_file),
                 stdout=asyncio.subprocess.PIPE,
                 pass_fds=(self._public.fileno(),),
-                preexec_fn=_term_with_parent,
+                preexec_fn=term_with_parent,
             )
             reader = asyncio.create_task(self._read_banner(child))
             code = await child.proc.wait()
@@ -262,7 +262,7 @@ class Supervisor:
             child.proc = await asyncio.create_subprocess_exec(
                 *self._kamailio_cmd(cfg),
                 stdout=asyncio.subprocess.DEVNULL,
-                preexec_fn=_term_with_parent,
+                preexec_fn=term_with_parent,
             )
             waiter = asyncio.create_task(
                 _wait_tcp("127.0.0.1" if host == "0.0.0.0" else host, port)
@@ -326,8 +326,9 @@ class Supervisor:
 _PR_SET_PDEATHSIG = 1
 
 
-def _term_with_parent() -> None:
-    """In a child, before it runs: SIGTERM when the supervisor dies (Linux)."""
+def term_with_parent() -> None:
+    """In a child, before it runs: SIGTERM when its parent dies (Linux; the supervisor's
+    workers and Kamailio, and the tests' rtbridge processes)."""
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

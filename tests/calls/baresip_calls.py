@@ -4,7 +4,6 @@ everything it hears recorded to WAV (sndfile). Tests only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import wave
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from tests.sip.baresip_support import quit_after_call
 from tests.support.peers import require_peer
 
 UTTERANCE = "Hello, I would like to check the status of my order, number four two seven."
@@ -126,22 +126,8 @@ async def call_with_baresip(confdir: Path, target: str | None, seconds: int = 25
             stderr=asyncio.subprocess.STDOUT,
             cwd=confdir,
         )
-        try:
-            async with asyncio.timeout(seconds + 15):
-                while proc.returncode is None:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(proc.wait(), 0.2)
-                    if proc.returncode is None and _CALL_ENDED in log_path.read_bytes():
-                        proc.terminate()  # it closes its recordings and exits
-                        await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await quit_after_call(proc, log_path, seconds + 15)
     return log_path.read_text(errors="replace")
-
-
-#: what baresip prints when a call ends
-_CALL_ENDED = b" terminated (duration:"
 
 
 def heard(confdir: Path) -> NDArray[np.int16]:

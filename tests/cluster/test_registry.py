@@ -293,15 +293,7 @@ async def test_a_node_leaves_even_when_a_heartbeat_step_swallows_its_cancellatio
             await asyncio.sleep(3600)
 
     async with joined(redis_url, Node("watcher", CallStore(tmp_path / "w.db"))) as watcher:
-        settings = ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, ttl_s=5)
-        reg = await Registry(
-            settings,
-            node=node.name,
-            url="http://stubborn.example:8090",
-            calls=lambda: {},
-            store=node.store,
-            handler=node.handle,
-        ).__aenter__()
+        reg = await _entered(redis_url, node)
         assert await watcher.node_url("stubborn") == "http://stubborn.example:8090"
         reg._beat = beat_swallowing_the_cancel  # type: ignore[method-assign]
         reg.changed()
@@ -333,14 +325,7 @@ async def test_a_task_that_never_stops_is_left_behind_and_named_and_the_node_lea
 
     node = Node("deaf", CallStore(tmp_path / "calls.db"))
     async with joined(redis_url, Node("watcher", CallStore(tmp_path / "w.db"))) as watcher:
-        reg = await Registry(
-            ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, ttl_s=5),
-            node=node.name,
-            url="http://deaf.example:8090",
-            calls=lambda: {},
-            store=node.store,
-            handler=node.handle,
-        ).__aenter__()
+        reg = await _entered(redis_url, node)
         reg._spawn(deaf(), "deaf command")
         with caplog.at_level("WARNING", logger="bridge.cluster.registry"):
             leaving = asyncio.create_task(reg.__aexit__(None, None, None))
@@ -349,3 +334,16 @@ async def test_a_task_that_never_stops_is_left_behind_and_named_and_the_node_lea
         assert "deaf command did not stop when cancelled" in caplog.text, caplog.text
         assert await watcher.node_url("deaf") is None  # it left the registry all the same
         release.set()
+
+
+async def _entered(redis_url: str, node: Node) -> Registry:
+    """A registry for ``node`` (URL ``http://<name>.example:8090``), joined, not yet left: the
+    test leaves it itself."""
+    return await Registry(
+        ClusterSettings(redis_url=redis_url, heartbeat_s=0.1, ttl_s=5),
+        node=node.name,
+        url=f"http://{node.name}.example:8090",
+        calls=lambda: {},
+        store=node.store,
+        handler=node.handle,
+    ).__aenter__()

@@ -81,13 +81,25 @@ async def start_baresip(
 
 async def stop_baresip(proc: asyncio.subprocess.Process, confdir: Path) -> str:
     """Once the test's call is over: give baresip up to 5 s to say its call terminated,
-    then tell it to quit (SIGTERM; it would otherwise idle until its ``-t`` ran out)."""
+    then tell it to quit (it would otherwise idle until its ``-t`` ran out)."""
     log = confdir / "out.log"
+    await quit_after_call(proc, log, 5)
+    return log.read_text(errors="replace")
+
+
+#: what baresip prints when a call ends
+CALL_ENDED = b" terminated (duration:"
+
+
+async def quit_after_call(proc: asyncio.subprocess.Process, log: Path, limit_s: float) -> None:
+    """Wait until baresip has said (in ``log``) that its call terminated, at most ``limit_s``
+    seconds, then tell it to quit (SIGTERM: it closes its recordings and exits); killed if it
+    has not within 10 s."""
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(5):
-            while proc.returncode is None and b" terminated (duration:" not in log.read_bytes():
+        async with asyncio.timeout(limit_s):
+            while proc.returncode is None and CALL_ENDED not in log.read_bytes():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(proc.wait(), 0.1)
+                    await asyncio.wait_for(proc.wait(), 0.2)
     if proc.returncode is None:
         proc.terminate()
     try:
@@ -95,7 +107,6 @@ async def stop_baresip(proc: asyncio.subprocess.Process, confdir: Path) -> str:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-    return log.read_text(errors="replace")
 
 
 def free_port_pair() -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -12,6 +11,8 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from bridge.cluster.supervisor import term_with_parent
 
 __all__ = ["RTBRIDGE", "Rtbridge", "run_rtbridge", "start_rtbridge"]
 
@@ -62,7 +63,7 @@ async def start_rtbridge(
         stderr=asyncio.subprocess.PIPE,
         env=full_env,
         start_new_session=True,
-        preexec_fn=_term_with_parent,
+        preexec_fn=term_with_parent,  # and SIGTERM if pytest dies
     )
     assert proc.stdout is not None and proc.stderr is not None
     stderr_chunks: list[bytes] = []
@@ -147,10 +148,3 @@ def _group_members(pgid: int) -> list[str]:
             if int(rest.split()[2]) == pgid:
                 out.append(f"{stat.parent.name} ({name})")
     return out
-
-
-def _term_with_parent() -> None:
-    """In the child, before it runs: SIGTERM when the test process dies (Linux), as it is
-    in a process group of its own that a Ctrl+C or a job kill of pytest's does not reach."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
