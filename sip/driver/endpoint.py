@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from sip.driver.dns import DnsError, TrunkResolver
 from sip.driver.registration_runner import RequestSender, register_once, run_registration
 from sip.driver.transport import Transports
+from sip.driver.trunk_targets import TrunkTargets
 from sip.errors import LocalProtocolError, SipError
 from sip.events import (
     CallAnswered,
@@ -326,6 +327,8 @@ class SipEndpoint:
         self.trunk_health: dict[str, TrunkHealth] = {
             t.name: TrunkHealth(t.name) for t in settings.trunks if t.options_interval_s
         }
+        #: each trunk's servers: where its REGISTER, OPTIONS and INVITEs go, and in what order
+        self.trunk_targets: dict[str, TrunkTargets] = {}
 
     async def start(self) -> None:
         s = self.settings
@@ -395,7 +398,7 @@ class SipEndpoint:
             down = self.trunk_health.get(trunk)
             if down is not None and not down.up:
                 raise SipError(f"trunk {trunk!r} is down: {down.detail}")
-            peer, *others = await self._trunk_peers(t)
+            peer, *others = await self._targets(t).targets()
             alternates = tuple(others)
             password = t.password()
             if t.username and password is not None:
@@ -497,9 +500,9 @@ class SipEndpoint:
         health = self.trunk_health[trunk_name]
         params = () if t.transport == "udp" else (("transport", t.transport),)
         target = SipUri(host=t.host, port=t.port, params=params)
+        targets = self._targets(t)
         while not self._closed:
             try:
-                peer = (await self._trunk_peers(t))[0]
                 request = options_request(
                     target,
                     self.core.via(t.transport),
@@ -507,8 +510,8 @@ class SipEndpoint:
                     self.settings.user_agent,
                     self.core.host,
                 )
-                response = await self.send_request(request, peer)
-            except (OSError, SipError) as exc:  # the name does not resolve
+                response = await targets.send(request)
+            except SipError as exc:  # the name does not resolve
                 log.info("trunk %s: keepalive not sent: %s", trunk_name, exc)
                 response = None
             if health.observe(response, self.clock()):
@@ -524,13 +527,19 @@ class SipEndpoint:
             await asyncio.sleep(0.05)
 
     async def _sender(self, trunk_name: str) -> RequestSender:
-        t = self.settings.trunk(trunk_name)
-        peer = (await self._trunk_peers(t))[0]
+        """A trunk's REGISTER sender, failing over along its targets; SipError at once if its
+        name does not resolve."""
+        targets = self._targets(self.settings.trunk(trunk_name))
+        await targets.targets()
+        return targets.send
 
-        async def send(request: Request) -> Response | None:
-            return await self.send_request(request, peer)
-
-        return send
+    def _targets(self, t: TrunkSettings) -> TrunkTargets:
+        targets = self.trunk_targets.get(t.name)
+        if targets is None:
+            targets = self.trunk_targets[t.name] = TrunkTargets(
+                t.name, functools.partial(self._trunk_peers, t), self.send_request
+            )
+        return targets
 
     async def _trunk_peers(self, t: TrunkSettings) -> list[Peer]:
         """Where a trunk's requests go: its RFC 3263 targets in order (``srv``), else its

@@ -1,6 +1,7 @@
 """RFC 3263: NAPTR/SRV ordering (tier 1), and a trunk published by a DNS server the test
 starts on loopback (dnsmasq) with two targets: the first refuses (503), the call goes to the
-second (tier 3, SIPp on both)."""
+second (tier 3, SIPp on both); the first never answers, the trunk registers with the second
+and keeps its binding there (SIPp's digest registrar)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import pytest
 
 from sip.driver import SipCall, start_sip
 from sip.events import CallAnswered, CallEnded
+from sip.message import Request, parse_message
+from sip.registration import Registered
 from sip.rfc3263 import Naptr, Srv, TtlCache, naptr_srv_names, srv_order
-from sip.settings import SipSettings, TrunkSettings
+from sip.settings import SipSettings, SipTimers, TrunkSettings
 from tests.sip.sipp_support import ANSWER_SDP, free_port, run_sipp
+from tests.sip.test_register_sipp import finish_sipp, free_udp_port, start_sipp
 from tests.support.peers import require_peer
 
 
@@ -155,3 +159,68 @@ async def test_a_trunk_with_two_srv_targets_the_first_refuses_the_second_answers
     assert CallAnswered in kinds and kinds[-1] is CallEnded  # the 503 ended nothing
     for sipp_run in (await refuser, await answerer):
         assert sipp_run.returncode == 0, sipp_run.summary()
+
+
+class _Silent(asyncio.DatagramProtocol):
+    """A trunk server that is down: it takes datagrams and never answers."""
+
+    def __init__(self) -> None:
+        self.branches: list[str] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        message = parse_message(data)
+        if isinstance(message, Request):
+            self.branches.append(message.top_via.branch or "")
+
+
+@pytest.mark.peer("dnsmasq")
+@pytest.mark.peer("sipp")
+async def test_a_trunk_registers_with_its_second_srv_target_when_the_first_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 3263 §4.3 for REGISTER: the first target never answers; after its transaction
+    times out the REGISTER goes to the second (SIPp's digest registrar), and the challenge's
+    answer, the refresh and the unregister go there directly."""
+    monkeypatch.setenv("RTBRIDGE_TEST_SRV_REG_PW", "reg-secret-1")
+    loop = asyncio.get_running_loop()
+    down, silent = await loop.create_datagram_endpoint(_Silent, local_addr=("127.0.0.1", 0))
+    first = int(down.get_extra_info("sockname")[1])
+    second = free_udp_port()
+    dns, dns_port = await _dnsmasq(tmp_path, first, second)
+    registrar = await start_sipp("register_digest.xml", second, tmp_path)
+    trunk = TrunkSettings(
+        name="carrier",
+        host="trunk.test",
+        srv=True,
+        username="alice",
+        password_env="RTBRIDGE_TEST_SRV_REG_PW",
+        register_enabled=True,
+        register_expires=3600,
+    )
+    settings = SipSettings(
+        bind_host="127.0.0.1",
+        udp_port=0,
+        tcp_port=None,
+        dns_servers=[f"127.0.0.1:{dns_port}"],
+        timers=SipTimers(t1=0.05),  # a dead target's transaction gives up after 64*T1 = 3.2 s
+        trunks=[trunk],
+    )
+    ep = await start_sip(settings)
+    try:
+        async with asyncio.timeout(25):
+            while sum(isinstance(e, Registered) for _, e in ep.registration_events) < 2:
+                await asyncio.sleep(0.05)
+        # an INVITE through the trunk now tries the server that answers first
+        ordered = await ep.trunk_targets["carrier"].targets()
+        assert [p.port for p in ordered] == [second, first]
+    finally:
+        await ep.close()  # unregisters, at the second target
+        down.close()
+        dns.terminate()
+        await dns.wait()
+    rc, output = await finish_sipp(registrar, tmp_path)
+    assert rc == 0, output
+    kinds = [type(e).__name__ for _, e in ep.registration_events]
+    assert kinds == ["Registered", "Registered", "Unregistered"]
+    # the down server saw one transaction only (the first REGISTER and its retransmissions)
+    assert silent.branches and len(set(silent.branches)) == 1
