@@ -133,9 +133,9 @@ class CallCore(Protocol):
     @property
     def timer_values(self) -> TimerValues: ...
 
-    @property
-    def timer_policy(self) -> TimerPolicy:
-        """Our session-timer wishes (RFC 4028)."""
+    def timer_policy(self, trunk: str | None) -> TimerPolicy:
+        """Our session-timer wishes (RFC 4028) for a call on ``trunk`` (its own, else the
+        endpoint's)."""
         ...
 
     def via(self, transport: str) -> str:
@@ -514,7 +514,7 @@ class Call:
                 return
             self._send_ack(now, self.local_sdp)
             self.core.emit(CallAnswered(self.id, resp.body, self.local_sdp, True))
-        self.start_session_timer(uac_settle(resp.headers, self.core.timer_policy), now)
+        self.start_session_timer(uac_settle(resp.headers, self.core.timer_policy(self.trunk)), now)
 
     def _send_ack(self, now: float, body: bytes = b"") -> None:
         """§13.2.2.4: the ACK for a 2xx is a new request (new branch) along the route set."""

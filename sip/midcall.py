@@ -176,6 +176,7 @@ def _reply(
 
 def _settle_timer(
     core: CallCore,
+    call: Call,
     req: Request,
     tx: ServerInviteTransaction | ServerNonInviteTransaction,
     now: float,
@@ -183,7 +184,7 @@ def _settle_timer(
     """RFC 4028 §9 for a re-INVITE or UPDATE we answer: (go on, the timer to run after our
     2xx); go on is False when the request was answered here (422, 400)."""
     try:
-        settled = uas_settle(req.headers, core.timer_policy)
+        settled = uas_settle(req.headers, core.timer_policy(call.trunk))
     except SipParseError as exc:
         _reply(core, tx, req, 400, now, exc.reason)
         return False, None
@@ -230,7 +231,7 @@ def _settle(
     """A re-INVITE's or UPDATE's session timer settled (RFC 4028) and its offer, if it carries
     one, answered (RFC 3264): the 200's body (``body`` when no offer), its headers and the
     timer; None when a refusal was sent instead."""
-    go_on, timer = _settle_timer(core, req, tx, now)
+    go_on, timer = _settle_timer(core, call, req, tx, now)
     if not go_on:
         return None
     if req.body:
@@ -375,7 +376,7 @@ def _refresh_headers(core: CallCore, call: Call) -> Headers:
     timer = call.session_timer
     if timer is not None:
         who = Refresher.UAC if timer.we_refresh else Refresher.UAS
-        for k, v in uac_request(core.timer_policy, timer.interval, who):
+        for k, v in uac_request(core.timer_policy(call.trunk), timer.interval, who):
             h.add(k, v)
     return h
 
@@ -598,7 +599,7 @@ def _restart_timer(core: CallCore, call: Call, resp: Response, now: float) -> No
     """A 2xx to our re-INVITE or UPDATE refreshed the session: the timer it settles (ours
     again when it names none while one runs: the refresh still counts, RFC 4028 §7.4)."""
     try:
-        settled = uac_settle(resp.headers, core.timer_policy)
+        settled = uac_settle(resp.headers, core.timer_policy(call.trunk))
     except SipParseError:
         settled = None
     call.start_session_timer(settled or call.session_timer, now)

@@ -63,7 +63,8 @@ class TrunkSettings(_Section):
     answered by then is cancelled (``no-answer``). ``delayed_offer``: our INVITEs carry no
     SDP (the callee offers in its 2xx). ``caller_id`` (E.164, ``+14155550100``),
     ``asserted_identity`` (P-Asserted-Identity) and ``diversion`` (a URI: the number the call
-    is forwarded for) go on outbound INVITEs.
+    is forwarded for) go on outbound INVITEs. ``session_timers``: the trunk's own RFC 4028
+    settings for its calls both ways (a carrier that mishandles them: ``enabled = false``).
     """
 
     name: str
@@ -89,6 +90,8 @@ class TrunkSettings(_Section):
     caller_id: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{1,14}$")
     asserted_identity: str | None = None
     diversion: str | None = None
+    #: this trunk's session timers (RFC 4028; None: ``[sip.session_timers]``)
+    session_timers: SessionTimerSettings | None = None
 
     @field_validator("asserted_identity", "diversion")
     @classmethod

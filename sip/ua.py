@@ -121,6 +121,8 @@ class CoreConfig:
     timers: TimerValues = field(default_factory=TimerValues)
     limits: SipLimits = field(default_factory=SipLimits)
     session_timer: TimerPolicy = field(default_factory=TimerPolicy)
+    #: trunks with session timers of their own (the others have ``session_timer``)
+    trunk_session_timers: dict[str, TimerPolicy] = field(default_factory=dict)
 
 
 class SipCore:
@@ -326,7 +328,7 @@ class SipCore:
         h.add("Call-ID", call_id)
         h.add("CSeq", "1 INVITE")
         h.add("Contact", str(self.contact(transport)))
-        for k, v in (*self.common_headers(), *uac_request(self.timer_policy), *headers):
+        for k, v in (*self.common_headers(), *uac_request(self.timer_policy(trunk)), *headers):
             h.add(k, v)
         if sdp:
             h.add("Content-Type", "application/sdp")
@@ -414,9 +416,10 @@ class SipCore:
             [("Allow", ALLOW), ("Supported", SUPPORTED), ("User-Agent", self.config.user_agent)]
         )
 
-    @property
-    def timer_policy(self) -> TimerPolicy:
-        return self.config.session_timer
+    def timer_policy(self, trunk: str | None) -> TimerPolicy:
+        """See :meth:`sip.call.CallCore.timer_policy`."""
+        own = self.config.trunk_session_timers.get(trunk) if trunk is not None else None
+        return own or self.config.session_timer
 
     def emit(self, event: CallEvent) -> None:
         self._out.append(event)
@@ -696,7 +699,7 @@ class SipCore:
         if req.call_id in self.calls:
             self._reply(tx, req, 482, now)  # a merged request (§8.2.2.2)
             return
-        settled = uas_settle(req.headers, self.timer_policy)
+        settled = uas_settle(req.headers, self.timer_policy(verdict.trunk))
         if isinstance(settled, TooSmall):  # RFC 4028 §9
             self._reply(tx, req, 422, now, extra=Headers([("Min-SE", str(settled.min_se))]))
             return

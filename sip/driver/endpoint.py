@@ -58,7 +58,7 @@ from sip.registration import (
 )
 from sip.registration import State as RegState
 from sip.session_timer import Refresher, TimerPolicy
-from sip.settings import SipSettings, TrunkSettings
+from sip.settings import SessionTimerSettings, SipSettings, TrunkSettings
 from sip.transaction import Peer, Send, TimerValues
 from sip.ua import CoreConfig, Credentials, Policy, RequestDone, SipCore
 from sip.uri import SipUri
@@ -308,7 +308,12 @@ class SipEndpoint:
                 user_agent=settings.user_agent,
                 timers=TimerValues(t.t1, t.t2, t.t4),
                 limits=settings.limits,
-                session_timer=timer_policy(settings),
+                session_timer=timer_policy(settings.session_timers),
+                trunk_session_timers={
+                    trunk.name: timer_policy(trunk.session_timers)
+                    for trunk in settings.trunks
+                    if trunk.session_timers is not None
+                },
             ),
             policy or make_policy(settings),
         )
@@ -683,9 +688,8 @@ class SipEndpoint:
         self._flush()
 
 
-def timer_policy(settings: SipSettings) -> TimerPolicy:
-    """The core's session-timer policy from ``[sip.session_timers]``."""
-    st = settings.session_timers
+def timer_policy(st: SessionTimerSettings) -> TimerPolicy:
+    """A session-timer policy from ``[sip.session_timers]`` or a trunk's own."""
     return TimerPolicy(st.enabled, st.session_expires, st.min_se, Refresher(st.refresher))
 
 

@@ -16,7 +16,9 @@ from sip.events import (
 )
 from sip.message import Request, Response
 from sip.offer_answer import MediaPrefs
+from sip.policy import make_policy
 from sip.session_timer import Refresher, TimerPolicy
+from sip.settings import SipSettings, TrunkSettings
 from sip.transaction import Peer, Send
 from sip.ua import ALLOW, CoreConfig, SipCore
 from sip.uri import SipUri
@@ -254,3 +256,39 @@ def test_in_dialog_messages_on_tcp_name_the_flow_and_a_fallback() -> None:
     (bye,) = [o for o in p.b.drain() if isinstance(o, Send)]
     assert bye.peer == Peer("tcp", "127.0.0.1", 5060)  # the connection the call came on
     assert bye.fallback == Peer("tcp", "127.0.0.1", 5060)  # the caller's Contact
+
+
+def test_a_trunk_with_its_own_session_timers_off_neither_asks_nor_grants_one() -> None:
+    """``[sip.trunks.session_timers] enabled = false``: that trunk's calls carry no session
+    timer either way; calls from elsewhere keep the endpoint's."""
+    settings = SipSettings(trunks=[TrunkSettings(name="quiet", host="127.0.0.1")])
+    config = CoreConfig(
+        ports={"udp": 5062},
+        session_timer=_policy(1800),
+        trunk_session_timers={"quiet": TimerPolicy(enabled=False)},
+    )
+    core = SipCore(config, make_policy(settings))
+    core.invite(BOB, SDP_A, 0.0, trunk="quiet")
+    core.invite(BOB, SDP_A, 0.0)
+    quiet, other = [o.message for o in core.drain() if isinstance(o, Send)]
+    assert quiet.headers.get("Session-Expires") is None
+    assert other.headers.get("Session-Expires") == "1800;refresher=uac"
+
+    invite = (
+        "INVITE sip:bot@127.0.0.1:5062 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKquiet\r\n"
+        "From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:bot@127.0.0.1>\r\n"
+        "Call-ID: quiet@x\r\nCSeq: 1 INVITE\r\nContact: <sip:a@127.0.0.1:5060>\r\n"
+        "Supported: timer\r\nSession-Expires: 300;refresher=uac\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(SDP_A)}\r\n\r\n"
+    ).encode() + SDP_A
+    core.receive(invite, Peer("udp", "127.0.0.1", 5060), 0.0)
+    (offered,) = [o for o in core.drain() if isinstance(o, CallOffered)]
+    assert offered.trunk == "quiet"
+    core.answer(offered.call_id, SDP_B, 0.0, media=MediaPrefs(codecs=("PCMU",)))
+    (ok,) = [
+        o.message
+        for o in core.drain()
+        if isinstance(o, Send) and isinstance(o.message, Response) and o.message.status == 200
+    ]
+    assert ok.headers.get("Session-Expires") is None and ok.headers.get("Require") is None

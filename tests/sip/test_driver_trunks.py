@@ -55,6 +55,20 @@ async def test_identity_headers_and_delayed_offer_go_on_the_invite() -> None:
     assert invite.headers.get("Session-Expires") == "1800;refresher=uac"
 
 
+async def test_a_trunk_s_own_session_timer_settings_reach_its_invites() -> None:
+    ep, sock = await _endpoint_and_trunk(session_timers={"session_expires": 600, "min_se": 300})
+    try:
+        await ep.invite("sip:+15550100@127.0.0.1", ANSWER_SDP, trunk="carrier")
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(sock, 65535), 5)
+    finally:
+        await ep.close(hangup=False)
+        sock.close()
+    invite = parse_message(data)
+    assert isinstance(invite, Request)
+    assert invite.headers.get("Session-Expires") == "600;refresher=uac"  # not [sip]'s 1800
+    assert invite.headers.get("Min-SE") == "300"
+
+
 async def test_a_call_on_a_trunk_marked_down_fails_at_once() -> None:
     ep, sock = await _endpoint_and_trunk(options_interval_s=60)
     try:
