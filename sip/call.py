@@ -514,7 +514,7 @@ class Call:
                 return
             self._send_ack(now, self.local_sdp)
             self.core.emit(CallAnswered(self.id, resp.body, self.local_sdp, True))
-        self.start_session_timer(uac_settle(resp.headers, self.core.timer_policy(self.trunk)), now)
+        self.start_session_timer(uac_settle(resp.headers), now)
 
     def _send_ack(self, now: float, body: bytes = b"") -> None:
         """§13.2.2.4: the ACK for a 2xx is a new request (new branch) along the route set."""

@@ -599,7 +599,7 @@ def _restart_timer(core: CallCore, call: Call, resp: Response, now: float) -> No
     """A 2xx to our re-INVITE or UPDATE refreshed the session: the timer it settles (ours
     again when it names none while one runs: the refresh still counts, RFC 4028 §7.4)."""
     try:
-        settled = uac_settle(resp.headers, core.timer_policy(call.trunk))
+        settled = uac_settle(resp.headers)
     except SipParseError:
         settled = None
     call.start_session_timer(settled or call.session_timer, now)

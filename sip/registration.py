@@ -250,6 +250,14 @@ class Registration:
     def next_deadline(self) -> float | None:
         return self._deadline
 
+    def retry_now(self, now: float) -> None:
+        """Another server can take the REGISTER that just failed (a trunk with several targets,
+        RFC 3263 §4.3): the retry, a new REGISTER, is due now rather than after the back-off,
+        which this failure does not lengthen. A no-op unless a retry is waiting."""
+        if self.state is State.RETRY_WAIT and self._deadline is not None:
+            self._failures = max(0, self._failures - 1)
+            self._deadline = now
+
     def drain(self) -> list[Output]:
         out, self._out = self._out, []
         return out

@@ -166,20 +166,25 @@ def uac_request(
 ) -> Headers:
     """The headers of our INVITE, re-INVITE or UPDATE: ``Session-Expires`` (``interval``, by
     default the policy's; ``refresher``, by default the policy's choice), ``Min-SE`` (section
-    7.1). ``Supported: timer`` is one of the core's common headers."""
+    7.1). ``Supported: timer`` is one of the core's common headers. With the policy disabled,
+    a new request asks for nothing; a refresh of a timer the peer imposed (``interval``
+    given) still says it (section 7.4)."""
     h = Headers()
-    if policy.enabled:
+    if policy.enabled or interval is not None:
         value = SessionExpires(interval or policy.session_expires, refresher or policy.refresher)
         h.add("Session-Expires", str(value))
         h.add("Min-SE", str(policy.min_se))
     return h
 
 
-def uac_settle(response: Headers, policy: TimerPolicy) -> Timer | None:
+def uac_settle(response: Headers) -> Timer | None:
     """The timer a 2xx to our request settled (section 7.2): its ``Session-Expires``, its
-    ``refresher`` (``uac``: we refresh; absent: we do, section 7.2); None without one."""
+    ``refresher`` (``uac``: we refresh; absent: we do, section 7.2); None without one. Followed
+    even when our policy is disabled: our requests say ``Supported: timer``, so the callee may
+    impose a timer (section 9), and ignoring it would have the call ended for want of a
+    refresh."""
     raw = _header(response, "Session-Expires")
-    if raw is None or not policy.enabled:
+    if raw is None:
         return None
     settled = SessionExpires.parse(raw)
     refresher = settled.refresher or Refresher.UAC

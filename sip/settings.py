@@ -90,7 +90,8 @@ class TrunkSettings(_Section):
     caller_id: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{1,14}$")
     asserted_identity: str | None = None
     diversion: str | None = None
-    #: this trunk's session timers (RFC 4028; None: ``[sip.session_timers]``)
+    #: this trunk's session timers (RFC 4028; None: ``[sip.session_timers]``, which also gives
+    #: the keys this one does not set)
     session_timers: SessionTimerSettings | None = None
 
     @field_validator("asserted_identity", "diversion")
@@ -218,6 +219,16 @@ class SipSettings(_Section):
     def _tls(self) -> SipSettings:
         if self.tls_port is not None and not (self.tls_cert and self.tls_key):
             raise ValueError("tls_port needs tls_cert and tls_key")
+        return self
+
+    @model_validator(mode="after")
+    def _trunk_session_timers(self) -> SipSettings:
+        """A trunk's ``session_timers`` keys it does not set are ``[sip.session_timers]``'s."""
+        for trunk in self.trunks:
+            own = trunk.session_timers
+            if own is not None and own.model_fields_set != set(SessionTimerSettings.model_fields):
+                merged = {**self.session_timers.model_dump(), **own.model_dump(exclude_unset=True)}
+                trunk.session_timers = SessionTimerSettings.model_validate(merged)
         return self
 
     @property

@@ -24,14 +24,13 @@ from typing import Any
 
 import dns.asyncresolver
 import dns.exception
+import dns.resolver
 
 from sip.errors import SipError
 from sip.rfc3263 import Naptr, Srv, TtlCache, naptr_srv_names, srv_order
 from sip.transaction import Peer
 
 __all__ = ["DnsError", "TrunkResolver"]
-
-_FAILED = (dns.exception.DNSException, OSError)
 
 
 class DnsError(SipError):
@@ -74,7 +73,9 @@ class TrunkResolver:
     async def targets(self, host: str, transport: str) -> list[Peer]:
         """NAPTR -> SRV -> A/AAAA for ``host`` over ``transport`` (§4.1, §4.2), best first. An
         IP literal is itself; a name without SRV records is its A/AAAA records on the
-        transport's default port. Raises :class:`DnsError` when nothing resolves."""
+        transport's default port. Raises :class:`DnsError` when nothing resolves, or when a
+        NAPTR or SRV query fails (times out, SERVFAIL): then which servers the trunk has is
+        unknown, and falling back to the name's A record could call the wrong one."""
         try:
             ipaddress.ip_address(host.strip("[]"))
         except ValueError:
@@ -94,9 +95,16 @@ class TrunkResolver:
                 break
         peers: list[Peer] = []
         if srvs:
+            unresolved: DnsError | None = None
             for record in srv_order(srvs, self._rng):
-                for address in await self._addresses(record.target, ttls):
-                    peers.append(Peer(transport, address, record.port))
+                try:
+                    addresses = await self._addresses(record.target, ttls)
+                except DnsError as exc:  # this target is skipped (RFC 3263 §4.3), not the rest
+                    unresolved = exc
+                    continue
+                peers += [Peer(transport, address, record.port) for address in addresses]
+            if not peers and unresolved is not None:
+                raise unresolved
         else:
             default = 5061 if transport == "tls" else 5060
             peers = [Peer(transport, a, default) for a in await self._addresses(host, ttls)]
@@ -108,8 +116,12 @@ class TrunkResolver:
     async def _query(self, name: str, kind: str, ttls: list[float]) -> list[Any]:
         try:
             answer = await self._resolver.resolve(name, kind, raise_on_no_answer=False)
-        except _FAILED:
-            return []
+        except dns.resolver.NXDOMAIN:
+            return []  # no such name: no records of this kind (RFC 3263 goes on to the next)
+        except (dns.exception.DNSException, OSError) as exc:
+            # a timeout, SERVFAIL, REFUSED: the answer is unknown, not empty (taking the A
+            # record of a domain whose SRV query timed out would call the wrong server)
+            raise DnsError(f"{kind} query for {name!r} failed: {exc}") from None
         if answer.rrset is None:
             return []
         ttls.append(float(answer.rrset.ttl))
@@ -136,7 +148,15 @@ class TrunkResolver:
         ]
 
     async def _addresses(self, name: str, ttls: list[float]) -> list[str]:
+        """``name``'s IPv4 then IPv6 addresses; one of the two queries may fail (many servers
+        mishandle AAAA), not both."""
         found: list[str] = []
+        failures: list[DnsError] = []
         for kind in ("A", "AAAA"):
-            found += [r.to_text() for r in await self._query(name, kind, ttls)]
+            try:
+                found += [r.to_text() for r in await self._query(name, kind, ttls)]
+            except DnsError as exc:
+                failures.append(exc)
+        if len(failures) == 2:
+            raise failures[0]
         return found

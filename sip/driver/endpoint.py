@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sip.driver.dns import DnsError, TrunkResolver
-from sip.driver.registration_runner import RequestSender, register_once, run_registration
+from sip.driver.registration_runner import register_once, run_registration
 from sip.driver.transport import Transports
 from sip.driver.trunk_targets import TrunkTargets
 from sip.errors import LocalProtocolError, SipError
@@ -478,7 +478,10 @@ class SipEndpoint:
         """Register once with a trunk's registrar (raises RegistrationError on refusal)."""
         reg = self.registration_for(trunk_name)
         self.registrations[trunk_name] = reg
-        return await register_once(reg, await self._sender(trunk_name), clock=self.clock)
+        targets = self._targets(self.settings.trunk(trunk_name))
+        return await register_once(
+            reg, targets.send_once, clock=self.clock, failover=targets.another
+        )
 
     async def _keep_registered(self, trunk_name: str) -> None:
         reg = self.registration_for(trunk_name)
@@ -488,13 +491,15 @@ class SipEndpoint:
             self.registration_events.append((trunk_name, event))
             log.info("trunk %s: %s", trunk_name, event)
 
+        targets = self._targets(self.settings.trunk(trunk_name))
         try:
             await run_registration(
                 reg,
-                await self._sender(trunk_name),
+                targets.send_once,
                 self._stop_registration,
                 clock=self.clock,
                 on_event=on_event,
+                failover=targets.another,
             )
         except RegistrationError as exc:
             log.error("trunk %s: registration failed: %s", trunk_name, exc)
@@ -531,18 +536,11 @@ class SipEndpoint:
         while any(r.state not in settled for r in self.registrations.values()):
             await asyncio.sleep(0.05)
 
-    async def _sender(self, trunk_name: str) -> RequestSender:
-        """A trunk's REGISTER sender, failing over along its targets; SipError at once if its
-        name does not resolve."""
-        targets = self._targets(self.settings.trunk(trunk_name))
-        await targets.targets()
-        return targets.send
-
     def _targets(self, t: TrunkSettings) -> TrunkTargets:
         targets = self.trunk_targets.get(t.name)
         if targets is None:
             targets = self.trunk_targets[t.name] = TrunkTargets(
-                t.name, functools.partial(self._trunk_peers, t), self.send_request
+                t.name, functools.partial(self._trunk_peers, t), self.send_request, self.clock
             )
         return targets
 

@@ -6,21 +6,23 @@ servers, in an order. An INVITE already fails over along them (``sip.call``, one
 another); this is the same for the trunk's out-of-dialog requests, which before went to the
 first target only, so a registration stayed down while the primary was, with the backup up.
 
-:class:`TrunkTargets` sends one request (REGISTER, OPTIONS) to the trunk's targets in turn:
+:class:`TrunkTargets` keeps one trunk's targets and which of them failed lately:
 
-* the targets are resolved again for every request (the resolver keeps answers for their DNS
-  TTL); if resolution fails, the last targets resolved are used (a stale list beats none);
-* the first target tried is the one that last answered (a refresh goes where the binding is),
-  then the others in RFC 3263 order, those that failed last time at the end;
-* a transaction timeout or transport error (no response), or a 503, moves on to the next
-  target as a new client transaction: the same request with a new Via branch (RFC 3263 §4.3);
-  every other response (2xx, a 401 challenge, a 403) is the answer;
-* when every target fails, the last response (a 503) or None is returned: the caller's own
-  retry rules apply (the REGISTER machine's back-off, the keepalive's down state).
-
-:meth:`TrunkTargets.order` is what an INVITE through the trunk uses: the targets that answered
-the last REGISTER or OPTIONS first, so a call does not wait out a dead primary's timer B
-before it tries the server that is up.
+* the targets are resolved again for each request (the resolver keeps answers for their DNS
+  TTL); when resolution fails, the targets resolved before are used, and the name is asked
+  again only after ``DNS_RETRY_S`` (each try would otherwise wait out the DNS timeout);
+* a target that did not answer (transaction timeout, transport error) or answered 503 is
+  *failed* for ``FAILBACK_S``: it is tried after the others meanwhile, then in its RFC 3263
+  place again (a recovered primary gets its traffic back; a registration moves back at its
+  next refresh); an INVITE through the trunk tries the targets in this order, so it does not
+  wait out a dead primary's timer B while the keepalive or the registration know it is dead;
+* :meth:`TrunkTargets.send` (OPTIONS) tries the targets in turn, each as a new client
+  transaction of the same request (a new Via branch), until one answers;
+* :meth:`TrunkTargets.send_once` (REGISTER) sends to one target: a REGISTER that fails is not
+  sent again as it is (RFC 3261 §10.2 wants a new CSeq for each REGISTER of a Call-ID, and its
+  digest answer was computed for the server that challenged), the registration machine sends
+  a new one at once when :meth:`TrunkTargets.another` says a target of this round is left
+  (``sip.driver.registration_runner``), else after its back-off.
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ from sip.headers import Via
 from sip.message import Request, Response
 from sip.transaction import Peer
 
-__all__ = ["TrunkTargets", "rebranched"]
+__all__ = ["DNS_RETRY_S", "FAILBACK_S", "TrunkTargets", "rebranched"]
 
 log = logging.getLogger("rtbridge.sip")
 
-#: what a failed target gets back from the next one (RFC 3263 §4.3): no response or a 503
+#: how long a target that failed is tried after the others, in seconds
+FAILBACK_S = 300.0
+#: how long after a failed resolution the targets known before are used without asking again
+DNS_RETRY_S = 30.0
+#: the answer that sends a request to the next target, like no answer (RFC 3263 §4.3)
 FAILOVER_STATUS = 503
 
 
@@ -53,8 +59,13 @@ def rebranched(request: Request) -> Request:
     return Request(method=request.method, uri=request.uri, headers=headers, body=request.body)
 
 
+def answered(response: Response | None) -> bool:
+    """Whether a target took the request (anything but no answer or a 503)."""
+    return response is not None and response.status != FAILOVER_STATUS
+
+
 class TrunkTargets:
-    """One trunk's servers: which answered last, which failed (see the module docstring).
+    """One trunk's servers and which failed lately (see the module docstring).
 
     ``resolve()`` returns the trunk's targets in RFC 3263 order (raises SipError or OSError when
     the name does not resolve); ``send(request, peer)`` runs one client transaction and returns
@@ -66,61 +77,91 @@ class TrunkTargets:
         name: str,
         resolve: Callable[[], Awaitable[list[Peer]]],
         send: Callable[[Request, Peer], Awaitable[Response | None]],
+        clock: Callable[[], float],
     ) -> None:
         self.name = name
         self._resolve = resolve
         self._send = send
+        self._clock = clock
         self._known: list[Peer] = []
-        #: the target that answered last (None: none has yet)
-        self.answering: Peer | None = None
-        #: targets whose last request went unanswered or got 503
-        self.failed: set[Peer] = set()
+        self._resolve_failed_at: float | None = None
+        #: targets that failed, and when (tried after the others for FAILBACK_S)
+        self.failed: dict[Peer, float] = {}
+        #: the targets a REGISTER went to in vain since one last answered
+        self._round: set[Peer] = set()
 
     def order(self, peers: list[Peer]) -> list[Peer]:
-        """``peers`` (RFC 3263 order) as they should be tried: the one that answered last
-        first, the ones that failed last time at the end."""
-        first = [p for p in peers if p == self.answering]
-        rest = [p for p in peers if p != self.answering]
-        return (
-            first
-            + [p for p in rest if p not in self.failed]
-            + [p for p in rest if p in self.failed]
-        )
+        """``peers`` (RFC 3263 order) as they should be tried: those that failed within
+        ``FAILBACK_S`` after the others."""
+        now = self._clock()
+        lately = {p for p, at in self.failed.items() if now - at < FAILBACK_S}
+        return [p for p in peers if p not in lately] + [p for p in peers if p in lately]
 
     async def targets(self) -> list[Peer]:
-        """The trunk's targets now, in the order to try them (the last ones known if the name
-        does not resolve at the moment; SipError if it never did)."""
-        try:
-            self._known = await self._resolve()
-        except (OSError, SipError) as exc:
-            if not self._known:
-                raise SipError(f"trunk {self.name!r}: {exc}") from None
-            log.warning("trunk %s: %s; using the targets resolved before", self.name, exc)
+        """The trunk's targets now, in the order to try them (those resolved before while its
+        name does not resolve); SipError if it never did."""
+        now = self._clock()
+        failed_at = self._resolve_failed_at
+        if not self._known or failed_at is None or now - failed_at >= DNS_RETRY_S:
+            try:
+                self._known = await self._resolve()
+                self._resolve_failed_at = None
+            except (OSError, SipError) as exc:
+                if not self._known:
+                    raise SipError(f"trunk {self.name!r}: {exc}") from None
+                self._resolve_failed_at = now
+                log.warning("trunk %s: %s; using the targets resolved before", self.name, exc)
+            named = set(self._known)
+            self.failed = {p: at for p, at in self.failed.items() if p in named}
+            self._round &= named
         return self.order(self._known)
 
     async def send(self, request: Request) -> Response | None:
-        """``request`` to the trunk, failing over along its targets; the first answer, else the
-        last 503 or None (every target failed). SipError: the name never resolved."""
+        """``request`` to the trunk's targets in turn until one answers (OPTIONS); that answer,
+        else the last 503 or None. SipError: the name never resolved."""
         last: Response | None = None
         for i, peer in enumerate(await self.targets()):
-            try:
-                response = await self._send(request if i == 0 else rebranched(request), peer)
-            except OSError:
-                response = None
-            if response is not None and response.status != FAILOVER_STATUS:
-                self.answering = peer
-                self.failed.discard(peer)
-                return response
-            self.failed.add(peer)
-            if peer == self.answering:
-                self.answering = None
-            last = response
-            log.info(
-                "trunk %s: %s to %s:%d %s",
-                self.name,
-                request.method,
-                peer.host,
-                peer.port,
-                "refused (503)" if response is not None else "not answered",
-            )
+            last = await self._try(request if i == 0 else rebranched(request), peer)
+            if answered(last):
+                break
         return last
+
+    async def send_once(self, request: Request) -> Response | None:
+        """``request`` (a REGISTER) to the first target not yet tried in vain this round; its
+        answer or None. SipError: the name never resolved."""
+        peers = await self.targets()
+        fresh = [p for p in peers if p not in self._round]
+        peer = (fresh or peers)[0]
+        response = await self._try(request, peer)
+        if answered(response):
+            self._round.clear()
+        else:
+            self._round.add(peer)
+        return response
+
+    def another(self) -> bool:
+        """After :meth:`send_once` failed: whether a target of this round is left (False when
+        every one failed: the round starts again from the best, after the caller's back-off)."""
+        if any(p not in self._round for p in self._known):
+            return True
+        self._round.clear()
+        return False
+
+    async def _try(self, request: Request, peer: Peer) -> Response | None:
+        try:
+            response = await self._send(request, peer)
+        except OSError:
+            response = None
+        if answered(response):
+            self.failed.pop(peer, None)
+            return response
+        self.failed[peer] = self._clock()
+        log.info(
+            "trunk %s: %s to %s:%d %s",
+            self.name,
+            request.method,
+            peer.host,
+            peer.port,
+            "refused (503)" if response is not None else "not answered",
+        )
+        return response

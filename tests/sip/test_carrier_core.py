@@ -292,3 +292,19 @@ def test_a_trunk_with_its_own_session_timers_off_neither_asks_nor_grants_one() -
         if isinstance(o, Send) and isinstance(o.message, Response) and o.message.status == 200
     ]
     assert ok.headers.get("Session-Expires") is None and ok.headers.get("Require") is None
+
+
+def test_a_timer_the_callee_imposes_is_kept_by_a_trunk_with_timers_off() -> None:
+    """Our INVITE on a trunk with timers off asks for none, but says ``Supported: timer``: a
+    callee that imposes one (RFC 4028 §9) gets its refreshes, and the call lives on."""
+    p = _pair(b=_policy(300))
+    p.a.config.trunk_session_timers = {"quiet": TimerPolicy(enabled=False)}
+    _cid, bcid = _call(p, trunk="quiet")
+    assert p.sent("a", "INVITE")[0].headers.get("Session-Expires") is None
+    _answer(p, bcid)
+    assert p.sent("b", "200 INVITE")[0].headers.get("Session-Expires") == "300;refresher=uac"
+    p.advance(1000)
+    updates = _methods(p, "a", "UPDATE")
+    assert len(updates) >= 6, "a refresh every 150 s"
+    assert all(u.headers.get("Session-Expires") == "300;refresher=uac" for u in updates)
+    assert not p.of("a", CallEnded) and not p.of("b", CallEnded)

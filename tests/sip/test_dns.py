@@ -6,14 +6,18 @@ and keeps its binding there (SIPp's digest registrar)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sip.driver import SipCall, start_sip
+from sip.driver import SipCall, SipEndpoint, start_sip
 from sip.events import CallAnswered, CallEnded
+from sip.keepalive import TrunkState
 from sip.message import Request, parse_message
 from sip.registration import Registered
 from sip.rfc3263 import Naptr, Srv, TtlCache, naptr_srv_names, srv_order
@@ -173,54 +177,89 @@ class _Silent(asyncio.DatagramProtocol):
             self.branches.append(message.top_via.branch or "")
 
 
-@pytest.mark.peer("dnsmasq")
-@pytest.mark.peer("sipp")
-async def test_a_trunk_registers_with_its_second_srv_target_when_the_first_is_down(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """RFC 3263 §4.3 for REGISTER: the first target never answers; after its transaction
-    times out the REGISTER goes to the second (SIPp's digest registrar), and the challenge's
-    answer, the refresh and the unregister go there directly."""
-    monkeypatch.setenv("RTBRIDGE_TEST_SRV_REG_PW", "reg-secret-1")
+@dataclass
+class _SecondUp:
+    """A trunk of two SRV targets: the first down (silent), SIPp on the second."""
+
+    ep: SipEndpoint
+    silent: _Silent
+    sipp: asyncio.subprocess.Process
+    first: int
+    second: int
+
+
+@contextlib.asynccontextmanager
+async def _first_down(tmp_path: Path, scenario: str, **trunk: object) -> AsyncIterator[_SecondUp]:
+    """dnsmasq names the two targets; the endpoint's trunk ``carrier`` (``trunk``'s settings)
+    resolves them; T1 is 50 ms, so a transaction to the silent target gives up after 3.2 s."""
     loop = asyncio.get_running_loop()
     down, silent = await loop.create_datagram_endpoint(_Silent, local_addr=("127.0.0.1", 0))
     first = int(down.get_extra_info("sockname")[1])
     second = free_udp_port()
     dns, dns_port = await _dnsmasq(tmp_path, first, second)
-    registrar = await start_sipp("register_digest.xml", second, tmp_path)
-    trunk = TrunkSettings(
-        name="carrier",
-        host="trunk.test",
-        srv=True,
-        username="alice",
-        password_env="RTBRIDGE_TEST_SRV_REG_PW",
-        register_enabled=True,
-        register_expires=3600,
-    )
+    sipp = await start_sipp(scenario, second, tmp_path)
     settings = SipSettings(
         bind_host="127.0.0.1",
         udp_port=0,
         tcp_port=None,
         dns_servers=[f"127.0.0.1:{dns_port}"],
-        timers=SipTimers(t1=0.05),  # a dead target's transaction gives up after 64*T1 = 3.2 s
-        trunks=[trunk],
+        timers=SipTimers(t1=0.05),
+        trunks=[
+            TrunkSettings.model_validate(
+                {"name": "carrier", "host": "trunk.test", "srv": True, **trunk}
+            )
+        ],
     )
     ep = await start_sip(settings)
     try:
-        async with asyncio.timeout(25):
-            while sum(isinstance(e, Registered) for _, e in ep.registration_events) < 2:
-                await asyncio.sleep(0.05)
-        # an INVITE through the trunk now tries the server that answers first
-        ordered = await ep.trunk_targets["carrier"].targets()
-        assert [p.port for p in ordered] == [second, first]
+        yield _SecondUp(ep, silent, sipp, first, second)
     finally:
-        await ep.close()  # unregisters, at the second target
+        await ep.close()  # unregisters, if registered
         down.close()
         dns.terminate()
         await dns.wait()
-    rc, output = await finish_sipp(registrar, tmp_path)
+
+
+@pytest.mark.peer("dnsmasq")
+@pytest.mark.peer("sipp")
+async def test_a_trunk_registers_with_its_second_srv_target_when_the_first_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 3263 §4.3 for REGISTER: the first target never answers; once its transaction
+    times out a new REGISTER goes to the second (SIPp's digest registrar) at once, and the
+    challenge's answer, the refresh and the unregister go there directly."""
+    monkeypatch.setenv("RTBRIDGE_TEST_SRV_REG_PW", "reg-secret-1")
+    account = {"username": "alice", "password_env": "RTBRIDGE_TEST_SRV_REG_PW"}
+    async with _first_down(
+        tmp_path, "register_digest.xml", register_enabled=True, register_expires=3600, **account
+    ) as t:
+        async with asyncio.timeout(25):
+            while sum(isinstance(e, Registered) for _, e in t.ep.registration_events) < 2:
+                await asyncio.sleep(0.05)
+        # an INVITE through the trunk now tries the server that answers first
+        ordered = await t.ep.trunk_targets["carrier"].targets()
+        assert [p.port for p in ordered] == [t.second, t.first]
+    rc, output = await finish_sipp(t.sipp, tmp_path)
     assert rc == 0, output
-    kinds = [type(e).__name__ for _, e in ep.registration_events]
-    assert kinds == ["Registered", "Registered", "Unregistered"]
+    kinds = [type(e).__name__ for _, e in t.ep.registration_events]
+    # the first target's failure is reported; the next REGISTER went out at once, not after
+    # the 30 s back-off (the test's timeout is 25 s)
+    assert kinds == ["RegistrationFailed", "Registered", "Registered", "Unregistered"]
     # the down server saw one transaction only (the first REGISTER and its retransmissions)
-    assert silent.branches and len(set(silent.branches)) == 1
+    assert t.silent.branches and len(set(t.silent.branches)) == 1
+
+
+@pytest.mark.peer("dnsmasq")
+@pytest.mark.peer("sipp")
+async def test_the_keepalive_finds_the_trunk_up_at_its_second_target(tmp_path: Path) -> None:
+    """The first target never answers OPTIONS; the keepalive's OPTIONS goes on to the second
+    (SIPp), so the trunk is up and calls may be placed on it."""
+    async with _first_down(tmp_path, "options_200.xml", options_interval_s=1) as t:
+        health = t.ep.trunk_health["carrier"]
+        async with asyncio.timeout(20):
+            while health.state is TrunkState.UNKNOWN:
+                await asyncio.sleep(0.05)
+        assert health.state is TrunkState.UP, health.detail
+    rc, output = await finish_sipp(t.sipp, tmp_path)
+    assert rc == 0, output
+    assert t.silent.branches  # the first target was asked first

@@ -87,3 +87,22 @@ async def test_a_call_on_a_trunk_marked_down_fails_at_once() -> None:
 def test_caller_ids_and_identities_are_checked_when_the_config_loads(value: str) -> None:
     with pytest.raises(ValueError):
         TrunkSettings(name="t", host="h", caller_id=value, asserted_identity=value)
+
+
+def test_a_trunk_s_session_timer_keys_it_leaves_out_are_the_endpoint_s() -> None:
+    settings = SipSettings.model_validate(
+        {
+            "session_timers": {"session_expires": 900, "min_se": 120},
+            "trunks": [{"name": "t", "host": "h", "session_timers": {"refresher": "uas"}}],
+        }
+    )
+    own = settings.trunk("t").session_timers
+    assert own is not None
+    assert (own.session_expires, own.min_se, own.refresher) == (900, 120, "uas")
+    with pytest.raises(ValueError, match="min_se"):  # checked once merged
+        SipSettings.model_validate(
+            {
+                "session_timers": {"min_se": 1000},
+                "trunks": [{"name": "t", "host": "h", "session_timers": {"session_expires": 600}}],
+            }
+        )

@@ -1,22 +1,30 @@
 """RFC 3263 §4.3 for a trunk's REGISTER and OPTIONS (sip.driver.trunk_targets), paired with
-scripted servers: a 503 or no answer moves the request to the next target as a new
-transaction; the target that answered is tried first from then on; a name that stops
-resolving keeps the targets resolved before. (tests/sip/test_dns.py does it against a real
-DNS server and SIPp.)"""
+scripted servers on virtual time: a 503 or no answer moves an OPTIONS to the next target as a
+new transaction; a failed REGISTER is followed at once by a new one (new CSeq, the digest
+answered afresh) to the next target; a target that failed goes last for a while, then back
+in its place; a name that stops resolving keeps the targets resolved before.
+(tests/sip/test_dns.py does it against a real DNS server and SIPp.)"""
 
 from __future__ import annotations
 
 import pytest
 
 from sip.dialog import make_response
-from sip.driver.trunk_targets import TrunkTargets, rebranched
+from sip.driver.registration_runner import register_once
+from sip.driver.trunk_targets import DNS_RETRY_S, FAILBACK_S, TrunkTargets, rebranched
 from sip.errors import SipError
+from sip.headers import Headers
 from sip.keepalive import options_request
 from sip.message import Request, Response
+from sip.registration import Registration, RegistrationConfig, RegistrationError
 from sip.transaction import Peer
 from sip.uri import SipUri
 
 A, B, C = (Peer("udp", "127.0.0.1", port) for port in (5070, 5072, 5074))
+
+#: a scripted answer: a status, "401" with a challenge naming the server, or None (no answer);
+#: an OSError is raised (a transport error)
+Answer = int | None | OSError
 
 
 def _options() -> Request:
@@ -25,72 +33,153 @@ def _options() -> Request:
 
 
 class Servers:
-    """Each peer's scripted answers (a status, or None: no answer), and what each received."""
+    """Each peer's scripted answers, what each received, the DNS answer, a virtual clock."""
 
-    def __init__(self, answers: dict[Peer, list[int | None]]) -> None:
+    def __init__(self, answers: dict[Peer, list[Answer]]) -> None:
         self.answers = answers
         self.received: list[tuple[Peer, Request]] = []
         self.dns: list[Peer] | Exception = [A, B, C]
+        self.queries = 0
+        self.now = 0.0
+
+    def targets(self) -> TrunkTargets:
+        return TrunkTargets("carrier", self.resolve, self.send, lambda: self.now)
 
     async def resolve(self) -> list[Peer]:
+        self.queries += 1
         if isinstance(self.dns, Exception):
             raise self.dns
         return list(self.dns)
 
     async def send(self, request: Request, peer: Peer) -> Response | None:
         self.received.append((peer, request))
-        status = self.answers[peer].pop(0)
-        return None if status is None else make_response(request, status)
+        answer = self.answers[peer].pop(0)
+        if isinstance(answer, OSError):
+            raise answer
+        if answer is None:
+            return None
+        extra = Headers()
+        if answer == 401:
+            realm = f'Digest realm="trunk.test", nonce="n{peer.port}", algorithm=MD5, qop="auth"'
+            extra.add("WWW-Authenticate", realm)
+        if answer == 200 and request.method == "REGISTER":
+            extra.add("Contact", f"{request.headers.get('Contact')};expires=600")
+        return make_response(request, answer, extra=extra)
+
+    def peers(self) -> list[Peer]:
+        return [p for p, _ in self.received]
 
 
-async def test_a_503_and_a_silence_move_the_request_on_as_new_transactions() -> None:
-    servers = Servers({A: [503], B: [None], C: [200]})
-    targets = TrunkTargets("carrier", servers.resolve, servers.send)
+async def test_a_503_a_silence_and_a_transport_error_move_an_options_on() -> None:
+    servers = Servers({A: [503], B: [None], C: [OSError("unreachable"), 200]})
+    servers.dns = [A, B, C, Peer("udp", "127.0.0.1", 5076)]
+    servers.answers[servers.dns[3]] = [200]
     request = _options()
-    response = await targets.send(request)
+    response = await servers.targets().send(request)
     assert response is not None and response.status == 200
-    assert [p for p, _ in servers.received] == [A, B, C]
+    assert servers.peers() == [A, B, C, servers.dns[3]]
     sent = [r for _, r in servers.received]
     assert sent[0] is request  # the first try is the request as it was built
-    branches = {r.top_via.branch for r in sent}
-    assert len(branches) == 3  # each try its own transaction
-    # ... of the same request: Call-ID, CSeq, From tag, everything else unchanged
-    for r in sent[1:]:
-        assert r.call_id == request.call_id and str(r.cseq) == str(request.cseq)
+    assert len({r.top_via.branch for r in sent}) == 4  # each try its own transaction
+    for r in sent[1:]:  # ... of the same request: everything but the branch is unchanged
         assert [h for h in r.headers if h[0] != "Via"] == [
             h for h in request.headers if h[0] != "Via"
         ]
 
 
-async def test_the_target_that_answered_is_tried_first_and_the_failed_ones_last() -> None:
-    servers = Servers({A: [None, 200], B: [200, 503], C: [200]})
-    targets = TrunkTargets("carrier", servers.resolve, servers.send)
+async def test_a_failed_target_goes_last_for_a_while_then_back_in_its_place() -> None:
+    servers = Servers({A: [None, 200], B: [200, 200], C: []})
+    targets = servers.targets()
     await targets.send(_options())  # A silent, B answers
     assert await targets.targets() == [B, C, A]  # what an INVITE tries, in order
-    await targets.send(_options())  # B first now: it refuses; C next (A failed last time)
-    assert [p for p, _ in servers.received] == [A, B, B, C]
-    assert await targets.targets() == [C, A, B]
+    servers.now = FAILBACK_S - 1
+    await targets.send(_options())
+    assert servers.peers() == [A, B, B]
+    servers.now = FAILBACK_S + 1  # the primary is given its place back
+    assert await targets.targets() == [A, B, C]
+    await targets.send(_options())
+    assert servers.peers()[-1] == A
 
 
 async def test_when_every_target_fails_the_last_answer_is_returned() -> None:
     servers = Servers({A: [503], B: [None], C: [503]})
-    targets = TrunkTargets("carrier", servers.resolve, servers.send)
+    targets = servers.targets()
     response = await targets.send(_options())
     assert response is not None and response.status == 503  # the caller's retry rules apply
-    servers.answers = {A: [None], B: [None], C: [None]}
-    assert await targets.send(_options()) is None
 
 
-async def test_a_name_that_stops_resolving_keeps_the_targets_resolved_before() -> None:
-    servers = Servers({A: [200, 200], B: [], C: []})
-    targets = TrunkTargets("carrier", servers.resolve, servers.send)
+async def test_a_name_that_stops_resolving_keeps_its_targets_and_is_asked_again_later() -> None:
+    servers = Servers({A: [200, 200, 200], B: [], C: []})
+    targets = servers.targets()
     await targets.send(_options())
     servers.dns = OSError("no such name")
-    response = await targets.send(_options())
-    assert response is not None and response.status == 200
-    never = TrunkTargets("other", servers.resolve, servers.send)
+    await targets.send(_options())
+    await targets.send(_options())  # within DNS_RETRY_S: the name is not asked again
+    assert servers.queries == 2 and servers.peers() == [A, A, A]
+    servers.now = DNS_RETRY_S
+    servers.dns = [B]  # A left the DNS: its marks go with it
+    servers.answers[B] = [200]
+    await targets.send(_options())
+    assert servers.queries == 3 and servers.peers()[-1] == B
+    never = TrunkTargets("other", servers.resolve, servers.send, lambda: 0.0)
+    servers.dns = OSError("no such name")
     with pytest.raises(SipError, match=r"other.*no such name"):
         await never.send(_options())
+
+
+def _registration() -> Registration:
+    return Registration(
+        RegistrationConfig(
+            registrar=SipUri(host="trunk.test"),
+            aor=SipUri(host="trunk.test", user="alice"),
+            contact=SipUri(host="127.0.0.1", user="alice", port=5062),
+            username="alice",
+            password="reg-secret-1",
+            via_host="127.0.0.1",
+            via_port=5062,
+            transport="UDP",
+            expires=600,
+            user_agent="t",
+        )
+    )
+
+
+async def test_a_register_that_fails_goes_to_the_next_server_as_a_new_request() -> None:
+    """The first server challenges, then falls silent on the answer: the next server gets a
+    new REGISTER (CSeq up, a new branch), its own challenge is answered, and it registers.
+    (Sending the same REGISTER there would carry a digest answer for the first server's nonce
+    and a CSeq already used, and a second challenge would read as wrong credentials.)"""
+    servers = Servers({A: [401, None], B: [401, 200], C: []})
+    targets = servers.targets()
+    reg = _registration()
+    registered = await register_once(
+        reg, targets.send_once, clock=lambda: servers.now, failover=targets.another
+    )
+    assert registered.expires == 600
+    assert servers.peers() == [A, A, B, B]
+    sent = [r for _, r in servers.received]
+    assert [r.cseq.seq for r in sent] == [sent[0].cseq.seq + i for i in range(4)]
+    assert len({r.top_via.branch for r in sent}) == 4
+    assert len({r.call_id for r in sent}) == 1
+    to_b = [r.headers.get("Authorization") or "" for r in sent[2:]]
+    assert 'nonce="n5070"' in to_b[0]  # sent with what it had (pre-emptive), challenged again
+    assert 'nonce="n5072"' in to_b[1]  # then answered with the second server's own nonce
+    # the binding's refresh goes where it is
+    assert await targets.targets() == [B, C, A]
+
+
+async def test_a_register_every_server_refuses_fails_once_then_starts_from_the_best() -> None:
+    servers = Servers({A: [None, 200], B: [503], C: [None]})
+    targets = servers.targets()
+    reg = _registration()
+    with pytest.raises(RegistrationError) as info:
+        await register_once(
+            reg, targets.send_once, clock=lambda: servers.now, failover=targets.another
+        )
+    assert info.value.retryable and servers.peers() == [A, B, C]
+    servers.now = FAILBACK_S + 1  # the machine's retry, after its back-off: from the top
+    response = await targets.send_once(_options())
+    assert response is not None and response.status == 200 and servers.peers()[-1] == A
 
 
 def test_rebranched_changes_only_the_top_via_branch() -> None:
