@@ -192,3 +192,16 @@ def test_rebranched_changes_only_the_top_via_branch() -> None:
     assert top.param("rport") == ""
     assert again.headers.get_all("Via")[1:] == request.headers.get_all("Via")[1:]
     assert bytes(request).count(b"z9hG4bKfirst") == 1  # the original is untouched
+
+
+async def test_a_trunk_name_that_never_resolved_backs_the_registration_off() -> None:
+    servers = Servers({A: [], B: [], C: []})
+    servers.dns = OSError("no such name")
+    targets = servers.targets()
+    reg = _registration()
+    with pytest.raises(RegistrationError, match="no such name") as info:
+        await register_once(
+            reg, targets.send_once, clock=lambda: servers.now, failover=targets.another
+        )
+    assert info.value.retryable  # the machine retries after its back-off; nothing was sent
+    assert not servers.received and reg.next_deadline() is not None
