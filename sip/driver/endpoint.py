@@ -334,6 +334,9 @@ class SipEndpoint:
         }
         #: each trunk's servers: where its REGISTER, OPTIONS and INVITEs go, and in what order
         self.trunk_targets: dict[str, TrunkTargets] = {}
+        #: outbound calls through a trunk until answered or ended: its targets, in the order
+        #: the INVITE tries them
+        self._dialing: dict[str, tuple[TrunkTargets, list[Peer]]] = {}
 
     async def start(self) -> None:
         s = self.settings
@@ -403,7 +406,8 @@ class SipEndpoint:
             down = self.trunk_health.get(trunk)
             if down is not None and not down.up:
                 raise SipError(f"trunk {trunk!r} is down: {down.detail}")
-            peer, *others = await self._targets(t).targets()
+            targets = self._targets(t)
+            peer, *others = await targets.targets()
             alternates = tuple(others)
             password = t.password()
             if t.username and password is not None:
@@ -438,6 +442,8 @@ class SipEndpoint:
         )
         call = SipCall(self, call_id, None)
         self.calls[call_id] = call
+        if trunk is not None:
+            self._dialing[call_id] = (targets, [peer, *alternates])
         self._flush()
         return call
 
@@ -618,11 +624,22 @@ class SipEndpoint:
             if on_refused is not None:
                 on_refused(item)
         else:
+            if isinstance(item, (CallAnswered, CallEnded)):
+                self._dialed(item)
             call_or_none = self.calls.get(item.call_id)
             if call_or_none is not None:
                 call_or_none._deliver(item)
                 if isinstance(item, CallEnded):
                     del self.calls[item.call_id]
+
+    def _dialed(self, item: CallAnswered | CallEnded) -> None:
+        """An outbound trunk call answered: which of the trunk's targets failed before the
+        one that answered (:meth:`TrunkTargets.reached`); an end says nothing sure."""
+        dialing = self._dialing.pop(item.call_id, None)
+        core_call = self.core.calls.get(item.call_id)
+        if dialing is not None and core_call is not None and isinstance(item, CallAnswered):
+            targets, tried = dialing
+            targets.reached(core_call.peer, tried)
 
     def _security(self, notice: SecurityNotice) -> None:
         on_security = getattr(self.handler, "on_security", None)

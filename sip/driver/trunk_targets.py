@@ -15,7 +15,8 @@ first target only, so a registration stayed down while the primary was, with the
   *failed* for ``FAILBACK_S``: it is tried after the others meanwhile, then in its RFC 3263
   place again (a recovered primary gets its traffic back; a registration moves back at its
   next refresh); an INVITE through the trunk tries the targets in this order, so it does not
-  wait out a dead primary's timer B while the keepalive or the registration know it is dead;
+  wait out a dead primary's timer B while the keepalive, the registration or an earlier
+  INVITE (:meth:`TrunkTargets.reached`) found it dead;
 * :meth:`TrunkTargets.send` (OPTIONS) tries the targets in turn, each as a new client
   transaction of the same request (a new Via branch), until one answers;
 * :meth:`TrunkTargets.send_once` (REGISTER) sends to one target: a REGISTER that fails is not
@@ -138,6 +139,17 @@ class TrunkTargets:
         else:
             self._round.add(peer)
         return response
+
+    def reached(self, peer: Peer, tried: list[Peer]) -> None:
+        """An INVITE through the trunk, sent to ``tried`` in turn, was answered by ``peer``:
+        the targets before it failed (an INVITE moves on only after a timeout, a transport
+        error or a 503), and ``peer`` is up."""
+        now = self._clock()
+        for p in tried:
+            if p == peer:
+                break
+            self.failed[p] = now
+        self.failed.pop(peer, None)
 
     def another(self) -> bool:
         """After :meth:`send_once` failed: whether a target of this round is left (False when

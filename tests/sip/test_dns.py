@@ -1,7 +1,8 @@
 """RFC 3263: NAPTR/SRV ordering (tier 1), and a trunk published by a DNS server the test
-starts on loopback (dnsmasq) with two targets: the first refuses (503), the call goes to the
-second (tier 3, SIPp on both); the first never answers, the trunk registers with the second
-and keeps its binding there (SIPp's digest registrar)."""
+starts on loopback (dnsmasq) with two targets (tier 3, SIPp): the first refuses (503), the call
+goes to the second, and the next call tries the second first; the first never answers, the
+trunk registers with the second and keeps its binding there (SIPp's digest registrar), and
+its keepalive finds it up; an SRV query that times out is not taken for "no SRV records"."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.asyncresolver
 import pytest
 
 from sip.driver import SipCall, SipEndpoint, start_sip
+from sip.driver.dns import DnsError, TrunkResolver
 from sip.events import CallAnswered, CallEnded
 from sip.keepalive import TrunkState
 from sip.message import Request, parse_message
@@ -85,12 +88,21 @@ _REFUSE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
 
 async def _dnsmasq(
-    tmp_path: Path, first: int, second: int
+    tmp_path: Path, first: int, second: int, *, records: list[str] | None = None
 ) -> tuple[asyncio.subprocess.Process, int]:
-    """dnsmasq on a free loopback port: trunk.test -> NAPTR -> two SRV targets."""
+    """dnsmasq on a free loopback port: trunk.test -> NAPTR -> two SRV targets (or what
+    ``records`` configure instead)."""
     dnsmasq = require_peer("dnsmasq")
     port = free_port(socket.SOCK_DGRAM)
     conf = tmp_path / "dnsmasq.conf"
+    if records is None:
+        records = [
+            'naptr-record=trunk.test,10,10,"S","SIP+D2U","",_sip._udp.trunk.test',
+            f"srv-host=_sip._udp.trunk.test,first.trunk.test,{first},10,10",
+            f"srv-host=_sip._udp.trunk.test,second.trunk.test,{second},20,10",
+            "host-record=first.trunk.test,127.0.0.1",
+            "host-record=second.trunk.test,127.0.0.1",
+        ]
     conf.write_text(
         "\n".join(
             [
@@ -102,11 +114,7 @@ async def _dnsmasq(
                 "bind-interfaces",
                 "local-ttl=60",
                 f"pid-file={tmp_path / 'dnsmasq.pid'}",
-                'naptr-record=trunk.test,10,10,"S","SIP+D2U","",_sip._udp.trunk.test',
-                f"srv-host=_sip._udp.trunk.test,first.trunk.test,{first},10,10",
-                f"srv-host=_sip._udp.trunk.test,second.trunk.test,{second},20,10",
-                "host-record=first.trunk.test,127.0.0.1",
-                "host-record=second.trunk.test,127.0.0.1",
+                *records,
             ]
         )
         + "\n"
@@ -155,6 +163,8 @@ async def test_a_trunk_with_two_srv_targets_the_first_refuses_the_second_answers
                 events.append(event)
                 if isinstance(event, CallAnswered):
                     call.hangup()
+        # the next INVITE through the trunk tries the target that answered first
+        assert [p.port for p in await ep.trunk_targets["carrier"].targets()] == [second, first]
     finally:
         await ep.close()
         dns.terminate()
@@ -263,3 +273,37 @@ async def test_the_keepalive_finds_the_trunk_up_at_its_second_target(tmp_path: P
     rc, output = await finish_sipp(t.sipp, tmp_path)
     assert rc == 0, output
     assert t.silent.branches  # the first target was asked first
+
+
+@pytest.mark.peer("dnsmasq")
+async def test_an_srv_query_that_times_out_is_not_taken_for_no_srv_records(
+    tmp_path: Path,
+) -> None:
+    """dnsmasq answers the trunk domain's A record itself but forwards its NAPTR and SRV
+    queries to a server that never answers: the lookup fails (DnsError), where taking the
+    silence for "no SRV records" would send the trunk's calls to the domain's A record on
+    port 5060, which may be another server altogether."""
+    loop = asyncio.get_running_loop()
+    upstream, _ = await loop.create_datagram_endpoint(_Silent, local_addr=("127.0.0.1", 0))
+    silent = int(upstream.get_extra_info("sockname")[1])
+    server, dns_port = await _dnsmasq(
+        tmp_path,
+        0,
+        0,
+        records=[
+            f"server=/trunk.test/127.0.0.1#{silent}",
+            "host-record=trunk.test,127.0.0.1",
+        ],
+    )
+    try:
+        plain = dns.asyncresolver.Resolver(configure=False)
+        plain.nameservers, plain.port = ["127.0.0.1"], dns_port
+        a_record = await plain.resolve("trunk.test", "A")
+        assert [r.to_text() for r in a_record] == ["127.0.0.1"]  # the A record is there
+        resolver = TrunkResolver([f"127.0.0.1:{dns_port}"], timeout=0.5)
+        with pytest.raises(DnsError, match=r"NAPTR query for 'trunk\.test' failed"):
+            await resolver.targets("trunk.test", "udp")
+    finally:
+        upstream.close()
+        server.terminate()
+        await server.wait()
