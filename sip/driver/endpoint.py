@@ -308,9 +308,9 @@ class SipEndpoint:
                 user_agent=settings.user_agent,
                 timers=TimerValues(t.t1, t.t2, t.t4),
                 limits=settings.limits,
-                session_timer=timer_policy(settings.session_timers),
+                session_timer=policy_of(settings.session_timers),
                 trunk_session_timers={
-                    trunk.name: timer_policy(trunk.session_timers)
+                    trunk.name: policy_of(trunk.session_timers)
                     for trunk in settings.trunks
                     if trunk.session_timers is not None
                 },
@@ -636,8 +636,10 @@ class SipEndpoint:
         """An outbound trunk call answered: which of the trunk's targets failed before the
         one that answered (:meth:`TrunkTargets.reached`); an end says nothing sure."""
         dialing = self._dialing.pop(item.call_id, None)
+        if dialing is None or not isinstance(item, CallAnswered):
+            return
         core_call = self.core.calls.get(item.call_id)
-        if dialing is not None and core_call is not None and isinstance(item, CallAnswered):
+        if core_call is not None:
             targets, tried = dialing
             targets.reached(core_call.peer, tried)
 
@@ -703,7 +705,7 @@ class SipEndpoint:
         self._flush()
 
 
-def timer_policy(st: SessionTimerSettings) -> TimerPolicy:
+def policy_of(st: SessionTimerSettings) -> TimerPolicy:
     """A session-timer policy from ``[sip.session_timers]`` or a trunk's own."""
     return TimerPolicy(st.enabled, st.session_expires, st.min_se, Refresher(st.refresher))
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from sip.driver.trunk_targets import answered
 from sip.errors import SipError
 from sip.message import Request, Response
 from sip.registration import (
@@ -64,7 +65,7 @@ async def _pump(
                     reg.transaction_failed(clock(), reason)
                 else:
                     reg.receive_response(response, clock())
-                if (response is None or response.status == 503) and failover and failover():
+                if not answered(response) and failover is not None and failover():
                     reg.retry_now(clock())
             elif on_event is not None:
                 on_event(output)

@@ -38,7 +38,7 @@ from sip.headers import Via
 from sip.message import Request, Response
 from sip.transaction import Peer
 
-__all__ = ["DNS_RETRY_S", "FAILBACK_S", "TrunkTargets", "rebranched"]
+__all__ = ["DNS_RETRY_S", "FAILBACK_S", "TrunkTargets", "answered", "rebranched"]
 
 log = logging.getLogger("rtbridge.sip")
 

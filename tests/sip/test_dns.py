@@ -26,7 +26,7 @@ from sip.registration import Registered
 from sip.rfc3263 import Naptr, Srv, TtlCache, naptr_srv_names, srv_order
 from sip.settings import SipSettings, SipTimers, TrunkSettings
 from tests.sip.sipp_support import ANSWER_SDP, free_port, run_sipp
-from tests.sip.test_register_sipp import finish_sipp, free_udp_port, start_sipp
+from tests.sip.test_register_sipp import finish_sipp, start_sipp
 from tests.support.peers import require_peer
 
 
@@ -205,7 +205,7 @@ async def _first_down(tmp_path: Path, scenario: str, **trunk: object) -> AsyncIt
     loop = asyncio.get_running_loop()
     down, silent = await loop.create_datagram_endpoint(_Silent, local_addr=("127.0.0.1", 0))
     first = int(down.get_extra_info("sockname")[1])
-    second = free_udp_port()
+    second = free_port()
     dns, dns_port = await _dnsmasq(tmp_path, first, second)
     sipp = await start_sipp(scenario, second, tmp_path)
     settings = SipSettings(
