@@ -33,12 +33,13 @@ from sip.message import Request, Response, parse_message, reason_phrase
 from sip.offer_answer import make_offer, parse_answer
 from sip.sdp import SessionDescription
 from sip.uri import SipUri
-from tests.sip.test_register_sipp import (
+from tests.sip.sipp_support import (
     SCENARIOS,
     finish_sipp,
-    free_udp_port,
+    free_port,
     open_client,
     start_sipp,
+    unattended,
 )
 from tests.support.peers import require_peer
 
@@ -92,7 +93,7 @@ class Uac:
 
 
 async def test_invite_challenged_with_407_is_retried_with_credentials(tmp_path: Path) -> None:
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     proc = await start_sipp("invite_407.xml", sipp_port, tmp_path)
     transport, client = await open_client(sipp_port)
     try:
@@ -189,22 +190,15 @@ async def test_sipp_answers_our_digest_challenge(tmp_path: Path, password: str) 
             "-sf",
             str(SCENARIOS / "auth_uac_register.xml"),
             f"127.0.0.1:{port}",
-            "-i",
-            "127.0.0.1",
             "-p",
-            str(free_udp_port()),
-            "-cp",
-            str(free_udp_port()),
+            str(free_port()),
             "-au",
             "trunk",
             "-ap",
             password,
             "-m",
             "1",
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-timeout_error",
+            *unattended(),
             "-trace_err",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -25,8 +25,7 @@ from sip.message import Request, parse_message
 from sip.registration import Registered
 from sip.rfc3263 import Naptr, Srv, TtlCache, naptr_srv_names, srv_order
 from sip.settings import SipSettings, SipTimers, TrunkSettings
-from tests.sip.sipp_support import ANSWER_SDP, free_port, run_sipp
-from tests.sip.test_register_sipp import finish_sipp, start_sipp
+from tests.sip.sipp_support import ANSWER_SDP, finish_sipp, free_port, run_sipp, start_sipp
 from tests.support.peers import require_peer
 
 

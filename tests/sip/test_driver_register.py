@@ -11,8 +11,7 @@ import pytest
 
 from sip.registration import Registered, RegistrationError
 from sip.settings import TrunkSettings
-from tests.sip.sipp_support import endpoint
-from tests.sip.test_register_sipp import finish_sipp, free_udp_port, start_sipp
+from tests.sip.sipp_support import endpoint, finish_sipp, free_port, start_sipp
 
 pytestmark = pytest.mark.peer("sipp")
 PW_ENV = "RTBRIDGE_TEST_DRIVER_REG_PW"
@@ -34,7 +33,7 @@ async def test_driver_registers_refreshes_and_unregisters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(PW_ENV, "reg-secret-1")
-    port = free_udp_port()
+    port = free_port()
     proc = await start_sipp("register_digest.xml", port, tmp_path)
     ep = await endpoint(trunks=[_trunk(port, enabled=True)], tcp=False)
     try:
@@ -53,7 +52,7 @@ async def test_driver_register_wrong_password_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(PW_ENV, "wrong")
-    port = free_udp_port()
+    port = free_port()
     proc = await start_sipp("register_digest.xml", port, tmp_path)
     ep = await endpoint(trunks=[_trunk(port, enabled=False)], tcp=False)
     try:

@@ -10,16 +10,12 @@ over TCP, through the driver's trunk settings (tests/sip/test_driver_register.py
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 from pathlib import Path
-from typing import cast
 
 import pytest
 
 from sip.auth import DigestCredentials
 from sip.driver import DefaultHandler, register_once, run_registration, start_sip
-from sip.message import Request, Response, parse_message
 from sip.registration import (
     Registered,
     Registration,
@@ -30,116 +26,9 @@ from sip.registration import (
 )
 from sip.settings import SipSettings, TrunkSettings
 from sip.uri import SipUri
-from tests.support.peers import require_peer
+from tests.sip.sipp_support import finish_sipp, free_port, open_client, start_sipp
 
 pytestmark = pytest.mark.peer("sipp")
-
-SCENARIOS = Path(__file__).parent / "scenarios"
-T1, T2, TIMER_F = 0.5, 4.0, 32.0
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class UdpClient(asyncio.DatagramProtocol):
-    """Sends requests over UDP and returns each one's final response (matched by branch)."""
-
-    def __init__(self, peer: tuple[str, int]) -> None:
-        self.peer = peer
-        self.transport: asyncio.DatagramTransport | None = None
-        self.waiting: dict[str, asyncio.Future[Response]] = {}
-        self.sent: list[Request] = []
-        self.received: list[Response] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        message = parse_message(data)
-        if not isinstance(message, Response):
-            return
-        self.received.append(message)
-        future = self.waiting.get(message.top_via.branch or "")
-        if message.status >= 200 and future is not None and not future.done():
-            future.set_result(message)
-
-    async def __call__(self, request: Request) -> Response | None:
-        assert self.transport is not None
-        branch = request.top_via.branch or ""
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self.waiting[branch] = future
-        self.sent.append(request)
-        data = bytes(request)
-        interval, elapsed = T1, 0.0
-        try:
-            while elapsed < TIMER_F:
-                self.transport.sendto(data, self.peer)
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), interval)
-                except TimeoutError:
-                    elapsed += interval
-                    interval = min(interval * 2, T2)
-            return None
-        finally:
-            del self.waiting[branch]
-
-    @property
-    def port(self) -> int:
-        assert self.transport is not None
-        return int(self.transport.get_extra_info("sockname")[1])
-
-
-async def start_sipp(
-    scenario: str, port: int, cwd: Path, *, tcp: bool = False
-) -> asyncio.subprocess.Process:
-    sipp = require_peer("sipp")
-    proc = await asyncio.create_subprocess_exec(
-        sipp,
-        "-sf",
-        str(SCENARIOS / scenario),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-cp",
-        str(free_udp_port()),
-        "-m",
-        "1",
-        "-nostdin",
-        "-timeout",
-        "30s",
-        "-timeout_error",
-        "-trace_err",
-        *(["-t", "t1"] if tcp else []),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=cwd,
-    )
-    kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
-    for _ in range(100):  # wait until SIPp holds its port
-        try:
-            with socket.socket(socket.AF_INET, kind) as probe:
-                probe.bind(("127.0.0.1", port))
-        except OSError:
-            return proc
-        await asyncio.sleep(0.05)
-    proc.kill()
-    raise AssertionError("SIPp did not bind its port")
-
-
-async def finish_sipp(proc: asyncio.subprocess.Process, cwd: Path) -> tuple[int, str]:
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 40)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-    errors = "".join(p.read_text(errors="replace")[-2000:] for p in cwd.glob("*_errors.log"))
-    text = out.decode(errors="replace")[-3000:] + err.decode(errors="replace")[-2000:] + errors
-    assert proc.returncode is not None
-    return proc.returncode, text
 
 
 def account(sipp_port: int, our_port: int, password: str) -> RegistrationConfig:
@@ -155,16 +44,8 @@ def account(sipp_port: int, our_port: int, password: str) -> RegistrationConfig:
     )
 
 
-async def open_client(sipp_port: int) -> tuple[asyncio.DatagramTransport, UdpClient]:
-    loop = asyncio.get_running_loop()
-    transport, client = await loop.create_datagram_endpoint(
-        lambda: UdpClient(("127.0.0.1", sipp_port)), local_addr=("127.0.0.1", 0)
-    )
-    return transport, client
-
-
 async def test_register_with_the_right_password_refreshes_and_unregisters(tmp_path: Path) -> None:
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     proc = await start_sipp("register_digest.xml", sipp_port, tmp_path)
     transport, client = await open_client(sipp_port)
     try:
@@ -196,7 +77,7 @@ async def test_register_with_the_right_password_refreshes_and_unregisters(tmp_pa
 
 
 async def test_register_with_a_wrong_password_surfaces_a_clear_error(tmp_path: Path) -> None:
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     proc = await start_sipp("register_digest.xml", sipp_port, tmp_path)
     transport, client = await open_client(sipp_port)
     try:
@@ -222,7 +103,7 @@ async def test_the_driver_keeps_a_tcp_trunk_registered(
 ) -> None:
     """The same registrar over TCP, through the driver's trunk settings (RFC 3261 section 18)."""
     monkeypatch.setenv("RTBRIDGE_TEST_TCP_REG_PW", "reg-secret-1")
-    port = free_udp_port()
+    port = free_port()
     proc = await start_sipp("register_digest.xml", port, tmp_path, tcp=True)
     trunk = TrunkSettings(
         name="registrar",

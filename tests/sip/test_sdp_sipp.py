@@ -19,7 +19,7 @@ from sip.events import CallAnswered, CallEnded
 from sip.offer_answer import make_offer, parse_answer
 from sip.sdp import Direction, SessionDescription
 from sip.settings import SipSettings
-from tests.sip.test_register_sipp import finish_sipp, free_udp_port
+from tests.sip.sipp_support import finish_sipp, free_port, unattended
 from tests.support.peers import require_peer
 
 pytestmark = pytest.mark.peer("sipp")
@@ -40,7 +40,7 @@ def rtp(seq: int, payload_type: int) -> bytes:
 
 async def test_offer_to_sipp_uas_and_rtp_echo(tmp_path: Path) -> None:
     sipp = require_peer("sipp")
-    sipp_port, media_port = free_udp_port(), free_udp_port()
+    sipp_port, media_port = free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sipp,
         "-sn",
@@ -48,18 +48,11 @@ async def test_offer_to_sipp_uas_and_rtp_echo(tmp_path: Path) -> None:
         "-rtp_echo",
         "-mp",
         str(media_port),
-        "-i",
-        "127.0.0.1",
         "-p",
         str(sipp_port),
-        "-cp",
-        str(free_udp_port()),
         "-m",
         "1",
-        "-nostdin",
-        "-timeout",
-        "30s",
-        "-timeout_error",
+        *unattended(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=tmp_path,
