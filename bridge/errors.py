@@ -10,6 +10,7 @@ r"""rtbridge's error tree (one place; ``sip`` and ``media`` keep their own proto
     │   ├── UpstreamAuthError         the upstream refused our credentials: not retryable
     │   ├── UpstreamRejectedError     the handshake got another HTTP error status
     │   └── UpstreamClosedError       the socket closed after it was open
+    ├── RecordsUnavailable          the call records' database does not answer now (503)
     └── CallError                   a call cannot be placed, set up or acted on now (``code``)
         ├── CallNotAllowed            policy, limits or draining refuse a new call
         │   └── DestinationRefused      the destination policy refused the target (``verdict``)
@@ -50,6 +51,7 @@ __all__ = [
     "OwnerUnavailable",
     "PortsExhausted",
     "ProtocolError",
+    "RecordsUnavailable",
     "RemoteCallError",
     "RemoteProtocolError",
     "RtbridgeError",
@@ -127,6 +129,13 @@ class UpstreamClosedError(UpstreamError):
         super().__init__(message)
         self.code = code
         self.reason = reason
+
+
+class RecordsUnavailable(RtbridgeError):
+    """A read of the call records found their database down or unreachable (the control
+    plane answers 503 ``records_unavailable``; writes wait for the database meanwhile)."""
+
+    code = "records_unavailable"
 
 
 class CallError(RtbridgeError):

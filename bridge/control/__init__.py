@@ -17,8 +17,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.control.auth import require_key
 from bridge.control.plane import ControlPlane
+from bridge.records import RecordsUnavailable
 
 __all__ = ["ControlPlane", "install", "require_key"]
+
+#: Retry-After of a 503 ``records_unavailable`` (the store retries its database at most 5 s apart)
+RECORDS_RETRY_AFTER_S = 5
 
 
 def _error_response(status: int, detail: Any, headers: dict[str, str] | None) -> JSONResponse:
@@ -37,6 +41,18 @@ def _error_response(status: int, detail: Any, headers: dict[str, str] | None) ->
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return _error_response(exc.status_code, exc.detail, getattr(exc, "headers", None))
+
+
+async def _records_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A read of the call records found the database down: 503, try again shortly (writes are
+    not lost: they wait for the database)."""
+    assert isinstance(exc, RecordsUnavailable)
+    body = {
+        "message": f"{exc}; retry shortly.",
+        "type": "server_error",
+        "code": exc.code,
+    }
+    return _error_response(503, body, {"Retry-After": str(RECORDS_RETRY_AFTER_S)})
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -97,6 +113,7 @@ def install(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RecordsUnavailable, _records_unavailable)
     app.add_middleware(_DrainGuard)
     app.include_router(probes)
     app.include_router(api)

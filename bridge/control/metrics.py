@@ -30,6 +30,7 @@ from bridge.calls.end import UPSTREAM_FAILURES
 from bridge.calls.live import LiveCall
 from bridge.calls.manager import CallManager
 from bridge.calls.ticker import LATENESS_BUCKETS_MS
+from bridge.records import RecordsHealth
 from sip.keepalive import TrunkHealth
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
@@ -246,6 +247,31 @@ def _tick_lateness(manager: CallManager) -> HistogramMetricFamily:
     )
 
 
+def _records(health: RecordsHealth) -> Iterator[Metric]:
+    """The call records store: whether its database takes writes, and what waits for it."""
+    up = GaugeMetricFamily(
+        "rtbridge_records_up", "1 while the call records database takes writes, 0 in an outage."
+    )
+    up.add_metric([], 1.0 if health.up else 0.0)
+    yield up
+    backlog = GaugeMetricFamily(
+        "rtbridge_records_backlog", "Call record statements waiting for the database."
+    )
+    backlog.add_metric([], float(health.backlog))
+    yield backlog
+    dropped = CounterMetricFamily(
+        "rtbridge_records_dropped",
+        "Call record statements dropped: the backlog was full in a long outage.",
+    )
+    dropped.add_metric([], float(health.dropped))
+    yield dropped
+    failed = CounterMetricFamily(
+        "rtbridge_records_failed", "Call record statements the database refused (skipped)."
+    )
+    failed.add_metric([], float(health.failed))
+    yield failed
+
+
 class _LiveCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
@@ -309,6 +335,7 @@ class _LiveCollector(Collector):
         )
         rc.add_metric([], reconnects)
         yield rc
+        yield from _records(m.manager.store.health())
         rec = CounterMetricFamily(
             "rtbridge_recording_dropped_blocks",
             "Recording blocks dropped because the disk did not keep up (each ~250 ms).",

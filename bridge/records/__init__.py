@@ -15,7 +15,7 @@ from bridge.records.schema import (
     CallRecord,
     Cursor,
 )
-from bridge.records.store import CallStore
+from bridge.records.store import CallStore, RecordsHealth, RecordsUnavailable
 
 __all__ = [
     "INTERRUPTED",
@@ -25,4 +25,6 @@ __all__ = [
     "CallRecord",
     "CallStore",
     "Cursor",
+    "RecordsHealth",
+    "RecordsUnavailable",
 ]

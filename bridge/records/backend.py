@@ -6,6 +6,12 @@ A backend opens connections, runs statements written with ``?`` placeholders, ap
 is the process that owns these calls still alive? SQLite answers with an ``flock`` per owner
 (one machine), PostgreSQL with a session advisory lock per owner (any machine: the server lets
 go of it when the owner's connection dies).
+
+It also tells the store which errors are an *outage* (:meth:`Backend.is_outage`: the server is
+down or restarting, the connection broke, the file is locked or the disk full: the same
+statements will go through later) and which mean a statement can never be written (a
+constraint, a bad value), and it takes back what an outage cost it (:meth:`Backend.recover`:
+PostgreSQL's owner lock went with the connection that held it).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ __all__ = ["Backend", "open_backend"]
 class Backend(Protocol):
     #: where the records are, for the banner and logs (never a password)
     label: str
+    #: a server (reads need it too), not a local file (reads go on while writes are locked)
+    remote: bool
 
     def connect(self) -> Any:
         """A new connection (the writer thread's, or a short-lived one)."""
@@ -51,6 +59,16 @@ class Backend(Protocol):
 
     def owner_alive(self, owner: str) -> bool:
         """Whether the process holding ``owner`` still runs (for another owner than ours)."""
+        ...
+
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database is unreachable for now (retry later), not that
+        the statement is wrong."""
+        ...
+
+    def recover(self) -> None:
+        """After an outage, or now and then: hold our owner lock again if it was lost with its
+        connection. Raises what :meth:`is_outage` recognises while the database is down."""
         ...
 
     def forget(self, owner: str) -> None:

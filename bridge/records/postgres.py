@@ -10,7 +10,16 @@ Owners: each process holds a session-level advisory lock named after its owner i
 connection of its own for as long as it runs. PostgreSQL lets go of it when that connection
 ends, so a lock anyone can take belongs to a process that died (``kill -9``, a crash); a
 machine that vanished is noticed by the cluster registry first (:mod:`bridge.cluster`), which
-closes its calls through :meth:`~bridge.records.CallStore.close_owner`.
+closes its calls through :meth:`~bridge.records.CallStore.close_owner`. A server restart ends
+that connection too, and with it the lock: :meth:`PostgresBackend.recover` takes it again (the
+store asks after every outage and every few seconds), so the node's live calls do not look
+like a dead process's to the other nodes for longer than that.
+
+Outages (:meth:`PostgresBackend.is_outage`): what psycopg raises as ``OperationalError`` (the
+server refused, shut down or restarted, the connection broke, a resource ran out) or
+``InterfaceError`` (a connection already closed). Connections give up after
+:data:`CONNECT_TIMEOUT_S`, so a server that does not answer at all is an outage too, not a
+writer stuck in ``connect``.
 
 The password never goes in the URL in a config file: libpq reads ``PGPASSWORD`` or
 ``~/.pgpass``; the URL rtbridge prints or logs never carries one.
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -33,9 +43,14 @@ from bridge.records.schema import MIGRATIONS, statements
 
 __all__ = ["PostgresBackend", "redact_url"]
 
+log = logging.getLogger("bridge.records")
+
 #: the advisory lock that serialises migrations (any fixed 64-bit number of our own)
 _MIGRATE_LOCK = 0x72746272_6D696772  # "rtbrmigr"
 _REAL = re.compile(r"\bREAL\b")
+#: how long a connection attempt may take before it counts as an outage (libpq's
+#: ``connect_timeout``, whole seconds)
+CONNECT_TIMEOUT_S = 5
 
 
 def redact_url(url: str) -> str:
@@ -60,15 +75,25 @@ def _pg(sql: str) -> str:
 
 
 class PostgresBackend:
+    remote = True
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.label = redact_url(url)
         self._lock_conn: psycopg.Connection[Any] | None = None
         self._read_conn: psycopg.Connection[Any] | None = None
         self._read_lock = threading.Lock()
+        self._owner: str | None = None
+        self._read_stale = False
+        self._locked = False
 
     def connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row)
+        return psycopg.connect(
+            self.url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S
+        )
+
+    def is_outage(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
     def transaction(self, db: Any) -> contextlib.AbstractContextManager[Any]:
         conn: psycopg.Connection[Any] = db
@@ -86,12 +111,17 @@ class PostgresBackend:
     def reader(self) -> Iterator[psycopg.Connection[Any]]:
         """One connection kept for reads (a new one per read would cost a log-in each)."""
         with self._read_lock:
-            if self._read_conn is None or self._read_conn.closed or self._read_conn.broken:
-                self._read_conn = self.connect()
+            conn = self._read_conn
+            if conn is None or conn.closed or conn.broken or self._read_stale:
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+                conn = self._read_conn = self.connect()
+                self._read_stale = False
             try:
-                yield self._read_conn
+                yield conn
             except psycopg.OperationalError:
-                self._read_conn.close()
+                conn.close()
                 self._read_conn = None
                 raise
 
@@ -114,7 +144,30 @@ class PostgresBackend:
     def hold(self, owner: str) -> None:
         conn = self.connect()
         conn.execute("SELECT pg_advisory_lock(%s)", (_owner_key(owner),))
-        self._lock_conn = conn
+        self._lock_conn, self._owner, self._locked = conn, owner, True
+
+    def recover(self) -> None:
+        owner = self._owner
+        if owner is None:
+            return
+        conn = self._lock_conn
+        if conn is not None and not conn.closed and self._locked:
+            try:
+                conn.execute("SELECT 1")
+                return  # still connected: the lock is still ours
+            except psycopg.Error:
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+        if conn is None or conn.closed or conn.broken:
+            conn = self._lock_conn = self.connect()
+            self._read_stale = True  # the server restarted: the read connection went too
+        # not pg_advisory_lock: if the server still keeps the old session (a network fault
+        # it has not noticed yet), that would wait for as long; try again at the next check
+        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (_owner_key(owner),))
+        got = row.fetchone()
+        self._locked = bool(got and got["got"])
+        if not self._locked:
+            log.warning("call records: our owner lock is still held by a lost session; retrying")
 
     def owner_alive(self, owner: str) -> bool:
         key = _owner_key(owner)

@@ -7,6 +7,11 @@ inside ``BEGIN IMMEDIATE``, so workers that open one file together migrate it on
 Every process that opens the store holds an exclusive ``flock`` on
 ``<db>.owners/<owner>.lock`` for as long as it runs; the kernel lets go of it when the process
 dies, however it dies, so a lock anyone can take belongs to a dead owner.
+
+Outages (:meth:`SqliteBackend.is_outage`): the file busy or locked past the busy timeout
+(another process in a long transaction, a backup), an I/O error, a full disk, a file that
+cannot be opened or written: SQLite's result codes for those. Any other error (a constraint,
+SQL SQLite does not take) is the statement's own.
 """
 
 from __future__ import annotations
@@ -24,8 +29,16 @@ from bridge.records.schema import MIGRATIONS, statements
 
 __all__ = ["SqliteBackend"]
 
+#: SQLite's primary result codes that mean "not now" rather than "never": BUSY, LOCKED,
+#: NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL (https://sqlite.org/rescode.html)
+_OUTAGE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+
 
 class SqliteBackend:
+    remote = False
+    #: how long a statement waits for another connection's lock before it is an outage
+    busy_timeout_s = 10.0
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = str(path)
@@ -43,7 +56,7 @@ class SqliteBackend:
         self._owner: str | None = None
 
     def connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         # the writer only appends and the readers are short-lived: a small page cache, so a
@@ -116,6 +129,15 @@ class SqliteBackend:
         finally:
             os.close(fd)
         return False
+
+    def is_outage(self, exc: BaseException) -> bool:
+        if not isinstance(exc, sqlite3.Error):
+            return False
+        code = getattr(exc, "sqlite_errorcode", None)
+        return isinstance(code, int) and (code & 0xFF) in _OUTAGE_CODES
+
+    def recover(self) -> None:
+        """Nothing to take back: the ``flock`` is the process's, not a connection's."""
 
     def forget(self, owner: str) -> None:
         with contextlib.suppress(FileNotFoundError):

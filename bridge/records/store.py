@@ -26,10 +26,22 @@ When a store opens, calls still open (not ``ended``) whose owner holds no lock a
 belonged to a process that was killed: they are closed with end reason ``interrupted`` at the
 time of their last event, so nothing shows a ghost call. A cluster registry that sees a node
 die closes that node's calls the same way at once (:meth:`CallStore.close_owner`).
+
+Outages: a database that restarts, a broken connection, a SQLite file locked past its busy
+timeout or a full disk stop nothing but the writes. The writer keeps what it was writing and
+what keeps coming, tries again (0.5 s, doubling to 5 s) and writes it all in order once the
+database is back; calls go on meanwhile, and the node takes its owner lock back (a PostgreSQL
+restart drops it). The backlog is bounded (:data:`MAX_BACKLOG` statements); past it new
+statements are dropped and counted, never silently. A statement the database refuses for
+itself (a constraint, a bad value) is logged, counted and skipped, and the rest of its
+transaction is written without it. Reads during an outage raise :class:`RecordsUnavailable`
+(the control plane's 503 ``records_unavailable``). :meth:`CallStore.health` (and
+``/metrics``) says which state the store is in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,9 +52,11 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
+from bridge.errors import RecordsUnavailable
 from bridge.records.backend import Backend, open_backend
 from bridge.records.schema import (
     INTERRUPTED,
@@ -54,7 +68,7 @@ from bridge.records.schema import (
 )
 from media.clock import Clock, SystemClock
 
-__all__ = ["CallStore"]
+__all__ = ["CallStore", "RecordsHealth", "RecordsUnavailable"]
 
 log = logging.getLogger("bridge.records")
 
@@ -66,6 +80,14 @@ COALESCE_S = 0.02
 #: transaction.
 PRUNE_PERIOD_S = 3600.0
 PRUNE_BATCH = 500
+#: Through an outage, the writer tries again after 0.5 s, doubling up to 5 s.
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 5.0
+#: How often the writer makes sure it still holds its owner lock (a database restart drops it).
+LOCK_CHECK_S = 5.0
+#: Statements that may wait for the database through an outage (about 50 MB at most); past
+#: that, new ones are dropped and counted until the backlog is half written.
+MAX_BACKLOG = 200_000
 #: What people type inside a phone number, ignored by the search.
 _NUMBER_NOISE = str.maketrans("", "", " -.()\t")
 
@@ -75,6 +97,24 @@ _CLOSE_OWNER = (
     " answered_at, offered_at)"
     " WHERE state != 'ended' AND "
 )
+
+
+#: one write: SQL with ``?`` placeholders and its parameters
+Statement = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsHealth:
+    """What :meth:`CallStore.health` reports (and ``/metrics`` shows)."""
+
+    up: bool  # the last write or lock check reached the database
+    backlog: int  # statements waiting to be written
+    dropped: int  # statements dropped: the backlog was full, or the store closed in an outage
+    failed: int  # statements the database refused (a constraint, a bad value): skipped
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class CallStore:
@@ -108,6 +148,13 @@ class CallStore:
         self._seq: dict[str, int] = {}
         self._seq_lock = threading.Lock()
         self._error: BaseException | None = None
+        #: statements that may wait through an outage before new ones are dropped
+        self.max_backlog = MAX_BACKLOG
+        self.dropped = 0
+        self.failed = 0
+        self._dropping = False
+        self._outage_since: float | None = None  # monotonic; None: the database answers
+        self._stopping = threading.Event()
         self._queued = 0  # statements handed to the writer ...
         self._written = 0  # ... and committed (reads flush while these differ)
         self._closed = False
@@ -235,33 +282,51 @@ class CallStore:
             )
         )
 
-    def _put(self, stmt: tuple[str, tuple[Any, ...]]) -> None:
+    def _put(self, stmt: Statement) -> None:
         if self._error is not None:
             raise RuntimeError(f"call store writer failed: {self._error}")
+        if self._queued - self._written >= self.max_backlog:  # a long outage: memory is bounded
+            self.dropped += 1
+            if not self._dropping:
+                self._dropping = True
+                log.error(
+                    "call records: %d statements wait for the database; new ones are dropped"
+                    " (counted: rtbridge_records_dropped_total) until it is back",
+                    self.max_backlog,
+                )
+            return
         self._queued += 1
         self._queue.put(stmt)
 
+    def health(self) -> RecordsHealth:
+        """Whether the database takes writes, and what waits, was dropped or was refused."""
+        return RecordsHealth(
+            up=self._outage_since is None,
+            backlog=self._queued - self._written,
+            dropped=self.dropped,
+            failed=self.failed,
+        )
+
     def _write_loop(self) -> None:
-        backend = self._backend
-        db = backend.connect()
-        next_prune = time.monotonic()  # at start, in this thread: opening is not delayed
+        db: Any = None
+        now = time.monotonic()
+        next_prune = now  # at start, in this thread: opening is not delayed
+        next_check = now + LOCK_CHECK_S
         try:
             while True:
-                timeout = None
-                if self.retention_s is not None:
-                    if time.monotonic() >= next_prune:
-                        self._prune(db)
-                        next_prune = time.monotonic() + PRUNE_PERIOD_S
-                    timeout = max(0.0, next_prune - time.monotonic())
+                now = time.monotonic()
+                if now >= next_check:
+                    self._relock()
+                    next_check = now + LOCK_CHECK_S
+                if self.retention_s is not None and now >= next_prune:
+                    db = self._prune_now(db)
+                    next_prune = now + PRUNE_PERIOD_S
+                due = min(next_check, next_prune if self.retention_s is not None else next_check)
                 try:
-                    item = self._queue.get(timeout=timeout)
+                    item = self._queue.get(timeout=max(0.0, due - time.monotonic()))
                 except queue.Empty:
                     continue
-                if (
-                    item is not _STOP
-                    and item is not _PRUNE
-                    and not isinstance(item, threading.Event)
-                ):
+                if isinstance(item, tuple):
                     time.sleep(COALESCE_S)
                 batch = [item]
                 while True:  # drain what is already queued into one transaction
@@ -269,35 +334,141 @@ class CallStore:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                stop = prune = False
-                executed = 0
-                with backend.transaction(db):
-                    for stmt in batch:
-                        if stmt is _STOP:
-                            stop = True
-                        elif stmt is _PRUNE:
-                            prune = True
-                        elif isinstance(stmt, threading.Event):
-                            continue
-                        else:
-                            sql, params = cast(tuple[str, tuple[Any, ...]], stmt)
-                            backend.execute(db, sql, params)
-                            executed += 1
-                # counted once committed: a reader that finds every write counted reads
-                # without waiting, so a count taken before the commit let it miss them
-                self._written += executed
-                if prune:
-                    self._prune(db)
-                for stmt in batch:
-                    if isinstance(stmt, threading.Event):
-                        stmt.set()
-                if stop:
+                db = self._write(db, [s for s in batch if isinstance(s, tuple)])
+                if any(i is _PRUNE for i in batch):
+                    db = self._prune_now(db)
+                for item in batch:
+                    if isinstance(item, threading.Event):
+                        item.set()
+                if any(i is _STOP for i in batch):
                     return
         except BaseException as exc:
             self._error = exc
             log.error("call store writer failed: %s", exc)
         finally:
-            db.close()
+            if db is not None:
+                with contextlib.suppress(Exception):
+                    db.close()
+
+    def _write(self, db: Any, stmts: list[Statement]) -> Any:
+        """Commit ``stmts``; through an outage, keep them and try again (0.5 s, doubling to
+        5 s) until the database is back or the store closes. Returns the connection to go on
+        with (None: none is open)."""
+        if not stmts:
+            return db
+        backoff = RETRY_MIN_S
+        while stmts:
+            try:
+                if db is None:
+                    db = self._backend.connect()
+                    self._backend.recover()
+                self._commit(db, stmts)
+            except Exception as exc:
+                if not self._backend.is_outage(exc):
+                    raise
+                with contextlib.suppress(Exception):
+                    db.close()
+                db = None
+                self._outage(exc)
+                if self._stopping.wait(backoff):  # closing: nothing more will come back
+                    self._written += len(stmts)
+                    self.dropped += len(stmts)
+                    log.error(
+                        "call records: %d statements not written, the database is unavailable"
+                        " as the store closes: %s",
+                        len(stmts),
+                        _first_line(exc),
+                    )
+                    return None
+                backoff = min(backoff * 2, RETRY_MAX_S)
+        self._back()
+        return db
+
+    def _commit(self, db: Any, stmts: list[Statement]) -> None:
+        """Write ``stmts`` in one transaction. If one of them can never be written (a
+        constraint, a bad value), write the others each in its own and count and log the bad
+        ones. What is committed (or refused) leaves ``stmts``; an outage is raised with the
+        rest still in it."""
+        backend = self._backend
+        try:
+            with backend.transaction(db):
+                for sql, params in stmts:
+                    backend.execute(db, sql, params)
+        except Exception as exc:
+            if backend.is_outage(exc):
+                raise
+        else:
+            # counted once committed: a reader that finds every write counted reads
+            # without waiting, so a count taken before the commit let it miss them
+            self._written += len(stmts)
+            stmts.clear()
+            return
+        while stmts:
+            sql, params = stmts[0]
+            try:
+                with backend.transaction(db):
+                    backend.execute(db, sql, params)
+            except Exception as exc:
+                if backend.is_outage(exc):
+                    raise
+                self.failed += 1
+                log.error(
+                    "call records: the database refused a statement, skipped (%s): %s",
+                    " ".join(sql.split()[:3]),
+                    _first_line(exc),
+                )
+            self._written += 1
+            del stmts[0]
+
+    def _outage(self, exc: BaseException) -> None:
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning(
+                "call records: the database is unavailable (%s); %d statements wait, retrying",
+                _first_line(exc),
+                self._queued - self._written,
+            )
+
+    def _back(self) -> None:
+        """A database operation succeeded: an outage, if there was one, is over."""
+        if self._outage_since is not None:
+            log.warning(
+                "call records: the database is back after %.1f s",
+                time.monotonic() - self._outage_since,
+            )
+            self._outage_since = None
+        if self._dropping and self._queued - self._written < self.max_backlog // 2:
+            self._dropping = False
+
+    def _relock(self) -> None:
+        """Hold our owner lock again if an outage took it (checked every few seconds)."""
+        try:
+            self._backend.recover()
+        except Exception as exc:
+            if not self._backend.is_outage(exc):
+                log.error("call records: taking the owner lock back failed: %s", exc)
+            self._outage(exc)
+            return
+        self._back()
+
+    def _prune_now(self, db: Any) -> Any:
+        """Prune on ``db`` (connecting first if need be); an outage or a failure of its own is
+        logged and pruning tried again at its next turn, never the writer's end. Returns the
+        connection to go on with."""
+        try:
+            if db is None:
+                db = self._backend.connect()
+            self._prune(db)
+        except Exception as exc:
+            if not self._backend.is_outage(exc):
+                log.error("call records: pruning failed: %s", exc)
+                return db
+            self._outage(exc)
+            if db is not None:
+                with contextlib.suppress(Exception):
+                    db.close()
+            return None
+        return db
 
     def _prune(self, db: Any) -> None:
         """Delete ended calls offered before the retention window, with their events, a
@@ -365,6 +536,11 @@ class CallStore:
         done = threading.Event()
         self._queue.put(done)
         if not done.wait(timeout) and self._error is None:
+            if self._outage_since is not None:
+                raise RecordsUnavailable(
+                    f"the call records database is unavailable; {self.health().backlog}"
+                    " statements wait for it"
+                )
             raise TimeoutError("call store did not flush in time")
         if self._error is not None:
             raise RuntimeError(f"call store writer failed: {self._error}")
@@ -373,6 +549,7 @@ class CallStore:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
         self._queue.put(_STOP)
         self._writer.join(timeout=10)
         self._backend.release()
@@ -383,10 +560,22 @@ class CallStore:
     def _reader(self) -> Iterator[Any]:
         """A read connection that sees every write made before the read (read-your-writes:
         waits for the writer only when something is still queued)."""
-        if self._queued != self._written and self._writer.is_alive():
-            self.flush()
-        with self._backend.reader() as db:
-            yield db
+        if self._outage_since is not None and self._backend.remote:
+            # a server that did not answer the writer: do not make the caller (the event loop,
+            # for some reads) wait out a connection timeout too
+            raise RecordsUnavailable("the call records database is unavailable")
+        if self._queued != self._written and self._writer.is_alive() and self._outage_since is None:
+            with contextlib.suppress(TimeoutError, RecordsUnavailable):  # read what is committed
+                self.flush()
+        try:
+            with self._backend.reader() as db:
+                yield db
+        except Exception as exc:
+            if self._backend.is_outage(exc):
+                raise RecordsUnavailable(
+                    f"the call records database is unavailable: {_first_line(exc)}"
+                ) from exc
+            raise
 
     @staticmethod
     def _record(row: Mapping[str, Any]) -> CallRecord:

@@ -1,11 +1,9 @@
 """Call records: every call has a row and an ordered event log, readable while written.
 
-Each behaviour runs on both backends: SQLite (the embedded default) and PostgreSQL (a server
-of the test session's own, a fresh database per test)."""
+Each behaviour runs on both backends (``target``, tests/core/conftest.py)."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,24 +11,6 @@ import pytest
 
 from bridge.records import CallStore
 from media.clock import VirtualClock
-from tests.support.infra import new_database, postgres_server
-
-_DBS = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.peer("postgresql"))])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
-    """Where a test's records live: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return tmp_path / "calls.db"
-    server: str = request.getfixturevalue("pg_server")
-    return new_database(server, f"records_{next(_DBS)}")
 
 
 def test_call_lifecycle_and_event_log(target: str | Path) -> None:
@@ -258,12 +238,11 @@ def test_a_dead_owner_named_by_the_registry_is_closed_at_once(target: str | Path
 
 @pytest.mark.peer("postgresql")
 def test_postgres_stores_timestamps_to_the_microsecond_and_hides_its_password(
-    pg_server: str,
+    pg_database: str,
 ) -> None:
     from bridge.records.postgres import redact_url
 
-    url = new_database(pg_server, "records_precision")
-    store = CallStore(url)
+    store = CallStore(pg_database)
     store.call_offered("p", direction="inbound", leg="sip", offered_at=1733500000.123456)
     rec = store.get_call("p")
     assert rec is not None and rec.offered_at == 1733500000.123456  # DOUBLE PRECISION

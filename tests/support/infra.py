@@ -23,7 +23,9 @@ from tests.support.servers import free_port
 
 __all__ = [
     "PG_BIN",
+    "Postgres",
     "new_database",
+    "postgres",
     "postgres_server",
     "redis_server",
     "require_postgres",
@@ -88,32 +90,55 @@ def _as_pg_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+class Postgres:
+    """A PostgreSQL cluster of the test's own, which the test may stop and start again (same
+    port, same data: a server restart as an operator's maintenance makes one)."""
+
+    def __init__(self, bindir: Path, tmp: Path, port: int, user: str | None) -> None:
+        self.tmp, self.port = tmp, port
+        data = tmp / "data"
+        opts = f"-k {tmp} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"
+        opts += " -c full_page_writes=off"
+        self._ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-o", opts]
+        name = user or os.environ.get("USER", "postgres")
+        self.url = f"postgresql://{name}@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        cmd = _as_pg_user([*self._ctl, "-w", "start"])
+        subprocess.run(cmd, check=True, capture_output=True, cwd=self.tmp)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: connections are ended, as in a restart; ``immediate``: a crash."""
+        cmd = _as_pg_user([*self._ctl, "-m", mode, "-w", "stop"])
+        subprocess.run(cmd, capture_output=True, cwd=self.tmp)
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL cluster of its own, started; stopped and removed afterwards."""
+    bindir = require_postgres()
+    tmp = Path(tempfile.mkdtemp(prefix="rtb-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(tmp, "postgres", "postgres")
+    user = "postgres" if os.geteuid() == 0 else None
+    init = [str(bindir / "initdb"), "-D", str(tmp / "data"), "-A", "trust", "-E", "UTF8"]
+    init += ["--no-sync", "-U", user or os.environ.get("USER", "postgres")]
+    subprocess.run(_as_pg_user(init), check=True, capture_output=True, cwd=tmp)
+    server = Postgres(bindir, tmp, free_port(), user)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop("immediate")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """A PostgreSQL cluster of its own; yields ``postgresql://postgres@127.0.0.1:PORT/postgres``
     (the tests make a database each with :func:`new_database`)."""
-    bindir = require_postgres()
-    tmp = Path(tempfile.mkdtemp(prefix="rtb-pg-"))
-    data = tmp / "data"
-    if os.geteuid() == 0:
-        shutil.chown(tmp, "postgres", "postgres")
-    port = free_port()
-    user = "postgres" if os.geteuid() == 0 else None
-    init = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-E", "UTF8", "--no-sync"]
-    init += ["-U", user or os.environ.get("USER", "postgres")]
-    subprocess.run(_as_pg_user(init), check=True, capture_output=True, cwd=tmp)
-    opts = f"-k {tmp} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
-    ctl = [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(tmp / "log"), "-o", opts]
-    subprocess.run(_as_pg_user([*ctl, "-w", "start"]), check=True, capture_output=True, cwd=tmp)
-    try:
-        yield f"postgresql://{user or os.environ.get('USER', 'postgres')}@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_pg_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            cwd=tmp,
-        )
-        shutil.rmtree(tmp, ignore_errors=True)
+    with postgres() as server:
+        yield server.url
 
 
 def new_database(url: str, name: str) -> str:

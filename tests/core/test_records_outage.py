@@ -1,0 +1,141 @@
+"""Call records through a database outage: nothing said on a call is lost while the database
+restarts or its file is locked, a statement the database refuses costs only itself, and a long
+outage drops (and counts) what is past the backlog instead of growing without bound.
+
+Real databases: a PostgreSQL server of the test's own, stopped and started again mid-test, and
+a SQLite file another connection holds an exclusive transaction on."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bridge.records import CallStore, RecordsUnavailable
+from bridge.records.sqlite import SqliteBackend
+from tests.support.infra import Postgres
+
+
+def _until(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _offer(store: CallStore, call_id: str) -> None:
+    store.call_offered(call_id, direction="inbound", leg="sip", from_uri="sip:alice@127.0.0.1")
+
+
+def test_a_statement_the_database_refuses_costs_only_itself(target: str | Path) -> None:
+    store = CallStore(target)
+    try:
+        _offer(store, "c1")
+        _offer(store, "c1")  # the same call id again: the primary key refuses it
+        store.log_event("c1", "dtmf", {"digit": "5"})
+        store.update_call("c1", codec="PCMU")
+        store.flush()
+        record = store.get_call("c1")
+        assert record is not None and record.codec == "PCMU"
+        assert [e.data for e in store.events("c1")] == [{"digit": "5"}]
+        health = store.health()
+        assert (health.up, health.failed, health.dropped, health.backlog) == (True, 1, 0, 0)
+        _offer(store, "c2")  # the writer goes on
+        assert store.get_call("c2") is not None
+    finally:
+        store.close()
+
+
+@pytest.mark.peer("postgresql")
+def test_a_postgres_restart_mid_call_loses_nothing_and_keeps_the_call_ours(
+    pg: Postgres, pg_database: str
+) -> None:
+    url = pg_database
+    store = CallStore(url)
+    other: CallStore | None = None
+    try:
+        _offer(store, "live")
+        store.update_call("live", state="answered", answered_at=time.time())
+        store.flush()
+        pg.stop()  # what a restart does to every connection
+        said = [f"sentence {i}" for i in range(30)]
+        for text in said:  # the call goes on: nothing here may raise
+            store.log_event("live", "transcript.user", {"text": text})
+        _offer(store, "short")
+        store.call_ended("short", reason="hangup")
+        _until(lambda: not store.health().up, "the writer to notice the outage")
+        assert store.health().backlog > 0
+        with pytest.raises(RecordsUnavailable, match="unavailable"):
+            store.events("live")
+
+        pg.start()
+        store.flush(timeout=30)
+        assert [e.data["text"] for e in store.events("live")] == said
+        short = store.get_call("short")
+        assert short is not None and (short.state, short.end_reason) == ("ended", "hangup")
+        health = store.health()
+        assert (health.up, health.backlog, health.dropped, health.failed) == (True, 0, 0, 0)
+
+        # the owner lock went with the old connection and is held again: another node that
+        # opens the records does not take this node's live call for a dead process's
+        other = CallStore(url)
+        assert other.interrupted == 0
+        live = other.get_call("live")
+        assert live is not None and live.state == "answered"
+    finally:
+        if other is not None:
+            other.close()
+        store.close()
+
+
+def test_a_locked_sqlite_file_holds_writes_until_released_and_bounds_the_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SqliteBackend, "busy_timeout_s", 0.1)
+    path = tmp_path / "calls.db"
+    store = CallStore(path)
+    store.max_backlog = 10
+    try:
+        _offer(store, "c1")
+        store.flush()
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # a long transaction elsewhere (a backup, a shell)
+        digits = [str(i % 10) for i in range(15)]
+        for digit in digits:
+            store.log_event("c1", "dtmf", {"digit": digit})
+        _until(lambda: not store.health().up, "the writer to find the file locked")
+        health = store.health()
+        assert (health.backlog, health.dropped) == (10, 5)  # the last five: past the backlog
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        store.flush(timeout=30)
+        assert [e.data["digit"] for e in store.events("c1")] == digits[:10]
+        assert [e.seq for e in store.events("c1")] == list(range(1, 11))
+        health = store.health()
+        assert (health.up, health.backlog, health.dropped, health.failed) == (True, 0, 5, 0)
+    finally:
+        store.close()
+
+
+@pytest.mark.peer("postgresql")
+def test_a_store_closed_in_an_outage_says_what_it_could_not_write(
+    pg: Postgres, pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = pg_database
+    store = CallStore(url)
+    try:
+        _offer(store, "c1")
+        store.flush()
+        pg.stop()
+        store.log_event("c1", "dtmf", {"digit": "1"})
+        _until(lambda: not store.health().up, "the writer to notice the outage")
+    finally:
+        store.close()
+        pg.start()
+    assert store.health().dropped == 1
+    assert "1 statements not written" in caplog.text
+    assert "@" not in caplog.text.split("not written", 1)[1].splitlines()[0]  # no URL, no user
