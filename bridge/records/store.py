@@ -107,7 +107,7 @@ Statement = tuple[str, tuple[Any, ...]]
 class RecordsHealth:
     """What :meth:`CallStore.health` reports (and ``/metrics`` shows)."""
 
-    up: bool  # the last write or lock check reached the database
+    up: bool  # the last write or lock check reached the database (and the writer runs)
     backlog: int  # statements waiting to be written
     dropped: int  # statements dropped: the backlog was full, or the store closed in an outage
     failed: int  # statements the database refused (a constraint, a bad value): skipped
@@ -301,7 +301,7 @@ class CallStore:
     def health(self) -> RecordsHealth:
         """Whether the database takes writes, and what waits, was dropped or was refused."""
         return RecordsHealth(
-            up=self._outage_since is None,
+            up=self._outage_since is None and self._error is None,
             backlog=self._queued - self._written,
             dropped=self.dropped,
             failed=self.failed,
