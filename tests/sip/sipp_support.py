@@ -91,7 +91,11 @@ async def run_sipp(
     local_ip: str = "127.0.0.1",
 ) -> SippResult:
     """Run SIPp with a private control port, no stdin and a hard timeout (logs go to ``cwd``),
-    from ``local_ip`` (another 127.0.0.x is another source to rtbridge)."""
+    from ``local_ip`` (another 127.0.0.x is another source to rtbridge).
+
+    Cancelled (a test gives up on its caller), SIPp is killed and reaped before the
+    cancellation goes on: left running, it outlived the test's event loop, and its transport,
+    collected in some later test, failed that test with "Event loop is closed"."""
     proc = await asyncio.create_subprocess_exec(
         sipp,
         *args,
@@ -105,6 +109,11 @@ async def run_sipp(
     except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
+    except asyncio.CancelledError:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.communicate()  # reads the pipes to their end: the transport closes
+        raise
     return SippResult(
         proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
     )

@@ -354,3 +354,31 @@ async def test_trunk_with_inbound_digest_challenges_sipp(
             assert not rec.events
     finally:
         await ep.close()
+
+
+def _sipp_pid(port: int) -> int | None:
+    """The pid of the SIPp running with ``-p port``, if one runs."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:
+            continue
+        if argv.split(b"\0", 1)[0].endswith(b"sipp") and f"\0-p\0{port}\0".encode() in argv:
+            return int(cmdline.parent.name)
+    return None
+
+
+async def test_a_cancelled_sipp_is_stopped_and_reaped_with_its_caller(tmp_path: Path) -> None:
+    """A test that gives up on its SIPp (cancels the task running it) leaves no SIPp behind:
+    one left running outlived its test's event loop, and its transport, garbage-collected
+    during some later test, failed that one ("Event loop is closed")."""
+    sipp = require_peer("sipp")
+    port = free_port()
+    task = asyncio.create_task(run_sipp(sipp, "-sn", "uas", "-p", str(port), cwd=tmp_path))
+    async with asyncio.timeout(15):
+        while (pid := _sipp_pid(port)) is None:
+            await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not Path(f"/proc/{pid}").exists(), "SIPp still runs (or is an unreaped zombie)"
