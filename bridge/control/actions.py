@@ -361,7 +361,8 @@ async def transfer(
 async def events(plane: ControlPlane, call_id: str, after_seq: int) -> dict[str, Any]:
     """A call's event log and transcript, live or ended."""
     store = plane.store
-    if call_id not in plane.manager.calls and store.get_call(call_id) is None:
+    live_here = call_id in plane.manager.calls
+    if not live_here and await asyncio.to_thread(store.get_call, call_id) is None:
         raise not_found(call_id)
     found = await asyncio.to_thread(store.events, call_id, after_seq=after_seq)
     transcript = [

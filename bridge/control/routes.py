@@ -420,7 +420,7 @@ async def call_events(
     """A call's event log and transcript, live or ended (from the records; with records that
     are not shared, from the node that has the call)."""
     plane = _plane(request)
-    if plane.store.get_call(call_id) is not None:
+    if await asyncio.to_thread(plane.store.get_call, call_id) is not None:
         return await events(plane, call_id, after_seq)
     return await _act(request, plane, Op.EVENTS, call_id, {"after_seq": after_seq})
 

@@ -34,6 +34,7 @@ framing (the hang-up button cannot be clickjacked).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 from collections.abc import AsyncIterator, Callable, Mapping
 from importlib import resources
@@ -72,7 +73,7 @@ from bridge.dashboard.views import (
     slim_event,
 )
 from bridge.http_errors import error_body
-from bridge.records import CallStore
+from bridge.records import CallEvent, CallStore, RecordsUnavailable
 from bridge.security import SecurityKind, SecurityLog
 
 __all__ = ["STATS_INTERVAL_S", "router"]
@@ -229,8 +230,28 @@ def _live(manager: CallManager) -> dict[str, LiveCall]:
 
 
 async def _recent(store: CallStore) -> list[dict[str, Any]]:
-    records = await asyncio.to_thread(store.list_calls, limit=RECENT_LIMIT, state="ended")
+    """The most recent ended calls ([] while the records are unavailable: the live calls are
+    shown all the same)."""
+    try:
+        records = await asyncio.to_thread(store.list_calls, limit=RECENT_LIMIT, state="ended")
+    except RecordsUnavailable:
+        return []
     return [ended_view(r) for r in records]
+
+
+async def _logged(
+    store: CallStore, call_id: str, after_seq: int = 0, *, settle: bool = False
+) -> list[CallEvent]:
+    """The call's event log after ``after_seq``; ``settle``: first wait (up to 5 s) for what
+    was just logged to be written. [] while the records are unavailable: the live view goes
+    on, and the log catches up at a later read."""
+    try:
+        if settle:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.to_thread(store.flush, 5.0)
+        return await asyncio.to_thread(store.events, call_id, after_seq=after_seq)
+    except RecordsUnavailable:
+        return []
 
 
 async def _next(sub: Subscription, timeout: float) -> Mapping[str, Any] | bool | None:
@@ -483,8 +504,7 @@ async def _detail(
             yield _sse("info", {**live_view(call), "stats": call_stats(call, full=True)})
         # what was logged just before (a call that just ended: its record too) may still sit
         # in the writer's queue
-        await asyncio.to_thread(store.flush, 5.0)
-        log = await asyncio.to_thread(store.events, call_id)
+        log = await _logged(store, call_id, settle=True)
         yield _sse("log", [log_entry(e) for e in log])
         seq = log[-1].seq if log else 0
         if sub is not None and call is not None:
@@ -500,7 +520,7 @@ async def _detail(
                     yield _sse("stats", call_stats(call, full=True))
                     # what the call logs besides agent events (DTMF, REFER, hold, ...);
                     # transcripts arrive live as events
-                    more = await asyncio.to_thread(store.events, call_id, after_seq=seq)
+                    more = await _logged(store, call_id, seq)
                     if more:
                         seq = more[-1].seq
                         fresh = [log_entry(e) for e in more if e.kind not in _LIVE_KINDS]
@@ -518,8 +538,7 @@ async def _detail(
                 if call.info.end_reason is not None:
                     break
                 await asyncio.sleep(0.1)
-            await asyncio.to_thread(store.flush, 5.0)
-            more = await asyncio.to_thread(store.events, call_id, after_seq=seq)
+            more = await _logged(store, call_id, seq, settle=True)
             fresh = [log_entry(e) for e in more if e.kind not in _LIVE_KINDS]
             if fresh:
                 yield _sse("logged", fresh)

@@ -66,9 +66,10 @@ class Backend(Protocol):
         the statement is wrong."""
         ...
 
-    def recover(self) -> None:
+    def recover(self) -> bool:
         """After an outage, or now and then: hold our owner lock again if it was lost with its
-        connection. Raises what :meth:`is_outage` recognises while the database is down."""
+        connection. Whether it reached the database (False: nothing to check, as for a file).
+        Raises what :meth:`is_outage` recognises while the database is down."""
         ...
 
     def forget(self, owner: str) -> None:

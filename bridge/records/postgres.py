@@ -17,9 +17,12 @@ like a dead process's to the other nodes for longer than that.
 
 Outages (:meth:`PostgresBackend.is_outage`): what psycopg raises as ``OperationalError`` (the
 server refused, shut down or restarted, the connection broke, a resource ran out) or
-``InterfaceError`` (a connection already closed). Connections give up after
-:data:`CONNECT_TIMEOUT_S`, so a server that does not answer at all is an outage too, not a
-writer stuck in ``connect``.
+``InterfaceError`` (a connection already closed), and a write refused by a read-only standby
+(a failover the URL does not follow yet: ``target_session_attrs=read-write`` in the URL makes
+libpq pick the primary among several hosts). Connections give up after
+:data:`CONNECT_TIMEOUT_S`, and an open one that stops being answered (a partition, a host
+that vanished) breaks after about :data:`SILENT_SERVER_S` (TCP user timeout, keepalives), so
+a silent server is an outage too, not a writer or a read waiting forever.
 
 The password never goes in the URL in a config file: libpq reads ``PGPASSWORD`` or
 ``~/.pgpass``; the URL rtbridge prints or logs never carries one.
@@ -37,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import errors
 from psycopg.rows import dict_row
 
 from bridge.records.schema import MIGRATIONS, statements
@@ -51,6 +55,10 @@ _REAL = re.compile(r"\bREAL\b")
 #: how long a connection attempt may take before it counts as an outage (libpq's
 #: ``connect_timeout``, whole seconds)
 CONNECT_TIMEOUT_S = 5
+#: how long a connection may go unanswered (TCP user timeout; keepalive probes on an idle one,
+#: after KEEPALIVE_IDLE_S, give up about as fast) before it counts as broken: an outage
+SILENT_SERVER_S = 10
+KEEPALIVE_IDLE_S = 5
 
 
 def redact_url(url: str) -> str:
@@ -89,11 +97,25 @@ class PostgresBackend:
 
     def connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(
-            self.url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT_S
+            self.url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            # a server that vanishes without closing (a partition, a failed-over host) is
+            # found out: unacknowledged data for 10 s, or an idle connection's probes unanswered
+            tcp_user_timeout=SILENT_SERVER_S * 1000,
+            keepalives=1,
+            keepalives_idle=KEEPALIVE_IDLE_S,
+            keepalives_interval=2,
+            keepalives_count=3,
         )
 
     def is_outage(self, exc: BaseException) -> bool:
-        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        # a standby (read-only: a failover that has not moved the URL yet) takes writes later
+        return isinstance(
+            exc,
+            psycopg.OperationalError | psycopg.InterfaceError | errors.ReadOnlySqlTransaction,
+        )
 
     def transaction(self, db: Any) -> contextlib.AbstractContextManager[Any]:
         conn: psycopg.Connection[Any] = db
@@ -146,15 +168,15 @@ class PostgresBackend:
         conn.execute("SELECT pg_advisory_lock(%s)", (_owner_key(owner),))
         self._lock_conn, self._owner, self._locked = conn, owner, True
 
-    def recover(self) -> None:
+    def recover(self) -> bool:
         owner = self._owner
         if owner is None:
-            return
+            return False
         conn = self._lock_conn
         if conn is not None and not conn.closed and self._locked:
             try:
                 conn.execute("SELECT 1")
-                return  # still connected: the lock is still ours
+                return True  # still connected: the lock is still ours
             except psycopg.Error:
                 with contextlib.suppress(psycopg.Error):
                     conn.close()
@@ -168,6 +190,7 @@ class PostgresBackend:
         self._locked = bool(got and got["got"])
         if not self._locked:
             log.warning("call records: our owner lock is still held by a lost session; retrying")
+        return True
 
     def owner_alive(self, owner: str) -> bool:
         key = _owner_key(owner)

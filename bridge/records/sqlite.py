@@ -136,8 +136,10 @@ class SqliteBackend:
         code = getattr(exc, "sqlite_errorcode", None)
         return isinstance(code, int) and (code & 0xFF) in _OUTAGE_CODES
 
-    def recover(self) -> None:
-        """Nothing to take back: the ``flock`` is the process's, not a connection's."""
+    def recover(self) -> bool:
+        """Nothing to take back: the ``flock`` is the process's, not a connection's (and
+        nothing was asked of the database: False)."""
+        return False
 
     def forget(self, owner: str) -> None:
         with contextlib.suppress(FileNotFoundError):

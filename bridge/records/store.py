@@ -32,11 +32,14 @@ timeout or a full disk stop nothing but the writes. The writer keeps what it was
 what keeps coming, tries again (0.5 s, doubling to 5 s) and writes it all in order once the
 database is back; calls go on meanwhile, and the node takes its owner lock back (a PostgreSQL
 restart drops it). The backlog is bounded (:data:`MAX_BACKLOG` statements); past it new
-statements are dropped and counted, never silently. A statement the database refuses for
-itself (a constraint, a bad value) is logged, counted and skipped, and the rest of its
-transaction is written without it. Reads during an outage raise :class:`RecordsUnavailable`
-(the control plane's 503 ``records_unavailable``). :meth:`CallStore.health` (and
-``/metrics``) says which state the store is in.
+statements are dropped and counted, never silently, until half of it is written; a store
+closed in an outage gives up at once and counts what it could not write. A statement the
+database refuses for itself (a constraint, a bad value) is logged, counted and skipped, and
+the rest of its transaction is written without it. Reads during an outage raise
+:class:`~bridge.errors.RecordsUnavailable` (the control plane's 503 ``records_unavailable``),
+at once for a server, which the writer found unanswering; reads wait for the writer only for a
+small backlog (:data:`READ_FLUSH_MAX`), so the backlog an outage leaves does not stall them.
+:meth:`CallStore.health` (and ``/metrics``) says which state the store is in.
 """
 
 from __future__ import annotations
@@ -88,6 +91,12 @@ LOCK_CHECK_S = 5.0
 #: Statements that may wait for the database through an outage (about 50 MB at most); past
 #: that, new ones are dropped and counted until the backlog is half written.
 MAX_BACKLOG = 200_000
+#: A read waits for the writer (read-your-writes) only while this little is queued, and only
+#: this long: a backlog being written after an outage is not waited for.
+READ_FLUSH_MAX = 2_000
+READ_FLUSH_S = 2.0
+#: How long closing waits for the writer (one attempt under way may have to time out first).
+CLOSE_WAIT_S = 20.0
 #: What people type inside a phone number, ignored by the search.
 _NUMBER_NOISE = str.maketrans("", "", " -.()\t")
 
@@ -285,7 +294,9 @@ class CallStore:
     def _put(self, stmt: Statement) -> None:
         if self._error is not None:
             raise RuntimeError(f"call store writer failed: {self._error}")
-        if self._queued - self._written >= self.max_backlog:  # a long outage: memory is bounded
+        backlog = self._queued - self._written
+        if backlog >= self.max_backlog or (self._dropping and backlog >= self.max_backlog // 2):
+            # a long outage: memory is bounded; dropping goes on until half is written
             self.dropped += 1
             if not self._dropping:
                 self._dropping = True
@@ -295,6 +306,9 @@ class CallStore:
                     self.max_backlog,
                 )
             return
+        if self._dropping:
+            self._dropping = False
+            log.warning("call records: the backlog is half written; new statements are kept")
         self._queued += 1
         self._queue.put(stmt)
 
@@ -358,6 +372,9 @@ class CallStore:
             return db
         backoff = RETRY_MIN_S
         while stmts:
+            if self._stopping.is_set() and self._outage_since is not None:
+                self._give_up(stmts)  # closing in an outage: no new attempt to wait out
+                return None
             try:
                 if db is None:
                     db = self._backend.connect()
@@ -370,19 +387,20 @@ class CallStore:
                     db.close()
                 db = None
                 self._outage(exc)
-                if self._stopping.wait(backoff):  # closing: nothing more will come back
-                    self._written += len(stmts)
-                    self.dropped += len(stmts)
-                    log.error(
-                        "call records: %d statements not written, the database is unavailable"
-                        " as the store closes: %s",
-                        len(stmts),
-                        _first_line(exc),
-                    )
-                    return None
+                self._stopping.wait(backoff)  # closing wakes it: the loop gives up above
                 backoff = min(backoff * 2, RETRY_MAX_S)
         self._back()
         return db
+
+    def _give_up(self, stmts: list[Statement]) -> None:
+        self._written += len(stmts)
+        self.dropped += len(stmts)
+        log.error(
+            "call records: %d statements not written: the database is unavailable as the"
+            " store closes",
+            len(stmts),
+        )
+        stmts.clear()
 
     def _commit(self, db: Any, stmts: list[Statement]) -> None:
         """Write ``stmts`` in one transaction. If one of them can never be written (a
@@ -437,19 +455,20 @@ class CallStore:
                 time.monotonic() - self._outage_since,
             )
             self._outage_since = None
-        if self._dropping and self._queued - self._written < self.max_backlog // 2:
-            self._dropping = False
 
     def _relock(self) -> None:
         """Hold our owner lock again if an outage took it (checked every few seconds)."""
+        if self._stopping.is_set():
+            return
         try:
-            self._backend.recover()
+            reached = self._backend.recover()
         except Exception as exc:
             if not self._backend.is_outage(exc):
                 log.error("call records: taking the owner lock back failed: %s", exc)
             self._outage(exc)
             return
-        self._back()
+        if reached:
+            self._back()
 
     def _prune_now(self, db: Any) -> Any:
         """Prune on ``db`` (connecting first if need be); an outage or a failure of its own is
@@ -551,7 +570,15 @@ class CallStore:
         self._closed = True
         self._stopping.set()
         self._queue.put(_STOP)
-        self._writer.join(timeout=10)
+        # long enough for one attempt under way to end (SQLite's busy timeout, a silent
+        # PostgreSQL's); after it, in an outage, the rest is dropped and counted at once
+        self._writer.join(timeout=CLOSE_WAIT_S)
+        if self._writer.is_alive():
+            log.error(
+                "call records: the writer did not stop within %.0f s; %d statements not written",
+                CLOSE_WAIT_S,
+                self._queued - self._written,
+            )
         self._backend.release()
 
     # -- reading ------------------------------------------------------------------------
@@ -564,9 +591,12 @@ class CallStore:
             # a server that did not answer the writer: do not make the caller (the event loop,
             # for some reads) wait out a connection timeout too
             raise RecordsUnavailable("the call records database is unavailable")
-        if self._queued != self._written and self._writer.is_alive() and self._outage_since is None:
-            with contextlib.suppress(TimeoutError, RecordsUnavailable):  # read what is committed
-                self.flush()
+        backlog = self._queued - self._written
+        if 0 < backlog <= READ_FLUSH_MAX and self._writer.is_alive() and self._outage_since is None:
+            # read-your-writes for what the event loop just wrote; a backlog still being
+            # written after an outage is not waited for (reads see what is committed so far)
+            with contextlib.suppress(TimeoutError, RecordsUnavailable):
+                self.flush(READ_FLUSH_S)
         try:
             with self._backend.reader() as db:
                 yield db

@@ -7,9 +7,11 @@ events logged during the outage are there, the calls ended as they ended."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,6 +35,19 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+async def _sse(client: httpx.AsyncClient, path: str, name: str) -> Any:
+    """The data of the first ``name`` event of the SSE stream at ``path``."""
+    async with client.stream("GET", path) as response:
+        assert response.status_code == 200, await response.aread()
+        event = None
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == name:
+                return json.loads(line.removeprefix("data: "))
+    raise AssertionError(f"{path} ended without a {name!r} event")
 
 
 def _call(tmp: Path, name: str, sip_port: int, seconds: int) -> asyncio.Task[SippResult]:
@@ -75,18 +90,25 @@ async def test_a_postgres_restart_under_live_calls_loses_no_record(tmp_path: Pat
             down_at = time.time()
             short_call = _call(tmp_path, "short", sip_port, 3)  # a new call, mid-outage
             async with asyncio.timeout(30):
-                while True:
+                while True:  # the short call's set-up has logged something by then
                     scrape = (await client.get("/metrics")).text
-                    if _metric(scrape, "rtbridge_records_up") == 0.0:
+                    if (
+                        _metric(scrape, "rtbridge_records_up") == 0.0
+                        and _metric(scrape, "rtbridge_records_backlog") > 0
+                    ):
                         break
                     await asyncio.sleep(0.2)
-            assert _metric(scrape, "rtbridge_records_backlog") > 0
             refused = await client.get(f"/v1/calls/{long_id}/events")
             assert refused.status_code == 503, refused.text
             assert refused.json()["error"]["code"] == "records_unavailable"
             assert refused.headers["retry-after"] == "5"
             live_view = await client.get(f"/v1/calls/{long_id}")  # live: not from the records
             assert live_view.status_code == 200 and live_view.json()["state"] == "active"
+            async with asyncio.timeout(20):  # the dashboard shows the live calls, and a call's page
+                snapshot = await _sse(client, "/dashboard/api/stream", "snapshot")
+                assert long_id in {c["id"] for c in snapshot["calls"]}, snapshot
+                logged = await _sse(client, f"/dashboard/api/calls/{long_id}/stream", "log")
+                assert logged == []  # its log is in the records: caught up later
             short = await short_call
             assert short.returncode == 0, short.summary()  # answered and hung up in the outage
             up_at = time.time()

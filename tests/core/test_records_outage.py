@@ -139,3 +139,63 @@ def test_a_store_closed_in_an_outage_says_what_it_could_not_write(
     assert store.health().dropped == 1
     assert "1 statements not written" in caplog.text
     assert "@" not in caplog.text.split("not written", 1)[1].splitlines()[0]  # no URL, no user
+
+
+def test_a_store_closed_while_its_file_is_locked_gives_up_at_once_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(SqliteBackend, "busy_timeout_s", 0.5)
+    path = tmp_path / "calls.db"
+    store = CallStore(path)
+    _offer(store, "c1")
+    store.flush()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        store.log_event("c1", "dtmf", {"digit": "1"})
+        _until(lambda: not store.health().up, "the writer to find the file locked")
+        store.log_event("c1", "dtmf", {"digit": "2"})
+        store.close()  # in the outage: no new attempt, both counted before close returns
+        assert store.health().dropped == 2
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert "statements not written" in caplog.text
+
+
+@pytest.mark.peer("postgresql")
+def test_a_read_only_database_is_an_outage_not_refused_statements(
+    pg: Postgres, pg_database: str
+) -> None:
+    """What a failover to a standby looks like to the writer (SQLSTATE 25006, read-only
+    transaction), made with ``default_transaction_read_only`` on the database."""
+    import psycopg
+
+    name = pg_database.rsplit("/", 1)[1]
+
+    def read_only(on: bool) -> None:
+        with psycopg.connect(pg.url, autocommit=True) as admin:
+            value = "on" if on else "off"
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {value}')  # type: ignore[arg-type]
+            admin.execute(  # sessions take the setting when they start: end the open ones
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+
+    store = CallStore(pg_database)
+    try:
+        _offer(store, "c1")
+        store.flush()
+        read_only(True)
+        digits = [str(i) for i in range(5)]
+        for digit in digits:
+            store.log_event("c1", "dtmf", {"digit": digit})
+        _until(lambda: not store.health().up, "the writer to find the database read-only")
+        read_only(False)
+        store.flush(timeout=30)
+        assert [e.data["digit"] for e in store.events("c1")] == digits
+        health = store.health()
+        assert (health.up, health.failed, health.dropped) == (True, 0, 0)
+    finally:
+        store.close()
