@@ -95,6 +95,9 @@ MAX_BACKLOG = 200_000
 #: this long: a backlog being written after an outage is not waited for.
 READ_FLUSH_MAX = 2_000
 READ_FLUSH_S = 2.0
+#: A write that has waited this long for the database makes the store report it down (a
+#: server that accepts connections and then never answers: no error comes to say so).
+STALL_S = 10.0
 #: How long closing waits for the writer (one attempt under way may have to time out first).
 CLOSE_WAIT_S = 20.0
 #: What people type inside a phone number, ignored by the search.
@@ -163,6 +166,9 @@ class CallStore:
         self.failed = 0
         self._dropping = False
         self._outage_since: float | None = None  # monotonic; None: the database answers
+        self._attempt_at: float | None = None  # monotonic: when the write under way began
+        #: a write waiting longer than this counts as an outage for health and reads
+        self.stall_s = STALL_S
         self._stopping = threading.Event()
         self._queued = 0  # statements handed to the writer ...
         self._written = 0  # ... and committed (reads flush while these differ)
@@ -315,11 +321,17 @@ class CallStore:
     def health(self) -> RecordsHealth:
         """Whether the database takes writes, and what waits, was dropped or was refused."""
         return RecordsHealth(
-            up=self._outage_since is None and self._error is None,
+            up=not self._unavailable() and self._error is None,
             backlog=self._queued - self._written,
             dropped=self.dropped,
             failed=self.failed,
         )
+
+    def _unavailable(self) -> bool:
+        """In an outage, or a write has waited on the database longer than ``stall_s``."""
+        started = self._attempt_at
+        stalled = started is not None and time.monotonic() - started > self.stall_s
+        return stalled or self._outage_since is not None
 
     def _write_loop(self) -> None:
         db: Any = None
@@ -375,6 +387,7 @@ class CallStore:
             if self._stopping.is_set() and self._outage_since is not None:
                 self._give_up(stmts)  # closing in an outage: no new attempt to wait out
                 return None
+            self._attempt_at = time.monotonic()
             try:
                 if db is None:
                     db = self._backend.connect()
@@ -389,6 +402,8 @@ class CallStore:
                 self._outage(exc)
                 self._stopping.wait(backoff)  # closing wakes it: the loop gives up above
                 backoff = min(backoff * 2, RETRY_MAX_S)
+            finally:
+                self._attempt_at = None
         self._back()
         return db
 
@@ -555,7 +570,7 @@ class CallStore:
         done = threading.Event()
         self._queue.put(done)
         if not done.wait(timeout) and self._error is None:
-            if self._outage_since is not None:
+            if self._unavailable():
                 raise RecordsUnavailable(
                     f"the call records database is unavailable; {self.health().backlog}"
                     " statements wait for it"
@@ -587,7 +602,7 @@ class CallStore:
     def _reader(self) -> Iterator[Any]:
         """A read connection that sees every write made before the read (read-your-writes:
         waits for the writer only when something is still queued)."""
-        if self._outage_since is not None and self._backend.remote:
+        if self._backend.remote and self._unavailable():
             # a server that did not answer the writer: do not make the caller (the event loop,
             # for some reads) wait out a connection timeout too
             raise RecordsUnavailable("the call records database is unavailable")

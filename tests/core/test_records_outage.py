@@ -7,7 +7,9 @@ a SQLite file another connection holds an exclusive transaction on."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -199,3 +201,65 @@ def test_a_read_only_database_is_an_outage_not_refused_statements(
         assert (health.up, health.failed, health.dropped) == (True, 0, 0)
     finally:
         store.close()
+
+
+class _Freezer:
+    """A TCP relay to PostgreSQL that can stop passing bytes (a server that accepts and then
+    never answers: no error, no closed connection) and start again."""
+
+    def __init__(self, port: int) -> None:
+        self.frozen = threading.Event()
+        self._to = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._to))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.02)
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            b.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.peer("postgresql")
+def test_a_server_that_stops_answering_is_reported_down_and_reads_do_not_wait(
+    pg: Postgres, pg_database: str
+) -> None:
+    relay = _Freezer(pg.port)
+    url = pg_database.replace(f":{pg.port}/", f":{relay.port}/")
+    store = CallStore(url)
+    store.stall_s = 1.0
+    try:
+        _offer(store, "c1")
+        store.flush()
+        relay.frozen.set()
+        store.log_event("c1", "dtmf", {"digit": "7"})
+        _until(lambda: not store.health().up, "the store to report the silent database down")
+        with pytest.raises(RecordsUnavailable):  # at once: no read waits on the silent server
+            store.events("c1")
+        relay.frozen.clear()
+        store.flush(timeout=30)
+        assert [e.data["digit"] for e in store.events("c1")] == ["7"]
+        assert store.health().up
+    finally:
+        relay.frozen.clear()
+        store.close()
+        relay.close()
