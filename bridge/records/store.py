@@ -308,7 +308,7 @@ class CallStore:
                 self._dropping = True
                 log.error(
                     "call records: %d statements wait for the database; new ones are dropped"
-                    " (counted: rtbridge_records_dropped_total) until it is back",
+                    " (counted: rtbridge_records_dropped_total) until half of them are written",
                     self.max_backlog,
                 )
             return
