@@ -18,11 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bridge.control.auth import require_key
 from bridge.control.plane import ControlPlane
 from bridge.records import RecordsUnavailable
+from bridge.records.store import RETRY_MAX_S
 
 __all__ = ["ControlPlane", "install", "require_key"]
 
-#: Retry-After of a 503 ``records_unavailable`` (the store retries its database at most 5 s apart)
-RECORDS_RETRY_AFTER_S = 5
+#: Retry-After of a 503 ``records_unavailable``: the store retries its database this far apart
+RECORDS_RETRY_AFTER_S = round(RETRY_MAX_S)
 
 
 def _error_response(status: int, detail: Any, headers: dict[str, str] | None) -> JSONResponse:

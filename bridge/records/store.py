@@ -125,6 +125,13 @@ class RecordsHealth:
     failed: int  # statements the database refused (a constraint, a bad value): skipped
 
 
+def _close_quietly(db: Any) -> None:
+    """Close a connection an outage may already have broken (None: none is open)."""
+    if db is not None:
+        with contextlib.suppress(Exception):
+            db.close()
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -372,9 +379,7 @@ class CallStore:
             self._error = exc
             log.error("call store writer failed: %s", exc)
         finally:
-            if db is not None:
-                with contextlib.suppress(Exception):
-                    db.close()
+            _close_quietly(db)
 
     def _write(self, db: Any, stmts: list[Statement]) -> Any:
         """Commit ``stmts``; through an outage, keep them and try again (0.5 s, doubling to
@@ -396,8 +401,7 @@ class CallStore:
             except Exception as exc:
                 if not self._backend.is_outage(exc):
                     raise
-                with contextlib.suppress(Exception):
-                    db.close()
+                _close_quietly(db)
                 db = None
                 self._outage(exc)
                 self._stopping.wait(backoff)  # closing wakes it: the loop gives up above
@@ -498,9 +502,7 @@ class CallStore:
                 log.error("call records: pruning failed: %s", exc)
                 return db
             self._outage(exc)
-            if db is not None:
-                with contextlib.suppress(Exception):
-                    db.close()
+            _close_quietly(db)
             return None
         return db
 

@@ -7,7 +7,6 @@ events logged during the outage are there, the calls ended as they ended."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from pathlib import Path
@@ -18,6 +17,8 @@ import pytest
 
 from tests.calls import sipp_scenario as sc
 from tests.calls.conftest import rtp_range, sipp_caller
+from tests.control.test_live_calls import metric
+from tests.dashboard.test_dashboard_streams import sse
 from tests.sip.sipp_support import SippResult, free_port
 from tests.support.audio import ulaw_file
 from tests.support.infra import new_database, postgres
@@ -30,23 +31,13 @@ KEY = "rtb_records_outage_key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
-async def _sse(client: httpx.AsyncClient, path: str, name: str) -> Any:
+async def _first(client: httpx.AsyncClient, path: str, name: str) -> Any:
     """The data of the first ``name`` event of the SSE stream at ``path``."""
     async with client.stream("GET", path) as response:
         assert response.status_code == 200, await response.aread()
-        event = None
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: ") and event == name:
-                return json.loads(line.removeprefix("data: "))
+        async for event, data in sse(response):
+            if event == name:
+                return data
     raise AssertionError(f"{path} ended without a {name!r} event")
 
 
@@ -93,8 +84,8 @@ async def test_a_postgres_restart_under_live_calls_loses_no_record(tmp_path: Pat
                 while True:  # the short call's set-up has logged something by then
                     scrape = (await client.get("/metrics")).text
                     if (
-                        _metric(scrape, "rtbridge_records_up") == 0.0
-                        and _metric(scrape, "rtbridge_records_backlog") > 0
+                        metric(scrape, "rtbridge_records_up") == 0.0
+                        and metric(scrape, "rtbridge_records_backlog") > 0
                     ):
                         break
                     await asyncio.sleep(0.2)
@@ -105,9 +96,9 @@ async def test_a_postgres_restart_under_live_calls_loses_no_record(tmp_path: Pat
             live_view = await client.get(f"/v1/calls/{long_id}")  # live: not from the records
             assert live_view.status_code == 200 and live_view.json()["state"] == "active"
             async with asyncio.timeout(20):  # the dashboard shows the live calls, and a call's page
-                snapshot = await _sse(client, "/dashboard/api/stream", "snapshot")
+                snapshot = await _first(client, "/dashboard/api/stream", "snapshot")
                 assert long_id in {c["id"] for c in snapshot["calls"]}, snapshot
-                logged = await _sse(client, f"/dashboard/api/calls/{long_id}/stream", "log")
+                logged = await _first(client, f"/dashboard/api/calls/{long_id}/stream", "log")
                 assert logged == []  # its log is in the records: caught up later
             short = await short_call
             assert short.returncode == 0, short.summary()  # answered and hung up in the outage
@@ -131,6 +122,6 @@ async def test_a_postgres_restart_under_live_calls_loses_no_record(tmp_path: Pat
                 assert during, (call_id, [e["kind"] for e in events])
                 assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
             scrape = (await client.get("/metrics")).text
-            assert _metric(scrape, "rtbridge_records_up") == 1.0
-            assert _metric(scrape, "rtbridge_records_dropped_total") == 0.0
-            assert _metric(scrape, "rtbridge_records_failed_total") == 0.0
+            assert metric(scrape, "rtbridge_records_up") == 1.0
+            assert metric(scrape, "rtbridge_records_dropped_total") == 0.0
+            assert metric(scrape, "rtbridge_records_failed_total") == 0.0
