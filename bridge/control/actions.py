@@ -5,6 +5,11 @@ channel (:mod:`bridge.cluster.commands`) both run these: a request for a call th
 owns runs here at once; one for a call another node owns is sent to that node, which runs the
 same action and answers with the same result or the same error (status, code, param). Errors
 are :class:`fastapi.HTTPException` with OpenAI's error fields as ``detail``.
+
+Every read of the call records runs in a thread (:func:`_record`): a read may wait for the
+records writer (read-your-writes, up to two seconds) and for a remote database, and on the
+event loop that wait would stall every live call's audio. Only a call that is not live here
+is looked up: the live ones answer from memory.
 """
 
 from __future__ import annotations
@@ -69,24 +74,29 @@ def not_found(call_id: str) -> HTTPException:
     return error(404, f"No call with id {call_id!r}.", "call_not_found", "call_id")
 
 
-def live(plane: ControlPlane, call_id: str) -> LiveCall:
+async def _record(plane: ControlPlane, call_id: str) -> CallRecord | None:
+    """The call's record, read off the event loop (see the module docstring)."""
+    return await asyncio.to_thread(plane.store.get_call, call_id)
+
+
+async def live(plane: ControlPlane, call_id: str) -> LiveCall:
     """The live call, or 409 (ringing, ended) or 404."""
     call = plane.manager.calls.get(call_id)
     if call is not None and not call.ended:
         return call
     if call_id in plane.incoming.pending:
         raise error(409, f"Call {call_id!r} is still ringing: accept it first.", "call_ringing")
-    if plane.store.get_call(call_id) is not None:
+    if await _record(plane, call_id) is not None:
         raise error(409, f"Call {call_id!r} has ended.", "call_ended")
     raise not_found(call_id)
 
 
-def pending(plane: ControlPlane, call_id: str) -> PendingCall:
+async def pending(plane: ControlPlane, call_id: str) -> PendingCall:
     """The ringing call waiting for a decision, or 409 (not ringing) or 404."""
     p = plane.incoming.pending.get(call_id)
     if p is not None:
         return p
-    if call_id in plane.manager.calls or plane.store.get_call(call_id) is not None:
+    if call_id in plane.manager.calls or await _record(plane, call_id) is not None:
         raise error(409, f"Call {call_id!r} is not waiting for a decision.", "call_not_ringing")
     raise not_found(call_id)
 
@@ -140,9 +150,13 @@ def turns_view(turns: list[TurnLatency]) -> dict[str, Any]:
     return {"turns": [t.event() for t in turns], "turn_latency": latency_summary(turns)}
 
 
-def ended_extras(plane: ControlPlane, call_id: str) -> dict[str, Any]:
+async def ended_extras(plane: ControlPlane, call_id: str) -> dict[str, Any]:
     """An ended call's turns (from its event log) and recording (from its file, when this
     node holds it)."""
+    found, recording = await asyncio.gather(
+        asyncio.to_thread(plane.store.events, call_id),
+        asyncio.to_thread(_recording_view, plane, call_id),
+    )
     turns = [
         TurnLatency(
             str(e.data.get("response_id", "")),
@@ -150,25 +164,29 @@ def ended_extras(plane: ControlPlane, call_id: str) -> dict[str, Any]:
             float(e.data.get("upstream_s", 0.0)),
             float(e.data.get("bridge_s", 0.0)),
         )
-        for e in plane.store.events(call_id)
+        for e in found
         if e.kind == "turn.latency"
     ]
-    recording = None
-    path = plane.manager.recordings.path_for(call_id)
-    if path.is_file():
-        try:
-            info = read_wav_info(path)
-        except (OSError, ValueError):
-            info = None
-        if info is not None:
-            recording = {
-                "mode": "stereo" if info.channels == 2 else "mixed",
-                "format": "wav",
-                "sample_rate": info.rate,
-                "url": f"/v1/calls/{call_id}/recording",
-                "paused": False,
-            }
     return {**turns_view(turns), "recording": recording}
+
+
+def _recording_view(plane: ControlPlane, call_id: str) -> dict[str, Any] | None:
+    """An ended call's recording, when this node holds its file (reads the file: run it in a
+    thread)."""
+    path = plane.manager.recordings.path_for(call_id)
+    if not path.is_file():
+        return None
+    try:
+        info = read_wav_info(path)
+    except (OSError, ValueError):
+        return None
+    return {
+        "mode": "stereo" if info.channels == 2 else "mixed",
+        "format": "wav",
+        "sample_rate": info.rate,
+        "url": f"/v1/calls/{call_id}/recording",
+        "paused": False,
+    }
 
 
 def pending_view(p: PendingCall, record: CallRecord | None) -> dict[str, Any]:
@@ -219,20 +237,20 @@ def record_view(r: CallRecord) -> dict[str, Any]:
     }
 
 
-def view(plane: ControlPlane, call_id: str) -> dict[str, Any] | None:
+async def view(plane: ControlPlane, call_id: str) -> dict[str, Any] | None:
     call = plane.manager.calls.get(call_id)
     if call is not None and not call.ended:
         return live_view(call, plane.manager.clock.wall(), plane.node_name)
     pending = plane.incoming.pending.get(call_id)
     if pending is not None:
-        return pending_view(pending, plane.store.get_call(call_id))
-    record = plane.store.get_call(call_id)
+        return pending_view(pending, await _record(plane, call_id))
+    record = await _record(plane, call_id)
     if record is not None and record.state != "ended" and call_id not in plane.manager.calls:
         # offered or dialing right now (outbound ringing), not yet answered
         return {**record_view(record), "state": "setting_up"}
     if record is None:
         return None
-    return {**record_view(record), **ended_extras(plane, call_id)}
+    return {**record_view(record), **await ended_extras(plane, call_id)}
 
 
 # -- actions ----------------------------------------------------------------------------
@@ -244,50 +262,50 @@ async def act(
     """Run ``op`` on a call of this process; raises :class:`HTTPException` as the route
     would answer."""
     if op is Op.VIEW:
-        found = view(plane, call_id)
+        found = await view(plane, call_id)
         if found is None:
             raise not_found(call_id)
         return found
     if op is Op.HANGUP:
-        return hangup(plane, call_id)
+        return await hangup(plane, call_id)
     if op is Op.TRANSFER:
         return await transfer(
             plane, call_id, str(args.get("target", "")), str(args.get("param", "target")), source
         )
     if op is Op.DTMF:
         digits = str(args.get("digits", ""))
-        if not live(plane, call_id).send_dtmf(digits):
+        if not (await live(plane, call_id)).send_dtmf(digits):
             raise error(409, "This call cannot send DTMF now.", "dtmf_unavailable")
         return {"id": call_id, "status": "sent", "digits": digits}
     if op is Op.SAY:
-        call = live(plane, call_id)
+        call = await live(plane, call_id)
         text, role = str(args.get("text", "")), str(args.get("role", "user"))
         item = {"type": "message", "role": role, "content": [{"type": "input_text", "text": text}]}
         call.say(item, respond=bool(args.get("respond", True)))
         return {"id": call_id, "status": "queued"}
     if op is Op.SESSION:
-        call = live(plane, call_id)
+        call = await live(plane, call_id)
         session = args.get("session")
         await call.client_event(
             {"type": "session.update", "session": session if isinstance(session, dict) else {}}
         )
         return {"id": call_id, "status": "sent"}
     if op is Op.RECORDING:
-        call = live(plane, call_id)
+        call = await live(plane, call_id)
         if call.pause_recording(bool(args.get("paused", True))) is None:
             raise error(409, f"Call {call_id!r} is not being recorded.", "not_recording")
         return {"id": call_id, "recording": call.recording_status()}
     if op is Op.HOLD:
-        return hold(plane, call_id, bool(args.get("on", True)))
+        return await hold(plane, call_id, bool(args.get("on", True)))
     if op is Op.EVENTS:
         return await events(plane, call_id, int(args.get("after_seq", 0)))
     if op is Op.ACCEPT:
-        p = pending(plane, call_id)
+        p = await pending(plane, call_id)
         session = args.get("session")
         p.decide((p.profile_name, profile_from_session(p.profile, dict(session or {}))))
         return {}
     if op is Op.REJECT:
-        pending(plane, call_id).decide(Reject(int(args.get("status_code", 603)), None))
+        (await pending(plane, call_id)).decide(Reject(int(args.get("status_code", 603)), None))
         return {}
     raise AssertionError(op)
 
@@ -309,7 +327,7 @@ async def run_command(plane: ControlPlane, cmd: Command) -> dict[str, Any]:
         ) from exc
 
 
-def hangup(plane: ControlPlane, call_id: str) -> dict[str, Any]:
+async def hangup(plane: ControlPlane, call_id: str) -> dict[str, Any]:
     """End a live call (BYE); a ringing inbound call is declined (603); a ringing outbound
     call is cancelled (CANCEL)."""
     pending = plane.incoming.pending.get(call_id)
@@ -317,17 +335,17 @@ def hangup(plane: ControlPlane, call_id: str) -> dict[str, Any]:
         pending.decide(Reject(603, "Declined"))
         return {"id": call_id, "status": "rejected"}
     if not plane.manager.hangup(call_id, EndReason.API_HANGUP):
-        live(plane, call_id).end(EndReason.API_HANGUP)  # raises 409 (ended) or 404
+        (await live(plane, call_id)).end(EndReason.API_HANGUP)  # raises 409 (ended) or 404
     return {"id": call_id, "status": "ending"}
 
 
-def hold(plane: ControlPlane, call_id: str, on: bool) -> dict[str, Any]:
+async def hold(plane: ControlPlane, call_id: str, on: bool) -> dict[str, Any]:
     """Put a live SIP call's caller on hold or resume it (re-INVITE); 409 ``hold_unavailable``
     for a call not answered yet or one that cannot (WebRTC, a re-INVITE in progress)."""
-    record = None if call_id in plane.manager.calls else plane.store.get_call(call_id)
+    record = None if call_id in plane.manager.calls else await _record(plane, call_id)
     if call_id in plane.incoming.pending or (record is not None and record.state == "offered"):
         raise error(409, f"Call {call_id!r} is not answered yet.", "hold_unavailable")
-    call = live(plane, call_id)
+    call = await live(plane, call_id)
     try:
         call.hold(on)
     except NotHoldable as exc:
@@ -338,7 +356,7 @@ def hold(plane: ControlPlane, call_id: str, on: bool) -> dict[str, Any]:
 async def transfer(
     plane: ControlPlane, call_id: str, target: str, param: str, source: str
 ) -> dict[str, Any]:
-    call = live(plane, call_id)
+    call = await live(plane, call_id)
     if call.leg != "sip":
         raise error(409, "Only SIP calls can be transferred.", "not_sip")
     verdict = plane.manager.destinations.check(
@@ -360,11 +378,9 @@ async def transfer(
 
 async def events(plane: ControlPlane, call_id: str, after_seq: int) -> dict[str, Any]:
     """A call's event log and transcript, live or ended."""
-    store = plane.store
-    live_here = call_id in plane.manager.calls
-    if not live_here and await asyncio.to_thread(store.get_call, call_id) is None:
+    if call_id not in plane.manager.calls and await _record(plane, call_id) is None:
         raise not_found(call_id)
-    found = await asyncio.to_thread(store.events, call_id, after_seq=after_seq)
+    found = await asyncio.to_thread(plane.store.events, call_id, after_seq=after_seq)
     transcript = [
         {"role": "user" if e.kind == "transcript.user" else "assistant", "ts": e.ts, **e.data}
         for e in found

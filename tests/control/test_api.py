@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from bridge.control.auth import COOKIE_NAME
+from bridge.records import store as records_store
 from tests.control.conftest import KEY, Control
 from tests.sip.sipp_support import free_port
 
@@ -257,3 +260,43 @@ async def test_trunks_list_their_keepalive_state(control: Control) -> None:
     assert trunk["failures"] >= 2
     metrics = (await control.client.get("/metrics")).text
     assert 'rtbridge_sip_trunk_up{trunk="gone"} 0.0' in metrics
+
+
+async def test_a_request_waiting_on_the_records_database_holds_up_no_other(
+    control: Control, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An ended call is looked up in the call records; that read waits for the records writer
+    (read-your-writes) and the database. Here the SQLite file is locked by another process
+    (a backup, a shell), so the writer cannot write what was just logged and the read waits.
+    The server runs on this test's event loop: had the read blocked the loop, every live
+    call's audio would stall with it, and nothing below could run before it ended."""
+    monkeypatch.setattr(records_store, "READ_FLUSH_S", 30.0)  # the wait outlasts the test
+    store = control.stack.store
+    store.call_offered("call_gone", direction="inbound", leg="sip", from_uri="sip:a@127.0.0.1")
+    store.call_ended("call_gone", reason="caller_hangup")
+    store.flush()
+    blocker = sqlite3.connect(tmp_path / "calls.db", isolation_level=None)  # the stack's
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        store.log_event("call_gone", "dtmf", {"digit": "7"})  # waits for the lock
+        client = control.client
+        waiting = [
+            asyncio.create_task(client.get("/v1/calls/call_gone")),
+            asyncio.create_task(client.post("/v1/calls/call_gone/hangup")),
+            asyncio.create_task(client.post("/v1/calls/call_gone/dtmf", json={"digits": "1"})),
+        ]
+        await asyncio.sleep(0.5)  # the requests reach their handlers and wait on the read
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        active = await client.get("/v1/calls", params={"state": "active"})  # no record read
+        assert active.status_code == 200 and active.json()["data"] == []
+        assert not any(t.done() for t in waiting)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    got, hangup, dtmf = await asyncio.gather(*waiting)
+    assert got.status_code == 200 and got.json()["state"] == "ended"
+    assert got.json()["end_reason"] == "caller_hangup"
+    for refused in (hangup, dtmf):
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "call_ended"
+    events = (await client.get("/v1/calls/call_gone/events")).json()["data"]
+    assert [e["data"] for e in events if e["kind"] == "dtmf"] == [{"digit": "7"}]
