@@ -66,6 +66,10 @@ class Backend(Protocol):
         the statement is wrong."""
         ...
 
+    def is_duplicate(self, exc: BaseException) -> bool:
+        """Whether ``exc`` refused a row because one with its key is already there."""
+        ...
+
     def recover(self) -> bool:
         """After an outage, or now and then: hold our owner lock again if it was lost with its
         connection. Whether it reached the database (False: nothing to check, as for a file).

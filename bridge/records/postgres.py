@@ -117,6 +117,9 @@ class PostgresBackend:
             psycopg.OperationalError | psycopg.InterfaceError | errors.ReadOnlySqlTransaction,
         )
 
+    def is_duplicate(self, exc: BaseException) -> bool:
+        return isinstance(exc, errors.UniqueViolation)
+
     def transaction(self, db: Any) -> contextlib.AbstractContextManager[Any]:
         conn: psycopg.Connection[Any] = db
         return conn.transaction()

@@ -136,6 +136,10 @@ class SqliteBackend:
         code = getattr(exc, "sqlite_errorcode", None)
         return isinstance(code, int) and (code & 0xFF) in _OUTAGE_CODES
 
+    def is_duplicate(self, exc: BaseException) -> bool:
+        # SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
+        return getattr(exc, "sqlite_errorcode", None) in (1555, 2067)
+
     def recover(self) -> bool:
         """Nothing to take back: the ``flock`` is the process's, not a connection's (and
         nothing was asked of the database: False)."""

@@ -35,10 +35,13 @@ restart drops it). The backlog is bounded (:data:`MAX_BACKLOG` statements); past
 statements are dropped and counted, never silently, until half of it is written; a store
 closed in an outage gives up at once and counts what it could not write. A statement the
 database refuses for itself (a constraint, a bad value) is logged, counted and skipped, and
-the rest of its transaction is written without it. Reads during an outage raise
-:class:`~bridge.errors.RecordsUnavailable` (the control plane's 503 ``records_unavailable``),
-at once for a server, which the writer found unanswering; reads wait for the writer only for a
-small backlog (:data:`READ_FLUSH_MAX`), so the backlog an outage leaves does not stall them.
+the rest of its transaction is written without it. A connection that breaks while a batch
+commits leaves it unknown whether the batch was written: it is written again, and a row it
+finds already there (its own, committed before the break) is counted written, not refused.
+Reads during an outage raise :class:`~bridge.errors.RecordsUnavailable` (the control
+plane's 503 ``records_unavailable``), at once for a server, which the writer found
+unanswering; reads wait for the writer only for a small backlog (:data:`READ_FLUSH_MAX`),
+so the backlog an outage leaves does not stall them.
 :meth:`CallStore.health` (and ``/metrics``) says which state the store is in.
 """
 
@@ -125,6 +128,14 @@ class RecordsHealth:
     failed: int  # statements the database refused (a constraint, a bad value): skipped
 
 
+class _CommitBroken(Exception):
+    """An outage (``cause``) while a batch was being committed: it may be written."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def _close_quietly(db: Any) -> None:
     """Close a connection an outage may already have broken (None: none is open)."""
     if db is not None:
@@ -173,6 +184,9 @@ class CallStore:
         self.failed = 0
         self._dropping = False
         self._outage_since: float | None = None  # monotonic; None: the database answers
+        #: the batch being written may be committed already (the connection broke as it
+        #: committed): a row of it already there is its own, not a refusal
+        self._maybe_committed = False
         self._attempt_at: float | None = None  # monotonic: when the write under way began
         #: a write waiting longer than this counts as an outage for health and reads
         self.stall_s = STALL_S
@@ -399,6 +413,9 @@ class CallStore:
                     self._backend.recover()
                 self._commit(db, stmts)
             except Exception as exc:
+                if isinstance(exc, _CommitBroken):
+                    self._maybe_committed = True
+                    exc = exc.cause
                 if not self._backend.is_outage(exc):
                     raise
                 _close_quietly(db)
@@ -408,6 +425,7 @@ class CallStore:
                 backoff = min(backoff * 2, RETRY_MAX_S)
             finally:
                 self._attempt_at = None
+        self._maybe_committed = False
         self._back()
         return db
 
@@ -427,12 +445,16 @@ class CallStore:
         ones. What is committed (or refused) leaves ``stmts``; an outage is raised with the
         rest still in it."""
         backend = self._backend
+        executed = False
         try:
             with backend.transaction(db):
                 for sql, params in stmts:
                     backend.execute(db, sql, params)
+                executed = True
         except Exception as exc:
             if backend.is_outage(exc):
+                if executed:
+                    raise _CommitBroken(exc) from exc
                 raise
         else:
             # counted once committed: a reader that finds every write counted reads
@@ -440,6 +462,7 @@ class CallStore:
             self._written += len(stmts)
             stmts.clear()
             return
+        already = 0
         while stmts:
             sql, params = stmts[0]
             try:
@@ -448,14 +471,23 @@ class CallStore:
             except Exception as exc:
                 if backend.is_outage(exc):
                     raise
-                self.failed += 1
-                log.error(
-                    "call records: the database refused a statement, skipped (%s): %s",
-                    " ".join(sql.split()[:3]),
-                    _first_line(exc),
-                )
+                if self._maybe_committed and backend.is_duplicate(exc):
+                    already += 1  # written by the commit the broken connection hid
+                else:
+                    self.failed += 1
+                    log.error(
+                        "call records: the database refused a statement, skipped (%s): %s",
+                        " ".join(sql.split()[:3]),
+                        _first_line(exc),
+                    )
             self._written += 1
             del stmts[0]
+        if already:
+            log.info(
+                "call records: %d statements were written before the connection broke as"
+                " they were committed; not written twice",
+                already,
+            )
 
     def _outage(self, exc: BaseException) -> None:
         if self._outage_since is None:

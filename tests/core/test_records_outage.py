@@ -7,6 +7,7 @@ a SQLite file another connection holds an exclusive transaction on."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bridge.records import CallStore, RecordsUnavailable
+from bridge.records.backend import open_backend
 from bridge.records.sqlite import SqliteBackend
 from tests.support.infra import Postgres
 
@@ -123,6 +125,26 @@ def test_a_locked_sqlite_file_holds_writes_until_released_and_bounds_the_backlog
         store.close()
 
 
+def test_backends_tell_a_row_already_there_from_other_refusals(target: str | Path) -> None:
+    backend = open_backend(target)
+    backend.migrate()
+    insert = "INSERT INTO calls (call_id, direction, leg, state, offered_at) VALUES (?, ?, ?, ?, ?)"
+    db = backend.connect()
+    try:
+        with backend.transaction(db):
+            backend.execute(db, insert, ("c1", "inbound", "sip", "offered", 1.0))
+        refusals = []
+        for params in (("c1", "inbound", "sip", "offered", 2.0), ("c2", None, "sip", "x", 1.0)):
+            with pytest.raises(Exception) as caught, backend.transaction(db):
+                backend.execute(db, insert, params)
+            refusals.append(caught.value)
+        # the same key again; a NOT NULL column left empty
+        assert [backend.is_duplicate(e) for e in refusals] == [True, False]
+        assert not any(backend.is_outage(e) for e in refusals)
+    finally:
+        db.close()
+
+
 @pytest.mark.peer("postgresql")
 def test_a_store_closed_in_an_outage_says_what_it_could_not_write(
     pg: Postgres, pg_database: str, caplog: pytest.LogCaptureFixture
@@ -203,12 +225,15 @@ def test_a_read_only_database_is_an_outage_not_refused_statements(
         store.close()
 
 
-class _Freezer:
-    """A TCP relay to PostgreSQL that can stop passing bytes (a server that accepts and then
-    never answers: no error, no closed connection) and start again."""
+class _Relay:
+    """A TCP relay to PostgreSQL that can stop passing bytes (``frozen``: a server that
+    accepts and then never answers, no error, no closed connection) and start again; or break
+    the connection that commits next (``break_commit``) once the server has the COMMIT and
+    before its answer comes back: the client cannot know whether the commit took."""
 
     def __init__(self, port: int) -> None:
         self.frozen = threading.Event()
+        self.break_commit = threading.Event()
         self._to = port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
@@ -221,14 +246,24 @@ class _Freezer:
             except OSError:
                 return
             server = socket.create_connection(("127.0.0.1", self._to))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            mute = threading.Event()  # the server's answers are lost with the connection
+            for a, b, up in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, up, mute), daemon=True).start()
 
-    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+    def _pipe(self, a: socket.socket, b: socket.socket, up: bool, mute: threading.Event) -> None:
         try:
             while data := a.recv(65536):
                 while self.frozen.is_set():
                     time.sleep(0.02)
+                if mute.is_set():
+                    continue
+                if up and b"COMMIT" in data and self.break_commit.is_set():
+                    self.break_commit.clear()
+                    mute.set()
+                    b.sendall(data)
+                    time.sleep(0.5)  # the server commits; its answer is not passed on
+                    a.shutdown(socket.SHUT_RDWR)
+                    return
                 b.sendall(data)
         except OSError:
             pass
@@ -243,7 +278,7 @@ class _Freezer:
 def test_a_server_that_stops_answering_is_reported_down_and_reads_do_not_wait(
     pg: Postgres, pg_database: str
 ) -> None:
-    relay = _Freezer(pg.port)
+    relay = _Relay(pg.port)
     url = pg_database.replace(f":{pg.port}/", f":{relay.port}/")
     store = CallStore(url)
     store.stall_s = 1.0
@@ -261,5 +296,36 @@ def test_a_server_that_stops_answering_is_reported_down_and_reads_do_not_wait(
         assert store.health().up
     finally:
         relay.frozen.clear()
+        store.close()
+        relay.close()
+
+
+@pytest.mark.peer("postgresql")
+def test_a_batch_whose_commit_went_unanswered_is_written_once_and_nothing_called_refused(
+    pg: Postgres, pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The connection breaks after the server has the COMMIT, before its answer: the batch
+    is written (the writer cannot know) and is written again; its rows are already there."""
+    caplog.set_level(logging.INFO, logger="bridge.records")
+    relay = _Relay(pg.port)
+    url = pg_database.replace(f":{pg.port}/", f":{relay.port}/")
+    store = CallStore(url)
+    try:
+        _offer(store, "c1")
+        store.flush()
+        relay.break_commit.set()
+        for digit in "123":
+            store.log_event("c1", "dtmf", {"digit": digit})
+        store.update_call("c1", codec="PCMU")
+        store.flush(timeout=30)
+        assert not relay.break_commit.is_set(), "no commit was broken"
+        assert [e.data["digit"] for e in store.events("c1")] == ["1", "2", "3"]
+        record = store.get_call("c1")
+        assert record is not None and record.codec == "PCMU"
+        health = store.health()
+        assert (health.up, health.failed, health.dropped, health.backlog) == (True, 0, 0, 0)
+        assert "not written twice" in caplog.text
+        assert "refused" not in caplog.text
+    finally:
         store.close()
         relay.close()
