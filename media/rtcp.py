@@ -411,6 +411,11 @@ def build_compound(packets: Iterable[RtcpPacket]) -> bytes:
 # --------------------------------------------------------------------------- reporting
 
 
+#: Senders whose latest SR a reporter keeps (LSR/DLSR of the next report): a call has one
+#: at a time, a new one after a re-INVITE or a transfer.
+MAX_SENDERS = 4
+
+
 class RtcpReporter:
     """The RTCP side of one RTP session: builds our compound reports, reads the peer's.
 
@@ -452,7 +457,11 @@ class RtcpReporter:
         arrival_ntp = ntp_middle32(ntp_from_unix(self.wall.now()))
         for p in packets:
             if isinstance(p, SenderReport):
-                self._last_sr[p.ssrc] = (ntp_middle32(p.ntp_timestamp), now)
+                last = self._last_sr
+                last.pop(p.ssrc, None)  # the newest last: the oldest goes first
+                last[p.ssrc] = (ntp_middle32(p.ntp_timestamp), now)
+                if len(last) > MAX_SENDERS:  # SSRCs made up by the thousand: memory bounded
+                    del last[next(iter(last))]
             if isinstance(p, SenderReport | ReceiverReport):
                 for block in p.reports:
                     if block.ssrc == self.sender.ssrc and block.lsr:

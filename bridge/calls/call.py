@@ -209,6 +209,7 @@ class Call(CallScope):
             "rtt_ms": round(self.media.rtcp.rtt * 1000, 1) if self.media.rtcp.rtt else None,
             "rtcp_sent": e.rtcp_out,
             "rtcp_received": e.rtcp_in,
+            "rtcp_over_rate": e.rtcp_over_rate,
             "session_format": self.agent.format.value,
             "pass_through": self.media.pass_through,
             "agent_bytes_in": m.agent_bytes_in,

@@ -20,7 +20,11 @@ Where media comes from is learned strictly (Asterisk's ``strictrtp`` is the mode
   ``probation`` consecutive in-sequence packets of one SSRC from it, and only while nothing
   is latched: a stranger is never accepted mid-stream;
 * once latched, every other source is dropped and counted (``foreign_source``); the first
-  packet of each foreign address is reported (``on_foreign``: a security event);
+  packet of each foreign address is reported (``on_foreign``: a security event). One
+  exception: the address the SDP names takes the call back from a source learned on
+  probation. A stranger spraying the port range can pass probation on a new call's port
+  before the caller's first packet; without this, the caller was then dropped as foreign
+  (and reported as the attacker) while the stranger kept the call's audio both ways;
 * a re-INVITE that keeps the address keeps the latch; one that names a new address makes it
   the expected one and learning starts again (:meth:`RtpEndpoint.set_remote`).
 
@@ -66,6 +70,10 @@ Address = tuple[str, int]
 PROBATION = 4
 #: Foreign addresses reported per call (each one once); the rest are only counted.
 REPORTED_FOREIGN = 16
+#: RTCP datagrams a second a call reads; the rest are counted (``rtcp_over_rate``) and
+#: dropped unread. A peer sends one every few seconds (RFC 3550 §6.2); anything on the peer's
+#: host could send thousands, each parsed on the event loop every call's audio shares.
+RTCP_PER_S = 10
 #: The largest RTP/RTCP datagram read whole (audio packets are a few hundred bytes); a longer
 #: one is cut short (and then fails to parse or to authenticate).
 MAX_RTP_DATAGRAM = 4096
@@ -130,6 +138,7 @@ class EndpointStats:
     rtcp_out: int = 0
     unsent: int = 0  # media with nowhere to go yet
     srtp_failed: int = 0  # SRTP/SRTCP packets that failed authentication or replay: dropped
+    rtcp_over_rate: int = 0  # RTCP past RTCP_PER_S in a second: dropped unread
     send_dropped: int = 0  # the kernel's send buffer was full: dropped, not queued
     socket_errors: int = 0  # errors the kernel reported on a socket (ICMP unreachable, ...)
 
@@ -198,9 +207,12 @@ class RtpEndpoint:
         self.expected: Address | None = None  # what the SDP names
         self.remote: Address | None = None  # where we send (expected, then the learned source)
         self.remote_rtcp: Address | None = None
+        self._expected_rtcp: Address | None = None  # where the SDP says RTCP goes
         self.latched: Address | None = None
         self._candidate: _Candidate | None = None
         self._reported: set[Address] = set()
+        self._rtcp_second = 0  # the loop's second RTCP was last counted in, and how many came
+        self._rtcp_count = 0
         self.stats = EndpointStats()
         #: SRTP protection of the call's media (None: plain RTP)
         self.srtp: SrtpSession | None = None
@@ -259,7 +271,7 @@ class RtpEndpoint:
         if addr == self.expected:
             return
         self.expected = self.remote = addr
-        self.remote_rtcp = rtcp or (addr[0], addr[1] + 1)
+        self.remote_rtcp = self._expected_rtcp = rtcp or (addr[0], addr[1] + 1)
         self.latched = None
         self._candidate = None
 
@@ -267,7 +279,7 @@ class RtpEndpoint:
 
     def _rtp_datagram(self, data: bytes, addr: Address) -> None:
         latched = self.latched
-        if latched is not None and addr != latched:
+        if latched is not None and addr != latched and addr != self.expected:
             self._foreign(addr)
             return
         if self.srtp is not None:
@@ -281,7 +293,7 @@ class RtpEndpoint:
         except RtpError:
             self.stats.malformed += 1
             return
-        if latched is None and not self._learn(addr, packet):
+        if addr != latched and not self._learn(addr, packet):
             self.stats.probation += 1
             return
         self.stats.packets_in += 1
@@ -308,9 +320,18 @@ class RtpEndpoint:
             log.info(
                 "rtp %d: learned source %s:%d (the SDP named %s)", self.port, *addr, self.expected
             )
+        if self.latched is not None:
+            log.warning(
+                "rtp %d: the SDP's address %s:%d takes the media back from %s:%d",
+                self.port,
+                *addr,
+                *self.latched,
+            )
         self._candidate = None
         self.latched = self.remote = addr
-        if self.remote_rtcp is None or self.remote_rtcp[0] != addr[0]:
+        if addr == self.expected:
+            self.remote_rtcp = self._expected_rtcp
+        elif self.remote_rtcp is None or self.remote_rtcp[0] != addr[0]:
             self.remote_rtcp = (addr[0], addr[1] + 1)
         return True
 
@@ -329,6 +350,13 @@ class RtpEndpoint:
         source = self.latched or self.expected
         if source is None or addr[0] != source[0]:
             self.stats.foreign_source += 1
+            return
+        second = int(self._loop.time()) if self._loop is not None else 0
+        if second != self._rtcp_second:
+            self._rtcp_second, self._rtcp_count = second, 0
+        self._rtcp_count += 1
+        if self._rtcp_count > RTCP_PER_S:
+            self.stats.rtcp_over_rate += 1
             return
         if self.srtp is not None:
             try:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from bridge import event_loop
-from bridge.calls.rtp_endpoint import PortAllocator, RtpEndpoint
+from bridge.calls.rtp_endpoint import RTCP_PER_S, PortAllocator, RtpEndpoint
 from bridge.errors import PortsExhausted
 from media.rtp import RtpPacket
 from media.srtp import SrtpSession
@@ -136,6 +136,56 @@ async def test_another_source_only_after_probation_of_in_sequence_packets() -> N
         assert len(got) == 1
     nat.close()
     attacker.close()
+
+
+async def test_a_stranger_who_raced_the_caller_to_the_port_loses_it_to_the_sdp_address() -> None:
+    """A stranger spraying the port range passes probation on a new call's port before the
+    caller's first packet (the SDP named the caller's address). The caller's first packet
+    takes the call back: the agent's audio goes to the caller, the stranger is foreign."""
+    got: list[RtpPacket] = []
+    foreign: list[tuple[str, int]] = []
+    ep = RtpEndpoint(
+        "127.0.0.1", _pair_port(), on_rtp=got.append, on_foreign=foreign.append, probation=4
+    )
+    caller, stranger = _udp(), _udp()
+    async with ep:
+        ep.set_remote(caller.getsockname())
+        for seq in range(500, 505):
+            stranger.sendto(_rtp(seq, ssrc=66), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.latched == stranger.getsockname())
+        caller.sendto(_rtp(1), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.latched == caller.getsockname())
+        assert ep.remote == caller.getsockname() and ep.remote_rtcp == (
+            "127.0.0.1",
+            caller.getsockname()[1] + 1,
+        )
+        stranger.sendto(_rtp(505, ssrc=66), ("127.0.0.1", ep.port))
+        caller.sendto(_rtp(2), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.stats.foreign_source == 1 and got[-1].ssrc == 7)
+        assert [p.sequence_number for p in got if p.ssrc == 7] == [1, 2]
+        assert foreign == [stranger.getsockname()]  # the stranger is reported, not the caller
+        assert ep.send(_rtp(3))
+        data = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(caller, 2048), 5)
+        assert RtpPacket.parse(data).sequence_number == 3
+    caller.close()
+    stranger.close()
+
+
+async def test_rtcp_past_its_rate_is_dropped_unread() -> None:
+    """A peer sends RTCP every few seconds; thousands a second from its host are counted and
+    dropped before they are parsed on the event loop every call shares."""
+    reports: list[bytes] = []
+    ep = RtpEndpoint("127.0.0.1", _pair_port(), on_rtp=lambda p: None, on_rtcp=reports.append)
+    peer = _udp()
+    async with ep:
+        ep.set_remote(peer.getsockname())
+        for _ in range(200):
+            peer.sendto(b"\x81\xc9\x00\x01" + b"\x00" * 4, ("127.0.0.1", ep.port + 1))
+        await _until(lambda: ep.stats.rtcp_in + ep.stats.rtcp_over_rate == 200)
+        # at most two seconds' worth, if the burst straddled a second
+        assert 1 <= ep.stats.rtcp_in <= 2 * RTCP_PER_S and len(reports) == ep.stats.rtcp_in
+        assert ep.stats.rtcp_over_rate >= 200 - 2 * RTCP_PER_S
+    peer.close()
 
 
 async def test_reinvite_keeps_the_source_unless_it_moves_the_media() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import tracemalloc
 
 import pytest
 from hypothesis import given
@@ -193,3 +194,33 @@ def test_report_exchange_loss_jitter_lsr_dlsr_and_rtt() -> None:
     b.receive(a.bye("hangup"), clock.now())
     assert b.peer_bye == Bye((0xAAAA,), "hangup")
     assert 2.5 <= a.next_deadline(clock.now()) - clock.now() <= 7.5
+
+
+def test_sender_reports_naming_made_up_sources_keep_no_memory_and_lose_no_lsr() -> None:
+    """Anything on the peer's host may send SRs naming a new SSRC each: the reporter keeps
+    the latest few senders only (it kept every one: 37 MB for 200,000), and the real
+    sender's report still carries its LSR."""
+    clock = VirtualClock(1_700_000_000.0)
+    a_send = RtpSendState(0xAAAA, first_sequence=0)
+    a_clock = RtpClock(8000, clock.now(), 1000)
+    a = RtcpReporter(a_send, "a@test", wall=clock, rtp_clock=a_clock, rng=random.Random(3))
+    b = RtcpReporter(RtpSendState(0xBBBB, first_sequence=0), "b@test", wall=clock)
+    stats = ReceiverStats(8000)
+    for n in range(10):
+        stats.update(a_send.packet(0, a_clock.timestamp(clock.now() + n * 0.02), bytes(160)), 0)
+    clock.advance(1.0)
+    real = a.report(clock.now())
+    b.receive(real, clock.now())
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for ssrc in range(1, 20_001):  # made-up senders, after the real one's report
+            forged = SenderReport(ssrc, ntp_from_unix(clock.now()), 0, 0, 0)
+            b.receive(build_compound([forged]), clock.now())
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, grown  # about 4 MB when every sender was kept
+    b.receive(real, clock.now())  # the real sender reports again
+    (block,) = parse_compound(b.report(clock.now() + 1, [stats]))[0].reports
+    assert block.ssrc == 0xAAAA and block.lsr != 0
