@@ -4,8 +4,9 @@ Whatever a library logs (uvicorn's access log, websockets' debug output, our own
 the traceback of an exception), the formatter of the one root handler rewrites API keys (also
 Azure's ``api-key`` and Google's ``x-goog-api-key`` headers and ``?key=`` query parameters),
 ephemeral keys, Bearer tokens, webhook secrets and SIP digest responses to ``[redacted]`` in the
-finished line, exception text and stack included, in both formats. Base64 audio is kept out at
-the source (:func:`bridge.realtime.wire.redact`).
+finished line, exception text and stack included, in both formats. A plain line's message has
+its control characters escaped (a JSON line has them as JSON escapes): what a peer sent
+cannot forge a line. Base64 audio is kept out at the source (:func:`bridge.realtime.wire.redact`).
 
 :func:`log_incident` is how a failure whose details must not leave the process (upstream URLs,
 keys, upstream error bodies) is reported: the details go to the log under a short correlation
@@ -49,9 +50,25 @@ def log_incident(logger: logging.Logger, what: str, exc: BaseException | str) ->
     return ref
 
 
+#: What a plain log line's message must not carry raw: control characters (a terminal's
+#: escape sequences, line and page breaks) and Unicode's line separators. A peer's bytes
+#: (a SIP Call-ID, a URI) reach messages; raw, they could forge lines or rewrite a terminal.
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_controls(text: str) -> str:
+    return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 class _PlainFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # the message only: a traceback appended after it keeps its lines
+        record.message = _escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_secrets(super().format(record))
@@ -76,7 +93,9 @@ class _JsonFormatter(logging.Formatter):
             out["exc"] = redact_secrets(self.formatException(record.exc_info))
         if record.stack_info:
             out["stack"] = redact_secrets(self.formatStack(record.stack_info))
-        return json.dumps(out, ensure_ascii=False)
+        # JSON escapes what is below U+0020; the C1 controls and line separators too
+        line = json.dumps(out, ensure_ascii=False)
+        return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 def setup_logging(level: str = "info", json_lines: bool = False) -> None:

@@ -97,3 +97,32 @@ def test_incident_logs_details_under_a_reference(captured: io.StringIO) -> None:
     line = captured.getvalue()
     assert ref in line and "wss://api.example/v1/realtime" in line
     assert "sk-abc123456" not in line
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_what_a_peer_sent_cannot_forge_a_line_or_drive_a_terminal(
+    captured: io.StringIO, json_lines: bool
+) -> None:
+    """A SIP Call-ID (a peer's bytes) logged as sent: escape sequences, vertical tab, form
+    feed, NEL and Unicode line separators. CR and LF never get past the SIP parser; the
+    formatter escapes them too."""
+    setup_logging("info", json_lines=json_lines)
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(captured)
+    forged = "x\x1b[2J\x1b[1;31m\x0b\x0c2026-12-08 00:00:00,000 ERROR rtbridge.security: FORGED"
+    forged += "\u2028FORGED2\x85\r\nFORGED3"
+    logging.getLogger("bridge.calls.sip_leg").warning("rejecting call %s: full", forged)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        logging.getLogger("rtbridge.test").exception("after it")
+    out = captured.getvalue()
+    assert not any(c in out for c in "\x1b\x0b\x0c\x85\u2028\r")
+    first = out.splitlines()[0]  # str.splitlines breaks at VT, FF, NEL, U+2028 too
+    assert "FORGED3" in first and first.count("ERROR") == 1  # the forged text, as text
+    if json_lines:
+        assert json.loads(first)["msg"].endswith("\r\nFORGED3: full")
+    else:
+        assert "\\x1b[2J" in first and "\\u2028" in first and "\\r\\nFORGED3" in first
+        assert "Traceback (most recent call last):\n" in out  # a traceback keeps its lines
