@@ -739,7 +739,16 @@ class SipCore:
         if self.layer.receive_response(resp, now):
             return
         call = self.calls.get(resp.call_id)
-        if call is not None and resp.cseq.method == "INVITE" and 200 <= resp.status < 300:
+        if (
+            call is not None
+            and call.direction is Direction.OUTBOUND
+            and resp.cseq.method == "INVITE"
+            and resp.cseq.seq == call.invite.cseq.seq
+            and resp.from_.tag == call.invite.from_.tag
+            and 200 <= resp.status < 300
+        ):
+            # a 2xx to our INVITE past its transaction (a retransmission, another fork):
+            # only ours can be; one forged with a live call's Call-ID made us ACK and BYE
             midcall.invite_2xx(self, call, resp, now)
         else:
             self.stats["stray"] += 1
@@ -785,12 +794,21 @@ class SipCore:
         return call
 
     def _dialog_call(self, req: Request) -> Call | None:
-        """The call whose dialog ``req`` belongs to: same Call-ID, To tag = our tag (§12.2.2)."""
+        """The call whose dialog ``req`` belongs to (§12.2.2): same Call-ID, To tag = our tag
+        and From tag = the peer's (once known: a callee's comes with its answer)."""
         call = self.calls.get(req.call_id)
         if call is None:
             return None
-        local = call.local_tag if call.direction is Direction.INBOUND else call.invite.from_.tag
-        return call if req.to.tag == local else None
+        local: str | None
+        remote: str | None
+        if call.direction is Direction.INBOUND:
+            local, remote = call.local_tag, call.invite.from_.tag
+        else:
+            local = call.invite.from_.tag
+            remote = call.dialog.remote_tag if call.dialog is not None else None
+        if req.to.tag != local or (remote and req.from_.tag != remote):
+            return None
+        return call
 
     def _reply(
         self,
@@ -810,7 +828,9 @@ class SipCore:
         """RFC 3261 §18.2.1 ``received`` and RFC 3581 §4 ``rport`` on the top Via."""
         vias = req.headers.get_all("Via")
         top = Via.parse(vias[0])
-        if top.host.strip("[]") != peer.host:
+        if top.host.strip("[]") != peer.host or top.param("received") is not None:
+            # where the request came from, never what the sender wrote (a forged received
+            # would send our responses, over a connection we open, where it points)
             top = top.with_param("received", peer.host)
         if top.param("rport") == "":
             top = top.with_param("rport", str(peer.port))
@@ -823,7 +843,7 @@ class SipCore:
         gone: the ``received`` address and the ``rport`` or sent-by port."""
         if not peer.reliable:
             return None
-        host = via.param("received") or via.host.strip("[]")
+        host = peer.host  # the request's source: what received says once stamped
         rport = via.param("rport")
         port = int(rport) if rport and rport.isdigit() else via.port
         return Peer(peer.transport, host, port or (5061 if peer.transport == "tls" else 5060))

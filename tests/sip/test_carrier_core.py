@@ -124,6 +124,7 @@ def test_422_makes_the_caller_ask_again_with_the_callee_s_min_se() -> None:
     p = _pair(a=_policy(60, min_se=30), b=_policy(1800, min_se=90))
     _cid, bcid = _call(p)
     assert [r.status for r in p.sent("b", "422 INVITE")] == [422]
+    assert p.sent("b", "422 INVITE")[0].reason == "Session Interval Too Small"  # RFC 4028
     assert p.sent("b", "422 INVITE")[0].headers.get("Min-SE") == "90"
     second = p.sent("a", "INVITE")[-1]
     assert second.headers.get("Session-Expires") == "90" and second.cseq.seq == 2

@@ -10,7 +10,7 @@ from sip.settings import TrunkSettings
 from sip.transaction import Peer, Send
 from sip.ua import CoreConfig, Credentials, SipCore
 from sip.uri import SipUri
-from tests.sip.pair import SDP_A, Pair
+from tests.sip.pair import SDP_A, SDP_B, Pair
 
 LOOP = Peer("udp", "127.0.0.1", 5090)
 STRANGER = Peer("udp", "192.0.2.7", 5090)
@@ -232,3 +232,73 @@ def test_refusals_are_reported_challenges_are_not() -> None:
         _request("INVITE").replace(b"invite1", b"invite2").replace(b"invite-1", b"i-2"), LOOP, 0.0
     )
     assert [e.status for e in core.drain() if isinstance(e, CallRefused)] == [503]
+
+
+def _established() -> tuple[Pair, str, Response]:
+    """a calls b, b answers: the call id and b's 200 (its To tag is b's dialog tag)."""
+    p = Pair()
+    cid = p.a.invite(SipUri(host="127.0.0.1", port=5062, user="bot"), SDP_A, p.now)
+    p.pump()
+    (offer,) = [e for e in p.events["b"] if isinstance(e, CallOffered)]
+    p.b.answer(offer.call_id, SDP_B, p.now)
+    p.pump()
+    (ok,) = p.sent("b", "200 INVITE")
+    assert isinstance(ok, Response)
+    return p, cid, ok
+
+
+def _sends(core: SipCore) -> list[Send]:
+    return [s for s in core.drain() if isinstance(s, Send)]
+
+
+def test_an_in_dialog_request_needs_both_tags_not_just_ours() -> None:
+    """RFC 3261 §12.2.2: a dialog is its Call-ID and both tags. A BYE with our To tag and
+    the wrong From tag (a third party who learnt the Call-ID and our tag) ends nothing."""
+    p, cid, ok = _established()
+    forged = (
+        "BYE sip:bot@127.0.0.1:5062 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.9:5090;branch=z9hG4bKforgedbye1\r\n"
+        "From: <sip:alice@127.0.0.1>;tag=WRONGTAG\r\n"
+        f"To: {ok.headers.get('To')}\r\nCall-ID: {cid}\r\nCSeq: 99 BYE\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    p.b.receive(forged.encode(), Peer("udp", "127.0.0.9", 5090), p.now)
+    [answer] = _sends(p.b)
+    assert isinstance(answer.message, Response) and answer.message.status == 481
+    assert not [e for e in p.events["b"] if isinstance(e, CallEnded)]
+    p.a.hangup(cid, p.now)  # the caller's own BYE still ends it
+    p.pump()
+    assert [r.status for r in p.sent("b", "200 BYE")] == [200]
+    assert [e.reason for e in p.events["b"] if isinstance(e, CallEnded)] == [EndReason.REMOTE_BYE]
+
+
+def test_a_forged_2xx_with_an_inbound_call_s_call_id_is_stray() -> None:
+    """A 200 to an INVITE we never sent (the call is inbound), from anyone who knows its
+    Call-ID: it made b ACK it and send BYE, in a dialog that looked like the caller's own."""
+    p, cid, ok = _established()
+    forged = (
+        "SIP/2.0 200 OK\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKnotours1\r\n"
+        f"From: {ok.headers.get('From')}\r\nTo: <sip:evil@127.0.0.5:5099>;tag=evil\r\n"
+        f"Call-ID: {cid}\r\nCSeq: 1 INVITE\r\nContact: <sip:evil@127.0.0.5:5099>\r\n"
+        "Content-Length: 0\r\n\r\n"
+    )
+    stray = p.b.stats["stray"]
+    p.b.receive(forged.encode(), Peer("udp", "127.0.0.5", 5099), p.now)
+    assert _sends(p.b) == []  # no ACK, no BYE
+    assert p.b.stats["stray"] == stray + 1
+    p.advance(5.0)
+    assert not [e for e in p.events["b"] if isinstance(e, CallEnded)]
+
+
+def test_a_received_parameter_the_sender_wrote_is_replaced_by_the_source() -> None:
+    """Over TCP a response whose connection is gone goes to the Via's received address: a
+    sender's own received= would make us connect where it points."""
+    core = SipCore(CoreConfig())
+    data = _request("OPTIONS").replace(b";rport", b";received=127.0.0.7;rport")
+    core.receive(data, LOOP, 0.0)
+    [(resp, _)] = _responses(core)
+    assert resp.top_via.param("received") == "127.0.0.1"
+    via = Via.parse("SIP/2.0/TCP 127.0.0.1:5090;branch=z9hG4bK1;received=127.0.0.7;rport=47778")
+    tcp = Peer("tcp", "127.0.0.1", 40000)
+    assert SipCore._via_fallback(via, tcp) == Peer("tcp", "127.0.0.1", 47778)
