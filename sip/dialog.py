@@ -94,7 +94,7 @@ class Dialog:
             remote=invite.from_,
             local_seq=secrets.randbelow(2**16) + 1,
             remote_seq=invite.cseq.seq,
-            remote_target=contact.uri if contact else invite.from_.uri,
+            remote_target=contact.sip_uri if contact else invite.from_.sip_uri,
             route_set=invite.headers.get_all("Record-Route"),
         )
 
@@ -108,14 +108,14 @@ class Dialog:
             remote=response.to,
             local_seq=invite.cseq.seq,
             remote_seq=None,
-            remote_target=contact.uri if contact else invite.uri,
+            remote_target=contact.sip_uri if contact else invite.uri,
             route_set=list(reversed(response.headers.get_all("Record-Route"))),
         )
 
     def next_hop(self) -> SipUri:
         """Where in-dialog requests go: the first Route's URI, else the remote target (§8.1.2)."""
         if self.route_set:
-            return NameAddr.parse(self.route_set[0]).uri
+            return NameAddr.parse(self.route_set[0]).sip_uri
         return self.remote_target
 
     def request(

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from sip.errors import SipParseError
-from sip.uri import Params, SipUri, format_params, parse_params
+from sip.uri import Params, SipUri, TelUri, format_params, parse_params, parse_uri
 
 __all__ = [
     "CSeq",
@@ -267,7 +267,7 @@ class NameAddr:
     In the addr-spec form, parameters after the URI are header parameters, not URI ones.
     """
 
-    uri: SipUri
+    uri: SipUri | TelUri
     display_name: str | None = None
     params: Params = field(default=())
 
@@ -290,12 +290,12 @@ class NameAddr:
                 if not tail.startswith(";"):
                     raise SipParseError(f"junk after '>' in {text[:60]!r}")
                 params = parse_params(tail[1:], what="name-addr")
-            return cls(uri=SipUri.parse(uri_text), display_name=display, params=params)
+            return cls(uri=parse_uri(uri_text), display_name=display, params=params)
         uri_text, semi, ptext = text.partition(";")
         if "?" in uri_text or "," in uri_text:
             raise SipParseError(f"addr-spec with '?' or ',' needs <>: {text[:60]!r}")
         params = parse_params(ptext, what="addr-spec") if semi else ()
-        return cls(uri=SipUri.parse(uri_text), params=params)
+        return cls(uri=parse_uri(uri_text), params=params)
 
     def __str__(self) -> str:
         disp = f'"{self.display_name}" ' if self.display_name else ""
@@ -311,6 +311,14 @@ class NameAddr:
     @property
     def tag(self) -> str | None:
         return self.param("tag")
+
+    @property
+    def sip_uri(self) -> SipUri:
+        """The URI where only a SIP URI will do (a Contact, a Route, a dialog's target); a
+        ``tel:`` URI is fine in From and To (RFC 3261 §20.20, §20.39), not there."""
+        if isinstance(self.uri, SipUri):
+            return self.uri
+        raise SipParseError(f"not a SIP URI: {str(self.uri)[:60]!r}")
 
     def with_tag(self, tag: str) -> NameAddr:
         kept = tuple((k, v) for k, v in self.params if k.lower() != "tag")

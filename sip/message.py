@@ -124,7 +124,11 @@ class _Base:
     @property
     def contact(self) -> NameAddr | None:
         value = self.headers.get("Contact")
-        return None if value is None or value.strip() == "*" else NameAddr.parse(value)
+        if value is None or value.strip() == "*":
+            return None
+        contact = NameAddr.parse(value)
+        contact.sip_uri  # noqa: B018 (raises for a URI we could not send to)
+        return contact
 
     @property
     def content_type(self) -> str:

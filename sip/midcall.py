@@ -212,7 +212,7 @@ def _take_offer(
     call.remote_sdp = req.body
     call.local_sdp = body
     if req.contact is not None and call.dialog is not None:
-        call.dialog.remote_target = req.contact.uri  # §12.2.2 target refresh
+        call.dialog.remote_target = req.contact.sip_uri  # §12.2.2 target refresh
     core.emit(RemoteSdpChanged(call.id, req.body, body, True))
     if hold != call.remote_hold:
         call.remote_hold = hold

@@ -436,7 +436,11 @@ class Registration:
             except SipError:
                 continue
         key = (ours.user, ours.host.lower(), ours.port or 5060)
-        mine = [c for c in contacts if (c.uri.user, c.uri.host.lower(), c.uri.port or 5060) == key]
+        mine = [
+            c
+            for c in contacts
+            if isinstance(u := c.uri, SipUri) and (u.user, u.host.lower(), u.port or 5060) == key
+        ]
         # A registrar behind NAT fixing may rewrite our contact: then a lone contact is ours.
         for contact in mine or (contacts if len(contacts) == 1 else []):
             param = contact.param("expires")

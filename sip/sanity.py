@@ -143,18 +143,24 @@ def reply(
 ) -> Response | None:
     """A stateless response to ``request`` (RFC 3261 §8.2.6-8.2.7): its Via, From, To (with a
     tag of ours), Call-ID and CSeq copied, then ``extra``. None when a copied field is missing
-    or unreadable (then nothing can be answered)."""
+    or the Via is unreadable (then nothing can be answered); a To that cannot be read (what
+    may be the reason for the answer) is copied as sent, with our tag added."""
     names = {k for k, _ in request.fields}
     if not all(n in names for n in _REQUIRED):
         return None
     try:
         Via.parse((request.value("Via") or "").split(",", 1)[0])
-        to = NameAddr.parse(request.value("To") or "")
     except SipParseError:
         return None
+    to_text = request.value("To") or ""
+    try:
+        to = NameAddr.parse(to_text)
+        to_value = to_text if to.tag is not None else str(to.with_tag(new_tag()))
+    except SipParseError:
+        to_value = to_text if ";tag=" in to_text.lower() else f"{to_text};tag={new_tag()}"
     headers = Headers()
     for k, v in request.fields:
-        headers.add(k, str(to.with_tag(new_tag())) if k == "To" and to.tag is None else v)
+        headers.add(k, to_value if k == "To" else v)
     for k, v in extra:
         headers.add(k, v)
     return Response(status=status, reason=reason, headers=headers)

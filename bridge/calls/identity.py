@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from sip.errors import SipParseError
 from sip.events import CallOffered
 from sip.headers import NameAddr
+from sip.uri import SipUri, TelUri
 
 __all__ = ["MAX_VALUE", "identity", "render"]
 
@@ -39,10 +40,17 @@ def _who(value: str | None) -> str:
     first = value.split(",")[0]
     try:
         addr = NameAddr.parse(first)
-    except (SipParseError, ValueError):  # a tel: URI, or something odd: its text
+    except (SipParseError, ValueError):  # something odd: its text
         inside = first.partition("<")[2].partition(">")[0] or first
         return _clean(inside.removeprefix("tel:").split(";")[0])
-    return _clean(addr.uri.user or str(addr.uri))
+    return _clean(_user(addr.uri))
+
+
+def _user(uri: SipUri | TelUri) -> str:
+    """A SIP URI's user part (a number, usually), a tel: URI's number, else the URI."""
+    if isinstance(uri, TelUri):
+        return uri.number
+    return uri.user or str(uri)
 
 
 def _variable(header: str) -> str:
@@ -57,7 +65,7 @@ def identity(offer: CallOffered, wanted: Iterable[str] = ()) -> dict[str, str]:
     for name, value in offer.headers:
         headers.setdefault(name.lower(), value)
     out = {
-        "caller": _clean(offer.caller.uri.user or str(offer.caller.uri)),
+        "caller": _clean(_user(offer.caller.uri)),
         "called": _who(f"<{offer.request_uri}>"),
         "asserted_identity": _who(headers.get("p-asserted-identity")),
         "diversion": _who(headers.get("diversion")),

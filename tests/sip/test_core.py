@@ -302,3 +302,35 @@ def test_a_received_parameter_the_sender_wrote_is_replaced_by_the_source() -> No
     via = Via.parse("SIP/2.0/TCP 127.0.0.1:5090;branch=z9hG4bK1;received=127.0.0.7;rport=47778")
     tcp = Peer("tcp", "127.0.0.1", 40000)
     assert SipCore._via_fallback(via, tcp) == Peer("tcp", "127.0.0.1", 47778)
+
+
+def test_tel_uris_in_from_and_to_are_a_call_and_an_unreadable_to_is_still_answered() -> None:
+    """RFC 3261 §20.20, §20.39: From and To take any URI, and carriers send tel: there. They
+    were refused (From: 400) or, for To, not answered at all: the caller retransmitted for
+    32 s. A Contact must be a SIP URI (§8.1.1.8): in-dialog requests go there."""
+    core = SipCore(CoreConfig())
+    data = (
+        _request("INVITE", extra="Contact: <sip:gw@127.0.0.1:5090>\r\n")
+        .replace(b"<sip:x@127.0.0.1>;tag=abc", b'"Alice" <tel:+1-415-555-0100>;tag=abc')
+        .replace(b"To: <sip:bot@127.0.0.1>", b"To: <tel:+15550100>")
+    )
+    core.receive(data, LOOP, 0.0)
+    [offer] = [e for e in core.drain() if isinstance(e, CallOffered)]
+    assert str(offer.caller.uri) == "tel:+1-415-555-0100"
+    assert offer.caller.display_name == "Alice"
+    for header, reason in (
+        (b"Contact: <tel:+14155550100>\r\n", "Bad Contact Header"),
+        (b"", "Missing Contact Header"),  # nowhere to send in-dialog requests: From is tel:
+    ):
+        tel_from = _request("INVITE").replace(b"<sip:x@127.0.0.1>", b"<tel:+14155550100>")
+        tel_from = tel_from.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + header)
+        fresh = b"i-" + header[:5]  # a new Call-ID and branch: a new request
+        core.receive(tel_from.replace(b"invite-1", fresh).replace(b"invite1", fresh), LOOP, 0.0)
+        [(resp, _)] = [(r, p) for r, p in _responses(core) if r.status >= 200]
+        assert resp.status == 400 and resp.reason.startswith(reason), resp.reason
+    garbled = _request("OPTIONS").replace(b"To: <sip:bot@127.0.0.1>", b"To: <sip:bot@127.0.0.1")
+    core.receive(garbled, LOOP, 0.0)
+    [(resp, _)] = _responses(core)
+    assert resp.status == 400 and "To" in resp.reason
+    to = resp.headers.get("To") or ""
+    assert to.startswith("<sip:bot@127.0.0.1;tag=")  # as sent, with our tag
