@@ -160,8 +160,10 @@ class SipLimits(_Section):
     carrier sends all its calls from a few addresses. With no trunk configured, loopback is.
 
     *TCP/TLS*: at most ``max_connections`` accepted connections, ``max_connections_per_source``
-    from one address; a message must be complete ``message_deadline_s`` after its first byte
-    (a new connection must send its first message, a TLS handshake finish, within it too); a
+    from one address (a trunk's addresses under neither; at the total cap a new connection
+    takes the place of the one idle longest that no call uses); a message must be complete
+    ``message_deadline_s`` after its first byte (a new connection must send its first
+    message, a TLS handshake finish, within it too); a
     connection that no call uses is closed after ``idle_timeout_s`` without traffic; a peer
     that leaves more than ``write_high_water`` bytes unread is disconnected.
     """

@@ -299,6 +299,7 @@ class SipEndpoint:
             limits=settings.limits,
             on_notice=self._transport_notice,
             in_use=self._peers_in_use,
+            trusted=lambda host: self.core.policy.exempt(host),
         )
         t = settings.timers
         self.core = SipCore(

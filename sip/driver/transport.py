@@ -13,7 +13,11 @@ Stream limits (``SipLimits``; Kamailio's TCP settings are the model), each repor
 
 * accepted connections are capped in total and per source address; one over a cap is reset
   at once, before a byte is read from it: a TLS handshake starts only after the check, and
-  must finish within the deadline;
+  must finish within the deadline. At the total cap a new connection takes the place of the
+  connection idle longest that no call uses, when there is one. A trunk's own addresses
+  (``trusted``) are under neither cap: strangers holding every connection locked a carrier out;
+* only a whole message keeps a stranger's connection from being idle: keep-alive line
+  breaks (RFC 5626 §4.4.1) are a trunk's to send, and they kept a stranger's open for ever;
 * a message must be complete ``message_deadline_s`` after its first byte, and a new inbound
   connection must bring its first message within that time too (slow senders hold memory);
 * a connection without traffic for ``idle_timeout_s`` is closed unless a call uses it
@@ -108,12 +112,15 @@ class _Stream:
         writer: asyncio.StreamWriter,
         *,
         inbound: bool,
+        counted: bool = False,
     ) -> None:
         self.owner = owner
         self.peer = peer
         self.reader = reader
         self.writer = writer
         self.inbound = inbound
+        #: an accepted connection under the caps (not a trunk's, not one we opened)
+        self.counted = counted
         self.opened_at = self.last_active = time.monotonic()
         self.partial_since: float | None = None  # when the unfinished message began
         self.messages = 0
@@ -124,15 +131,17 @@ class _Stream:
         framer = StreamFramer(max_size=owner.limits.max_message_bytes)
         try:
             while data := await self.reader.read(65536):
-                self.last_active = time.monotonic()
+                now = time.monotonic()
                 messages = framer.feed(data)
+                if messages or not self.counted:  # a stranger's keep-alives are not traffic
+                    self.last_active = now
                 for message in messages:
                     self.messages += 1
                     owner.on_message(message, self.peer)
                 if not framer.buffered:
                     self.partial_since = None
                 elif messages or self.partial_since is None:  # a new message began here
-                    self.partial_since = self.last_active
+                    self.partial_since = now
         except SipParseError as exc:
             owner.stats["framing_errors"] += 1
             log.info("closing %s: %s", self.peer, exc)
@@ -180,6 +189,7 @@ class Transports:
         limits: SipLimits | None = None,
         on_notice: OnNotice | None = None,
         in_use: Callable[[], Collection[Peer]] = frozenset,
+        trusted: Callable[[str], bool] = lambda host: False,
     ) -> None:
         self.on_message = on_message
         self.ssl_context = ssl_context  # for our TLS listener
@@ -187,6 +197,7 @@ class Transports:
         self.limits = limits or SipLimits()
         self._on_notice = on_notice
         self._in_use = in_use
+        self._trusted = trusted
         self.udp: asyncio.DatagramTransport | None = None
         self.servers: list[asyncio.Server] = []
         self.streams: dict[Peer, _Stream] = {}  # ready to send on, by remote address
@@ -199,6 +210,7 @@ class Transports:
             "framing_errors": 0,
             "send_errors": 0,
             "refused_connections": 0,
+            "evicted_connections": 0,
             "timed_out": 0,
             "flow_fallbacks": 0,
         }
@@ -235,28 +247,54 @@ class Transports:
     def accept(self, peer: Peer, raw: asyncio.Transport, tls: ssl.SSLContext | None) -> None:
         """A new connection, nothing read from it yet: reset over a cap; else a stream, after
         a TLS handshake that must finish within the deadline."""
-        limits = self.limits
-        from_host = self._per_source.get(peer.host, 0)
-        why = None
-        if self._accepted >= limits.max_connections:
-            why = f"{self._accepted} connections open (max_connections)"
-        elif from_host >= limits.max_connections_per_source:
-            why = f"{from_host} connections from this source (max_connections_per_source)"
-        if why is not None:
-            self.stats["refused_connections"] += 1
-            self.notice(NoticeKind.CONNECTION_CAP, peer, f"connection refused: {why}")
-            raw.abort()
-            return
-        self._per_source[peer.host] = from_host + 1
-        self._accepted += 1
+        counted = not self._trusted(peer.host)
+        if counted:
+            why = self._over_cap(peer)
+            if why is not None:
+                self.stats["refused_connections"] += 1
+                self.notice(NoticeKind.CONNECTION_CAP, peer, f"connection refused: {why}")
+                raw.abort()
+                return
+            self._per_source[peer.host] = self._per_source.get(peer.host, 0) + 1
+            self._accepted += 1
         if tls is None:
-            self._open(peer, raw)
+            self._open(peer, raw, counted=counted)
         else:
-            task = asyncio.get_running_loop().create_task(self._handshake(peer, raw, tls))
+            handshake = self._handshake(peer, raw, tls, counted)
+            task = asyncio.get_running_loop().create_task(handshake)
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
-    async def _handshake(self, peer: Peer, raw: asyncio.Transport, tls: ssl.SSLContext) -> None:
+    def _over_cap(self, peer: Peer) -> str | None:
+        """Why a stranger's new connection is refused; None: it is taken (at the total cap,
+        in the place of the connection idle longest that no call uses)."""
+        limits = self.limits
+        from_host = self._per_source.get(peer.host, 0)
+        if from_host >= limits.max_connections_per_source:
+            return f"{from_host} connections from this source (max_connections_per_source)"
+        if self._accepted < limits.max_connections:
+            return None
+        in_use = self._in_use()
+        idle = [
+            s
+            for s in self.connections
+            if s.counted and s.partial_since is None and s.peer not in in_use
+        ]
+        if not idle:
+            return f"{self._accepted} connections open (max_connections)"
+        oldest = min(idle, key=lambda s: s.last_active)
+        self.stats["evicted_connections"] += 1
+        self.notice(
+            NoticeKind.CONNECTION_CAP,
+            oldest.peer,
+            "closed: idle longest when max_connections were open, for a new connection",
+        )
+        oldest.abort()
+        return None
+
+    async def _handshake(
+        self, peer: Peer, raw: asyncio.Transport, tls: ssl.SSLContext, counted: bool
+    ) -> None:
         reader = asyncio.StreamReader(limit=2**16)
         protocol = asyncio.StreamReaderProtocol(reader)
         deadline = self.limits.message_deadline_s
@@ -265,7 +303,8 @@ class Transports:
                 raw, protocol, tls, server_side=True, ssl_handshake_timeout=deadline
             )
         except (ConnectionError, OSError, ssl.SSLError, TimeoutError) as exc:
-            self._release(peer.host)
+            if counted:
+                self._release(peer.host)
             raw.abort()
             if isinstance(exc, ConnectionAbortedError | TimeoutError):
                 self.stats["timed_out"] += 1
@@ -274,9 +313,10 @@ class Transports:
                 )
             return
         if wrapped is None:
-            self._release(peer.host)
+            if counted:
+                self._release(peer.host)
             return
-        self._open(peer, wrapped, reader, protocol)
+        self._open(peer, wrapped, reader, protocol, counted=counted)
 
     def _open(
         self,
@@ -284,6 +324,8 @@ class Transports:
         transport: asyncio.Transport,
         reader: asyncio.StreamReader | None = None,
         protocol: asyncio.StreamReaderProtocol | None = None,
+        *,
+        counted: bool,
     ) -> None:
         if reader is None or protocol is None:
             reader = asyncio.StreamReader(limit=2**16)
@@ -292,7 +334,7 @@ class Transports:
         protocol.connection_made(transport)
         transport.resume_reading()
         writer = asyncio.StreamWriter(transport, protocol, reader, asyncio.get_running_loop())
-        stream = _Stream(self, peer, reader, writer, inbound=True)
+        stream = _Stream(self, peer, reader, writer, inbound=True, counted=counted)
         self.connections.add(stream)
         self.streams[peer] = stream
 
@@ -357,7 +399,7 @@ class Transports:
     def forget(self, stream: _Stream) -> None:
         if stream in self.connections:
             self.connections.discard(stream)
-            if stream.inbound:
+            if stream.counted:
                 self._release(stream.peer.host)
         if self.streams.get(stream.peer) is stream:
             del self.streams[stream.peer]

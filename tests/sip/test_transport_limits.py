@@ -14,7 +14,7 @@ import pytest
 
 from sip.driver import DefaultHandler, SipEndpoint, start_sip
 from sip.events import NoticeKind, SecurityNotice
-from sip.settings import SipLimits, SipSettings
+from sip.settings import SipLimits, SipSettings, TrunkSettings
 from tests.sip.sipp_support import ANSWER_SDP
 from tests.support.tls import make_cert
 
@@ -40,6 +40,11 @@ def _options(n: int, host: str = "127.0.0.1") -> bytes:
     ).encode()
 
 
+#: The trunk of :func:`_endpoint` (the carrier: under no connection cap); the other loopback
+#: addresses are strangers.
+CARRIER = "127.0.0.1"
+
+
 async def _endpoint(handler: Handler, tmp: Path | None = None, **limits: object) -> SipEndpoint:
     tls: dict[str, object] = {}
     if tmp is not None:
@@ -50,6 +55,7 @@ async def _endpoint(handler: Handler, tmp: Path | None = None, **limits: object)
         udp_port=None,
         tcp_port=0,
         limits=SipLimits.model_validate(limits),
+        trunks=[TrunkSettings(name="carrier", host=CARRIER, inbound_allow=[f"{CARRIER}/32"])],
         **tls,  # type: ignore[arg-type]
     )
     return await start_sip(settings, handler)
@@ -81,14 +87,22 @@ async def test_connection_caps_total_and_per_source() -> None:
         assert not await _closed(conns[0][0], 0.3)
         others = [
             await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.0.{3 + i}", 0))
-            for i in range(3)
+            for i in range(2)
         ]
-        assert not await _closed(others[1][0], 0.3)
-        assert await _closed(others[2][0], 5)  # 3 + 2 = 5: the total cap
-        assert handler.kinds().count(NoticeKind.CONNECTION_CAP) == 2
-        assert "max_connections_per_source" in handler.notices[0].detail
-        assert ep.transports.stats["refused_connections"] == 2
-        for _, w in conns + others:
+        assert not await _closed(others[1][0], 0.3)  # 3 + 2 = 5: the total cap
+        for i, (r, w) in enumerate(others):  # busy: a message each, answered
+            w.write(_options(7 + i, f"127.0.0.{3 + i}"))
+            assert b"SIP/2.0 " in await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+        # at the total cap a new stranger takes the place of the one idle longest
+        sixth = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.9", 0))
+        assert await _closed(conns[0][0], 5)
+        assert not await _closed(sixth[0], 0.3)
+        assert ep.transports.stats["evicted_connections"] == 1
+        caps = [n for n in handler.notices if n.kind is NoticeKind.CONNECTION_CAP]
+        assert len(caps) == 2 and "max_connections_per_source" in caps[0].detail
+        assert "idle longest" in caps[1].detail and caps[1].source.host == "127.0.0.2"
+        assert ep.transports.stats["refused_connections"] == 1
+        for _, w in [*conns, *others, sixth]:
             w.close()
     finally:
         await ep.close()
@@ -196,16 +210,57 @@ async def test_tls_caps_apply_before_the_handshake_which_has_a_deadline(tmp_path
     client.verify_mode = ssl.CERT_NONE
     try:
         # a client that connects and never says hello holds a slot only until the deadline
-        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
-        good_r, good_w = await asyncio.open_connection("127.0.0.1", port, ssl=client)
-        over_r, over_w = await asyncio.open_connection("127.0.0.1", port)
+        stranger = ("127.0.0.2", 0)
+        idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port, local_addr=stranger)
+        good_r, good_w = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client, local_addr=stranger
+        )
+        over_r, over_w = await asyncio.open_connection("127.0.0.1", port, local_addr=stranger)
         assert await _closed(over_r, 5)  # refused at the cap, no handshake spent on it
-        good_w.write(_options(1))
-        assert b"200 OK" in await asyncio.wait_for(good_r.readuntil(b"\r\n\r\n"), 5)
+        good_w.write(_options(1, "127.0.0.2"))
+        assert b"SIP/2.0 " in await asyncio.wait_for(good_r.readuntil(b"\r\n\r\n"), 5)
         assert await _closed(idle_r, 5)  # the handshake never came
         assert handler.kinds().count(NoticeKind.CONNECTION_CAP) == 1
         assert any("TLS handshake" in n.detail for n in handler.notices)
         for w in (idle_w, good_w, over_w):
+            w.close()
+    finally:
+        await ep.close()
+
+
+async def test_strangers_holding_every_connection_lock_no_trunk_out() -> None:
+    """Strangers fill the total cap with connections kept open by keep-alive line breaks.
+    The carrier (a trunk's address) still connects and is answered; the strangers' keep-
+    alives do not count as traffic, so their connections close at the idle timeout, while
+    the carrier's keep-alives keep its own open."""
+    handler = Handler()
+    ep = await _endpoint(
+        handler, max_connections=4, max_connections_per_source=2, idle_timeout_s=1.5
+    )
+    port = ep.ports["tcp"]
+    try:
+        strangers = []
+        for i in range(4):
+            host = f"127.0.0.{2 + i // 2}"
+            r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(host, 0))
+            w.write(_options(10 + i, host))
+            await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+            strangers.append((r, w))
+        carrier_r, carrier_w = await asyncio.open_connection("127.0.0.1", port)
+        carrier_w.write(_options(1, CARRIER))
+        assert b"200 OK" in await asyncio.wait_for(carrier_r.readuntil(b"\r\n\r\n"), 5)
+        assert ep.transports.stats["refused_connections"] == 0
+        for _ in range(12):  # 3.6 s of keep-alives from everyone (RFC 5626 double CRLF)
+            for _, w in [*strangers, (carrier_r, carrier_w)]:
+                if not w.is_closing():
+                    w.write(b"\r\n\r\n")
+            await asyncio.sleep(0.3)
+        for r, _ in strangers:
+            assert await _closed(r, 2)
+        assert not await _closed(carrier_r, 0.2)
+        carrier_w.write(_options(2, CARRIER))
+        assert b"200 OK" in await asyncio.wait_for(carrier_r.readuntil(b"\r\n\r\n"), 5)
+        for _, w in [*strangers, (carrier_r, carrier_w)]:
             w.close()
     finally:
         await ep.close()
