@@ -216,6 +216,9 @@ class SipSettings(_Section):
     limits: SipLimits = Field(default_factory=SipLimits)
     #: DNS servers for trunk hosts (``host`` or ``host:port``; empty: the system's)
     dns_servers: list[str] = Field(default_factory=list)
+    #: an outbound call to a URI (no trunk) ringing longer is CANCELled: no-answer (a trunk
+    #: has its own ``ring_timeout_s``)
+    ring_timeout_s: float = Field(default=60.0, gt=0, le=600)
 
     @model_validator(mode="after")
     def _tls(self) -> SipSettings:

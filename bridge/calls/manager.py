@@ -128,15 +128,21 @@ class CallManager:
     async def close(self, reason: EndReason = EndReason.SHUTDOWN) -> None:
         """End every call and set-up with ``reason`` and wait until all are released."""
         self.draining = True
-        for cancel in list(self._cancellers.values()):
-            cancel(reason)
-        for call in list(self._calls.values()):
-            call.end(reason)
+        self.end_all(reason)
         group, self._group = self._group, None
         if group is not None:
             await group.__aexit__(None, None, None)
         await self.ticker.stop()
         await asyncio.to_thread(self.recordings.stop)
+
+    def end_all(self, reason: EndReason) -> int:
+        """End every live call and stop every call being set up, with ``reason``; how many."""
+        cancels, calls = list(self._cancellers.values()), list(self._calls.values())
+        for cancel in cancels:
+            cancel(reason)
+        for call in calls:
+            call.end(reason)
+        return len(cancels) + len(calls)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a set-up task in the manager's scope; a crash is logged, never spread."""

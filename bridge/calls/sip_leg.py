@@ -27,6 +27,7 @@ is not the call's peer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -141,6 +142,13 @@ async def _open_unless_gone(agent: AgentSession, sip_call: SipCall) -> bool:
     return True
 
 
+def _settle(future: asyncio.Future[OutboundResult], result: OutboundResult) -> None:
+    """Resolve an outbound call's outcome once; one its waiter cancelled (a timeout) stays so:
+    setting it raised, and the call's set-up failed there (a live call lost its RTP ports)."""
+    if not future.done():
+        future.set_result(result)
+
+
 @dataclass(frozen=True, slots=True)
 class _Setup:
     """Who an inbound call is, between its INVITE and its start."""
@@ -202,6 +210,9 @@ class SipLeg:
         self.incoming: IncomingHook | None = None
         #: outbound calls' outcomes, resolved when they connect or fail
         self.outcomes: dict[str, asyncio.Future[OutboundResult]] = {}
+        #: inbound set-ups stopped from here (the API's hang-up, a drain's limit, shutdown):
+        #: the reason their record ends with, whatever the SIP side then says
+        self._stopped: dict[str, EndReason] = {}
 
     def _agent_for(self, profile: AgentProfile, codec_name: str) -> AgentSession:
         c = self.settings.calls
@@ -218,6 +229,7 @@ class SipLeg:
         self, call_id: str, reason: EndReason, status: int | None, message: str | None = None
     ) -> None:
         """An attempt that did not become a call: recorded and published, once."""
+        reason = self._stopped.pop(call_id, reason)
         if message is not None:
             self.store.log_event(call_id, "error", {"source": "setup", "message": message})
         self.store.call_ended(call_id, reason=reason.value, sip_status=status)
@@ -345,6 +357,14 @@ class SipLeg:
         codecs = self.settings.sip.codecs
         encryption = self._encryption(offer.trunk)
         prefs = MediaPrefs(tuple(codecs), encryption, address=manager.advertise, port=endpoint.port)
+        agent: AgentSession | None = None
+
+        def stop(reason: EndReason) -> None:  # the API's hang-up, a drain's limit, shutdown
+            if call_id not in self._stopped:
+                self._stopped[call_id] = reason
+                sip_call.hangup()  # declined (480), or BYE once answered: the set-up ends
+
+        manager.cancellable(call_id, stop)
         try:
             if desc is None:
                 our_offer = make_offer(
@@ -403,7 +423,7 @@ class SipLeg:
                     f"Agent Unavailable ({ref})",
                 )
             ringback_done()
-            if not opened:  # the caller gave up while we were connecting: nobody pays on
+            if not opened:  # the caller gave up (or was hung up on) while we were connecting
                 status = sip_call.ended.status if sip_call.ended is not None else None
                 self._ended(call_id, EndReason.CANCELLED, status)
                 return None
@@ -443,8 +463,17 @@ class SipLeg:
         except Exception:
             log.exception("call %s: set-up failed", call_id)
             return fail(500, EndReason.INTERNAL_ERROR, "set-up failed", "Server Internal Error")
+        except asyncio.CancelledError:  # the SIP endpoint closing under a set-up (shutdown)
+            if not started:
+                self._ended(call_id, self._stopped.get(call_id, EndReason.SHUTDOWN), None)
+                if agent is not None:
+                    with contextlib.suppress(Exception):
+                        await agent.close()
+            raise
         finally:
             ringback_done()
+            manager.set_up_done(call_id)
+            self._stopped.pop(call_id, None)
             if not started:  # every refusal after the bind gives the port pair back
                 manager.close_endpoint(endpoint)
 
@@ -796,13 +825,12 @@ class SipLeg:
                     return
                 reason = d.hung_up or outbound_outcome(event.status, event.reason.value)
                 self._ended(d.call_id, reason, event.status)
-                d.future.set_result(OutboundResult(d.call_id, reason.value, event.status))
+                _settle(d.future, OutboundResult(d.call_id, reason.value, event.status))
             finally:
                 self.manager.set_up_done(d.call_id)
                 if not started:
                     self.manager.close_endpoint(d.endpoint)
-                if not d.future.done():
-                    d.future.set_result(OutboundResult(d.call_id, EndReason.FAILED.value, None))
+                _settle(d.future, OutboundResult(d.call_id, EndReason.FAILED.value, None))
 
     async def _outbound_answered(self, d: _Dial, event: CallAnswered) -> bool:
         call_id, sip_call, future = d.call_id, d.sip_call, d.future
@@ -810,7 +838,7 @@ class SipLeg:
         def failed(reason: EndReason, message: str) -> bool:
             sip_call.hangup()
             self._ended(call_id, reason, 200, message)
-            future.set_result(OutboundResult(call_id, reason.value, 200))
+            _settle(future, OutboundResult(call_id, reason.value, 200))
             return False
 
         try:
@@ -852,5 +880,5 @@ class SipLeg:
             early=d.later,
         )
         sip_call.set_media(_midcall(d.prefs, agent))
-        future.set_result(OutboundResult(call_id, "answered", 200))
+        _settle(future, OutboundResult(call_id, "answered", 200))
         return True

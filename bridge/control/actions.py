@@ -86,7 +86,10 @@ async def live(plane: ControlPlane, call_id: str) -> LiveCall:
         return call
     if call_id in plane.incoming.pending:
         raise error(409, f"Call {call_id!r} is still ringing: accept it first.", "call_ringing")
-    if await _record(plane, call_id) is not None:
+    record = await _record(plane, call_id)
+    if record is not None and record.state != "ended":
+        raise error(409, f"Call {call_id!r} is still being set up.", "call_ringing")
+    if record is not None:
         raise error(409, f"Call {call_id!r} has ended.", "call_ended")
     raise not_found(call_id)
 

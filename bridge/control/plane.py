@@ -159,10 +159,8 @@ class ControlPlane:
         try:
             await asyncio.wait_for(self.manager.wait_idle(), limit)
         except TimeoutError:
-            left = list(self.manager.calls.values())
-            log.warning("drain limit reached: ending %d call(s)", len(left))
-            for call in left:
-                call.end(EndReason.DRAIN_TIMEOUT)
+            n = self.manager.end_all(EndReason.DRAIN_TIMEOUT)
+            log.warning("drain limit reached: ending %d call(s) and set-ups", n)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.manager.wait_idle(), 10.0)
         try:

@@ -424,6 +424,8 @@ class SipEndpoint:
             host = await self._resolve(uri.host.strip("[]"))
             default = 5061 if uri.transport == "tls" else 5060
             peer = Peer(uri.transport, host, uri.port or default)
+            if ring_timeout is None:  # it rang for ever, holding its port pair and slot
+                ring_timeout = self.settings.ring_timeout_s
         local = None
         if caller is not None:
             local = NameAddr(SipUri(host=self.core.host, user=caller))

@@ -621,8 +621,13 @@ async def test_options_keepalive_marks_a_live_trunk_up_and_a_dead_one_down(
                 ]
             },
             "profile": {"dial_targets": ["sip:*@127.0.0.1:*"]},
-        }
+        },
+        {  # dialled to a URI, no trunk: it rang for ever, holding its ports and set-up slot
+            "sip": {"ring_timeout_s": 2},
+            "profile": {"dial_targets": ["sip:*@127.0.0.1:*"]},
+        },
     ],
+    ids=["trunk", "direct"],
 )
 async def test_an_outbound_call_ringing_past_its_ring_timeout_is_cancelled_as_no_answer(
     stack: Stack, tmp_path: Path
@@ -641,7 +646,8 @@ async def test_an_outbound_call_ringing_past_its_ring_timeout_is_cancelled_as_no
         )
     )
     await asyncio.sleep(0.5)  # let SIPp bind
-    call_id = await stack.sip_leg.originate(f"sip:ring@127.0.0.1:{_LIVE + 2}", trunk="slow")
+    trunk = "slow" if stack.sip.settings.trunks else None
+    call_id = await stack.sip_leg.originate(f"sip:ring@127.0.0.1:{_LIVE + 2}", trunk=trunk)
     result = await asyncio.wait_for(stack.sip_leg.outcomes[call_id], 20)
     assert (result.outcome, result.sip_status) == ("no-answer", 487)
     res = await callee
