@@ -31,6 +31,7 @@ An offer or answer we cannot accept raises :class:`NegotiationError`, an
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -372,6 +373,10 @@ def negotiate(
         if media.proto not in SUPPORTED_PROTOS:
             reasons.append(f"m-line {index} uses unsupported transport {media.proto}")
             continue
+        unusable = _unusable_address(offer, index)
+        if unusable is not None:
+            reasons.append(f"m-line {index}: {unusable}")
+            continue
         try:
             crypto = _pick_crypto(media, encryption)
         except NegotiationError as exc:
@@ -391,7 +396,7 @@ def negotiate(
     if chosen is None:
         if not any(m.media == "audio" and m.port for m in offer.media):
             raise NegotiationError("the offer has no active audio stream", warning=304)
-        raise NegotiationError("no common audio codec: " + "; ".join(reasons))
+        raise NegotiationError("no acceptable audio stream: " + "; ".join(reasons))
 
     index, codec = chosen
     offered_media = offer.media[index]
@@ -656,6 +661,30 @@ def is_hold(sdp: SessionDescription, index: int | None = None) -> bool:
     if conn is not None and conn.is_null:
         return True
     return not sdp.media_direction(index).receives
+
+
+def _unusable_address(sdp: SessionDescription, index: int) -> str | None:
+    """Why one m-line's connection address cannot take our media (None: it can). Every
+    stream needs one (RFC 8866 §5.7); a multicast or broadcast group, or an address that is
+    not of its stated type, would send a call's audio where nobody asked for it. ``0.0.0.0``
+    is a hold; a hostname is for the caller of this to resolve or refuse."""
+    conn = sdp.media_connection(index)
+    if conn is None:
+        return "no connection address (c=)"
+    if conn.is_null:
+        return None
+    try:
+        ip = ipaddress.ip_address(conn.address)
+    except ValueError:
+        return None
+    if f"IP{ip.version}" != conn.addrtype.upper():
+        return f"{conn.address} is not an {conn.addrtype} address"
+    if ip.is_multicast or ip.is_unspecified or ip == _BROADCAST:
+        return f"{conn.address} is a multicast, broadcast or unspecified address"
+    return None
+
+
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def remote_endpoint(sdp: SessionDescription, index: int) -> RtpEndpoint | None:

@@ -592,3 +592,28 @@ def test_rtcp_endpoint() -> None:
         SIPP_UAC.replace("IN IP4 127.0.0.1\r\nt", "IN IP4 0.0.0.0\r\nt")
     )
     assert rtcp_endpoint(held, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("connection", "why"),
+    [
+        ("c=IN IP4 224.0.0.251/127\r\n", "multicast"),
+        ("c=IN IP4 239.1.1.1/16\r\n", "multicast"),
+        ("c=IN IP4 255.255.255.255\r\n", "broadcast"),
+        ("c=IN IP4 ::1\r\n", "not an IP4 address"),
+        ("c=IN IP6 127.0.0.1\r\n", "not an IP6 address"),
+        ("", "no connection address"),
+    ],
+)
+def test_an_offer_whose_media_address_takes_no_call_is_refused(connection: str, why: str) -> None:
+    """The agent's audio would go to a multicast group, the broadcast address or nowhere
+    (these offers were answered 200 and the call went on); a hold (0.0.0.0) is fine."""
+    offer = (
+        f"v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\n{connection}t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    )
+    with pytest.raises(NegotiationError, match=why) as info:
+        negotiate(SessionDescription.parse(offer), ["PCMU"], "127.0.0.1", 5000)
+    assert info.value.status == 488
+    held = offer.replace(connection, "c=IN IP4 0.0.0.0\r\n") if connection else offer
+    if connection:
+        assert negotiate(SessionDescription.parse(held), ["PCMU"], "127.0.0.1", 5000)
