@@ -8,6 +8,7 @@ exit stops it all in reverse order (SIP first, then calls, records, the agent).
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass
 
 from bridge.calls.manager import CallManager
@@ -17,6 +18,9 @@ from bridge.records import CallStore
 from bridge.security import SecurityLog
 
 __all__ = ["Runtime", "start_runtime"]
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +72,12 @@ async def start_runtime(
     manager = await stack.enter_async_context(CallManager(settings, store, security=security))
     sip_leg = SipLeg(manager)
     sip_label = "off (use --sip-port)"
+    ignored = sorted({"udp_port", "tcp_port"} & settings.sip.model_fields_set)
+    if ignored:
+        log.warning(
+            "[sip] %s ignored: SIP listens on server.sip_port (--sip-port), UDP and TCP",
+            " and ".join(ignored),
+        )
     if sip_port is not None:
         from sip.driver import start_sip
 
