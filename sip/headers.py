@@ -318,7 +318,9 @@ class NameAddr:
         ``tel:`` URI is fine in From and To (RFC 3261 §20.20, §20.39), not there."""
         if isinstance(self.uri, SipUri):
             return self.uri
-        raise SipParseError(f"not a SIP URI: {str(self.uri)[:60]!r}")
+        raise SipParseError(
+            f"not a SIP URI: {str(self.uri)[:60]!r}", status=416, reason="Unsupported URI Scheme"
+        )
 
     def with_tag(self, tag: str) -> NameAddr:
         kept = tuple((k, v) for k, v in self.params if k.lower() != "tag")

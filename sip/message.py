@@ -127,7 +127,7 @@ class _Base:
         if value is None or value.strip() == "*":
             return None
         contact = NameAddr.parse(value)
-        contact.sip_uri  # noqa: B018 (raises for a URI we could not send to)
+        _ = contact.sip_uri  # raises for a URI we could not send to
         return contact
 
     @property
@@ -290,12 +290,13 @@ def _validate(msg: Request | Response) -> None:
             NameAddr.parse(h.get(name) or "")
         except SipParseError as exc:
             raise SipParseError(f"bad {name} header: {exc}", reason=f"Bad {name} Header") from None
+    # where requests will be sent: SIP or SIPS URIs only (tel: is for From and To)
     for c in h.get_all("Contact"):
         if c.strip() != "*":
-            NameAddr.parse(c)
+            _ = NameAddr.parse(c).sip_uri
     for name in ("Route", "Record-Route"):
         for v in h.get_all(name):
-            NameAddr.parse(v)
+            _ = NameAddr.parse(v).sip_uri
     mf = h.get("Max-Forwards")
     if mf is not None and (not mf.isdigit() or int(mf) > 255):
         raise SipParseError(f"bad Max-Forwards {mf[:10]!r}")

@@ -43,7 +43,7 @@ from sip.events import (
     ReinviteRefused,
     RemoteSdpChanged,
 )
-from sip.headers import Headers
+from sip.headers import Headers, NameAddr
 from sip.message import Request, Response, reason_phrase
 from sip.offer_answer import LocalSession, is_hold
 from sip.sdp import Attribute, Direction, SdpError, SessionDescription
@@ -461,7 +461,7 @@ def send_refer(core: CallCore, call: Call, target: str, now: float) -> None:
     extra = Headers(
         [
             ("Refer-To", f"<{target}>" if "<" not in target else target),
-            ("Referred-By", str(call.dialog.local.uri)),
+            ("Referred-By", str(NameAddr(call.dialog.local.uri))),  # <>: a tel: URI's params
         ]
     )
     req = call.dialog.request(

@@ -21,10 +21,12 @@ Where media comes from is learned strictly (Asterisk's ``strictrtp`` is the mode
   is latched: a stranger is never accepted mid-stream;
 * once latched, every other source is dropped and counted (``foreign_source``); the first
   packet of each foreign address is reported (``on_foreign``: a security event). One
-  exception: the address the SDP names takes the call back from a source learned on
-  probation. A stranger spraying the port range can pass probation on a new call's port
-  before the caller's first packet; without this, the caller was then dropped as foreign
-  (and reported as the attacker) while the stranger kept the call's audio both ways;
+  exception: for :data:`TAKE_BACK_S` after a source is learned on probation, the address the
+  SDP names takes the call back from it. A stranger spraying the port range can pass
+  probation on a new call's port before the caller's first packet; without this, the caller
+  was then dropped as foreign (and reported as the attacker) while the stranger kept the
+  call's audio both ways. Only for a while: later, the SDP's address of a caller behind NAT
+  (a private one it never sends from) is anybody's on that network;
 * a re-INVITE that keeps the address keeps the latch; one that names a new address makes it
   the expected one and learning starts again (:meth:`RtpEndpoint.set_remote`).
 
@@ -68,6 +70,9 @@ Address = tuple[str, int]
 
 #: Packets the probation of a source the SDP did not name lasts, by default (Asterisk's).
 PROBATION = 4
+#: How long after a source is learned on probation the SDP's own address can take the call
+#: back from it (a caller whose first packet came after a stranger's probation).
+TAKE_BACK_S = 5.0
 #: Foreign addresses reported per call (each one once); the rest are only counted.
 REPORTED_FOREIGN = 16
 #: RTCP datagrams a second a call reads; the rest are counted (``rtcp_over_rate``) and
@@ -208,6 +213,8 @@ class RtpEndpoint:
         self.remote: Address | None = None  # where we send (expected, then the learned source)
         self.remote_rtcp: Address | None = None
         self._expected_rtcp: Address | None = None  # where the SDP says RTCP goes
+        #: loop time until which the SDP's address may take back a source learned on probation
+        self._take_back_until: float | None = None
         self.latched: Address | None = None
         self._candidate: _Candidate | None = None
         self._reported: set[Address] = set()
@@ -274,12 +281,13 @@ class RtpEndpoint:
         self.remote_rtcp = self._expected_rtcp = rtcp or (addr[0], addr[1] + 1)
         self.latched = None
         self._candidate = None
+        self._take_back_until = None
 
     # -- receiving ----------------------------------------------------------------------
 
     def _rtp_datagram(self, data: bytes, addr: Address) -> None:
         latched = self.latched
-        if latched is not None and addr != latched and addr != self.expected:
+        if latched is not None and addr != latched and not self._takes_back(addr):
             self._foreign(addr)
             return
         if self.srtp is not None:
@@ -299,6 +307,17 @@ class RtpEndpoint:
         self.stats.packets_in += 1
         self.stats.bytes_in += len(data)
         self.on_rtp(packet)
+
+    def _takes_back(self, addr: Address) -> bool:
+        """Whether ``addr``, not the latched source, may take the call: the SDP's address,
+        within :data:`TAKE_BACK_S` of a latch learned on probation."""
+        until = self._take_back_until
+        return (
+            addr == self.expected
+            and until is not None
+            and self._loop is not None
+            and self._loop.time() < until
+        )
 
     def _learn(self, addr: Address, packet: RtpPacket) -> bool:
         """Whether ``addr`` becomes the call's source with ``packet``: at once when the SDP
@@ -320,6 +339,10 @@ class RtpEndpoint:
             log.info(
                 "rtp %d: learned source %s:%d (the SDP named %s)", self.port, *addr, self.expected
             )
+            now = self._loop.time() if self._loop is not None else 0.0
+            self._take_back_until = now + TAKE_BACK_S
+        else:
+            self._take_back_until = None
         if self.latched is not None:
             log.warning(
                 "rtp %d: the SDP's address %s:%d takes the media back from %s:%d",

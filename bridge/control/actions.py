@@ -82,8 +82,10 @@ async def _record(plane: ControlPlane, call_id: str) -> CallRecord | None:
 async def live(plane: ControlPlane, call_id: str) -> LiveCall:
     """The live call, or 409 (ringing, ended) or 404."""
     call = plane.manager.calls.get(call_id)
-    if call is not None and not call.ended:
-        return call
+    if call is not None:
+        if not call.ended:
+            return call
+        raise error(409, f"Call {call_id!r} has ended.", "call_ended")  # being torn down
     if call_id in plane.incoming.pending:
         raise error(409, f"Call {call_id!r} is still ringing: accept it first.", "call_ringing")
     record = await _record(plane, call_id)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from bridge import event_loop
+from bridge.calls import rtp_endpoint
 from bridge.calls.rtp_endpoint import RTCP_PER_S, PortAllocator, RtpEndpoint
 from bridge.errors import PortsExhausted
 from media.rtp import RtpPacket
@@ -169,6 +170,30 @@ async def test_a_stranger_who_raced_the_caller_to_the_port_loses_it_to_the_sdp_a
         assert RtpPacket.parse(data).sequence_number == 3
     caller.close()
     stranger.close()
+
+
+async def test_past_the_take_back_window_the_learned_source_keeps_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A caller behind NAT, learned on probation, has talked for a while: a packet from the
+    SDP's (private) address, which anybody on that network may use, takes nothing."""
+    monkeypatch.setattr(rtp_endpoint, "TAKE_BACK_S", 0.2)
+    got: list[RtpPacket] = []
+    ep = RtpEndpoint("127.0.0.1", _pair_port(), on_rtp=got.append, probation=4)
+    nat, local = _udp(), _udp()
+    async with ep:
+        ep.set_remote(local.getsockname())  # the SDP's address, which the caller never uses
+        for seq in range(1, 5):
+            nat.sendto(_rtp(seq), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.latched == nat.getsockname())
+        await asyncio.sleep(0.3)
+        local.sendto(_rtp(900, ssrc=13), ("127.0.0.1", ep.port))
+        nat.sendto(_rtp(5), ("127.0.0.1", ep.port))
+        await _until(lambda: ep.stats.foreign_source == 1 and len(got) == 2)
+        assert ep.latched == ep.remote == nat.getsockname()
+        assert all(p.ssrc == 7 for p in got)
+    nat.close()
+    local.close()
 
 
 async def test_rtcp_past_its_rate_is_dropped_unread() -> None:

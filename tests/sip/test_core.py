@@ -318,19 +318,40 @@ def test_tel_uris_in_from_and_to_are_a_call_and_an_unreadable_to_is_still_answer
     [offer] = [e for e in core.drain() if isinstance(e, CallOffered)]
     assert str(offer.caller.uri) == "tel:+1-415-555-0100"
     assert offer.caller.display_name == "Alice"
-    for header, reason in (
-        (b"Contact: <tel:+14155550100>\r\n", "Bad Contact Header"),
-        (b"", "Missing Contact Header"),  # nowhere to send in-dialog requests: From is tel:
+    for header, status in (
+        (b"Contact: <tel:+14155550100>\r\n", 416),  # refused as it is parsed
+        (b"Record-Route: <tel:+14155550100>\r\n", 416),
+        (b"", 400),  # Missing Contact: nowhere to send in-dialog requests, From is tel:
     ):
         tel_from = _request("INVITE").replace(b"<sip:x@127.0.0.1>", b"<tel:+14155550100>")
         tel_from = tel_from.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\n" + header)
         fresh = b"i-" + header[:5]  # a new Call-ID and branch: a new request
         core.receive(tel_from.replace(b"invite-1", fresh).replace(b"invite1", fresh), LOOP, 0.0)
         [(resp, _)] = [(r, p) for r, p in _responses(core) if r.status >= 200]
-        assert resp.status == 400 and resp.reason.startswith(reason), resp.reason
+        assert resp.status == status, (resp.status, resp.reason)
     garbled = _request("OPTIONS").replace(b"To: <sip:bot@127.0.0.1>", b"To: <sip:bot@127.0.0.1")
     core.receive(garbled, LOOP, 0.0)
     [(resp, _)] = _responses(core)
     assert resp.status == 400 and "To" in resp.reason
     to = resp.headers.get("To") or ""
     assert to.startswith("<sip:bot@127.0.0.1;tag=")  # as sent, with our tag
+
+
+def test_a_response_whose_contact_is_no_sip_uri_is_dropped_not_a_crash() -> None:
+    """A 200 to our INVITE with a tel: Contact: nowhere to send the ACK or a BYE. It is
+    dropped as malformed as it is parsed (it reached dialog creation, raised out of the
+    core and left the call confirmed with no dialog)."""
+    p = Pair()
+    p.drop = lambda side, msg: isinstance(msg, Response) and msg.status == 200
+    cid = p.a.invite(SipUri(host="127.0.0.1", port=5062, user="bot"), SDP_A, p.now)
+    p.pump()
+    (offer,) = [e for e in p.events["b"] if isinstance(e, CallOffered)]
+    p.b.answer(offer.call_id, SDP_B, p.now)
+    p.pump()
+    (ok,) = p.sent("b", "200 INVITE")
+    forged = bytes(ok).replace(b"Contact: <sip:bob@127.0.0.1:5062", b"Contact: <tel:+15550100")
+    assert b"tel:+15550100" in forged
+    p.a.receive(forged, p.peer_of("b"), p.now)  # raises nothing
+    assert p.a.stats["malformed"] >= 1
+    assert not [e for e in p.events["a"] if isinstance(e, CallEnded)]
+    assert cid in p.a.calls

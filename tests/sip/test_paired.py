@@ -251,7 +251,8 @@ def test_refer_out_and_in_with_notify_progress() -> None:
     p.a.refer(cid, "sip:carol@127.0.0.1:5070", p.now)
     p.pump()
     refer = p.of("b", ReferReceived)
-    assert refer == [ReferReceived(bcid, "<sip:carol@127.0.0.1:5070>", "sip:alice@127.0.0.1")]
+    # Referred-By as a name-addr: a tel: URI keeps its parameters
+    assert refer == [ReferReceived(bcid, "<sip:carol@127.0.0.1:5070>", "<sip:alice@127.0.0.1>")]
     assert not p.sent("b", "202 REFER")  # the owner decides
     p.b.answer_refer(bcid, 202, p.now)
     p.pump()
