@@ -234,9 +234,12 @@ def test_refusals_are_reported_challenges_are_not() -> None:
     assert [e.status for e in core.drain() if isinstance(e, CallRefused)] == [503]
 
 
-def _established() -> tuple[Pair, str, Response]:
-    """a calls b, b answers: the call id and b's 200 (its To tag is b's dialog tag)."""
+def _established(*, lose_200: bool = False) -> tuple[Pair, str, Response]:
+    """a calls b, b answers: the call id and b's 200 (its To tag is b's dialog tag);
+    ``lose_200``: the 200 never reaches a."""
     p = Pair()
+    if lose_200:
+        p.drop = lambda side, msg: isinstance(msg, Response) and msg.status == 200
     cid = p.a.invite(SipUri(host="127.0.0.1", port=5062, user="bot"), SDP_A, p.now)
     p.pump()
     (offer,) = [e for e in p.events["b"] if isinstance(e, CallOffered)]
@@ -341,14 +344,7 @@ def test_a_response_whose_contact_is_no_sip_uri_is_dropped_not_a_crash() -> None
     """A 200 to our INVITE with a tel: Contact: nowhere to send the ACK or a BYE. It is
     dropped as malformed as it is parsed (it reached dialog creation, raised out of the
     core and left the call confirmed with no dialog)."""
-    p = Pair()
-    p.drop = lambda side, msg: isinstance(msg, Response) and msg.status == 200
-    cid = p.a.invite(SipUri(host="127.0.0.1", port=5062, user="bot"), SDP_A, p.now)
-    p.pump()
-    (offer,) = [e for e in p.events["b"] if isinstance(e, CallOffered)]
-    p.b.answer(offer.call_id, SDP_B, p.now)
-    p.pump()
-    (ok,) = p.sent("b", "200 INVITE")
+    p, cid, ok = _established(lose_200=True)
     forged = bytes(ok).replace(b"Contact: <sip:bob@127.0.0.1:5062", b"Contact: <tel:+15550100")
     assert b"tel:+15550100" in forged
     p.a.receive(forged, p.peer_of("b"), p.now)  # raises nothing
