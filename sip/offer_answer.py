@@ -367,6 +367,7 @@ def negotiate(
     chosen: tuple[int, Codec] | None = None
     crypto: CryptoAttribute | None = None
     reasons: list[str] = []
+    unusable_addresses: list[str] = []
     for index, media in enumerate(offer.media):
         if media.media != "audio" or media.port == 0:
             continue
@@ -375,7 +376,7 @@ def negotiate(
             continue
         unusable = _unusable_address(offer, index)
         if unusable is not None:
-            reasons.append(f"m-line {index}: {unusable}")
+            unusable_addresses.append(f"m-line {index}: {unusable}")
             continue
         try:
             crypto = _pick_crypto(media, encryption)
@@ -396,7 +397,13 @@ def negotiate(
     if chosen is None:
         if not any(m.media == "audio" and m.port for m in offer.media):
             raise NegotiationError("the offer has no active audio stream", warning=304)
-        raise NegotiationError("no acceptable audio stream: " + "; ".join(reasons))
+        if not reasons:  # RFC 3261 §20.43 warn-code 301: incompatible network address
+            raise NegotiationError(
+                "no usable media address: " + "; ".join(unusable_addresses), warning=301
+            )
+        raise NegotiationError(
+            "no acceptable audio stream: " + "; ".join(reasons + unusable_addresses)
+        )
 
     index, codec = chosen
     offered_media = offer.media[index]
@@ -564,6 +571,9 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
     for index, media in enumerate(answer.media):
         if media.media != "audio" or media.port == 0 or offer.media[index].port == 0:
             continue
+        unusable = _unusable_address(answer, index, required=False)
+        if unusable is not None:
+            raise NegotiationError(f"answer m-line {index}: {unusable}", warning=301)
         offered = _offered_codecs(offer.media[index])
         for pt in media.payload_types:
             rtpmap = media.codec(pt)
@@ -663,14 +673,15 @@ def is_hold(sdp: SessionDescription, index: int | None = None) -> bool:
     return not sdp.media_direction(index).receives
 
 
-def _unusable_address(sdp: SessionDescription, index: int) -> str | None:
+def _unusable_address(sdp: SessionDescription, index: int, *, required: bool = True) -> str | None:
     """Why one m-line's connection address cannot take our media (None: it can). Every
     stream needs one (RFC 8866 §5.7); a multicast or broadcast group, or an address that is
     not of its stated type, would send a call's audio where nobody asked for it. ``0.0.0.0``
-    is a hold; a hostname is for the caller of this to resolve or refuse."""
+    is a hold; a hostname is for the caller of this to resolve or refuse. ``required``: a
+    missing address is refused (an answer's is learned from its first packet, as before)."""
     conn = sdp.media_connection(index)
     if conn is None:
-        return "no connection address (c=)"
+        return "no connection address (c=)" if required else None
     if conn.is_null:
         return None
     try:

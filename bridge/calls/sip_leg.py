@@ -383,7 +383,12 @@ class SipLeg:
                         answer.media.codec.channels,
                     )
                 except (NegotiationError, UnsupportedCodecError) as exc:
-                    return fail(488, EndReason.NO_COMMON_CODEC, f"Not Acceptable Here: {exc}")
+                    why = (
+                        EndReason.BAD_OFFER  # its media address (RFC 3261 §20.43 warn-code 301)
+                        if getattr(exc, "warning", None) == 301
+                        else EndReason.NO_COMMON_CODEC
+                    )
+                    return fail(488, why, f"Not Acceptable Here: {exc}")
                 codec_name = answer.media.codec.name
                 remote = await self._remote(answer.media)
                 if remote is False:

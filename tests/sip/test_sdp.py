@@ -613,7 +613,12 @@ def test_an_offer_whose_media_address_takes_no_call_is_refused(connection: str, 
     )
     with pytest.raises(NegotiationError, match=why) as info:
         negotiate(SessionDescription.parse(offer), ["PCMU"], "127.0.0.1", 5000)
-    assert info.value.status == 488
+    assert (info.value.status, info.value.warning) == (488, 301)  # the address, not a codec
     held = offer.replace(connection, "c=IN IP4 0.0.0.0\r\n") if connection else offer
     if connection:
         assert negotiate(SessionDescription.parse(held), ["PCMU"], "127.0.0.1", 5000)
+        # an answer to our offer (an outbound call) naming such an address is refused too
+        ours = make_offer("127.0.0.1", 5000, ["PCMU"])
+        answer = held.replace("c=IN IP4 0.0.0.0\r\n", connection)
+        with pytest.raises(NegotiationError, match=why):
+            parse_answer(ours, SessionDescription.parse(answer))
