@@ -224,6 +224,11 @@ async def _case(
         up = await wait_all_up(child, load)
         await floor.wait_up()
         await asyncio.sleep(SETTLE_S)
+        for whose, callers in (("rtbridge's", load), ("the floor's", floor.load)):
+            if not callers.running:  # its calls failed: there is no load left to measure
+                raise RuntimeError(
+                    f"SIPp ({whose} callers) ended before the measurement: {await callers.finish()}"
+                )
 
         pids = {
             "rtbridge": child.pid,
