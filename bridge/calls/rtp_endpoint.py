@@ -60,6 +60,7 @@ from typing import Any
 from bridge.errors import PortsExhausted
 from media.rtp import RtpError, RtpPacket
 from media.srtp import SrtpError, SrtpSession
+from sip.ratelimit import TokenBucket
 
 __all__ = ["EndpointStats", "PortAllocator", "RtpEndpoint"]
 
@@ -75,9 +76,10 @@ PROBATION = 4
 TAKE_BACK_S = 5.0
 #: Foreign addresses reported per call (each one once); the rest are only counted.
 REPORTED_FOREIGN = 16
-#: RTCP datagrams a second a call reads; the rest are counted (``rtcp_over_rate``) and
-#: dropped unread. A peer sends one every few seconds (RFC 3550 §6.2); anything on the peer's
-#: host could send thousands, each parsed on the event loop every call's audio shares.
+#: RTCP datagrams a second a call reads (as many at once: a token bucket); the rest are
+#: counted (``rtcp_over_rate``) and dropped unread. A peer sends one every few seconds
+#: (RFC 3550 §6.2); anything on the peer's host could send thousands, each parsed on the
+#: event loop every call's audio shares.
 RTCP_PER_S = 10
 #: The largest RTP/RTCP datagram read whole (audio packets are a few hundred bytes); a longer
 #: one is cut short (and then fails to parse or to authenticate).
@@ -218,8 +220,7 @@ class RtpEndpoint:
         self.latched: Address | None = None
         self._candidate: _Candidate | None = None
         self._reported: set[Address] = set()
-        self._rtcp_second = 0  # the loop's second RTCP was last counted in, and how many came
-        self._rtcp_count = 0
+        self._rtcp_rate = TokenBucket(RTCP_PER_S, RTCP_PER_S, 0.0)  # RTCP datagrams read
         self.stats = EndpointStats()
         #: SRTP protection of the call's media (None: plain RTP)
         self.srtp: SrtpSession | None = None
@@ -374,11 +375,7 @@ class RtpEndpoint:
         if source is None or addr[0] != source[0]:
             self.stats.foreign_source += 1
             return
-        second = int(self._loop.time()) if self._loop is not None else 0
-        if second != self._rtcp_second:
-            self._rtcp_second, self._rtcp_count = second, 0
-        self._rtcp_count += 1
-        if self._rtcp_count > RTCP_PER_S:
+        if not self._rtcp_rate.take(self._loop.time() if self._loop is not None else 0.0):
             self.stats.rtcp_over_rate += 1
             return
         if self.srtp is not None:

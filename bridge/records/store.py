@@ -128,14 +128,6 @@ class RecordsHealth:
     failed: int  # statements the database refused (a constraint, a bad value): skipped
 
 
-class _CommitBroken(Exception):
-    """An outage (``cause``) while a batch was being committed: it may be written."""
-
-    def __init__(self, cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
-
-
 def _close_quietly(db: Any) -> None:
     """Close a connection an outage may already have broken (None: none is open)."""
     if db is not None:
@@ -413,9 +405,6 @@ class CallStore:
                     self._backend.recover()
                 self._commit(db, stmts)
             except Exception as exc:
-                if isinstance(exc, _CommitBroken):
-                    self._maybe_committed = True
-                    exc = exc.cause
                 if not self._backend.is_outage(exc):
                     raise
                 _close_quietly(db)
@@ -453,8 +442,8 @@ class CallStore:
                 executed = True
         except Exception as exc:
             if backend.is_outage(exc):
-                if executed:
-                    raise _CommitBroken(exc) from exc
+                # broken as it committed: the batch may be written already
+                self._maybe_committed = self._maybe_committed or executed
                 raise
         else:
             # counted once committed: a reader that finds every write counted reads
