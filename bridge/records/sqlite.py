@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,15 +31,26 @@ from bridge.records.schema import MIGRATIONS, statements
 
 __all__ = ["SqliteBackend"]
 
+log = logging.getLogger(__name__)
+
 #: SQLite's primary result codes that mean "not now" rather than "never": BUSY, LOCKED,
 #: NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL (https://sqlite.org/rescode.html)
 _OUTAGE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15})
+#: BUSY and LOCKED: another connection holds the file (a worker writing, a checkpoint, a backup)
+_BUSY_CODES = frozenset({5, 6})
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _BUSY_CODES
 
 
 class SqliteBackend:
     remote = False
     #: how long a statement waits for another connection's lock before it is an outage
     busy_timeout_s = 10.0
+    #: how long start-up (:meth:`migrate`) goes on trying a file another process holds
+    start_wait_s = 60.0
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -57,7 +70,9 @@ class SqliteBackend:
 
     def connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=self.busy_timeout_s, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file: set it once, not on every connection
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         # the writer only appends and the readers are short-lived: a small page cache, so a
         # long-running process does not grow by SQLite's default 2 MB per connection
@@ -85,6 +100,23 @@ class SqliteBackend:
             db.close()
 
     def migrate(self) -> None:
+        """Bring the schema up to date; while another process holds the file, wait for it
+        (up to :attr:`start_wait_s`) instead of failing the start."""
+        deadline = time.monotonic() + self.start_wait_s
+        pause = 0.05
+        while True:
+            try:
+                self._migrate()
+                return
+            except sqlite3.Error as exc:
+                if not _busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+                if pause == 0.05:
+                    log.warning("records database %s busy at start-up: waiting", self.label)
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+
+    def _migrate(self) -> None:
         db = self.connect()
         db.isolation_level = None  # we say BEGIN and COMMIT ourselves
         try:

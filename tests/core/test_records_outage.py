@@ -125,6 +125,36 @@ def test_a_locked_sqlite_file_holds_writes_until_released_and_bounds_the_backlog
         store.close()
 
 
+def test_a_store_starts_while_another_process_holds_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (re)started beside one that is writing waits for the file instead of failing
+    its start (seen: a restarted worker died of "database is locked" while migrating)."""
+    monkeypatch.setattr(SqliteBackend, "busy_timeout_s", 0.1)
+    path = tmp_path / "calls.db"
+    first = CallStore(path)
+    try:
+        _offer(first, "c1")
+        first.flush()
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN EXCLUSIVE")  # longer than the busy timeout
+        released = threading.Timer(1.0, lambda: blocker.execute("ROLLBACK"))
+        released.start()
+        try:
+            second = CallStore(path)  # before: sqlite3.OperationalError: database is locked
+        finally:
+            released.join()
+            blocker.close()
+        try:
+            _offer(second, "c2")
+            second.flush()
+            assert {c.call_id for c in first.list_calls()} >= {"c1", "c2"}
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
 def test_backends_tell_a_row_already_there_from_other_refusals(target: str | Path) -> None:
     backend = open_backend(target)
     backend.migrate()
