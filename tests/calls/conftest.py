@@ -92,8 +92,20 @@ async def sipp_caller(
     )
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out for port 0 (Linux's ``ip_local_port_range``)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def rtp_range() -> dict[str, int]:
-    base = random.randrange(30000, 60000, 2)
+    """A random RTP range below the kernel's ephemeral ports: a peer's port picked with
+    :func:`free_port` (SIPp's ``-mp``) then never lands in it. (It did: SIPp failed to bind its
+    media port because the stack had taken it for a call's RTCP in between.)"""
+    top = max(_ephemeral_low(), 21000) - 402
+    base = random.randrange(20000, top, 2)
     return {"rtp_port_min": base, "rtp_port_max": base + 400}
 
 

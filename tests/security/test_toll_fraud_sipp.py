@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import socket
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from tests.calls import sipp_scenario as sc
-from tests.calls.conftest import sipp_caller
+from tests.calls.conftest import rtp_range, sipp_caller
 from tests.calls.test_call_control_sipp import ulaw_file
 from tests.sip.sipp_support import free_port
 from tests.support.peers import require_peer
@@ -46,7 +45,7 @@ CRAFTED = {
 
 
 def _config(tmp_path: Path, target: str) -> Path:
-    base = random.randrange(30000, 60000, 2)
+    base = rtp_range()["rtp_port_min"]
     cfg = tmp_path / "rtbridge.toml"
     cfg.write_text(
         f"""
