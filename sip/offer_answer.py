@@ -92,7 +92,8 @@ class NegotiationError(SdpError):
     """An offer or answer is well-formed but unacceptable (RFC 3264 sections 6 and 7).
 
     ``status`` is 488 (Not Acceptable Here) and ``warning`` the RFC 3261 section 20.43 warn-code:
-    304 (media type not available) or 305 (incompatible media format).
+    301 (incompatible network address), 304 (media type not available) or 305 (incompatible media
+    format).
     """
 
     status = 488
