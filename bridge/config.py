@@ -139,6 +139,11 @@ class ServerSettings(_Section):
     metrics_auth: Literal["none", "key"] = "none"
     metrics_key_env: str | None = None
     event_loop: Literal["auto", "uvloop", "asyncio"] = "asyncio"
+    #: the HTTP port's guard (:mod:`bridge.http_server`): a request head must arrive within
+    #: this; connections open at once in all, and from one address (loopback: total only)
+    http_head_timeout_s: float = Field(default=10.0, gt=0)
+    http_max_connections: int = Field(default=1000, ge=1)
+    http_max_connections_per_source: int = Field(default=64, ge=1)
 
     @field_validator("allowed_origins")
     @classmethod

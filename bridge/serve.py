@@ -33,6 +33,7 @@ from bridge.apikeys import resolve_server_key
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.errors import ConfigError
+from bridge.http_server import ConnectionLimits, guarded_protocol
 from bridge.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -99,10 +100,17 @@ async def _serve(
     config_kwargs: dict[str, Any] = {}
     if srv.tls_cert is not None and srv.tls_key is not None:
         config_kwargs.update(ssl_certfile=str(srv.tls_cert), ssl_keyfile=str(srv.tls_key))
+    limits = ConnectionLimits(
+        head_timeout_s=srv.http_head_timeout_s,
+        max_connections=srv.http_max_connections,
+        max_per_source=srv.http_max_connections_per_source,
+    )
+    app.state.http_limits = limits
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=guarded_protocol(limits),
         log_level=srv.log_level,
         log_config=None,  # keep our handlers (and their secret filter)
         ws_max_size=16 * 1024 * 1024,
