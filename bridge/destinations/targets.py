@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from bridge.errors import RtbridgeError
 from sip.errors import SipParseError
@@ -80,6 +81,8 @@ def parse_target(text: str) -> Target:
         return Target(uri, uri.digits)
     if uri.password is not None:
         raise TargetError("the target carries a password")
-    user = uri.user
+    # the number the far end dials: RFC 3261 §19.1.4 makes an escaped user part equal to the
+    # unescaped one (sip:%2B44...@ is sip:+44...@), so the rules judge it unescaped
+    user = unquote(uri.user) if uri.user else uri.user
     number = user.translate(_VISUAL_SEPARATORS) if user and _PHONE_USER.match(user) else None
     return Target(uri, number)

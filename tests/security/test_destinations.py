@@ -123,6 +123,9 @@ def test_international_numbers_need_their_prefix_listed() -> None:
         "sip:+882130001@sip.carrier.example",
         "sip:0088213000@sip.carrier.example",  # the international access code in national form
         "sip:011882130001@sip.carrier.example",  # ... and its North American form
+        "sip:%2B441619460000@sip.carrier.example",  # escaped: the same URI (RFC 3261 §19.1.4)
+        "sip:+44%3161%39460000@sip.carrier.example",
+        "sip:%30%3088213000@sip.carrier.example",
     ):
         v = profile.may_dial(target)
         assert not v and v.code is VerdictCode.INTERNATIONAL, target
