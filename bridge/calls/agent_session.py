@@ -21,6 +21,8 @@ lost. The call goes on in a new upstream session either way:
   meanwhile caller audio is dropped, and its audio time counted, and control events wait
   (:meth:`AgentSession.send` waits for the new socket). When the window passes, :meth:`events`
   raises the last :class:`~bridge.errors.UpstreamError` and the call ends ``upstream-lost``.
+* At most :data:`MAX_RENEWALS` renewals (of either kind) within :data:`RENEWAL_PERIOD_S`; an
+  upstream that ends every session it opens ends the call ``upstream-lost`` instead.
 * A caller's turn that the old session heard start but never answered is sent again, from its
   start, to the next session (the old one's input buffer went with it).
 
@@ -69,7 +71,14 @@ from bridge.tasks import cancel_and_wait
 from bridge.upstream import UpstreamSession
 from media.clock import Clock, SystemClock
 
-__all__ = ["INBOX_MAX", "RENEW_ATTEMPTS", "RENEW_BEFORE_LIMIT_S", "AgentSession"]
+__all__ = [
+    "INBOX_MAX",
+    "MAX_RENEWALS",
+    "RENEWAL_PERIOD_S",
+    "RENEW_ATTEMPTS",
+    "RENEW_BEFORE_LIMIT_S",
+    "AgentSession",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,11 @@ RENEW_ATTEMPTS = 5
 #: Where the upstream's session length is known, the next session is prepared this long (at
 #: most a third of the length) before the end.
 RENEW_BEFORE_LIMIT_S = 60.0
+#: sessions a call may open to replace ended ones within :data:`RENEWAL_PERIOD_S`. Past it
+#: the upstream ends every session it opens (out of quota, broken, looping on going-away),
+#: and the call ends ``upstream-lost`` instead of opening thousands of sessions a second
+MAX_RENEWALS = 5
+RENEWAL_PERIOD_S = 60.0
 #: Upstream events waiting for the call (the pump waits beyond: back-pressure on the socket).
 INBOX_MAX = 64
 #: Caller audio kept from before the upstream heard the caller start (its speech pre-roll) ...
@@ -167,6 +181,7 @@ class AgentSession:
         self._pump: asyncio.Task[None] | None = None
         self._standby: asyncio.Task[_Prepared] | None = None
         self._standby_wanted = False  # the upstream is going away: prepare when idle
+        self._renewals: deque[float] = deque()  # when recent renewals began (clock time)
         self._retiring: set[asyncio.Task[None]] = set()
         self._cause: str | None = None  # how the upstream said its session ends
         self._resume_handle: str | None = None
@@ -449,11 +464,28 @@ class AgentSession:
         desired = up.translator.desired_session if up is not None else None
         return enforce_formats(desired or self.session, self.format)
 
+    def _may_renew(self) -> bool:
+        """Count a renewal against :data:`MAX_RENEWALS`; False: over budget, open nothing."""
+        now = self._clock.now()
+        while self._renewals and now - self._renewals[0] >= RENEWAL_PERIOD_S:
+            self._renewals.popleft()
+        if len(self._renewals) >= MAX_RENEWALS:
+            log.warning(
+                "upstream ended %d sessions within %g s: not opening another",
+                len(self._renewals),
+                RENEWAL_PERIOD_S,
+            )
+            return False
+        self._renewals.append(now)
+        return True
+
     def _prepare_if_idle(self) -> None:
         """The upstream is going away: open the next session now, unless a response is
         streaming (its end is part of the conversation the next session must have)."""
         if self._standby_wanted and not self._responding and self._standby is None:
             self._standby_wanted = False
+            if not self._may_renew():
+                return  # renewed (or given up) when the old one goes
             up = self._up
             self._standby = asyncio.create_task(
                 self._prepare_standby(up), name="agent session standby"
@@ -490,6 +522,11 @@ class AgentSession:
 
     async def _renew(self, cause_exc: UpstreamError) -> SessionRenewed:
         """Break-before-make: the session is gone; open the next one within the window."""
+        if not self._may_renew():
+            raise UpstreamClosedError(
+                f"the upstream ended {MAX_RENEWALS} sessions within {RENEWAL_PERIOD_S:g} s; "
+                f"giving up: {cause_exc}"
+            )
         lost_at = self._clock.now()
         self._usable.clear()
         self._renewing = True

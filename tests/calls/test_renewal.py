@@ -23,8 +23,9 @@ from bridge.calls.agent_events import (
     TranscriptDelta,
     UpstreamErrorEvent,
 )
-from bridge.calls.agent_session import AgentSession
+from bridge.calls.agent_session import MAX_RENEWALS, AgentSession
 from bridge.config import AgentProfile, AgentSettings, Dialect, UpstreamSettings
+from bridge.errors import UpstreamClosedError
 from bridge.realtime.dialects import CAPABILITIES
 from bridge.realtime.formats import AudioFormat
 
@@ -233,3 +234,24 @@ async def test_a_long_session_remembers_only_its_newest_items(
             await session.close()
             reader.task.cancel()
     assert [t.get("item_id") for t in agent.sessions[0].truncations] == [latest]
+
+
+async def test_an_upstream_that_ends_every_session_ends_the_call_instead_of_a_storm() -> None:
+    """An upstream out of quota, or broken, ends each session as soon as it is configured:
+    the call renews a few times, then gives up (upstream-lost) rather than opening thousands
+    of (billed) sessions a second until the call's time limit (seen: 3,475 in 5 s)."""
+    settings = AgentSettings(port=0, dialect=Dialect.GA, session_max_s=0.2)
+    async with LocalAgent(settings) as agent:
+        profile = AgentProfile(upstream=UpstreamSettings(url=agent.url, dialect="ga"))
+        session = AgentSession(profile, preferred=AudioFormat.PCM16, reconnect_window_s=5)
+        await session.open()
+        reader = Reader(session)
+        try:
+            async with asyncio.timeout(30):
+                with pytest.raises(UpstreamClosedError, match="giving up"):
+                    await reader.task
+        finally:
+            await session.close()
+        opened = len(agent.sessions)
+    assert len(reader.renewals()) == MAX_RENEWALS
+    assert opened == 1 + MAX_RENEWALS
