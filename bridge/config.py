@@ -434,6 +434,9 @@ class WebRtcSettings(_Section):
     stun_servers: list[str] = Field(default_factory=list)
     connect_timeout_s: float = Field(default=30.0, gt=0)
     demo: bool = True
+    #: browser calls (being set up or up) one address, and one ``ek_`` key, may hold at once
+    max_calls_per_source: int = Field(default=10, ge=1)
+    max_calls_per_key: int = Field(default=3, ge=1)
 
 
 class WebhookSettings(_Section):

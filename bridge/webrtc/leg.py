@@ -61,11 +61,29 @@ async def open_call(
     ice_hosts: Sequence[str],
     source: str,
 ) -> tuple[WebRtcCall, str]:
-    """Set up a browser call; returns it (already owned by ``manager``) and the SDP answer."""
-    settings = manager.settings
+    """Set up a browser call; returns it (already owned by ``manager``) and the SDP answer.
+
+    The set-up holds one of the manager's set-up slots: admission counts it against
+    ``max_calls`` and a drain waits for it (before, browser set-ups were counted only once up:
+    20 offers at once all passed a cap of 6, and a drain began while one was being set up)."""
     why = manager.admission()
     if why is not None:
         raise CallSetupError(503, f"cannot take calls now: {why}", "unavailable")
+    with manager.setup_slot():
+        return await _set_up(
+            manager, offer_sdp=offer_sdp, session=session, ice_hosts=ice_hosts, source=source
+        )
+
+
+async def _set_up(
+    manager: CallManager,
+    *,
+    offer_sdp: str,
+    session: Mapping[str, Any],
+    ice_hosts: Sequence[str],
+    source: str,
+) -> tuple[WebRtcCall, str]:
+    settings = manager.settings
     profile_name = settings.webrtc.profile
     profile = settings.profiles.get(profile_name)
     if profile is None:

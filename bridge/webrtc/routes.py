@@ -48,6 +48,7 @@ from bridge.webrtc.ephemeral import (
     DEFAULT_TTL_S,
     MAX_TTL_S,
     MIN_TTL_S,
+    EphemeralKey,
     EphemeralKeys,
     is_ephemeral,
 )
@@ -69,6 +70,22 @@ class WebRtcService:
 
     keys: EphemeralKeys = field(default_factory=EphemeralKeys)
     created: dict[tuple[str, str], asyncio.Future[tuple[str, str]]] = field(default_factory=dict)
+    #: browser calls being set up or up, by call (or set-up) id: (source address, ek_ key)
+    holders: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+    def over_cap(self, manager: CallManager, host: str, key: str | None) -> str | None:
+        """Why one more browser call from ``host`` with ``key`` is refused (None: it is not)."""
+        for held in [h for h in self.holders if h.startswith("call_")]:
+            if held not in manager.calls:
+                del self.holders[held]  # ended
+        limits = manager.settings.webrtc
+        values = self.holders.values()
+        local = host in ("127.0.0.1", "::1")  # a reverse proxy on this host, or a demo
+        if not local and sum(h == host for h, _ in values) >= limits.max_calls_per_source:
+            return f"this address already has {limits.max_calls_per_source} browser calls"
+        if key is not None and sum(k == key for _, k in values) >= limits.max_calls_per_key:
+            return f"this key already has {limits.max_calls_per_key} browser calls"
+        return None
 
 
 #: the routes browsers on other origins call with a bearer key (the OpenAI-compatible API)
@@ -303,6 +320,7 @@ async def create_call(request: Request) -> Response:
     server_key: ServerKey = request.app.state.server_key
     key = key_from_request(request.headers)
     bound: dict[str, Any] = {}
+    ek: EphemeralKey | None = None
     if not server_key.matches(key):
         ek = svc.keys.lookup(key) if key is not None and is_ephemeral(key) else None
         if ek is None:
@@ -332,15 +350,26 @@ async def create_call(request: Request) -> Response:
     svc.created[identity] = future
     hosts = list(getattr(request.app.state, "ice_hosts", None) or [])
     hosts = hosts or list(request.app.state.settings.webrtc.ice_hosts)
-    source = f"webrtc:{request.client.host if request.client else 'unknown'}"
+    host = request.client.host if request.client else "unknown"
+    holder = (host, None if ek is None else ek.value)
+    why = svc.over_cap(manager, *holder)
+    if why is not None:
+        svc.created.pop(identity, None)
+        refused = CallSetupError(429, f"Too many calls: {why}.", "too_many_calls")
+        future.set_exception(refused)
+        future.exception()
+        return _setup_error(request, refused)
+    setting_up = f"setup_{id(future)}"
+    svc.holders[setting_up] = holder
     try:
         call, answer = await open_call(
             manager,
             offer_sdp=sdp,
             session=merge_session(bound, session),
             ice_hosts=hosts,
-            source=source,
+            source=f"webrtc:{host}",
         )
+        svc.holders[call.id] = holder
     except CallSetupError as exc:
         svc.created.pop(identity, None)  # a failed attempt may be retried afresh
         future.set_exception(exc)
@@ -354,13 +383,15 @@ async def create_call(request: Request) -> Response:
             ref = log_incident(log, "browser call setup failed", exc)
             return _error(500, f"Call setup failed ({ref}).", "server_error")
         raise
+    finally:
+        del svc.holders[setting_up]
     future.set_result((call.id, answer))
     return _created(call.id, answer)
 
 
 def _setup_error(request: Request, exc: CallSetupError) -> JSONResponse:
     response = _error(exc.status, str(exc), exc.code)
-    if exc.status == 503:
+    if exc.status in (429, 503):
         response.headers["Retry-After"] = str(request.app.state.settings.calls.retry_after_s)
     return response
 
