@@ -102,6 +102,10 @@ class AgentPath:
         self.last_frame: Frame | None = None
         #: The first tick's deadline: frame 0 of the schedule (legs stamp timestamps from it).
         self.started_at: float | None = None
+        #: Told the response id when its audio first overflows the playout buffer's bound
+        #: (once per response; the call logs it).
+        self.on_overflow: Callable[[str], None] | None = None
+        self._overflowed: str | None = None
         self.muted = False
         self._resume_pending = False
 
@@ -129,21 +133,42 @@ class AgentPath:
     # -- agent audio in --------------------------------------------------------------------
 
     def push(self, response_id: str, item_id: str, audio: bytes) -> bool:
-        """A delta of the item's audio in the session format. False: dropped (muted, or the
-        response was already cleared or finished)."""
+        """A delta of the item's audio in the session format. False: dropped (muted, the
+        response was already cleared or finished, or the buffer is full). Audio past the
+        playout buffer's bound (:data:`~media.playout.MAX_BUFFERED_S`) is cut off before it is
+        converted, and counted (``playout.stats.samples_overflow``); :attr:`on_overflow` hears
+        of the first such cut of each response."""
         if self.muted:
             return False
-        if not self._pcm_in:
-            return self.playout.push(response_id, item_id, audio)
+        stats = self.playout.stats
+        overflow = stats.samples_overflow
+        queued = self._push(response_id, item_id, audio)
+        if stats.samples_overflow != overflow and self._overflowed != response_id:
+            self._overflowed = response_id
+            if self.on_overflow is not None:
+                self.on_overflow(response_id)
+        return queued
+
+    def _push(self, response_id: str, item_id: str, audio: bytes) -> bool:
+        playout = self.playout
+        if not self._pcm_in:  # the buffer cuts what does not fit before copying it
+            return playout.push(response_id, item_id, audio)
+        samples = len(audio) // 2
+        rate = playout.format.sample_rate
+        fits = -(-playout.room * AGENT_RATE // rate)  # input samples for the room, rounded up
+        if samples > fits:  # cut before resampling: the work is never done
+            playout.overflowed((samples - fits) * rate // AGENT_RATE)
+            if not fits:
+                return False
+            samples = fits
+        audio = audio[: samples * 2]
         resampler = self._resampler
         if resampler is None:  # PCM16 at the agent's rate all the way: bytes as they came
-            return self.playout.push(response_id, item_id, audio[: len(audio) & ~1])
-        pcm = resampler.process(np.frombuffer(audio[: len(audio) & ~1], dtype=np.int16))
+            return playout.push(response_id, item_id, audio)
+        pcm = resampler.process(np.frombuffer(audio, dtype=np.int16))
         if self._to_g711:
-            return self.playout.push(
-                response_id, item_id, self.playout.format.encoding.from_pcm16(pcm)
-            )
-        return self.playout.push(response_id, item_id, pcm)
+            return playout.push(response_id, item_id, playout.format.encoding.from_pcm16(pcm))
+        return playout.push(response_id, item_id, pcm)
 
     def mark_done(self, response_id: str) -> None:
         """The response is complete upstream; its playback finishes once it drains."""

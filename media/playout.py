@@ -35,6 +35,10 @@ A synchronous, clock-injected scheduler emits exactly one :class:`Frame` per fra
   items never started go in ``unplayed`` (delete them; never "truncate to 0"). Audio that
   arrives later for a cleared response is discarded and counted.
 - **pause()/resume()** for hold: no frames while paused; resume re-anchors at ``now``.
+- **A bound.** At most :data:`MAX_BUFFERED_S` of audio waits to be sent (``max_buffered_s``);
+  audio pushed past it is dropped (what fits of a chunk is kept) and counted
+  (``stats.samples_overflow``), so an agent that streams faster than real time, for ever, costs
+  a bounded amount of memory. :attr:`PlayoutBuffer.room` says how much more fits.
 
 Responses are a small state machine (:class:`ResponseState`, one transition table
 ``_TRANSITIONS``); an illegal move raises :class:`PlayoutError` naming state and event.
@@ -53,6 +57,7 @@ import numpy.typing as npt
 from media import g711
 
 __all__ = [
+    "MAX_BUFFERED_S",
     "ClearResult",
     "Frame",
     "ItemPlayout",
@@ -74,6 +79,10 @@ _EPSILON: Final = 1e-6
 #: finished/cleared response ids remembered per buffer to reject their late audio (late deltas
 #: come within a second or two; a call makes a response every few seconds)
 _CLOSED_MEMORY: Final = 16
+#: Seconds of agent audio a buffer holds at most (queued, not yet sent); past it audio is
+#: dropped and counted. Two minutes is longer than any spoken answer, and at most 11.5 MB
+#: (PCM16 at 48 kHz) per call.
+MAX_BUFFERED_S: Final = 120
 
 
 class PlayoutError(RuntimeError):
@@ -248,6 +257,7 @@ class PlayoutStats:
     chunks_dropped: int = 0  # audio for cleared/finished responses
     samples_dropped: int = 0
     samples_cleared: int = 0
+    samples_overflow: int = 0  # audio past the buffer's bound (max_buffered_s), dropped
 
 
 class ResponseState(enum.Enum):
@@ -329,9 +339,17 @@ class _Segment:
 class PlayoutBuffer:
     """Paced playout of tagged agent audio; see the module docstring for the model."""
 
-    def __init__(self, fmt: PlayoutFormat, *, max_catch_up: int = DEFAULT_MAX_CATCH_UP) -> None:
+    def __init__(
+        self,
+        fmt: PlayoutFormat,
+        *,
+        max_catch_up: int = DEFAULT_MAX_CATCH_UP,
+        max_buffered_s: float = MAX_BUFFERED_S,
+    ) -> None:
         if max_catch_up < 1:
             raise ValueError(f"max_catch_up must be >= 1, got {max_catch_up}")
+        if max_buffered_s <= 0:
+            raise ValueError(f"max_buffered_s must be > 0, got {max_buffered_s}")
         self.format = fmt
         self.max_catch_up = max_catch_up
         self.stats = PlayoutStats()
@@ -340,6 +358,8 @@ class PlayoutBuffer:
         self._width = fmt.encoding.sample_width
         self._rate = fmt.sample_rate
         self._silence = bytes([fmt.encoding.silence_byte]) * fmt.frame_bytes
+        self._max_samples = int(max_buffered_s * fmt.sample_rate)
+        self._queued = 0  # bytes in the segments, not yet sent
         self._segments: deque[_Segment] = deque()
         self._responses: dict[str, _Response] = {}
         self._closed: OrderedDict[str, ResponseState] = OrderedDict()
@@ -363,8 +383,16 @@ class PlayoutBuffer:
 
         PCM16 buffers take int16 arrays or little-endian bytes; G.711 buffers take encoded bytes
         (or a uint8 array). Returns False, counting the drop, if the response was already cleared
-        or finished (late deltas after a barge-in must never play).
+        or finished (late deltas after a barge-in must never play), or if none of it fits under
+        the bound (:attr:`room`); of a chunk that fits in part, the rest is dropped and counted.
         """
+        per_sample = 1 if isinstance(audio, np.ndarray) else self._width  # items per sample
+        room = self.room
+        if len(audio) > room * per_sample:  # cut before any copy
+            self.stats.samples_overflow += len(audio) // per_sample - room
+            if not room:
+                return False
+            audio = audio[: room * per_sample]
         if isinstance(audio, np.ndarray):
             want = np.int16 if self._width == 2 else np.uint8
             if audio.dtype != want:
@@ -390,6 +418,7 @@ class PlayoutBuffer:
             item = resp.items[item_id] = _Item(response_id, item_id)
         item.buffered_samples += len(data) // self._width
         resp.pending_bytes += len(data)
+        self._queued += len(data)
         tail = self._segments[-1] if self._segments else None
         if tail is not None and tail.item is item:
             if tail.pos > 65536 and tail.pos * 2 > len(tail.buf):
@@ -432,6 +461,7 @@ class PlayoutBuffer:
         cleared = sum(s.available for s in self._segments)
         self.stats.samples_cleared += cleared // self._width
         self._segments.clear()
+        self._queued = 0
         return ClearResult(tuple(played), tuple(unplayed), tuple(cut))
 
     def pause(self) -> None:
@@ -504,6 +534,16 @@ class PlayoutBuffer:
         return self.format.samples_to_ms(total)
 
     @property
+    def room(self) -> int:
+        """Samples that may still be pushed before the bound (``max_buffered_s``)."""
+        return max(0, self._max_samples - self._queued // self._width)
+
+    def overflowed(self, samples: int) -> None:
+        """Count ``samples`` (at this buffer's rate) a caller dropped for want of :attr:`room`
+        before pushing them (cut before resampling, so the work is never done)."""
+        self.stats.samples_overflow += samples
+
+    @property
     def active_responses(self) -> tuple[str, ...]:
         """Responses with audio queued or playing, not yet finished or cleared."""
         return tuple(r.response_id for r in self._responses.values() if r.state in _OPEN_STATES)
@@ -572,6 +612,7 @@ class PlayoutBuffer:
                 item.sent_samples += samples
                 resp.sent_samples += samples
                 resp.pending_bytes -= take
+                self._queued -= take
                 resp.last_frame_deadline = deadline
                 if resp.state is _S.QUEUED or resp.state is _S.QUEUED_DONE:
                     resp.apply(_Ev.FIRST_FRAME)

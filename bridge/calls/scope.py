@@ -62,7 +62,7 @@ from bridge.security import SecurityKind, SecurityLog
 from media.agent_path import AgentPath
 from media.caller_path import AGENT_RATE, CallerPath
 from media.clock import Clock
-from media.playout import PlaybackEvent, PlaybackStarted, PlayoutEncoding
+from media.playout import MAX_BUFFERED_S, PlaybackEvent, PlaybackStarted, PlayoutEncoding
 from media.recording import RecordingMixer, RecordingMode
 
 __all__ = ["CallScope", "LegMedia"]
@@ -254,6 +254,7 @@ class CallScope:
         """The leg's two media paths: the caller's frames are timed for turn latency, and
         both directions recorded when the profile records (``record``)."""
         caller.tap = self._caller_frame
+        agent.on_overflow = self._agent_audio_overflow
         mode = self.profile.record
         if mode is RecordingMode.OFF or self._recordings is None:
             return
@@ -270,6 +271,18 @@ class CallScope:
         )
         agent.tap = self.recording.agent_frames
         self.store.log_event(self.id, "recording.started", self.recording.status())
+
+    def _agent_audio_overflow(self, response_id: str) -> None:
+        """Agent audio came faster than it plays and met the playout bound: what did not fit
+        is dropped (counted in the call's stats, ``agent_audio_dropped_ms``); said once per
+        response."""
+        log.warning(
+            "%s %s: agent audio of response %s past the %d s playout bound dropped",
+            self.leg,
+            self.id,
+            response_id,
+            MAX_BUFFERED_S,
+        )
 
     def speak_first(self) -> None:
         """What the agent says before anything else: the recording's consent announcement

@@ -206,6 +206,7 @@ class SipMedia:
         if not self.keeps_playout(codec):
             self.agent = self._agent_path(codec)
             self.agent.on_playback, self.agent.tap = old_agent.on_playback, old_agent.tap
+            self.agent.on_overflow = old_agent.on_overflow
             if old_agent.muted:  # the new path is the old one's state: muted, held
                 self.agent.set_muted(True)
             if self.on_hold:

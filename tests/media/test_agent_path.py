@@ -14,6 +14,7 @@ from media.codecs import G722Codec, OpusCodec
 from media.codecs._pyav import PyAVEncoder
 from media.level import SILENCE_DBFS
 from media.playout import (
+    MAX_BUFFERED_S,
     Frame,
     PlaybackEvent,
     PlaybackFinished,
@@ -228,3 +229,50 @@ def test_impossible_shapes_are_refused() -> None:
             PlayoutFormat(PlayoutEncoding.PCMU, 8000),
             encode=g711.ulaw_encode,
         )
+
+
+def test_an_agent_streaming_without_end_is_held_to_the_bound_and_keeps_playing() -> None:
+    """1 MB of u-law (125 s) every 100 ms: the buffer holds two minutes, the rest is dropped
+    and counted, the overflow is told once per response, and the call's audio goes on."""
+    path = AgentPath.pass_through(PlayoutEncoding.PCMU)
+    told: list[str] = []
+    path.on_overflow = told.append
+    wire = Wire(path)
+    chunk = b"\x55" * 1_000_000
+    assert path.push("r1", "i1", chunk)  # what fits is queued: True
+    assert not path.push("r1", "i1", chunk)  # full: nothing of it queued
+    for _ in range(50):
+        wire.tick(5)
+        path.push("r1", "i1", chunk)  # tops the buffer up to the bound again
+    stats = path.playout.stats
+    assert path.playout.buffered_ms <= MAX_BUFFERED_S * 1000
+    assert path.playout.room == 0  # topped up as it plays: the bound, not the pushes
+    assert stats.samples_overflow == 52 * 1_000_000 - 960_000 - 50 * 5 * 160
+    assert told == ["r1"]
+    assert all(p == b"\x55" * 160 for p in wire.payloads())  # the agent's audio, no gap
+    path.push("r2", "i2", chunk)  # a later response's overflow is told again
+    assert told == ["r1", "r2"]
+
+
+def test_a_huge_pcm16_delta_is_cut_to_the_bound_before_it_is_resampled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = AgentPath.to_g711(PlayoutEncoding.PCMU)
+    resampler = path._resampler
+    assert resampler is not None
+    seen: list[int] = []
+    process = resampler.process
+
+    def spy(pcm: NDArray[np.int16]) -> NDArray[np.int16]:
+        seen.append(len(pcm))
+        return process(pcm)
+
+    monkeypatch.setattr(resampler, "process", spy)
+    huge = b"\x10\x00" * (5 * 1024 * 1024)  # 10 MB of PCM16: 218 s at 24 kHz
+    assert path.push("r", "i", huge)
+    assert seen == [MAX_BUFFERED_S * 24000]  # only what fits was converted
+    path.push("r", "i", huge)  # full: at most the resampler's held-back samples converted
+    assert len(seen) == 2 and seen[1] <= 480  # under one frame
+    assert path.playout.buffered_ms == MAX_BUFFERED_S * 1000
+    dropped_ms = path.playout.format.samples_to_ms(path.playout.stats.samples_overflow)
+    assert dropped_ms == pytest.approx(2 * 218_453 - MAX_BUFFERED_S * 1000, abs=2)
