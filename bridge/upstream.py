@@ -125,6 +125,7 @@ class UpstreamStats:
     frames_received: int = 0
     audio_appends: int = 0
     audio_dropped: int = 0
+    frames_malformed: int = 0  # frames that were no Realtime event, skipped
 
 
 def upstream_url(base: str, model: str | None) -> str:
@@ -444,7 +445,7 @@ class UpstreamSession:
                 try:
                     parsed = wire.loads(msg, typed=False)
                 except ProtocolError as exc:
-                    log.warning("upstream sent a frame that is not a JSON object: %s", exc)
+                    self._malformed(msg, exc)
                     continue
                 for frame in self._route(tr.from_upstream(parsed, self._clock.now())):
                     await self._queue.put(frame)
@@ -482,9 +483,30 @@ class UpstreamSession:
             yield item
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Like :meth:`frames`, parsed into dicts."""
+        """Like :meth:`frames`, parsed into dicts. A frame that is no Realtime event (text
+        that is not JSON, a JSON array, an object without a string ``type``, a binary frame
+        that is none of these) is counted (``stats.frames_malformed``), logged and skipped:
+        one bad frame never ends a call."""
         async for frame in self.frames():
-            yield wire.loads(frame)
+            try:
+                event = wire.loads(frame)
+            except ProtocolError as exc:
+                self._malformed(frame, exc)
+                continue
+            yield event
+
+    def _malformed(self, frame: str | bytes, exc: ProtocolError) -> None:
+        """Log the first bad frame of the session and then every 1000th (a flood of them
+        must not flood the log)."""
+        self.stats.frames_malformed += 1
+        n = self.stats.frames_malformed
+        if n == 1 or n % 1000 == 0:
+            log.warning(
+                "upstream sent a frame that is no Realtime event (%s; %d so far), skipped: %.80r",
+                exc,
+                n,
+                frame,
+            )
 
     @staticmethod
     def _closed(exc: ConnectionClosed) -> UpstreamError:

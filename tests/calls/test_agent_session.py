@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from websockets.asyncio.server import ServerConnection
 
 from bridge.agent import LocalAgent
-from bridge.calls.agent_events import SessionRenewed, SessionUpdated, UpstreamErrorEvent
+from bridge.calls.agent_events import (
+    SessionRenewed,
+    SessionUpdated,
+    SpeechStarted,
+    UpstreamErrorEvent,
+)
 from bridge.calls.agent_session import AgentSession
 from bridge.config import AgentProfile, AgentSettings, UpstreamSettings
 from bridge.errors import UpstreamConnectError, UpstreamError
 from bridge.realtime.formats import AudioFormat
-from tests.support.servers import free_port
+from tests.support.servers import free_port, run_ws_server
 
 
 def _profile(url: str, **kw: object) -> AgentProfile:
@@ -133,3 +140,33 @@ async def test_a_send_during_an_outage_waits_for_the_reconnect_and_arrives() -> 
         reader.cancel()
         await session.close()
         await second.stop()
+
+
+async def test_frames_that_are_no_realtime_event_are_skipped_and_the_session_goes_on() -> None:
+    """A GA upstream that sends an HTML error page before answering, then non-JSON text, a
+    JSON array, an object without a type and a binary frame: the session is set up and its
+    events go on (was a RemoteProtocolError: the SIP caller got 500, a live call ended)."""
+    bad: list[str | bytes] = ["<html>502 Bad Gateway</html>", "[1, 2]", '{"no": "type"}', b"\xff"]
+
+    async def upstream(ws: ServerConnection) -> None:
+        await ws.send(bad[0])  # before the session is configured
+        async for msg in ws:
+            event = json.loads(msg)
+            if event["type"] == "session.update":
+                for frame in bad:
+                    await ws.send(frame)
+                await ws.send(json.dumps({"type": "session.updated", "session": event["session"]}))
+                for frame in bad:
+                    await ws.send(frame)
+                speech = {"type": "input_audio_buffer.speech_started", "item_id": "i1"}
+                await ws.send(json.dumps({**speech, "audio_start_ms": 10}))
+
+    async with run_ws_server(upstream) as (_, url):
+        session = AgentSession(_profile(url + "/v1/realtime"), preferred=AudioFormat.PCMU)
+        async with session:
+            assert session.format is AudioFormat.PCMU
+            async with asyncio.timeout(10):
+                async for event in session.events():
+                    if isinstance(event, SpeechStarted):
+                        break
+            assert event.item_id == "i1"
