@@ -47,6 +47,7 @@ __all__ = [
     "TranscriptDelta",
     "UpstreamErrorEvent",
     "parse_agent_event",
+    "session_problem",
 ]
 
 Raw = Mapping[str, Any]
@@ -288,8 +289,35 @@ def _obj(raw: Raw, key: str) -> Mapping[str, Any]:
     return value
 
 
+def session_problem(session: Mapping[str, Any]) -> str | None:
+    """What makes a GA ``session`` object unusable to the call, or None: where present,
+    ``audio``, ``audio.input``, ``audio.output`` and ``audio.input.turn_detection`` are
+    objects (or null) and ``tools`` a list of objects."""
+    audio = session.get("audio")
+    if audio is not None:
+        if not isinstance(audio, Mapping):
+            return "'session.audio' is not an object"
+        for direction in ("input", "output"):
+            part = audio.get(direction)
+            if part is not None and not isinstance(part, Mapping):
+                return f"'session.audio.{direction}' is not an object"
+        td = (audio.get("input") or {}).get("turn_detection")
+        if td is not None and not isinstance(td, Mapping):
+            return "'session.audio.input.turn_detection' is not an object"
+    tools = session.get("tools")
+    if tools is not None and not (
+        isinstance(tools, list) and all(isinstance(t, Mapping) for t in tools)
+    ):
+        return "'session.tools' is not a list of objects"
+    return None
+
+
 def _session_updated(raw: Raw) -> AgentEvent:
-    return SessionUpdated(raw, _obj(raw, "session"))
+    session = _obj(raw, "session")
+    problem = session_problem(session)
+    if problem is not None:
+        raise _Bad(problem)
+    return SessionUpdated(raw, session)
 
 
 def _response_created(raw: Raw) -> AgentEvent:

@@ -55,7 +55,7 @@ import json
 import logging
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -131,7 +131,12 @@ _TOOL_NAMES = frozenset(t["name"] for t in TELEPHONY_TOOLS)
 def merge_telephony_tools(session: dict[str, Any]) -> dict[str, Any]:
     """``tools`` replaces the whole list on the wire, so the merge is ours: a copy of the
     session whose tools are the caller's own (minus stale copies of ours) plus ours."""
-    tools = [t for t in session.get("tools") or [] if t.get("name") not in _TOOL_NAMES]
+    given = session.get("tools")
+    tools = [
+        t
+        for t in (given if isinstance(given, list) else [])
+        if not (isinstance(t, Mapping) and t.get("name") in _TOOL_NAMES)
+    ]
     return {**session, "tools": tools + [dict(t) for t in TELEPHONY_TOOLS]}
 
 
@@ -364,8 +369,10 @@ class CallControl:
 
     def _interrupts(self) -> bool:
         session = self._session()
-        td = ((session.get("audio") or {}).get("input") or {}).get("turn_detection")
-        return not (isinstance(td, dict) and td.get("interrupt_response") is False)
+        audio = session.get("audio")
+        audio_in = audio.get("input") if isinstance(audio, Mapping) else None
+        td = audio_in.get("turn_detection") if isinstance(audio_in, Mapping) else None
+        return not (isinstance(td, Mapping) and td.get("interrupt_response") is False)
 
     def _now(self) -> float:
         return self._clock.now()

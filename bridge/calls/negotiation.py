@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.calls.agent_events import session_problem
 from bridge.calls.control import merge_telephony_tools
 from bridge.config import AgentProfile
 from bridge.errors import UpstreamClosedError, UpstreamError
@@ -75,13 +76,18 @@ def build_session(profile: AgentProfile, fmt: AudioFormat) -> dict[str, Any]:
 def enforce_formats(session: Mapping[str, Any], fmt: AudioFormat) -> dict[str, Any]:
     """A copy of a GA session object with both audio formats set to the leg's format."""
     out = dict(session)
-    audio = dict(out.get("audio") or {})
+    audio = _obj(out.get("audio"))
     for direction in ("input", "output"):
-        part = dict(audio.get(direction) or {})
+        part = _obj(audio.get(direction))
         part["format"] = fmt.to_ga()
         audio[direction] = part
     out["audio"] = audio
     return out
+
+
+def _obj(value: object) -> dict[str, Any]:
+    """A copy of ``value`` if it is an object, else an empty one (a session's parts)."""
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def _format_of(session: Mapping[str, Any]) -> AudioFormat | None:
@@ -169,6 +175,10 @@ async def _await_updated(
         if kind == "session.updated":
             raw = event.get("session")
             session = dict(raw) if isinstance(raw, Mapping) else {}
+            problem = session_problem(session)
+            if problem is not None:  # not adopted: the answer we wait for is still to come
+                log.warning("upstream sent a malformed session.updated, ignored: %s", problem)
+                continue
             if _format_of(session) in (None, fmt):
                 return session
             provisional = session

@@ -136,6 +136,12 @@ def test_the_upstreams_end_of_session_events_and_truncations_are_typed() -> None
         {"type": "response.created", "response": {}},
         {"type": "response.done", "response": "done"},
         {"type": "session.updated"},
+        {"type": "session.updated", "session": {"audio": "x"}},
+        {"type": "session.updated", "session": {"audio": {"input": "x"}}},
+        {"type": "session.updated", "session": {"audio": {"output": [1]}}},
+        {"type": "session.updated", "session": {"audio": {"input": {"turn_detection": 1}}}},
+        {"type": "session.updated", "session": {"tools": "x"}},
+        {"type": "session.updated", "session": {"tools": ["x"]}},
         {"type": "response.function_call_arguments.done", "name": "f"},
     ],
 )

@@ -10,12 +10,15 @@ from websockets.asyncio.server import ServerConnection
 
 from bridge.agent import LocalAgent
 from bridge.calls.agent_events import (
+    Malformed,
     SessionRenewed,
     SessionUpdated,
     SpeechStarted,
     UpstreamErrorEvent,
 )
 from bridge.calls.agent_session import AgentSession
+from bridge.calls.control import merge_telephony_tools
+from bridge.calls.negotiation import enforce_formats
 from bridge.config import AgentProfile, AgentSettings, UpstreamSettings
 from bridge.errors import UpstreamConnectError, UpstreamError
 from bridge.realtime.formats import AudioFormat
@@ -170,3 +173,46 @@ async def test_frames_that_are_no_realtime_event_are_skipped_and_the_session_goe
                     if isinstance(event, SpeechStarted):
                         break
             assert event.item_id == "i1"
+
+
+async def test_a_malformed_session_updated_is_not_adopted_and_the_call_goes_on() -> None:
+    """``session.updated`` whose audio is no object, before and after set-up: neither is
+    adopted (the later one was, and call control crashed on it at the next speech_started);
+    the later one comes out as Malformed, to be logged."""
+
+    async def upstream(ws: ServerConnection) -> None:
+        async for msg in ws:
+            event = json.loads(msg)
+            if event["type"] == "session.update":
+                bad = {"type": "session.updated", "session": {"audio": "x"}}
+                await ws.send(json.dumps(bad))  # ignored while waiting for the answer
+                await ws.send(json.dumps({"type": "session.updated", "session": event["session"]}))
+                bad = {"type": "session.updated", "session": {"audio": {"input": "x"}}}
+                await ws.send(json.dumps(bad))
+                speech = {"type": "input_audio_buffer.speech_started", "item_id": "i1"}
+                await ws.send(json.dumps(speech))
+
+    async with run_ws_server(upstream) as (_, url):
+        session = AgentSession(_profile(url + "/v1/realtime"), preferred=AudioFormat.PCMU)
+        async with session:
+            assert session.format is AudioFormat.PCMU
+            seen = []
+            async with asyncio.timeout(10):
+                async for event in session.events():
+                    seen.append(event)
+                    if isinstance(event, SpeechStarted):
+                        break
+            assert isinstance(seen[0], Malformed) and "audio.input" in seen[0].reason
+            assert session.session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
+            assert enforce_formats(session.session, AudioFormat.PCM16)["audio"]["input"]
+
+
+def test_a_session_with_parts_of_the_wrong_type_is_read_without_error() -> None:
+    """What reads a session tolerates parts of the wrong type (a client's session.update)."""
+    odd = {"audio": {"input": "x", "output": 5}, "tools": "x"}
+    assert enforce_formats(odd, AudioFormat.PCMU)["audio"]["output"] == {
+        "format": {"type": "audio/pcmu"}
+    }
+    names = [t["name"] for t in merge_telephony_tools(odd)["tools"]]
+    assert names == ["end_call", "transfer_call", "send_dtmf"]
+    assert merge_telephony_tools({"tools": ["x", {"name": "end_call"}]})["tools"][0] == "x"
