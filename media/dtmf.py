@@ -47,6 +47,9 @@ __all__ = [
 DIGITS: Final = "0123456789*#ABCD"
 _EVENT = struct.Struct("!BBH")
 MAX_DURATION: Final = 0xFFFF
+#: Digits a :class:`DtmfSender` holds not yet started (about 20 s of them at the default
+#: 160 ms per digit); more is refused (each digit is eight scheduled packets).
+MAX_QUEUED_DIGITS: Final = 128
 
 
 class DtmfError(ValueError):
@@ -285,7 +288,11 @@ class DtmfSender:
 
     def send(self, digits: str, now: float, *, duration_ms: int = 100, gap_ms: int = 60) -> None:
         """Queue ``digits`` (``0-9 * # A-D``); empty is a no-op. Raises :class:`DtmfError` for
-        any other character (nothing is queued then)."""
+        any other character, or for more digits than :attr:`room` (nothing is queued then)."""
+        if len(digits) > self.room:
+            raise DtmfError(
+                f"{len(digits)} digits do not fit: at most {MAX_QUEUED_DIGITS} may wait to be sent"
+            )
         events = [digit_to_event(d) for d in digits]
         rate = self.clock.clock_rate
         step = self.update_ms / 1000.0
@@ -305,6 +312,11 @@ class DtmfSender:
                 self._queue.append(_Scheduled(t_end + r * step, end, ts, False))
             self._free_at = t_end + (self.end_repeats - 1) * step + gap_ms / 1000.0
             self._gap = gap_ms / 1000.0
+
+    @property
+    def room(self) -> int:
+        """Digits :meth:`send` still takes (:data:`MAX_QUEUED_DIGITS` less those waiting)."""
+        return MAX_QUEUED_DIGITS - sum(1 for s in self._queue if s.marker)
 
     @property
     def sending(self) -> bool:

@@ -57,7 +57,7 @@ import secrets
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from bridge.calls.agent_events import FunctionCallDone, ResponseDone, UpstreamErrorEvent
 from bridge.calls.end import EndReason
@@ -81,6 +81,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+#: Digits one ``send_dtmf`` tool call may send (a PIN, an extension, a menu path).
+MAX_TOOL_DIGITS: Final = 64
 #: How many recent barge-in latencies and truncated item ids a call keeps (bounded per call).
 RECENT = 16
 #: Events waiting for the agent session's writer. Call control decides a few per second; this
@@ -609,13 +611,22 @@ class CallControl:
             self._tool_output(call_id, {"ok": True, "status": "transferring"}, respond=False)
             self._after_playback = ("transfer", verdict.target)
         elif name == "send_dtmf":
-            digits = str(args.get("digits", ""))
+            digits = args.get("digits", "")
+            digits = digits if isinstance(digits, str) else str(digits)
+            if len(digits) > MAX_TOOL_DIGITS:  # before any work on them
+                self._log("dtmf.refused", {"digits": digits[:MAX_TOOL_DIGITS], "n": len(digits)})
+                self._tool_output(
+                    call_id,
+                    {"error": f"at most {MAX_TOOL_DIGITS} digits per call; none were sent"},
+                )
+                return
             if not digits or any(d not in DTMF_DIGITS for d in digits):
                 self._tool_output(call_id, {"error": "digits must be 0-9, *, #, A-D"})
                 return
             ok = self.media.send_dtmf(digits)
             self._log("dtmf.sent", {"digits": digits, "ok": ok})
-            self._tool_output(call_id, {"ok": ok} if ok else {"error": "DTMF is not available"})
+            error = "DTMF cannot be sent now (not available, or too many digits waiting)"
+            self._tool_output(call_id, {"ok": ok} if ok else {"error": error})
 
     def _tool_output(self, call_id: str, output: dict[str, Any], *, respond: bool = True) -> None:
         item = {"type": "function_call_output", "call_id": call_id, "output": json.dumps(output)}

@@ -45,7 +45,7 @@ from media.agent_path import AgentPath
 from media.caller_path import FRAME_MS, CallerPath, CallerStats
 from media.clock import WallClock
 from media.codecs.base import AudioCodec
-from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
+from media.dtmf import DtmfDigit, DtmfError, DtmfReceiver, DtmfSender
 from media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
 from media.level import leg_levels
 from media.playout import ClearResult, PlaybackEvent, PlayoutEncoding
@@ -282,14 +282,19 @@ class SipMedia:
         self.agent.set_muted(muted)
 
     def send_dtmf(self, digits: str) -> bool:
-        """RFC 4733 digits to the caller on the audio stream (same SSRC and sequence)."""
+        """RFC 4733 digits to the caller on the audio stream (same SSRC and sequence). False:
+        none sent (the call has no telephone-event, or more digits than
+        :data:`~media.dtmf.MAX_QUEUED_DIGITS` would be waiting)."""
         if self.dtmf_payload_type is None or self._rtp_clock is None:
             return False
         if self._dtmf_out is None:
             self._dtmf_out = DtmfSender(self.send_state, self._rtp_clock, self.dtmf_payload_type)
         # start on the next frame of the grid: one packet per tick, and the event's timestamp
         # is that of the audio frame it replaces
-        self._dtmf_out.send(digits, self._tick_at + FRAME_MS / 1000)
+        try:
+            self._dtmf_out.send(digits, self._tick_at + FRAME_MS / 1000)
+        except DtmfError:  # too many waiting: the caller (tool, API) says so
+            return False
         return True
 
     def hold(self, on_hold: bool, now: float) -> None:

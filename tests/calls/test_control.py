@@ -16,7 +16,12 @@ from bridge.calls.agent_events import (
     UpstreamErrorEvent,
     parse_agent_event,
 )
-from bridge.calls.control import OUTBOX_MAX, CallControl, merge_telephony_tools
+from bridge.calls.control import (
+    MAX_TOOL_DIGITS,
+    OUTBOX_MAX,
+    CallControl,
+    merge_telephony_tools,
+)
 from bridge.calls.end import EndReason
 from bridge.config import AgentProfile, DtmfPolicy
 from media.clock import VirtualClock
@@ -457,3 +462,19 @@ def test_one_waiting_response_per_kind_of_trigger() -> None:
     assert rig.control.stats.responses_queued == 2
     rig.agent({"type": "response.done", "response": {"id": "r1"}})
     assert types(rig.drain()) == ["conversation.item.create"] * 5 + ["response.create"]
+
+
+def test_send_dtmf_tool_refuses_more_than_64_digits_and_sends_none() -> None:
+    """A million digits blocked the event loop ~20 s and took 1.4 GB; now the agent hears the
+    limit at once and nothing is sent."""
+    rig = Rig(telephony_tools=True)
+    rig.function_call("send_dtmf", "c1", json.dumps({"digits": "1" * 1_000_000}))
+    assert rig.media.dtmf == []
+    sent = rig.drain()
+    output = json.loads(sent[0]["item"]["output"])
+    assert output == {"error": f"at most {MAX_TOOL_DIGITS} digits per call; none were sent"}
+    assert types(sent) == ["conversation.item.create", "response.create"]
+    rig.agent({"type": "response.created", "response": {"id": "r"}})
+    rig.agent({"type": "response.done", "response": {"id": "r"}})
+    rig.function_call("send_dtmf", "c2", json.dumps({"digits": "#" * MAX_TOOL_DIGITS}))
+    assert rig.media.dtmf == ["#" * MAX_TOOL_DIGITS]

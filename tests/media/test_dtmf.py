@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from media.dtmf import (
+    MAX_QUEUED_DIGITS,
     DtmfDigit,
     DtmfError,
     DtmfReceiver,
@@ -334,3 +335,19 @@ def test_audio_and_digits_share_one_stream_across_a_pause() -> None:
     chunks = [audio[i : i + 160] for i in range(0, len(audio), 160)]
     assert [f for f in heard if f in chunks] == chunks
     assert len(heard) == 50 + caller.stats.frames_concealed
+
+
+def test_sender_holds_at_most_max_queued_digits_and_refuses_more_whole() -> None:
+    _, _, tx = make_sender()
+    tx.send("1" * (MAX_QUEUED_DIGITS - 1), 0.0)
+    with pytest.raises(DtmfError, match="at most 128"):
+        tx.send("23", 0.0)  # one would fit: none is queued
+    assert tx.room == 1
+    tx.send("2", 0.0)
+    assert tx.room == 0
+    with pytest.raises(DtmfError):
+        tx.send("3", 0.0)
+    tx.tick(10.0)  # the first digits go out: room again
+    assert tx.room > 0
+    events = {TelephoneEvent.parse(p.payload).event for _, p in run(tx, 10.0)}
+    assert events <= {1, 2}
