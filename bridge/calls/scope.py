@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 from bridge.calls.agent_events import (
     AgentEvent,
@@ -64,10 +64,56 @@ from media.caller_path import AGENT_RATE, CallerPath
 from media.clock import Clock
 from media.playout import MAX_BUFFERED_S, PlaybackEvent, PlaybackStarted, PlayoutEncoding
 from media.recording import RecordingMixer, RecordingMode
+from sip.ratelimit import TokenBucket
 
 __all__ = ["CallScope", "LegMedia"]
 
 log = logging.getLogger(__name__)
+
+#: Characters of an agent's text (a transcript, an error's message) kept in the call's event
+#: log; longer text is cut and the row marked ``truncated`` with the ``length`` it had.
+LOGGED_TEXT_MAX: Final = 16 * 1024
+#: The upstream's ``error`` events logged per call: a burst of 20, then one a second; the rest
+#: are counted (the next logged row's ``suppressed``, the record's
+#: ``upstream_errors_not_logged``).
+UPSTREAM_ERROR_BURST: Final = 20
+UPSTREAM_ERRORS_PER_S: Final = 1.0
+
+
+def _clipped(text: str) -> tuple[str, bool]:
+    if len(text) <= LOGGED_TEXT_MAX:
+        return text, False
+    return text[:LOGGED_TEXT_MAX], True
+
+
+def _text_row(data: dict[str, Any], key: str, text: str | None) -> dict[str, Any]:
+    """``data`` with ``text`` under ``key``, cut to :data:`LOGGED_TEXT_MAX`."""
+    if text is None:
+        data[key] = None
+        return data
+    kept, cut = _clipped(text)
+    data[key] = kept
+    if cut:
+        data["truncated"] = True
+        data["length"] = len(text)
+    return data
+
+
+def _error_row(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """An upstream error's fields for the event log: text cut to :data:`LOGGED_TEXT_MAX`,
+    anything but text and numbers as (cut) text."""
+    row: dict[str, Any] = {}
+    cut = False
+    for key, value in list(detail.items())[:32]:
+        if not isinstance(value, str | int | float | bool | None):
+            value = str(value)
+        if isinstance(value, str):
+            value, clipped = _clipped(value)
+            cut = cut or clipped
+        row[str(key)[:64]] = value
+    if cut:
+        row["truncated"] = True
+    return row
 
 
 class LegMedia(MediaControl, Protocol):
@@ -122,6 +168,9 @@ class CallScope:
         self.turns = TurnTimer()
         self.recording: CallRecording | None = None
         self._recordings = recordings
+        self._error_rows = TokenBucket(UPSTREAM_ERRORS_PER_S, UPSTREAM_ERROR_BURST, clock.now())
+        self._errors_suppressed = 0  # since the last logged error row
+        self._errors_not_logged = 0  # in the whole call
         self.control = CallControl(
             profile=profile,
             media=media,
@@ -364,20 +413,17 @@ class CallScope:
                 control.on_function_call(event)
             case Transcript(speaker=speaker, item_id=iid, text=text):
                 self.store.log_event(
-                    self.id, f"transcript.{speaker}", {"item_id": iid, "text": text}
+                    self.id, f"transcript.{speaker}", _text_row({"item_id": iid}, "text", text)
                 )
             case UpstreamErrorEvent():
                 control.on_upstream_error(event)
-                err = event.raw.get("error")
-                detail = dict(err) if isinstance(err, Mapping) else {"message": event.message}
-                self.store.log_event(self.id, "error", {"source": "upstream", **detail})
+                self._log_upstream_error(event)
             case ItemTruncated(item_id=iid, audio_end_ms=end_ms, transcript=heard):
                 if heard is None:
                     heard = self.agent.conversation.heard(iid)
+                row = {"item_id": iid, "audio_end_ms": end_ms}
                 self.store.log_event(
-                    self.id,
-                    "conversation.item.truncated",
-                    {"item_id": iid, "audio_end_ms": end_ms, "transcript": heard},
+                    self.id, "conversation.item.truncated", _text_row(row, "transcript", heard)
                 )
             case SessionRenewed():
                 if control.active_response is not None:  # it died with the old session
@@ -395,6 +441,22 @@ class CallScope:
                 )
                 return
         self._publish(event.raw)
+
+    def _log_upstream_error(self, event: UpstreamErrorEvent) -> None:
+        """The upstream's ``error`` in the call's event log, rate-limited (a flood made 162,000
+        rows in 20 s): those over the rate are counted, and the next row logged says how
+        many (``suppressed``)."""
+        if not self._error_rows.take(self.clock.now()):
+            self._errors_suppressed += 1
+            self._errors_not_logged += 1
+            return
+        err = event.raw.get("error")
+        detail = dict(err) if isinstance(err, Mapping) else {"message": event.message}
+        row = {"source": "upstream", **_error_row(detail)}
+        if self._errors_suppressed:
+            row["suppressed"] = self._errors_suppressed
+            self._errors_suppressed = 0
+        self.store.log_event(self.id, "error", row)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -488,6 +550,8 @@ class CallScope:
             stats = {}
         if self.recording is not None:  # what the recording had to drop, in the call's record
             stats = {**stats, **self.recording.stats()}
+        if self._errors_not_logged:
+            stats = {**stats, "upstream_errors_not_logged": self._errors_not_logged}
         info = self.info
         info.ended_at = self.clock.wall()
         info.end_reason = self._end_reason.value

@@ -16,7 +16,7 @@ from bridge.calls.agent_events import AgentEvent, SessionRenewed, parse_agent_ev
 from bridge.calls.conversation import CallConversation
 from bridge.calls.end import EndReason
 from bridge.calls.info import CallInfo
-from bridge.calls.scope import CallScope, Task
+from bridge.calls.scope import LOGGED_TEXT_MAX, UPSTREAM_ERROR_BURST, CallScope, Task
 from bridge.calls.ticker import FrameTicker, TickSink
 from bridge.calls.watchdog import Watchdog
 from bridge.config import AgentProfile, Dialect
@@ -222,3 +222,50 @@ async def test_a_crash_in_any_of_a_calls_tasks_ends_that_call_only(
     assert good_record is not None and good_record.end_reason == "local-hangup"
     bad_store.close()
     good_store.close()
+
+
+async def test_huge_transcripts_are_cut_and_an_error_flood_is_rate_limited(
+    tmp_path: Path,
+) -> None:
+    """15 MB transcripts were logged whole and a flood of upstream errors made 162,000 rows in
+    20 s: a transcript row keeps 16 KiB (marked truncated, with its length), and error rows
+    come at a burst then a rate, the rest counted; the call goes on."""
+    huge = "x" * 15_000_000
+    flood = [
+        {"type": "error", "error": {"type": "server_error", "message": f"boom {n} " + "y" * 50_000}}
+        for n in range(5000)
+    ]
+    agent = ScriptedAgent(
+        [
+            {"type": "response.output_audio_transcript.done", "item_id": "i1", "transcript": huge},
+            *flood,
+            {"type": "response.output_audio_transcript.done", "item_id": "i2", "transcript": "ok"},
+        ]
+    )
+    call, store = make_call(tmp_path, "c1", agent, FrameTicker())
+    run = asyncio.create_task(call.run())
+    async with asyncio.timeout(10):
+        while "i2" not in [e.data.get("item_id") for e in store.events("c1")]:
+            await asyncio.sleep(0.01)
+            store.flush()
+    assert not call.ended  # the call goes on
+    call.end(EndReason.LOCAL_HANGUP)
+    await asyncio.wait_for(run, 10)
+    store.flush()
+    logged = store.events("c1")
+    (first, second) = [e.data for e in logged if e.kind == "transcript.agent"]
+    assert first == {
+        "item_id": "i1",
+        "text": "x" * LOGGED_TEXT_MAX,
+        "truncated": True,
+        "length": 15_000_000,
+    }
+    assert second == {"item_id": "i2", "text": "ok"}
+    errors = [e.data for e in logged if e.kind == "error"]
+    assert UPSTREAM_ERROR_BURST <= len(errors) <= UPSTREAM_ERROR_BURST + 15
+    assert errors[0]["message"].startswith("boom 0 ") and errors[0]["truncated"] is True
+    assert len(errors[0]["message"]) == LOGGED_TEXT_MAX
+    record = store.get_call("c1")
+    assert record is not None
+    assert record.stats["upstream_errors_not_logged"] == 5000 - len(errors)
+    store.close()
