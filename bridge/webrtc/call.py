@@ -188,6 +188,7 @@ class WebRtcCall(CallScope):
             "audio_packets_out": m.audio_packets_out,
             "packets_dropped_out": m.packets_dropped_out,
             "playout_underruns": p.underruns,
+            "foreign_datagrams": self.media.source_guard.dropped,
             "channel_in": self.channel_in,
             "channel_out": self.channel_out,
             "channel_pending_dropped": self.pending_dropped,

@@ -11,16 +11,25 @@ the given addresses *before* aiortc's own gathering runs (``setLocalDescription`
 finds gathering done and uses them. It reaches into aioice's ``Connection`` (no public hook
 exists for the address list); the attributes it touches are checked, so an aioice that changes
 them fails loudly rather than silently offering other addresses.
+
+:func:`guard_sources` closes a hole aioice leaves: it hands every datagram that is not STUN, from
+any address, to DTLS. A stranger spraying the call's port with an unauthenticated DTLS alert
+killed the handshake of every call it hit (the call ended before its media started). Once
+guarded, DTLS and SRTP are taken only from a remote address of the connection's check list:
+a candidate the browser's own SDP named, or one whose STUN request carried the call's ICE
+password (RFC 8445 §7.3.1.3: a peer-reflexive candidate). Everything else is dropped and
+counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCPeerConnection
 
-__all__ = ["gather_on_hosts"]
+__all__ = ["SourceGuard", "gather_on_hosts", "guard_sources"]
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
@@ -56,3 +65,38 @@ async def gather_on_hosts(pc: RTCPeerConnection, hosts: Sequence[str]) -> None:
                 component=component, addresses=list(hosts)
             )
         conn._local_candidates_end = True
+
+
+@dataclass(slots=True)
+class SourceGuard:
+    """What :func:`guard_sources` dropped: datagrams from addresses ICE never vouched for."""
+
+    dropped: int = 0
+
+
+def guard_sources(pc: RTCPeerConnection) -> SourceGuard:
+    """Take DTLS and SRTP (anything not STUN, RFC 7983) on ``pc``'s sockets only from the
+    remote addresses of each ICE connection's check list (call it after
+    ``setLocalDescription``, when the sockets exist)."""
+    guard = SourceGuard()
+    for conn in _ice_connections(pc):
+        for attr in ("_protocols", "_check_list"):
+            if not hasattr(conn, attr):
+                raise RuntimeError(f"unsupported aioice version: Connection has no {attr}")
+        for protocol in conn._protocols:
+            protocol.datagram_received = _guarded(conn, protocol.datagram_received, guard)
+    return guard
+
+
+def _guarded(
+    conn: Any, received: Callable[[bytes, tuple[Any, ...]], None], guard: SourceGuard
+) -> Callable[[bytes, tuple[Any, ...]], None]:
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if data and data[0] > 3:  # not STUN: DTLS (20-63) or SRTP/SRTCP (128-191)
+            source = (addr[0], addr[1])
+            if not any(pair.remote_addr == source for pair in conn._check_list):
+                guard.dropped += 1
+                return
+        received(data, addr)
+
+    return datagram_received

@@ -34,7 +34,7 @@ from bridge.errors import CallSetupError, UpstreamError
 from bridge.logs import log_incident
 from bridge.realtime.formats import AudioFormat
 from bridge.webrtc.call import WebRtcCall
-from bridge.webrtc.ice import gather_on_hosts
+from bridge.webrtc.ice import gather_on_hosts, guard_sources
 from bridge.webrtc.media import TickedAudioTrack, WebRtcMedia, forward_on_arrival
 
 __all__ = ["merge_session", "open_call"]
@@ -207,6 +207,7 @@ async def _answer(
     pc.addTrack(media.track)
     await gather_on_hosts(pc, hosts)
     await pc.setLocalDescription(await pc.createAnswer())
+    media.source_guard = guard_sources(pc)
     desc = pc.localDescription
     assert desc is not None
     if "opus/48000" not in desc.sdp.lower():

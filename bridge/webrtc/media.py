@@ -36,6 +36,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from numpy.typing import NDArray
 
+from bridge.webrtc.ice import SourceGuard
 from media.agent_path import AgentPath
 from media.caller_path import AGENT_RATE, FRAME_MS, CallerPath, CallerStats
 from media.codecs._pyav import PyAVDecoder, PyAVEncoder
@@ -117,6 +118,8 @@ class WebRtcMedia:
     ) -> None:
         self.track = track
         self.stats = MediaStats()
+        #: datagrams from addresses ICE never vouched for (set once the sockets exist)
+        self.source_guard = SourceGuard()
         # browser -> agent: Opus decoded as 48 kHz stereo (RFC 7587), then to PCM16 24 kHz
         decoder = PyAVDecoder("libopus", OPUS_CLOCK, 2)
         self.caller = CallerPath.transcoding(
