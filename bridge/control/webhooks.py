@@ -260,14 +260,19 @@ class IncomingCalls:
                         await asyncio.sleep(RETRY_DELAY_S)
                     headers = webhook_headers(secret, event["id"], int(self._clock.wall()), body)
                     try:
-                        resp = await self._client.post(wh.url, content=body, headers=headers)
+                        # only the status is used: the answer's body is never read (a huge or
+                        # endless one would otherwise be buffered whole), the response closed
+                        async with self._client.stream(
+                            "POST", wh.url, content=body, headers=headers
+                        ) as resp:
+                            status = resp.status_code
                     except (httpx.TransportError, OSError) as exc:
                         log.warning("call %s: webhook failed: %s", call_id, type(exc).__name__)
                         continue
-                    if 200 <= resp.status_code < 300:
+                    if 200 <= status < 300:
                         return True
-                    log.warning("call %s: webhook answered %d", call_id, resp.status_code)
-                    if resp.status_code < 500:
+                    log.warning("call %s: webhook answered %d", call_id, status)
+                    if status < 500:
                         return False
         except TimeoutError:
             log.warning("call %s: webhook timed out after %.1f s", call_id, wh.timeout_s)

@@ -142,3 +142,33 @@ def test_the_accept_may_decide_the_recording() -> None:
     base = AgentProfile(record=RecordingMode.OFF)
     assert profile_from_session(base, {"record": "stereo"}).record is RecordingMode.STEREO
     assert profile_from_session(base, {"instructions": "x"}).record is RecordingMode.OFF
+
+
+async def test_the_answer_body_is_not_read() -> None:
+    """A receiver answering 200 with a huge body (an endless one, in effect: 16 MiB here): the
+    delivery counts (only the status is used), at most a first chunk of the body is pulled (was:
+    all of it, into memory) and the response is closed."""
+    pulled: list[int] = []
+    closed: list[bool] = []
+
+    class Endless(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            for _ in range(256):
+                pulled.append(1)
+                yield b"x" * 65536
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Endless())
+
+    settings = Settings(webhooks=WebhookSettings(url="http://hooks.invalid/x"))
+    incoming = IncomingCalls(
+        settings, client=httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    )
+    ok = await incoming._deliver("call_1", _Offerless())  # type: ignore[arg-type]
+    await incoming.aclose()
+    assert ok
+    assert len(pulled) <= 1
+    assert closed == [True]
