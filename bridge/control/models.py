@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from media.recording import RecordingMode
 
@@ -68,6 +68,15 @@ class SessionBody(BaseModel):
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = None
     audio: dict[str, Any] | None = None
+
+    @field_validator("audio")
+    @classmethod
+    def _audio_parts_are_objects(cls, audio: dict[str, Any] | None) -> dict[str, Any] | None:
+        for part in ("input", "output"):
+            value = None if audio is None else audio.get(part)
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"audio.{part} must be an object")
+        return audio
 
 
 class AcceptBody(SessionBody):

@@ -85,7 +85,9 @@ def profile_from_session(base: AgentProfile, session: Mapping[str, Any]) -> Agen
     update: dict[str, Any] = {}
     if isinstance(session.get("instructions"), str):
         update["instructions"] = session["instructions"]
-    voice = ((session.get("audio") or {}).get("output") or {}).get("voice")
+    audio = session.get("audio")
+    output = audio.get("output") if isinstance(audio, Mapping) else None
+    voice = output.get("voice") if isinstance(output, Mapping) else None
     if isinstance(voice, str):
         update["voice"] = voice
     if isinstance(session.get("tools"), list):

@@ -123,6 +123,8 @@ async def test_unknown_call_ids_are_404_everywhere(control: Control) -> None:
         ("/v1/realtime/calls/call_x/reject", {"status_code": 200}, "status_code"),
         ("/v1/realtime/calls/call_x/refer", {}, "target_uri"),
         ("/v1/realtime/calls/call_x/accept", {"instructions": 3}, "instructions"),
+        ("/v1/realtime/calls/call_x/accept", {"audio": {"output": "alloy"}}, "audio"),
+        ("/v1/calls/call_x/session", {"audio": {"input": []}}, "audio"),
     ],
 )
 async def test_invalid_bodies_are_422_naming_the_field(
@@ -133,6 +135,14 @@ async def test_invalid_bodies_are_422_naming_the_field(
     err = r.json()["error"]
     assert field in err["message"] and err["message"].startswith("Invalid request: ")
     assert err["param"] == field
+
+
+async def test_accept_names_the_audio_part_that_is_not_an_object(control: Control) -> None:
+    r = await control.client.post(
+        "/v1/realtime/calls/call_x/accept", json={"audio": {"output": "alloy"}}
+    )
+    assert r.status_code == 422 and r.headers["content-type"] == "application/json"
+    assert "audio.output must be an object" in r.json()["error"]["message"]
 
 
 async def test_invalid_query_and_json_are_422(control: Control) -> None:

@@ -64,6 +64,9 @@ def test_accepted_session_overrides_the_profile() -> None:
     assert p.tools == [{"type": "function", "name": "lookup"}]
     assert p.max_duration_s == 60  # the route's limits stay
     assert profile_from_session(base, {"type": "realtime"}) == base
+    # an accept relayed by another worker is not validated again: odd shapes leave the voice
+    for audio in ("x", {"output": "alloy"}, {"output": {"voice": 5}}):
+        assert profile_from_session(base, {"audio": audio}).voice == base.voice
 
 
 class _Offered:
