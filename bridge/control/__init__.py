@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,9 +57,21 @@ async def _records_unavailable(request: Request, exc: Exception) -> JSONResponse
     return _error_response(503, body, {"Retry-After": str(RECORDS_RETRY_AFTER_S)})
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with its non-finite floats spelled as JSON's extensions spell them (``NaN``,
+    ``Infinity``, ``-Infinity``): a 422 echoes the input, and JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = jsonable_encoder(exc.errors())
+    errors = _finite(jsonable_encoder(exc.errors()))
     parts = []
     for e in errors:
         loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"

@@ -145,6 +145,28 @@ async def test_accept_names_the_audio_part_that_is_not_an_object(control: Contro
     assert "audio.output must be an object" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/calls", b'{"target": NaN}', "target"),
+        ("/v1/calls", b'{"target": "sip:a@b", "caller": Infinity}', "caller"),
+        ("/v1/realtime/calls/call_x/reject", b'{"status_code": 1e400}', "status_code"),
+        ("/v1/calls/call_x/dtmf", b'{"digits": -Infinity}', "digits"),
+        ("/v1/calls/call_x/say", b'{"text": "hi", "respond": NaN}', "respond"),
+    ],
+)
+async def test_non_finite_numbers_in_an_invalid_body_are_a_json_422(
+    control: Control, path: str, body: bytes, field: str
+) -> None:
+    """Python's JSON reads NaN, Infinity and 1e400 as floats; the 422 echoing them was a 500."""
+    headers = {"content-type": "application/json"}
+    r = await control.client.post(path, content=body, headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["param"] == field
+    assert r.json()["detail"][0]["input"] in ("NaN", "Infinity", "-Infinity")
+
+
 async def test_invalid_query_and_json_are_422(control: Control) -> None:
     r = await control.client.get("/v1/calls", params={"state": "bogus"})
     assert r.status_code == 422 and "state" in r.json()["error"]["message"]
