@@ -62,6 +62,10 @@ router = APIRouter()
 
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _FINGERPRINT = re.compile(r"^a=fingerprint:(\S+ \S+)", re.MULTILINE)
+#: How deep a session object (a client secret's, a browser call's) may nest: far deeper than
+#: any real session (tools' JSON schemas included), far shallower than what the upstream's
+#: JSON encoder (255 levels, the event around it included) and Python's stack take
+MAX_SESSION_DEPTH = 64
 
 
 @dataclass
@@ -169,14 +173,36 @@ def _mint(svc: WebRtcService, body: ClientSecretRequest) -> dict[str, Any]:
     }
 
 
-async def _parse_json(request: Request) -> dict[str, Any] | JSONResponse:
-    raw = await request.body()
+def _depth(value: Any) -> int:
+    """How deep ``value``'s objects and arrays nest (without recursion: it may be deep)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            todo.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _json_object(raw: bytes | str, what: str, param: str | None = None) -> dict[str, Any] | str:
+    """``raw`` parsed as a JSON object nested at most :data:`MAX_SESSION_DEPTH` deep, else
+    why not (``what`` names it: "The body", "The 'session' part")."""
     try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
-        return _error(400, "The body is not valid JSON.", "invalid_json")
+        data = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return f"{what} is not valid JSON (UTF-8)."
     if not isinstance(data, dict):
-        return _error(400, "The body must be a JSON object.", "invalid_json")
+        return f"{what} must be a JSON object."
+    if _depth(data) > MAX_SESSION_DEPTH:
+        return f"{what} nests deeper than {MAX_SESSION_DEPTH} levels."
+    return data
+
+
+async def _parse_json(request: Request) -> dict[str, Any] | JSONResponse:
+    data = _json_object(await request.body() or b"{}", "The body")
+    if isinstance(data, str):
+        return _error(400, data, "invalid_json")
     return data
 
 
@@ -273,22 +299,18 @@ async def _read_offer(request: Request) -> tuple[str, dict[str, Any]] | JSONResp
         sdp_part, session_part = form.get("sdp"), form.get("session")
         if sdp_part is None:
             return _error(400, "Missing the 'sdp' part.", "missing_required_parameter", param="sdp")
-        sdp = sdp_part if isinstance(sdp_part, str) else (await sdp_part.read()).decode()
+        # as an application/sdp body is read; a file part's bytes are not decoded by Starlette
+        sdp = (
+            sdp_part
+            if isinstance(sdp_part, str)
+            else (await sdp_part.read()).decode("utf-8", "replace")
+        )
         session: dict[str, Any] = {}
         if session_part is not None:
-            text = (
-                session_part
-                if isinstance(session_part, str)
-                else (await session_part.read()).decode()
-            )
-            try:
-                parsed = json.loads(text) if text.strip() else {}
-            except ValueError:
-                return _error(
-                    400, "The 'session' part is not JSON.", "invalid_json", param="session"
-                )
-            if not isinstance(parsed, dict):
-                return _error(400, "The 'session' part must be an object.", "invalid_json")
+            raw = session_part if isinstance(session_part, str) else await session_part.read()
+            parsed = _json_object(raw, "The 'session' part") if raw.strip() else {}
+            if isinstance(parsed, str):
+                return _error(400, parsed, "invalid_json", param="session")
             session = parsed
         return sdp, session
     return _error(

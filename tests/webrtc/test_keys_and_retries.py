@@ -186,3 +186,68 @@ async def test_draining_refuses_new_calls_with_retry_after(bridge: Bridge) -> No
         assert r.status_code == 201
     finally:
         await peer.close()
+
+
+def _multipart(*parts: tuple[str, str | None, bytes]) -> bytes:
+    """A multipart/form-data body with boundary ``x``: (name, filename or None, bytes)."""
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += b"--x\r\nContent-Disposition: " + disposition.encode() + b"\r\n\r\n" + data + b"\r\n"
+    return out + b"--x--\r\n"
+
+
+def _nested(depth: int) -> bytes:
+    """A session object ``depth`` levels deep."""
+    return b'{"type": "realtime", "x": ' + b'{"x": ' * (depth - 2) + b"{}" + b"}" * (depth - 1)
+
+
+async def test_malformed_session_parts_are_400_in_the_error_shape(bridge: Bridge) -> None:
+    """A browser key's holder sending a session part that is not UTF-8, nested too deep for
+    Python's parser (100,000 levels) or for the upstream's encoder (300 levels) gets 400
+    invalid_json (was 500 text/plain, or for 300 levels a record left offered for ever); an SDP
+    file part that is not UTF-8 is read as an application/sdp body is."""
+    peer = ClientPeer()
+    try:
+        sdp = (await peer.offer()).encode()
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(
+                f"{bridge.url}/v1/realtime/client_secrets",
+                headers={"Authorization": f"Bearer {KEY}"},
+                json={},
+            )
+            ek = {"Authorization": f"Bearer {r.json()['value']}"}
+            ctype = {"Content-Type": "multipart/form-data; boundary=x"}
+            for session in (b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000, _nested(300)):
+                for filename in (None, "s.json"):
+                    body = _multipart(("sdp", None, sdp), ("session", filename, session))
+                    r = await http.post(
+                        f"{bridge.url}/v1/realtime/calls", content=body, headers=ek | ctype
+                    )
+                    assert r.status_code == 400, r.text
+                    assert r.headers["content-type"] == "application/json"
+                    assert r.json()["error"]["code"] == "invalid_json"
+                    assert r.json()["error"]["param"] == "session"
+            body = _multipart(("sdp", "o.sdp", b"\xff\xfe" + sdp[:40]))
+            r = await http.post(f"{bridge.url}/v1/realtime/calls", content=body, headers=ek | ctype)
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_sdp"
+        assert not bridge.manager.calls
+        bridge.store.flush()
+        assert not bridge.store.list_calls(state="setting_up")
+        assert not bridge.agent.sessions
+    finally:
+        await peer.close()
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, _nested(65), b"\xff{}"])
+async def test_client_secrets_refuse_unreadable_sessions(bridge: Bridge, body: bytes) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.post(
+            f"{bridge.url}/v1/realtime/client_secrets",
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+            content=body,
+        )
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["code"] == "invalid_json"
+    assert r.json()["error"]["type"] == "invalid_request_error"
