@@ -11,6 +11,7 @@ status the route answers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -108,8 +109,8 @@ async def _set_up(
         environ=manager.environ,
         clock=clock,
     )
-    agent.session = enforce_formats(merge_session(agent.session, session), AudioFormat.PCM16)
     try:
+        agent.session = enforce_formats(merge_session(agent.session, session), AudioFormat.PCM16)
         await agent.open()
     except UpstreamError as exc:  # the browser gets a reference, never the upstream's words
         ref = log_incident(log, f"webrtc call {call_id}: agent unavailable", exc)
@@ -119,6 +120,15 @@ async def _set_up(
             f"The agent is unavailable ({ref}).",
             "upstream_unavailable",
         ) from exc
+    except BaseException as exc:  # any other failure ends the record too (was: offered for ever)
+        with contextlib.suppress(Exception):
+            await agent.close()
+        if not isinstance(exc, Exception):
+            store.call_ended(call_id, reason=EndReason.SETUP_CANCELLED.value)
+            raise
+        ref = log_incident(log, f"webrtc call {call_id}: setup failed", exc)
+        msg = f"Call setup failed ({ref})."
+        raise fail(500, EndReason.INTERNAL_ERROR, msg, "server_error") from exc
     if agent.format is not AudioFormat.PCM16:
         await agent.close()
         raise fail(

@@ -251,3 +251,34 @@ async def test_client_secrets_refuse_unreadable_sessions(bridge: Bridge, body: b
     assert r.headers["content-type"] == "application/json"
     assert r.json()["error"]["code"] == "invalid_json"
     assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_setup_failure_ends_the_record(
+    bridge: Bridge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever fails while the agent session opens (here the upstream's encoder refusing a
+    session: a bug, not an UpstreamError), the call's record ends and the client gets a 500 in
+    the error shape with a reference (was: the record stayed offered for ever)."""
+    from bridge.calls.agent_session import AgentSession
+
+    async def refused(self: AgentSession) -> None:
+        raise RuntimeError("the encoder refused the session")
+
+    monkeypatch.setattr(AgentSession, "open", refused)
+    peer = ClientPeer()
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            r = await http.post(
+                f"{bridge.url}/v1/realtime/calls",
+                content=await peer.offer(),
+                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
+            )
+    finally:
+        await peer.close()
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert (error["type"], error["code"]) == ("server_error", "server_error")
+    assert "ref_" in error["message"] and "encoder" not in error["message"]
+    bridge.store.flush()
+    (record,) = bridge.store.list_calls()
+    assert (record.state, record.end_reason) == ("ended", "internal-error")
