@@ -21,6 +21,7 @@ import math
 import os
 import re
 from collections.abc import AsyncIterator
+from stat import S_ISREG
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -56,6 +57,7 @@ from bridge.control.models import (
     TransferBody,
 )
 from bridge.control.plane import ControlPlane
+from bridge.control.recording_file import RecordingFile
 from bridge.errors import CallNotAllowed, DestinationRefused, OwnerUnavailable, RemoteCallError
 from bridge.records import CallQuery, Cursor
 from bridge.security import SecurityKind
@@ -252,6 +254,15 @@ async def get_call(request: Request, call_id: CallId) -> dict[str, Any]:
 _CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
+def _file_stat(path: os.PathLike[str]) -> os.stat_result | None:
+    """``path``'s stat when it is a regular file, else None."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat if S_ISREG(stat.st_mode) else None
+
+
 @api.get("/v1/calls/{call_id}/recording", tags=["calls"], response_class=FileResponse)
 async def get_recording(request: Request, call_id: CallId) -> Response:
     """The call's recording (WAV; HTTP range requests; a live call's file grows as it goes).
@@ -263,13 +274,15 @@ async def get_recording(request: Request, call_id: CallId) -> Response:
     if not _CALL_ID.match(call_id):
         raise not_found(call_id)
     path = plane.manager.recordings.path_for(call_id)
-    if await asyncio.to_thread(path.is_file):
-        return FileResponse(
+    stat = await asyncio.to_thread(_file_stat, path)
+    if stat is not None:
+        return RecordingFile(
             path,
             media_type="audio/wav",
             filename=f"{call_id}.wav",
             content_disposition_type="inline",
             headers={"Cache-Control": "no-store"},
+            stat_result=stat,
         )
     record_ = await asyncio.to_thread(plane.store.get_call, call_id)
     cluster = plane.cluster

@@ -332,3 +332,36 @@ async def test_a_request_waiting_on_the_records_database_holds_up_no_other(
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "call_ended"
     events = (await client.get("/v1/calls/call_gone/events")).json()["data"]
     assert [e["data"] for e in events if e["kind"] == "dtmf"] == [{"digit": "7"}]
+
+
+@pytest.mark.parametrize(
+    ("range_", "status", "content"),
+    [
+        ("bytes=2-5", 206, b"2345"),
+        ("items=0-1", 200, b"0123456789"),  # unknown unit: ignored (RFC 9110 §14.2)
+        ("bytes=abc", 200, b"0123456789"),  # malformed: ignored
+        ("bytes=5-1", 200, b"0123456789"),
+        ("0-1", 200, b"0123456789"),
+    ],
+)
+async def test_recording_ranges_follow_rfc_9110(
+    control: Control, range_: str, status: int, content: bytes
+) -> None:
+    path = control.plane.manager.recordings.path_for("call_ranges")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"0123456789")
+    r = await control.client.get("/v1/calls/call_ranges/recording", headers={"Range": range_})
+    assert (r.status_code, r.content) == (status, content)
+    assert r.headers["content-type"] == "audio/wav"
+
+
+async def test_an_unsatisfiable_recording_range_is_416_in_the_error_shape(control: Control) -> None:
+    path = control.plane.manager.recordings.path_for("call_ranges")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"0123456789")
+    r = await control.client.get(
+        "/v1/calls/call_ranges/recording", headers={"Range": "bytes=999999999-"}
+    )
+    assert r.status_code == 416 and r.headers["content-type"] == "application/json"
+    assert r.headers["content-range"] == "bytes */10"
+    assert r.json()["error"]["code"] == "range_not_satisfiable"
