@@ -13,7 +13,9 @@ The answer is OpenAI's error shape with code ``request_too_large``, and each ref
 
 Before answering, up to :data:`DISCARD_BYTES` more of the body are read and thrown away (for at
 most :data:`DISCARD_S`): a client slightly over the limit then reads a clean 413 instead of a
-connection reset, while a flood is cut off after that much.
+connection reset, while a flood is cut off after that much. A client that sent
+``Expect: 100-continue`` and declared too much gets the 413 without ``100 Continue``: it has sent
+no body, and reading would ask it for one.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ async def _discard(receive: Receive) -> None:
                     return
 
 
+def _expects_continue(scope: Scope) -> bool:
+    """The client waits for ``100 Continue`` before it sends the body (RFC 9110 §10.1.1)."""
+    return any(k == b"expect" and v.strip().lower() == b"100-continue" for k, v in scope["headers"])
+
+
 class BodyLimits:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -94,7 +101,8 @@ class BodyLimits:
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             self._record(scope, f"{declared.decode('latin-1')[:20]} bytes declared", limit)
-            await _discard(receive)
+            if not _expects_continue(scope):  # else receiving would ask for the body (100)
+                await _discard(receive)
             response = JSONResponse({"error": _detail(limit, kind)}, status_code=413)
             response.headers["Connection"] = "close"
             await response(scope, receive, send)

@@ -171,6 +171,28 @@ async def test_a_200_mb_offer_is_refused_before_it_is_read(web: Web, chunked: bo
     assert event["detail"].startswith("POST /v1/realtime/calls: ")
 
 
+async def test_an_oversized_body_awaiting_100_continue_is_refused_at_once(web: Web) -> None:
+    """A client that declares too much and waits for ``100 Continue`` gets the 413 (in the error
+    shape) without a 100 first: it is never asked for the body it would then send."""
+    host, port = web.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"POST /v1/calls HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {KEY}\r\n"
+        "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+        "Content-Length: 99999999999\r\n\r\n"
+    )
+    writer.write(head.encode())
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)  # to the close (Connection: close)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+    assert b"100 Continue" not in answer
+    assert b"content-type: application/json" in answer.lower()
+    body = answer.partition(b"\r\n\r\n")[2]
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+
+
 async def test_each_kind_of_body_has_its_limit(tmp_path: Path) -> None:
     async with serve(tmp_path, max_json_bytes=4096, max_multipart_bytes=8192) as web:
         async with web.client() as c:
