@@ -98,12 +98,15 @@ async def _act(
 # -- probes -----------------------------------------------------------------------------
 
 
+# HEAD as GET, without the body (load balancers probe with either); not in the schema twice
+@probes.head("/healthz", include_in_schema=False)
 @probes.get("/healthz", tags=["probes"])
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
+@probes.head("/readyz", include_in_schema=False)
 @probes.get("/readyz", tags=["probes"], responses={503: {"description": "draining"}})
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: 503 while draining (load balancers stop sending new calls)."""

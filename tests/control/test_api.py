@@ -63,6 +63,10 @@ async def test_probes_and_the_openapi_document_are_open(control: Control) -> Non
         assert (await anon.get("/healthz")).json() == {"status": "ok"}
         ready = await anon.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        for path in ("/healthz", "/readyz"):  # load balancers' HEAD probes: as GET, no body
+            head = await anon.head(path)
+            assert head.status_code == 200 and head.content == b"", path
+            assert head.headers["content-type"] == "application/json"
         metrics = await anon.get("/metrics")
         assert metrics.status_code == 200
         assert "rtbridge_active_calls" in metrics.text

@@ -145,6 +145,7 @@ async def test_sigterm_drains_live_calls_then_exits(tmp_path: Path) -> None:
                     await asyncio.sleep(0.05)
             ready = await client.get("/readyz")
             assert ready.json()["draining"] is True
+            assert (await client.head("/readyz")).status_code == 503
             assert "rtbridge_draining 1.0" in (await client.get("/metrics")).text
             # new SIP traffic is refused with Retry-After
             rc, out = await sipp(tmp_path, sip_port, OPTIONS, "opt")
