@@ -176,7 +176,12 @@ async def _set_up(
     try:
         answer = await _answer(pc, media, offer_sdp, ice_hosts, clock.now)
     except BaseException as exc:
-        await pc.close()
+        # each clean-up step on its own: aiortc's close can itself fail on an offer it half
+        # took (a BUNDLE naming a missing mid), and the agent session and record must still end
+        try:
+            await pc.close()
+        except Exception:
+            log.warning("webrtc call %s: closing the refused peer connection failed", call_id)
         await agent.close()
         if isinstance(exc, CallSetupError):
             raise fail(exc.status, EndReason.BAD_OFFER, str(exc), exc.code) from exc

@@ -320,6 +320,23 @@ async def _read_offer(request: Request) -> tuple[str, dict[str, Any]] | JSONResp
     )
 
 
+#: m-lines an offer may carry: a browser sends two (audio, the data channel); each one costs
+#: aiortc a transceiver to parse and answer (800 bundled ones stalled every call ~1 s)
+MAX_MEDIA_LINES = 8
+
+
+def _unreasonable_offer(sdp: str, max_bytes: int) -> JSONResponse | None:
+    """An offer too large (a multipart ``sdp`` part is held to ``max_sdp_bytes`` too, as an
+    ``application/sdp`` body is) or with too many m-lines: 413 / 400 before aiortc sees it."""
+    if len(sdp.encode("utf-8", "replace")) > max_bytes:
+        msg = f"The SDP offer is larger than {max_bytes} bytes."
+        return _error(413, msg, "request_too_large", param="sdp")
+    if sdp.count("\nm=") + sdp.startswith("m=") > MAX_MEDIA_LINES:
+        msg = f"The SDP offer has more than {MAX_MEDIA_LINES} m-lines."
+        return _error(400, msg, "invalid_sdp", param="sdp")
+    return None
+
+
 def _offer_identity(sdp: str) -> tuple[str, str] | None:
     ufrag, fingerprint = _UFRAG.search(sdp), _FINGERPRINT.search(sdp)
     if ufrag is None or fingerprint is None:
@@ -352,6 +369,9 @@ async def create_call(request: Request) -> Response:
     if isinstance(offer, JSONResponse):
         return offer
     sdp, session = offer
+    unreasonable = _unreasonable_offer(sdp, request.app.state.settings.server.max_sdp_bytes)
+    if unreasonable is not None:
+        return unreasonable
     identity = _offer_identity(sdp)
     if identity is None:
         return _error(

@@ -1,0 +1,75 @@
+"""Offers a browser would never send are refused before they cost anything, and a refused
+offer leaves nothing behind: no call record setting up for ever, no upstream session open."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from bridge.webrtc.peer import ClientPeer
+from tests.webrtc.conftest import KEY, Bridge
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+async def _offer() -> str:
+    peer = ClientPeer()
+    try:
+        return await peer.offer()
+    finally:
+        await peer.close()
+
+
+async def _post_sdp(bridge: Bridge, sdp: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(
+            f"{bridge.url}/v1/realtime/calls",
+            content=sdp,
+            headers={**AUTH, "Content-Type": "application/sdp"},
+        )
+
+
+async def _nothing_left(bridge: Bridge) -> None:
+    async with asyncio.timeout(10):
+        while any(not s.closed for s in bridge.agent.sessions):
+            await asyncio.sleep(0.05)
+    assert not bridge.manager.calls
+    for record in bridge.store.list_calls():
+        assert record.state == "ended", record
+
+
+async def test_an_offer_bundling_a_missing_mid_is_refused_and_leaves_nothing(
+    bridge: Bridge,
+) -> None:
+    lines = (await _offer()).split("\r\n")
+    first, second = (i for i, line in enumerate(lines) if line.startswith("m="))
+    broken = "\r\n".join(lines[:first] + lines[second:])  # BUNDLE 0 1 with only mid 1 left
+    r = await _post_sdp(bridge, broken)
+    # before: 500, the record setting up for ever and the upstream session open
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_sdp"
+    await _nothing_left(bridge)
+
+
+async def test_an_offer_with_too_many_m_lines_is_refused_before_parsing(bridge: Bridge) -> None:
+    sdp = await _offer()
+    audio = sdp[sdp.index("m=audio") : sdp.index("m=application")]
+    r = await _post_sdp(bridge, sdp.replace(audio, audio * 9))
+    assert r.status_code == 400 and "m-lines" in r.json()["error"]["message"], r.text
+    assert not bridge.agent.sessions  # refused before the agent was asked
+    await _nothing_left(bridge)
+
+
+async def test_a_multipart_sdp_part_is_held_to_the_sdp_size_limit(bridge: Bridge) -> None:
+    sdp = await _offer()
+    padded = sdp + "a=x-pad:" + "p" * (70 * 1024) + "\r\n"  # under the multipart cap
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(
+            f"{bridge.url}/v1/realtime/calls",
+            headers=AUTH,
+            files={"sdp": (None, padded), "session": (None, "{}")},
+        )
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "request_too_large"
+    assert not bridge.agent.sessions
