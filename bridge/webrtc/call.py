@@ -51,6 +51,10 @@ __all__ = ["CHANNEL_LABEL", "WebRtcCall"]
 
 log = logging.getLogger(__name__)
 
+#: the largest client event taken from the data channel: the a=max-message-size aiortc puts
+#: in our answer (RFC 8841); a larger one is answered with an error event and dropped
+MAX_CLIENT_EVENT_BYTES = 262144
+
 CHANNEL_LABEL = "oai-events"
 #: Server events held until the data channel opens; client events waiting for the agent.
 _PENDING_MAX = 512
@@ -157,6 +161,12 @@ class WebRtcCall(CallScope):
             self._channel_send(text)
 
     def _on_channel_message(self, message: str | bytes) -> None:
+        if len(message) > MAX_CLIENT_EVENT_BYTES:  # over what our SDP told the browser
+            self.channel_in += 1
+            self._error_to_client(
+                f"client event larger than {MAX_CLIENT_EVENT_BYTES} bytes; dropped", "too_large"
+            )
+            return
         if isinstance(message, bytes):
             message = message.decode("utf-8", "replace")
         self.channel_in += 1

@@ -8,7 +8,7 @@ import asyncio
 import httpx
 
 from bridge.webrtc.peer import ClientPeer
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import KEY, Bridge, place_call
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
@@ -73,3 +73,31 @@ async def test_a_multipart_sdp_part_is_held_to_the_sdp_size_limit(bridge: Bridge
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "request_too_large"
     assert not bridge.agent.sessions
+
+
+async def test_a_client_event_over_the_advertised_size_is_refused_and_the_call_goes_on(
+    bridge: Bridge,
+) -> None:
+    peer = ClientPeer()
+    try:
+        await place_call(bridge, peer)
+        async with asyncio.timeout(15):
+            await peer.wait_event("session.created")
+        mark = len(peer.events)
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text"}]}
+        item["content"][0]["text"] = "x" * 300_000  # over the 256 KiB in our answer's SDP
+        sctp = peer.pc.sctp
+        assert sctp is not None
+        sctp._remote_max_message_size = 0  # a client that ignores our answer's limit
+        peer.send({"type": "conversation.item.create", "item": item})
+        async with asyncio.timeout(15):
+            error = await peer.wait_event("error", after=mark)
+        assert error["error"]["code"] == "too_large"
+        item["content"][0]["text"] = "Hello."
+        peer.send({"type": "conversation.item.create", "item": item})
+        async with asyncio.timeout(15):
+            await peer.wait_event("conversation.item.done", after=mark)  # the call goes on
+        # before: forwarded whole; only the small one reached the agent now
+        assert [text for s in bridge.agent.sessions for _, text in s.texts] == ["Hello."]
+    finally:
+        await peer.close()
