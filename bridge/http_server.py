@@ -118,13 +118,18 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             self._stop_head_timer()
             if not self._counted:
                 return  # refused: uvicorn never knew it
+            self._release()
+            super().connection_lost(exc)
+
+        def _release(self) -> None:
+            if not self._counted:
+                return
             self._counted = False
             limits.open_total -= 1
             if self._source is not None:
                 limits.per_source[self._source] -= 1
                 if limits.per_source[self._source] <= 0:
                     del limits.per_source[self._source]
-            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             if not self._counted:
@@ -136,6 +141,15 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
         def handle_websocket_upgrade(self, event: h11.Request) -> None:
             self._stop_head_timer()
             super().handle_websocket_upgrade(event)
+            ws = self.transport.get_protocol()
+            if ws is not self:  # the socket is the WebSocket protocol's now: so is its end
+                ended = ws.connection_lost
+
+                def connection_lost(exc: Exception | None) -> None:
+                    self._release()
+                    ended(exc)
+
+                ws.connection_lost = connection_lost  # type: ignore[method-assign]
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

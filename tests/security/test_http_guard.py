@@ -201,3 +201,32 @@ async def test_all_addresses_together_hold_at_most_the_total(server: Rtbridge) -
     assert len(refused) == 2 and all(a.startswith(b"HTTP/1.1 503") for a in refused), refused
     await asyncio.sleep(0.5)
     await _healthy(server)
+
+
+async def test_websocket_connections_give_their_place_back_when_they_close(
+    server: Rtbridge,
+) -> None:
+    """An upgraded connection is the WebSocket's; its end still frees its place (before: each
+    upgrade, even a refused one, held its count for ever, and 8 made the address 429 for
+    good, 40 the whole port 503)."""
+
+    def attempts() -> list[bytes]:
+        answers = []
+        for _ in range(12):  # more than the address's 8, more than the total's 40 / 4
+            s = _connect(server)
+            s.sendall(
+                b"GET /v1/realtime?call_id=x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            )
+            answers.append(_read_all(s, 5)[:12])
+            s.close()
+        return answers
+
+    for answer in await asyncio.to_thread(attempts):
+        assert answer.startswith(b"HTTP/1.1 4") and not answer.startswith(b"HTTP/1.1 429")
+    await asyncio.sleep(0.5)
+    again = await asyncio.to_thread(_connect, server)
+    again.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (await asyncio.to_thread(_read_all, again, 5)).startswith(b"HTTP/1.1 200")
+    again.close()
