@@ -56,6 +56,12 @@ AGENT_RATE: Final = 24000
 #: Every frame that leaves this path holds 20 ms.
 FRAME_MS: Final = 20
 _G711_RATE: Final = 8000
+#: The caller's audio may reach the agent at most this much faster than real time, after a
+#: burst of :data:`BURST_S` (a network stall's backlog): a caller that sends 120 ms packets
+#: every 4 ms (27 s of audio a second, billed by the upstream, nonsense to its turn detection)
+#: has the excess dropped and counted (``packets_over_rate``).
+OVER_RATE: Final = 1.25
+BURST_S: Final = 2.0
 
 #: One payload -> interleaved int16 PCM (an :meth:`~media.codecs.base.AudioCodec.decode`).
 Decode = Callable[[bytes], NDArray[np.int16]]
@@ -76,6 +82,7 @@ class CallerStats:
     frames_dropped_upstream: int = 0  # the agent's send queue was full (stalled upstream)
     frames_concealed: int = 0
     decode_errors: int = 0
+    packets_over_rate: int = 0  # dropped: the caller sent audio faster than real time
 
 
 class CallerPath:
@@ -114,6 +121,8 @@ class CallerPath:
             None if decode is None else Resampler(rate, AGENT_RATE, channels_in=channels)
         )
         self._reframer = Reframer(AGENT_RATE * FRAME_MS // 1000)
+        self._budget = BURST_S  # seconds of audio the caller may still send ahead
+        self._budget_at: float | None = None
 
     @classmethod
     def pass_through(
@@ -146,8 +155,22 @@ class CallerPath:
     # -- input ---------------------------------------------------------------------------
 
     def push(self, packet: RtpPacket, now: float) -> None:
-        """One caller packet of the call's audio codec, on arrival (``now``)."""
+        """One caller packet of the call's audio codec, on arrival (``now``); dropped while
+        the caller is over its rate (:data:`OVER_RATE`)."""
+        stats = self.stats
+        at = self._budget_at
+        budget = self._budget if at is None else self._budget + (now - at) * OVER_RATE
+        self._budget_at = now
+        if budget > BURST_S:
+            budget = BURST_S
+        if budget <= 0.0:
+            self._budget = budget
+            stats.packets_over_rate += 1
+            return
+        before = stats.frames_to_agent + stats.frames_dropped_upstream
         self._take(self.reorder.push(packet, now))
+        sent = stats.frames_to_agent + stats.frames_dropped_upstream - before
+        self._budget = budget - sent * (FRAME_MS / 1000)
 
     def expire(self, now: float) -> None:
         """The call's frame tick: a packet held for a whole frame period goes on (its

@@ -198,6 +198,7 @@ class Call(CallScope):
             "rtp_foreign_source": e.foreign_source,
             "rtp_probation": e.probation,
             "rtp_foreign_payload": m.foreign_payload,
+            "rtp_over_rate": m.packets_over_rate,
             "srtp_failed": e.srtp_failed,
             "frames_to_agent": m.frames_to_agent,
             "frames_dropped_upstream": m.frames_dropped_upstream,

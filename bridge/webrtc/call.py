@@ -194,6 +194,7 @@ class WebRtcCall(CallScope):
             "frames_in": m.frames_in,
             "frames_to_agent": m.frames_to_agent,
             "frames_dropped_upstream": m.frames_dropped_upstream,
+            "packets_over_rate": m.packets_over_rate,
             "packets_out": m.packets_out,
             "audio_packets_out": m.audio_packets_out,
             "packets_dropped_out": m.packets_dropped_out,

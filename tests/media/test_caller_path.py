@@ -223,3 +223,17 @@ def test_wrong_shapes_are_refused() -> None:
         CallerPath.pass_through(PlayoutEncoding.PCM16, Agent())
     with pytest.raises(ValueError):
         CallerPath(Agent(), PlayoutEncoding.PCMU, decode=g711.ulaw_decode)
+
+
+def test_a_caller_sending_faster_than_real_time_is_held_to_its_rate() -> None:
+    """120 ms packets every 4 ms (27 s of audio a second, each second billed by the upstream):
+    past a 2 s burst, the caller gets 1.25 x real time and the rest is dropped and counted."""
+    agent = Agent()
+    path = CallerPath.pass_through(PlayoutEncoding.PCMU, agent)
+    payload = g711.ulaw_encode(voiced_signal(0.12, rate=8000))  # 120 ms
+    for n, p in enumerate(packets([payload] * 1000, ticks=960)):
+        path.push(p, n * 0.004)  # 4 s of wall time
+    delivered_s = len(agent.frames) * 0.02
+    assert delivered_s <= 2.0 + 4.0 * 1.25 + 0.12  # before: 120 s of audio in 4 s
+    assert delivered_s >= 4.0 * 1.25  # the rate itself still gets through
+    assert path.stats.packets_over_rate > 900
