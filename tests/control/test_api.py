@@ -346,6 +346,7 @@ async def test_a_request_waiting_on_the_records_database_holds_up_no_other(
         ("bytes=abc", 200, b"0123456789"),  # malformed: ignored
         ("bytes=5-1", 200, b"0123456789"),
         ("0-1", 200, b"0123456789"),
+        ("bytes=2-3,100-200", 206, b"23"),  # 416 only when no range is satisfiable (§15.5.17)
     ],
 )
 async def test_recording_ranges_follow_rfc_9110(
