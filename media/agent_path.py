@@ -102,9 +102,9 @@ class AgentPath:
         self.last_frame: Frame | None = None
         #: The first tick's deadline: frame 0 of the schedule (legs stamp timestamps from it).
         self.started_at: float | None = None
-        #: Told the response id when its audio first overflows the playout buffer's bound
-        #: (once per response; the call logs it).
-        self.on_overflow: Callable[[str], None] | None = None
+        #: Told the response and item ids when a response's audio first overflows the
+        #: playout buffer's bound (once per response; the call stops the response there).
+        self.on_overflow: Callable[[str, str], None] | None = None
         self._overflowed: str | None = None
         self.muted = False
         self._resume_pending = False
@@ -146,7 +146,7 @@ class AgentPath:
         if stats.samples_overflow != overflow and self._overflowed != response_id:
             self._overflowed = response_id
             if self.on_overflow is not None:
-                self.on_overflow(response_id)
+                self.on_overflow(response_id, item_id)
         return queued
 
     def _push(self, response_id: str, item_id: str, audio: bytes) -> bool:

@@ -200,6 +200,8 @@ class PlaybackFinished:
     response_id: str
     at: float
     sent_ms: float
+    #: (item id, ms of it played) for each item of the response that had audio
+    items: tuple[tuple[str, float], ...] = ()
 
 
 PlaybackEvent = PlaybackStarted | PlaybackFinished
@@ -571,9 +573,13 @@ class PlayoutBuffer:
                 and resp.last_frame_deadline < deadline
             ):
                 resp.apply(_Ev.DRAINED)
+                ms = self.format.samples_to_ms
                 self.events.append(
                     PlaybackFinished(
-                        resp.response_id, deadline, self.format.samples_to_ms(resp.sent_samples)
+                        resp.response_id,
+                        deadline,
+                        ms(resp.sent_samples),
+                        tuple((i.item_id, ms(i.sent_samples)) for i in resp.items.values()),
                     )
                 )
                 self._close(resp)

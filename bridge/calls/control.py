@@ -239,6 +239,8 @@ class CallControl:
         self._deferred: deque[_Deferred] = deque()
         #: items already truncated or deleted (never twice), the most recent :data:`RECENT`
         self._truncated: OrderedDict[str, None] = OrderedDict()
+        #: responses whose audio met the playout bound: response id -> the item cut there
+        self._overflowed: OrderedDict[str, str] = OrderedDict()
         self._digits: list[str] = []
         self._digits_deadline: float | None = None
         self._dtmf_rate = TokenBucket(profile.dtmf.max_per_s, profile.dtmf.burst, self._clock.now())
@@ -394,6 +396,7 @@ class CallControl:
                 "event_id": _event_id(),
                 "response_id": event.response_id,
             }
+            self._truncate_overflowed(event)
         else:
             return
         self._emit(out)
@@ -401,6 +404,37 @@ class CallControl:
         if isinstance(event, PlaybackFinished):
             detail["sent_ms"] = round(event.sent_ms)
         self._log(out["type"], detail)
+
+    def on_audio_overflow(self, response_id: str, item_id: str) -> None:
+        """The response's audio met the playout bound (an answer longer than the buffer, or
+        an agent streaming without end): it is cancelled, and once what fit has played, the
+        item is truncated there, so the model's conversation holds what the caller heard."""
+        self._overflowed[response_id] = item_id
+        while len(self._overflowed) > RECENT:
+            self._overflowed.popitem(last=False)
+        if self.active_response == response_id:
+            self._send({"type": "response.cancel"})
+        self._log("agent_audio.overflow", {"response_id": response_id, "item_id": item_id})
+
+    def _truncate_overflowed(self, event: PlaybackFinished) -> None:
+        item_id = self._overflowed.pop(event.response_id, None)
+        if item_id is None or item_id in self._truncated:
+            return
+        played_ms = dict(event.items).get(item_id, 0.0)
+        self._settled(item_id)
+        if played_ms <= 0:
+            self._send({"type": "conversation.item.delete", "item_id": item_id})
+            self.stats.deletions += 1
+            return
+        self._send(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": int(played_ms),
+            }
+        )
+        self.stats.truncations += 1
 
     def barge_in(self, *, cancel: bool, started_at: float | None = None) -> ClearResult:
         """Stop playout before the next frame and make the conversation match what was heard

@@ -321,10 +321,10 @@ class CallScope:
         agent.tap = self.recording.agent_frames
         self.store.log_event(self.id, "recording.started", self.recording.status())
 
-    def _agent_audio_overflow(self, response_id: str) -> None:
+    def _agent_audio_overflow(self, response_id: str, item_id: str) -> None:
         """Agent audio came faster than it plays and met the playout bound: what did not fit
-        is dropped (counted in the call's stats, ``agent_audio_dropped_ms``); said once per
-        response."""
+        is dropped (counted in the call's stats, ``agent_audio_dropped_ms``), the response is
+        stopped and its item truncated where the caller's audio ends; once per response."""
         log.warning(
             "%s %s: agent audio of response %s past the %d s playout bound dropped",
             self.leg,
@@ -332,6 +332,7 @@ class CallScope:
             response_id,
             MAX_BUFFERED_S,
         )
+        self.control.on_audio_overflow(response_id, item_id)
 
     def speak_first(self) -> None:
         """What the agent says before anything else: the recording's consent announcement

@@ -478,3 +478,23 @@ def test_send_dtmf_tool_refuses_more_than_64_digits_and_sends_none() -> None:
     rig.agent({"type": "response.done", "response": {"id": "r"}})
     rig.function_call("send_dtmf", "c2", json.dumps({"digits": "#" * MAX_TOOL_DIGITS}))
     assert rig.media.dtmf == ["#" * MAX_TOOL_DIGITS]
+
+
+def test_an_answer_past_the_playout_bound_is_stopped_and_truncated_where_it_was_heard() -> None:
+    """An answer longer than the buffer holds (or an agent streaming without end): the
+    response is cancelled and, once what fit has played, its item is truncated there, so
+    the model does not believe the caller heard the part that was dropped."""
+    rig = Rig(downstream_delay_ms=0)
+    rig.media.playout = PlayoutBuffer(PlayoutFormat(PlayoutEncoding.PCMU, 8000), max_buffered_s=1.0)
+    rig.media.playout.start(rig.t)
+    rig.respond("r1", {"i1": 1500})  # 1.5 s: half a second past the bound
+    assert rig.media.playout.stats.samples_overflow == 8 * 500
+    rig.control.on_audio_overflow("r1", "i1")  # what AgentPath tells the call
+    assert types(rig.drain()) == ["response.cancel"]
+    rig.agent({"type": "response.done", "response": {"id": "r1", "status": "cancelled"}})
+    rig.media.playout.mark_done("r1")
+    rig.tick(60)
+    sent = rig.drain()
+    assert types(sent) == ["conversation.item.truncate"]
+    assert sent[0]["item_id"] == "i1" and sent[0]["audio_end_ms"] == rig.heard_ms["i1"] == 1000
+    assert ("agent_audio.overflow", {"response_id": "r1", "item_id": "i1"}) in rig.log

@@ -236,7 +236,7 @@ def test_an_agent_streaming_without_end_is_held_to_the_bound_and_keeps_playing()
     and counted, the overflow is told once per response, and the call's audio goes on."""
     path = AgentPath.pass_through(PlayoutEncoding.PCMU)
     told: list[str] = []
-    path.on_overflow = told.append
+    path.on_overflow = lambda rid, _iid: told.append(rid)
     wire = Wire(path)
     chunk = b"\x55" * 1_000_000
     assert path.push("r1", "i1", chunk)  # what fits is queued: True

@@ -72,7 +72,7 @@ def test_ten_minutes_paced_with_zero_drift() -> None:
     events = pb.take_events()
     assert events == [
         PlaybackStarted("resp", "item", start),
-        PlaybackFinished("resp", start + total_frames * 0.020, 600_000.0),
+        PlaybackFinished("resp", start + total_frames * 0.020, 600_000.0, (("item", 600_000.0),)),
     ]
     assert pb.stats.underruns == 0 and pb.stats.reanchors == 0
 
@@ -198,9 +198,9 @@ def test_started_and_finished_events() -> None:
     # r1's last 10 ms waited (not done) until mark_done; it went at 220 ms, r2 at 240 ms.
     events = pb.take_events()
     assert events == [
-        PlaybackFinished("r1", 12 * 0.020, 50.0),
+        PlaybackFinished("r1", 12 * 0.020, 50.0, (("a", 50.0),)),
         PlaybackStarted("r2", "b", 12 * 0.020),
-        PlaybackFinished("r2", 13 * 0.020, 20.0),
+        PlaybackFinished("r2", 13 * 0.020, 20.0, (("b", 20.0),)),
     ]
     assert pb.response_state("r1") is ResponseState.FINISHED
     assert pb.push("r1", "a", ramp_bytes(10)) is False
@@ -246,7 +246,7 @@ def test_accepts_empty_and_odd_input() -> None:
     assert pb.push("r", "a", b"\x00\x00" * 480) is True
     assert [f.audio_samples for f in pb.tick(0.020)] == [480]
     assert pb.tick(0.040)[0].is_silence
-    assert pb.take_events()[-1] == PlaybackFinished("r", 0.040, 481 / 24)
+    assert pb.take_events()[-1] == PlaybackFinished("r", 0.040, 481 / 24, (("a", 481 / 24),))
 
 
 def test_format_validation() -> None:
