@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: Largest frame accepted from an upstream (a long ``response.done`` or a big audio delta).
 MAX_FRAME = 16 * 1024 * 1024
+#: event names only rtbridge's translators make (a pass-through upstream's are refused)
+_INTERNAL = "rtbridge.upstream."
 _CLOSE = object()
 
 
@@ -487,11 +489,17 @@ class UpstreamSession:
         that is not JSON, a JSON array, an object without a string ``type``, a binary frame
         that is none of these) is counted (``stats.frames_malformed``), logged and skipped:
         one bad frame never ends a call."""
+        passthrough = self._translator.passthrough
         async for frame in self.frames():
             try:
                 event = wire.loads(frame)
             except ProtocolError as exc:
                 self._malformed(frame, exc)
+                continue
+            if passthrough and str(event["type"]).startswith(_INTERNAL):
+                # rtbridge's own signals (going away, resumption) come from its translators,
+                # never off the wire: a GA upstream sending them looped renewals
+                self._malformed(frame, ProtocolError(f"{event['type']} is rtbridge's own event"))
                 continue
             yield event
 

@@ -175,6 +175,37 @@ async def test_frames_that_are_no_realtime_event_are_skipped_and_the_session_goe
             assert event.item_id == "i1"
 
 
+async def test_a_ga_upstream_cannot_send_rtbridges_own_going_away() -> None:
+    """``rtbridge.upstream.*`` events are what rtbridge's translators make of a dialect's own
+    signals; a pass-through upstream sending one (a going-away after every answer looped
+    renewals) has it skipped: the session is never renewed."""
+
+    async def upstream(ws: ServerConnection) -> None:
+        async for msg in ws:
+            event = json.loads(msg)
+            if event["type"] == "session.update":
+                await ws.send(json.dumps({"type": "session.updated", "session": event["session"]}))
+                going = {"type": "rtbridge.upstream.going_away", "time_left_ms": 0}
+                for _ in range(3):
+                    await ws.send(json.dumps(going))
+                speech = {"type": "input_audio_buffer.speech_started", "item_id": "i1"}
+                await ws.send(json.dumps({**speech, "audio_start_ms": 10}))
+                await asyncio.sleep(1.0)
+                await ws.send(json.dumps({**speech, "item_id": "i2", "audio_start_ms": 20}))
+
+    async with run_ws_server(upstream) as (_, url):
+        session = AgentSession(_profile(url + "/v1/realtime"), preferred=AudioFormat.PCMU)
+        seen: list[object] = []
+        async with session:
+            async with asyncio.timeout(10):
+                async for event in session.events():
+                    seen.append(event)
+                    if isinstance(event, SpeechStarted) and event.item_id == "i2":
+                        break
+        assert not [e for e in seen if isinstance(e, SessionRenewed)]
+        assert session.renewals == 0
+
+
 async def test_a_malformed_session_updated_is_not_adopted_and_the_call_goes_on() -> None:
     """``session.updated`` whose audio is no object, before and after set-up: neither is
     adopted (the later one was, and call control crashed on it at the next speech_started);
