@@ -15,6 +15,7 @@ control plane.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -144,6 +145,19 @@ class ServerSettings(_Section):
     http_head_timeout_s: float = Field(default=10.0, gt=0)
     http_max_connections: int = Field(default=1000, ge=1)
     http_max_connections_per_source: int = Field(default=64, ge=1)
+    #: reverse proxies (and cluster nodes) by IP address: their X-Forwarded-For names the
+    #: client, and their connections count toward the total cap only
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, v: list[str]) -> list[str]:
+        for address in v:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
+        return v
 
     @field_validator("allowed_origins")
     @classmethod

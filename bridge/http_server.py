@@ -12,8 +12,9 @@ the answers took a server to 6 GB.) :func:`guarded_protocol` adds what uvicorn d
   (slowloris) no longer hold a file descriptor for ever; past the head, body limits and the
   routes' own deadlines apply, and an upgraded WebSocket is the application's;
 * **connection caps**: at most ``max_connections`` open at once, and at most
-  ``max_per_source`` from one address (127.0.0.1 and ::1, where a local reverse proxy and the
-  supervisor's own requests come from, are under the total cap only). A connection over a cap
+  ``max_per_source`` from one address (``exempt`` addresses, 127.0.0.1 and ::1 where a local
+  reverse proxy and the supervisor's own requests come from, and the ``trusted_proxies``
+  setting's, are under the total cap only). A connection over a cap
   is answered at once, ``503`` (total) or ``429`` (its address), in OpenAI's error shape, with
   ``Retry-After``, and closed. File descriptors stay for calls: before, idle connections used
   them up and phone calls failed to bind their RTP ports.
@@ -36,11 +37,13 @@ from uvicorn.server import ServerState
 
 from bridge.http_errors import error_body
 
-__all__ = ["ConnectionLimits", "guarded_protocol"]
+__all__ = ["LOCAL", "ConnectionLimits", "guarded_protocol"]
 
 #: the largest request head h11 takes (its default); a longer one is answered 400
 MAX_HEAD_BYTES = 16 * 1024
 RETRY_AFTER_S = 5
+#: under the total cap only: where a local reverse proxy and the supervisor connect from
+LOCAL = frozenset({"127.0.0.1", "::1"})
 
 
 @dataclass(slots=True)
@@ -48,15 +51,13 @@ class ConnectionLimits:
     head_timeout_s: float = 10.0
     max_connections: int = 1000
     max_per_source: int = 64
+    #: addresses under the total cap only (reverse proxies, cluster nodes)
+    exempt: frozenset[str] = LOCAL
     #: counters, shared by every connection of one server
     open_total: int = 0
     per_source: Counter[str] = field(default_factory=Counter)
     refused: int = 0
     timed_out: int = 0
-
-
-#: under the total cap only: where a local reverse proxy and the supervisor connect from
-_LOCAL = frozenset({"127.0.0.1", "::1"})
 
 
 def _refusal(status: int, reason: bytes, message: str, code: str) -> bytes:
@@ -98,7 +99,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             if limits.open_total >= limits.max_connections:
                 self._refuse(transport, _TOO_MANY)
                 return
-            if host not in _LOCAL:
+            if host not in limits.exempt:
                 if limits.per_source[host] >= limits.max_per_source:
                     self._refuse(transport, _PER_SOURCE)
                     return

@@ -33,7 +33,7 @@ from bridge.apikeys import resolve_server_key
 from bridge.app import create_app
 from bridge.config import Settings
 from bridge.errors import ConfigError
-from bridge.http_server import ConnectionLimits, guarded_protocol
+from bridge.http_server import LOCAL, ConnectionLimits, guarded_protocol
 from bridge.logs import setup_logging
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ async def _serve(
         head_timeout_s=srv.http_head_timeout_s,
         max_connections=srv.http_max_connections,
         max_per_source=srv.http_max_connections_per_source,
+        exempt=LOCAL | set(srv.trusted_proxies),
     )
     app.state.http_limits = limits
     config = uvicorn.Config(
@@ -111,6 +112,8 @@ async def _serve(
         host=host,
         port=port,
         http=guarded_protocol(limits),
+        # X-Forwarded-For is believed from these only (uvicorn's default: 127.0.0.1)
+        forwarded_allow_ips=sorted(LOCAL | set(srv.trusted_proxies)),
         log_level=srv.log_level,
         log_config=None,  # keep our handlers (and their secret filter)
         ws_max_size=16 * 1024 * 1024,

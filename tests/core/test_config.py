@@ -199,3 +199,10 @@ def test_a_profile_naming_another_dialect_without_its_url_is_refused(tmp_path: P
     refused = r"profiles\.grok\.upstream sets dialect 'xai' but no url"
     with pytest.raises(ConfigError, match=refused):
         load_settings(cfg, environ={})
+
+
+def test_trusted_proxies_are_ip_addresses() -> None:
+    settings = Settings.model_validate({"server": {"trusted_proxies": ["192.0.2.10", "::1"]}})
+    assert settings.server.trusted_proxies == ["192.0.2.10", "::1"]
+    with pytest.raises(ValidationError, match=r"'proxy\.example' is not an IP address"):
+        Settings.model_validate({"server": {"trusted_proxies": ["proxy.example"]}})

@@ -21,6 +21,7 @@ from tests.support.servers import free_port
 
 KEY = "rtb_guard_test_key"
 STRANGER = "127.0.0.2"  # another source to rtbridge; 127.0.0.1 is under the total cap only
+PROXY = "127.0.0.3"  # in trusted_proxies: under the total cap only
 
 
 @pytest.fixture
@@ -31,6 +32,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Rtbridge]:
         "RTBRIDGE_SERVER__HTTP_HEAD_TIMEOUT_S": "2.0",
         "RTBRIDGE_SERVER__HTTP_MAX_CONNECTIONS": "40",
         "RTBRIDGE_SERVER__HTTP_MAX_CONNECTIONS_PER_SOURCE": "8",
+        "RTBRIDGE_SERVER__TRUSTED_PROXIES": '["127.0.0.3"]',
         "XDG_DATA_HOME": str(tmp_path / "xdg"),
     }
     args = ("serve", "--http-port", str(free_port()), "--sip-port", str(free_port()))
@@ -168,6 +170,13 @@ async def test_one_address_holds_only_its_share_and_the_api_answers_meanwhile(
         assert b"retry-after: 5" in status.lower()
         assert orjson.loads(body)["error"]["code"] == "too_many_connections"
         await _healthy(server)  # from 127.0.0.1
+        proxied = [await asyncio.to_thread(_connect, server, PROXY) for _ in range(12)]
+        try:  # a trusted proxy counts toward the total only
+            proxied[-1].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await asyncio.to_thread(_read_all, proxied[-1], 5)).startswith(b"HTTP/1.1 200")
+        finally:
+            for s in proxied:
+                s.close()
         for s in idle:  # each ends at the head deadline: the share is free again
             assert await asyncio.to_thread(_read_all, s, 5) == b""
         again = await asyncio.to_thread(_connect, server)
