@@ -85,6 +85,12 @@ DTMF_DIGITS = frozenset("0123456789*#ABCD")
 MAX_TOOL_DIGITS: Final = 64
 #: How many recent barge-in latencies and truncated item ids a call keeps (bounded per call).
 RECENT = 16
+#: application tool calls a call may have waiting for the application's answer; past it, a
+#: call is answered at once with an error (an agent looping on tool calls grew memory and
+#: the per-tick timeout scan)
+MAX_PENDING_TOOL_CALLS: Final = 32
+#: responses whose function calls wait for the response's end; the oldest are forgotten past it
+MAX_OPEN_RESPONSES: Final = 64
 #: Events waiting for the agent session's writer. Call control decides a few per second; this
 #: many queued means the agent stopped reading (a reconnect waits at most its window).
 OUTBOX_MAX = 1024
@@ -364,7 +370,11 @@ class CallControl:
                 "arguments": args if isinstance(args, dict) else {},
             },
         )
-        self._calls.setdefault(event.response_id, []).append(event)
+        calls = self._calls.setdefault(event.response_id, [])
+        if len(calls) < MAX_PENDING_TOOL_CALLS:
+            calls.append(event)
+        while len(self._calls) > MAX_OPEN_RESPONSES:  # responses that never finished
+            del self._calls[next(iter(self._calls))]
 
     def _settled(self, item_id: str) -> None:
         self._truncated[item_id] = None
@@ -629,6 +639,13 @@ class CallControl:
         if not isinstance(args, dict):
             args = {}
         if name not in _TOOL_NAMES or not self.profile.telephony_tools:
+            if len(self._app_tools) >= MAX_PENDING_TOOL_CALLS:
+                self._log("tool.refused", {"call_id": call_id, "name": name})
+                self._tool_output(
+                    call_id,
+                    {"error": f"{MAX_PENDING_TOOL_CALLS} tool calls already wait for an answer."},
+                )
+                return
             self._app_tools[call_id] = self._now() + self.profile.tool_timeout_s
             return
         if name == "end_call":
@@ -672,14 +689,17 @@ class CallControl:
         del deadline
         if self._digits_deadline is not None and now >= self._digits_deadline:
             self._flush_digits()
-        for call_id, due in list(self._app_tools.items()):
-            if now >= due:
-                del self._app_tools[call_id]
-                self.stats.tool_timeouts += 1
-                self._log("tool.timeout", {"call_id": call_id})
-                self._tool_output(
-                    call_id, {"error": "The application did not answer this tool call in time."}
-                )
+        tools = self._app_tools  # in deadline order: one timeout, added in time order
+        while tools:
+            call_id, due = next(iter(tools.items()))
+            if now < due:
+                break
+            del tools[call_id]
+            self.stats.tool_timeouts += 1
+            self._log("tool.timeout", {"call_id": call_id})
+            self._tool_output(
+                call_id, {"error": "The application did not answer this tool call in time."}
+            )
         if self._after_playback is not None:
             if self.media.playing() or self.active_response is not None:
                 self._after_playback_at = None

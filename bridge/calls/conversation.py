@@ -107,6 +107,8 @@ class CallConversation:
                 item = self._item(iid or f"fc_{call_id}", "function_call")
                 item.call_id, item.name, item.arguments = call_id, name, args
                 self._names[call_id] = name
+                while len(self._names) > MAX_ITEMS:  # the oldest are no longer replayed
+                    del self._names[next(iter(self._names))]
             case _:
                 pass
 

@@ -17,6 +17,8 @@ from bridge.calls.agent_events import (
     parse_agent_event,
 )
 from bridge.calls.control import (
+    MAX_OPEN_RESPONSES,
+    MAX_PENDING_TOOL_CALLS,
     MAX_TOOL_DIGITS,
     OUTBOX_MAX,
     CallControl,
@@ -498,3 +500,34 @@ def test_an_answer_past_the_playout_bound_is_stopped_and_truncated_where_it_was_
     assert types(sent) == ["conversation.item.truncate"]
     assert sent[0]["item_id"] == "i1" and sent[0]["audio_end_ms"] == rig.heard_ms["i1"] == 1000
     assert ("agent_audio.overflow", {"response_id": "r1", "item_id": "i1"}) in rig.log
+
+
+def test_an_agent_looping_on_tool_calls_is_bounded() -> None:
+    """Tool calls for the application, made faster than it answers (an agent in a loop), wait
+    at most MAX_PENDING_TOOL_CALLS at a time: the rest are answered at once with an error;
+    function calls of responses that never finish are forgotten past MAX_OPEN_RESPONSES."""
+    rig = Rig(tool_timeout_s=5.0)
+    for n in range(MAX_PENDING_TOOL_CALLS + 8):
+        rig.function_call("lookup_order", f"c{n}")
+    sent = rig.drain()
+    refused = [e for e in sent if e["type"] == "conversation.item.create"]
+    assert len(refused) == 8  # answered at once, each with an error output
+    assert all("already wait" in e["item"]["output"] for e in refused)
+    assert len(rig.control._app_tools) == MAX_PENDING_TOOL_CALLS
+    rig.clock.advance(5.0)
+    rig.tick(1)
+    assert rig.control.stats.tool_timeouts == MAX_PENDING_TOOL_CALLS
+    assert not rig.control._app_tools
+    for n in range(MAX_OPEN_RESPONSES + 50):  # arguments done, the response never does
+        rig.agent({"type": "response.created", "response": {"id": f"open{n}"}})
+        rig.agent(
+            {
+                "type": "response.function_call_arguments.done",
+                "response_id": f"open{n}",
+                "item_id": f"item{n}",
+                "name": "lookup_order",
+                "call_id": f"open{n}",
+                "arguments": "{}",
+            }
+        )
+    assert len(rig.control._calls) == MAX_OPEN_RESPONSES
