@@ -118,6 +118,9 @@ async def realtime(ws: WebSocket) -> None:
         await attach(ws, call, audio=audio, subprotocol=proto)
         return
     model = params.get("model") or None
+    if bound is not None and isinstance(bound.get("model"), str) and bound["model"]:
+        # the model the key was minted for, not one the browser names (a dearer one)
+        model = bound["model"]
 
     upstream = UpstreamSession(ws.app.state.upstream_settings, model=model)
     try:

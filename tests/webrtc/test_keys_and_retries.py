@@ -161,6 +161,22 @@ async def test_browser_key_on_the_websocket_relay(bridge: Bridge) -> None:
             pass
 
 
+async def test_a_browser_key_opens_the_model_it_was_minted_for(bridge: Bridge) -> None:
+    """The relay's upstream session is opened for the key's model, whatever model the
+    browser's URL names (before: a browser could pick a dearer model than its backend)."""
+    secret = await _sdk(bridge, KEY).realtime.client_secrets.create(
+        session={"type": "realtime", "model": "gpt-realtime-mini"}
+    )
+    bridge.app_state.upstream_settings = bridge.settings.profiles["default"].upstream
+    url = bridge.url.replace("http://", "ws://") + "/v1/realtime?model=gpt-realtime-expensive"
+    protocols = [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{secret.value}")]
+    async with connect(url, subprotocols=protocols) as ws:
+        async with asyncio.timeout(10):
+            while json.loads(await ws.recv())["type"] != "session.created":
+                pass
+    assert bridge.agent.sessions[-1].query.get("model") == "gpt-realtime-mini"
+
+
 async def test_draining_refuses_new_calls_with_retry_after(bridge: Bridge) -> None:
     bridge.manager.draining = True
     peer = ClientPeer()
