@@ -430,21 +430,26 @@ class CallControl:
         item_id = self._overflowed.pop(event.response_id, None)
         if item_id is None or item_id in self._truncated:
             return
-        played_ms = dict(event.items).get(item_id, 0.0)
+        self._cut(item_id, int(dict(event.items).get(item_id, 0.0)))
+
+    def _cut(self, item_id: str, end_ms: int) -> bool:
+        """Make the conversation hold ``end_ms`` of the item's audio, what the caller heard:
+        truncate it there, or delete it when nothing was heard (False)."""
         self._settled(item_id)
-        if played_ms <= 0:
+        if end_ms <= 0:
             self._send({"type": "conversation.item.delete", "item_id": item_id})
             self.stats.deletions += 1
-            return
+            return False
         self._send(
             {
                 "type": "conversation.item.truncate",
                 "item_id": item_id,
                 "content_index": 0,
-                "audio_end_ms": int(played_ms),
+                "audio_end_ms": end_ms,
             }
         )
         self.stats.truncations += 1
+        return True
 
     def barge_in(self, *, cancel: bool, started_at: float | None = None) -> ClearResult:
         """Stop playout before the next frame and make the conversation match what was heard
@@ -457,22 +462,9 @@ class CallControl:
         for item in result.played:
             if item.item_id in self._truncated:
                 continue
-            self._settled(item.item_id)
             end_ms = max(0, item.audio_end_ms - delay)
-            if end_ms == 0:
-                self._send({"type": "conversation.item.delete", "item_id": item.item_id})
-                self.stats.deletions += 1
-                continue
-            self._send(
-                {
-                    "type": "conversation.item.truncate",
-                    "item_id": item.item_id,
-                    "content_index": 0,
-                    "audio_end_ms": end_ms,
-                }
-            )
-            truncated.append({"item_id": item.item_id, "audio_end_ms": end_ms})
-            self.stats.truncations += 1
+            if self._cut(item.item_id, end_ms):
+                truncated.append({"item_id": item.item_id, "audio_end_ms": end_ms})
         for item in result.unplayed:
             if item.item_id and item.item_id not in self._truncated:
                 self._settled(item.item_id)
