@@ -540,6 +540,11 @@ class PlayoutBuffer:
         """Samples that may still be pushed before the bound (``max_buffered_s``)."""
         return max(0, self._max_samples - self._queued // self._width)
 
+    @property
+    def overflow_ms(self) -> float:
+        """Audio dropped past the bound so far (``stats.samples_overflow``), in ms."""
+        return self.format.samples_to_ms(self.stats.samples_overflow)
+
     def overflowed(self, samples: int) -> None:
         """Count ``samples`` (at this buffer's rate) a caller dropped for want of :attr:`room`
         before pushing them (cut before resampling, so the work is never done)."""

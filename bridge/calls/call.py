@@ -207,9 +207,7 @@ class Call(CallScope):
             "late": r.late,
             "reordered": r.reordered,
             "playout_underruns": getattr(p, "underruns", 0),
-            "agent_audio_dropped_ms": round(
-                self.media.playout.format.samples_to_ms(p.samples_overflow)
-            ),
+            "agent_audio_dropped_ms": round(self.media.playout.overflow_ms),
             "jitter_ms": round(self.media.rx_stats.jitter_ms, 2),
             "rtcp_lost": self.media.rx_stats.lost,
             "rtt_ms": round(self.media.rtcp.rtt * 1000, 1) if self.media.rtcp.rtt else None,

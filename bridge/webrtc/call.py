@@ -199,9 +199,7 @@ class WebRtcCall(CallScope):
             "audio_packets_out": m.audio_packets_out,
             "packets_dropped_out": m.packets_dropped_out,
             "playout_underruns": p.underruns,
-            "agent_audio_dropped_ms": round(
-                self.media.playout.format.samples_to_ms(p.samples_overflow)
-            ),
+            "agent_audio_dropped_ms": round(self.media.playout.overflow_ms),
             "foreign_datagrams": self.media.source_guard.dropped,
             "channel_in": self.channel_in,
             "channel_out": self.channel_out,
