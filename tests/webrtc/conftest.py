@@ -96,16 +96,24 @@ async def bridge(
         await agent.stop()
 
 
+async def post_offer(
+    bridge: Bridge, offer: str, key: str = KEY, source: str | None = None
+) -> httpx.Response:
+    """``POST /v1/realtime/calls`` with ``offer`` as application/sdp, from ``source`` (an
+    address of 127.0.0.0/8; None: the default)."""
+    transport = None if source is None else httpx.AsyncHTTPTransport(local_address=source)
+    async with httpx.AsyncClient(timeout=30, transport=transport) as http:
+        return await http.post(
+            f"{bridge.url}/v1/realtime/calls",
+            content=offer,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/sdp"},
+        )
+
+
 async def place_call(bridge: Bridge, peer: ClientPeer) -> str:
     """Place a browser call from ``peer`` (``POST /v1/realtime/calls`` with the server key) and
     answer it; returns the call id from ``Location``."""
-    offer = await peer.offer()
-    async with httpx.AsyncClient(timeout=30) as http:
-        r = await http.post(
-            f"{bridge.url}/v1/realtime/calls",
-            content=offer,
-            headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-        )
+    r = await post_offer(bridge, await peer.offer())
     assert r.status_code == 201, r.text
     await peer.accept(r.text)
     return r.headers["location"].rsplit("/", 1)[-1]

@@ -14,7 +14,7 @@ import pytest
 
 from bridge.calls.end import EndReason
 from bridge.webrtc.peer import ClientPeer
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import KEY, Bridge, post_offer
 
 
 @pytest.fixture
@@ -31,13 +31,7 @@ async def _post(
     bridge: Bridge, offer: str, key: str = KEY, source: str = "127.0.0.2"
 ) -> httpx.Response:
     """From ``source``: 127.0.0.1 (a local reverse proxy) is under no per-address cap."""
-    transport = httpx.AsyncHTTPTransport(local_address=source)
-    async with httpx.AsyncClient(timeout=30, transport=transport) as http:
-        return await http.post(
-            f"{bridge.url}/v1/realtime/calls",
-            content=offer,
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/sdp"},
-        )
+    return await post_offer(bridge, offer, key, source)
 
 
 async def _mint(bridge: Bridge) -> str:

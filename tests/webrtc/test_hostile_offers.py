@@ -8,7 +8,7 @@ import asyncio
 import httpx
 
 from bridge.webrtc.peer import ClientPeer
-from tests.webrtc.conftest import KEY, Bridge, place_call
+from tests.webrtc.conftest import KEY, Bridge, place_call, post_offer
 
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
@@ -19,15 +19,6 @@ async def _offer() -> str:
         return await peer.offer()
     finally:
         await peer.close()
-
-
-async def _post_sdp(bridge: Bridge, sdp: str) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=30) as http:
-        return await http.post(
-            f"{bridge.url}/v1/realtime/calls",
-            content=sdp,
-            headers={**AUTH, "Content-Type": "application/sdp"},
-        )
 
 
 async def _nothing_left(bridge: Bridge) -> None:
@@ -45,7 +36,7 @@ async def test_an_offer_bundling_a_missing_mid_is_refused_and_leaves_nothing(
     lines = (await _offer()).split("\r\n")
     first, second = (i for i, line in enumerate(lines) if line.startswith("m="))
     broken = "\r\n".join(lines[:first] + lines[second:])  # BUNDLE 0 1 with only mid 1 left
-    r = await _post_sdp(bridge, broken)
+    r = await post_offer(bridge, broken)
     # before: 500, the record setting up for ever and the upstream session open
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "invalid_sdp"
@@ -55,7 +46,7 @@ async def test_an_offer_bundling_a_missing_mid_is_refused_and_leaves_nothing(
 async def test_an_offer_with_too_many_m_lines_is_refused_before_parsing(bridge: Bridge) -> None:
     sdp = await _offer()
     audio = sdp[sdp.index("m=audio") : sdp.index("m=application")]
-    r = await _post_sdp(bridge, sdp.replace(audio, audio * 9))
+    r = await post_offer(bridge, sdp.replace(audio, audio * 9))
     assert r.status_code == 400 and "m-lines" in r.json()["error"]["message"], r.text
     assert not bridge.agent.sessions  # refused before the agent was asked
     await _nothing_left(bridge)

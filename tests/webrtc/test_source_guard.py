@@ -9,10 +9,8 @@ import contextlib
 import re
 import socket
 
-import httpx
-
 from bridge.webrtc.peer import ClientPeer
-from tests.webrtc.conftest import KEY, Bridge
+from tests.webrtc.conftest import Bridge, post_offer
 
 #: DTLS 1.2, epoch 0, an alert record: fatal (2) handshake_failure (40)
 ALERT = b"\x15\xfe\xfd\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x02\x28"
@@ -25,13 +23,7 @@ async def test_a_stranger_spraying_dtls_alerts_cannot_kill_the_handshake(bridge:
     peer = ClientPeer()
     spraying = True
     try:
-        offer = await peer.offer()
-        async with httpx.AsyncClient(timeout=30) as http:
-            r = await http.post(
-                f"{bridge.url}/v1/realtime/calls",
-                content=offer,
-                headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/sdp"},
-            )
+        r = await post_offer(bridge, await peer.offer())
         assert r.status_code == 201, r.text
         port_match = re.search(r"m=audio (\d+)", r.text)
         assert port_match is not None
