@@ -200,7 +200,7 @@ class WebRtcCall(CallScope):
             "packets_dropped_out": m.packets_dropped_out,
             "playout_underruns": p.underruns,
             "agent_audio_dropped_ms": round(self.media.playout.overflow_ms),
-            "foreign_datagrams": self.media.source_guard.dropped,
+            "foreign_datagrams": self.media.foreign.dropped,
             "channel_in": self.channel_in,
             "channel_out": self.channel_out,
             "channel_pending_dropped": self.pending_dropped,

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
-__all__ = ["SourceGuard", "gather_on_hosts", "guard_sources"]
+__all__ = ["ForeignDatagrams", "gather_on_hosts", "guard_sources"]
 
 
 def _ice_connections(pc: RTCPeerConnection) -> list[Any]:
@@ -68,17 +68,17 @@ async def gather_on_hosts(pc: RTCPeerConnection, hosts: Sequence[str]) -> None:
 
 
 @dataclass(slots=True)
-class SourceGuard:
+class ForeignDatagrams:
     """What :func:`guard_sources` dropped: datagrams from addresses ICE never vouched for."""
 
     dropped: int = 0
 
 
-def guard_sources(pc: RTCPeerConnection) -> SourceGuard:
+def guard_sources(pc: RTCPeerConnection) -> ForeignDatagrams:
     """Take DTLS and SRTP (anything not STUN, RFC 7983) on ``pc``'s sockets only from the
     remote addresses of each ICE connection's check list (call it after
     ``setLocalDescription``, when the sockets exist)."""
-    guard = SourceGuard()
+    guard = ForeignDatagrams()
     for conn in _ice_connections(pc):
         for attr in ("_protocols", "_check_list"):
             if not hasattr(conn, attr):
@@ -89,7 +89,7 @@ def guard_sources(pc: RTCPeerConnection) -> SourceGuard:
 
 
 def _guarded(
-    conn: Any, received: Callable[[bytes, tuple[Any, ...]], None], guard: SourceGuard
+    conn: Any, received: Callable[[bytes, tuple[Any, ...]], None], guard: ForeignDatagrams
 ) -> Callable[[bytes, tuple[Any, ...]], None]:
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if data and data[0] > 3:  # not STUN: DTLS (20-63) or SRTP/SRTCP (128-191)

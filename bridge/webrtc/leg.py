@@ -222,7 +222,7 @@ async def _answer(
     pc.addTrack(media.track)
     await gather_on_hosts(pc, hosts)
     await pc.setLocalDescription(await pc.createAnswer())
-    media.source_guard = guard_sources(pc)
+    media.foreign = guard_sources(pc)
     desc = pc.localDescription
     assert desc is not None
     if "opus/48000" not in desc.sdp.lower():

@@ -36,7 +36,7 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from numpy.typing import NDArray
 
-from bridge.webrtc.ice import SourceGuard
+from bridge.webrtc.ice import ForeignDatagrams
 from media.agent_path import AgentPath
 from media.caller_path import AGENT_RATE, FRAME_MS, CallerPath, CallerStats
 from media.codecs._pyav import PyAVDecoder, PyAVEncoder
@@ -119,7 +119,7 @@ class WebRtcMedia:
         self.track = track
         self.stats = MediaStats()
         #: datagrams from addresses ICE never vouched for (set once the sockets exist)
-        self.source_guard = SourceGuard()
+        self.foreign = ForeignDatagrams()
         # browser -> agent: Opus decoded as 48 kHz stereo (RFC 7587), then to PCM16 24 kHz
         decoder = PyAVDecoder("libopus", OPUS_CLOCK, 2)
         self.caller = CallerPath.transcoding(
